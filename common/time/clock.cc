@@ -41,10 +41,8 @@ absl::Duration SimulatedClock::MonotonicNow() {
 void SimulatedClock::SleepFor(absl::Duration d) {
   absl::Mutex local;
   absl::MutexLock lock(&local);
-  struct False {
-    static bool Eval() { return false; }
-  };
-  AwaitWithTimeout(&local, absl::Condition(&False::Eval), d);
+  bool never = false;
+  AwaitWithTimeout(&local, absl::Condition(&never), d);
 }
 
 bool SimulatedClock::AwaitWithTimeout(absl::Mutex* mu,
