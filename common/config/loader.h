@@ -18,9 +18,9 @@
 #ifndef FLEETCANARY_COMMON_CONFIG_LOADER_H_
 #define FLEETCANARY_COMMON_CONFIG_LOADER_H_
 
-#include <string>
-
 #include <google/protobuf/message.h>
+
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,7 +30,8 @@ namespace fleetcanary {
 
 // Parses `yaml` into `msg` (cleared first) and validates it. `source_name`
 // (usually the file path) prefixes every error:
-//   "fleet.yaml:12:7: schedules[0].rate_per_second: 5000 is above the maximum 1000"
+//   "fleet.yaml:12:7: schedules[0].rate_per_second: 5000 is above the maximum
+//   1000"
 absl::Status ParseYamlToMessage(absl::string_view yaml,
                                 absl::string_view source_name,
                                 google::protobuf::Message* msg);

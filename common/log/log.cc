@@ -30,7 +30,8 @@ spdlog::logger& Logger() {
   static spdlog::logger* const logger = [] {
     auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     auto* l = new spdlog::logger("fleetcanary", sink);
-    l->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ level=%l %v", spdlog::pattern_time_type::utc);
+    l->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ level=%l %v",
+                   spdlog::pattern_time_type::utc);
     l->set_level(spdlog::level::info);
     if (const char* env = std::getenv("FLEETCANARY_LOG_LEVEL")) {
       l->set_level(spdlog::level::from_str(env));

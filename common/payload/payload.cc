@@ -78,8 +78,8 @@ void PayloadVerifier::Update(absl::string_view data) {
   const unsigned char* p = reinterpret_cast<const unsigned char*>(data.data());
   size_t n = data.size();
   // Only the bytes inside the declared length are compared.
-  size_t in_range = static_cast<size_t>(
-      std::min<uint64_t>(n, expected_size_ > received_ ? expected_size_ - received_ : 0));
+  size_t in_range = static_cast<size_t>(std::min<uint64_t>(
+      n, expected_size_ > received_ ? expected_size_ - received_ : 0));
   unsigned char word[8];
   size_t i = 0;
   while (i < in_range) {

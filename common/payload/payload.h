@@ -47,8 +47,8 @@ class PayloadVerifier {
     kOk,         // Every byte right and exactly `expected_size` of them.
     kPending,    // Right so far; Finish() not called yet.
     kWrongByte,  // A byte differs at first_bad_offset().
-    kShort,      // Finish() before expected_size bytes (first_bad_offset = end).
-    kExtra,      // More than expected_size bytes (first_bad_offset = expected).
+    kShort,  // Finish() before expected_size bytes (first_bad_offset = end).
+    kExtra,  // More than expected_size bytes (first_bad_offset = expected).
   };
 
   PayloadVerifier(uint64_t seed, uint64_t expected_size);

@@ -9,10 +9,10 @@
 #include "absl/status/statusor.h"
 
 // Returns early with the status of `expr` when it is not OK.
-#define FC_RETURN_IF_ERROR(expr)                  \
-  do {                                            \
-    const ::absl::Status fc_status_ = (expr);     \
-    if (!fc_status_.ok()) return fc_status_;      \
+#define FC_RETURN_IF_ERROR(expr)              \
+  do {                                        \
+    const ::absl::Status fc_status_ = (expr); \
+    if (!fc_status_.ok()) return fc_status_;  \
   } while (0)
 
 #define FC_STATUS_CONCAT_INNER_(a, b) a##b

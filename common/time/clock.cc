@@ -12,7 +12,8 @@ class RealClock : public Clock {
  public:
   absl::Time Now() override { return absl::Now(); }
   absl::Duration MonotonicNow() override {
-    return absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+    return absl::FromChrono(
+        std::chrono::steady_clock::now().time_since_epoch());
   }
   void SleepFor(absl::Duration d) override { absl::SleepFor(d); }
   bool AwaitWithTimeout(absl::Mutex* mu, const absl::Condition& cond,
@@ -56,7 +57,9 @@ bool SimulatedClock::AwaitWithTimeout(absl::Mutex* mu,
     int64_t deadline;
   } args{&cond, &elapsed_ns_, deadline};
   const absl::Condition done(
-      +[](Args* a) { return a->cond->Eval() || a->elapsed->load() >= a->deadline; },
+      +[](Args* a) {
+        return a->cond->Eval() || a->elapsed->load() >= a->deadline;
+      },
       &args);
   {
     absl::MutexLock lock(&mu_);

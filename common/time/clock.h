@@ -43,7 +43,8 @@ class Clock {
 // Example:
 //   SimulatedClock clock(absl::FromUnixSeconds(1706745600));
 //   Component c(&clock);
-//   clock.AdvanceTime(absl::Seconds(60));  // c sees one minute pass, instantly.
+//   clock.AdvanceTime(absl::Seconds(60));  // c sees one minute pass,
+//   instantly.
 class SimulatedClock : public Clock {
  public:
   explicit SimulatedClock(absl::Time start = absl::UnixEpoch());

@@ -19,11 +19,11 @@ struct Unit {
 
 // Longest suffixes first so "Ki" wins over "K".
 constexpr Unit kUnits[] = {
-    {"KiB", 1ULL << 10}, {"MiB", 1ULL << 20}, {"GiB", 1ULL << 30},
-    {"TiB", 1ULL << 40}, {"Ki", 1ULL << 10},  {"Mi", 1ULL << 20},
-    {"Gi", 1ULL << 30},  {"Ti", 1ULL << 40},  {"KB", 1000ULL},
-    {"MB", 1000000ULL},  {"GB", 1000000000ULL}, {"TB", 1000000000000ULL},
-    {"K", 1000ULL},      {"M", 1000000ULL},   {"G", 1000000000ULL},
+    {"KiB", 1ULL << 10},     {"MiB", 1ULL << 20},   {"GiB", 1ULL << 30},
+    {"TiB", 1ULL << 40},     {"Ki", 1ULL << 10},    {"Mi", 1ULL << 20},
+    {"Gi", 1ULL << 30},      {"Ti", 1ULL << 40},    {"KB", 1000ULL},
+    {"MB", 1000000ULL},      {"GB", 1000000000ULL}, {"TB", 1000000000000ULL},
+    {"K", 1000ULL},          {"M", 1000000ULL},     {"G", 1000000000ULL},
     {"T", 1000000000000ULL}, {"B", 1ULL},
 };
 
@@ -57,7 +57,8 @@ absl::StatusOr<uint64_t> ParseBytes(absl::string_view text) {
     return whole * multiplier;
   }
   double value = 0;
-  if (multiplier == 1 || !absl::SimpleAtod(s, &value) || !std::isfinite(value)) {
+  if (multiplier == 1 || !absl::SimpleAtod(s, &value) ||
+      !std::isfinite(value)) {
     return BadBytes(text, "not a number");
   }
   double bytes = value * static_cast<double>(multiplier);
@@ -70,7 +71,8 @@ absl::StatusOr<uint64_t> ParseBytes(absl::string_view text) {
 
 absl::StatusOr<std::vector<uint64_t>> ParseBytesList(absl::string_view text) {
   std::vector<uint64_t> out;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+  for (absl::string_view part :
+       absl::StrSplit(text, ',', absl::SkipWhitespace())) {
     absl::StatusOr<uint64_t> bytes = ParseBytes(part);
     if (!bytes.ok()) return bytes.status();
     out.push_back(*bytes);
@@ -110,9 +112,9 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text) {
   }
   ok = absl::ParseDuration(s, &d);
   if (!ok || d == absl::InfiniteDuration() || d < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid duration \"", text,
-        "\" (examples: 250ms, 30s, 1m30s, 2h, 1d; must be >= 0)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid duration \"", text,
+                     "\" (examples: 250ms, 30s, 1m30s, 2h, 1d; must be >= 0)"));
   }
   return days + d;
 }
