@@ -1,0 +1,210 @@
+// Store held in plain C++ containers; same semantics as the SQLite store.
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "controller/store/store.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+int64_t Micros(const google::protobuf::Timestamp& ts) {
+  return TimeUtil::TimestampToMicroseconds(ts);
+}
+
+class MemoryStore : public Store {
+ public:
+  absl::Status Commit(const WriteBatch& batch, CommitResult* result) override {
+    absl::MutexLock lock(&mu_);
+    if (result) result->platform_previous.clear();
+    for (const AgentRecord& a : batch.agents) agents_[a.agent_id] = a;
+    for (const StreamMinute& m : batch.minutes) {
+      minutes_[{m.key, m.minute}].Merge(m.stats);
+      totals_[m.key].Merge(m.stats);
+    }
+    for (const v1::Outcome& o : batch.failures) {
+      failures_.emplace(std::make_pair(Micros(o.start_time()), next_id_++), o);
+    }
+    for (const v1::PlatformMetricSample& s : batch.platform_samples) {
+      auto key =
+          std::make_tuple(Micros(s.period_start()), s.region(), s.target(),
+                          static_cast<int>(s.mode()), s.metric(), s.stat());
+      auto it = platform_.find(key);
+      if (result) {
+        result->platform_previous.push_back(
+            it == platform_.end() ? 0.0 : it->second.value());
+      }
+      platform_[key] = s;
+    }
+    for (const auto& [name, delta] : batch.counter_deltas) {
+      counters_[name] += delta;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<AgentRecord>> LoadAgents() override {
+    absl::MutexLock lock(&mu_);
+    std::vector<AgentRecord> out;
+    for (const auto& [id, a] : agents_) out.push_back(a);
+    return out;
+  }
+
+  absl::StatusOr<std::vector<StreamTotal>> LoadStreamTotals() override {
+    absl::MutexLock lock(&mu_);
+    std::vector<StreamTotal> out;
+    for (const auto& [key, stats] : totals_) out.push_back({key, stats});
+    return out;
+  }
+
+  absl::StatusOr<std::map<std::string, double>> LoadCounters() override {
+    absl::MutexLock lock(&mu_);
+    return counters_;
+  }
+
+  absl::StatusOr<std::vector<StreamMinute>> QueryStreamMinutes(
+      int64_t from_minute, int64_t to_minute) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<StreamMinute> out;
+    for (const auto& [k, stats] : minutes_) {
+      if (k.second >= from_minute && k.second < to_minute) {
+        out.push_back({k.first, k.second, stats});
+      }
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<v1::Outcome>> QueryFailures(
+      absl::Time since, size_t limit) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::Outcome> out;
+    for (auto it = failures_.lower_bound({absl::ToUnixMicros(since), 0});
+         it != failures_.end() && out.size() < limit; ++it) {
+      out.push_back(it->second);
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<v1::PlatformMetricSample>> QueryPlatformSamples(
+      absl::Time from, absl::Time to) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::PlatformMetricSample> out;
+    for (const auto& [key, s] : platform_) {
+      const int64_t t = std::get<0>(key);
+      if (t >= absl::ToUnixMicros(from) && t < absl::ToUnixMicros(to)) {
+        out.push_back(s);
+      }
+    }
+    return out;
+  }
+
+  absl::StatusOr<v1::FleetConfig> LoadFleet() override {
+    absl::MutexLock lock(&mu_);
+    v1::FleetConfig fleet;
+    for (const auto& [name, t] : targets_) *fleet.add_targets() = t;
+    for (const auto& [id, s] : schedules_) *fleet.add_schedules() = s;
+    return fleet;
+  }
+
+  absl::Status SaveFleet(const std::vector<v1::Target>& put_targets,
+                         const std::vector<v1::Schedule>& put_schedules,
+                         const std::vector<std::string>& delete_ids) override {
+    absl::MutexLock lock(&mu_);
+    for (const v1::Target& t : put_targets) targets_[t.name()] = t;
+    for (const v1::Schedule& s : put_schedules) schedules_[s.id()] = s;
+    for (const std::string& id : delete_ids) schedules_.erase(id);
+    return absl::OkStatus();
+  }
+
+  absl::Status AppendVerdict(const v1::Verdict& verdict) override {
+    absl::MutexLock lock(&mu_);
+    verdicts_.emplace(std::make_pair(Micros(verdict.updated()), next_id_++),
+                      verdict);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<v1::Verdict>> ListVerdicts(absl::Time since,
+                                                        size_t limit) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::Verdict> out;
+    for (auto it = verdicts_.lower_bound({absl::ToUnixMicros(since), 0});
+         it != verdicts_.end() && out.size() < limit; ++it) {
+      out.push_back(it->second);
+    }
+    return out;
+  }
+
+  absl::StatusOr<PruneResult> Prune(
+      absl::Time now, const RetentionOptions& retention) override {
+    absl::MutexLock lock(&mu_);
+    PruneResult result;
+    const int64_t raw_cutoff =
+        absl::ToUnixMicros(now - retention.raw_retention);
+    const int64_t agg_cutoff =
+        absl::ToUnixMicros(now - retention.aggregate_retention);
+    const int64_t minute_cutoff = MinuteOf(now - retention.aggregate_retention);
+    result.failures_deleted = EraseBefore(&failures_, raw_cutoff);
+    result.verdicts_deleted = EraseBefore(&verdicts_, raw_cutoff);
+    for (auto it = minutes_.begin(); it != minutes_.end();) {
+      if (it->first.second < minute_cutoff) {
+        it = minutes_.erase(it);
+        ++result.minutes_deleted;
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = platform_.begin(); it != platform_.end();) {
+      if (std::get<0>(it->first) < agg_cutoff) {
+        it = platform_.erase(it);
+        ++result.platform_samples_deleted;
+      } else {
+        ++it;
+      }
+    }
+    return result;
+  }
+
+ private:
+  template <typename V>
+  static int64_t EraseBefore(std::map<std::pair<int64_t, int64_t>, V>* m,
+                             int64_t cutoff) {
+    auto end = m->lower_bound({cutoff, 0});
+    const int64_t n = std::distance(m->begin(), end);
+    m->erase(m->begin(), end);
+    return n;
+  }
+
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, AgentRecord> agents_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<StreamKey, int64_t>, StreamStats> minutes_
+      ABSL_GUARDED_BY(mu_);
+  std::map<StreamKey, StreamStats> totals_ ABSL_GUARDED_BY(mu_);
+  // Keyed by (start micros, insertion id).
+  std::map<std::pair<int64_t, int64_t>, v1::Outcome> failures_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::tuple<int64_t, std::string, std::string, int, std::string,
+                      std::string>,
+           v1::PlatformMetricSample>
+      platform_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::Target> targets_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::Schedule> schedules_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<int64_t, int64_t>, v1::Verdict> verdicts_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, double> counters_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+std::unique_ptr<Store> CreateMemoryStore() {
+  return std::make_unique<MemoryStore>();
+}
+
+}  // namespace controller
+}  // namespace fleetcanary

@@ -1,0 +1,689 @@
+// SQLite implementation of Store. One connection, serialized by a mutex; WAL
+// journal with synchronous=NORMAL. Per-minute and total stream aggregates
+// store their counters as packed little-endian uint64 vectors, added in SQL by
+// the application-defined function u64add(old, new) inside an UPSERT, so a
+// commit is one statement per touched row whatever the number of outcomes.
+#include <sqlite3.h>
+
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status/status_util.h"
+#include "controller/store/store.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+// Schema migrations; migration i brings user_version from i to i+1.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE targets(name TEXT PRIMARY KEY, spec BLOB NOT NULL);
+CREATE TABLE schedules(id TEXT PRIMARY KEY, spec BLOB NOT NULL);
+CREATE TABLE agents(
+  agent_id TEXT PRIMARY KEY,
+  region TEXT NOT NULL,
+  applied_sequence INTEGER NOT NULL,
+  dropped_total INTEGER NOT NULL,
+  last_seen_us INTEGER NOT NULL);
+CREATE TABLE stream_minutes(
+  region TEXT NOT NULL, target TEXT NOT NULL, mode INTEGER NOT NULL,
+  size_bytes INTEGER NOT NULL, adhoc INTEGER NOT NULL, minute INTEGER NOT NULL,
+  probes INTEGER NOT NULL, counts BLOB NOT NULL,
+  ttfb_sum REAL NOT NULL, ttfb_buckets BLOB NOT NULL,
+  duration_sum REAL NOT NULL, duration_buckets BLOB NOT NULL,
+  received_bytes INTEGER NOT NULL,
+  PRIMARY KEY(region, target, mode, size_bytes, adhoc, minute)) WITHOUT ROWID;
+CREATE INDEX stream_minutes_by_minute ON stream_minutes(minute);
+CREATE TABLE stream_totals(
+  region TEXT NOT NULL, target TEXT NOT NULL, mode INTEGER NOT NULL,
+  size_bytes INTEGER NOT NULL, adhoc INTEGER NOT NULL,
+  probes INTEGER NOT NULL, counts BLOB NOT NULL,
+  ttfb_sum REAL NOT NULL, ttfb_buckets BLOB NOT NULL,
+  duration_sum REAL NOT NULL, duration_buckets BLOB NOT NULL,
+  received_bytes INTEGER NOT NULL,
+  PRIMARY KEY(region, target, mode, size_bytes, adhoc)) WITHOUT ROWID;
+CREATE TABLE raw_failures(
+  id INTEGER PRIMARY KEY,
+  agent_id TEXT NOT NULL, sequence INTEGER NOT NULL,
+  region TEXT NOT NULL, target TEXT NOT NULL, mode INTEGER NOT NULL,
+  size_bytes INTEGER NOT NULL, start_us INTEGER NOT NULL,
+  outcome_class INTEGER NOT NULL, status INTEGER NOT NULL,
+  platform_request_id TEXT NOT NULL, probe_id TEXT NOT NULL,
+  outcome BLOB NOT NULL);
+CREATE INDEX raw_failures_by_start ON raw_failures(start_us);
+CREATE TABLE platform_samples(
+  region TEXT NOT NULL, target TEXT NOT NULL, mode INTEGER NOT NULL,
+  metric TEXT NOT NULL, stat TEXT NOT NULL, period_start_us INTEGER NOT NULL,
+  value REAL NOT NULL, sample BLOB NOT NULL,
+  PRIMARY KEY(region, target, mode, metric, stat, period_start_us));
+CREATE INDEX platform_samples_by_start ON platform_samples(period_start_us);
+CREATE TABLE verdicts(
+  id INTEGER PRIMARY KEY, updated_us INTEGER NOT NULL, kind INTEGER NOT NULL,
+  region TEXT NOT NULL, target TEXT NOT NULL, mode INTEGER NOT NULL,
+  size_class TEXT NOT NULL, state INTEGER NOT NULL, verdict BLOB NOT NULL);
+CREATE INDEX verdicts_by_updated ON verdicts(updated_us);
+CREATE TABLE counters(name TEXT PRIMARY KEY, value REAL NOT NULL);
+)sql",
+};
+constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+std::string PackU64(const uint64_t* v, size_t n) {
+  std::string out(n * 8, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    for (int b = 0; b < 8; ++b)
+      out[i * 8 + b] = static_cast<char>(v[i] >> (8 * b));
+  }
+  return out;
+}
+
+std::vector<uint64_t> UnpackU64(const void* data, int bytes) {
+  std::vector<uint64_t> out(bytes / 8);
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < out.size(); ++i) {
+    uint64_t v = 0;
+    for (int b = 7; b >= 0; --b) v = (v << 8) | p[i * 8 + b];
+    out[i] = v;
+  }
+  return out;
+}
+
+// u64add(a, b): element-wise sum of two packed vectors (length = longer one).
+void U64AddFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  std::vector<uint64_t> a =
+      UnpackU64(sqlite3_value_blob(argv[0]), sqlite3_value_bytes(argv[0]));
+  std::vector<uint64_t> b =
+      UnpackU64(sqlite3_value_blob(argv[1]), sqlite3_value_bytes(argv[1]));
+  if (a.size() < b.size()) a.resize(b.size());
+  for (size_t i = 0; i < b.size(); ++i) a[i] += b[i];
+  std::string packed = PackU64(a.data(), a.size());
+  sqlite3_result_blob(ctx, packed.data(), packed.size(), SQLITE_TRANSIENT);
+}
+
+int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
+int64_t ToMicros(const google::protobuf::Timestamp& ts) {
+  return ts.seconds() * 1000000 + ts.nanos() / 1000;
+}
+
+// A prepared statement, reset after each use.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, double v) {
+    sqlite3_bind_double(stmt_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindBlob(int i, const std::string& v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  double Double(int col) { return sqlite3_column_double(stmt_, col); }
+  std::string Text(int col) {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           sqlite3_column_bytes(stmt_, col))
+             : std::string();
+  }
+  std::string Blob(int col) {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return p ? std::string(static_cast<const char*>(p),
+                           sqlite3_column_bytes(stmt_, col))
+             : std::string();
+  }
+  std::vector<uint64_t> U64s(int col) {
+    return UnpackU64(sqlite3_column_blob(stmt_, col),
+                     sqlite3_column_bytes(stmt_, col));
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+class SqliteStore : public Store {
+ public:
+  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  ~SqliteStore() override { sqlite3_close_v2(db_); }
+
+  absl::Status Init() {
+    absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
+    FC_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL"));
+    FC_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON"));
+    sqlite3_busy_timeout(db_, 5000);
+    if (sqlite3_create_function(db_, "u64add", 2,
+                                SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+                                &U64AddFn, nullptr, nullptr) != SQLITE_OK) {
+      return Error("registering u64add");
+    }
+    Stmt get(db_, "PRAGMA user_version");
+    if (get.Step() != SQLITE_ROW) return Error("reading user_version");
+    const int version = static_cast<int>(get.Int(0));
+    if (version > kSchemaVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("store schema version ", version,
+                       " is newer than this binary's ", kSchemaVersion));
+    }
+    for (int v = version; v < kSchemaVersion; ++v) {
+      FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+      absl::Status s = Exec(kMigrations[v]);
+      if (s.ok()) s = Exec(absl::StrCat("PRAGMA user_version=", v + 1));
+      if (!s.ok()) {
+        Exec("ROLLBACK").IgnoreError();
+        return Annotate(s, absl::StrCat("migrating store to version ", v + 1));
+      }
+      FC_RETURN_IF_ERROR(Exec("COMMIT"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Commit(const WriteBatch& batch, CommitResult* result) override {
+    absl::MutexLock lock(&mu_);
+    if (result) result->platform_previous.clear();
+    FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    absl::Status s = CommitLocked(batch, result);
+    if (!s.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return s;
+    }
+    s = Exec("COMMIT");
+    if (!s.ok()) Exec("ROLLBACK").IgnoreError();
+    return s;
+  }
+
+  absl::StatusOr<std::vector<AgentRecord>> LoadAgents() override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_,
+           "SELECT agent_id, region, applied_sequence, dropped_total, "
+           "last_seen_us FROM agents ORDER BY agent_id");
+    std::vector<AgentRecord> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      AgentRecord r;
+      r.agent_id = q.Text(0);
+      r.region = q.Text(1);
+      r.applied_sequence = q.Int(2);
+      r.dropped_total = q.Int(3);
+      r.last_seen = absl::FromUnixMicros(q.Int(4));
+      out.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return Error("loading agents");
+    return out;
+  }
+
+  absl::StatusOr<std::vector<StreamTotal>> LoadStreamTotals() override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_,
+           "SELECT region, target, mode, size_bytes, adhoc, counts, ttfb_sum, "
+           "ttfb_buckets, duration_sum, duration_buckets, received_bytes "
+           "FROM stream_totals ORDER BY region, target, mode, size_bytes, "
+           "adhoc");
+    std::vector<StreamTotal> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      StreamTotal t;
+      ReadKey(q, 0, &t.key);
+      ReadStats(q, 5, &t.stats);
+      out.push_back(std::move(t));
+    }
+    if (rc != SQLITE_DONE) return Error("loading stream totals");
+    return out;
+  }
+
+  absl::StatusOr<std::map<std::string, double>> LoadCounters() override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_, "SELECT name, value FROM counters");
+    std::map<std::string, double> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out[q.Text(0)] = q.Double(1);
+    if (rc != SQLITE_DONE) return Error("loading counters");
+    return out;
+  }
+
+  absl::StatusOr<std::vector<StreamMinute>> QueryStreamMinutes(
+      int64_t from_minute, int64_t to_minute) override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_,
+           "SELECT region, target, mode, size_bytes, adhoc, counts, ttfb_sum, "
+           "ttfb_buckets, duration_sum, duration_buckets, received_bytes, "
+           "minute FROM stream_minutes WHERE minute >= ? AND minute < ? "
+           "ORDER BY region, target, mode, size_bytes, adhoc, minute");
+    q.Bind(1, from_minute).Bind(2, to_minute);
+    std::vector<StreamMinute> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      StreamMinute m;
+      ReadKey(q, 0, &m.key);
+      ReadStats(q, 5, &m.stats);
+      m.minute = q.Int(11);
+      out.push_back(std::move(m));
+    }
+    if (rc != SQLITE_DONE) return Error("querying stream minutes");
+    return out;
+  }
+
+  absl::StatusOr<std::vector<v1::Outcome>> QueryFailures(
+      absl::Time since, size_t limit) override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_,
+           "SELECT outcome FROM raw_failures WHERE start_us >= ? "
+           "ORDER BY start_us, id LIMIT ?");
+    q.Bind(1, ToMicros(since)).Bind(2, static_cast<int64_t>(limit));
+    std::vector<v1::Outcome> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      v1::Outcome o;
+      if (!o.ParseFromString(q.Blob(0))) {
+        return absl::DataLossError("unparseable raw failure in store");
+      }
+      out.push_back(std::move(o));
+    }
+    if (rc != SQLITE_DONE) return Error("querying failures");
+    return out;
+  }
+
+  absl::StatusOr<std::vector<v1::PlatformMetricSample>> QueryPlatformSamples(
+      absl::Time from, absl::Time to) override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_,
+           "SELECT sample FROM platform_samples WHERE period_start_us >= ? "
+           "AND period_start_us < ? ORDER BY period_start_us, region, target, "
+           "mode, metric, stat");
+    q.Bind(1, ToMicros(from)).Bind(2, ToMicros(to));
+    std::vector<v1::PlatformMetricSample> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      v1::PlatformMetricSample s;
+      if (!s.ParseFromString(q.Blob(0))) {
+        return absl::DataLossError("unparseable platform sample in store");
+      }
+      out.push_back(std::move(s));
+    }
+    if (rc != SQLITE_DONE) return Error("querying platform samples");
+    return out;
+  }
+
+  absl::StatusOr<v1::FleetConfig> LoadFleet() override {
+    absl::MutexLock lock(&mu_);
+    v1::FleetConfig fleet;
+    {
+      Stmt q(db_, "SELECT spec FROM targets ORDER BY name");
+      int rc;
+      while ((rc = q.Step()) == SQLITE_ROW) {
+        if (!fleet.add_targets()->ParseFromString(q.Blob(0))) {
+          return absl::DataLossError("unparseable target in store");
+        }
+      }
+      if (rc != SQLITE_DONE) return Error("loading targets");
+    }
+    Stmt q(db_, "SELECT spec FROM schedules ORDER BY id");
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      if (!fleet.add_schedules()->ParseFromString(q.Blob(0))) {
+        return absl::DataLossError("unparseable schedule in store");
+      }
+    }
+    if (rc != SQLITE_DONE) return Error("loading schedules");
+    return fleet;
+  }
+
+  absl::Status SaveFleet(const std::vector<v1::Target>& put_targets,
+                         const std::vector<v1::Schedule>& put_schedules,
+                         const std::vector<std::string>& delete_ids) override {
+    absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    absl::Status s = [&]() -> absl::Status {
+      Stmt t(db_, "INSERT OR REPLACE INTO targets(name, spec) VALUES(?, ?)");
+      for (const v1::Target& target : put_targets) {
+        t.Bind(1, target.name()).BindBlob(2, target.SerializeAsString());
+        if (t.Step() != SQLITE_DONE) return Error("saving target");
+        t.Reset();
+      }
+      Stmt p(db_, "INSERT OR REPLACE INTO schedules(id, spec) VALUES(?, ?)");
+      for (const v1::Schedule& schedule : put_schedules) {
+        p.Bind(1, schedule.id()).BindBlob(2, schedule.SerializeAsString());
+        if (p.Step() != SQLITE_DONE) return Error("saving schedule");
+        p.Reset();
+      }
+      Stmt d(db_, "DELETE FROM schedules WHERE id = ?");
+      for (const std::string& id : delete_ids) {
+        d.Bind(1, id);
+        if (d.Step() != SQLITE_DONE) return Error("deleting schedule");
+        d.Reset();
+      }
+      return absl::OkStatus();
+    }();
+    if (!s.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return s;
+    }
+    return Exec("COMMIT");
+  }
+
+  absl::Status AppendVerdict(const v1::Verdict& verdict) override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_,
+           "INSERT INTO verdicts(updated_us, kind, region, target, mode, "
+           "size_class, state, verdict) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+    q.Bind(1, ToMicros(verdict.updated()))
+        .Bind(2, static_cast<int64_t>(verdict.kind()))
+        .Bind(3, verdict.key().region())
+        .Bind(4, verdict.key().target())
+        .Bind(5, static_cast<int64_t>(verdict.key().mode()))
+        .Bind(6, verdict.key().size_class())
+        .Bind(7, static_cast<int64_t>(verdict.state()))
+        .BindBlob(8, verdict.SerializeAsString());
+    if (q.Step() != SQLITE_DONE) return Error("appending verdict");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<v1::Verdict>> ListVerdicts(absl::Time since,
+                                                        size_t limit) override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_,
+           "SELECT verdict FROM verdicts WHERE updated_us >= ? "
+           "ORDER BY updated_us, id LIMIT ?");
+    q.Bind(1, ToMicros(since)).Bind(2, static_cast<int64_t>(limit));
+    std::vector<v1::Verdict> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      v1::Verdict v;
+      if (!v.ParseFromString(q.Blob(0))) {
+        return absl::DataLossError("unparseable verdict in store");
+      }
+      out.push_back(std::move(v));
+    }
+    if (rc != SQLITE_DONE) return Error("listing verdicts");
+    return out;
+  }
+
+  absl::StatusOr<PruneResult> Prune(
+      absl::Time now, const RetentionOptions& retention) override {
+    absl::MutexLock lock(&mu_);
+    PruneResult result;
+    const int64_t raw_cutoff = ToMicros(now - retention.raw_retention);
+    const int64_t agg_cutoff_us = ToMicros(now - retention.aggregate_retention);
+    const int64_t agg_cutoff_minute =
+        MinuteOf(now - retention.aggregate_retention);
+    FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    absl::Status s = [&]() -> absl::Status {
+      auto del = [&](const char* sql, int64_t cutoff,
+                     int64_t* count) -> absl::Status {
+        Stmt d(db_, sql);
+        d.Bind(1, cutoff);
+        if (d.Step() != SQLITE_DONE) return Error("pruning");
+        *count = sqlite3_changes(db_);
+        return absl::OkStatus();
+      };
+      FC_RETURN_IF_ERROR(del("DELETE FROM raw_failures WHERE start_us < ?",
+                             raw_cutoff, &result.failures_deleted));
+      FC_RETURN_IF_ERROR(del("DELETE FROM verdicts WHERE updated_us < ?",
+                             raw_cutoff, &result.verdicts_deleted));
+      FC_RETURN_IF_ERROR(del("DELETE FROM stream_minutes WHERE minute < ?",
+                             agg_cutoff_minute, &result.minutes_deleted));
+      FC_RETURN_IF_ERROR(
+          del("DELETE FROM platform_samples WHERE period_start_us < ?",
+              agg_cutoff_us, &result.platform_samples_deleted));
+      return absl::OkStatus();
+    }();
+    if (!s.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return s;
+    }
+    FC_RETURN_IF_ERROR(Exec("COMMIT"));
+    return result;
+  }
+
+ private:
+  absl::Status Error(absl::string_view what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return absl::InternalError(
+        absl::StrCat("sqlite store: ", what, ": ", sqlite3_errmsg(db_)));
+  }
+
+  absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "unknown error";
+      sqlite3_free(err);
+      return absl::InternalError(absl::StrCat("sqlite store: ", msg));
+    }
+    return absl::OkStatus();
+  }
+
+  static void ReadKey(Stmt& q, int col, StreamKey* key) {
+    key->region = q.Text(col);
+    key->target = q.Text(col + 1);
+    key->mode = static_cast<v1::InvokeMode>(q.Int(col + 2));
+    key->size_bytes = q.Int(col + 3);
+    key->adhoc = q.Int(col + 4) != 0;
+  }
+
+  // Columns: counts, ttfb_sum, ttfb_buckets, duration_sum, duration_buckets,
+  // received_bytes.
+  static void ReadStats(Stmt& q, int col, StreamStats* stats) {
+    std::vector<uint64_t> counts = q.U64s(col);
+    for (size_t i = 0; i < counts.size() && i < stats->counts.size(); ++i) {
+      stats->counts[i] = counts[i];
+    }
+    stats->ttfb.sum = q.Double(col + 1);
+    stats->ttfb.buckets = q.U64s(col + 2);
+    stats->ttfb.buckets.resize(kNumLatencyBuckets);
+    stats->duration.sum = q.Double(col + 3);
+    stats->duration.buckets = q.U64s(col + 4);
+    stats->duration.buckets.resize(kNumLatencyBuckets);
+    stats->received_bytes = q.Int(col + 5);
+  }
+
+  // Binds probes, counts, ttfb_sum, ttfb_buckets, duration_sum,
+  // duration_buckets, received_bytes starting at `i`.
+  static void BindStats(Stmt& q, int i, const StreamStats& s) {
+    q.Bind(i, static_cast<int64_t>(s.probes()))
+        .BindBlob(i + 1, PackU64(s.counts.data(), s.counts.size()))
+        .Bind(i + 2, s.ttfb.sum)
+        .BindBlob(i + 3, PackU64(s.ttfb.buckets.data(), s.ttfb.buckets.size()))
+        .Bind(i + 4, s.duration.sum)
+        .BindBlob(i + 5,
+                  PackU64(s.duration.buckets.data(), s.duration.buckets.size()))
+        .Bind(i + 6, static_cast<int64_t>(s.received_bytes));
+  }
+
+  static void BindKey(Stmt& q, int i, const StreamKey& k) {
+    q.Bind(i, k.region)
+        .Bind(i + 1, k.target)
+        .Bind(i + 2, static_cast<int64_t>(k.mode))
+        .Bind(i + 3, static_cast<int64_t>(k.size_bytes))
+        .Bind(i + 4, static_cast<int64_t>(k.adhoc ? 1 : 0));
+  }
+
+  absl::Status CommitLocked(const WriteBatch& batch, CommitResult* result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    static constexpr char kAddStats[] =
+        " probes = probes + excluded.probes,"
+        " counts = u64add(counts, excluded.counts),"
+        " ttfb_sum = ttfb_sum + excluded.ttfb_sum,"
+        " ttfb_buckets = u64add(ttfb_buckets, excluded.ttfb_buckets),"
+        " duration_sum = duration_sum + excluded.duration_sum,"
+        " duration_buckets = u64add(duration_buckets,"
+        " excluded.duration_buckets),"
+        " received_bytes = received_bytes + excluded.received_bytes";
+    if (!batch.agents.empty()) {
+      Stmt q(db_,
+             "INSERT OR REPLACE INTO agents(agent_id, region, "
+             "applied_sequence, dropped_total, last_seen_us) "
+             "VALUES(?, ?, ?, ?, ?)");
+      for (const AgentRecord& a : batch.agents) {
+        q.Bind(1, a.agent_id)
+            .Bind(2, a.region)
+            .Bind(3, static_cast<int64_t>(a.applied_sequence))
+            .Bind(4, static_cast<int64_t>(a.dropped_total))
+            .Bind(5, a.last_seen == absl::InfinitePast()
+                         ? int64_t{0}
+                         : ToMicros(a.last_seen));
+        if (q.Step() != SQLITE_DONE) return Error("saving agent watermark");
+        q.Reset();
+      }
+    }
+    if (!batch.minutes.empty()) {
+      const std::string minute_sql = absl::StrCat(
+          "INSERT INTO stream_minutes(region, target, mode, size_bytes, adhoc, "
+          "minute, probes, counts, ttfb_sum, ttfb_buckets, duration_sum, "
+          "duration_buckets, received_bytes) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, "
+          "?, ?, ?, ?) ON CONFLICT DO UPDATE SET",
+          kAddStats);
+      const std::string total_sql = absl::StrCat(
+          "INSERT INTO stream_totals(region, target, mode, size_bytes, adhoc, "
+          "probes, counts, ttfb_sum, ttfb_buckets, duration_sum, "
+          "duration_buckets, received_bytes) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, "
+          "?, ?, ?) ON CONFLICT DO UPDATE SET",
+          kAddStats);
+      Stmt m(db_, minute_sql.c_str());
+      Stmt t(db_, total_sql.c_str());
+      if (!m.ok() || !t.ok()) return Error("preparing aggregate upsert");
+      std::map<StreamKey, StreamStats> totals;
+      for (const StreamMinute& sm : batch.minutes) {
+        BindKey(m, 1, sm.key);
+        m.Bind(6, sm.minute);
+        BindStats(m, 7, sm.stats);
+        if (m.Step() != SQLITE_DONE) return Error("adding stream minute");
+        m.Reset();
+        totals[sm.key].Merge(sm.stats);
+      }
+      for (const auto& [key, stats] : totals) {
+        BindKey(t, 1, key);
+        BindStats(t, 6, stats);
+        if (t.Step() != SQLITE_DONE) return Error("adding stream total");
+        t.Reset();
+      }
+    }
+    if (!batch.failures.empty()) {
+      Stmt q(db_,
+             "INSERT INTO raw_failures(agent_id, sequence, region, target, "
+             "mode, size_bytes, start_us, outcome_class, status, "
+             "platform_request_id, probe_id, outcome) "
+             "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      for (const v1::Outcome& o : batch.failures) {
+        q.Bind(1, o.agent_id())
+            .Bind(2, static_cast<int64_t>(o.sequence()))
+            .Bind(3, o.region())
+            .Bind(4, o.target())
+            .Bind(5, static_cast<int64_t>(o.mode()))
+            .Bind(6, static_cast<int64_t>(o.requested_bytes()))
+            .Bind(7, ToMicros(o.start_time()))
+            .Bind(8, static_cast<int64_t>(o.outcome_class()))
+            .Bind(9, static_cast<int64_t>(o.status()))
+            .Bind(10, o.platform_request_id())
+            .Bind(11, o.probe_id())
+            .BindBlob(12, o.SerializeAsString());
+        if (q.Step() != SQLITE_DONE) return Error("saving raw failure");
+        q.Reset();
+      }
+    }
+    if (!batch.platform_samples.empty()) {
+      Stmt get(db_,
+               "SELECT value FROM platform_samples WHERE region = ? AND "
+               "target = ? AND mode = ? AND metric = ? AND stat = ? AND "
+               "period_start_us = ?");
+      Stmt put(db_,
+               "INSERT OR REPLACE INTO platform_samples(region, target, mode, "
+               "metric, stat, period_start_us, value, sample) "
+               "VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+      for (const v1::PlatformMetricSample& s : batch.platform_samples) {
+        get.Bind(1, s.region())
+            .Bind(2, s.target())
+            .Bind(3, static_cast<int64_t>(s.mode()))
+            .Bind(4, s.metric())
+            .Bind(5, s.stat())
+            .Bind(6, ToMicros(s.period_start()));
+        const int rc = get.Step();
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+          return Error("reading platform sample");
+        }
+        if (result) {
+          result->platform_previous.push_back(rc == SQLITE_ROW ? get.Double(0)
+                                                               : 0.0);
+        }
+        get.Reset();
+        put.Bind(1, s.region())
+            .Bind(2, s.target())
+            .Bind(3, static_cast<int64_t>(s.mode()))
+            .Bind(4, s.metric())
+            .Bind(5, s.stat())
+            .Bind(6, ToMicros(s.period_start()))
+            .Bind(7, s.value())
+            .BindBlob(8, s.SerializeAsString());
+        if (put.Step() != SQLITE_DONE) return Error("saving platform sample");
+        put.Reset();
+      }
+    }
+    if (!batch.counter_deltas.empty()) {
+      Stmt q(db_,
+             "INSERT INTO counters(name, value) VALUES(?, ?) "
+             "ON CONFLICT DO UPDATE SET value = value + excluded.value");
+      for (const auto& [name, delta] : batch.counter_deltas) {
+        q.Bind(1, name).Bind(2, delta);
+        if (q.Step() != SQLITE_DONE) return Error("adding counter");
+        q.Reset();
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> CreateSqliteStore(
+    const SqliteStoreOptions& options) {
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("store path: required");
+  }
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(
+      options.path.c_str(), &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db);
+    return absl::UnavailableError(
+        absl::StrCat("opening store ", options.path, ": ", msg));
+  }
+  auto store = std::make_unique<SqliteStore>(db);
+  FC_RETURN_IF_ERROR(
+      Annotate(store->Init(), absl::StrCat("opening store ", options.path)));
+  return store;
+}
+
+}  // namespace controller
+}  // namespace fleetcanary

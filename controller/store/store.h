@@ -1,0 +1,214 @@
+// The controller's durable state: targets and schedules, agents with their
+// applied-sequence watermark, per-minute aggregates per stream, all-time
+// totals per stream (so metrics survive restarts), recent raw failures,
+// platform metric samples, verdict history and named counter totals.
+//
+// Two implementations of one interface:
+//   - CreateSqliteStore(): a SQLite file in WAL mode (synchronous=NORMAL: a
+//     committed transaction survives a process crash; a power loss may lose
+//     the last few transactions but never corrupts the file). The schema is
+//     versioned with PRAGMA user_version and migrated forward on open.
+//   - CreateMemoryStore(): plain C++ containers, for unit tests of ingest and
+//     the scheduler.
+//
+// Exactly-once ingest relies on Commit() being atomic: every part of a
+// WriteBatch (data and watermarks) is applied, or none is.
+//
+// Thread-safety: every method is thread-safe (calls are serialized inside).
+#ifndef FLEETCANARY_CONTROLLER_STORE_STORE_H_
+#define FLEETCANARY_CONTROLLER_STORE_STORE_H_
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "fleetcanary/v1/config.pb.h"
+#include "fleetcanary/v1/outcome.pb.h"
+#include "fleetcanary/v1/verdict.pb.h"
+
+namespace fleetcanary {
+namespace controller {
+
+// Number of OutcomeClass enum values (index = enum value).
+inline constexpr int kNumOutcomeClasses = 14;
+
+// Upper bounds, in seconds, of the latency histogram buckets; one more
+// bucket (+Inf) follows. Shared by the store, ingest and /metrics.
+inline constexpr std::array<double, 15> kLatencyBucketBounds = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120};
+inline constexpr int kNumLatencyBuckets = kLatencyBucketBounds.size() + 1;
+
+// Non-cumulative bucket counts plus the sum of observations.
+struct LatencyHistogram {
+  std::vector<uint64_t> buckets = std::vector<uint64_t>(kNumLatencyBuckets);
+  double sum = 0;
+
+  void Observe(double seconds);
+  void Merge(const LatencyHistogram& other);
+  uint64_t count() const;
+  bool operator==(const LatencyHistogram& o) const {
+    return buckets == o.buckets && sum == o.sum;
+  }
+};
+
+// Identity of a probe stream. `adhoc` separates ad-hoc probes from scheduled
+// ones (ad-hoc outcomes never feed stream verdicts).
+struct StreamKey {
+  std::string region;
+  std::string target;
+  v1::InvokeMode mode = v1::INVOKE_MODE_UNSPECIFIED;
+  uint64_t size_bytes = 0;
+  bool adhoc = false;
+
+  auto Tie() const { return std::tie(region, target, mode, size_bytes, adhoc); }
+  bool operator<(const StreamKey& o) const { return Tie() < o.Tie(); }
+  bool operator==(const StreamKey& o) const { return Tie() == o.Tie(); }
+};
+
+// Counts of a stream over some period.
+struct StreamStats {
+  std::array<uint64_t, kNumOutcomeClasses> counts{};  // By OutcomeClass.
+  LatencyHistogram ttfb;      // Headers received, for outcomes that got them.
+  LatencyHistogram duration;  // Total invocation time.
+  uint64_t received_bytes = 0;
+
+  // Adds one outcome.
+  void Add(const v1::Outcome& outcome);
+  void Merge(const StreamStats& other);
+  uint64_t probes() const;
+  bool operator==(const StreamStats& o) const {
+    return counts == o.counts && ttfb == o.ttfb && duration == o.duration &&
+           received_bytes == o.received_bytes;
+  }
+};
+
+// Wall-clock minute index (Unix seconds / 60) of an outcome's start.
+int64_t MinuteOf(absl::Time t);
+
+struct StreamMinute {
+  StreamKey key;
+  int64_t minute = 0;
+  StreamStats stats;
+};
+
+struct StreamTotal {
+  StreamKey key;
+  StreamStats stats;
+};
+
+// Per-agent ingest state.
+struct AgentRecord {
+  std::string agent_id;
+  std::string region;
+  // Highest sequence committed (the watermark); 0 before the first outcome.
+  uint64_t applied_sequence = 0;
+  // Latest cumulative drop count the agent reported (never decreases).
+  uint64_t dropped_total = 0;
+  absl::Time last_seen = absl::InfinitePast();
+};
+
+// One atomic unit of change.
+struct WriteBatch {
+  // Upserted (replacing the row).
+  std::vector<AgentRecord> agents;
+  // Added to the per-minute aggregates and to the all-time stream totals.
+  std::vector<StreamMinute> minutes;
+  // Non-OK outcomes kept raw (with their request ids) until raw_retention.
+  std::vector<v1::Outcome> failures;
+  // Upserted by (region, target, mode, metric, stat, period_start).
+  std::vector<v1::PlatformMetricSample> platform_samples;
+  // Added to named counter totals.
+  std::map<std::string, double> counter_deltas;
+
+  bool empty() const {
+    return agents.empty() && minutes.empty() && failures.empty() &&
+           platform_samples.empty() && counter_deltas.empty();
+  }
+};
+
+struct CommitResult {
+  // For each platform sample of the batch, the value it replaced (0 if new).
+  std::vector<double> platform_previous;
+};
+
+struct RetentionOptions {
+  absl::Duration raw_retention = absl::Hours(24 * 7);
+  absl::Duration aggregate_retention = absl::Hours(24 * 90);
+};
+
+struct PruneResult {
+  int64_t failures_deleted = 0;
+  int64_t minutes_deleted = 0;
+  int64_t platform_samples_deleted = 0;
+  int64_t verdicts_deleted = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Applies the whole batch atomically. On error nothing is applied.
+  virtual absl::Status Commit(const WriteBatch& batch,
+                              CommitResult* result) = 0;
+
+  virtual absl::StatusOr<std::vector<AgentRecord>> LoadAgents() = 0;
+  virtual absl::StatusOr<std::vector<StreamTotal>> LoadStreamTotals() = 0;
+  virtual absl::StatusOr<std::map<std::string, double>> LoadCounters() = 0;
+
+  // Aggregates with from_minute <= minute < to_minute, ordered by key, minute.
+  virtual absl::StatusOr<std::vector<StreamMinute>> QueryStreamMinutes(
+      int64_t from_minute, int64_t to_minute) = 0;
+  // Raw failures that started at or after `since`, oldest first, at most
+  // `limit`.
+  virtual absl::StatusOr<std::vector<v1::Outcome>> QueryFailures(
+      absl::Time since, size_t limit) = 0;
+  // Platform samples with from <= period_start < to.
+  virtual absl::StatusOr<std::vector<v1::PlatformMetricSample>>
+  QueryPlatformSamples(absl::Time from, absl::Time to) = 0;
+
+  // Targets and schedules.
+  virtual absl::StatusOr<v1::FleetConfig> LoadFleet() = 0;
+  // Upserts targets (by name) and schedules (by id), deletes schedules by id;
+  // atomically.
+  virtual absl::Status SaveFleet(
+      const std::vector<v1::Target>& put_targets,
+      const std::vector<v1::Schedule>& put_schedules,
+      const std::vector<std::string>& delete_ids) = 0;
+
+  // Verdict history, ordered by `updated`.
+  virtual absl::Status AppendVerdict(const v1::Verdict& verdict) = 0;
+  virtual absl::StatusOr<std::vector<v1::Verdict>> ListVerdicts(
+      absl::Time since, size_t limit) = 0;
+
+  // Deletes raw failures (and verdict history) older than now-raw_retention
+  // and aggregates/platform samples older than now-aggregate_retention.
+  // Stream totals and counters are never pruned.
+  virtual absl::StatusOr<PruneResult> Prune(
+      absl::Time now, const RetentionOptions& retention) = 0;
+};
+
+struct SqliteStoreOptions {
+  // File path; created (with its directory's permission) if missing.
+  std::string path;
+};
+
+// Opens (creating and migrating as needed) a SQLite store.
+// Errors: INTERNAL/UNAVAILABLE when the file cannot be opened or migrated,
+// FAILED_PRECONDITION when its schema is newer than this binary knows.
+absl::StatusOr<std::unique_ptr<Store>> CreateSqliteStore(
+    const SqliteStoreOptions& options);
+
+// A store held in process memory; lost on exit. For tests.
+std::unique_ptr<Store> CreateMemoryStore();
+
+}  // namespace controller
+}  // namespace fleetcanary
+
+#endif  // FLEETCANARY_CONTROLLER_STORE_STORE_H_
