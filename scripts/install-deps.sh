@@ -13,6 +13,7 @@ PACKAGES=(
   libboost-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   clang-format curl openssl python3 python3-grpcio nodejs
   libcli11-dev
+  prometheus
 )
 
 missing=()
