@@ -3,7 +3,16 @@
 // every phase, and classifies each invocation into exactly one OutcomeClass.
 //
 // Thread-safety: Start() and Shutdown() may be called from any thread. Done
-// callbacks run on the engine's own loop thread and must not block.
+// callbacks run on the engine's own loop thread and must not block; they may
+// call Start() but not Shutdown().
+//
+// How it works: one thread runs libcurl's multi interface in socket-action
+// mode over epoll, so thousands of transfers cost O(active sockets) per event.
+// Response-side timings (TTFB, first body byte, last byte, total, gaps) and
+// the per-probe limits (total timeout, stall limit) use the injected Clock's
+// MonotonicNow; connection-phase timings (DNS, connect, TLS, request sent)
+// come from libcurl's own monotonic timers for the same invocation.
+// Classification is agent/probe/classify.h.
 //
 // (Interface agreed between the agent's session/runner and the engine; the
 // implementation lives in probe_engine_impl.cc.)
@@ -17,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/sigv4/sigv4.h"
 #include "common/time/clock.h"
 #include "fleetcanary/v1/config.pb.h"
 #include "fleetcanary/v1/outcome.pb.h"
@@ -51,6 +61,14 @@ struct ProbeEngineOptions {
   int max_in_flight = 1024;
   // Total connections kept for reuse (keep-alive probes only).
   int max_connections = 4096;
+  // Longest the loop sleeps between checks of the injected clock's deadlines.
+  // Only matters with a SimulatedClock (a real clock wakes the loop exactly).
+  absl::Duration max_poll_wait = absl::Milliseconds(50);
+  std::string user_agent = "fleetcanary-agent/0.1";
+  // Credentials for AuthType AWS_IAM; default: the standard environment
+  // variables (sigv4::CredentialsFromEnvironment). An error makes the probe
+  // AGENT_ERROR with the error's message.
+  std::function<absl::StatusOr<sigv4::Credentials>()> credentials;
 };
 
 class ProbeEngine {
@@ -65,11 +83,18 @@ class ProbeEngine {
 
   // Queues one invocation; `done` is called exactly once with its Outcome
   // (sequence unset), also when the engine shuts down first (AGENT_ERROR).
+  // Invalid requests (bad URL, unknown http_version, unreadable ca_file,
+  // size above max_body_bytes, missing credentials) complete as AGENT_ERROR
+  // without touching the network. After Shutdown(), `done` runs at once on
+  // the calling thread.
   virtual void Start(ProbeRequest request, DoneCallback done) = 0;
 
-  // Aborts everything in flight, runs outstanding callbacks, joins the loop.
+  // Aborts everything in flight (AGENT_ERROR, "engine shut down"), runs
+  // outstanding callbacks, joins the loop. Idempotent.
+  // REQUIRES: not called from a done callback.
   virtual void Shutdown() = 0;
 
+  // Invocations started and not yet completed (queued + running).
   virtual int in_flight() const = 0;
 };
 
