@@ -36,9 +36,12 @@ class MemoryStore : public Store {
           std::make_tuple(Micros(s.period_start()), s.region(), s.target(),
                           static_cast<int>(s.mode()), s.metric(), s.stat());
       auto it = platform_.find(key);
-      if (result) {
-        result->platform_previous.push_back(
-            it == platform_.end() ? 0.0 : it->second.value());
+      const double previous = it == platform_.end() ? 0.0 : it->second.value();
+      if (result) result->platform_previous.push_back(previous);
+      const size_t i = &s - batch.platform_samples.data();
+      if (i < batch.platform_counters.size() &&
+          !batch.platform_counters[i].empty() && s.value() > previous) {
+        counters_[batch.platform_counters[i]] += s.value() - previous;
       }
       platform_[key] = s;
     }

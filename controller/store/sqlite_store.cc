@@ -534,6 +534,9 @@ class SqliteStore : public Store {
         " duration_buckets = u64add(duration_buckets,"
         " excluded.duration_buckets),"
         " received_bytes = received_bytes + excluded.received_bytes";
+    static constexpr char kAddCounter[] =
+        "INSERT INTO counters(name, value) VALUES(?, ?) "
+        "ON CONFLICT DO UPDATE SET value = value + excluded.value";
     if (!batch.agents.empty()) {
       Stmt q(db_,
              "INSERT OR REPLACE INTO agents(agent_id, region, "
@@ -615,6 +618,7 @@ class SqliteStore : public Store {
                "INSERT OR REPLACE INTO platform_samples(region, target, mode, "
                "metric, stat, period_start_us, value, sample) "
                "VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+      Stmt counter(db_, kAddCounter);
       for (const v1::PlatformMetricSample& s : batch.platform_samples) {
         get.Bind(1, s.region())
             .Bind(2, s.target())
@@ -626,11 +630,17 @@ class SqliteStore : public Store {
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
           return Error("reading platform sample");
         }
-        if (result) {
-          result->platform_previous.push_back(rc == SQLITE_ROW ? get.Double(0)
-                                                               : 0.0);
-        }
+        const double previous = rc == SQLITE_ROW ? get.Double(0) : 0.0;
+        if (result) result->platform_previous.push_back(previous);
         get.Reset();
+        const size_t i = &s - batch.platform_samples.data();
+        if (i < batch.platform_counters.size() &&
+            !batch.platform_counters[i].empty() && s.value() > previous) {
+          counter.Bind(1, batch.platform_counters[i])
+              .Bind(2, s.value() - previous);
+          if (counter.Step() != SQLITE_DONE) return Error("adding counter");
+          counter.Reset();
+        }
         put.Bind(1, s.region())
             .Bind(2, s.target())
             .Bind(3, static_cast<int64_t>(s.mode()))
@@ -644,9 +654,7 @@ class SqliteStore : public Store {
       }
     }
     if (!batch.counter_deltas.empty()) {
-      Stmt q(db_,
-             "INSERT INTO counters(name, value) VALUES(?, ?) "
-             "ON CONFLICT DO UPDATE SET value = value + excluded.value");
+      Stmt q(db_, kAddCounter);
       for (const auto& [name, delta] : batch.counter_deltas) {
         q.Bind(1, name).Bind(2, delta);
         if (q.Step() != SQLITE_DONE) return Error("adding counter");

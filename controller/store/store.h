@@ -124,6 +124,11 @@ struct WriteBatch {
   std::vector<v1::Outcome> failures;
   // Upserted by (region, target, mode, metric, stat, period_start).
   std::vector<v1::PlatformMetricSample> platform_samples;
+  // Parallel to platform_samples (or empty): when entry i is non-empty, the
+  // named counter grows by max(0, new value - value replaced), in the same
+  // transaction, so platform totals count each datapoint once even when
+  // CloudWatch revises it.
+  std::vector<std::string> platform_counters;
   // Added to named counter totals.
   std::map<std::string, double> counter_deltas;
 

@@ -1,0 +1,386 @@
+#include "controller/ingest/ingest.h"
+
+#include <deque>
+#include <map>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/log/log.h"
+#include "common/status/status_util.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+constexpr char kCommitErrors[] = "ingest_commit_errors_total";
+constexpr char kPlatformSamples[] = "ingest_platform_samples_total";
+
+struct Item {
+  enum class Kind { kOutcomes, kPlatform, kDropped } kind = Kind::kOutcomes;
+  std::string agent_id;
+  std::string region;
+  v1::OutcomeBatch outcomes;
+  v1::PlatformMetricBatch platform;
+  uint64_t dropped_total = 0;
+  Ingest::DoneCallback done;
+};
+
+class IngestImpl : public Ingest {
+ public:
+  IngestImpl(const IngestOptions& options, Store* store,
+             ControllerMetrics* metrics, Clock* clock)
+      : options_(options), store_(store), metrics_(metrics), clock_(clock) {}
+
+  ~IngestImpl() override { Shutdown(); }
+
+  absl::Status Init() {
+    auto agents = store_->LoadAgents();
+    if (!agents.ok()) return agents.status();
+    absl::MutexLock lock(&agents_mu_);
+    for (AgentRecord& a : *agents) agents_[a.agent_id] = std::move(a);
+    writer_ = std::thread([this] { WriterLoop(); });
+    return absl::OkStatus();
+  }
+
+  void SubmitOutcomes(const std::string& agent_id, const std::string& region,
+                      v1::OutcomeBatch batch, DoneCallback done) override {
+    Item item;
+    item.kind = Item::Kind::kOutcomes;
+    item.agent_id = agent_id;
+    item.region = region;
+    item.outcomes = std::move(batch);
+    item.done = std::move(done);
+    Enqueue(std::move(item));
+  }
+
+  void SubmitPlatform(const std::string& agent_id, const std::string& region,
+                      v1::PlatformMetricBatch batch,
+                      DoneCallback done) override {
+    Item item;
+    item.kind = Item::Kind::kPlatform;
+    item.agent_id = agent_id;
+    item.region = region;
+    item.platform = std::move(batch);
+    item.done = std::move(done);
+    Enqueue(std::move(item));
+  }
+
+  void ReportDropped(const std::string& agent_id, const std::string& region,
+                     uint64_t dropped_total) override {
+    {
+      absl::MutexLock lock(&agents_mu_);
+      auto it = agents_.find(agent_id);
+      if (it != agents_.end() && it->second.dropped_total >= dropped_total) {
+        return;  // Nothing new.
+      }
+    }
+    Item item;
+    item.kind = Item::Kind::kDropped;
+    item.agent_id = agent_id;
+    item.region = region;
+    item.dropped_total = dropped_total;
+    Enqueue(std::move(item));
+  }
+
+  uint64_t AppliedSequence(const std::string& agent_id) override {
+    absl::MutexLock lock(&agents_mu_);
+    auto it = agents_.find(agent_id);
+    return it == agents_.end() ? 0 : it->second.applied_sequence;
+  }
+
+  void AddObserver(IngestObserver* observer) override {
+    absl::MutexLock lock(&observers_mu_);
+    observers_.push_back(observer);
+  }
+
+  void Flush() override {
+    absl::MutexLock lock(&mu_);
+    const uint64_t ticket = submitted_;
+    struct Arg {
+      IngestImpl* self;
+      uint64_t ticket;
+    } arg{this, ticket};
+    mu_.Await(absl::Condition(
+        +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return a->self->completed_ >= a->ticket || a->self->stopped_;
+        },
+        &arg));
+  }
+
+  void Shutdown() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) {
+        mu_.Await(absl::Condition(&stopped_));
+        return;
+      }
+      stopping_ = true;
+    }
+    if (writer_.joinable()) writer_.join();
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+  }
+
+ private:
+  void Enqueue(Item item) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!stopping_) {
+        queue_.push_back(std::move(item));
+        ++submitted_;
+        return;
+      }
+    }
+    if (item.done) {
+      IngestResult r;
+      r.status = absl::CancelledError("ingest is shutting down");
+      item.done(r);
+    }
+  }
+
+  void WriterLoop() {
+    for (;;) {
+      std::vector<Item> items;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](IngestImpl* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return !self->queue_.empty() || self->stopping_;
+            },
+            this));
+        if (queue_.empty()) return;  // Stopping and drained.
+        int outcomes = 0;
+        while (!queue_.empty() &&
+               (items.empty() ||
+                outcomes + queue_.front().outcomes.outcomes_size() <=
+                    options_.max_outcomes_per_commit)) {
+          outcomes += queue_.front().outcomes.outcomes_size();
+          items.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      Apply(items);
+      absl::MutexLock lock(&mu_);
+      completed_ += items.size();
+    }
+  }
+
+  // Applies `items` in one transaction and runs their callbacks.
+  void Apply(std::vector<Item>& items) {
+    const absl::Time now = clock_->Now();
+    std::map<std::string, AgentRecord> working;  // Agents touched.
+    {
+      absl::MutexLock lock(&agents_mu_);
+      for (const Item& item : items) {
+        if (working.count(item.agent_id)) continue;
+        auto it = agents_.find(item.agent_id);
+        AgentRecord rec;
+        if (it != agents_.end()) rec = it->second;
+        rec.agent_id = item.agent_id;
+        rec.region = item.region;
+        working[item.agent_id] = rec;
+      }
+    }
+    std::vector<IngestResult> results(items.size());
+    std::map<std::pair<StreamKey, int64_t>, StreamStats> minutes;
+    WriteBatch batch;
+    CommittedBatch committed;
+    uint64_t batches = 0, applied = 0, duplicates = 0, gaps = 0;
+    int failures_kept = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      Item& item = items[i];
+      IngestResult& r = results[i];
+      AgentRecord& agent = working[item.agent_id];
+      agent.last_seen = now;
+      switch (item.kind) {
+        case Item::Kind::kDropped:
+          agent.dropped_total =
+              std::max(agent.dropped_total, item.dropped_total);
+          break;
+        case Item::Kind::kPlatform:
+          for (v1::PlatformMetricSample& s : *item.platform.mutable_samples()) {
+            if (s.region().empty()) s.set_region(item.region);
+            batch.platform_counters.push_back(
+                s.stat() == "Sum" || s.stat().empty()
+                    ? PlatformCounterName(s.metric(), s.region(), s.target(),
+                                          s.mode())
+                    : std::string());
+            batch.platform_samples.push_back(s);
+          }
+          break;
+        case Item::Kind::kOutcomes: {
+          v1::OutcomeBatch& b = item.outcomes;
+          ++batches;
+          agent.dropped_total =
+              std::max(agent.dropped_total, b.dropped_total());
+          r.status = Validate(b);
+          if (!r.status.ok()) {
+            r.applied_sequence = agent.applied_sequence;
+            break;
+          }
+          const uint64_t n = b.outcomes_size();
+          const uint64_t first = b.first_sequence();
+          const uint64_t last = first + n - 1;
+          const uint64_t wm = agent.applied_sequence;
+          if (n == 0 || last <= wm) {
+            r.duplicates = n;
+          } else {
+            const uint64_t skip = wm >= first ? wm - first + 1 : 0;
+            r.duplicates = skip;
+            r.gaps = first > wm + 1 ? first - wm - 1 : 0;
+            for (uint64_t k = skip; k < n; ++k) {
+              v1::Outcome& o = *b.mutable_outcomes(k);
+              o.set_sequence(first + k);
+              o.set_agent_id(item.agent_id);
+              o.set_region(item.region);
+              StreamKey key{o.region(), o.target(), o.mode(),
+                            o.requested_bytes(), !o.adhoc_id().empty()};
+              const int64_t minute = MinuteOf(
+                  o.has_start_time()
+                      ? absl::FromUnixMicros(
+                            TimeUtil::TimestampToMicroseconds(o.start_time()))
+                      : now);
+              minutes[{std::move(key), minute}].Add(o);
+              if (o.outcome_class() != v1::OK &&
+                  failures_kept < options_.max_failures_per_commit) {
+                batch.failures.push_back(o);
+                ++failures_kept;
+              }
+              committed.outcomes.push_back(std::move(o));
+            }
+            r.applied = n - skip;
+            agent.applied_sequence = last;
+          }
+          r.applied_sequence = agent.applied_sequence;
+          applied += r.applied;
+          duplicates += r.duplicates;
+          gaps += r.gaps;
+          break;
+        }
+      }
+    }
+    for (auto& [k, stats] : minutes) {
+      batch.minutes.push_back({k.first, k.second, stats});
+    }
+    for (auto& [id, rec] : working) batch.agents.push_back(rec);
+    auto add = [&](const char* name, uint64_t v) {
+      if (v > 0) batch.counter_deltas[name] = static_cast<double>(v);
+    };
+    add(kIngestBatches, batches);
+    add(kIngestOutcomes, applied);
+    add(kIngestDuplicates, duplicates);
+    add(kIngestGaps, gaps);
+    add(kPlatformSamples, batch.platform_samples.size());
+    batch.counter_deltas[kIngestCommits] = 1;
+
+    CommitResult commit_result;
+    absl::Status status = store_->Commit(batch, &commit_result);
+    if (!status.ok()) {
+      metrics_->AddCounter(kCommitErrors, 1);
+      LogError("ingest_commit_failed", {{"error", status.ToString()},
+                                        {"items", absl::StrCat(items.size())}});
+      for (size_t i = 0; i < items.size(); ++i) {
+        IngestResult r;
+        r.status = status;
+        {
+          absl::MutexLock lock(&agents_mu_);
+          auto it = agents_.find(items[i].agent_id);
+          r.applied_sequence =
+              it == agents_.end() ? 0 : it->second.applied_sequence;
+        }
+        if (items[i].done) items[i].done(r);
+      }
+      return;
+    }
+    {
+      absl::MutexLock lock(&agents_mu_);
+      for (auto& [id, rec] : working) agents_[id] = rec;
+    }
+    for (const StreamMinute& m : batch.minutes) {
+      metrics_->AddStream(m.key, m.stats);
+    }
+    for (const auto& [name, delta] : batch.counter_deltas) {
+      metrics_->AddCounter(name, delta);
+    }
+    for (size_t i = 0; i < batch.platform_samples.size(); ++i) {
+      const double prev = i < commit_result.platform_previous.size()
+                              ? commit_result.platform_previous[i]
+                              : 0;
+      if (!batch.platform_counters[i].empty()) {
+        metrics_->AddCounter(batch.platform_counters[i],
+                             batch.platform_samples[i].value() - prev);
+      }
+    }
+    for (const auto& [id, rec] : working) {
+      metrics_->SetAgentDropped(id, rec.region, rec.dropped_total);
+    }
+    committed.platform_samples = std::move(batch.platform_samples);
+    {
+      absl::MutexLock lock(&observers_mu_);
+      for (IngestObserver* o : observers_) o->OnCommitted(committed);
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (items[i].done) items[i].done(results[i]);
+    }
+  }
+
+  static absl::Status Validate(const v1::OutcomeBatch& b) {
+    if (b.outcomes_size() == 0) return absl::OkStatus();
+    if (b.first_sequence() == 0) {
+      return absl::InvalidArgumentError(
+          "outcomes.first_sequence: must be >= 1");
+    }
+    for (int k = 0; k < b.outcomes_size(); ++k) {
+      const uint64_t seq = b.outcomes(k).sequence();
+      if (seq != 0 && seq != b.first_sequence() + k) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("outcomes.outcomes[", k, "].sequence: ", seq,
+                         " is not first_sequence+", k));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  const IngestOptions options_;
+  Store* const store_;
+  ControllerMetrics* const metrics_;
+  Clock* const clock_;
+  std::thread writer_;
+
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex agents_mu_;
+  // Committed agent state; written only by the writer thread.
+  std::map<std::string, AgentRecord> agents_ ABSL_GUARDED_BY(agents_mu_);
+
+  absl::Mutex observers_mu_;
+  std::vector<IngestObserver*> observers_ ABSL_GUARDED_BY(observers_mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Create(
+    const IngestOptions& options, Store* store, ControllerMetrics* metrics,
+    Clock* clock) {
+  if (store == nullptr || metrics == nullptr || clock == nullptr) {
+    return absl::InvalidArgumentError("ingest: store, metrics, clock required");
+  }
+  auto ingest = std::make_unique<IngestImpl>(options, store, metrics, clock);
+  FC_RETURN_IF_ERROR(ingest->Init());
+  return std::unique_ptr<Ingest>(std::move(ingest));
+}
+
+}  // namespace controller
+}  // namespace fleetcanary

@@ -1,0 +1,118 @@
+// Exactly-once ingest of agent outcomes.
+//
+// Every OutcomeBatch is applied in one store transaction together with the
+// agent's applied-sequence watermark, and its completion callback (which the
+// session turns into an Ack) runs only after that transaction committed:
+//   - outcomes with sequence <= watermark are duplicates (a resend after a
+//     lost Ack or a reconnect): skipped and counted;
+//   - first_sequence > watermark + 1 is a gap (the agent's bounded outbox
+//     dropped the missing ones): counted, and the batch is applied;
+//   - the watermark becomes the batch's last sequence.
+// Batches queued by many sessions are group-committed: one writer thread
+// drains the queue and applies up to `max_outcomes_per_commit` outcomes of
+// any number of batches in one transaction, which is what makes ingest fast.
+// If a commit fails nothing of it is applied, every callback gets the error,
+// and agents resend.
+//
+// After each commit the metrics are updated and IngestObservers are told
+// (the verdict engine, later), on the writer thread.
+//
+// Thread-safety: all public methods are thread-safe. Callbacks run on the
+// writer thread and must not block.
+#ifndef FLEETCANARY_CONTROLLER_INGEST_INGEST_H_
+#define FLEETCANARY_CONTROLLER_INGEST_INGEST_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/time/clock.h"
+#include "controller/metrics/controller_metrics.h"
+#include "controller/store/store.h"
+#include "fleetcanary/v1/session.pb.h"
+
+namespace fleetcanary {
+namespace controller {
+
+struct IngestOptions {
+  // Most outcomes applied in one transaction.
+  int max_outcomes_per_commit = 50000;
+  // Raw failures kept per transaction at most (the rest only counted).
+  int max_failures_per_commit = 10000;
+};
+
+// What applying one submitted batch did.
+struct IngestResult {
+  absl::Status status;
+  // The agent's watermark after the batch: everything <= is committed.
+  uint64_t applied_sequence = 0;
+  uint64_t applied = 0;
+  uint64_t duplicates = 0;
+  uint64_t gaps = 0;
+};
+
+// What one commit applied, for observers.
+struct CommittedBatch {
+  // Outcomes applied (duplicates excluded), in commit order.
+  std::vector<v1::Outcome> outcomes;
+  std::vector<v1::PlatformMetricSample> platform_samples;
+};
+
+class IngestObserver {
+ public:
+  virtual ~IngestObserver() = default;
+  // Called on the writer thread after each commit; must not block long.
+  virtual void OnCommitted(const CommittedBatch& batch) = 0;
+};
+
+class Ingest {
+ public:
+  using DoneCallback = std::function<void(const IngestResult&)>;
+
+  virtual ~Ingest() = default;
+
+  // Loads the agents' watermarks from `store` and starts the writer thread.
+  // `store`, `metrics` and `clock` must outlive the Ingest.
+  static absl::StatusOr<std::unique_ptr<Ingest>> Create(
+      const IngestOptions& options, Store* store, ControllerMetrics* metrics,
+      Clock* clock);
+
+  // Queues an outcome batch of `agent_id` (whose identity, set by the
+  // session, overrides the outcomes' agent_id/region). `done` runs exactly
+  // once, after the commit (or with its error, or CANCELLED at shutdown).
+  // INVALID_ARGUMENT results: first_sequence 0 or inconsistent sequences.
+  virtual void SubmitOutcomes(const std::string& agent_id,
+                              const std::string& region, v1::OutcomeBatch batch,
+                              DoneCallback done) = 0;
+  // Queues platform samples (upserted; counters add the change).
+  virtual void SubmitPlatform(const std::string& agent_id,
+                              const std::string& region,
+                              v1::PlatformMetricBatch batch,
+                              DoneCallback done) = 0;
+  // Records an agent's cumulative drop count (from a heartbeat); persisted
+  // with the next commit.
+  virtual void ReportDropped(const std::string& agent_id,
+                             const std::string& region,
+                             uint64_t dropped_total) = 0;
+
+  // Committed watermark of an agent (0 if unknown).
+  virtual uint64_t AppliedSequence(const std::string& agent_id) = 0;
+
+  // `observer` must outlive the Ingest (or until it is shut down).
+  virtual void AddObserver(IngestObserver* observer) = 0;
+
+  // Blocks until everything submitted before the call is committed.
+  virtual void Flush() = 0;
+  // Commits what is queued, then stops the writer; later submissions fail
+  // with CANCELLED. Idempotent.
+  virtual void Shutdown() = 0;
+};
+
+}  // namespace controller
+}  // namespace fleetcanary
+
+#endif  // FLEETCANARY_CONTROLLER_INGEST_INGEST_H_

@@ -1,0 +1,296 @@
+#include "controller/metrics/controller_metrics.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/units/units.h"
+#include "controller/metrics/metrics_export.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+constexpr char kPlatformPrefix[] = "platform|";
+constexpr char kPhantomPrefix[] = "phantom|";
+
+MetricLabels StreamLabels(const StreamKey& k) {
+  return {{"region", k.region},
+          {"target", k.target},
+          {"mode", ModeLabel(k.mode)},
+          {"size_class", FormatBytes(k.size_bytes)}};
+}
+
+}  // namespace
+
+std::string PlatformCounterName(const std::string& metric,
+                                const std::string& region,
+                                const std::string& target,
+                                v1::InvokeMode mode) {
+  return absl::StrCat(kPlatformPrefix, metric, "|", region, "|", target, "|",
+                      ModeLabel(mode));
+}
+
+std::string PhantomCounterName(const std::string& region,
+                               const std::string& target, v1::InvokeMode mode) {
+  return absl::StrCat(kPhantomPrefix, region, "|", target, "|",
+                      ModeLabel(mode));
+}
+
+ControllerMetrics::ControllerMetrics()
+    : collectable_(
+          std::make_shared<FunctionCollectable>([this] { return Collect(); })) {
+}
+
+void ControllerMetrics::Restore(const std::vector<StreamTotal>& totals,
+                                const std::map<std::string, double>& counters,
+                                const std::vector<AgentRecord>& agents) {
+  absl::MutexLock lock(&mu_);
+  for (const StreamTotal& t : totals) streams_[t.key].Merge(t.stats);
+  for (const auto& [name, value] : counters) counters_[name] += value;
+  for (const AgentRecord& a : agents) {
+    auto& slot = agent_dropped_[a.agent_id];
+    slot.first = a.region;
+    slot.second = std::max(slot.second, a.dropped_total);
+  }
+}
+
+void ControllerMetrics::AddStream(const StreamKey& key,
+                                  const StreamStats& delta) {
+  absl::MutexLock lock(&mu_);
+  streams_[key].Merge(delta);
+}
+
+void ControllerMetrics::AddCounter(const std::string& name, double delta) {
+  if (!(delta > 0)) return;
+  absl::MutexLock lock(&mu_);
+  counters_[name] += delta;
+}
+
+void ControllerMetrics::SetAgentDropped(const std::string& agent_id,
+                                        const std::string& region,
+                                        uint64_t dropped_total) {
+  absl::MutexLock lock(&mu_);
+  auto& slot = agent_dropped_[agent_id];
+  slot.first = region;
+  slot.second = std::max(slot.second, dropped_total);
+}
+
+void ControllerMetrics::SetVerdict(const v1::Verdict& v) {
+  absl::MutexLock lock(&mu_);
+  verdicts_[{v.kind(), v.key().region(), v.key().target(), v.key().mode(),
+             v.key().size_class()}] = v.state();
+}
+
+void ControllerMetrics::SetErrorRateUpperBound(const v1::StreamKey& key,
+                                               double bound) {
+  absl::MutexLock lock(&mu_);
+  upper_bounds_[{key.region(), key.target(), key.mode(), key.size_class()}] =
+      bound;
+}
+
+void ControllerMetrics::SessionOpened() {
+  absl::MutexLock lock(&mu_);
+  ++sessions_active_;
+  ++sessions_total_;
+}
+
+void ControllerMetrics::SessionClosed() {
+  absl::MutexLock lock(&mu_);
+  --sessions_active_;
+}
+
+void ControllerMetrics::SetAgentCountsProvider(
+    std::function<std::vector<AgentCount>()> fn) {
+  absl::MutexLock lock(&mu_);
+  agent_counts_ = std::move(fn);
+}
+
+void ControllerMetrics::SetRegionsWithoutAgentsProvider(
+    std::function<std::vector<std::string>()> fn) {
+  absl::MutexLock lock(&mu_);
+  regions_without_agents_ = std::move(fn);
+}
+
+StreamStats ControllerMetrics::stream(const StreamKey& key) const {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(key);
+  return it == streams_.end() ? StreamStats() : it->second;
+}
+
+double ControllerMetrics::counter(const std::string& name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = counters_.find(name);
+  return it == counters_.end() ? 0 : it->second;
+}
+
+int64_t ControllerMetrics::sessions_active() const {
+  absl::MutexLock lock(&mu_);
+  return sessions_active_;
+}
+
+std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
+  std::function<std::vector<AgentCount>()> agent_counts;
+  std::function<std::vector<std::string>()> regions_without;
+  {
+    absl::MutexLock lock(&mu_);
+    agent_counts = agent_counts_;
+    regions_without = regions_without_agents_;
+  }
+  // Providers take their own locks; call them without ours.
+  std::vector<AgentCount> agents;
+  if (agent_counts) agents = agent_counts();
+  std::vector<std::string> lonely;
+  if (regions_without) lonely = regions_without();
+
+  auto probes = CounterFamily("fleetcanary_probes_total",
+                              "Scheduled probe outcomes committed, by class.");
+  auto adhoc = CounterFamily("fleetcanary_adhoc_probes_total",
+                             "Ad-hoc probe outcomes committed, by class.");
+  auto ttfb = HistogramFamily("fleetcanary_probe_ttfb_seconds",
+                              "Time to response headers of scheduled probes.");
+  auto duration = HistogramFamily("fleetcanary_probe_duration_seconds",
+                                  "Total duration of scheduled probes.");
+  auto bytes = CounterFamily("fleetcanary_probe_received_bytes_total",
+                             "Body bytes received by scheduled probes.");
+  auto platform_errors =
+      CounterFamily("fleetcanary_platform_errors_total",
+                    "Platform-reported errors (AWS/Lambda Errors, Sum).");
+  auto platform_invocations =
+      CounterFamily("fleetcanary_platform_invocations_total",
+                    "Platform-reported invocations (AWS/Lambda Invocations).");
+  auto platform_5xx =
+      CounterFamily("fleetcanary_platform_url_5xx_total",
+                    "Platform-reported Function URL 5xx (Url5xxCount).");
+  auto phantom = CounterFamily(
+      "fleetcanary_phantom_errors_total",
+      "Platform errors that no client observed (reconciled per minute).");
+  auto verdict = GaugeFamily(
+      "fleetcanary_verdict",
+      "Verdict state set: 1 for the current state of each stream/kind.");
+  auto bound =
+      GaugeFamily("fleetcanary_error_rate_upper_bound",
+                  "Upper confidence bound proven on a stream's error rate.");
+  auto agents_family =
+      GaugeFamily("fleetcanary_agents", "Known agents by region and state.");
+  auto lonely_family =
+      GaugeFamily("fleetcanary_region_without_agents",
+                  "1 for each scheduled region that has no live agent.");
+  auto dropped = CounterFamily(
+      "fleetcanary_outbox_dropped_total",
+      "Outcomes agents dropped from their bounded outbox (never ingested).");
+  auto sessions_active = GaugeFamily("fleetcanary_sessions_active",
+                                     "Agent sessions currently open.");
+  auto sessions_total = CounterFamily("fleetcanary_sessions_total",
+                                      "Agent sessions opened by this process.");
+  std::vector<prometheus::MetricFamily> ingest;
+  for (const auto& [name, help] :
+       std::vector<std::pair<std::string, std::string>>{
+           {kIngestBatches, "Outcome batches received."},
+           {kIngestOutcomes, "Outcomes applied (exactly once)."},
+           {kIngestDuplicates, "Resent outcomes skipped as already applied."},
+           {kIngestGaps, "Sequence numbers never received (agent drops)."},
+           {kIngestCommits, "Store transactions committed by ingest."},
+           {"ingest_commit_errors_total", "Store transactions that failed."},
+           {"ingest_platform_samples_total", "Platform samples stored."}}) {
+    ingest.push_back(CounterFamily(absl::StrCat("fleetcanary_", name), help));
+  }
+
+  const std::vector<double> bounds(kLatencyBucketBounds.begin(),
+                                   kLatencyBucketBounds.end());
+  absl::MutexLock lock(&mu_);
+  for (const auto& [key, stats] : streams_) {
+    const MetricLabels labels = StreamLabels(key);
+    for (int c = 0; c < kNumOutcomeClasses; ++c) {
+      if (stats.counts[c] == 0) continue;
+      MetricLabels l = labels;
+      l.push_back({"outcome", OutcomeLabel(static_cast<v1::OutcomeClass>(c))});
+      AddSample(key.adhoc ? &adhoc : &probes, l, stats.counts[c]);
+    }
+    if (key.adhoc) continue;
+    AddHistogramSample(&ttfb, labels, stats.ttfb.buckets, bounds,
+                       stats.ttfb.sum);
+    AddHistogramSample(&duration, labels, stats.duration.buckets, bounds,
+                       stats.duration.sum);
+    AddSample(&bytes, labels, stats.received_bytes);
+  }
+  for (const auto& [name, value] : counters_) {
+    if (name.rfind(kPlatformPrefix, 0) == 0) {
+      std::vector<std::string> p = absl::StrSplit(name, '|');
+      if (p.size() != 5) continue;
+      MetricLabels l = {{"region", p[2]}, {"target", p[3]}, {"mode", p[4]}};
+      if (p[1] == "Errors") {
+        AddSample(&platform_errors, l, value);
+      } else if (p[1] == "Invocations") {
+        AddSample(&platform_invocations, l, value);
+      } else if (p[1] == "Url5xxCount") {
+        AddSample(&platform_5xx, l, value);
+      }
+    } else if (name.rfind(kPhantomPrefix, 0) == 0) {
+      std::vector<std::string> p = absl::StrSplit(name, '|');
+      if (p.size() != 4) continue;
+      AddSample(&phantom, {{"region", p[1]}, {"target", p[2]}, {"mode", p[3]}},
+                value);
+    } else {
+      for (auto& f : ingest) {
+        if (f.name == absl::StrCat("fleetcanary_", name)) {
+          AddSample(&f, {}, value);
+        }
+      }
+    }
+  }
+  for (auto& f : ingest) {
+    if (f.metric.empty()) AddSample(&f, {}, 0);
+  }
+  for (const auto& [k, state] : verdicts_) {
+    for (int s = v1::HEALTHY; s <= v1::FIX_CONFIRMED; ++s) {
+      AddSample(
+          &verdict,
+          {{"kind", v1::VerdictKind_Name(std::get<0>(k))},
+           {"region", std::get<1>(k)},
+           {"target", std::get<2>(k)},
+           {"mode", ModeLabel(static_cast<v1::InvokeMode>(std::get<3>(k)))},
+           {"size_class", std::get<4>(k)},
+           {"state", v1::VerdictState_Name(s)}},
+          s == state ? 1 : 0);
+    }
+  }
+  for (const auto& [k, value] : upper_bounds_) {
+    AddSample(&bound,
+              {{"region", std::get<0>(k)},
+               {"target", std::get<1>(k)},
+               {"mode", ModeLabel(static_cast<v1::InvokeMode>(std::get<2>(k)))},
+               {"size_class", std::get<3>(k)}},
+              value);
+  }
+  for (const AgentCount& a : agents) {
+    AddSample(&agents_family,
+              {{"region", a.region}, {"state", v1::AgentState_Name(a.state)}},
+              a.count);
+  }
+  for (const std::string& r : lonely) {
+    AddSample(&lonely_family, {{"region", r}}, 1);
+  }
+  std::map<std::string, uint64_t> dropped_by_region;
+  for (const auto& [id, slot] : agent_dropped_) {
+    dropped_by_region[slot.first] += slot.second;
+  }
+  for (const auto& [region, n] : dropped_by_region) {
+    AddSample(&dropped, {{"region", region}}, n);
+  }
+  AddSample(&sessions_active, {}, sessions_active_);
+  AddSample(&sessions_total, {}, sessions_total_);
+
+  std::vector<prometheus::MetricFamily> out;
+  for (auto* f : {&probes, &adhoc, &ttfb, &duration, &bytes, &platform_errors,
+                  &platform_invocations, &platform_5xx, &phantom, &verdict,
+                  &bound, &agents_family, &lonely_family, &dropped,
+                  &sessions_active, &sessions_total}) {
+    out.push_back(std::move(*f));
+  }
+  for (auto& f : ingest) out.push_back(std::move(f));
+  return out;
+}
+
+}  // namespace controller
+}  // namespace fleetcanary

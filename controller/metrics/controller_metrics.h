@@ -1,0 +1,129 @@
+// The controller's domain counters and gauges, and their Prometheus view.
+//
+// Counters are cumulative over the controller's whole history: at startup
+// Restore() loads the totals the store kept (stream totals, named counters,
+// per-agent drop counts), and afterwards ingest adds exactly what it
+// committed, so a counter never goes backwards within a process and survives
+// restarts. Families exported (see ARCHITECTURE.md, "Metrics"):
+//   fleetcanary_probes_total{region,target,mode,size_class,outcome}
+//   fleetcanary_adhoc_probes_total{region,target,mode,size_class,outcome}
+//   fleetcanary_probe_ttfb_seconds / _duration_seconds (histograms)
+//   fleetcanary_probe_received_bytes_total
+//   fleetcanary_platform_errors_total / _invocations_total / _url_5xx_total
+//     {region,target,mode}
+//   fleetcanary_phantom_errors_total{region,target,mode}
+//   fleetcanary_verdict{kind,region,target,mode,size_class,state} (state set)
+//   fleetcanary_error_rate_upper_bound{region,target,mode,size_class}
+//   fleetcanary_agents{region,state}, fleetcanary_region_without_agents{region}
+//   fleetcanary_outbox_dropped_total{region}
+//   fleetcanary_ingest_{batches,outcomes,duplicates,gaps,commits,
+//     commit_errors}_total
+//   fleetcanary_sessions_active, fleetcanary_sessions_total
+// Label values are bounded: size_class via FormatBytes, mode "buffered" /
+// "stream", outcome and state the enum names.
+//
+// Thread-safety: all methods are thread-safe.
+#ifndef FLEETCANARY_CONTROLLER_METRICS_CONTROLLER_METRICS_H_
+#define FLEETCANARY_CONTROLLER_METRICS_CONTROLLER_METRICS_H_
+
+#include <prometheus/collectable.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "controller/store/store.h"
+#include "fleetcanary/v1/admin.pb.h"
+#include "fleetcanary/v1/verdict.pb.h"
+
+namespace fleetcanary {
+namespace controller {
+
+// Names of the persisted counters (keys of Store::LoadCounters()).
+inline constexpr char kIngestBatches[] = "ingest_batches_total";
+inline constexpr char kIngestOutcomes[] = "ingest_outcomes_total";
+inline constexpr char kIngestDuplicates[] = "ingest_duplicates_total";
+inline constexpr char kIngestGaps[] = "ingest_gaps_total";
+inline constexpr char kIngestCommits[] = "ingest_commits_total";
+// Per-stream platform totals: PlatformCounterName("Errors", ...).
+std::string PlatformCounterName(const std::string& metric,
+                                const std::string& region,
+                                const std::string& target, v1::InvokeMode mode);
+std::string PhantomCounterName(const std::string& region,
+                               const std::string& target, v1::InvokeMode mode);
+
+struct AgentCount {
+  std::string region;
+  v1::AgentState state = v1::LIVE;
+  int64_t count = 0;
+};
+
+class ControllerMetrics {
+ public:
+  ControllerMetrics();
+
+  // Loads persisted totals. Call once, before anything is added.
+  void Restore(const std::vector<StreamTotal>& totals,
+               const std::map<std::string, double>& counters,
+               const std::vector<AgentRecord>& agents);
+
+  // Adds committed per-stream counts.
+  void AddStream(const StreamKey& key, const StreamStats& delta);
+  // Adds to a named counter (persisted ones above, or process-only ones such
+  // as "ingest_commit_errors_total"). Negative deltas are ignored.
+  void AddCounter(const std::string& name, double delta);
+  // Records an agent's cumulative drop count (kept at its maximum).
+  void SetAgentDropped(const std::string& agent_id, const std::string& region,
+                       uint64_t dropped_total);
+  void SetVerdict(const v1::Verdict& verdict);
+  void SetErrorRateUpperBound(const v1::StreamKey& key, double bound);
+  void SessionOpened();
+  void SessionClosed();
+
+  // Live gauges read at scrape time (from the fleet registry).
+  void SetAgentCountsProvider(std::function<std::vector<AgentCount>()> fn);
+  void SetRegionsWithoutAgentsProvider(
+      std::function<std::vector<std::string>()> fn);
+
+  // Reads, for tests and the admin API.
+  StreamStats stream(const StreamKey& key) const;
+  double counter(const std::string& name) const;
+  int64_t sessions_active() const;
+
+  // The Prometheus view; register it with a MetricsHttpServer.
+  std::shared_ptr<prometheus::Collectable> collectable() {
+    return collectable_;
+  }
+
+ private:
+  std::vector<prometheus::MetricFamily> Collect() const;
+
+  mutable absl::Mutex mu_;
+  // State below is protected by mu_.
+  std::map<StreamKey, StreamStats> streams_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, double> counters_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::pair<std::string, uint64_t>> agent_dropped_
+      ABSL_GUARDED_BY(mu_);
+  // (kind, region, target, mode, size_class) -> state.
+  std::map<std::tuple<int, std::string, std::string, int, std::string>, int>
+      verdicts_ ABSL_GUARDED_BY(mu_);
+  std::map<std::tuple<std::string, std::string, int, std::string>, double>
+      upper_bounds_ ABSL_GUARDED_BY(mu_);
+  int64_t sessions_active_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t sessions_total_ ABSL_GUARDED_BY(mu_) = 0;
+  std::function<std::vector<AgentCount>()> agent_counts_ ABSL_GUARDED_BY(mu_);
+  std::function<std::vector<std::string>()> regions_without_agents_
+      ABSL_GUARDED_BY(mu_);
+
+  std::shared_ptr<prometheus::Collectable> collectable_;
+};
+
+}  // namespace controller
+}  // namespace fleetcanary
+
+#endif  // FLEETCANARY_CONTROLLER_METRICS_CONTROLLER_METRICS_H_
