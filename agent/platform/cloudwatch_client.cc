@@ -1,0 +1,495 @@
+#include "agent/platform/cloudwatch_client.h"
+
+#include <curl/curl.h>
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "common/status/status_util.h"
+#include "nlohmann/json.hpp"
+
+namespace fleetcanary {
+namespace platform {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr char kAmzTarget[] = "GraniteServiceVersion20100801.GetMetricData";
+constexpr char kContentType[] = "application/x-amz-json-1.0";
+constexpr size_t kMaxQueriesPerCall = 500;
+
+struct Endpoint {
+  std::string url;          // scheme://host[:port]/path
+  std::string host_header;  // host[:port] as sent in Host.
+  std::string path;         // Request target path, "/" by default.
+};
+
+absl::StatusOr<Endpoint> ParseEndpoint(const std::string& raw) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> url(curl_url(),
+                                                          curl_url_cleanup);
+  if (!url || curl_url_set(url.get(), CURLUPART_URL, raw.c_str(), 0) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cloudwatch endpoint \"", raw.substr(0, 256), "\" is not a URL"));
+  }
+  auto part = [&](CURLUPart which) -> std::string {
+    char* value = nullptr;
+    if (curl_url_get(url.get(), which, &value, 0) != 0 || value == nullptr) {
+      return "";
+    }
+    std::string out(value);
+    curl_free(value);
+    return out;
+  };
+  Endpoint ep;
+  std::string scheme = absl::AsciiStrToLower(part(CURLUPART_SCHEME));
+  if (scheme != "http" && scheme != "https") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cloudwatch endpoint \"", raw.substr(0, 256),
+                     "\": scheme must be http or https"));
+  }
+  std::string host = part(CURLUPART_HOST);
+  std::string port = part(CURLUPART_PORT);
+  ep.path = part(CURLUPART_PATH);
+  if (ep.path.empty()) ep.path = "/";
+  if (host.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cloudwatch endpoint \"", raw.substr(0, 256), "\" has no host"));
+  }
+  ep.host_header = port.empty() ? host : absl::StrCat(host, ":", port);
+  ep.url = absl::StrCat(scheme, "://", ep.host_header, ep.path);
+  return ep;
+}
+
+struct HttpResult {
+  long status = 0;
+  std::string body;
+};
+
+struct WriteState {
+  std::string* body;
+  size_t limit;
+  bool exceeded = false;
+};
+
+size_t WriteBody(char* data, size_t size, size_t nmemb, void* user) {
+  auto* state = static_cast<WriteState*>(user);
+  size_t n = size * nmemb;
+  if (state->body->size() + n > state->limit) {
+    state->exceeded = true;
+    return 0;  // Aborts the transfer.
+  }
+  state->body->append(data, n);
+  return n;
+}
+
+void InitCurlOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// Maps a JSON 1.0 error response to a status.
+absl::Status HttpError(long status, const std::string& body) {
+  std::string type, message;
+  json err = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (err.is_object()) {
+    if (err.contains("__type") && err["__type"].is_string()) {
+      type = err["__type"].get<std::string>();
+      // "com.amazonaws...#Throttling" -> "Throttling".
+      if (size_t hash = type.rfind('#'); hash != std::string::npos) {
+        type = type.substr(hash + 1);
+      }
+    }
+    for (const char* key : {"message", "Message"}) {
+      if (err.contains(key) && err[key].is_string()) {
+        message = err[key].get<std::string>();
+      }
+    }
+  }
+  std::string text =
+      absl::StrCat("GetMetricData: HTTP ", status, type.empty() ? "" : " ",
+                   type, message.empty() ? "" : ": ", message.substr(0, 512));
+  if (status == 403 || type == "AccessDenied" ||
+      type == "AccessDeniedException") {
+    return absl::PermissionDeniedError(text);
+  }
+  if (status == 429 || status >= 500 || type == "Throttling" ||
+      type == "ThrottlingException") {
+    return absl::UnavailableError(text);
+  }
+  return absl::InvalidArgumentError(text);
+}
+
+absl::StatusOr<absl::Time> ParseTimestamp(const json& value) {
+  if (value.is_number()) {
+    double seconds = value.get<double>();
+    if (!std::isfinite(seconds)) {
+      return absl::UnavailableError("GetMetricData: non-finite timestamp");
+    }
+    return absl::UnixEpoch() + absl::Seconds(seconds);
+  }
+  if (value.is_string()) {
+    absl::Time t;
+    std::string err;
+    if (absl::ParseTime(absl::RFC3339_full, value.get<std::string>(), &t,
+                        &err)) {
+      return t;
+    }
+  }
+  return absl::UnavailableError("GetMetricData: malformed timestamp");
+}
+
+struct QueryRef {
+  size_t target;  // Index into the caller's targets.
+  size_t metric;  // Index into the caller's metrics.
+};
+
+class CloudWatchClient : public PlatformMetricsClient {
+ public:
+  explicit CloudWatchClient(const CloudWatchClientOptions& options)
+      : options_(options) {}
+
+  absl::StatusOr<MetricDataResult> GetMetricData(
+      const std::vector<MetricsTarget>& targets,
+      const std::vector<MetricSpec>& metrics, absl::Time start, absl::Time end,
+      absl::Duration period) override;
+
+ private:
+  // Runs one batch (≤ 500 queries, one endpoint and region), all pages.
+  absl::Status RunBatch(const Endpoint& endpoint, const std::string& region,
+                        const std::vector<MetricsTarget>& targets,
+                        const std::vector<MetricSpec>& metrics,
+                        const std::vector<QueryRef>& queries, absl::Time start,
+                        absl::Time end, absl::Duration period,
+                        MetricDataResult* result);
+  absl::StatusOr<HttpResult> Post(const Endpoint& endpoint,
+                                  const std::string& region,
+                                  const std::string& body);
+
+  const CloudWatchClientOptions options_;
+};
+
+absl::StatusOr<MetricDataResult> CloudWatchClient::GetMetricData(
+    const std::vector<MetricsTarget>& targets,
+    const std::vector<MetricSpec>& metrics, absl::Time start, absl::Time end,
+    absl::Duration period) {
+  if (period < absl::Seconds(1) ||
+      absl::Trunc(period, absl::Seconds(1)) != period) {
+    return absl::InvalidArgumentError(
+        "GetMetricData: period must be a whole number of seconds >= 1s");
+  }
+  if (end <= start) {
+    return absl::InvalidArgumentError("GetMetricData: end must be after start");
+  }
+  if (metrics.empty()) {
+    return absl::InvalidArgumentError("GetMetricData: no metrics requested");
+  }
+  for (const MetricSpec& m : metrics) {
+    if (m.name.empty() || m.stat.empty()) {
+      return absl::InvalidArgumentError(
+          "GetMetricData: metric name and stat must be set");
+    }
+  }
+  // Group targets by (endpoint, region): one signed call sequence each.
+  std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const MetricsTarget& t = targets[i];
+    if (t.region.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("GetMetricData: targets[", i, "].region is empty"));
+    }
+    if (t.identity.function_name().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GetMetricData: targets[", i, "].cloudwatch.function_name is empty"));
+    }
+    groups[{EndpointFor(t), t.region}].push_back(i);
+  }
+
+  MetricDataResult result;
+  for (const auto& [key, indices] : groups) {
+    FC_ASSIGN_OR_RETURN(Endpoint endpoint, ParseEndpoint(key.first));
+    std::vector<QueryRef> queries;
+    for (size_t t : indices) {
+      for (size_t m = 0; m < metrics.size(); ++m) queries.push_back({t, m});
+    }
+    for (size_t first = 0; first < queries.size();
+         first += kMaxQueriesPerCall) {
+      std::vector<QueryRef> batch(
+          queries.begin() + first,
+          queries.begin() +
+              std::min(queries.size(), first + kMaxQueriesPerCall));
+      FC_RETURN_IF_ERROR(RunBatch(endpoint, key.second, targets, metrics, batch,
+                                  start, end, period, &result));
+    }
+  }
+  return result;
+}
+
+absl::Status CloudWatchClient::RunBatch(
+    const Endpoint& endpoint, const std::string& region,
+    const std::vector<MetricsTarget>& targets,
+    const std::vector<MetricSpec>& metrics,
+    const std::vector<QueryRef>& queries, absl::Time start, absl::Time end,
+    absl::Duration period, MetricDataResult* result) {
+  const int64_t period_s = absl::ToInt64Seconds(period);
+  json request;
+  json& list = request["MetricDataQueries"] = json::array();
+  std::map<std::string, size_t> by_id;
+  for (size_t q = 0; q < queries.size(); ++q) {
+    const MetricsTarget& t = targets[queries[q].target];
+    const MetricSpec& m = metrics[queries[q].metric];
+    json dims = json::array();
+    dims.push_back(
+        {{"Name", "FunctionName"}, {"Value", t.identity.function_name()}});
+    if (!t.identity.alias().empty()) {
+      dims.push_back({{"Name", "Resource"},
+                      {"Value", absl::StrCat(t.identity.function_name(), ":",
+                                             t.identity.alias())}});
+    }
+    std::string id = absl::StrCat("q", q);
+    by_id[id] = q;
+    list.push_back({{"Id", id},
+                    {"MetricStat",
+                     {{"Metric",
+                       {{"Namespace", "AWS/Lambda"},
+                        {"MetricName", m.name},
+                        {"Dimensions", dims}}},
+                      {"Period", period_s},
+                      {"Stat", m.stat}}},
+                    {"ReturnData", true}});
+  }
+  request["StartTime"] = absl::ToUnixSeconds(start);
+  request["EndTime"] = absl::ToUnixSeconds(end);
+  request["ScanBy"] = "TimestampAscending";
+
+  // Per query: datapoints gathered over all pages, and the last status.
+  std::vector<std::vector<std::pair<absl::Time, double>>> points(
+      queries.size());
+  std::vector<std::string> last_status(queries.size(), "Complete");
+  std::string next_token;
+  for (int page = 0;; ++page) {
+    if (page >= options_.max_pages) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "GetMetricData: more than ", options_.max_pages, " pages"));
+    }
+    if (next_token.empty()) {
+      request.erase("NextToken");
+    } else {
+      request["NextToken"] = next_token;
+    }
+    FC_ASSIGN_OR_RETURN(HttpResult http,
+                        Post(endpoint, region, request.dump()));
+    if (http.status != 200) return HttpError(http.status, http.body);
+    json response = json::parse(http.body, nullptr, /*allow_exceptions=*/false);
+    if (!response.is_object()) {
+      return absl::UnavailableError(
+          "GetMetricData: response body is not a JSON object");
+    }
+    if (response.contains("MetricDataResults")) {
+      const json& results = response["MetricDataResults"];
+      if (!results.is_array()) {
+        return absl::UnavailableError(
+            "GetMetricData: MetricDataResults is not a list");
+      }
+      for (const json& r : results) {
+        if (!r.is_object() || !r.contains("Id") || !r["Id"].is_string()) {
+          return absl::UnavailableError("GetMetricData: a result has no Id");
+        }
+        auto it = by_id.find(r["Id"].get<std::string>());
+        if (it == by_id.end()) {
+          result->messages.push_back(absl::StrCat(
+              "ignored result for unknown Id ", r["Id"].get<std::string>()));
+          continue;
+        }
+        const size_t q = it->second;
+        std::string status = r.value("StatusCode", "Complete");
+        if (status == "Forbidden") {
+          return absl::PermissionDeniedError(absl::StrCat(
+              "GetMetricData: Forbidden for ", metrics[queries[q].metric].name,
+              " of ", targets[queries[q].target].identity.function_name()));
+        }
+        if (status == "InternalError") {
+          return absl::UnavailableError(absl::StrCat(
+              "GetMetricData: InternalError for ",
+              metrics[queries[q].metric].name, " of ",
+              targets[queries[q].target].identity.function_name()));
+        }
+        if (status != "Complete" && status != "PartialData") {
+          return absl::UnavailableError(
+              absl::StrCat("GetMetricData: unknown StatusCode ", status));
+        }
+        last_status[q] = status;
+        const json ts = r.value("Timestamps", json::array());
+        const json vs = r.value("Values", json::array());
+        if (!ts.is_array() || !vs.is_array() || ts.size() != vs.size()) {
+          return absl::UnavailableError(
+              "GetMetricData: Timestamps and Values differ in length");
+        }
+        for (size_t i = 0; i < ts.size(); ++i) {
+          FC_ASSIGN_OR_RETURN(absl::Time t, ParseTimestamp(ts[i]));
+          if (!vs[i].is_number()) {
+            return absl::UnavailableError("GetMetricData: non-numeric value");
+          }
+          points[q].emplace_back(t, vs[i].get<double>());
+        }
+        if (r.contains("Messages") && r["Messages"].is_array()) {
+          for (const json& m : r["Messages"]) {
+            result->messages.push_back(
+                absl::StrCat(m.value("Code", ""), ": ", m.value("Value", "")));
+          }
+        }
+      }
+    }
+    if (response.contains("Messages") && response["Messages"].is_array()) {
+      for (const json& m : response["Messages"]) {
+        result->messages.push_back(
+            absl::StrCat(m.value("Code", ""), ": ", m.value("Value", "")));
+      }
+    }
+    next_token.clear();
+    if (response.contains("NextToken") && response["NextToken"].is_string()) {
+      next_token = response["NextToken"].get<std::string>();
+    }
+    if (next_token.empty()) break;
+  }
+
+  for (size_t q = 0; q < queries.size(); ++q) {
+    if (last_status[q] == "PartialData") result->complete = false;
+    const MetricsTarget& t = targets[queries[q].target];
+    const MetricSpec& m = metrics[queries[q].metric];
+    for (const auto& [time, value] : points[q]) {
+      v1::PlatformMetricSample& s = result->samples.emplace_back();
+      s.set_region(t.region);
+      s.set_target(t.target);
+      s.set_mode(t.mode);
+      s.set_function_name(t.identity.function_name());
+      if (!t.identity.alias().empty()) {
+        s.set_resource(
+            absl::StrCat(t.identity.function_name(), ":", t.identity.alias()));
+      }
+      s.set_metric(m.name);
+      s.set_stat(m.stat);
+      const absl::Duration since_epoch = time - absl::UnixEpoch();
+      s.mutable_period_start()->set_seconds(absl::ToInt64Seconds(since_epoch));
+      s.mutable_period_start()->set_nanos(static_cast<int32_t>(
+          absl::ToInt64Nanoseconds(since_epoch % absl::Seconds(1))));
+      s.mutable_period()->set_seconds(period_s);
+      s.set_value(value);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
+                                                  const std::string& region,
+                                                  const std::string& body) {
+  std::vector<sigv4::HeaderView> headers = {
+      {"Host", endpoint.host_header},
+      {"Content-Type", kContentType},
+      {"X-Amz-Target", kAmzTarget},
+  };
+  sigv4::HttpRequestView view{"POST", endpoint.path, headers, body, ""};
+  sigv4::SigningParams params;
+  params.service = "monitoring";
+  params.region = region;
+  params.time = options_.clock->Now();
+  FC_ASSIGN_OR_RETURN(sigv4::SigningResult signed_request,
+                      sigv4::SignRequest(view, options_.credentials, params));
+
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
+                                                           curl_easy_cleanup);
+  if (!curl) return absl::InternalError("curl_easy_init failed");
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> list(
+      nullptr, curl_slist_free_all);
+  auto add = [&](absl::string_view name, absl::string_view value) {
+    list.reset(curl_slist_append(list.release(),
+                                 absl::StrCat(name, ": ", value).c_str()));
+  };
+  for (const sigv4::HeaderView& h : headers) add(h.name, h.value);
+  for (const auto& [name, value] : signed_request.headers_to_add) {
+    add(name, value);
+  }
+  add("Expect", "");  // No 100-continue round trip.
+
+  HttpResult result;
+  WriteState state{&result.body, options_.max_response_bytes};
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, endpoint.url.c_str());
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_POST, 1L);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                   static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
+  curl_easy_setopt(
+      c, CURLOPT_CONNECTTIMEOUT_MS,
+      static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
+  curl_easy_setopt(
+      c, CURLOPT_TIMEOUT_MS,
+      static_cast<long>(absl::ToInt64Milliseconds(options_.request_timeout)));
+  curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");  // Any curl decodes.
+  if (!options_.ca_file.empty()) {
+    curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
+  }
+  if (options_.insecure_skip_verify) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  CURLcode rc = curl_easy_perform(c);
+  if (state.exceeded) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("GetMetricData: response larger than ",
+                     options_.max_response_bytes, " bytes"));
+  }
+  if (rc != CURLE_OK) {
+    return absl::UnavailableError(absl::StrCat("GetMetricData: ", endpoint.url,
+                                               ": ", curl_easy_strerror(rc)));
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &result.status);
+  return result;
+}
+
+}  // namespace
+
+std::vector<MetricSpec> DefaultLambdaMetrics() {
+  return {{"Invocations", "Sum"}, {"Errors", "Sum"},
+          {"Throttles", "Sum"},   {"UrlRequestCount", "Sum"},
+          {"Url4xxCount", "Sum"}, {"Url5xxCount", "Sum"},
+          {"Duration", "Average"}};
+}
+
+std::string EndpointFor(const MetricsTarget& target) {
+  if (!target.identity.endpoint().empty()) return target.identity.endpoint();
+  return absl::StrCat("https://monitoring.", target.region, ".amazonaws.com");
+}
+
+absl::StatusOr<std::unique_ptr<PlatformMetricsClient>> CreateCloudWatchClient(
+    const CloudWatchClientOptions& options) {
+  if (options.clock == nullptr) {
+    return absl::InvalidArgumentError("CloudWatchClientOptions.clock is null");
+  }
+  if (options.credentials.access_key_id.empty() ||
+      options.credentials.secret_access_key.empty()) {
+    return absl::InvalidArgumentError(
+        "CloudWatchClientOptions.credentials: access key id and secret are "
+        "required");
+  }
+  if (options.max_pages < 1) {
+    return absl::InvalidArgumentError(
+        "CloudWatchClientOptions.max_pages must be >= 1");
+  }
+  InitCurlOnce();
+  return std::unique_ptr<PlatformMetricsClient>(new CloudWatchClient(options));
+}
+
+}  // namespace platform
+}  // namespace fleetcanary
