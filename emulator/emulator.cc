@@ -1,0 +1,457 @@
+#include "emulator/emulator.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "common/config/loader.h"
+#include "common/log/log.h"
+#include "common/sigv4/sigv4.h"
+#include "common/status/status_util.h"
+#include "emulator/function/function_url.h"
+#include "emulator/platform/get_metric_data.h"
+#include "emulator/platform/metric_store.h"
+#include "emulator/scenario/engine.h"
+#include "emulator/scenario/truth_log.h"
+#include "nlohmann/json.hpp"
+
+namespace fleetcanary {
+namespace emulator {
+namespace {
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+const char* ModeName(v1::InvokeMode mode) {
+  return mode == v1::RESPONSE_STREAM ? "RESPONSE_STREAM" : "BUFFERED";
+}
+
+void SetJson(ResponsePlan* plan, int status, std::string body,
+             const char* content_type = "application/json") {
+  plan->status = status;
+  plan->headers.emplace_back("Content-Type", content_type);
+  plan->body = std::move(body);
+}
+
+class EmulatorImpl : public Emulator {
+ public:
+  EmulatorImpl(const EmulatorOptions& options, Clock* clock)
+      : options_(options), clock_(clock) {}
+
+  ~EmulatorImpl() override { Stop(); }
+
+  absl::Status Init() {
+    v1::EmulatorConfig& config = options_.config;
+    if (config.regions().empty()) config.add_regions()->set_name("us-east-1");
+    if (config.listen_host().empty()) config.set_listen_host("127.0.0.1");
+    FC_RETURN_IF_ERROR(ValidateEmulatorConfig(config));
+    MetricStoreOptions metric_options;
+    metric_options.period = config.has_metrics_period()
+                                ? FromProto(config.metrics_period())
+                                : absl::Seconds(60);
+    if (metric_options.period <= absl::ZeroDuration()) {
+      metric_options.period = absl::Seconds(60);
+    }
+    metric_options.ingestion_delay = FromProto(config.ingestion_delay());
+
+    auto engine = ScenarioEngine::Create(config.scenario(), clock_);
+    if (!engine.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("scenario.", engine.status().message()));
+    }
+    engine_ = *std::move(engine);
+
+    registry_ = std::make_shared<prometheus::Registry>();
+    try {
+      auto& requests = prometheus::BuildCounter()
+                           .Name("fleetcanary_emulator_url_requests_total")
+                           .Help("Function URL requests by status class.")
+                           .Register(*registry_);
+      auto& faults = prometheus::BuildCounter()
+                         .Name("fleetcanary_emulator_faults_injected_total")
+                         .Help("Faults injected by the scenario engine.")
+                         .Register(*registry_);
+      auto& server = prometheus::BuildGauge()
+                         .Name("fleetcanary_emulator_server")
+                         .Help("HTTP server state and counters by kind.")
+                         .Register(*registry_);
+      for (const char* kind :
+           {"open_connections", "accepted_connections", "rejected_connections",
+            "requests", "bad_requests", "timeouts", "accept_errors"}) {
+        server_gauges_.emplace_back(kind, &server.Add({{"kind", kind}}));
+      }
+      truth_gauge_ = &prometheus::BuildGauge()
+                          .Name("fleetcanary_emulator_truth_entries")
+                          .Help("Last ground-truth sequence number.")
+                          .Register(*registry_)
+                          .Add({});
+      context_.requests_family = &requests;
+      context_.faults_family = &faults;
+    } catch (const std::exception& e) {
+      return absl::InternalError(absl::StrCat("prometheus: ", e.what()));
+    }
+
+    context_.clock = clock_;
+    context_.scenario = engine_.get();
+    context_.truth = &truth_;
+    context_.credentials.assign(config.credentials().begin(),
+                                config.credentials().end());
+    context_.max_clock_skew = config.has_max_clock_skew()
+                                  ? FromProto(config.max_clock_skew())
+                                  : absl::Minutes(5);
+    context_.shape_streaming =
+        !config.has_shape_streaming() || config.shape_streaming();
+    context_.request_id_seed = options_.request_id_seed;
+
+    HttpServerOptions server_options;
+    server_options.host = config.listen_host();
+    server_options.io_threads = options_.io_threads;
+    server_options.max_connections = options_.max_connections;
+    server_options.read_timeout = options_.read_timeout;
+    server_options.write_timeout = options_.write_timeout;
+    server_options.header_limit = options_.header_limit;
+    server_options.tls_cert_file = config.tls_cert_file();
+    server_options.tls_key_file = config.tls_key_file();
+    auto server = HttpServer::Create(server_options);
+    if (!server.ok()) return server.status();
+    server_ = *std::move(server);
+    const bool tls = !config.tls_cert_file().empty();
+    const std::string scheme = tls ? "https" : "http";
+    const std::string host = config.listen_host().find(':') != std::string::npos
+                                 ? absl::StrCat("[", config.listen_host(), "]")
+                                 : config.listen_host();
+    int next_port = options_.base_port;
+    auto port_for = [&next_port]() { return next_port == 0 ? 0 : next_port++; };
+
+    for (const v1::EmulatorRegion& r : config.regions()) {
+      v1::EmulatorRegion region = r;
+      if (region.function_name().empty()) {
+        region.set_function_name(kDefaultFunctionName);
+      }
+      if (region.auth() == v1::AUTH_TYPE_UNSPECIFIED) region.set_auth(v1::NONE);
+      auto state = std::make_unique<RegionState>(region, metric_options);
+      for (v1::InvokeMode mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
+        const std::string alias =
+            mode == v1::BUFFERED ? kBufferedAlias : kStreamAlias;
+        auto fn =
+            std::make_unique<FunctionUrl>(state.get(), mode, alias, &context_);
+        FunctionUrl* raw = fn.get();
+        auto port = server_->AddListener(
+            port_for(), tls, [raw](const HttpRequest& req, ResponsePlan* plan) {
+              raw->Handle(req, plan);
+            });
+        if (!port.ok()) return port.status();
+        UrlInfo info;
+        info.region = region.name();
+        info.mode = mode;
+        info.alias = alias;
+        info.function_name = region.function_name();
+        info.auth = region.auth();
+        info.port = *port;
+        info.url = absl::StrCat(scheme, "://", host, ":", *port, "/");
+        urls_.push_back(info);
+        functions_.push_back(std::move(fn));
+      }
+      RegionState* raw_state = state.get();
+      auto cw_port = server_->AddListener(
+          port_for(), tls,
+          [this, raw_state](const HttpRequest& req, ResponsePlan* plan) {
+            HandleCloudWatch(raw_state, req, plan);
+          });
+      if (!cw_port.ok()) return cw_port.status();
+      cloudwatch_.push_back(
+          {region.name(), absl::StrCat(scheme, "://", host, ":", *cw_port, "/"),
+           *cw_port});
+      regions_.push_back(std::move(state));
+    }
+    auto control_port = server_->AddListener(
+        port_for(), tls, [this](const HttpRequest& req, ResponsePlan* plan) {
+          HandleControl(req, plan);
+        });
+    if (!control_port.ok()) return control_port.status();
+    control_url_ = absl::StrCat(scheme, "://", host, ":", *control_port, "/");
+    FC_RETURN_IF_ERROR(server_->Start());
+    LogInfo("emulator_started", {{"regions", absl::StrCat(regions_.size())},
+                                 {"control", control_url_},
+                                 {"scenario", engine_->scenario().name()}});
+    return absl::OkStatus();
+  }
+
+  std::vector<UrlInfo> urls() const override { return urls_; }
+
+  std::string url(absl::string_view region,
+                  v1::InvokeMode mode) const override {
+    for (const UrlInfo& u : urls_) {
+      if (u.region == region && u.mode == mode) return u.url;
+    }
+    return "";
+  }
+
+  std::vector<CloudWatchEndpoint> cloudwatch_endpoints() const override {
+    return cloudwatch_;
+  }
+
+  std::string cloudwatch_url(absl::string_view region) const override {
+    for (const CloudWatchEndpoint& c : cloudwatch_) {
+      if (c.region == region) return c.url;
+    }
+    return "";
+  }
+
+  std::string control_url() const override { return control_url_; }
+
+  std::vector<std::string> DescribeEndpoints() const override {
+    std::vector<std::string> lines;
+    for (const UrlInfo& u : urls_) {
+      lines.push_back(
+          absl::StrCat("url region=", u.region, " mode=", ModeName(u.mode),
+                       " alias=", u.alias, " auth=", v1::AuthType_Name(u.auth),
+                       " function=", u.function_name, " url=", u.url));
+    }
+    for (const CloudWatchEndpoint& c : cloudwatch_) {
+      lines.push_back(
+          absl::StrCat("cloudwatch region=", c.region, " url=", c.url));
+    }
+    lines.push_back(absl::StrCat("control url=", control_url_));
+    return lines;
+  }
+
+  std::vector<v1::InjectedFault> truth(uint64_t after) const override {
+    return truth_.Since(after);
+  }
+
+  void ClearTruth() override { truth_.Clear(); }
+
+  absl::Status SetScenario(v1::Scenario scenario) override {
+    const std::string name = scenario.name();
+    FC_RETURN_IF_ERROR(engine_->Replace(std::move(scenario)));
+    LogInfo("scenario_replaced", {{"name", name}});
+    return absl::OkStatus();
+  }
+
+  v1::Scenario scenario() const override { return engine_->scenario(); }
+
+  HttpServerStats server_stats() const override {
+    return server_ ? server_->stats() : HttpServerStats();
+  }
+
+  void Stop() override {
+    absl::MutexLock lock(&stop_mu_);
+    if (server_ != nullptr) server_->Stop();
+  }
+
+ private:
+  void HandleCloudWatch(RegionState* region, const HttpRequest& req,
+                        ResponsePlan* plan) {
+    if (req.method != "POST" || req.Path() != "/") {
+      SetJson(plan, 404,
+              AwsJsonError("UnknownOperationException",
+                           "POST / with X-Amz-Target expected"),
+              kAwsJson10ContentType);
+      return;
+    }
+    const absl::Time now = clock_->Now();
+    if (options_.config.monitoring_auth() == v1::AWS_IAM) {
+      std::vector<sigv4::HeaderView> headers;
+      for (const auto& [n, v] : req.headers) headers.push_back({n, v});
+      sigv4::HttpRequestView view{req.method, req.target, headers, req.body,
+                                  ""};
+      sigv4::VerifyOptions verify;
+      verify.service = "monitoring";
+      verify.region = region->config.name();
+      verify.now = now;
+      verify.max_skew = context_.max_clock_skew;
+      const auto& creds = context_.credentials;
+      absl::Status ok = sigv4::VerifyRequest(
+          view,
+          [&creds](
+              absl::string_view key) -> absl::StatusOr<sigv4::Credentials> {
+            for (const v1::EmulatorCredential& c : creds) {
+              if (c.access_key_id() == key) {
+                return sigv4::Credentials{c.access_key_id(),
+                                          c.secret_access_key(),
+                                          c.session_token()};
+              }
+            }
+            return absl::NotFoundError("unknown access key");
+          },
+          verify);
+      if (!ok.ok()) {
+        SetJson(plan, 403, AwsJsonError("AccessDeniedException", ok.message()),
+                kAwsJson10ContentType);
+        return;
+      }
+    }
+    JsonResponse resp = HandleCloudWatchJson(req.Header("X-Amz-Target"),
+                                             req.body, region->metrics, now);
+    SetJson(plan, resp.status, std::move(resp.body), kAwsJson10ContentType);
+    plan->headers.emplace_back(
+        "x-amzn-RequestId", MakeRequestId(options_.request_id_seed ^ 0xc10dULL,
+                                          cloudwatch_counter_.fetch_add(1)));
+  }
+
+  void HandleControl(const HttpRequest& req, ResponsePlan* plan) {
+    const absl::string_view path = req.Path();
+    if (path == "/healthz") {
+      SetJson(plan, 200, "ok\n", "text/plain");
+    } else if (path == "/metrics" && req.method == "GET") {
+      const HttpServerStats s = server_->stats();
+      const int64_t values[] = {s.open_connections,     s.accepted_connections,
+                                s.rejected_connections, s.requests,
+                                s.bad_requests,         s.timeouts,
+                                s.accept_errors};
+      for (size_t i = 0; i < server_gauges_.size(); ++i) {
+        server_gauges_[i].second->Set(static_cast<double>(values[i]));
+      }
+      truth_gauge_->Set(static_cast<double>(truth_.last_sequence()));
+      prometheus::TextSerializer serializer;
+      SetJson(plan, 200, serializer.Serialize(registry_->Collect()),
+              "text/plain; version=0.0.4");
+    } else if (path == "/_emulator/truth" && req.method == "GET") {
+      uint64_t after = 0;
+      for (absl::string_view kv : absl::StrSplit(req.Query(), '&')) {
+        if (absl::ConsumePrefix(&kv, "since=") &&
+            !absl::SimpleAtoi(kv, &after)) {
+          SetJson(plan, 400, "since: not a sequence number\n", "text/plain");
+          return;
+        }
+      }
+      std::string body;
+      for (const v1::InjectedFault& f : truth_.Since(after)) {
+        absl::StrAppend(&body, MessageToJson(f), "\n");
+      }
+      SetJson(plan, 200, std::move(body), "application/x-ndjson");
+    } else if (path == "/_emulator/truth" && req.method == "DELETE") {
+      truth_.Clear();
+      SetJson(plan, 204, "", "text/plain");
+    } else if (path == "/_emulator/scenario" && req.method == "PUT") {
+      auto scenario = ParseScenarioYaml(req.body, "scenario");
+      if (!scenario.ok()) {
+        SetJson(
+            plan, 400,
+            nlohmann::json{{"error", std::string(scenario.status().message())}}
+                .dump(),
+            "application/json");
+        return;
+      }
+      absl::Status s = SetScenario(*scenario);
+      if (!s.ok()) {
+        SetJson(plan, 400,
+                nlohmann::json{{"error", std::string(s.message())}}.dump());
+        return;
+      }
+      SetJson(plan, 200, MessageToJson(engine_->scenario()));
+    } else if (path == "/_emulator/scenario" && req.method == "GET") {
+      SetJson(plan, 200, MessageToJson(engine_->scenario()));
+    } else if (path == "/_emulator/urls" && req.method == "GET") {
+      nlohmann::json out = nlohmann::json::array();
+      for (const UrlInfo& u : urls_) {
+        out.push_back({{"region", u.region},
+                       {"mode", ModeName(u.mode)},
+                       {"alias", u.alias},
+                       {"function_name", u.function_name},
+                       {"auth", v1::AuthType_Name(u.auth)},
+                       {"url", u.url},
+                       {"cloudwatch_url", cloudwatch_url(u.region)}});
+      }
+      SetJson(plan, 200, out.dump());
+    } else {
+      SetJson(plan, 404, "not found\n", "text/plain");
+    }
+  }
+
+  EmulatorOptions options_;
+  Clock* const clock_;
+  std::unique_ptr<ScenarioEngine> engine_;
+  TruthLog truth_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::vector<std::pair<std::string, prometheus::Gauge*>> server_gauges_;
+  prometheus::Gauge* truth_gauge_ = nullptr;
+  PlatformContext context_;
+  std::vector<std::unique_ptr<RegionState>> regions_;
+  std::vector<std::unique_ptr<FunctionUrl>> functions_;
+  std::vector<UrlInfo> urls_;
+  std::vector<CloudWatchEndpoint> cloudwatch_;
+  std::string control_url_;
+  std::atomic<uint64_t> cloudwatch_counter_{0};
+  absl::Mutex stop_mu_;
+  // Declared last: destroyed first, so sessions end before what they use.
+  std::unique_ptr<HttpServer> server_;
+};
+
+}  // namespace
+
+absl::Status ValidateEmulatorConfig(const v1::EmulatorConfig& config) {
+  absl::Status rules = ValidateMessage(config);
+  if (!rules.ok()) return rules;
+  std::set<std::string> names;
+  for (int i = 0; i < config.regions_size(); ++i) {
+    const std::string& name = config.regions(i).name();
+    if (name.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("regions[", i, "].name: required"));
+    }
+    if (!names.insert(name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("regions[", i, "].name: duplicate region ", name));
+    }
+  }
+  if (config.tls_cert_file().empty() != config.tls_key_file().empty()) {
+    return absl::InvalidArgumentError(
+        "tls_key_file: tls_cert_file and tls_key_file go together");
+  }
+  const bool iam = config.monitoring_auth() == v1::AWS_IAM ||
+                   std::any_of(config.regions().begin(), config.regions().end(),
+                               [](const v1::EmulatorRegion& r) {
+                                 return r.auth() == v1::AWS_IAM;
+                               });
+  if (iam && config.credentials().empty()) {
+    return absl::InvalidArgumentError(
+        "credentials: required when a region or monitoring_auth is AWS_IAM");
+  }
+  absl::Status scenario = ValidateScenario(config.scenario());
+  if (!scenario.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("scenario.", scenario.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::EmulatorConfig> LoadEmulatorConfig(const std::string& path) {
+  v1::EmulatorConfig config;
+  absl::Status loaded = LoadYamlFile(path, &config);
+  if (!loaded.ok()) return loaded;
+  absl::Status valid = ValidateEmulatorConfig(config);
+  if (!valid.ok()) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    return LocateYamlError(text.str(), path, valid);
+  }
+  return config;
+}
+
+absl::StatusOr<std::unique_ptr<Emulator>> Emulator::Create(
+    const EmulatorOptions& options, Clock* clock) {
+  auto emulator = std::make_unique<EmulatorImpl>(options, clock);
+  absl::Status s = emulator->Init();
+  if (!s.ok()) return s;
+  return std::unique_ptr<Emulator>(std::move(emulator));
+}
+
+}  // namespace emulator
+}  // namespace fleetcanary

@@ -1,0 +1,113 @@
+// One emulated Lambda Function URL: the platform in front of the canary
+// function (auth, throttling, limits, headers, metrics) plus the canary
+// function itself (ARCHITECTURE.md, "Canary function contract"), with the
+// scenario engine's faults applied.
+//
+// Request handling, in the platform's order:
+//  1. Path other than /canary → 403 AccessDeniedException (no invocation).
+//  2. AuthType AWS_IAM: SigV4 (service "lambda", the region, the payload hash
+//     of the body received) → 403 AccessDeniedException when missing/wrong.
+//  3. Reserved concurrency exhausted → 429 TooManyRequestsException,
+//     Throttles +1, no invocation.
+//  4. The scenario engine decides a fault (throttle → as 3).
+//  5. The function runs: bad parameters → 400 from the function; BUFFERED
+//     bodies over 6,291,556 bytes → 502, Errors +1 (ResponseSizeTooLarge);
+//     otherwise 200 with N payload bytes, buffered with Content-Length or
+//     streamed in C-byte chunks G ms apart, shaped to 2 MiB/s after 6 MiB
+//     when shaping is on.
+// Metrics (stamped with the request's arrival time): UrlRequestCount and
+// Url4xxCount/Url5xxCount per request; Invocations, Errors (phantom_error,
+// http_status >= 500, the size cap, rules with platform_error) and Duration
+// per invocation; Throttles per throttle; UrlRequestLatency per request.
+// Wire faults (truncate, reset, stall, ...) are not platform errors unless
+// the rule says platform_error.
+//
+// Thread-safety: Handle() is called concurrently from io threads.
+#ifndef FLEETCANARY_EMULATOR_FUNCTION_FUNCTION_URL_H_
+#define FLEETCANARY_EMULATOR_FUNCTION_FUNCTION_URL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "common/time/clock.h"
+#include "emulator/platform/metric_store.h"
+#include "emulator/scenario/engine.h"
+#include "emulator/scenario/truth_log.h"
+#include "emulator/server/http_server.h"
+#include "fleetcanary/v1/scenario.pb.h"
+
+namespace prometheus {
+class Counter;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace fleetcanary {
+namespace emulator {
+
+inline constexpr uint64_t kBufferedResponseLimit = 6291556;
+inline constexpr uint64_t kStreamUnshapedBytes = 6 * 1024 * 1024;
+inline constexpr uint64_t kStreamShapedBytesPerSecond = 2 * 1024 * 1024;
+inline constexpr uint64_t kStreamMaxBytes = 200 * 1024 * 1024;
+
+// State shared by the two URLs (aliases) of the function in one region.
+struct RegionState {
+  RegionState(const v1::EmulatorRegion& config,
+              const MetricStoreOptions& metric_options)
+      : config(config), metrics(metric_options) {}
+  const v1::EmulatorRegion config;  // function_name filled in.
+  MetricStore metrics;
+  std::atomic<int64_t> in_flight{0};
+};
+
+// What every Function URL of the emulator shares. Owned by the emulator;
+// outlives every FunctionUrl.
+struct PlatformContext {
+  Clock* clock = nullptr;
+  ScenarioEngine* scenario = nullptr;
+  TruthLog* truth = nullptr;
+  std::vector<v1::EmulatorCredential> credentials;
+  absl::Duration max_clock_skew = absl::Minutes(5);
+  bool shape_streaming = true;
+  uint64_t request_id_seed = 0;
+  std::atomic<uint64_t> request_counter{0};
+  // Prometheus families (labels region, alias, and code class or effect);
+  // may be null.
+  prometheus::Family<prometheus::Counter>* requests_family = nullptr;
+  prometheus::Family<prometheus::Counter>* faults_family = nullptr;
+};
+
+class FunctionUrl {
+ public:
+  // `region` and `context` must outlive this object.
+  FunctionUrl(RegionState* region, v1::InvokeMode mode, std::string alias,
+              PlatformContext* context);
+  ~FunctionUrl();
+
+  // The server's RequestHandler.
+  void Handle(const HttpRequest& request, ResponsePlan* plan);
+
+  v1::InvokeMode mode() const { return mode_; }
+  const std::string& alias() const { return alias_; }
+
+ private:
+  struct Counters;
+
+  RegionState* const region_;
+  const v1::InvokeMode mode_;
+  const std::string alias_;
+  PlatformContext* const context_;
+  std::unique_ptr<Counters> counters_;
+};
+
+// A request id in the platform's UUID form, from a seed and a counter.
+std::string MakeRequestId(uint64_t seed, uint64_t n);
+
+}  // namespace emulator
+}  // namespace fleetcanary
+
+#endif  // FLEETCANARY_EMULATOR_FUNCTION_FUNCTION_URL_H_
