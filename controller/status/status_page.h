@@ -1,0 +1,58 @@
+// The controller's status page: one self-contained HTML document with the
+// verdict table (state, evidence) and server-rendered SVG charts — error rate
+// over time by invoke mode and by body size, and the verdict timeline — so the
+// fleet is readable without Grafana. No scripts, no external assets.
+//
+// Pure functions over a snapshot; thread-safe.
+#ifndef FLEETCANARY_CONTROLLER_STATUS_STATUS_PAGE_H_
+#define FLEETCANARY_CONTROLLER_STATUS_STATUS_PAGE_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "fleetcanary/v1/admin.pb.h"
+#include "fleetcanary/v1/verdict.pb.h"
+
+namespace fleetcanary {
+
+// One line of a chart: e.g. "stream" or "64KiB", error rate per time bucket.
+struct RateSeries {
+  std::string label;
+  std::vector<std::pair<absl::Time, double>> points;
+};
+
+struct StatusPageData {
+  absl::Time now;
+  std::string title = "fleetcanary";
+  // Current verdicts (one per stream/comparison) and the transition history.
+  std::vector<v1::Verdict> verdicts;
+  std::vector<v1::Verdict> transitions;
+  // Error rate (failures / probes) over time.
+  std::vector<RateSeries> rate_by_mode;
+  std::vector<RateSeries> rate_by_size;
+  std::vector<v1::AgentInfo> agents;
+  // Total probes the page's charts cover, shown in the header.
+  uint64_t probes_total = 0;
+};
+
+// The whole page (text/html; charset=utf-8).
+std::string RenderStatusPage(const StatusPageData& data);
+
+// A line chart of `series` as an <svg> element; y axis from 0 to the largest
+// value (at least `min_y_max`), x axis over the points' time range.
+std::string RenderRateChartSvg(const std::string& title,
+                               const std::vector<RateSeries>& series, int width,
+                               int height, double min_y_max = 0.001);
+
+// One row per verdict key, coloured bands for the states it went through.
+std::string RenderTimelineSvg(const std::vector<v1::Verdict>& transitions,
+                              absl::Time end, int width);
+
+// Escapes &, <, >, " and ' for HTML text and attributes.
+std::string HtmlEscape(absl::string_view text);
+
+}  // namespace fleetcanary
+
+#endif  // FLEETCANARY_CONTROLLER_STATUS_STATUS_PAGE_H_
