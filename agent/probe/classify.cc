@@ -70,9 +70,13 @@ CodeKind KindOf(const ProbeFacts& f) {
       }
       return CodeKind::kProtocol;
     case CURLE_OUT_OF_MEMORY:
-      // libcurl reports an over-long response header line as "out of memory"
-      // ("Rejected N bytes header"): that is the peer's doing.
-      if (absl::StrContains(f.curl_error, "header")) return CodeKind::kProtocol;
+      // libcurl 7.88 reports a response header line over its 100 KB cap as
+      // "out of memory" (sometimes with "Rejected N bytes header", sometimes
+      // with no text): once connected, that is the peer's doing. A real
+      // allocation failure of ours mid-transfer is far less likely.
+      if (f.connected || absl::StrContains(f.curl_error, "header")) {
+        return CodeKind::kProtocol;
+      }
       return CodeKind::kLocal;
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_HTTP2:

@@ -110,6 +110,10 @@ struct Transfer {
   // Last time a byte arrived (or the connection was established).
   absl::Duration last_activity;
   bool connected = false;  // PREREQFUNCTION ran.
+  // TCP connected although the connection was not ready for the request yet
+  // (e.g. aborted during the TLS handshake).
+  bool tcp_connected = false;
+  int last_fd = -1;  // Most recent socket opened for this transfer.
 
   // Response state.
   uint64_t header_bytes = 0;
@@ -158,6 +162,7 @@ curl_socket_t OpenSocketCallback(void* clientp, curlsocktype,
   auto* t = static_cast<Transfer*>(clientp);
   const int fd = socket(address->family, address->socktype | SOCK_CLOEXEC,
                         address->protocol);
+  t->last_fd = fd;
   if (fd < 0) {
     const int e = errno;
     if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
@@ -568,7 +573,7 @@ class ProbeEngineImpl : public ProbeEngine {
     for (uint64_t id : ids) {
       auto it = active_.find(id);
       it->second->Abort(LocalAbort::kAgentFault, "engine shut down");
-      curl_multi_remove_handle(multi_, it->second->easy);
+      RemoveByEngine(it->second.get());
       Finish(id, CURLE_OK);
     }
     while (!waiting_.empty()) {
@@ -851,7 +856,7 @@ class ProbeEngineImpl : public ProbeEngine {
                               " (stall limit ",
                               absl::FormatDuration(t->limits.stall), ")"));
       }
-      curl_multi_remove_handle(multi_, t->easy);
+      RemoveByEngine(t);
       Finish(id, CURLE_OK);
     }
     // Connected transfers whose stall deadline is earlier than what is queued.
@@ -863,6 +868,20 @@ class ProbeEngineImpl : public ProbeEngine {
           {it->second->last_activity + it->second->limits.stall, id});
     }
     newly_connected_.clear();
+  }
+
+  // Removes a transfer the engine itself ends (stall, deadline, shutdown),
+  // noting first whether its TCP connection was up (libcurl keeps no record
+  // of a connect that finished while the TLS handshake did not).
+  void RemoveByEngine(Transfer* t) {
+    if (!t->connected && t->last_fd >= 0) {
+      sockaddr_storage peer{};
+      socklen_t len = sizeof(peer);
+      t->tcp_connected =
+          getpeername(t->last_fd, reinterpret_cast<sockaddr*>(&peer), &len) ==
+          0;
+    }
+    curl_multi_remove_handle(multi_, t->easy);
   }
 
   // Builds the outcome of a transfer already removed from the multi handle,
@@ -893,7 +912,7 @@ class ProbeEngineImpl : public ProbeEngine {
     f.os_errno = static_cast<int>(os_errno);
     f.curl_error = t->error;
     f.https = t->https;
-    f.connected = t->connected || connect > 0;
+    f.connected = t->connected || t->tcp_connected || connect > 0;
     f.resolved = f.connected || dns > 0;
     f.tls_done = t->https && (tls > 0 || reused);
     f.headers_complete = t->headers_complete;

@@ -2,6 +2,7 @@
 
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -170,6 +171,37 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void ReadRequest() {
+    if (in_.size() > 0) return ReadHead();  // Pipelined request already read.
+    auto self = shared_from_this();
+    // Like real servers, answer something that is not HTTP (e.g. a TLS
+    // ClientHello) with a 400 and close, instead of waiting for "\r\n\r\n".
+    socket_.async_wait(
+        tcp::socket::wait_read, [self](boost::system::error_code ec) {
+          if (ec) return self->Close();
+          char first = 0;
+          const ssize_t n =
+              recv(self->socket_.native_handle(), &first, 1, MSG_PEEK);
+          if (n == 1 &&
+              !absl::ascii_isalpha(static_cast<unsigned char>(first))) {
+            return self->RefuseNonHttp();
+          }
+          self->ReadHead();
+        });
+  }
+
+  void RefuseNonHttp() {
+    out_ =
+        "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+        "Connection: close\r\n\r\n";
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_),
+                      [self](boost::system::error_code ec, size_t) {
+                        if (ec) return self->Close();
+                        self->CloseCleanly();
+                      });
+  }
+
+  void ReadHead() {
     auto self = shared_from_this();
     asio::async_read_until(socket_, in_, "\r\n\r\n",
                            [self](boost::system::error_code ec, size_t n) {
@@ -276,27 +308,53 @@ class Session : public std::enable_shared_from_this<Session> {
                     absl::Hex(index, absl::kZeroPad12), "\r\n");
     absl::StrAppend(&out_, "X-Amzn-Trace-Id: Root=1-00000000-",
                     absl::Hex(index, absl::kZeroPad16), "\r\n");
-    if (spec_.header_line_bytes > 0) {
-      absl::StrAppend(&out_, "x-giant: ");
-      out_.append(spec_.header_line_bytes, 'g');
-      absl::StrAppend(&out_, "\r\n");
-    }
-    for (uint64_t pad = 0, i = 0; pad < spec_.header_bytes; ++i) {
-      std::string line = absl::StrCat("x-pad-", i, ": ");
-      line.append(1000, 'p');
-      line.append("\r\n");
-      pad += line.size();
-      out_.append(line);
-    }
-    if (!keep_alive_ && spec_.framing != FaultSpec::Framing::kClose) {
-      absl::StrAppend(&out_, "Connection: close\r\n");
-    }
-    absl::StrAppend(&out_, "\r\n");
+    if (spec_.header_line_bytes > 0) absl::StrAppend(&out_, "x-giant: ");
+    pad_line_left_ = spec_.header_line_bytes;
+    pad_lines_left_ = spec_.header_bytes;
+    pad_index_ = 0;
     auto self = shared_from_this();
     asio::async_write(socket_, asio::buffer(out_),
                       [self](boost::system::error_code ec, size_t) {
                         if (ec) return self->Close();
-                        self->SendBody();
+                        self->SendHeadPadding();
+                      });
+  }
+
+  // Writes the oversized header parts in 64 KiB pieces (bounded memory even
+  // for 10 MB of headers), then the end of the header block.
+  void SendHeadPadding() {
+    out_.clear();
+    if (pad_line_left_ > 0) {
+      const uint64_t n = std::min<uint64_t>(pad_line_left_, kDefaultPiece);
+      out_.append(n, 'g');
+      pad_line_left_ -= n;
+      if (pad_line_left_ == 0) out_.append("\r\n");
+    } else if (pad_lines_left_ > 0) {
+      while (pad_lines_left_ > 0 && out_.size() < kDefaultPiece) {
+        std::string line = absl::StrCat("x-pad-", pad_index_++, ": ");
+        line.append(1000, 'p');
+        line.append("\r\n");
+        pad_lines_left_ -= std::min<uint64_t>(pad_lines_left_, line.size());
+        out_.append(line);
+      }
+    } else {
+      if (!keep_alive_ && spec_.framing != FaultSpec::Framing::kClose) {
+        absl::StrAppend(&out_, "Connection: close\r\n");
+      }
+      absl::StrAppend(&out_, "\r\n");
+      auto self = shared_from_this();
+      asio::async_write(socket_, asio::buffer(out_),
+                        [self](boost::system::error_code ec, size_t) {
+                          if (ec) return self->Close();
+                          self->SendBody();
+                        });
+      return;
+    }
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_),
+                      [self](boost::system::error_code ec, size_t) {
+                        if (ec) return self->Close();
+                        self->SendHeadPadding();
                       });
   }
 
@@ -437,6 +495,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   uint64_t sent_ = 0;
   int reset_polls_ = 0;
+  uint64_t pad_line_left_ = 0;
+  uint64_t pad_lines_left_ = 0;
+  uint64_t pad_index_ = 0;
 };
 
 class FaultServerImpl : public FaultServer {

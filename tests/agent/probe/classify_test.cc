@@ -140,7 +140,14 @@ std::vector<Case> Cases() {
     ProbeFacts f;
     f.resolved = f.connected = true;
     f.curl_code = CURLE_OUT_OF_MEMORY;
-    c.push_back({"real_oom", f, v1::AGENT_ERROR, v1::LOCAL_ABORT});
+    c.push_back(
+        {"giant_header_line_no_text", f, v1::INTEGRITY, v1::LOCAL_ABORT});
+  }
+  {
+    ProbeFacts f;
+    f.resolved = true;
+    f.curl_code = CURLE_OUT_OF_MEMORY;
+    c.push_back({"real_oom", f, v1::AGENT_ERROR, v1::NOT_CONNECTED});
   }
   c.push_back({"5xx", Response(502, 21, 21), v1::HTTP_5XX, v1::COMPLETE});
   c.push_back({"429", Response(429, 0, 0), v1::THROTTLED, v1::COMPLETE});

@@ -1,0 +1,711 @@
+// Integration tests of the probe engine against a real local HTTP server
+// (tests/testing/fault_server.h) over loopback sockets.
+#include "agent/probe/probe_engine.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "tests/testing/fault_server.h"
+
+namespace fleetcanary {
+namespace {
+
+using testing::FaultServer;
+using testing::FaultServerOptions;
+using testing::FaultSpec;
+using Framing = FaultSpec::Framing;
+
+absl::Duration D(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t ns = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+// Current resident set size of this process, from /proc.
+int64_t RssBytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t pages = 0, resident = 0;
+  f >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// A loopback port nobody listens on.
+int ClosedPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class ProbeEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<FaultServer>> server =
+        FaultServer::Create(FaultServerOptions());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ProbeEngineOptions options;
+    options.max_in_flight = 256;
+    options.credentials = [this]() -> absl::StatusOr<sigv4::Credentials> {
+      if (!credentials_)
+        return absl::NotFoundError("AWS_ACCESS_KEY_ID is not set");
+      return *credentials_;
+    };
+    absl::StatusOr<std::unique_ptr<ProbeEngine>> engine =
+        ProbeEngine::Create(options, Clock::Real());
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+  }
+
+  ProbeRequest Request(const FaultSpec& spec, uint64_t size) {
+    ProbeRequest r;
+    r.url = server_->BaseUrl(spec);
+    r.mode =
+        spec.framing == Framing::kChunked ? v1::RESPONSE_STREAM : v1::BUFFERED;
+    r.size_bytes = size;
+    r.seed = 0x5eed + size;
+    r.probe_id = absl::StrCat("probe-", ++probe_counter_);
+    r.agent_id = "agent-1";
+    r.region = "us-east-1";
+    r.target = "canary";
+    SetDuration(absl::Seconds(5), r.limits.mutable_timeout());
+    SetDuration(absl::Seconds(2), r.limits.mutable_stall_limit());
+    return r;
+  }
+
+  v1::Outcome Run(ProbeRequest request) {
+    absl::Notification done;
+    v1::Outcome outcome;
+    engine_->Start(std::move(request), [&](v1::Outcome o) {
+      outcome = std::move(o);
+      done.Notify();
+    });
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(15)));
+    return outcome;
+  }
+
+  std::unique_ptr<FaultServer> server_;
+  std::unique_ptr<ProbeEngine> engine_;
+  std::optional<sigv4::Credentials> credentials_;
+  int probe_counter_ = 0;
+};
+
+std::string Describe(const v1::Outcome& o) {
+  return absl::StrCat(v1::OutcomeClass_Name(o.outcome_class()), "/",
+                      v1::TransferEnd_Name(o.transfer_end()),
+                      " status=", o.status(), " received=", o.received_bytes(),
+                      "/", o.expected_bytes(), " detail=", o.detail());
+}
+
+TEST_F(ProbeEngineTest, CorrectBodiesAreOkInEveryFraming) {
+  for (Framing framing :
+       {Framing::kContentLength, Framing::kChunked, Framing::kClose}) {
+    for (uint64_t size : {0ull, 2ull, 1024ull, 65536ull, 1048576ull}) {
+      FaultSpec spec;
+      spec.framing = framing;
+      ProbeRequest r = Request(spec, size);
+      if (framing == Framing::kChunked) r.chunk_bytes = 1000;
+      const v1::Outcome o = Run(r);
+      SCOPED_TRACE(absl::StrCat(spec.ToPath(), " size=", size));
+      EXPECT_EQ(o.outcome_class(), v1::OK) << Describe(o);
+      EXPECT_EQ(o.transfer_end(), v1::COMPLETE);
+      EXPECT_EQ(o.status(), 200);
+      EXPECT_EQ(o.http_version(), "1.1");
+      EXPECT_EQ(o.received_bytes(), size);
+      EXPECT_EQ(o.expected_bytes(), size);
+      EXPECT_EQ(o.first_bad_offset(), -1);
+      EXPECT_EQ(o.probe_id(), r.probe_id);
+      EXPECT_EQ(o.seed(), r.seed);
+      EXPECT_EQ(o.agent_id(), "agent-1");
+      EXPECT_TRUE(absl::StartsWith(o.platform_request_id(), "00000000-"));
+      EXPECT_TRUE(absl::StartsWith(o.trace_id(), "Root=1-"));
+      EXPECT_TRUE(o.timings().has_connect());
+      EXPECT_TRUE(o.timings().has_request_sent());
+      EXPECT_TRUE(o.timings().has_headers_received());
+      EXPECT_FALSE(o.timings().has_tls());
+      EXPECT_LE(D(o.timings().connect()), D(o.timings().request_sent()));
+      EXPECT_LE(D(o.timings().headers_received()), D(o.timings().total()));
+      if (size > 0) {
+        EXPECT_GE(o.chunk_count(), 1u);
+        EXPECT_LE(D(o.timings().headers_received()),
+                  D(o.timings().first_body_byte()));
+        EXPECT_LE(D(o.timings().first_body_byte()), D(o.timings().last_byte()));
+        EXPECT_LE(D(o.timings().last_byte()), D(o.timings().total()));
+      }
+      if (framing == Framing::kChunked && size == 65536) {
+        EXPECT_GE(o.chunk_count(), 2u);
+      }
+    }
+  }
+}
+
+struct FaultCase {
+  std::string name;
+  FaultSpec spec;
+  uint64_t size;
+  v1::OutcomeClass want_class;
+  v1::TransferEnd want_end;
+  int64_t want_received = -1;  // -1 = don't check.
+};
+
+FaultSpec Spec(Framing framing) {
+  FaultSpec s;
+  s.framing = framing;
+  return s;
+}
+
+std::vector<FaultCase> FaultCases() {
+  std::vector<FaultCase> c;
+  {
+    FaultSpec s = Spec(Framing::kContentLength);
+    s.close_at = 1000;
+    c.push_back(
+        {"cl_clean_close", s, 4096, v1::TRUNCATED, v1::CLEAN_CLOSE, 1000});
+  }
+  {
+    FaultSpec s = Spec(Framing::kChunked);
+    s.close_at = 1000;
+    c.push_back({"chunked_close_without_final_chunk", s, 4096, v1::TRUNCATED,
+                 v1::CLEAN_CLOSE, 1000});
+  }
+  {
+    FaultSpec s = Spec(Framing::kChunked);
+    s.end_at = 1000;
+    c.push_back({"chunked_final_chunk_early", s, 4096, v1::TRUNCATED,
+                 v1::COMPLETE, 1000});
+  }
+  {
+    FaultSpec s = Spec(Framing::kClose);
+    s.close_at = 1000;
+    c.push_back(
+        {"close_delimited_short", s, 4096, v1::TRUNCATED, v1::COMPLETE, 1000});
+  }
+  {
+    FaultSpec s = Spec(Framing::kContentLength);
+    s.reset_at = 1000;
+    c.push_back({"cl_reset", s, 4096, v1::RESET, v1::PEER_RESET});
+  }
+  {
+    FaultSpec s = Spec(Framing::kChunked);
+    s.reset_at = 1000;
+    c.push_back({"chunked_reset", s, 4096, v1::RESET, v1::PEER_RESET});
+  }
+  {
+    FaultSpec s = Spec(Framing::kContentLength);
+    s.reset_at = 0;
+    c.push_back({"reset_before_body", s, 4096, v1::RESET, v1::PEER_RESET, 0});
+  }
+  {
+    FaultSpec s = Spec(Framing::kChunked);
+    s.stall_at = 1000;
+    c.push_back(
+        {"stall_mid_body", s, 4096, v1::STALLED, v1::STALL_LIMIT, 1000});
+  }
+  {
+    FaultSpec s;
+    s.silent = true;
+    c.push_back(
+        {"accept_never_answer", s, 4096, v1::STALLED, v1::STALL_LIMIT, 0});
+  }
+  {
+    FaultSpec s = Spec(Framing::kContentLength);
+    s.corrupt_at = 3000;
+    c.push_back({"wrong_byte", s, 4096, v1::INTEGRITY, v1::LOCAL_ABORT});
+  }
+  {
+    FaultSpec s = Spec(Framing::kChunked);
+    s.endless = true;
+    c.push_back({"endless_body", s, 4096, v1::INTEGRITY, v1::LOCAL_ABORT});
+  }
+  {
+    FaultSpec s = Spec(Framing::kChunked);
+    s.declare_bytes = 10;
+    c.push_back(
+        {"declares_other_length", s, 4096, v1::INTEGRITY, v1::LOCAL_ABORT, 0});
+  }
+  {
+    FaultSpec s;
+    s.echo_probe_id = false;
+    c.push_back({"probe_id_not_echoed", s, 64, v1::INTEGRITY, v1::LOCAL_ABORT});
+  }
+  {
+    FaultSpec s;
+    s.header_bytes = 10 << 20;
+    c.push_back({"ten_mb_of_headers", s, 64, v1::INTEGRITY, v1::LOCAL_ABORT});
+  }
+  {
+    FaultSpec s;
+    s.header_line_bytes = 10 << 20;
+    c.push_back({"ten_mb_header_line", s, 64, v1::INTEGRITY, v1::LOCAL_ABORT});
+  }
+  for (int status : {500, 502, 503}) {
+    FaultSpec s;
+    s.status = status;
+    c.push_back(
+        {absl::StrCat("status_", status), s, 21, v1::HTTP_5XX, v1::COMPLETE});
+  }
+  {
+    FaultSpec s;
+    s.status = 429;
+    c.push_back({"status_429", s, 0, v1::THROTTLED, v1::COMPLETE});
+  }
+  for (int status : {400, 403, 404}) {
+    FaultSpec s;
+    s.status = status;
+    c.push_back(
+        {absl::StrCat("status_", status), s, 16, v1::HTTP_4XX, v1::COMPLETE});
+  }
+  {
+    FaultSpec s = Spec(Framing::kChunked);
+    s.status = 500;
+    s.endless = true;
+    c.push_back(
+        {"status_500_endless_body", s, 16, v1::HTTP_5XX, v1::LOCAL_ABORT});
+  }
+  {
+    FaultSpec s;
+    s.trickle = absl::Milliseconds(100);
+    c.push_back(
+        {"trickle_beyond_deadline", s, 4096, v1::TIMEOUT, v1::DEADLINE});
+  }
+  return c;
+}
+
+TEST_F(ProbeEngineTest, EachFaultLandsInItsClass) {
+  const std::vector<FaultCase> cases = FaultCases();
+  // All at once: the engine and the server run every fault concurrently.
+  absl::Mutex mu;
+  std::vector<v1::Outcome> got(cases.size());
+  int remaining = static_cast<int>(cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    ProbeRequest r = Request(cases[i].spec, cases[i].size);
+    SetDuration(absl::Milliseconds(300), r.limits.mutable_stall_limit());
+    SetDuration(absl::Milliseconds(1500), r.limits.mutable_timeout());
+    engine_->Start(r, [&, i](v1::Outcome o) {
+      absl::MutexLock lock(&mu);
+      got[i] = std::move(o);
+      --remaining;
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(
+                                +[](int* n) { return *n == 0; }, &remaining),
+                            absl::Seconds(10)));
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].name);
+    const v1::Outcome& o = got[i];
+    EXPECT_EQ(v1::OutcomeClass_Name(o.outcome_class()),
+              v1::OutcomeClass_Name(cases[i].want_class))
+        << Describe(o);
+    EXPECT_EQ(v1::TransferEnd_Name(o.transfer_end()),
+              v1::TransferEnd_Name(cases[i].want_end))
+        << Describe(o);
+    if (cases[i].want_received >= 0) {
+      EXPECT_EQ(o.received_bytes(),
+                static_cast<uint64_t>(cases[i].want_received))
+          << Describe(o);
+    }
+    EXPECT_LE(D(o.timings().total()), absl::Milliseconds(1700)) << Describe(o);
+  }
+  EXPECT_EQ(engine_->in_flight(), 0);
+}
+
+TEST_F(ProbeEngineTest, WrongByteReportsItsOffset) {
+  FaultSpec s;
+  s.corrupt_at = 777;
+  const v1::Outcome o = Run(Request(s, 4096));
+  EXPECT_EQ(o.outcome_class(), v1::INTEGRITY) << Describe(o);
+  EXPECT_EQ(o.first_bad_offset(), 777);
+}
+
+TEST_F(ProbeEngineTest, NetworkFailuresHaveTheirOwnClasses) {
+  ProbeRequest dns = Request(FaultSpec(), 16);
+  dns.url = "http://fleetcanary-no-such-host.invalid/";
+  v1::Outcome o = Run(dns);
+  EXPECT_EQ(o.outcome_class(), v1::DNS_ERROR) << Describe(o);
+  EXPECT_EQ(o.transfer_end(), v1::NOT_CONNECTED);
+
+  ProbeRequest refused = Request(FaultSpec(), 16);
+  refused.url = absl::StrCat("http://127.0.0.1:", ClosedPort(), "/");
+  o = Run(refused);
+  EXPECT_EQ(o.outcome_class(), v1::CONNECT_ERROR) << Describe(o);
+  EXPECT_EQ(o.transfer_end(), v1::NOT_CONNECTED);
+  EXPECT_FALSE(o.timings().has_connect());
+
+  // TLS spoken to a plain-HTTP server.
+  ProbeRequest tls = Request(FaultSpec(), 16);
+  tls.url = absl::StrCat("https://127.0.0.1:", server_->port(), "/");
+  o = Run(tls);
+  EXPECT_EQ(o.outcome_class(), v1::TLS_ERROR) << Describe(o);
+  EXPECT_FALSE(o.timings().has_tls());
+}
+
+TEST_F(ProbeEngineTest, OurOwnFaultsAreAgentErrors) {
+  std::vector<std::pair<std::string, ProbeRequest>> bad;
+  ProbeRequest r = Request(FaultSpec(), 16);
+  r.transport.set_http_version("3");
+  bad.push_back({"http_version", r});
+  r = Request(FaultSpec(), 16);
+  r.url = "ftp://127.0.0.1/";
+  bad.push_back({"url", r});
+  r = Request(FaultSpec(), 16);
+  r.url = "http://[::1/";
+  bad.push_back({"url", r});
+  r = Request(FaultSpec(), 16);
+  r.transport.set_ca_file("/nonexistent/ca.pem");
+  bad.push_back({"ca_file", r});
+  r = Request(FaultSpec(), 1 << 20);
+  r.limits.set_max_body_bytes(1024);
+  bad.push_back({"max_body_bytes", r});
+  r = Request(FaultSpec(), 16);
+  r.auth = v1::AWS_IAM;
+  bad.push_back({"AWS_ACCESS_KEY_ID", r});
+  const int64_t requests_before = server_->requests();
+  for (auto& [field, request] : bad) {
+    SCOPED_TRACE(field);
+    const v1::Outcome o = Run(request);
+    EXPECT_EQ(o.outcome_class(), v1::AGENT_ERROR) << Describe(o);
+    EXPECT_EQ(o.transfer_end(), v1::NOT_CONNECTED);
+    EXPECT_TRUE(absl::StrContains(o.detail(), field)) << o.detail();
+  }
+  EXPECT_EQ(server_->requests(), requests_before);
+}
+
+TEST_F(ProbeEngineTest, MeasuresAnInjectedFirstByteDelay) {
+  FaultSpec s;
+  s.first_byte_delay = absl::Milliseconds(200);
+  for (int i = 0; i < 3; ++i) {
+    const v1::Outcome o = Run(Request(s, 1024));
+    ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
+    const absl::Duration waited =
+        D(o.timings().headers_received()) - D(o.timings().request_sent());
+    EXPECT_GE(waited, absl::Milliseconds(195)) << waited;
+    EXPECT_LE(waited, absl::Milliseconds(205)) << waited;
+    EXPECT_GE(D(o.timings().first_body_byte()), absl::Milliseconds(200));
+  }
+}
+
+TEST_F(ProbeEngineTest, DetectsAStallWithinTheLimit) {
+  FaultSpec s = Spec(Framing::kChunked);
+  s.stall_at = 5000;
+  ProbeRequest r = Request(s, 65536);
+  r.chunk_bytes = 1000;
+  SetDuration(absl::Milliseconds(300), r.limits.mutable_stall_limit());
+  const v1::Outcome o = Run(r);
+  ASSERT_EQ(o.outcome_class(), v1::STALLED) << Describe(o);
+  EXPECT_EQ(o.received_bytes(), 5000u);
+  const absl::Duration silent =
+      D(o.timings().total()) - D(o.timings().last_byte());
+  EXPECT_GE(silent, absl::Milliseconds(300)) << silent;
+  EXPECT_LE(silent, absl::Milliseconds(350)) << silent;
+}
+
+TEST_F(ProbeEngineTest, TruncationAtByteKReportsExactlyK) {
+  for (int64_t k : {1, 4095, 12345, 65537}) {
+    for (Framing framing : {Framing::kContentLength, Framing::kChunked}) {
+      FaultSpec s = Spec(framing);
+      s.close_at = k;
+      const v1::Outcome o = Run(Request(s, 100000));
+      SCOPED_TRACE(s.ToPath());
+      EXPECT_EQ(o.outcome_class(), v1::TRUNCATED) << Describe(o);
+      EXPECT_EQ(o.received_bytes(), static_cast<uint64_t>(k));
+      EXPECT_EQ(o.expected_bytes(), 100000u);
+      EXPECT_EQ(o.first_bad_offset(), -1);
+    }
+  }
+}
+
+TEST_F(ProbeEngineTest, StreamingRecordsChunksAndGaps) {
+  ProbeRequest r = Request(Spec(Framing::kChunked), 4000);
+  r.chunk_bytes = 1000;
+  r.chunk_gap = absl::Milliseconds(40);
+  const v1::Outcome o = Run(r);
+  ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
+  EXPECT_EQ(o.chunk_count(), 4u);
+  EXPECT_GE(D(o.max_gap()), absl::Milliseconds(38));
+  EXPECT_LE(D(o.max_gap()), absl::Milliseconds(60));
+  EXPECT_GE(D(o.timings().last_byte()) - D(o.timings().first_body_byte()),
+            absl::Milliseconds(118));
+}
+
+TEST_F(ProbeEngineTest, FreshConnectionPerProbeUnlessKeepAlive) {
+  const int64_t before = server_->connections_accepted();
+  for (int i = 0; i < 10; ++i) {
+    const v1::Outcome o = Run(Request(FaultSpec(), 512));
+    ASSERT_EQ(o.outcome_class(), v1::OK);
+    EXPECT_FALSE(o.connection_reused());
+    EXPECT_TRUE(o.timings().has_connect());
+  }
+  EXPECT_EQ(server_->connections_accepted() - before, 10);
+
+  const int64_t mid = server_->connections_accepted();
+  int reused = 0;
+  for (int i = 0; i < 10; ++i) {
+    ProbeRequest r = Request(FaultSpec(), 512);
+    r.transport.set_keep_alive(true);
+    const v1::Outcome o = Run(r);
+    ASSERT_EQ(o.outcome_class(), v1::OK);
+    if (o.connection_reused()) {
+      ++reused;
+      EXPECT_FALSE(o.timings().has_connect());
+    }
+  }
+  EXPECT_EQ(server_->connections_accepted() - mid, 1);
+  EXPECT_EQ(reused, 9);
+}
+
+TEST_F(ProbeEngineTest, ManyConcurrentProbes) {
+  constexpr int kProbes = 2000;
+  absl::Mutex mu;
+  int done = 0, ok = 0;
+  int max_seen = 0;
+  for (int i = 0; i < kProbes; ++i) {
+    ProbeRequest r = Request(
+        Spec(i % 2 ? Framing::kChunked : Framing::kContentLength), 1024);
+    r.chunk_bytes = 256;
+    engine_->Start(r, [&](v1::Outcome o) {
+      absl::MutexLock lock(&mu);
+      ++done;
+      if (o.outcome_class() == v1::OK) ++ok;
+    });
+    max_seen = std::max(max_seen, engine_->in_flight());
+  }
+  absl::MutexLock lock(&mu);
+  ASSERT_TRUE(
+      mu.AwaitWithTimeout(absl::Condition(
+                              +[](int* d) { return *d == kProbes; }, &done),
+                          absl::Seconds(30)));
+  EXPECT_EQ(ok, kProbes);
+  EXPECT_GT(max_seen, 256);  // Queued beyond max_in_flight, then drained.
+}
+
+TEST_F(ProbeEngineTest, HostileEndpointsEndWithinLimitsInBoundedMemory) {
+  const int64_t rss_before = RssBytes();
+  struct Hostile {
+    std::string name;
+    FaultSpec spec;
+    uint64_t size;
+    absl::Duration stall, timeout;
+    v1::OutcomeClass want;
+  };
+  std::vector<Hostile> hostile;
+  {
+    // Endless correct payload after 32 MiB: stopped at the first extra byte.
+    FaultSpec s = Spec(Framing::kChunked);
+    s.endless = true;
+    hostile.push_back({"endless", s, 32 << 20, absl::Seconds(1),
+                       absl::Seconds(5), v1::INTEGRITY});
+  }
+  {
+    // Endless body with no length at all.
+    FaultSpec s = Spec(Framing::kClose);
+    s.endless = true;
+    hostile.push_back({"endless_close_delimited", s, 1 << 20, absl::Seconds(1),
+                       absl::Seconds(5), v1::INTEGRITY});
+  }
+  {
+    FaultSpec s;
+    s.header_bytes = 10 << 20;
+    hostile.push_back({"10MB_headers", s, 16, absl::Seconds(1),
+                       absl::Seconds(5), v1::INTEGRITY});
+  }
+  {
+    FaultSpec s;
+    s.silent = true;
+    hostile.push_back({"never_answers", s, 16, absl::Milliseconds(500),
+                       absl::Seconds(5), v1::STALLED});
+  }
+  {
+    FaultSpec s;
+    s.trickle = absl::Seconds(1);
+    hostile.push_back({"one_byte_per_second", s, 1024, absl::Milliseconds(1500),
+                       absl::Milliseconds(2500), v1::TIMEOUT});
+  }
+  absl::Mutex mu;
+  std::vector<v1::Outcome> got(hostile.size());
+  int remaining = static_cast<int>(hostile.size());
+  for (size_t i = 0; i < hostile.size(); ++i) {
+    ProbeRequest r = Request(hostile[i].spec, hostile[i].size);
+    SetDuration(hostile[i].stall, r.limits.mutable_stall_limit());
+    SetDuration(hostile[i].timeout, r.limits.mutable_timeout());
+    engine_->Start(r, [&, i](v1::Outcome o) {
+      absl::MutexLock lock(&mu);
+      got[i] = std::move(o);
+      --remaining;
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(
+                                +[](int* n) { return *n == 0; }, &remaining),
+                            absl::Seconds(10)));
+  }
+  for (size_t i = 0; i < hostile.size(); ++i) {
+    SCOPED_TRACE(hostile[i].name);
+    EXPECT_EQ(v1::OutcomeClass_Name(got[i].outcome_class()),
+              v1::OutcomeClass_Name(hostile[i].want))
+        << Describe(got[i]);
+    EXPECT_LE(D(got[i].timings().total()),
+              hostile[i].timeout + absl::Milliseconds(50));
+  }
+  // 32+ MiB of body and 10 MiB of headers went through without being kept.
+  EXPECT_LT(RssBytes() - rss_before, 8 << 20);
+}
+
+TEST_F(ProbeEngineTest, ShutdownCompletesEverythingAsAgentError) {
+  FaultSpec s;
+  s.silent = true;
+  absl::Mutex mu;
+  int agent_errors = 0;
+  constexpr int kProbes = 300;  // More than max_in_flight: some still queued.
+  for (int i = 0; i < kProbes; ++i) {
+    engine_->Start(Request(s, 16), [&](v1::Outcome o) {
+      absl::MutexLock lock(&mu);
+      if (o.outcome_class() == v1::AGENT_ERROR) ++agent_errors;
+    });
+  }
+  engine_->Shutdown();
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(agent_errors, kProbes);
+  }
+  EXPECT_EQ(engine_->in_flight(), 0);
+  const v1::Outcome late = Run(Request(FaultSpec(), 16));
+  EXPECT_EQ(late.outcome_class(), v1::AGENT_ERROR);
+  EXPECT_TRUE(absl::StrContains(late.detail(), "shut down"));
+  engine_->Shutdown();  // Idempotent.
+}
+
+TEST_F(ProbeEngineTest, SignsIamRequestsWithSigV4) {
+  credentials_ = sigv4::Credentials{"AKIDEXAMPLE",
+                                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                                    "session-token"};
+  ProbeRequest r = Request(FaultSpec(), 64);
+  r.auth = v1::AWS_IAM;
+  r.region = "eu-west-1";
+  const v1::Outcome o = Run(r);
+  ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
+
+  // Verify what arrived on the wire with the verifier the emulator uses.
+  const std::string head = server_->last_request_headers();
+  std::vector<std::string> lines = absl::StrSplit(head, "\r\n");
+  ASSERT_GE(lines.size(), 2u);
+  std::vector<std::string> request_line = absl::StrSplit(lines[0], ' ');
+  ASSERT_EQ(request_line.size(), 3u);
+  std::vector<std::pair<std::string, std::string>> kv;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    const size_t colon = lines[i].find(':');
+    if (colon == std::string::npos) continue;
+    kv.push_back({lines[i].substr(0, colon),
+                  std::string(absl::StripAsciiWhitespace(
+                      absl::string_view(lines[i]).substr(colon + 1)))});
+  }
+  std::vector<sigv4::HeaderView> views;
+  for (const auto& [k, v] : kv) views.push_back({k, v});
+  const sigv4::HttpRequestView req{"GET", request_line[1], views, "", ""};
+  EXPECT_TRUE(absl::StrContains(head, "/eu-west-1/lambda/aws4_request"));
+  EXPECT_TRUE(absl::StrContains(head, "session-token"));
+  const absl::Status verified = sigv4::VerifyRequest(
+      req, *credentials_, "lambda", "eu-west-1", absl::Now(), absl::Minutes(5));
+  EXPECT_TRUE(verified.ok()) << verified;
+}
+
+TEST(ProbeEngineClockTest, StallLimitFollowsTheInjectedClock) {
+  absl::StatusOr<std::unique_ptr<FaultServer>> server =
+      FaultServer::Create(FaultServerOptions());
+  ASSERT_TRUE(server.ok());
+  SimulatedClock clock;
+  ProbeEngineOptions options;
+  options.max_poll_wait = absl::Milliseconds(2);
+  auto engine = ProbeEngine::Create(options, &clock);
+  ASSERT_TRUE(engine.ok());
+  FaultSpec s;
+  s.silent = true;
+  ProbeRequest r;
+  r.url = (*server)->BaseUrl(s);
+  r.size_bytes = 16;
+  SetDuration(absl::Seconds(10), r.limits.mutable_stall_limit());
+  SetDuration(absl::Seconds(60), r.limits.mutable_timeout());
+  absl::Notification done;
+  v1::Outcome outcome;
+  (*engine)->Start(r, [&](v1::Outcome o) {
+    outcome = std::move(o);
+    done.Notify();
+  });
+  // Wait (in real time) until the server saw the request, then jump 11 s of
+  // simulated time: the stall is detected without 11 s passing.
+  for (int i = 0; i < 2000 && (*server)->requests() == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ((*server)->requests(), 1);
+  EXPECT_FALSE(done.HasBeenNotified());
+  clock.AdvanceTime(absl::Seconds(11));
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_EQ(outcome.outcome_class(), v1::STALLED) << Describe(outcome);
+  EXPECT_EQ(D(outcome.timings().total()), absl::Seconds(11));
+}
+
+// Out of file descriptors is our fault, not the platform's. Runs in a child
+// process (death-test machinery) so the descriptor exhaustion stays there.
+TEST(ProbeEngineFdTest, OutOfDescriptorsIsAgentError) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        auto server = FaultServer::Create(FaultServerOptions());
+        auto engine = ProbeEngine::Create(ProbeEngineOptions(), Clock::Real());
+        if (!server.ok() || !engine.ok()) _exit(10);
+        rlimit lim{};
+        getrlimit(RLIMIT_NOFILE, &lim);
+        lim.rlim_cur = 256;
+        setrlimit(RLIMIT_NOFILE, &lim);
+        while (open("/dev/null", O_RDONLY | O_CLOEXEC) >= 0) {
+        }
+        ProbeRequest r;
+        r.url = (*server)->BaseUrl();
+        r.size_bytes = 16;
+        absl::Notification done;
+        v1::Outcome outcome;
+        (*engine)->Start(r, [&](v1::Outcome o) {
+          outcome = std::move(o);
+          done.Notify();
+        });
+        if (!done.WaitForNotificationWithTimeout(absl::Seconds(5))) _exit(11);
+        if (outcome.outcome_class() != v1::AGENT_ERROR) _exit(12);
+        if (!absl::StrContains(outcome.detail(), "socket")) _exit(13);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+}  // namespace
+}  // namespace fleetcanary
