@@ -174,7 +174,7 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
   auto agents_family =
       GaugeFamily("fleetcanary_agents", "Known agents by region and state.");
   auto lonely_family =
-      GaugeFamily("fleetcanary_region_without_agents",
+      GaugeFamily("fleetcanary_regions_without_agents",
                   "1 for each scheduled region that has no live agent.");
   auto dropped = CounterFamily(
       "fleetcanary_outbox_dropped_total",

@@ -1,0 +1,539 @@
+#include "controller/scheduler/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "common/config/loader.h"
+#include "common/log/log.h"
+#include "common/status/status_util.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+using google::protobuf::util::MessageDifferencer;
+using google::protobuf::util::TimeUtil;
+
+// Stable 64-bit hash (FNV-1a, then the splitmix64 finalizer): the same in
+// every process, so placements and offsets survive controller restarts.
+uint64_t StableHash(absl::string_view a, absl::string_view b) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](absl::string_view s) {
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(a);
+  h ^= 0xff;
+  h *= 1099511628211ull;
+  mix(b);
+  h += 0x9e3779b97f4a7c15ull;
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+  return h ^ (h >> 31);
+}
+
+google::protobuf::Duration ToProto(absl::Duration d) {
+  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(d));
+}
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+}
+
+// One placement unit: both modes of one size of one schedule in one region.
+struct Pair {
+  std::string key;  // schedule|region|size, the rendezvous key.
+  const v1::Schedule* schedule;
+  const v1::RegionEndpoints* endpoints;
+  uint64_t size;
+};
+
+struct AgentEntry {
+  v1::Hello hello;
+  v1::AgentState state = v1::LIVE;
+  absl::Time connected_since;
+  absl::Time last_heartbeat;
+  absl::Duration last_heartbeat_mono;
+  v1::Heartbeat heartbeat;
+  AssignmentListener* listener = nullptr;
+  v1::AssignmentSet set;
+};
+
+class SchedulerImpl : public Scheduler {
+ public:
+  SchedulerImpl(const SchedulerOptions& options, Store* store, Clock* clock)
+      : options_(options), store_(store), clock_(clock) {
+    if (options_.liveness_timeout <= absl::ZeroDuration()) {
+      options_.liveness_timeout = 2 * options_.heartbeat_interval;
+    }
+    options_.load_factor = std::max(1.0, options_.load_factor);
+  }
+  ~SchedulerImpl() override { Shutdown(); }
+
+  absl::Status Init() {
+    FC_ASSIGN_OR_RETURN(v1::FleetConfig fleet, store_->LoadFleet());
+    absl::MutexLock lock(&mu_);
+    for (const v1::Target& t : fleet.targets()) targets_[t.name()] = t;
+    for (const v1::Schedule& s : fleet.schedules()) schedules_[s.id()] = s;
+    // Versions keep growing across controller restarts.
+    version_ = static_cast<uint64_t>(
+        std::max<int64_t>(0, absl::ToUnixMicros(clock_->Now())));
+    RecomputeLocked();
+    timer_ = std::thread([this] { TimerLoop(); });
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::ApplySchedulesResponse> ApplySchedules(
+      const v1::ApplySchedulesRequest& request) override {
+    FC_RETURN_IF_ERROR(ValidateMessage(request));
+    absl::MutexLock lock(&mu_);
+    std::map<std::string, v1::Target> targets = targets_;
+    for (const v1::Target& t : request.targets()) targets[t.name()] = t;
+    std::set<std::string> named;
+    for (int i = 0; i < request.schedules_size(); ++i) {
+      const v1::Schedule& s = request.schedules(i);
+      FC_RETURN_IF_ERROR(CheckSchedule(s, targets, i));
+      if (!named.insert(s.id()).second) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "schedules[", i, "].id: duplicate id \"", s.id(), "\""));
+      }
+    }
+    v1::ApplySchedulesResponse response;
+    std::vector<v1::Schedule> put;
+    for (const v1::Schedule& s : request.schedules()) {
+      auto it = schedules_.find(s.id());
+      if (it == schedules_.end()) {
+        response.add_created(s.id());
+        put.push_back(s);
+      } else if (!MessageDifferencer::Equals(it->second, s)) {
+        response.add_updated(s.id());
+        put.push_back(s);
+      } else {
+        response.add_unchanged(s.id());
+      }
+    }
+    std::vector<std::string> deleted;
+    if (request.prune()) {
+      for (const auto& [id, s] : schedules_) {
+        if (!named.count(id)) {
+          deleted.push_back(id);
+          response.add_deleted(id);
+        }
+      }
+    }
+    std::vector<v1::Target> put_targets(request.targets().begin(),
+                                        request.targets().end());
+    if (!request.dry_run()) {
+      FC_RETURN_IF_ERROR(store_->SaveFleet(put_targets, put, deleted));
+      targets_ = std::move(targets);
+      for (const v1::Schedule& s : put) schedules_[s.id()] = s;
+      for (const std::string& id : deleted) schedules_.erase(id);
+      RecomputeLocked();
+    }
+    for (const std::string& r : RegionsWithoutAgentsLocked()) {
+      response.add_regions_without_agents(r);
+    }
+    return response;
+  }
+
+  v1::ListSchedulesResponse ListSchedules() override {
+    absl::MutexLock lock(&mu_);
+    v1::ListSchedulesResponse out;
+    for (const auto& [name, t] : targets_) *out.add_targets() = t;
+    for (const auto& [id, s] : schedules_) *out.add_schedules() = s;
+    return out;
+  }
+
+  absl::Status DeleteSchedule(const std::string& id) override {
+    absl::MutexLock lock(&mu_);
+    if (!schedules_.count(id)) {
+      return absl::NotFoundError(absl::StrCat("schedule \"", id, "\""));
+    }
+    FC_RETURN_IF_ERROR(store_->SaveFleet({}, {}, {id}));
+    schedules_.erase(id);
+    RecomputeLocked();
+    return absl::OkStatus();
+  }
+
+  void AgentConnected(const v1::Hello& hello,
+                      AssignmentListener* listener) override {
+    absl::MutexLock lock(&mu_);
+    AgentEntry& a = agents_[hello.agent_id()];
+    a.hello = hello;
+    a.state = v1::LIVE;
+    a.connected_since = clock_->Now();
+    a.last_heartbeat = a.connected_since;
+    a.last_heartbeat_mono = clock_->MonotonicNow();
+    a.listener = listener;
+    a.set.Clear();  // Forces a push of the current set.
+    LogInfo("agent_connected",
+            {{"agent", hello.agent_id()}, {"region", hello.region()}});
+    RecomputeLocked();
+  }
+
+  void AgentHeartbeat(const std::string& agent_id,
+                      const v1::Heartbeat& heartbeat) override {
+    absl::MutexLock lock(&mu_);
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end()) return;
+    it->second.heartbeat = heartbeat;
+    it->second.last_heartbeat = clock_->Now();
+    it->second.last_heartbeat_mono = clock_->MonotonicNow();
+  }
+
+  void AgentDisconnected(const std::string& agent_id,
+                         AssignmentListener* listener) override {
+    absl::MutexLock lock(&mu_);
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end() || it->second.listener != listener) return;
+    it->second.listener = nullptr;
+    if (it->second.state != v1::LOST) {
+      it->second.state = v1::LOST;
+      LogWarning("agent_lost", {{"agent", agent_id},
+                                {"region", it->second.hello.region()},
+                                {"reason", "disconnected"}});
+    }
+    RecomputeLocked();
+  }
+
+  void AgentDraining(const std::string& agent_id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end()) return;
+    it->second.state = v1::DRAINING;
+    RecomputeLocked();
+  }
+
+  void CheckLiveness() override {
+    absl::MutexLock lock(&mu_);
+    CheckLivenessLocked();
+  }
+
+  v1::AssignmentSet AssignmentsFor(const std::string& agent_id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = agents_.find(agent_id);
+    return it == agents_.end() ? v1::AssignmentSet() : it->second.set;
+  }
+
+  std::vector<v1::AgentInfo> ListAgents(const std::string& region) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::AgentInfo> out;
+    for (const auto& [id, a] : agents_) {
+      if (!region.empty() && a.hello.region() != region) continue;
+      v1::AgentInfo info;
+      info.set_agent_id(id);
+      info.set_region(a.hello.region());
+      info.set_zone(a.hello.zone());
+      info.set_version(a.hello.version());
+      info.mutable_labels()->insert(a.hello.labels().begin(),
+                                    a.hello.labels().end());
+      info.set_state(a.state);
+      *info.mutable_connected_since() = ToProto(a.connected_since);
+      *info.mutable_last_heartbeat() = ToProto(a.last_heartbeat);
+      info.set_assignments(a.set.assignments_size());
+      info.set_outbox_depth(a.heartbeat.outbox_depth());
+      info.set_dropped_total(a.heartbeat.dropped_total());
+      out.push_back(std::move(info));
+    }
+    return out;
+  }
+
+  std::vector<std::string> RegionsWithoutAgents() override {
+    absl::MutexLock lock(&mu_);
+    return RegionsWithoutAgentsLocked();
+  }
+
+  std::vector<AgentCount> AgentCounts() override {
+    absl::MutexLock lock(&mu_);
+    std::map<std::pair<std::string, int>, int64_t> counts;
+    for (const auto& [id, a] : agents_) ++counts[{a.hello.region(), a.state}];
+    std::vector<AgentCount> out;
+    for (const auto& [k, n] : counts) {
+      out.push_back({k.first, static_cast<v1::AgentState>(k.second), n});
+    }
+    return out;
+  }
+
+  void Shutdown() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (timer_.joinable()) timer_.join();
+  }
+
+ private:
+  static absl::Status CheckSchedule(
+      const v1::Schedule& s, const std::map<std::string, v1::Target>& targets,
+      int i) {
+    const std::string field = absl::StrCat("schedules[", i, "]");
+    auto t = targets.find(s.target());
+    if (t == targets.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".target: unknown target \"", s.target(), "\""));
+    }
+    if (s.sizes().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".sizes: required"));
+    }
+    if (!(s.rate_per_second() > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".rate_per_second: must be > 0"));
+    }
+    for (int r = 0; r < s.regions_size(); ++r) {
+      bool found = false;
+      for (const auto& re : t->second.regions()) {
+        found = found || re.region() == s.regions(r);
+      }
+      if (!found) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".regions[", r, "]: target \"", s.target(),
+                         "\" has no region \"", s.regions(r), "\""));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void TimerLoop() {
+    const absl::Duration tick =
+        std::max(absl::Milliseconds(10), options_.heartbeat_interval / 4);
+    absl::MutexLock lock(&mu_);
+    while (!stopping_) {
+      clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopping_), tick);
+      if (stopping_) break;
+      CheckLivenessLocked();
+    }
+  }
+
+  void CheckLivenessLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const absl::Duration now = clock_->MonotonicNow();
+    bool changed = false;
+    for (auto& [id, a] : agents_) {
+      if (a.state == v1::LOST) continue;
+      if (now - a.last_heartbeat_mono > options_.liveness_timeout) {
+        a.state = v1::LOST;
+        changed = true;
+        LogWarning("agent_lost", {{"agent", id},
+                                  {"region", a.hello.region()},
+                                  {"reason", "heartbeat timeout"}});
+      }
+    }
+    if (changed) RecomputeLocked();
+  }
+
+  // Regions named by schedules (through their targets).
+  std::set<std::string> ScheduledRegionsLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::set<std::string> out;
+    for (const auto& [id, s] : schedules_) {
+      auto t = targets_.find(s.target());
+      if (t == targets_.end()) continue;
+      for (const auto& re : t->second.regions()) {
+        if (s.regions().empty() ||
+            std::find(s.regions().begin(), s.regions().end(), re.region()) !=
+                s.regions().end()) {
+          out.insert(re.region());
+        }
+      }
+    }
+    return out;
+  }
+
+  std::vector<std::string> RegionsWithoutAgentsLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::set<std::string> live;
+    for (const auto& [id, a] : agents_) {
+      if (a.state == v1::LIVE) live.insert(a.hello.region());
+    }
+    std::vector<std::string> out;
+    for (const std::string& r : ScheduledRegionsLocked()) {
+      if (!live.count(r)) out.push_back(r);
+    }
+    return out;
+  }
+
+  // Places every pair and pushes the sets that changed.
+  void RecomputeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // Pairs by region.
+    std::map<std::string, std::vector<Pair>> pairs;
+    for (const auto& [id, s] : schedules_) {
+      auto t = targets_.find(s.target());
+      if (t == targets_.end()) continue;
+      for (const v1::RegionEndpoints& re : t->second.regions()) {
+        if (!s.regions().empty() &&
+            std::find(s.regions().begin(), s.regions().end(), re.region()) ==
+                s.regions().end()) {
+          continue;
+        }
+        for (uint64_t size : s.sizes()) {
+          pairs[re.region()].push_back(
+              {absl::StrCat(s.id(), "|", re.region(), "|", size), &s, &re,
+               size});
+        }
+      }
+    }
+    // Live agents by region (sorted by id: deterministic).
+    std::map<std::string, std::vector<std::string>> live;
+    for (const auto& [id, a] : agents_) {
+      if (a.state == v1::LIVE) live[a.hello.region()].push_back(id);
+    }
+    std::map<std::string, v1::AssignmentSet> sets;
+    for (auto& [region, region_pairs] : pairs) {
+      const std::vector<std::string>& agents = live[region];
+      if (agents.empty()) continue;
+      std::sort(region_pairs.begin(), region_pairs.end(),
+                [](const Pair& a, const Pair& b) { return a.key < b.key; });
+      size_t slots = 0;
+      for (const Pair& p : region_pairs) {
+        slots += std::min<size_t>(
+            std::max<uint32_t>(1, p.schedule->agents_per_region()),
+            agents.size());
+      }
+      const size_t capacity = static_cast<size_t>(std::ceil(
+          options_.load_factor * static_cast<double>(slots) / agents.size()));
+      std::map<std::string, size_t> load;
+      for (const Pair& p : region_pairs) {
+        const size_t k = std::min<size_t>(
+            std::max<uint32_t>(1, p.schedule->agents_per_region()),
+            agents.size());
+        std::vector<std::pair<uint64_t, const std::string*>> ranked;
+        for (const std::string& id : agents) {
+          ranked.push_back({StableHash(p.key, id), &id});
+        }
+        std::sort(
+            ranked.begin(), ranked.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+        size_t placed = 0;
+        // First pass honours the load bound; a second one (only reachable
+        // through rounding) ignores it so every pair is placed.
+        for (int pass = 0; pass < 2 && placed < k; ++pass) {
+          for (const auto& [score, id] : ranked) {
+            if (placed == k) break;
+            if (pass == 0 && load[*id] >= capacity) continue;
+            if (pass == 1 && HasPair(sets[*id], p)) continue;
+            ++load[*id];
+            ++placed;
+            AddPair(p, k, score, &sets[*id]);
+          }
+        }
+      }
+    }
+    for (auto& [id, a] : agents_) {
+      v1::AssignmentSet next;
+      auto it = sets.find(id);
+      if (it != sets.end()) next = std::move(it->second);
+      next.set_version(a.set.version());
+      if (a.set.version() != 0 && MessageDifferencer::Equals(a.set, next)) {
+        continue;
+      }
+      next.set_version(++version_);
+      a.set = std::move(next);
+      if (a.listener != nullptr) a.listener->OnAssignments(a.set);
+    }
+    std::vector<std::string> lonely = RegionsWithoutAgentsLocked();
+    if (lonely != regions_without_agents_) {
+      if (!lonely.empty()) {
+        LogWarning("regions_without_agents",
+                   {{"regions", absl::StrJoin(lonely, ",")}});
+      } else {
+        LogInfo("regions_without_agents", {{"regions", ""}});
+      }
+      regions_without_agents_ = std::move(lonely);
+    }
+  }
+
+  static bool HasPair(const v1::AssignmentSet& set, const Pair& p) {
+    for (const auto& a : set.assignments()) {
+      if (a.schedule_id() == p.schedule->id() &&
+          a.region() == p.endpoints->region() && a.size_bytes() == p.size) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Appends both modes' assignments of pair `p`, shared by `k` agents.
+  static void AddPair(const Pair& p, size_t k, uint64_t score,
+                      v1::AssignmentSet* set) {
+    const v1::Schedule& s = *p.schedule;
+    const absl::Duration interval =
+        absl::Seconds(static_cast<double>(k) / s.rate_per_second());
+    const int64_t interval_ns =
+        std::max<int64_t>(1, absl::ToInt64Nanoseconds(interval));
+    const absl::Duration offset =
+        absl::Nanoseconds(static_cast<int64_t>(score % interval_ns));
+    std::vector<v1::InvokeMode> modes;
+    for (int m : s.modes()) modes.push_back(static_cast<v1::InvokeMode>(m));
+    if (modes.empty()) modes = {v1::BUFFERED, v1::RESPONSE_STREAM};
+    for (v1::InvokeMode mode : modes) {
+      const v1::FunctionUrl* url = nullptr;
+      for (const v1::FunctionUrl& u : p.endpoints->urls()) {
+        if (u.mode() == mode) url = &u;
+      }
+      if (url == nullptr) continue;
+      v1::Assignment* a = set->add_assignments();
+      a->set_schedule_id(s.id());
+      a->set_target(s.target());
+      a->set_region(p.endpoints->region());
+      a->set_mode(mode);
+      a->set_size_bytes(p.size);
+      *a->mutable_url() = *url;
+      *a->mutable_interval() = ToProto(interval);
+      // Streaming runs half an interval after buffered: interleaved controls.
+      const absl::Duration mode_offset =
+          mode == v1::RESPONSE_STREAM
+              ? absl::Nanoseconds(
+                    (absl::ToInt64Nanoseconds(offset) + interval_ns / 2) %
+                    interval_ns)
+              : offset;
+      *a->mutable_offset() = ToProto(mode_offset);
+      a->set_chunk_bytes(s.chunk_bytes());
+      if (s.has_chunk_gap()) *a->mutable_chunk_gap() = s.chunk_gap();
+      if (s.has_limits()) *a->mutable_limits() = s.limits();
+      if (s.has_transport()) *a->mutable_transport() = s.transport();
+    }
+  }
+
+  SchedulerOptions options_;
+  Store* const store_;
+  Clock* const clock_;
+  std::thread timer_;
+
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, v1::Target> targets_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::Schedule> schedules_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, AgentEntry> agents_ ABSL_GUARDED_BY(mu_);
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> regions_without_agents_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
+    const SchedulerOptions& options, Store* store, Clock* clock) {
+  if (store == nullptr || clock == nullptr) {
+    return absl::InvalidArgumentError("scheduler: store and clock required");
+  }
+  if (options.heartbeat_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("heartbeat_interval: must be > 0");
+  }
+  auto s = std::make_unique<SchedulerImpl>(options, store, clock);
+  FC_RETURN_IF_ERROR(s->Init());
+  return std::unique_ptr<Scheduler>(std::move(s));
+}
+
+}  // namespace controller
+}  // namespace fleetcanary

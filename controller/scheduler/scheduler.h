@@ -1,0 +1,111 @@
+// The fleet registry and the scheduler.
+//
+// Registry: agents with their identity (Hello), liveness (heartbeats, with a
+// timeout of `liveness_timeout`, checked every heartbeat_interval/4 on the
+// injected Clock) and state (LIVE, LOST, DRAINING).
+//
+// Scheduler: turns schedules (target × regions × modes × size ladder × rate)
+// into per-agent AssignmentSets. The unit of placement is a stream *pair*
+// (schedule, region, size): both invoke modes of a size go to the same agent,
+// interleaved half an interval apart, so each mode is the other's concurrent
+// control. Within a region pairs are placed by rendezvous (highest random
+// weight) hashing with bounded loads: each pair goes to its highest-scoring
+// live agents whose load is below ceil(load_factor × pairs × k / agents), so
+// placement is balanced and moves little when agents join or leave. Start
+// offsets are a stable hash-derived jitter within the interval.
+//
+// A lost agent (stream closed, or no heartbeat for liveness_timeout) is taken
+// out of placement at once and its pairs move to the region's other agents,
+// whose new sets are pushed immediately. Regions with schedules but no live
+// agent are reported: a log line on each change, RegionsWithoutAgents(), and
+// the fleetcanary_regions_without_agents metric.
+//
+// Thread-safety: all methods are thread-safe. AssignmentListener calls are
+// made with the scheduler's lock held: listeners must only enqueue, never
+// block or call back into the scheduler.
+#ifndef FLEETCANARY_CONTROLLER_SCHEDULER_SCHEDULER_H_
+#define FLEETCANARY_CONTROLLER_SCHEDULER_SCHEDULER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/time/clock.h"
+#include "controller/metrics/controller_metrics.h"
+#include "controller/store/store.h"
+#include "fleetcanary/v1/admin.pb.h"
+#include "fleetcanary/v1/session.pb.h"
+
+namespace fleetcanary {
+namespace controller {
+
+struct SchedulerOptions {
+  absl::Duration heartbeat_interval = absl::Seconds(10);
+  // An agent without a heartbeat for this long is LOST (0 = 2 intervals).
+  absl::Duration liveness_timeout = absl::ZeroDuration();
+  // Bounded-load slack (>= 1): an agent takes at most this multiple of its
+  // fair share of a region's pairs.
+  double load_factor = 1.25;
+};
+
+// Receives the complete AssignmentSet of one connected agent, whenever it
+// changes. Must not block.
+class AssignmentListener {
+ public:
+  virtual ~AssignmentListener() = default;
+  virtual void OnAssignments(const v1::AssignmentSet& set) = 0;
+};
+
+class Scheduler {
+ public:
+  virtual ~Scheduler() = default;
+
+  // Loads targets and schedules from `store` and starts the liveness timer.
+  // `store` and `clock` must outlive the scheduler.
+  static absl::StatusOr<std::unique_ptr<Scheduler>> Create(
+      const SchedulerOptions& options, Store* store, Clock* clock);
+
+  // Creates or replaces targets and schedules (and with `prune`, deletes the
+  // schedules not named), persists them, re-places and pushes the changed
+  // sets. INVALID_ARGUMENT naming the field for unknown targets/regions,
+  // empty size ladders or bad rates; nothing changes then.
+  virtual absl::StatusOr<v1::ApplySchedulesResponse> ApplySchedules(
+      const v1::ApplySchedulesRequest& request) = 0;
+  virtual v1::ListSchedulesResponse ListSchedules() = 0;
+  // NOT_FOUND when no such schedule.
+  virtual absl::Status DeleteSchedule(const std::string& id) = 0;
+
+  // Registers a connected agent (LIVE) and pushes its set to `listener`,
+  // which stays registered until AgentDisconnected(id, listener). A second
+  // connection with the same id replaces the first.
+  virtual void AgentConnected(const v1::Hello& hello,
+                              AssignmentListener* listener) = 0;
+  virtual void AgentHeartbeat(const std::string& agent_id,
+                              const v1::Heartbeat& heartbeat) = 0;
+  // The agent is marked LOST (if `listener` is still its current one) and
+  // its work moves to the others.
+  virtual void AgentDisconnected(const std::string& agent_id,
+                                 AssignmentListener* listener) = 0;
+  // Marks an agent DRAINING: it keeps its session but gets no work.
+  virtual void AgentDraining(const std::string& agent_id) = 0;
+
+  // Marks agents whose heartbeat is older than the liveness timeout LOST.
+  // Also runs on the scheduler's own timer; exposed for tests.
+  virtual void CheckLiveness() = 0;
+
+  virtual v1::AssignmentSet AssignmentsFor(const std::string& agent_id) = 0;
+  virtual std::vector<v1::AgentInfo> ListAgents(const std::string& region) = 0;
+  virtual std::vector<std::string> RegionsWithoutAgents() = 0;
+  virtual std::vector<AgentCount> AgentCounts() = 0;
+
+  // Stops the liveness timer. Idempotent.
+  virtual void Shutdown() = 0;
+};
+
+}  // namespace controller
+}  // namespace fleetcanary
+
+#endif  // FLEETCANARY_CONTROLLER_SCHEDULER_SCHEDULER_H_

@@ -1,0 +1,251 @@
+#include "controller/scheduler/scheduler.h"
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+const std::vector<std::string> kRegions = {"us-east-1", "eu-west-1",
+                                           "ap-south-1"};
+
+class Recorder : public AssignmentListener {
+ public:
+  void OnAssignments(const v1::AssignmentSet& set) override {
+    absl::MutexLock lock(&mu);
+    latest = set;
+    ++pushes;
+  }
+  absl::Mutex mu;
+  v1::AssignmentSet latest;
+  int pushes = 0;
+};
+
+v1::ApplySchedulesRequest Fleet(int schedules, int sizes) {
+  v1::ApplySchedulesRequest req;
+  v1::Target* t = req.add_targets();
+  t->set_name("canary");
+  for (const std::string& r : kRegions) {
+    v1::RegionEndpoints* re = t->add_regions();
+    re->set_region(r);
+    for (auto mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
+      v1::FunctionUrl* u = re->add_urls();
+      u->set_mode(mode);
+      u->set_url(absl::StrCat("http://127.0.0.1:1/", r, "/", mode, "/"));
+    }
+  }
+  for (int s = 0; s < schedules; ++s) {
+    v1::Schedule* sc = req.add_schedules();
+    sc->set_id(absl::StrCat("s", s));
+    sc->set_target("canary");
+    for (int i = 0; i < sizes; ++i) sc->add_sizes(uint64_t{2} << (i * 2));
+    sc->set_rate_per_second(0.5);
+  }
+  return req;
+}
+
+// (schedule|region|size) -> agent, from the agents' current sets.
+std::map<std::string, std::string> Placement(
+    Scheduler* s, const std::vector<std::string>& agents) {
+  std::map<std::string, std::string> out;
+  for (const std::string& id : agents) {
+    const v1::AssignmentSet set = s->AssignmentsFor(id);
+    for (const auto& a : set.assignments()) {
+      const std::string key =
+          absl::StrCat(a.schedule_id(), "|", a.region(), "|", a.size_bytes());
+      auto [it, inserted] = out.emplace(key, id);
+      EXPECT_TRUE(inserted || it->second == id)
+          << key << " on " << it->second << " and " << id;
+    }
+  }
+  return out;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = CreateMemoryStore();
+    SchedulerOptions options;
+    options.heartbeat_interval = absl::Seconds(10);
+    auto s = Scheduler::Create(options, store_.get(), &clock_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    scheduler_ = std::move(*s);
+  }
+  void TearDown() override { scheduler_->Shutdown(); }
+  void Connect(const std::string& id, const std::string& region) {
+    v1::Hello hello;
+    hello.set_agent_id(id);
+    hello.set_region(region);
+    scheduler_->AgentConnected(hello, &listeners_[id]);
+  }
+  std::vector<std::string> Agents(const std::string& region) {
+    std::vector<std::string> out;
+    for (const auto& info : scheduler_->ListAgents(region)) {
+      out.push_back(info.agent_id());
+    }
+    return out;
+  }
+
+  SimulatedClock clock_{absl::FromUnixSeconds(1700000000)};
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::map<std::string, Recorder> listeners_;
+};
+
+TEST_F(SchedulerTest, BalancedPairsBothModesInterleaved) {
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(2, 8)).ok());
+  for (const std::string& r : kRegions) {
+    for (int i = 0; i < 3; ++i) Connect(absl::StrCat(r, "-a", i), r);
+  }
+  for (const std::string& r : kRegions) {
+    std::vector<std::string> agents = Agents(r);
+    ASSERT_EQ(agents.size(), 3u);
+    auto placement = Placement(scheduler_.get(), agents);
+    EXPECT_EQ(placement.size(), 16u);  // Every pair placed exactly once.
+    std::map<std::string, int> load;
+    for (const auto& [pair, agent] : placement) ++load[agent];
+    for (const std::string& a : agents) {
+      // Fair share 16/3; bounded loads keep each within [3, 7].
+      EXPECT_GE(load[a], 3) << a;
+      EXPECT_LE(load[a], 7) << a;
+      const v1::AssignmentSet set = scheduler_->AssignmentsFor(a);
+      EXPECT_EQ(set.assignments_size(), 2 * load[a]);
+      // Both modes of each size, offsets half an interval apart.
+      std::map<std::string, std::map<int, int64_t>> offsets;
+      for (const auto& as : set.assignments()) {
+        EXPECT_EQ(as.region(), r);
+        EXPECT_EQ(as.interval().seconds(), 2);
+        EXPECT_EQ(as.url().mode(), as.mode());
+        offsets[absl::StrCat(as.schedule_id(), as.size_bytes())][as.mode()] =
+            as.offset().seconds() * 1000000000LL + as.offset().nanos();
+      }
+      for (const auto& [k, by_mode] : offsets) {
+        ASSERT_EQ(by_mode.size(), 2u) << k;
+        const int64_t d =
+            by_mode.at(v1::RESPONSE_STREAM) - by_mode.at(v1::BUFFERED);
+        EXPECT_TRUE(d == 1000000000LL || d == -1000000000LL) << d;
+      }
+    }
+  }
+  EXPECT_TRUE(scheduler_->RegionsWithoutAgents().empty());
+}
+
+TEST_F(SchedulerTest, StableWhenAnAgentJoins) {
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(3, 10)).ok());
+  const std::string r = "us-east-1";
+  for (int i = 0; i < 3; ++i) Connect(absl::StrCat("a", i), r);
+  auto before = Placement(scheduler_.get(), Agents(r));
+  ASSERT_EQ(before.size(), 30u);
+  Connect("a3", r);
+  auto after = Placement(scheduler_.get(), Agents(r));
+  ASSERT_EQ(after.size(), 30u);
+  int moved = 0, to_new = 0;
+  for (const auto& [pair, agent] : before) {
+    if (after[pair] != agent) {
+      ++moved;
+      if (after[pair] == "a3") ++to_new;
+    }
+  }
+  // Ideal movement is 30/4 = 7.5 pairs, all onto the newcomer.
+  EXPECT_GE(to_new, 5);
+  EXPECT_LE(moved, 12);
+  EXPECT_GE(to_new * 10, moved * 7) << "moved=" << moved;
+}
+
+TEST_F(SchedulerTest, LostAgentsWorkMovesToOthers) {
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(2, 6)).ok());
+  const std::string r = "eu-west-1";
+  for (int i = 0; i < 3; ++i) Connect(absl::StrCat("a", i), r);
+  auto before = Placement(scheduler_.get(), Agents(r));
+  ASSERT_GT(scheduler_->AssignmentsFor("a1").assignments_size(), 0);
+  scheduler_->AgentDisconnected("a1", &listeners_["a1"]);
+  auto after = Placement(scheduler_.get(), {"a0", "a2"});
+  EXPECT_EQ(after.size(), 12u);
+  for (const auto& [pair, agent] : before) {
+    if (agent != "a1") {
+      EXPECT_EQ(after[pair], agent) << pair;  // Stable.
+    }
+  }
+  // The survivors were pushed their new sets.
+  const int expected = scheduler_->AssignmentsFor("a0").assignments_size();
+  Recorder& rec = listeners_["a0"];
+  absl::MutexLock lock(&rec.mu);
+  EXPECT_EQ(rec.latest.assignments_size(), expected);
+}
+
+TEST_F(SchedulerTest, HeartbeatTimeoutLosesAgentWithinTwoIntervals) {
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(1, 4)).ok());
+  Connect("a0", "ap-south-1");
+  Connect("a1", "ap-south-1");
+  // a0 keeps heart-beating, a1 falls silent.
+  for (int i = 0; i < 5; ++i) {
+    clock_.AdvanceTime(absl::Seconds(5));
+    scheduler_->AgentHeartbeat("a0", v1::Heartbeat());
+  }
+  Recorder& rec = listeners_["a0"];
+  {
+    absl::MutexLock lock(&rec.mu);
+    // The timer thread notices within one tick; wait for its push.
+    ASSERT_TRUE(rec.mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](Recorder* r) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return r->latest.assignments_size() == 8;
+            },
+            &rec),
+        absl::Seconds(10)));
+  }
+  for (const auto& info : scheduler_->ListAgents("ap-south-1")) {
+    EXPECT_EQ(info.state(), info.agent_id() == "a1" ? v1::LOST : v1::LIVE);
+  }
+}
+
+TEST_F(SchedulerTest, ReportsRegionsWithoutAgents) {
+  Connect("a0", "us-east-1");
+  auto resp = scheduler_->ApplySchedules(Fleet(1, 2));
+  ASSERT_TRUE(resp.ok());
+  std::set<std::string> lonely(resp->regions_without_agents().begin(),
+                               resp->regions_without_agents().end());
+  EXPECT_EQ(lonely, (std::set<std::string>{"eu-west-1", "ap-south-1"}));
+  EXPECT_EQ(scheduler_->RegionsWithoutAgents().size(), 2u);
+  auto counts = scheduler_->AgentCounts();
+  ASSERT_EQ(counts.size(), 1u);
+  EXPECT_EQ(counts[0].count, 1);
+}
+
+TEST_F(SchedulerTest, RejectsBadSchedulesAndPersists) {
+  v1::ApplySchedulesRequest req = Fleet(1, 2);
+  req.mutable_schedules(0)->set_target("nope");
+  auto r = scheduler_->ApplySchedules(req);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("schedules[0].target"),
+            std::string::npos);
+  req = Fleet(1, 2);
+  req.mutable_schedules(0)->add_regions("mars-1");
+  r = scheduler_->ApplySchedules(req);
+  EXPECT_NE(r.status().message().find("schedules[0].regions[0]"),
+            std::string::npos)
+      << r.status();
+
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(2, 2)).ok());
+  auto again = scheduler_->ApplySchedules(Fleet(2, 2));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->unchanged_size(), 2);
+  v1::ApplySchedulesRequest prune = Fleet(1, 2);
+  prune.set_prune(true);
+  auto pruned = scheduler_->ApplySchedules(prune);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(pruned->deleted_size(), 1);
+  EXPECT_EQ(store_->LoadFleet()->schedules_size(), 1);
+  EXPECT_EQ(scheduler_->DeleteSchedule("zzz").code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace controller
+}  // namespace fleetcanary
