@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Every RUN step of deploy/docker/Dockerfile, as one script the test suite also
+# runs (tests/deploy/docker_build_steps_test.sh), so the image is built with
+# the same commands as a developer machine:
+#   deps               scripts/install-deps.sh (the README's dependency step)
+#   build              make build (the README's build), BUILD_DIR=build-image
+#   stage DEST [BUILD] copy the binaries to DEST/bin and list the Debian
+#                      packages their shared libraries come from in
+#                      DEST/runtime-packages.txt (ldd + dpkg-query)
+#   runtime LIST       (runtime image) install exactly those packages and
+#                      create the non-root user 65532
+# FC_DRY_RUN=1 prints the commands of deps/build instead of running them.
+set -euo pipefail
+
+BINARIES=(fleetcanary-controller fleetcanary-agent canaryctl)
+OPTIONAL_BINARIES=(function-url-emulator)
+RUN_UID=65532
+
+run() {
+  if [[ "${FC_DRY_RUN:-0}" == 1 ]]; then echo "+ $*"; else "$@"; fi
+}
+
+find_binary() {  # build_dir name -> path
+  find "$1" -type f -perm -u+x -name "$2" -not -path '*/CMakeFiles/*' | head -n1
+}
+
+owning_package() {  # /path/lib.so -> Debian package name
+  local f=$1 alt
+  alt=$( [[ $f == /usr/* ]] && echo "${f#/usr}" || echo "/usr$f")
+  for p in "$f" "$alt" "$(readlink -f "$f")"; do
+    dpkg-query -S "$p" 2>/dev/null | head -n1 | cut -d: -f1 && return 0
+  done
+  return 1
+}
+
+cmd=${1:-}
+case "$cmd" in
+  deps)
+    run bash scripts/install-deps.sh
+    ;;
+  build)
+    run make build BUILD_DIR="${BUILD_DIR:-build-image}" JOBS="${JOBS:-$(nproc)}"
+    ;;
+  stage)
+    dest=${2:?stage DEST [BUILD_DIR]}
+    build=${3:-${BUILD_DIR:-build-image}}
+    mkdir -p "$dest/bin"
+    missing=()
+    for b in "${BINARIES[@]}" "${OPTIONAL_BINARIES[@]}"; do
+      path=$(find_binary "$build" "$b")
+      if [[ -z "$path" ]]; then
+        [[ " ${OPTIONAL_BINARIES[*]} " == *" $b "* ]] || missing+=("$b")
+        continue
+      fi
+      install -m 0755 "$path" "$dest/bin/$b"
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+      echo "stage: not built in $build: ${missing[*]}" >&2
+      exit 3
+    fi
+    : >"$dest/runtime-packages.txt.tmp"
+    for f in "$dest"/bin/*; do
+      if ldd "$f" | grep -q 'not found'; then
+        echo "stage: $f has unresolved libraries:" >&2
+        ldd "$f" | grep 'not found' >&2
+        exit 1
+      fi
+      while read -r lib; do
+        pkg=$(owning_package "$lib") || { echo "stage: no Debian package owns $lib" >&2; exit 1; }
+        echo "$pkg" >>"$dest/runtime-packages.txt.tmp"
+      done < <(ldd "$f" | awk '/=> \//{print $3} /^\t\//{print $1}')
+    done
+    # Architecture qualifiers (libc6:amd64) are dropped; apt picks the native one.
+    sed 's/:.*//' "$dest/runtime-packages.txt.tmp" | sort -u >"$dest/runtime-packages.txt"
+    rm -f "$dest/runtime-packages.txt.tmp"
+    install -m 0755 "$0" "$dest/build-in-image.sh"
+    echo "stage: $(ls "$dest/bin" | wc -l) binaries, $(wc -l <"$dest/runtime-packages.txt") runtime packages"
+    ;;
+  runtime)
+    list=${2:?runtime PACKAGE_LIST}
+    export DEBIAN_FRONTEND=noninteractive
+    run apt-get update -q
+    # shellcheck disable=SC2046
+    run apt-get install -y -q --no-install-recommends ca-certificates $(cat "$list")
+    run rm -rf /var/lib/apt/lists/*
+    run groupadd --system --gid "$RUN_UID" fleetcanary
+    run useradd --system --uid "$RUN_UID" --gid "$RUN_UID" --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin fleetcanary
+    run install -d -o "$RUN_UID" -g "$RUN_UID" -m 0750 /var/lib/fleetcanary /var/lib/fleetcanary-agent
+    ;;
+  *)
+    echo "usage: build-in-image.sh deps|build|stage DEST [BUILD_DIR]|runtime PACKAGE_LIST" >&2
+    exit 2
+    ;;
+esac
