@@ -51,7 +51,10 @@ std::string CamelCase(absl::string_view snake) {
 // Returns false when any step is missing (the field was not written).
 bool LocatePath(const YAML::Node& root, absl::string_view path,
                 YAML::Mark* mark) {
-  YAML::Node node = root;
+  // Note: YAML::Node::operator= writes through to the tree; rebind with
+  // reset() and look up through const nodes only.
+  YAML::Node node;
+  node.reset(root);
   for (absl::string_view part : absl::StrSplit(path, '.')) {
     std::string key(part);
     int index = -1;
@@ -64,16 +67,20 @@ bool LocatePath(const YAML::Node& root, absl::string_view path,
       key = key.substr(0, bracket);
     }
     if (!node.IsMap()) return false;
-    YAML::Node next = node[key];
-    if (!next) next = node[CamelCase(key)];
-    if (!next) return false;
+    const YAML::Node& const_node = node;
+    // (A missing key yields an invalid node that must not be reset().)
+    YAML::Node next = const_node[key].IsDefined() ? const_node[key]
+                                                  : const_node[CamelCase(key)];
+    if (!next.IsDefined()) return false;
     if (index >= 0) {
       if (!next.IsSequence() || index >= static_cast<int>(next.size())) {
         return false;
       }
-      next = next[index];
+      const YAML::Node& seq = next;
+      YAML::Node element = seq[index];
+      next.reset(element);
     }
-    node = next;
+    node.reset(next);
   }
   *mark = node.Mark();
   return true;
@@ -233,11 +240,17 @@ absl::Status LocateYamlError(absl::string_view yaml,
                              absl::string_view source_name,
                              const absl::Status& error) {
   std::string message(error.message());
-  const std::string path = message.substr(0, message.find(':'));
+  std::string path = message.substr(0, message.find(':'));
   YAML::Mark mark;
   bool located = false;
   try {
-    located = LocatePath(YAML::Load(std::string(yaml)), path, &mark);
+    const YAML::Node root = YAML::Load(std::string(yaml));
+    // A missing field is reported at the object that lacks it.
+    while (!located && !path.empty()) {
+      located = LocatePath(root, path, &mark);
+      const size_t dot = path.rfind('.');
+      path = dot == std::string::npos ? "" : path.substr(0, dot);
+    }
   } catch (const YAML::Exception&) {
     located = false;
   }
