@@ -1,0 +1,64 @@
+// The fleetcanary controller process: store → metrics (restored) → ingest →
+// scheduler (fleet file applied) → session hub, served over gRPC
+// (AgentSession, health, reflection) and /metrics over HTTP.
+//
+// Thread-safety: all methods are thread-safe.
+#ifndef FLEETCANARY_CONTROLLER_SERVER_CONTROLLER_SERVER_H_
+#define FLEETCANARY_CONTROLLER_SERVER_CONTROLLER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/time/clock.h"
+#include "controller/ingest/ingest.h"
+#include "controller/metrics/controller_metrics.h"
+#include "controller/scheduler/scheduler.h"
+#include "controller/store/store.h"
+#include "fleetcanary/v1/config.pb.h"
+
+namespace fleetcanary {
+namespace controller {
+
+struct ControllerServerOptions {
+  // grpc_listen, http_listen, data_dir, heartbeat_interval, retention, ...
+  // Defaults: 127.0.0.1:0 for both listeners, heartbeat 10s.
+  v1::ControllerConfig config;
+  // Targets and schedules applied at start (merged into the stored ones).
+  v1::FleetConfig fleet;
+  IngestOptions ingest;
+  // How often retention pruning runs.
+  absl::Duration prune_interval = absl::Hours(1);
+};
+
+class ControllerServer {
+ public:
+  virtual ~ControllerServer() = default;
+
+  // Opens <data_dir>/controller.db, restores metrics, applies the fleet,
+  // binds both listeners and starts serving. `clock` must outlive it.
+  // Errors name the failing setting (e.g. "grpc_listen: cannot bind ...").
+  static absl::StatusOr<std::unique_ptr<ControllerServer>> BuildAndStart(
+      const ControllerServerOptions& options, Clock* clock);
+
+  // "host:port" actually bound.
+  virtual std::string grpc_address() const = 0;
+  virtual std::string http_address() const = 0;
+
+  virtual Scheduler* scheduler() = 0;
+  virtual Ingest* ingest() = 0;
+  virtual Store* store() = 0;
+  virtual ControllerMetrics* metrics() = 0;
+
+  // Graceful stop: refuse new streams, commit and acknowledge what was
+  // received, send Drain, close sessions, stop the servers. Idempotent.
+  virtual void Drain(absl::Duration timeout) = 0;
+  // Blocks until Drain() finished.
+  virtual void Wait() = 0;
+};
+
+}  // namespace controller
+}  // namespace fleetcanary
+
+#endif  // FLEETCANARY_CONTROLLER_SERVER_CONTROLLER_SERVER_H_

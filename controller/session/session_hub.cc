@@ -1,0 +1,382 @@
+#include "controller/session/session_hub.h"
+
+#include <map>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/log/log.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+google::protobuf::Duration ToProto(absl::Duration d) {
+  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(d));
+}
+
+class SessionHubImpl;
+
+class SessionImpl : public Session,
+                    public AssignmentListener,
+                    public std::enable_shared_from_this<SessionImpl> {
+ public:
+  SessionImpl(SessionHubImpl* hub, SessionSink* sink) : hub_(hub), sink_(sink) {}
+
+  bool OnMessage(const v1::AgentMessage& message) override;
+  void OnClosed() override;
+  void OnAssignments(const v1::AssignmentSet& set) override {
+    v1::ControllerMessage m;
+    *m.mutable_assignments() = set;
+    absl::MutexLock lock(&mu_);
+    SendLocked(std::move(m));
+  }
+
+  // Heartbeat and liveness, from the hub's timer.
+  void Tick(absl::Duration now, absl::Time wall, absl::Duration liveness);
+  void Touch(absl::Duration now) {
+    absl::MutexLock lock(&mu_);
+    last_rx_ = now;
+  }
+  // Drain, step 1: ignore further messages.
+  void StopReading() {
+    absl::MutexLock lock(&mu_);
+    stop_reading_ = true;
+  }
+  // Drain, step 2: say goodbye.
+  void DrainAndFinish(const std::string& reason) {
+    absl::MutexLock lock(&mu_);
+    v1::ControllerMessage m;
+    m.mutable_drain()->set_reason(reason);
+    SendLocked(std::move(m));
+    FinishLocked(absl::UnavailableError(
+        absl::StrCat("controller draining: ", reason)));
+  }
+
+ private:
+  void SendLocked(v1::ControllerMessage m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (sink_ != nullptr && !finished_) sink_->Send(std::move(m));
+  }
+  void FinishLocked(const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (sink_ != nullptr && !finished_) {
+      finished_ = true;
+      sink_->Finish(s);
+    }
+  }
+  bool HandleHello(const v1::Hello& hello);
+  void OnIngested(const IngestResult& r, bool outcomes);
+
+  SessionHubImpl* const hub_;
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  SessionSink* sink_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;
+  std::string agent_id_ ABSL_GUARDED_BY(mu_);
+  std::string region_ ABSL_GUARDED_BY(mu_);
+  int inflight_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration last_rx_ ABSL_GUARDED_BY(mu_);
+  bool has_hello_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class SessionHubImpl : public SessionHub {
+ public:
+  SessionHubImpl(const SessionHubOptions& options, Ingest* ingest,
+                 Scheduler* scheduler, ControllerMetrics* metrics, Clock* clock)
+      : options_(options),
+        ingest_(ingest),
+        scheduler_(scheduler),
+        metrics_(metrics),
+        clock_(clock) {
+    if (options_.liveness_timeout <= absl::ZeroDuration()) {
+      options_.liveness_timeout = 2 * options_.heartbeat_interval;
+    }
+    if (options_.max_inflight_batches < 1) options_.max_inflight_batches = 1;
+    timer_ = std::thread([this] { TimerLoop(); });
+  }
+  ~SessionHubImpl() override { Shutdown(); }
+
+  std::shared_ptr<Session> Open(SessionSink* sink) override {
+    auto s = std::make_shared<SessionImpl>(this, sink);
+    s->Touch(clock_->MonotonicNow());
+    absl::MutexLock lock(&mu_);
+    if (draining_) return nullptr;
+    sessions_[s.get()] = s;
+    metrics_->SessionOpened();
+    return s;
+  }
+
+  void Drain(const std::string& reason, absl::Duration timeout) override {
+    std::vector<std::shared_ptr<SessionImpl>> sessions;
+    {
+      absl::MutexLock lock(&mu_);
+      draining_ = true;
+      sessions = SnapshotLocked();
+    }
+    LogInfo("controller_draining", {{"sessions", absl::StrCat(sessions.size())},
+                                    {"reason", reason}});
+    for (auto& s : sessions) s->StopReading();
+    ingest_->Flush();  // Every received batch committed and acknowledged.
+    for (auto& s : sessions) s->DrainAndFinish(reason);
+    absl::MutexLock lock(&mu_);
+    clock_->AwaitWithTimeout(
+        &mu_,
+        absl::Condition(
+            +[](std::map<SessionImpl*, std::weak_ptr<SessionImpl>>* m) {
+              return m->empty();
+            },
+            &sessions_),
+        timeout);
+  }
+
+  int active_sessions() override {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(sessions_.size());
+  }
+
+  void Shutdown() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (timer_.joinable()) timer_.join();
+  }
+
+  void Closed(SessionImpl* s) {
+    absl::MutexLock lock(&mu_);
+    if (sessions_.erase(s) > 0) metrics_->SessionClosed();
+  }
+
+  const SessionHubOptions& options() const { return options_; }
+  Ingest* ingest() { return ingest_; }
+  Scheduler* scheduler() { return scheduler_; }
+  Clock* clock() { return clock_; }
+
+ private:
+  std::vector<std::shared_ptr<SessionImpl>> SnapshotLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<std::shared_ptr<SessionImpl>> out;
+    for (auto& [p, w] : sessions_) {
+      if (auto s = w.lock()) out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  void TimerLoop() {
+    for (;;) {
+      std::vector<std::shared_ptr<SessionImpl>> sessions;
+      {
+        absl::MutexLock lock(&mu_);
+        clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopping_),
+                                 options_.heartbeat_interval);
+        if (stopping_) return;
+        sessions = SnapshotLocked();
+      }
+      const absl::Duration now = clock_->MonotonicNow();
+      const absl::Time wall = clock_->Now();
+      for (auto& s : sessions) s->Tick(now, wall, options_.liveness_timeout);
+    }
+  }
+
+  SessionHubOptions options_;
+  Ingest* const ingest_;
+  Scheduler* const scheduler_;
+  ControllerMetrics* const metrics_;
+  Clock* const clock_;
+  std::thread timer_;
+
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<SessionImpl*, std::weak_ptr<SessionImpl>> sessions_
+      ABSL_GUARDED_BY(mu_);
+};
+
+bool SessionImpl::OnMessage(const v1::AgentMessage& message) {
+  std::string agent_id, region;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || stop_reading_) {
+      paused_ = true;
+      return false;  // Draining: ignore; the agent resends later.
+    }
+    last_rx_ = hub_->clock()->MonotonicNow();
+    if (!has_hello_ && message.msg_case() != v1::AgentMessage::kHello) {
+      FinishLocked(absl::InvalidArgumentError(
+          "agent session: the first message must be hello"));
+      return false;
+    }
+    agent_id = agent_id_;
+    region = region_;
+  }
+  switch (message.msg_case()) {
+    case v1::AgentMessage::kHello:
+      return HandleHello(message.hello());
+    case v1::AgentMessage::kOutcomes: {
+      auto self = shared_from_this();
+      bool more;
+      {
+        absl::MutexLock lock(&mu_);
+        ++inflight_;
+        more = inflight_ < hub_->options().max_inflight_batches;
+        if (!more) paused_ = true;
+      }
+      hub_->ingest()->SubmitOutcomes(
+          agent_id, region, message.outcomes(),
+          [self](const IngestResult& r) { self->OnIngested(r, true); });
+      return more;
+    }
+    case v1::AgentMessage::kPlatformMetrics: {
+      auto self = shared_from_this();
+      bool more;
+      {
+        absl::MutexLock lock(&mu_);
+        ++inflight_;
+        more = inflight_ < hub_->options().max_inflight_batches;
+        if (!more) paused_ = true;
+      }
+      hub_->ingest()->SubmitPlatform(
+          agent_id, region, message.platform_metrics(),
+          [self](const IngestResult& r) { self->OnIngested(r, false); });
+      return more;
+    }
+    case v1::AgentMessage::kHeartbeat:
+      hub_->scheduler()->AgentHeartbeat(agent_id, message.heartbeat());
+      hub_->ingest()->ReportDropped(agent_id, region,
+                                    message.heartbeat().dropped_total());
+      return true;
+    case v1::AgentMessage::kAdhocResult:
+      // Ad-hoc outcomes also arrive through the outbox (exactly once); the
+      // live result stream is for the admin API's RunProbe.
+      return true;
+    default: {
+      absl::MutexLock lock(&mu_);
+      FinishLocked(absl::InvalidArgumentError(
+          "agent session: empty or unknown message"));
+      return false;
+    }
+  }
+}
+
+bool SessionImpl::HandleHello(const v1::Hello& hello) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (has_hello_) {
+      FinishLocked(absl::InvalidArgumentError("hello: sent twice"));
+      return false;
+    }
+    if (hello.agent_id().empty() || hello.agent_id().size() > 128) {
+      FinishLocked(absl::InvalidArgumentError(
+          "hello.agent_id: required, at most 128 characters"));
+      return false;
+    }
+    if (hello.region().empty() || hello.region().size() > 64) {
+      FinishLocked(absl::InvalidArgumentError(
+          "hello.region: required, at most 64 characters"));
+      return false;
+    }
+    has_hello_ = true;
+    agent_id_ = hello.agent_id();
+    region_ = hello.region();
+    v1::ControllerMessage m;
+    v1::Welcome* w = m.mutable_welcome();
+    w->set_controller_id(hub_->options().controller_id);
+    *w->mutable_heartbeat_interval() = ToProto(hub_->options().heartbeat_interval);
+    *w->mutable_metrics_period() = ToProto(hub_->options().metrics_period);
+    w->set_applied_sequence(hub_->ingest()->AppliedSequence(agent_id_));
+    SendLocked(std::move(m));
+    registered_ = true;
+  }
+  LogInfo("agent_session_open",
+          {{"agent", hello.agent_id()},
+           {"region", hello.region()},
+           {"last_acked", absl::StrCat(hello.last_acked_sequence())}});
+  hub_->scheduler()->AgentConnected(hello, this);
+  return true;
+}
+
+void SessionImpl::OnIngested(const IngestResult& r, bool outcomes) {
+  absl::MutexLock lock(&mu_);
+  --inflight_;
+  if (!r.status.ok()) {
+    if (outcomes) {
+      LogWarning("ingest_rejected", {{"agent", agent_id_},
+                                     {"error", r.status.ToString()}});
+      // Anything but bad input is transient: the agent reconnects and resends.
+      FinishLocked(r.status.code() == absl::StatusCode::kInvalidArgument
+                       ? r.status
+                       : absl::UnavailableError(r.status.message()));
+    }
+    return;
+  }
+  if (outcomes) {
+    v1::ControllerMessage m;
+    m.mutable_ack()->set_applied_sequence(r.applied_sequence);
+    SendLocked(std::move(m));
+  }
+  if (paused_ && !stop_reading_ && !finished_ && sink_ != nullptr &&
+      inflight_ < hub_->options().max_inflight_batches) {
+    paused_ = false;
+    sink_->ResumeReads();
+  }
+}
+
+void SessionImpl::Tick(absl::Duration now, absl::Time wall,
+                       absl::Duration liveness) {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || sink_ == nullptr) return;
+  if (!paused_ && now - last_rx_ > liveness) {
+    LogWarning("agent_session_timeout", {{"agent", agent_id_}});
+    FinishLocked(absl::DeadlineExceededError(
+        "agent session: no message within the liveness timeout"));
+    return;
+  }
+  v1::ControllerMessage m;
+  *m.mutable_heartbeat()->mutable_time() =
+      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(wall));
+  SendLocked(std::move(m));
+}
+
+void SessionImpl::OnClosed() {
+  std::string agent_id;
+  bool registered;
+  {
+    absl::MutexLock lock(&mu_);
+    sink_ = nullptr;
+    finished_ = true;
+    agent_id = agent_id_;
+    registered = registered_;
+  }
+  if (registered) {
+    hub_->scheduler()->AgentDisconnected(agent_id, this);
+    LogInfo("agent_session_closed", {{"agent", agent_id}});
+  }
+  hub_->Closed(this);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SessionHub>> SessionHub::Create(
+    const SessionHubOptions& options, Ingest* ingest, Scheduler* scheduler,
+    ControllerMetrics* metrics, Clock* clock) {
+  if (!ingest || !scheduler || !metrics || !clock) {
+    return absl::InvalidArgumentError("session hub: missing dependency");
+  }
+  if (options.heartbeat_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("heartbeat_interval: must be > 0");
+  }
+  return std::unique_ptr<SessionHub>(
+      new SessionHubImpl(options, ingest, scheduler, metrics, clock));
+}
+
+}  // namespace controller
+}  // namespace fleetcanary
