@@ -59,14 +59,15 @@ class ControllerServerImpl : public ControllerServer {
         FromProto(c.heartbeat_interval(), absl::Seconds(10));
     const absl::Duration liveness =
         FromProto(c.liveness_timeout(), 2 * heartbeat);
-    retention_.raw_retention = FromProto(c.raw_retention(), absl::Hours(24 * 7));
+    retention_.raw_retention =
+        FromProto(c.raw_retention(), absl::Hours(24 * 7));
     retention_.aggregate_retention =
         FromProto(c.aggregate_retention(), absl::Hours(24 * 90));
 
     FC_ASSIGN_OR_RETURN(
-        store_, CreateSqliteStore({(std::filesystem::path(c.data_dir()) /
-                                    "controller.db")
-                                       .string()}));
+        store_, CreateSqliteStore(
+                    {(std::filesystem::path(c.data_dir()) / "controller.db")
+                         .string()}));
     metrics_ = std::make_unique<ControllerMetrics>();
     FC_ASSIGN_OR_RETURN(auto totals, store_->LoadStreamTotals());
     FC_ASSIGN_OR_RETURN(auto counters, store_->LoadCounters());
@@ -146,7 +147,8 @@ class ControllerServerImpl : public ControllerServer {
     }
     if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
     if (hub_) hub_->Drain("shutdown", timeout);
-    if (server_) server_->Shutdown(absl::ToChronoTime(Clock::Real()->Now() + timeout));
+    if (server_)
+      server_->Shutdown(absl::ToChronoTime(Clock::Real()->Now() + timeout));
     if (hub_) hub_->Shutdown();
     if (ingest_) ingest_->Shutdown();
     if (scheduler_) scheduler_->Shutdown();
@@ -172,9 +174,8 @@ class ControllerServerImpl : public ControllerServer {
       if (!pruned.ok()) {
         LogError("prune_failed", {{"error", pruned.status().ToString()}});
       } else {
-        LogInfo("pruned",
-                {{"failures", absl::StrCat(pruned->failures_deleted)},
-                 {"minutes", absl::StrCat(pruned->minutes_deleted)}});
+        LogInfo("pruned", {{"failures", absl::StrCat(pruned->failures_deleted)},
+                           {"minutes", absl::StrCat(pruned->minutes_deleted)}});
       }
       mu_.Lock();
     }
@@ -202,8 +203,9 @@ class ControllerServerImpl : public ControllerServer {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::BuildAndStart(
-    const ControllerServerOptions& options, Clock* clock) {
+absl::StatusOr<std::unique_ptr<ControllerServer>>
+ControllerServer::BuildAndStart(const ControllerServerOptions& options,
+                                Clock* clock) {
   auto server = std::make_unique<ControllerServerImpl>(options, clock);
   FC_RETURN_IF_ERROR(server->Start());
   return std::unique_ptr<ControllerServer>(std::move(server));

@@ -70,11 +70,13 @@ int main(int argc, char** argv) {
     c.set_data_dir(absl::GetFlag(FLAGS_data_dir));
   }
   if (!absl::GetFlag(FLAGS_heartbeat_interval).empty()) {
-    auto d = fleetcanary::ParseDuration(absl::GetFlag(FLAGS_heartbeat_interval));
+    auto d =
+        fleetcanary::ParseDuration(absl::GetFlag(FLAGS_heartbeat_interval));
     if (!d.ok()) return Fail(d.status());
     c.mutable_heartbeat_interval()->set_seconds(absl::ToInt64Seconds(*d));
-    c.mutable_heartbeat_interval()->set_nanos(static_cast<int32_t>(
-        absl::ToInt64Nanoseconds(*d - absl::Seconds(absl::ToInt64Seconds(*d)))));
+    c.mutable_heartbeat_interval()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(
+            *d - absl::Seconds(absl::ToInt64Seconds(*d)))));
   }
   std::string fleet_path = absl::GetFlag(FLAGS_fleet);
   if (fleet_path.empty()) fleet_path = c.fleet_file();

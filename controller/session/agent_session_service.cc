@@ -88,8 +88,8 @@ class ConnectReactor
       writing_ = false;
       if (!finish_requested_) {
         finish_requested_ = true;
-        finish_status_ = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                      "write failed");
+        finish_status_ =
+            grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed");
       }
       MaybeFinishLocked();
       return;

@@ -27,7 +27,8 @@ class SessionImpl : public Session,
                     public AssignmentListener,
                     public std::enable_shared_from_this<SessionImpl> {
  public:
-  SessionImpl(SessionHubImpl* hub, SessionSink* sink) : hub_(hub), sink_(sink) {}
+  SessionImpl(SessionHubImpl* hub, SessionSink* sink)
+      : hub_(hub), sink_(sink) {}
 
   bool OnMessage(const v1::AgentMessage& message) override;
   void OnClosed() override;
@@ -55,8 +56,8 @@ class SessionImpl : public Session,
     v1::ControllerMessage m;
     m.mutable_drain()->set_reason(reason);
     SendLocked(std::move(m));
-    FinishLocked(absl::UnavailableError(
-        absl::StrCat("controller draining: ", reason)));
+    FinishLocked(
+        absl::UnavailableError(absl::StrCat("controller draining: ", reason)));
   }
 
  private:
@@ -121,8 +122,8 @@ class SessionHubImpl : public SessionHub {
       draining_ = true;
       sessions = SnapshotLocked();
     }
-    LogInfo("controller_draining", {{"sessions", absl::StrCat(sessions.size())},
-                                    {"reason", reason}});
+    LogInfo("controller_draining",
+            {{"sessions", absl::StrCat(sessions.size())}, {"reason", reason}});
     for (auto& s : sessions) s->StopReading();
     ingest_->Flush();  // Every received batch committed and acknowledged.
     for (auto& s : sessions) s->DrainAndFinish(reason);
@@ -290,7 +291,8 @@ bool SessionImpl::HandleHello(const v1::Hello& hello) {
     v1::ControllerMessage m;
     v1::Welcome* w = m.mutable_welcome();
     w->set_controller_id(hub_->options().controller_id);
-    *w->mutable_heartbeat_interval() = ToProto(hub_->options().heartbeat_interval);
+    *w->mutable_heartbeat_interval() =
+        ToProto(hub_->options().heartbeat_interval);
     *w->mutable_metrics_period() = ToProto(hub_->options().metrics_period);
     w->set_applied_sequence(hub_->ingest()->AppliedSequence(agent_id_));
     SendLocked(std::move(m));
@@ -309,8 +311,8 @@ void SessionImpl::OnIngested(const IngestResult& r, bool outcomes) {
   --inflight_;
   if (!r.status.ok()) {
     if (outcomes) {
-      LogWarning("ingest_rejected", {{"agent", agent_id_},
-                                     {"error", r.status.ToString()}});
+      LogWarning("ingest_rejected",
+                 {{"agent", agent_id_}, {"error", r.status.ToString()}});
       // Anything but bad input is transient: the agent reconnects and resends.
       FinishLocked(r.status.code() == absl::StatusCode::kInvalidArgument
                        ? r.status

@@ -1,0 +1,342 @@
+#include "agent/outbox/outbox.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/log/log.h"
+#include "common/status/status_util.h"
+
+namespace fleetcanary {
+namespace agent {
+namespace {
+
+constexpr uint64_t kDefaultMaxBytes = uint64_t{256} << 20;
+
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE outcomes(seq INTEGER PRIMARY KEY, size INTEGER NOT NULL,
+                      data BLOB NOT NULL);
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta(key, value) VALUES('next_sequence', 1), ('acked_sequence', 0),
+                                   ('dropped_total', 0);
+)sql",
+};
+constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+class OutboxImpl : public Outbox {
+ public:
+  OutboxImpl(const OutboxOptions& options, sqlite3* db)
+      : options_(options), db_(db) {
+    if (options_.max_bytes == 0) options_.max_bytes = kDefaultMaxBytes;
+  }
+  ~OutboxImpl() override {
+    for (sqlite3_stmt* s : {insert_, meta_set_, oldest_, delete_upto_, read_}) {
+      sqlite3_finalize(s);
+    }
+    sqlite3_close_v2(db_);
+    if (journal_fd_ >= 0) close(journal_fd_);
+  }
+
+  absl::Status Init() {
+    absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
+    FC_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL"));
+    sqlite3_busy_timeout(db_, 5000);
+    int version = 0;
+    {
+      sqlite3_stmt* q = nullptr;
+      sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &q, nullptr);
+      if (sqlite3_step(q) == SQLITE_ROW) version = sqlite3_column_int(q, 0);
+      sqlite3_finalize(q);
+    }
+    if (version > kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "outbox schema version ", version, " is newer than this binary's"));
+    }
+    for (int v = version; v < kSchemaVersion; ++v) {
+      FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+      absl::Status s = Exec(kMigrations[v]);
+      if (s.ok()) s = Exec(absl::StrCat("PRAGMA user_version=", v + 1));
+      if (!s.ok()) {
+        Exec("ROLLBACK").IgnoreError();
+        return s;
+      }
+      FC_RETURN_IF_ERROR(Exec("COMMIT"));
+    }
+    FC_RETURN_IF_ERROR(Prepare(
+        "INSERT INTO outcomes(seq, size, data) VALUES(?, ?, ?)", &insert_));
+    FC_RETURN_IF_ERROR(
+        Prepare("UPDATE meta SET value = ? WHERE key = ?", &meta_set_));
+    FC_RETURN_IF_ERROR(Prepare(
+        "SELECT seq, size FROM outcomes ORDER BY seq LIMIT 256", &oldest_));
+    FC_RETURN_IF_ERROR(
+        Prepare("DELETE FROM outcomes WHERE seq <= ?", &delete_upto_));
+    FC_RETURN_IF_ERROR(Prepare(
+        "SELECT seq, data FROM outcomes WHERE seq > ? ORDER BY seq LIMIT ?",
+        &read_));
+    // Load the counters.
+    sqlite3_stmt* q = nullptr;
+    sqlite3_prepare_v2(db_, "SELECT key, value FROM meta", -1, &q, nullptr);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+      const std::string key =
+          reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+      const uint64_t value = sqlite3_column_int64(q, 1);
+      if (key == "next_sequence") next_sequence_ = value;
+      if (key == "acked_sequence") acked_ = value;
+      if (key == "dropped_total") dropped_ = value;
+    }
+    sqlite3_finalize(q);
+    sqlite3_prepare_v2(db_,
+                       "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outcomes",
+                       -1, &q, nullptr);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+      depth_ = sqlite3_column_int64(q, 0);
+      bytes_ = sqlite3_column_int64(q, 1);
+    }
+    sqlite3_finalize(q);
+    if (!options_.journal_path.empty()) {
+      journal_fd_ = open(options_.journal_path.c_str(),
+                         O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+      if (journal_fd_ < 0) {
+        return absl::UnavailableError(absl::StrCat(
+            "outcome journal ", options_.journal_path, ": ", strerror(errno)));
+      }
+    }
+    LogInfo("outbox_opened", {{"path", options_.path},
+                              {"depth", absl::StrCat(depth_)},
+                              {"next_sequence", absl::StrCat(next_sequence_)},
+                              {"acked", absl::StrCat(acked_)},
+                              {"dropped_total", absl::StrCat(dropped_)}});
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> Append(v1::Outcome outcome) override {
+    absl::MutexLock lock(&mu_);
+    const uint64_t seq = next_sequence_;
+    outcome.set_sequence(seq);
+    const std::string data = outcome.SerializeAsString();
+    FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    uint64_t dropped_now = 0, dropped_bytes = 0;
+    absl::Status s = [&]() -> absl::Status {
+      sqlite3_bind_int64(insert_, 1, seq);
+      sqlite3_bind_int64(insert_, 2, data.size());
+      sqlite3_bind_blob(insert_, 3, data.data(), data.size(), SQLITE_STATIC);
+      const int rc = sqlite3_step(insert_);
+      sqlite3_reset(insert_);
+      if (rc != SQLITE_DONE) return Error("appending outcome");
+      FC_RETURN_IF_ERROR(SetMeta("next_sequence", seq + 1));
+      // Bound: drop the oldest until under max_bytes.
+      uint64_t bytes = bytes_ + data.size();
+      while (bytes > options_.max_bytes) {
+        uint64_t upto = 0;
+        int found = 0;
+        while (bytes > options_.max_bytes &&
+               sqlite3_step(oldest_) == SQLITE_ROW) {
+          upto = sqlite3_column_int64(oldest_, 0);
+          const uint64_t size = sqlite3_column_int64(oldest_, 1);
+          bytes -= size;
+          dropped_bytes += size;
+          ++dropped_now;
+          ++found;
+        }
+        sqlite3_reset(oldest_);
+        if (found == 0) break;
+        sqlite3_bind_int64(delete_upto_, 1, upto);
+        const int drc = sqlite3_step(delete_upto_);
+        sqlite3_reset(delete_upto_);
+        if (drc != SQLITE_DONE) return Error("dropping oldest outcomes");
+      }
+      if (dropped_now > 0) {
+        FC_RETURN_IF_ERROR(SetMeta("dropped_total", dropped_ + dropped_now));
+      }
+      if (journal_fd_ >= 0) {
+        const std::string line =
+            absl::StrCat(seq, " ", outcome.probe_id(), " ",
+                         v1::OutcomeClass_Name(outcome.outcome_class()), "\n");
+        if (write(journal_fd_, line.data(), line.size()) !=
+            static_cast<ssize_t>(line.size())) {
+          return absl::UnavailableError("writing the outcome journal");
+        }
+      }
+      return absl::OkStatus();
+    }();
+    if (s.ok()) s = Exec("COMMIT");
+    if (!s.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return s;
+    }
+    next_sequence_ = seq + 1;
+    depth_ = depth_ + 1 - dropped_now;
+    bytes_ = bytes_ + data.size() - dropped_bytes;
+    dropped_ += dropped_now;
+    ++appended_;
+    if (dropped_now > 0) {
+      LogWarning("outbox_dropped", {{"count", absl::StrCat(dropped_now)},
+                                    {"dropped_total", absl::StrCat(dropped_)}});
+    }
+    return seq;
+  }
+
+  absl::StatusOr<std::vector<v1::Outcome>> ReadAfter(
+      uint64_t after, size_t max_count, size_t max_bytes) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::Outcome> out;
+    size_t bytes = 0;
+    sqlite3_bind_int64(read_, 1, after);
+    sqlite3_bind_int64(read_, 2, max_count);
+    int rc;
+    while ((rc = sqlite3_step(read_)) == SQLITE_ROW) {
+      const int n = sqlite3_column_bytes(read_, 1);
+      if (!out.empty() && bytes + n > max_bytes) break;
+      v1::Outcome o;
+      if (!o.ParseFromArray(sqlite3_column_blob(read_, 1), n)) {
+        sqlite3_reset(read_);
+        return absl::DataLossError(absl::StrCat(
+            "outbox: unparseable outcome ", sqlite3_column_int64(read_, 0)));
+      }
+      bytes += n;
+      out.push_back(std::move(o));
+    }
+    sqlite3_reset(read_);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("reading outbox");
+    return out;
+  }
+
+  absl::Status Ack(uint64_t sequence) override {
+    absl::MutexLock lock(&mu_);
+    if (sequence <= acked_) return absl::OkStatus();
+    FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    absl::Status s = [&]() -> absl::Status {
+      sqlite3_bind_int64(delete_upto_, 1, sequence);
+      const int rc = sqlite3_step(delete_upto_);
+      sqlite3_reset(delete_upto_);
+      if (rc != SQLITE_DONE) return Error("deleting acknowledged outcomes");
+      FC_RETURN_IF_ERROR(SetMeta("acked_sequence", sequence));
+      if (sequence >= next_sequence_) {
+        // The controller has seen more of this agent id than this outbox
+        // remembers (a lost data dir): continue after it, never reuse.
+        FC_RETURN_IF_ERROR(SetMeta("next_sequence", sequence + 1));
+      }
+      return absl::OkStatus();
+    }();
+    if (s.ok()) s = Exec("COMMIT");
+    if (!s.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return s;
+    }
+    if (sequence >= next_sequence_) {
+      LogWarning("outbox_sequence_advanced",
+                 {{"from", absl::StrCat(next_sequence_)},
+                  {"to", absl::StrCat(sequence + 1)}});
+      next_sequence_ = sequence + 1;
+    }
+    acked_ = sequence;
+    // Recount (cheap: the acknowledged rows are gone).
+    sqlite3_stmt* q = nullptr;
+    sqlite3_prepare_v2(db_,
+                       "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outcomes",
+                       -1, &q, nullptr);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+      depth_ = sqlite3_column_int64(q, 0);
+      bytes_ = sqlite3_column_int64(q, 1);
+    }
+    sqlite3_finalize(q);
+    return absl::OkStatus();
+  }
+
+  OutboxStats stats() override {
+    absl::MutexLock lock(&mu_);
+    OutboxStats s;
+    s.depth = depth_;
+    s.bytes = bytes_;
+    s.last_sequence = next_sequence_ - 1;
+    s.acked_sequence = acked_;
+    s.dropped_total = dropped_;
+    s.appended_total = appended_;
+    return s;
+  }
+
+ private:
+  absl::Status Error(absl::string_view what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return absl::InternalError(
+        absl::StrCat("outbox: ", what, ": ", sqlite3_errmsg(db_)));
+  }
+  absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "unknown error";
+      sqlite3_free(err);
+      return absl::InternalError(absl::StrCat("outbox: ", msg));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Prepare(const char* sql, sqlite3_stmt** stmt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (sqlite3_prepare_v2(db_, sql, -1, stmt, nullptr) != SQLITE_OK) {
+      return Error("preparing statement");
+    }
+    return absl::OkStatus();
+  }
+  absl::Status SetMeta(const char* key, uint64_t value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    sqlite3_bind_int64(meta_set_, 1, value);
+    sqlite3_bind_text(meta_set_, 2, key, -1, SQLITE_STATIC);
+    const int rc = sqlite3_step(meta_set_);
+    sqlite3_reset(meta_set_);
+    if (rc != SQLITE_DONE) return Error("updating counters");
+    return absl::OkStatus();
+  }
+
+  OutboxOptions options_;
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+  sqlite3_stmt* insert_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* meta_set_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* oldest_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* delete_upto_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* read_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int journal_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t depth_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t appended_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Outbox>> Outbox::Create(
+    const OutboxOptions& options) {
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("outbox path: required");
+  }
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(
+      options.path.c_str(), &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db);
+    return absl::UnavailableError(
+        absl::StrCat("opening outbox ", options.path, ": ", msg));
+  }
+  auto outbox = std::make_unique<OutboxImpl>(options, db);
+  FC_RETURN_IF_ERROR(
+      Annotate(outbox->Init(), absl::StrCat("opening outbox ", options.path)));
+  return std::unique_ptr<Outbox>(std::move(outbox));
+}
+
+}  // namespace agent
+}  // namespace fleetcanary
