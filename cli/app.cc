@@ -1,0 +1,62 @@
+#include "cli/app.h"
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "cli/commands/probe.h"
+
+namespace fleetcanary {
+namespace cli {
+namespace {
+
+// Every subcommand, in the order `canaryctl --help` lists them.
+constexpr CommandInstaller kCommands[] = {
+    InstallProbeCommand,
+};
+
+}  // namespace
+
+int RunCanaryctl(int argc, const char* const* argv, CliContext* ctx) {
+  CLI::App app(
+      "canaryctl: operate fleetcanary (probes, agents, schedules, "
+      "verdicts, analysis)",
+      "canaryctl");
+  app.require_subcommand(1);
+  int exit_code = kExitOk;
+  for (CommandInstaller install : kCommands) install(&app, ctx, &exit_code);
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> names;
+    bool known = false;
+    for (const CLI::App* sub :
+         app.get_subcommands([](CLI::App*) { return true; })) {
+      names.push_back(sub->get_name());
+      known = known || sub->get_name() == argv[1];
+    }
+    if (!known) {
+      *ctx->err << "canaryctl: unknown command \"" << argv[1]
+                << "\"; commands: " << absl::StrJoin(names, ", ")
+                << ". Run 'canaryctl --help' for usage.\n";
+      return kExitUsage;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    *ctx->out << app.help();
+    return kExitOk;
+  } catch (const CLI::CallForAllHelp& e) {
+    *ctx->out << app.help("", CLI::AppFormatMode::All);
+    return kExitOk;
+  } catch (const CLI::ParseError& e) {
+    *ctx->err << "canaryctl: " << e.what() << "\n"
+              << "Run 'canaryctl --help' (or 'canaryctl <command> --help') "
+                 "for usage.\n";
+    return kExitUsage;
+  }
+  return exit_code;
+}
+
+}  // namespace cli
+}  // namespace fleetcanary

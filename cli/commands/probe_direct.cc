@@ -1,0 +1,240 @@
+#include "cli/commands/probe_direct.h"
+
+#include <fstream>
+#include <memory>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/probe/probe_engine.h"
+#include "cli/commands/probe_summary.h"
+#include "cli/output/json.h"
+#include "cli/ui/progress_bar.h"
+#include "cli/ui/table.h"
+#include "common/units/units.h"
+#include "fleetcanary/v1/admin.pb.h"
+
+namespace fleetcanary {
+namespace cli {
+namespace {
+
+absl::Duration D(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+std::string ModeName(v1::InvokeMode mode) {
+  return mode == v1::RESPONSE_STREAM ? "stream" : "buffered";
+}
+
+std::string FormatMs(absl::Duration d) {
+  const double ms = absl::ToDoubleMilliseconds(d);
+  if (ms >= 1000) return absl::StrFormat("%.2fs", ms / 1000);
+  if (ms >= 100) return absl::StrFormat("%.0fms", ms);
+  return absl::StrFormat("%.1fms", ms);
+}
+
+std::string FormatRate(double bytes_per_second) {
+  const char* units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s"};
+  int u = 0;
+  while (bytes_per_second >= 1024 && u < 3) {
+    bytes_per_second /= 1024;
+    ++u;
+  }
+  return absl::StrFormat("%.1f %s", bytes_per_second, units[u]);
+}
+
+std::string FormatPercent(double p) {
+  return absl::StrFormat("%.2f%%", 100 * p);
+}
+
+std::string RenderTable(const std::vector<v1::ProbeSummary>& summaries) {
+  Table t({"MODE", "SIZE", "PROBES", "OK", "FAILURES", "ERROR", "95% CI",
+           "TTFB P50", "P90", "P99", "THROUGHPUT"},
+          {Align::kLeft, Align::kRight, Align::kRight, Align::kRight,
+           Align::kLeft, Align::kRight, Align::kLeft, Align::kRight,
+           Align::kRight, Align::kRight, Align::kRight});
+  for (const v1::ProbeSummary& s : summaries) {
+    std::vector<std::string> failures;
+    uint64_t ok = 0;
+    // Stable order: by enum value.
+    for (int c = v1::OutcomeClass_MIN; c <= v1::OutcomeClass_MAX; ++c) {
+      const std::string name =
+          v1::OutcomeClass_Name(static_cast<v1::OutcomeClass>(c));
+      auto it = s.by_class().find(name);
+      if (it == s.by_class().end()) continue;
+      if (c == v1::OK) {
+        ok = it->second;
+      } else {
+        failures.push_back(absl::StrCat(name, ":", it->second));
+      }
+    }
+    // No TTFB at all (nothing answered): "-" rather than a fake zero.
+    const bool any_ttfb =
+        s.has_ttfb_p99() && D(s.ttfb_p99()) > absl::ZeroDuration();
+    const auto ttfb = [&](const google::protobuf::Duration& d) {
+      return any_ttfb ? FormatMs(D(d)) : std::string("-");
+    };
+    t.AddRow(
+        {ModeName(s.mode()), FormatBytes(s.size_bytes()),
+         absl::StrCat(s.probes()), absl::StrCat(ok),
+         failures.empty() ? "-" : absl::StrJoin(failures, " "),
+         FormatPercent(s.error_rate()),
+         absl::StrCat("[", FormatPercent(s.error_rate_interval().lower()), ", ",
+                      FormatPercent(s.error_rate_interval().upper()), "]"),
+         ttfb(s.ttfb_p50()), ttfb(s.ttfb_p90()), ttfb(s.ttfb_p99()),
+         FormatRate(s.throughput_bytes_per_second())});
+  }
+  return t.Render();
+}
+
+}  // namespace
+
+int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
+  Clock* clock = ctx->clock;
+  std::ofstream outcomes_file;
+  if (!options.outcomes_path.empty()) {
+    outcomes_file.open(options.outcomes_path, std::ios::trunc);
+    if (!outcomes_file) {
+      *ctx->err << "canaryctl probe: --outcomes: cannot write "
+                << options.outcomes_path << "\n";
+      return kExitUsage;
+    }
+  }
+  ProbeEngineOptions engine_options;
+  engine_options.max_in_flight = static_cast<int>(options.concurrency);
+  engine_options.user_agent = "canaryctl/0.1";
+  absl::StatusOr<std::unique_ptr<ProbeEngine>> engine =
+      ProbeEngine::Create(engine_options, clock);
+  if (!engine.ok()) {
+    *ctx->err << "canaryctl probe: cannot start the probe engine: "
+              << engine.status().message() << "\n";
+    return kExitUnavailable;
+  }
+
+  std::mt19937_64 rng(options.seed != 0 ? options.seed
+                                        : std::random_device()());
+  // Interleave: for each round, every size, every mode.
+  std::vector<ProbeRequest> plan;
+  plan.reserve(static_cast<size_t>(options.count) * options.sizes.size() *
+               options.urls.size());
+  for (uint32_t i = 0; i < options.count; ++i) {
+    for (uint64_t size : options.sizes) {
+      for (const auto& [mode, url] : options.urls) {
+        ProbeRequest r;
+        r.url = url;
+        r.mode = mode;
+        r.auth = options.auth;
+        r.size_bytes = size;
+        if (mode == v1::RESPONSE_STREAM) {
+          r.chunk_bytes = options.chunk_bytes;
+          r.chunk_gap = options.chunk_gap;
+        }
+        r.seed = rng();
+        r.probe_id = absl::StrFormat("%016x", rng());
+        r.limits = options.limits;
+        r.transport = options.transport;
+        r.agent_id = "canaryctl";
+        r.region = options.region;
+        r.target = "direct";
+        plan.push_back(std::move(r));
+      }
+    }
+  }
+
+  const bool show_progress = options.progress || ctx->err_is_tty;
+  ProgressBar progress(ctx->err, clock, plan.size(), show_progress);
+  SummaryBuilder summary(options.region.empty() ? "local" : options.region);
+  absl::Mutex mu;
+  uint64_t done = 0;
+  uint64_t in_flight = 0;
+  const absl::Duration start = clock->MonotonicNow();
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (options.rate > 0) {
+      const absl::Duration slot = start + absl::Seconds(i / options.rate);
+      const absl::Duration now = clock->MonotonicNow();
+      if (slot > now) clock->SleepFor(slot - now);
+    }
+    if (options.rate > 0) {
+      // Paced: hold back here so the rate is kept even when probes are slow.
+      // Unpaced runs queue everything at once and let the engine's
+      // max_in_flight (= concurrency) start the next probe as one finishes.
+      absl::MutexLock lock(&mu);
+      const uint64_t limit = options.concurrency;
+      const auto has_room = [&] { return in_flight < limit; };
+      while (!has_room()) {
+        clock->AwaitWithTimeout(&mu, absl::Condition(&has_room),
+                                absl::Seconds(1));
+      }
+      ++in_flight;
+    }
+    (*engine)->Start(std::move(plan[i]), [&](v1::Outcome o) {
+      absl::MutexLock lock(&mu);
+      summary.Add(o);
+      if (outcomes_file.is_open()) PrintJsonLine(o, &outcomes_file);
+      ++done;
+      if (options.rate > 0) --in_flight;
+      progress.Update(done, summary.failures());
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    const uint64_t total = plan.size();
+    const auto all_done = [&] { return done >= total; };
+    while (!all_done()) {
+      clock->AwaitWithTimeout(&mu, absl::Condition(&all_done),
+                              absl::Seconds(1));
+    }
+  }
+  (*engine)->Shutdown();
+  progress.Finish();
+  const absl::Duration elapsed = clock->MonotonicNow() - start;
+
+  const std::vector<v1::ProbeSummary> summaries = summary.Build();
+  if (options.json) {
+    v1::RunProbeEvent::Done result;
+    result.set_adhoc_id("direct");
+    for (const v1::ProbeSummary& s : summaries) *result.add_summaries() = s;
+    result.set_total_probes(summary.total());
+    PrintJson(result, ctx->out);
+  } else {
+    *ctx->out << RenderTable(summaries);
+    *ctx->out << absl::StrFormat(
+        "%d probes in %s (%.1f/s), %d failed, %d agent errors\n",
+        summary.total(), FormatMs(elapsed),
+        summary.total() / std::max(1e-9, absl::ToDoubleSeconds(elapsed)),
+        summary.failures(), summary.agent_errors());
+  }
+
+  if (summary.agent_errors() > 0) {
+    *ctx->err << "canaryctl probe: " << summary.agent_errors()
+              << " probes failed on this machine (AGENT_ERROR, not counted "
+                 "against the endpoint)";
+    if (!options.outcomes_path.empty()) {
+      *ctx->err << "; details in " << options.outcomes_path;
+    }
+    *ctx->err << "\n";
+  }
+  if (summary.agent_errors() == summary.total()) {
+    *ctx->err << "canaryctl probe: nothing was measured: every probe failed "
+                 "locally (check URLs, --ca-file, AWS credentials for --auth "
+                 "iam; use --outcomes FILE to see each detail)\n";
+    return kExitUnavailable;
+  }
+  int code = kExitOk;
+  for (const v1::ProbeSummary& s : summaries) {
+    if (s.error_rate() > options.max_error_rate) {
+      *ctx->err << absl::StrFormat(
+          "canaryctl probe: %s %s error rate %s is above --max-error-rate "
+          "%s\n",
+          ModeName(s.mode()), FormatBytes(s.size_bytes()),
+          FormatPercent(s.error_rate()), FormatPercent(options.max_error_rate));
+      code = kExitCheckFailed;
+    }
+  }
+  return code;
+}
+
+}  // namespace cli
+}  // namespace fleetcanary

@@ -1,0 +1,163 @@
+// canaryctl probe --direct, run in-process against the fault server.
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cli/app.h"
+#include "common/config/loader.h"
+#include "fleetcanary/v1/admin.pb.h"
+#include "gtest/gtest.h"
+#include "tests/testing/fault_server.h"
+
+namespace fleetcanary {
+namespace cli {
+namespace {
+
+using testing::FaultServer;
+using testing::FaultSpec;
+
+class ProbeDirectTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = FaultServer::Create(testing::FaultServerOptions());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ctx_.out = &out_;
+    ctx_.err = &err_;
+    ctx_.clock = Clock::Real();
+  }
+
+  int Run(std::vector<std::string> args) {
+    args.insert(args.begin(), "canaryctl");
+    std::vector<const char*> argv;
+    for (const std::string& a : args) argv.push_back(a.c_str());
+    return RunCanaryctl(static_cast<int>(argv.size()), argv.data(), &ctx_);
+  }
+
+  std::string Stream() {
+    FaultSpec s;
+    s.framing = FaultSpec::Framing::kChunked;
+    return server_->BaseUrl(s);
+  }
+
+  std::unique_ptr<FaultServer> server_;
+  std::ostringstream out_, err_;
+  CliContext ctx_;
+};
+
+TEST_F(ProbeDirectTest, HealthyEndpointsGiveATableAndExitZero) {
+  const int code =
+      Run({"probe", "--direct", "--url-buffered", server_->BaseUrl(),
+           "--url-stream", Stream(), "--sizes", "2,1Ki,64Ki", "--count", "20",
+           "--concurrency", "8", "--fresh-connections"});
+  EXPECT_EQ(code, 0) << err_.str();
+  const std::string out = out_.str();
+  EXPECT_TRUE(absl::StrContains(out, "MODE")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "TTFB P50")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "stream    64KiB      20  20  -")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "buffered     2B      20  20  -")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "120 probes")) << out;
+  EXPECT_EQ(server_->connections_accepted(), 120);  // Fresh connections.
+  EXPECT_EQ(err_.str(), "");  // No TTY, no --progress: no bar.
+}
+
+TEST_F(ProbeDirectTest, JsonOutputIsAProbeSummaryDocument) {
+  const std::string outcomes =
+      absl::StrCat(::testing::TempDir(), "/probe_direct_outcomes.jsonl");
+  FaultSpec truncating;
+  truncating.framing = FaultSpec::Framing::kChunked;
+  truncating.close_at = 100;
+  const int code =
+      Run({"probe", "--direct", "--url", server_->BaseUrl(truncating), "--mode",
+           "stream", "--sizes", "2,1Ki", "--count", "10", "--output", "json",
+           "--max-error-rate", "0.5", "--outcomes", outcomes, "--seed", "42",
+           "--progress"});
+  EXPECT_EQ(code, 2);
+  v1::RunProbeEvent::Done done;
+  ASSERT_TRUE(JsonToMessage(out_.str(), &done).ok()) << out_.str();
+  ASSERT_EQ(done.summaries_size(), 2);
+  EXPECT_EQ(done.total_probes(), 20u);
+  EXPECT_EQ(done.summaries(0).size_bytes(), 2u);
+  EXPECT_EQ(done.summaries(0).by_class().at("OK"), 10u);
+  EXPECT_EQ(done.summaries(1).by_class().at("TRUNCATED"), 10u);
+  EXPECT_DOUBLE_EQ(done.summaries(1).error_rate(), 1.0);
+  EXPECT_TRUE(absl::StrContains(err_.str(), "stream 1KiB error rate 100.00%"))
+      << err_.str();
+  EXPECT_TRUE(absl::StrContains(err_.str(), "20/20")) << err_.str();  // Bar.
+  std::ifstream f(outcomes);
+  int lines = 0;
+  for (std::string line; std::getline(f, line);) {
+    v1::Outcome o;
+    EXPECT_TRUE(JsonToMessage(line, &o).ok()) << line;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 20);
+}
+
+TEST_F(ProbeDirectTest, RatePacesTheRun) {
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(Run({"probe", "--direct", "--url-buffered", server_->BaseUrl(),
+                 "--sizes", "1Ki", "--count", "11", "--rate", "50"}),
+            0)
+      << err_.str();
+  // 11 probes at 50/s: the last starts 200 ms after the first.
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(200));
+}
+
+TEST_F(ProbeDirectTest, UsageErrorsSayWhatToFix) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {{"probe", "--direct"}, "--url-buffered"},
+      {{"probe", "--direct", "--url", "http://x/"}, "--mode buffered"},
+      {{"probe", "--direct", "--url-stream", "http://x/", "--sizes", "1Kx"},
+       "--sizes: \"1Kx\""},
+      {{"probe", "--direct", "--url-stream", "http://x/", "--timeout", "soon"},
+       "--timeout"},
+      {{"probe", "--direct", "--url-stream", "http://x/", "--auth", "basic"},
+       "--auth"},
+      {{"probe", "--direct", "--url-stream", "http://x/", "--max-error-rate",
+        "5"},
+       "--max-error-rate"},
+      {{"probe", "--direct", "--url-stream", "http://x/", "--output", "xml"},
+       "--output"},
+      {{"probe", "--direct", "--url-stream", "http://x/", "--count", "abc"},
+       "--count"},
+      {{"probe", "--url-stream", "http://x/"}, "--direct"},
+      {{"nonsense"}, "nonsense"},
+      {{}, "subcommand"},
+  };
+  for (const Case& c : cases) {
+    err_.str("");
+    SCOPED_TRACE(absl::StrJoin(c.args, " "));
+    EXPECT_EQ(Run(c.args), 1);
+    EXPECT_TRUE(absl::StrContains(err_.str(), c.want)) << err_.str();
+  }
+  EXPECT_EQ(server_->requests(), 0);
+}
+
+TEST_F(ProbeDirectTest, NothingMeasuredExitsThree) {
+  // IAM auth without credentials in the environment: every probe is ours.
+  unsetenv("AWS_ACCESS_KEY_ID");
+  EXPECT_EQ(
+      Run({"probe", "--direct", "--url-buffered", server_->BaseUrl(), "--sizes",
+           "2", "--count", "3", "--auth", "iam", "--region", "us-east-1"}),
+      3);
+  EXPECT_TRUE(absl::StrContains(err_.str(), "AGENT_ERROR")) << err_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(), "AGENT_ERROR:3")) << out_.str();
+}
+
+TEST_F(ProbeDirectTest, HelpExitsZero) {
+  EXPECT_EQ(Run({"probe", "--help"}), 0);
+  EXPECT_TRUE(absl::StrContains(out_.str(), "--url-stream")) << out_.str();
+}
+
+}  // namespace
+}  // namespace cli
+}  // namespace fleetcanary
