@@ -15,6 +15,7 @@ PACKAGES=(
   python3-yaml
   libcli11-dev
   prometheus
+  nghttp2-server
 )
 
 missing=()
