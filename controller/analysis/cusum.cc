@@ -80,7 +80,7 @@ absl::StatusOr<double> CusumAverageRunLength(double p0, double p1, double h,
     }
     alarm.swap(next_alarm);
     length.swap(next_length);
-    if (change < 1e-12) break;
+    if (change < 1e-9) break;
   }
   const double cycle = 1 / p + length[m];
   return cycle / alarm[m];
@@ -104,7 +104,7 @@ absl::StatusOr<double> CusumThresholdForArl0(double p0, double p1,
       return absl::InvalidArgumentError("target ARL0 unreachable");
     }
   }
-  while (hi - lo > 1e-4) {
+  while (hi - lo > 1e-4 * hi) {
     const double mid = (lo + hi) / 2;
     absl::StatusOr<double> arl = CusumAverageRunLength(p0, p1, mid, p0);
     if (!arl.ok()) return arl.status();

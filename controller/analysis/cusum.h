@@ -79,7 +79,7 @@ class BernoulliCusum {
 absl::StatusOr<double> CusumAverageRunLength(double p0, double p1, double h,
                                              double p_true);
 
-// Smallest h (to 1e-4) whose ARL0 (p_true = p0) is >= target_arl0, by
+// Smallest h (to 1e-4 relative) whose ARL0 (p_true = p0) is >= target_arl0, by
 // bisection on CusumAverageRunLength. Errors as above, and INVALID_ARGUMENT
 // when target_arl0 < 1.
 absl::StatusOr<double> CusumThresholdForArl0(double p0, double p1,

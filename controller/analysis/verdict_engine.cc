@@ -1,0 +1,1235 @@
+#include "controller/analysis/verdict_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <map>
+#include <optional>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/units/units.h"
+#include "controller/analysis/changepoint.h"
+#include "controller/analysis/cusum.h"
+#include "controller/analysis/fix_confirmation.h"
+#include "controller/analysis/intervals.h"
+#include "controller/analysis/tests.h"
+
+namespace fleetcanary::analysis {
+namespace {
+
+using v1::VerdictKind;
+using v1::VerdictState;
+
+constexpr double kMonthSeconds = 30 * 24 * 3600.0;
+constexpr double kDefaultProbesPerMonth = 43200;  // One a minute.
+constexpr size_t kMaxEpisodeBins = 8192;
+constexpr size_t kMaxHistoryBins = 2048;
+constexpr size_t kMaxKeys = 200000;
+constexpr int kCusumFamilies = 2;  // Stream health and phantom errors.
+// A stream whose baseline bound exceeds this is monitored as if p0 were this.
+constexpr double kMaxP0 = 0.05;
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp out;
+  const int64_t ns = absl::ToUnixNanos(t);
+  int64_t secs = ns / 1000000000;
+  int64_t nanos = ns % 1000000000;
+  if (nanos < 0) {
+    nanos += 1000000000;
+    --secs;
+  }
+  out.set_seconds(secs);
+  out.set_nanos(static_cast<int32_t>(nanos));
+  return out;
+}
+
+absl::Time FloorTo(absl::Time t, absl::Duration d) {
+  return absl::UnixEpoch() + absl::Floor(t - absl::UnixEpoch(), d);
+}
+
+// Map key for a StreamKey (ordered region, target, mode, size class).
+using Key = std::tuple<std::string, std::string, int, std::string>;
+
+Key MakeKey(const v1::StreamKey& k) {
+  return {k.region(), k.target(), static_cast<int>(k.mode()), k.size_class()};
+}
+
+v1::StreamKey ToStreamKey(const Key& k) {
+  v1::StreamKey out;
+  out.set_region(std::get<0>(k));
+  out.set_target(std::get<1>(k));
+  out.set_mode(static_cast<v1::InvokeMode>(std::get<2>(k)));
+  out.set_size_class(std::get<3>(k));
+  return out;
+}
+
+void SetClasses(v1::Evidence* ev, bool platform) {
+  for (int c = 0; c < v1::OutcomeClass_ARRAYSIZE; ++c) {
+    const auto oc = static_cast<v1::OutcomeClass>(c);
+    if (platform ? IsPlatformVisibleFailure(oc) : IsStreamHealthFailure(oc)) {
+      ev->add_classes(oc);
+    }
+  }
+}
+
+// A bin of counts with the time of its last observation.
+struct TimedBin {
+  absl::Time time;
+  uint64_t trials = 0;
+  uint64_t failures = 0;
+};
+
+// Appends to a bounded bin list; when full, adjacent pairs are merged (the
+// resolution halves, the totals stay exact).
+void AppendBin(std::vector<TimedBin>* bins, absl::Time t, uint64_t n,
+               uint64_t k, size_t cap) {
+  bins->push_back({t, n, k});
+  if (bins->size() < cap) return;
+  std::vector<TimedBin> merged;
+  merged.reserve(cap / 2 + 1);
+  for (size_t i = 0; i + 1 < bins->size(); i += 2) {
+    merged.push_back({(*bins)[i + 1].time,
+                      (*bins)[i].trials + (*bins)[i + 1].trials,
+                      (*bins)[i].failures + (*bins)[i + 1].failures});
+  }
+  if (bins->size() % 2 == 1) merged.push_back(bins->back());
+  *bins = std::move(merged);
+}
+
+// Dates a change over `bins` into ev->change_time / change_interval.
+void DateInto(const std::vector<TimedBin>& bins, double confidence,
+              v1::Evidence* ev) {
+  if (bins.size() < 2) return;
+  std::vector<CountBin> counts;
+  counts.reserve(bins.size());
+  for (const TimedBin& b : bins) counts.push_back({b.trials, b.failures});
+  absl::StatusOr<ChangePointEstimate> cp =
+      DateSingleChangePoint(counts, confidence);
+  if (!cp.ok()) return;
+  *ev->mutable_change_time() = ToProto(bins[cp->split - 1].time);
+  v1::TimeInterval* iv = ev->mutable_change_interval();
+  *iv->mutable_lower() = ToProto(bins[cp->interval_lower - 1].time);
+  *iv->mutable_upper() = ToProto(bins[cp->interval_upper - 1].time);
+  iv->set_confidence(confidence);
+}
+
+// One verdict and its transitions.
+class Lifecycle {
+ public:
+  Lifecycle(VerdictKind kind, const Key& key) {
+    verdict_.set_kind(kind);
+    *verdict_.mutable_key() = ToStreamKey(key);
+    verdict_.set_state(v1::HEALTHY);
+    verdict_.set_previous_state(v1::VERDICT_STATE_UNSPECIFIED);
+  }
+  VerdictState state() const { return verdict_.state(); }
+  const v1::Verdict& verdict() const { return verdict_; }
+
+  void Move(VerdictState to, absl::Time t, v1::Evidence ev,
+            std::vector<v1::Verdict>* out) {
+    verdict_.set_previous_state(verdict_.state());
+    verdict_.set_state(to);
+    *verdict_.mutable_since() = ToProto(t);
+    *verdict_.mutable_updated() = ToProto(t);
+    *verdict_.mutable_evidence() = std::move(ev);
+    out->push_back(verdict_);
+  }
+  // Refreshes the evidence without a transition.
+  void Update(absl::Time t, v1::Evidence ev) {
+    *verdict_.mutable_updated() = ToProto(t);
+    *verdict_.mutable_evidence() = std::move(ev);
+  }
+
+ private:
+  v1::Verdict verdict_;
+};
+
+// REGRESSION -> RECOVERING -> FIX_CONFIRMED for one episode, on the failure
+// rate the verdict is about.
+class Recovery {
+ public:
+  enum class Event { kNone, kRecovering, kConfirmed };
+
+  void Start(const v1::DetectionConfig& cfg, double p0, double p1,
+             absl::Time onset, absl::Time alarm, bool reverse_cusum) {
+    p0_ = std::clamp(p0, 1e-12, 0.5);
+    p1_ = std::clamp(p1, p0_ * 1.01, 0.999);
+    onset_ = onset;
+    alarm_ = alarm;
+    reverse_cusum_ = reverse_cusum;
+    p_bad_ = std::min(0.5, std::max(cfg.fix_p_bad(), 10 * p0_));
+    p_good_ = (cfg.fix_p_good() > 0 && cfg.fix_p_good() < p_bad_)
+                  ? cfg.fix_p_good()
+                  : p_bad_ / 100;
+    fix_alpha_ = cfg.fix_alpha();
+    reverse_threshold_ = std::log((1 - cfg.alpha()) / cfg.alpha());
+    reverse_a_ = std::log(p1_ / p0_);
+    reverse_b_ = std::log1p(-p0_) - std::log1p(-p1_);
+    bins_.clear();
+    episode_trials_ = episode_failures_ = 0;
+    Relapse();
+  }
+
+  // Back to REGRESSION: the test and the reverse CUSUM start over.
+  void Relapse() {
+    recovering_ = false;
+    reverse_ = 0;
+    fix_.emplace(p_bad_, p_good_, fix_alpha_);
+  }
+
+  // Enters RECOVERING at `t` (probes after it count).
+  void EnterRecovering(absl::Time t) {
+    recovering_ = true;
+    start_ = t;
+    fix_.emplace(p_bad_, p_good_, fix_alpha_);
+  }
+
+  // Adds counts seen before the alarm to the episode (for dating only).
+  void AddHistory(absl::Time t, uint64_t n, uint64_t k) {
+    AppendBin(&bins_, t, n, k, kMaxEpisodeBins);
+    episode_trials_ += n;
+    episode_failures_ += k;
+  }
+
+  Event Observe(absl::Time t, uint64_t n, uint64_t k,
+                const std::optional<absl::Time>& declared_fix) {
+    AddHistory(t, n, k);
+    if (!recovering_) {
+      if (declared_fix.has_value() && *declared_fix >= onset_ &&
+          t >= std::max(*declared_fix, alarm_)) {
+        recovering_ = true;
+        start_ = std::max(*declared_fix, alarm_);
+        fix_.emplace(p_bad_, p_good_, fix_alpha_);
+        fix_->Observe(n, k);
+        return fix_->Confirmed() ? Event::kConfirmed : Event::kRecovering;
+      }
+      if (reverse_cusum_) {
+        reverse_ =
+            std::max(0.0, reverse_ + static_cast<double>(n - k) * reverse_b_ -
+                              static_cast<double>(k) * reverse_a_);
+        if (reverse_ >= reverse_threshold_) {
+          EnterRecovering(t);
+          return Event::kRecovering;
+        }
+      }
+      return Event::kNone;
+    }
+    fix_->Observe(n, k);
+    return fix_->Confirmed() ? Event::kConfirmed : Event::kNone;
+  }
+
+  // Evidence of the fix test (and the dated change when confirmed).
+  void FillEvidence(v1::Evidence* ev, bool date) const {
+    ev->set_statistic_name("fix_log_lr");
+    ev->set_statistic(fix_->log_lr());
+    ev->set_threshold(fix_->log_threshold());
+    ev->set_likelihood_ratio(std::exp(std::min(700.0, fix_->log_lr())));
+    ev->set_trials(fix_->trials());
+    ev->set_failures(fix_->failures());
+    ev->set_rate(fix_->trials() > 0 ? static_cast<double>(fix_->failures()) /
+                                          static_cast<double>(fix_->trials())
+                                    : 0);
+    const RateInterval ci =
+        ClopperPearsonInterval(fix_->failures(), fix_->trials(), 0.95);
+    ev->mutable_rate_interval()->set_lower(ci.lower);
+    ev->mutable_rate_interval()->set_upper(ci.upper);
+    ev->mutable_rate_interval()->set_confidence(0.95);
+    ev->set_proven_upper_bound(fix_->UpperBound());
+    ev->set_null_rate(p_bad_);
+    ev->set_alternative_rate(p_good_);
+    *ev->mutable_confirmation_start() = ToProto(start_);
+    if (date) DateInto(bins_, 0.95, ev);
+    ev->set_summary(absl::StrFormat(
+        "fix test from %s: %d failures in %d probes, LR %.4g (need %.4g); "
+        "rate < %.3g proven at %.0f%%; %d more clean probes needed",
+        absl::FormatTime(start_, absl::UTCTimeZone()), fix_->failures(),
+        fix_->trials(), std::exp(std::min(700.0, fix_->log_lr())),
+        1 / fix_->alpha(), fix_->UpperBound(), 100 * (1 - fix_->alpha()),
+        fix_->RemainingCleanProbes()));
+  }
+
+  uint64_t hold_trials() const {
+    return FixConfirmation::CleanProbesNeeded(p_bad_, p_good_, fix_alpha_, 0);
+  }
+  uint64_t episode_trials() const { return episode_trials_; }
+  uint64_t episode_failures() const { return episode_failures_; }
+  bool recovering() const { return recovering_; }
+
+ private:
+  double p0_ = 1e-4, p1_ = 1e-3, p_bad_ = 1e-3, p_good_ = 1e-5;
+  double fix_alpha_ = 0.05, reverse_threshold_ = 4.6;
+  double reverse_a_ = 0, reverse_b_ = 0, reverse_ = 0;
+  bool reverse_cusum_ = true;
+  bool recovering_ = false;
+  absl::Time onset_, alarm_, start_;
+  std::optional<FixConfirmation> fix_;
+  std::vector<TimedBin> bins_;
+  uint64_t episode_trials_ = 0, episode_failures_ = 0;
+};
+
+// Shared services the detectors need from the engine.
+struct Context {
+  v1::DetectionConfig cfg;
+  int expected_streams = 0;
+  std::optional<absl::Time> declared_fix;
+  std::vector<v1::Verdict>* out = nullptr;
+  // (p0, p1, arl0) rounded -> h.
+  std::map<std::tuple<double, double, double>, double> h_cache;
+
+  static double Round3(double x) {
+    if (x <= 0) return x;
+    const double scale = std::pow(10, std::floor(std::log10(x)) - 2);
+    return std::round(x / scale) * scale;
+  }
+  double Threshold(double p0, double p1, double arl0) {
+    const auto key = std::make_tuple(Round3(p0), Round3(p1), Round3(arl0));
+    auto it = h_cache.find(key);
+    if (it != h_cache.end()) return it->second;
+    absl::StatusOr<double> h = CusumThresholdForArl0(
+        std::get<0>(key), std::get<1>(key), std::get<2>(key));
+    // Parameters are clamped by the caller, so this cannot fail; fall back
+    // to the SPRT constant if it ever does.
+    const double value = h.ok() ? std::max(*h, 1e-3) : std::log(99.0);
+    h_cache.emplace(key, value);
+    return value;
+  }
+};
+
+// A CUSUM-monitored rate with the full life cycle (STREAM_HEALTH and
+// PHANTOM_ERRORS).
+class RateMonitor {
+ public:
+  RateMonitor(VerdictKind kind, const Key& key, bool learn_baseline)
+      : life_(kind, key), learn_baseline_(learn_baseline) {}
+
+  const Lifecycle& life() const { return life_; }
+
+  void Observe(Context* ctx, int family_streams, absl::Time t, uint64_t n,
+               uint64_t k, const v1::Evidence& extra) {
+    if (n == 0) return;
+    if (!first_time_) first_time_ = t;
+    last_time_ = t;
+    total_trials_ += n;
+    history_.push_back({t, n, k});
+    if (history_.size() > kMaxHistoryBins) history_.pop_front();
+    const VerdictState state = life_.state();
+    if (state == v1::HEALTHY) {
+      baseline_trials_ += n;
+      baseline_failures_ += k;
+    }
+    if (!cusum_ || (state == v1::HEALTHY && cusum_->statistic() == 0 &&
+                    (total_trials_ >= next_rearm_ ||
+                     family_streams >= 2 * armed_streams_))) {
+      Arm(ctx, family_streams);
+    }
+    if (cusum_->statistic() == 0) last_zero_time_ = t;
+    const bool alarm = cusum_->Observe(n, k);
+    if (cusum_->statistic() > 0 && run_start_ <= last_zero_time_) {
+      run_start_ = t;  // First observation after S left 0.
+    }
+    if (state == v1::REGRESSION || state == v1::RECOVERING) {
+      episode_rate_n_ += n;
+      episode_rate_k_ += k;
+    }
+    switch (state) {
+      case v1::HEALTHY:
+      case v1::SUSPECT:
+        if (alarm) {
+          StartEpisode(ctx, t, extra);
+        } else if (state == v1::HEALTHY &&
+                   cusum_->statistic() >=
+                       ctx->cfg.suspect_fraction() * cusum_->h()) {
+          life_.Move(v1::SUSPECT, t, CusumEvidence(t, extra), ctx->out);
+        } else if (state == v1::SUSPECT && cusum_->statistic() == 0) {
+          life_.Move(v1::HEALTHY, t, CusumEvidence(t, extra), ctx->out);
+        }
+        break;
+      case v1::REGRESSION: {
+        const Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
+        if (e == Recovery::Event::kNone) {
+          if (alarm) life_.Update(t, AlarmEvidence(t, extra));
+        } else {
+          v1::Evidence ev = extra;
+          recovery_.FillEvidence(&ev, e == Recovery::Event::kConfirmed);
+          life_.Move(v1::RECOVERING, t, ev, ctx->out);
+          if (e == Recovery::Event::kConfirmed) Confirm(ctx, t, extra);
+        }
+        break;
+      }
+      case v1::RECOVERING: {
+        if (alarm) {
+          recovery_.Relapse();
+          life_.Move(v1::REGRESSION, t, AlarmEvidence(t, extra), ctx->out);
+          break;
+        }
+        const Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
+        if (e == Recovery::Event::kConfirmed) {
+          Confirm(ctx, t, extra);
+        } else {
+          v1::Evidence ev = extra;
+          recovery_.FillEvidence(&ev, false);
+          life_.Update(t, ev);
+        }
+        break;
+      }
+      case v1::FIX_CONFIRMED:
+        if (alarm) {
+          StartEpisode(ctx, t, extra);
+        } else {
+          hold_ += n;
+          if (hold_ >= recovery_.hold_trials()) {
+            life_.Move(v1::HEALTHY, t, CusumEvidence(t, extra), ctx->out);
+          }
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+ private:
+  void Arm(Context* ctx, int family_streams) {
+    const v1::DetectionConfig& cfg = ctx->cfg;
+    double p0 = cfg.p0_floor();
+    if (learn_baseline_) {
+      p0 = std::max(
+          p0, WilsonInterval(baseline_failures_, baseline_trials_, 0.95).upper);
+    }
+    next_rearm_ = std::max<uint64_t>(100, 2 * total_trials_);
+    armed_streams_ = family_streams;
+    p0 = std::clamp(p0, 1e-9, kMaxP0);
+    const double p1 = std::min(cfg.p1_ratio() * p0, p0 + (0.999 - p0) * 0.5);
+    double per_month = cfg.probes_per_stream_per_month();
+    if (per_month <= 0) {
+      const double span = first_time_ && last_time_ > *first_time_
+                              ? absl::ToDoubleSeconds(last_time_ - *first_time_)
+                              : 0;
+      per_month =
+          span >= 60 ? static_cast<double>(total_trials_) / span * kMonthSeconds
+                     : kDefaultProbesPerMonth;
+    }
+    const double streams = std::max(family_streams, ctx->expected_streams);
+    const double arl0 = TargetArl0(kCusumFamilies * streams, per_month,
+                                   cfg.false_alarms_per_month());
+    const double h = ctx->Threshold(p0, p1, arl0);
+    cusum_.emplace(p0, p1, h);  // Only armed while S = 0.
+    arl0_ = arl0;
+  }
+
+  v1::Evidence CusumEvidence(absl::Time, const v1::Evidence& extra) const {
+    v1::Evidence ev = extra;
+    ev.set_statistic_name("cusum");
+    ev.set_statistic(cusum_->statistic());
+    ev.set_threshold(cusum_->h());
+    ev.set_null_rate(cusum_->p0());
+    ev.set_alternative_rate(cusum_->p1());
+    ev.set_trials(baseline_trials_);
+    ev.set_failures(baseline_failures_);
+    ev.set_rate(baseline_trials_ > 0 ? static_cast<double>(baseline_failures_) /
+                                           static_cast<double>(baseline_trials_)
+                                     : 0);
+    const RateInterval w =
+        WilsonInterval(baseline_failures_, baseline_trials_, 0.95);
+    ev.mutable_rate_interval()->set_lower(w.lower);
+    ev.mutable_rate_interval()->set_upper(w.upper);
+    ev.mutable_rate_interval()->set_confidence(0.95);
+    ev.set_summary(absl::StrFormat(
+        "CUSUM %.3f of h %.3f (p0 %.3g, p1 %.3g, ARL0 %.3g probes)",
+        cusum_->statistic(), cusum_->h(), cusum_->p0(), cusum_->p1(), arl0_));
+    return ev;
+  }
+
+  v1::Evidence AlarmEvidence(absl::Time t, const v1::Evidence& extra) const {
+    v1::Evidence ev = CusumEvidence(t, extra);
+    ev.set_statistic(cusum_->alarm_statistic());
+    ev.set_trials(episode_rate_n_);
+    ev.set_failures(episode_rate_k_);
+    const double rate = episode_rate_n_ > 0
+                            ? static_cast<double>(episode_rate_k_) /
+                                  static_cast<double>(episode_rate_n_)
+                            : 0;
+    ev.set_rate(rate);
+    const RateInterval ci =
+        ClopperPearsonInterval(episode_rate_k_, episode_rate_n_, 0.95);
+    ev.mutable_rate_interval()->set_lower(ci.lower);
+    ev.mutable_rate_interval()->set_upper(ci.upper);
+    ev.mutable_rate_interval()->set_confidence(0.95);
+    // Onset: right after the last time S was 0; interval from the change
+    // point over the recent history.
+    *ev.mutable_change_time() = ToProto(onset_);
+    std::vector<TimedBin> bins(history_.begin(), history_.end());
+    v1::Evidence dated;
+    DateInto(bins, 0.95, &dated);
+    if (dated.has_change_interval()) {
+      *ev.mutable_change_interval() = dated.change_interval();
+    }
+    ev.set_summary(absl::StrFormat(
+        "CUSUM alarm %.3f >= h %.3f (p0 %.3g, p1 %.3g, ARL0 %.3g probes); "
+        "%d failures in %d probes since onset",
+        cusum_->alarm_statistic(), cusum_->h(), cusum_->p0(), cusum_->p1(),
+        arl0_, episode_rate_k_, episode_rate_n_));
+    return ev;
+  }
+
+  void StartEpisode(Context* ctx, absl::Time t, const v1::Evidence& extra) {
+    onset_ = run_start_ > absl::InfinitePast() ? run_start_ : t;
+    // Counts since the onset from the history.
+    episode_rate_n_ = episode_rate_k_ = 0;
+    for (const TimedBin& b : history_) {
+      if (b.time >= onset_) {
+        episode_rate_n_ += b.trials;
+        episode_rate_k_ += b.failures;
+      }
+    }
+    recovery_.Start(ctx->cfg, cusum_->p0(), cusum_->p1(), onset_, t, true);
+    for (const TimedBin& b : history_) {
+      if (b.time >= onset_) recovery_.AddHistory(b.time, b.trials, b.failures);
+    }
+    life_.Move(v1::REGRESSION, t, AlarmEvidence(t, extra), ctx->out);
+  }
+
+  void Confirm(Context* ctx, absl::Time t, const v1::Evidence& extra) {
+    v1::Evidence ev = extra;
+    recovery_.FillEvidence(&ev, true);
+    hold_ = 0;
+    life_.Move(v1::FIX_CONFIRMED, t, ev, ctx->out);
+  }
+
+  Lifecycle life_;
+  bool learn_baseline_;
+  std::optional<BernoulliCusum> cusum_;
+  double arl0_ = 0;
+  uint64_t baseline_trials_ = 0, baseline_failures_ = 0;
+  uint64_t next_rearm_ = 0;
+  int armed_streams_ = 0;
+  std::optional<absl::Time> first_time_;
+  absl::Time last_time_ = absl::InfinitePast();
+  uint64_t total_trials_ = 0;
+  absl::Time last_zero_time_ = absl::InfinitePast();
+  absl::Time run_start_ = absl::InfinitePast();
+  absl::Time onset_ = absl::InfinitePast();
+  std::deque<TimedBin> history_;
+  uint64_t episode_rate_n_ = 0, episode_rate_k_ = 0;
+  Recovery recovery_;
+  uint64_t hold_ = 0;
+};
+
+// Stream vs buffered in one region/target/size.
+class ModeComparison {
+ public:
+  explicit ModeComparison(const Key& key) : life_(v1::MODE_DIFFERENCE, key) {}
+  const Lifecycle& life() const { return life_; }
+
+  void Add(v1::InvokeMode mode, uint64_t n, uint64_t k) {
+    if (mode == v1::RESPONSE_STREAM) {
+      n_s_ += n;
+      x_s_ += k;
+    } else {
+      n_b_ += n;
+      x_b_ += k;
+    }
+  }
+  bool pending() const { return n_s_ + n_b_ > 0; }
+
+  void CloseBucket(Context* ctx, absl::Time t) {
+    const uint64_t n_s = n_s_, x_s = x_s_, n_b = n_b_, x_b = x_b_;
+    n_s_ = x_s_ = n_b_ = x_b_ = 0;
+    const v1::DetectionConfig& cfg = ctx->cfg;
+    const double log_a = std::log((1 - cfg.alpha()) / cfg.alpha());
+    const double log_b = -log_a;
+    const VerdictState state = life_.state();
+    if (state == v1::REGRESSION || state == v1::RECOVERING) {
+      // Recovery watches the streaming rate.
+      const Recovery::Event e =
+          recovery_.Observe(t, n_s, x_s, ctx->declared_fix);
+      if (e != Recovery::Event::kNone) {
+        v1::Evidence ev = SplitEvidence();
+        recovery_.FillEvidence(&ev, e == Recovery::Event::kConfirmed);
+        if (state == v1::REGRESSION) {
+          life_.Move(v1::RECOVERING, t, ev, ctx->out);
+        }
+        if (e == Recovery::Event::kConfirmed) {
+          hold_ = 0;
+          life_.Move(v1::FIX_CONFIRMED, t, ev, ctx->out);
+        }
+      }
+    } else if (state == v1::FIX_CONFIRMED) {
+      hold_ += n_s;
+    }
+    if (n_s == 0 || n_b == 0) return;
+    seg_n_s_ += n_s;
+    seg_x_s_ += x_s;
+    seg_n_b_ += n_b;
+    seg_x_b_ += x_b;
+    const double pi0 =
+        static_cast<double>(n_s) / static_cast<double>(n_s + n_b);
+    const double pi1 = SplitAlternative(n_s, n_b, cfg.mode_rr1());
+    llr_ += SplitLogLikelihoodRatio(x_s, x_b, pi0, pi1);
+    if (llr_ >= log_a) {
+      v1::Evidence ev = SplitEvidence();
+      ev.set_threshold(log_a);
+      if (state == v1::REGRESSION) {
+        life_.Update(t, ev);
+      } else {
+        const double p0 = std::max(
+            cfg.p0_floor(), WilsonInterval(seg_x_b_, seg_n_b_, 0.95).upper);
+        const double p1 = std::max(
+            static_cast<double>(seg_x_s_) / static_cast<double>(seg_n_s_),
+            cfg.p1_ratio() * p0);
+        recovery_.Start(cfg, p0, p1, segment_start_, t, true);
+        life_.Move(v1::REGRESSION, t, ev, ctx->out);
+      }
+      ResetSegment(t);
+      return;
+    }
+    if (llr_ <= log_b) {
+      if (state == v1::SUSPECT) {
+        life_.Move(v1::HEALTHY, t, SplitEvidence(), ctx->out);
+      }
+      ResetSegment(t);
+      return;
+    }
+    if (state == v1::HEALTHY && llr_ >= cfg.suspect_fraction() * log_a) {
+      v1::Evidence ev = SplitEvidence();
+      ev.set_threshold(log_a);
+      life_.Move(v1::SUSPECT, t, ev, ctx->out);
+    } else if (state == v1::SUSPECT && llr_ <= 0) {
+      life_.Move(v1::HEALTHY, t, SplitEvidence(), ctx->out);
+    } else if (state == v1::FIX_CONFIRMED && hold_ >= recovery_.hold_trials()) {
+      life_.Move(v1::HEALTHY, t, SplitEvidence(), ctx->out);
+    }
+  }
+
+ private:
+  void ResetSegment(absl::Time t) {
+    llr_ = 0;
+    seg_n_s_ = seg_x_s_ = seg_n_b_ = seg_x_b_ = 0;
+    segment_start_ = t;
+  }
+
+  v1::Evidence SplitEvidence() const {
+    v1::Evidence ev;
+    SetClasses(&ev, false);
+    ev.set_trials(seg_n_s_);
+    ev.set_failures(seg_x_s_);
+    ev.set_control_trials(seg_n_b_);
+    ev.set_control_failures(seg_x_b_);
+    ev.set_statistic_name("split_sprt_llr");
+    ev.set_statistic(llr_);
+    if (seg_n_s_ > 0 && seg_n_b_ > 0) {
+      const ErrorSplit split =
+          ErrorSplitTest(seg_x_s_, seg_n_s_, seg_x_b_, seg_n_b_, 0.95, 3.0);
+      ev.set_p_value(split.p_value);
+      ev.set_likelihood_ratio(split.mixture_lr);
+      ev.set_rate_ratio(split.rate_ratio);
+      ev.mutable_rate_ratio_interval()->set_lower(
+          split.rate_ratio_interval.lower);
+      ev.mutable_rate_ratio_interval()->set_upper(
+          split.rate_ratio_interval.upper);
+      ev.mutable_rate_ratio_interval()->set_confidence(0.95);
+      ev.set_null_rate(split.pi0);
+      ev.set_alternative_rate(split.pi1);
+      ev.set_rate(static_cast<double>(seg_x_s_) /
+                  static_cast<double>(seg_n_s_));
+      ev.set_summary(absl::StrFormat(
+          "stream %d/%d vs buffered %d/%d failures: RR %.3g [%.3g, %.3g], "
+          "exact p %.3g, SPRT LLR %.3f, mixture LR %.3g",
+          seg_x_s_, seg_n_s_, seg_x_b_, seg_n_b_, split.rate_ratio,
+          split.rate_ratio_interval.lower, split.rate_ratio_interval.upper,
+          split.p_value, llr_, split.mixture_lr));
+    }
+    *ev.mutable_change_time() = ToProto(segment_start_);
+    return ev;
+  }
+
+  Lifecycle life_;
+  uint64_t n_s_ = 0, x_s_ = 0, n_b_ = 0, x_b_ = 0;  // Open bucket.
+  uint64_t seg_n_s_ = 0, seg_x_s_ = 0, seg_n_b_ = 0, seg_x_b_ = 0;
+  absl::Time segment_start_ = absl::InfinitePast();
+  double llr_ = 0;
+  Recovery recovery_;
+  uint64_t hold_ = 0;
+};
+
+// Size trend of one region/target/mode.
+class TrendFamily {
+ public:
+  explicit TrendFamily(const Key& key) : life_(v1::SIZE_TREND, key) {}
+  const Lifecycle& life() const { return life_; }
+
+  void Add(uint64_t bytes, uint64_t n, uint64_t k) {
+    auto& c = window_[bytes];
+    c.first += n;
+    c.second += k;
+  }
+  // The window's one-sided p-value, or nullopt when not testable.
+  std::optional<TrendTest> Test() {
+    if (window_.size() < 2) return std::nullopt;
+    std::vector<uint64_t> x, n;
+    std::vector<double> s;
+    uint64_t failures = 0;
+    for (const auto& [bytes, c] : window_) {
+      n.push_back(c.first);
+      x.push_back(c.second);
+      s.push_back(std::log2(static_cast<double>(std::max<uint64_t>(bytes, 1))));
+      failures += c.second;
+    }
+    if (failures == 0) return std::nullopt;
+    absl::StatusOr<TrendTest> t = CochranArmitage(x, n, s);
+    if (!t.ok()) return std::nullopt;
+    return *t;
+  }
+
+  void CloseWindow(Context* ctx, absl::Time t, absl::Duration window,
+                   const std::optional<TrendTest>& test, double adjusted_p,
+                   bool significant) {
+    uint64_t n = 0, k = 0;
+    for (const auto& [bytes, c] : window_) {
+      n += c.first;
+      k += c.second;
+    }
+    v1::Evidence ev;
+    SetClasses(&ev, false);
+    ev.set_trials(n);
+    ev.set_failures(k);
+    ev.set_threshold(ctx->cfg.trend_alpha());
+    if (test) {
+      ev.set_statistic_name(test->exact ? "trend_z_exact_p" : "trend_z");
+      ev.set_statistic(test->z);
+      ev.set_p_value(test->p_increasing);
+    }
+    std::string per_size;
+    for (const auto& [bytes, c] : window_) {
+      const RateInterval w = WilsonInterval(c.second, c.first, 0.95);
+      absl::StrAppendFormat(&per_size, " %s: %d/%d [%.3g, %.3g];",
+                            FormatBytes(bytes), c.second, c.first, w.lower,
+                            w.upper);
+    }
+    ev.set_summary(absl::StrFormat(
+        "Cochran-Armitage over log2(bytes): Z %.3f, one-sided p %.3g, BH "
+        "adjusted %.3g;%s",
+        test ? test->z : 0.0, test ? test->p_increasing : 1.0, adjusted_p,
+        per_size));
+    window_.clear();
+    const VerdictState state = life_.state();
+    switch (state) {
+      case v1::HEALTHY:
+        if (significant) life_.Move(v1::SUSPECT, t, ev, ctx->out);
+        break;
+      case v1::SUSPECT:
+        if (significant) {
+          recovery_.Start(
+              ctx->cfg, ctx->cfg.p0_floor(),
+              ctx->cfg.p1_ratio() * ctx->cfg.p0_floor(),
+              life_.verdict().since().seconds() > 0
+                  ? absl::FromUnixSeconds(life_.verdict().since().seconds())
+                  : t,
+              t, false);
+          life_.Move(v1::REGRESSION, t, ev, ctx->out);
+        } else {
+          life_.Move(v1::HEALTHY, t, ev, ctx->out);
+        }
+        break;
+      case v1::REGRESSION:
+      case v1::RECOVERING: {
+        if (significant) {
+          if (state == v1::RECOVERING) {
+            recovery_.Relapse();
+            life_.Move(v1::REGRESSION, t, ev, ctx->out);
+          } else {
+            life_.Update(t, ev);
+          }
+          break;
+        }
+        Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
+        if (state == v1::REGRESSION && !recovery_.recovering()) {
+          recovery_.EnterRecovering(t);
+          e = Recovery::Event::kRecovering;
+        }
+        v1::Evidence rec = ev;
+        recovery_.FillEvidence(&rec, e == Recovery::Event::kConfirmed);
+        if (state == v1::REGRESSION)
+          life_.Move(v1::RECOVERING, t, rec, ctx->out);
+        if (e == Recovery::Event::kConfirmed) {
+          hold_ = 0;
+          life_.Move(v1::FIX_CONFIRMED, t, rec, ctx->out);
+        }
+        break;
+      }
+      case v1::FIX_CONFIRMED:
+        if (significant) {
+          suspect_window_start_ = t - window;
+          life_.Move(v1::SUSPECT, t, ev, ctx->out);
+        } else {
+          hold_ += n;
+          if (hold_ >= recovery_.hold_trials()) {
+            life_.Move(v1::HEALTHY, t, ev, ctx->out);
+          }
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  bool pending() const { return !window_.empty(); }
+
+ private:
+  Lifecycle life_;
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> window_;
+  absl::Time suspect_window_start_ = absl::InfinitePast();
+  Recovery recovery_;
+  uint64_t hold_ = 0;
+};
+
+// Hard-down rule of one region/target/mode.
+class HardDown {
+ public:
+  HardDown(const Key& key, const v1::DetectionConfig& cfg)
+      : life_(v1::HARD_DOWN, key),
+        rule_(cfg.hard_down_consecutive(), cfg.hard_down_agents()) {}
+  const Lifecycle& life() const { return life_; }
+
+  void Observe(Context* ctx, const std::string& agent, absl::Time t,
+               bool failed) {
+    const bool down = rule_.Observe(agent, failed);
+    const uint32_t in_run = rule_.agents_in_run();
+    const VerdictState state = life_.state();
+    if (state == v1::HEALTHY) {
+      baseline_n_ += 1;
+      baseline_k_ += failed ? 1 : 0;
+    }
+    v1::Evidence ev;
+    SetClasses(&ev, false);
+    ev.set_statistic_name("agents_in_failure_run");
+    ev.set_statistic(in_run);
+    ev.set_threshold(ctx->cfg.hard_down_agents());
+    ev.set_summary(absl::StrFormat(
+        "%d agent(s) with >= %d consecutive failures (rule: %d agents)", in_run,
+        rule_.consecutive(), ctx->cfg.hard_down_agents()));
+    switch (state) {
+      case v1::HEALTHY:
+      case v1::SUSPECT:
+      case v1::FIX_CONFIRMED:
+        if (down) {
+          *ev.mutable_change_time() = ToProto(t);
+          const double p0 =
+              std::max(ctx->cfg.p0_floor(),
+                       WilsonInterval(baseline_k_, baseline_n_, 0.95).upper);
+          recovery_.Start(ctx->cfg, p0, std::max(0.5, 2 * p0), t, t, false);
+          life_.Move(v1::REGRESSION, t, ev, ctx->out);
+        } else if (state == v1::HEALTHY && in_run >= 1) {
+          life_.Move(v1::SUSPECT, t, ev, ctx->out);
+        } else if (state == v1::SUSPECT && in_run == 0) {
+          life_.Move(v1::HEALTHY, t, ev, ctx->out);
+        } else if (state == v1::FIX_CONFIRMED) {
+          if (++hold_ >= recovery_.hold_trials()) {
+            life_.Move(v1::HEALTHY, t, ev, ctx->out);
+          }
+        }
+        break;
+      case v1::REGRESSION:
+      case v1::RECOVERING: {
+        if (down) {
+          if (state == v1::RECOVERING) {
+            recovery_.Relapse();
+            life_.Move(v1::REGRESSION, t, ev, ctx->out);
+          }
+          recovery_.Observe(t, 1, failed ? 1 : 0, std::nullopt);
+          break;
+        }
+        Recovery::Event e =
+            recovery_.Observe(t, 1, failed ? 1 : 0, ctx->declared_fix);
+        if (state == v1::REGRESSION && !recovery_.recovering()) {
+          recovery_.EnterRecovering(t);
+          e = Recovery::Event::kRecovering;
+        }
+        if (state == v1::REGRESSION) {
+          v1::Evidence rec = ev;
+          recovery_.FillEvidence(&rec, false);
+          life_.Move(v1::RECOVERING, t, rec, ctx->out);
+        }
+        if (e == Recovery::Event::kConfirmed) {
+          v1::Evidence rec = ev;
+          recovery_.FillEvidence(&rec, true);
+          hold_ = 0;
+          life_.Move(v1::FIX_CONFIRMED, t, rec, ctx->out);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+ private:
+  Lifecycle life_;
+  HardDownRule rule_;
+  Recovery recovery_;
+  uint64_t baseline_n_ = 0, baseline_k_ = 0;
+  uint64_t hold_ = 0;
+};
+
+absl::Status CheckKey(const v1::StreamKey& key, bool need_size) {
+  if (key.region().empty()) {
+    return absl::InvalidArgumentError("stream key: region is empty");
+  }
+  if (key.target().empty()) {
+    return absl::InvalidArgumentError("stream key: target is empty");
+  }
+  if (key.mode() != v1::BUFFERED && key.mode() != v1::RESPONSE_STREAM) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stream key: mode must be BUFFERED or RESPONSE_STREAM, got ",
+        static_cast<int>(key.mode())));
+  }
+  if (need_size && key.size_class().empty()) {
+    return absl::InvalidArgumentError("stream key: size_class is empty");
+  }
+  return absl::OkStatus();
+}
+
+class VerdictEngineImpl : public VerdictEngine {
+ public:
+  VerdictEngineImpl(const v1::DetectionConfig& cfg, int expected_streams) {
+    ctx_.cfg = cfg;
+    ctx_.expected_streams = expected_streams;
+    ctx_.out = &transitions_;
+    bucket_ = absl::Seconds(cfg.comparison_bucket().seconds()) +
+              absl::Nanoseconds(cfg.comparison_bucket().nanos());
+    window_ = absl::Seconds(cfg.trend_window().seconds()) +
+              absl::Nanoseconds(cfg.trend_window().nanos());
+  }
+
+  absl::Status ObserveProbe(const v1::StreamKey& key,
+                            const std::string& agent_id, absl::Time time,
+                            v1::OutcomeClass outcome_class) override {
+    if (!v1::OutcomeClass_IsValid(outcome_class)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "outcome_class: unknown value ", static_cast<int>(outcome_class)));
+    }
+    ClassCounts counts;
+    counts.Add(outcome_class);
+    if (absl::Status s = Observe(key, time, counts); !s.ok()) return s;
+    if (!IsTrial(outcome_class)) return absl::OkStatus();
+    const Key hk{key.region(), key.target(), key.mode(), ""};
+    auto it = hard_down_.find(hk);
+    if (it == hard_down_.end()) {
+      it = hard_down_.emplace(hk, HardDown(hk, ctx_.cfg)).first;
+    }
+    it->second.Observe(&ctx_, agent_id, time,
+                       IsStreamHealthFailure(outcome_class));
+    return absl::OkStatus();
+  }
+
+  absl::Status Observe(const v1::StreamKey& key, absl::Time time,
+                       const ClassCounts& counts) override {
+    if (absl::Status s = CheckKey(key, true); !s.ok()) return s;
+    if (time < watermark_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "time ", absl::FormatTime(time), " is before the previous one ",
+          absl::FormatTime(watermark_), " (feed observations in time order)"));
+    }
+    absl::StatusOr<uint64_t> bytes = ParseBytes(key.size_class());
+    if (!bytes.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stream key: size_class: ", bytes.status().message()));
+    }
+    const Key k = MakeKey(key);
+    if (streams_.find(k) == streams_.end() && streams_.size() >= kMaxKeys) {
+      return absl::ResourceExhaustedError("too many streams");
+    }
+    AdvanceTo(time);
+    const uint64_t n = counts.Trials();
+    const uint64_t f = counts.StreamHealthFailures();
+    if (n == 0) return absl::OkStatus();
+    auto it = streams_.find(k);
+    if (it == streams_.end()) {
+      it = streams_.emplace(k, RateMonitor(v1::STREAM_HEALTH, k, true)).first;
+    }
+    v1::Evidence extra;
+    SetClasses(&extra, false);
+    it->second.Observe(&ctx_, static_cast<int>(streams_.size()), time, n, f,
+                       extra);
+    // Mode comparison (same region/target/size, mode unset).
+    const Key ck{key.region(), key.target(), v1::INVOKE_MODE_UNSPECIFIED,
+                 key.size_class()};
+    auto cit = comparisons_.find(ck);
+    if (cit == comparisons_.end()) {
+      cit = comparisons_.emplace(ck, ModeComparison(ck)).first;
+    }
+    cit->second.Add(key.mode(), n, f);
+    // Size trend (region/target/mode, size unset).
+    const Key tk{key.region(), key.target(), key.mode(), ""};
+    auto tit = trends_.find(tk);
+    if (tit == trends_.end()) tit = trends_.emplace(tk, TrendFamily(tk)).first;
+    tit->second.Add(*bytes, n, f);
+    return absl::OkStatus();
+  }
+
+  absl::Status ObservePlatform(const v1::StreamKey& key,
+                               absl::Time period_start, double platform_errors,
+                               double platform_invocations,
+                               uint64_t client_failures,
+                               uint64_t client_probes) override {
+    if (absl::Status s = CheckKey(key, false); !s.ok()) return s;
+    if (!std::isfinite(platform_errors) || platform_errors < 0) {
+      return absl::InvalidArgumentError(
+          "platform_errors must be a finite value >= 0");
+    }
+    if (!std::isfinite(platform_invocations) || platform_invocations < 0) {
+      return absl::InvalidArgumentError(
+          "platform_invocations must be a finite value >= 0");
+    }
+    if (client_failures > client_probes) {
+      return absl::InvalidArgumentError("client_failures > client_probes");
+    }
+    const Key k{key.region(), key.target(), key.mode(), ""};
+    auto last = platform_time_.find(k);
+    if (last != platform_time_.end() && period_start < last->second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "platform period ", absl::FormatTime(period_start),
+          " is before the previous one for ", key.region(), "/", key.target()));
+    }
+    if (phantom_.find(k) == phantom_.end() && phantom_.size() >= kMaxKeys) {
+      return absl::ResourceExhaustedError("too many platform streams");
+    }
+    platform_time_[k] = period_start;
+    const uint64_t invocations =
+        static_cast<uint64_t>(std::llround(platform_invocations));
+    const uint64_t errors =
+        static_cast<uint64_t>(std::llround(platform_errors));
+    const uint64_t phantom = std::min(
+        invocations,
+        errors > client_failures ? errors - client_failures : uint64_t{0});
+    if (invocations == 0) return absl::OkStatus();
+    auto it = phantom_.find(k);
+    if (it == phantom_.end()) {
+      it = phantom_.emplace(k, RateMonitor(v1::PHANTOM_ERRORS, k, false)).first;
+    }
+    v1::Evidence extra;
+    SetClasses(&extra, true);
+    extra.set_platform_errors(platform_errors);
+    extra.set_platform_invocations(platform_invocations);
+    extra.set_client_failures(client_failures);
+    extra.set_control_trials(client_probes);
+    extra.set_control_failures(client_failures);
+    it->second.Observe(&ctx_, static_cast<int>(phantom_.size()), period_start,
+                       invocations, phantom, extra);
+    return absl::OkStatus();
+  }
+
+  void DeclareFix(absl::Time time) override { ctx_.declared_fix = time; }
+
+  void Flush() override {
+    CloseBuckets(watermark_ + bucket_);
+    CloseWindow(watermark_ + window_, /*force=*/true);
+  }
+
+  std::vector<v1::Verdict> Current() const override {
+    std::vector<v1::Verdict> out;
+    for (const auto& [k, m] : streams_) out.push_back(m.life().verdict());
+    for (const auto& [k, m] : comparisons_) out.push_back(m.life().verdict());
+    for (const auto& [k, m] : trends_) out.push_back(m.life().verdict());
+    for (const auto& [k, m] : phantom_) out.push_back(m.life().verdict());
+    for (const auto& [k, m] : hard_down_) out.push_back(m.life().verdict());
+    return out;
+  }
+
+  std::vector<v1::Verdict> TakeTransitions() override {
+    std::vector<v1::Verdict> out;
+    out.swap(transitions_);
+    return out;
+  }
+
+ private:
+  // Closes buckets and windows that end at or before `time`.
+  void AdvanceTo(absl::Time time) {
+    if (watermark_ == absl::InfinitePast()) {
+      bucket_start_ = FloorTo(time, bucket_);
+      window_start_ = FloorTo(time, window_);
+    }
+    watermark_ = time;
+    if (time >= bucket_start_ + bucket_) {
+      CloseBuckets(time);
+      bucket_start_ = FloorTo(time, bucket_);
+    }
+    if (time >= window_start_ + window_) {
+      CloseWindow(time, false);
+      window_start_ = FloorTo(time, window_);
+    }
+  }
+
+  void CloseBuckets(absl::Time) {
+    const absl::Time end = bucket_start_ + bucket_;
+    for (auto& [k, c] : comparisons_) {
+      if (c.pending()) c.CloseBucket(&ctx_, end);
+    }
+  }
+
+  void CloseWindow(absl::Time, bool force) {
+    const absl::Time end = window_start_ + window_;
+    std::vector<TrendFamily*> families;
+    std::vector<std::optional<TrendTest>> tests;
+    std::vector<double> p;
+    for (auto& [k, f] : trends_) {
+      if (!f.pending()) continue;
+      families.push_back(&f);
+      tests.push_back(f.Test());
+      p.push_back(tests.back() ? tests.back()->p_increasing : 1.0);
+    }
+    if (families.empty()) return;
+    (void)force;
+    const BhResult bh = BenjaminiHochberg(p, ctx_.cfg.trend_fdr_q());
+    for (size_t i = 0; i < families.size(); ++i) {
+      const bool significant = tests[i].has_value() && bh.reject[i] &&
+                               p[i] <= ctx_.cfg.trend_alpha();
+      families[i]->CloseWindow(&ctx_, end, window_, tests[i], bh.adjusted[i],
+                               significant);
+    }
+  }
+
+  Context ctx_;
+  absl::Duration bucket_, window_;
+  absl::Time watermark_ = absl::InfinitePast();
+  absl::Time bucket_start_ = absl::InfinitePast();
+  absl::Time window_start_ = absl::InfinitePast();
+  std::map<Key, RateMonitor> streams_;
+  std::map<Key, ModeComparison> comparisons_;
+  std::map<Key, TrendFamily> trends_;
+  std::map<Key, RateMonitor> phantom_;
+  std::map<Key, HardDown> hard_down_;
+  std::map<Key, absl::Time> platform_time_;
+  std::vector<v1::Verdict> transitions_;
+};
+
+}  // namespace
+
+bool IsStreamHealthFailure(v1::OutcomeClass c) {
+  switch (c) {
+    case v1::HTTP_5XX:
+    case v1::TRUNCATED:
+    case v1::RESET:
+    case v1::STALLED:
+    case v1::TIMEOUT:
+    case v1::INTEGRITY:
+    case v1::CONNECT_ERROR:
+    case v1::TLS_ERROR:
+    case v1::DNS_ERROR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool IsPlatformVisibleFailure(v1::OutcomeClass c) {
+  switch (c) {
+    case v1::HTTP_5XX:
+    case v1::TRUNCATED:
+    case v1::RESET:
+    case v1::STALLED:
+    case v1::TIMEOUT:
+    case v1::INTEGRITY:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool IsTrial(v1::OutcomeClass c) {
+  return c != v1::AGENT_ERROR && c != v1::OUTCOME_CLASS_UNSPECIFIED &&
+         v1::OutcomeClass_IsValid(c);
+}
+
+uint64_t ClassCounts::Trials() const {
+  uint64_t n = 0;
+  for (int c = 0; c < kSize; ++c) {
+    if (IsTrial(static_cast<v1::OutcomeClass>(c))) n += by_class[c];
+  }
+  return n;
+}
+
+uint64_t ClassCounts::StreamHealthFailures() const {
+  uint64_t n = 0;
+  for (int c = 0; c < kSize; ++c) {
+    if (IsStreamHealthFailure(static_cast<v1::OutcomeClass>(c))) {
+      n += by_class[c];
+    }
+  }
+  return n;
+}
+
+absl::StatusOr<v1::DetectionConfig> ResolveDetectionConfig(
+    const v1::DetectionConfig& in) {
+  v1::DetectionConfig c = in;
+  auto dflt = [](double v, double d) { return v == 0 ? d : v; };
+  c.set_false_alarms_per_month(dflt(c.false_alarms_per_month(), 1));
+  c.set_p0_floor(dflt(c.p0_floor(), 1e-4));
+  c.set_p1_ratio(dflt(c.p1_ratio(), 10));
+  c.set_mode_rr1(dflt(c.mode_rr1(), 3));
+  c.set_alpha(dflt(c.alpha(), 0.01));
+  c.set_fix_p_bad(dflt(c.fix_p_bad(), 1e-3));
+  c.set_fix_alpha(dflt(c.fix_alpha(), 0.05));
+  c.set_trend_alpha(dflt(c.trend_alpha(), 0.01));
+  c.set_trend_fdr_q(dflt(c.trend_fdr_q(), 0.05));
+  c.set_suspect_fraction(dflt(c.suspect_fraction(), 0.5));
+  if (c.hard_down_consecutive() == 0) c.set_hard_down_consecutive(3);
+  if (c.hard_down_agents() == 0) c.set_hard_down_agents(2);
+  if (!c.has_trend_window() ||
+      (c.trend_window().seconds() == 0 && c.trend_window().nanos() == 0)) {
+    c.mutable_trend_window()->set_seconds(3600);
+  }
+  if (!c.has_comparison_bucket() || (c.comparison_bucket().seconds() == 0 &&
+                                     c.comparison_bucket().nanos() == 0)) {
+    c.mutable_comparison_bucket()->set_seconds(60);
+  }
+  auto in_range = [](const char* name, double v, double lo, double hi,
+                     bool open_lo) -> absl::Status {
+    const bool ok = std::isfinite(v) && (open_lo ? v > lo : v >= lo) && v <= hi;
+    if (ok) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("detection.", name, ": ", v, " is out of range ",
+                     open_lo ? "(" : "[", lo, ", ", hi, "]"));
+  };
+  for (absl::Status s : {
+           in_range("false_alarms_per_month", c.false_alarms_per_month(), 0,
+                    1e6, true),
+           in_range("p0_floor", c.p0_floor(), 0, 0.5, true),
+           in_range("p1_ratio", c.p1_ratio(), 1.01, 1e4, false),
+           in_range("mode_rr1", c.mode_rr1(), 1.01, 1e3, false),
+           in_range("alpha", c.alpha(), 0, 0.5, true),
+           in_range("fix_p_bad", c.fix_p_bad(), 0, 0.5, true),
+           in_range("fix_p_good", c.fix_p_good(), 0, c.fix_p_bad(), false),
+           in_range("fix_alpha", c.fix_alpha(), 0, 0.5, true),
+           in_range("trend_alpha", c.trend_alpha(), 0, 0.5, true),
+           in_range("trend_fdr_q", c.trend_fdr_q(), 0, 0.5, true),
+           in_range("suspect_fraction", c.suspect_fraction(), 0, 0.99, true),
+           in_range("probes_per_stream_per_month",
+                    c.probes_per_stream_per_month(), 0, 1e12, false),
+       }) {
+    if (!s.ok()) return s;
+  }
+  if (c.fix_p_good() >= c.fix_p_bad()) {
+    return absl::InvalidArgumentError(
+        "detection.fix_p_good must be below detection.fix_p_bad");
+  }
+  if (c.trend_window().seconds() < 0 || c.comparison_bucket().seconds() < 0) {
+    return absl::InvalidArgumentError(
+        "detection.trend_window and comparison_bucket must be positive");
+  }
+  return c;
+}
+
+absl::StatusOr<std::unique_ptr<VerdictEngine>> VerdictEngine::Create(
+    const v1::DetectionConfig& config, int expected_streams) {
+  absl::StatusOr<v1::DetectionConfig> resolved = ResolveDetectionConfig(config);
+  if (!resolved.ok()) return resolved.status();
+  if (expected_streams < 0) {
+    return absl::InvalidArgumentError("expected_streams must be >= 0");
+  }
+  return std::unique_ptr<VerdictEngine>(
+      new VerdictEngineImpl(*resolved, expected_streams));
+}
+
+}  // namespace fleetcanary::analysis
