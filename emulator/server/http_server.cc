@@ -29,6 +29,7 @@ using tcp = net::ip::tcp;
 
 constexpr uint64_t kMaxWrite = 64 * 1024;
 constexpr uint64_t kDefaultChunk = 64 * 1024;
+constexpr uint64_t kMaxDrain = 4 * 1024 * 1024;
 
 std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
   return absl::ToChronoNanoseconds(d);
@@ -160,6 +161,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     plan_.body = std::string(text);
     plan_.close_connection = true;
     plan_active_ = true;
+    drain_on_close_ = true;
     offset_ = 0;
     head_sent_ = false;
     delayed_ = true;
@@ -377,12 +379,37 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
   void Close() {
     if (closed_) return;
-    closed_ = true;
     FinishPlan(false);
     timer_.cancel();
     beast::error_code ec;
     Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (drain_on_close_) {
+      // The request was not read to its end: read and discard what the
+      // peer still sends (bounded in bytes and time) before closing, so
+      // that closing with unread data does not reset the connection and
+      // destroy the error response in flight.
+      drain_on_close_ = false;
+      drain_buffer_.resize(16 * 1024);
+      Lowest().expires_after(std::chrono::seconds(1));
+      return Drain();
+    }
+    closed_ = true;
     Lowest().socket().close(ec);
+  }
+
+  void Drain() {
+    Lowest().async_read_some(
+        net::buffer(drain_buffer_),
+        [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+          self->drained_ += n;
+          if (ec || self->drained_ > kMaxDrain) {
+            self->closed_ = true;
+            beast::error_code ignore;
+            self->Lowest().socket().close(ignore);
+            return;
+          }
+          self->Drain();
+        });
   }
 
   void Abort() {
@@ -416,6 +443,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   bool delayed_ = false;
   bool stalled_ = false;
   bool closed_ = false;
+  bool drain_on_close_ = false;
+  std::string drain_buffer_;
+  uint64_t drained_ = 0;
   std::string out_;
 };
 

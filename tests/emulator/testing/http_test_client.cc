@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/time/clock.h"
@@ -224,11 +225,11 @@ ParsedResponse ParseResponse(absl::string_view raw) {
     }
     const size_t data = eol + 2;
     if (raw.size() < data + size) {
-      out.body.append(raw.substr(data));
+      absl::StrAppend(&out.body, raw.substr(data));
       out.chunk_sizes.push_back(raw.size() - data);  // Partial chunk.
       break;
     }
-    out.body.append(raw.substr(data, size));
+    absl::StrAppend(&out.body, raw.substr(data, size));
     out.chunk_sizes.push_back(size);
     pos = data + size + 2;
     if (raw.size() < pos) break;

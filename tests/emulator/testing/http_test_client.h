@@ -27,6 +27,28 @@ struct CurlOptions {
   bool insecure = false;
 };
 
+inline CurlOptions WithHeaders(std::vector<std::string> headers) {
+  CurlOptions o;
+  o.headers = std::move(headers);
+  return o;
+}
+inline CurlOptions WithMethod(std::string method, std::string body = "") {
+  CurlOptions o;
+  o.method = std::move(method);
+  o.body = std::move(body);
+  return o;
+}
+inline CurlOptions WithTimeout(absl::Duration timeout) {
+  CurlOptions o;
+  o.timeout = timeout;
+  return o;
+}
+inline CurlOptions WithCaFile(std::string ca_file) {
+  CurlOptions o;
+  o.ca_file = std::move(ca_file);
+  return o;
+}
+
 struct CurlResult {
   int curl_code = 0;  // CURLcode.
   std::string error;

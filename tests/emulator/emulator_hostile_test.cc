@@ -1,0 +1,371 @@
+// Hostile clients get bounded memory and time and never take the emulator
+// down: slow headers, 1 MB header lines, garbage, half-closed sockets,
+// connection floods, and 10,000 idle connections (against the binary, so the
+// emulator and the test each have their own descriptor limit).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/payload/payload.h"
+#include "common/time/clock.h"
+#include "emulator/emulator.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/emulator/testing/http_test_client.h"
+
+namespace fleetcanary {
+namespace emulator {
+namespace {
+
+using ::fleetcanary::testing::CurlFetch;
+using ::fleetcanary::testing::CurlResult;
+using ::fleetcanary::testing::ParseResponse;
+using ::fleetcanary::testing::PortOf;
+using ::fleetcanary::testing::RawExchange;
+using ::fleetcanary::testing::RawOptions;
+using ::fleetcanary::testing::RawResult;
+using ::fleetcanary::testing::WithCaFile;
+using ::fleetcanary::testing::WithHeaders;
+using ::fleetcanary::testing::WithMethod;
+using ::fleetcanary::testing::WithTimeout;
+
+absl::Duration Now() { return Clock::Real()->MonotonicNow(); }
+
+int Connect(int port, bool nonblocking = false) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  if (nonblocking) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return fd;
+}
+
+struct HostileResult {
+  std::string received;
+  bool closed = false;  // EOF or reset.
+  bool reset = false;
+  size_t sent = 0;
+  absl::Duration elapsed;
+};
+
+// Sends `data` without blocking while reading whatever comes back, until the
+// peer closes or `timeout`.
+HostileResult Hostile(int port, const std::string& data,
+                      absl::Duration timeout) {
+  HostileResult out;
+  int fd = Connect(port, /*nonblocking=*/true);
+  if (fd < 0) return out;
+  const absl::Duration start = Now();
+  char buf[16384];
+  while (Now() - start < timeout) {
+    pollfd p{
+        fd, static_cast<short>(POLLIN | (out.sent < data.size() ? POLLOUT : 0)),
+        0};
+    poll(&p, 1, 20);
+    if (p.revents & POLLOUT) {
+      ssize_t n = send(fd, data.data() + out.sent, data.size() - out.sent,
+                       MSG_NOSIGNAL);
+      if (n > 0) out.sent += static_cast<size_t>(n);
+    }
+    if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      if (n > 0) {
+        out.received.append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        out.closed = true;
+        out.reset = n < 0 && errno == ECONNRESET;
+        break;
+      }
+    }
+  }
+  out.elapsed = Now() - start;
+  close(fd);
+  return out;
+}
+
+class HostileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EmulatorOptions options;
+    options.read_timeout = absl::Milliseconds(400);
+    options.header_limit = 16 * 1024;
+    options.max_connections = 50;
+    auto emu = Emulator::Create(options, Clock::Real());
+    ASSERT_TRUE(emu.ok()) << emu.status();
+    emu_ = *std::move(emu);
+    url_ = emu_->url("us-east-1", v1::BUFFERED);
+    port_ = PortOf(url_);
+  }
+  void TearDown() override {
+    // Whatever happened, the emulator still serves.
+    CurlResult r = CurlFetch(url_ + "canary?bytes=10&seed=1");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, MakePayload(1, 10));
+  }
+  std::unique_ptr<Emulator> emu_;
+  std::string url_;
+  int port_ = 0;
+};
+
+TEST_F(HostileTest, SlowHeadersAreCutAtTheReadTimeout) {
+  int fd = Connect(port_, /*nonblocking=*/true);
+  ASSERT_GE(fd, 0);
+  const std::string request =
+      "GET /canary?bytes=1 HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+  const absl::Duration start = Now();
+  bool closed = false;
+  size_t i = 0;
+  while (!closed && Now() - start < absl::Seconds(5)) {
+    // One byte every 50 ms, forever (a slowloris).
+    const char c = i < request.size() ? request[i] : 'a';
+    if (send(fd, &c, 1, MSG_NOSIGNAL) < 0 && errno != EAGAIN) closed = true;
+    ++i;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 50) > 0) {
+      char buf[256];
+      ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) closed = true;
+    }
+  }
+  const absl::Duration elapsed = Now() - start;
+  close(fd);
+  EXPECT_TRUE(closed);
+  EXPECT_GE(elapsed, absl::Milliseconds(350));
+  EXPECT_LT(elapsed, absl::Seconds(2));
+  EXPECT_GE(emu_->server_stats().timeouts, 1);
+}
+
+TEST_F(HostileTest, IdleConnectionIsClosedAtTheReadTimeout) {
+  HostileResult r = Hostile(port_, "", absl::Seconds(5));
+  EXPECT_TRUE(r.closed);
+  EXPECT_TRUE(r.received.empty());
+  EXPECT_GE(r.elapsed, absl::Milliseconds(350));
+  EXPECT_LT(r.elapsed, absl::Seconds(2));
+}
+
+TEST_F(HostileTest, OneMegabyteHeaderLineGets431AndClose) {
+  std::string request = "GET /canary?bytes=1 HTTP/1.1\r\nHost: x\r\nX-Big: ";
+  request.append(1 << 20, 'a');
+  request.append("\r\n\r\n");
+  HostileResult r = Hostile(port_, request, absl::Seconds(5));
+  EXPECT_TRUE(r.closed);
+  EXPECT_LT(r.elapsed, absl::Seconds(3));
+  EXPECT_TRUE(absl::StartsWith(r.received, "HTTP/1.1 431 "))
+      << r.received.substr(0, 100);
+  EXPECT_GE(emu_->server_stats().bad_requests, 1);
+}
+
+TEST_F(HostileTest, ManyHeadersOverTheLimitGet431) {
+  std::string request = "GET /canary?bytes=1 HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 2000; ++i) absl::StrAppend(&request, "X-H", i, ": v\r\n");
+  request.append("\r\n");
+  HostileResult r = Hostile(port_, request, absl::Seconds(5));
+  EXPECT_TRUE(r.closed);
+  EXPECT_TRUE(absl::StartsWith(r.received, "HTTP/1.1 431 "));
+}
+
+TEST_F(HostileTest, GarbageGets400AndClose) {
+  const std::string garbage[] = {
+      std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) +
+          "\r\n\r\n",
+      "NOT AN HTTP REQUEST\r\n\r\n",
+      "GET /canary HTTP/9.9\r\n\r\n",
+      "GET /canary?bytes=1 HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+      "GET /canary?bytes=1 HTTP/1.1\r\nTransfer-Encoding: "
+      "chunked\r\n\r\nzz\r\n",
+      std::string(100000, '\0'),
+  };
+  for (const std::string& g : garbage) {
+    HostileResult r = Hostile(port_, g, absl::Seconds(5));
+    EXPECT_TRUE(r.closed) << g.substr(0, 20);
+    EXPECT_TRUE(absl::StartsWith(r.received, "HTTP/1.1 400 ") ||
+                absl::StartsWith(r.received, "HTTP/1.1 431 "))
+        << absl::CEscape(g.substr(0, 20)) << " -> " << r.received.substr(0, 40);
+    EXPECT_LT(r.elapsed, absl::Seconds(2));
+  }
+}
+
+TEST_F(HostileTest, HalfClosedClientStillGetsItsResponse) {
+  RawOptions options;
+  options.half_close = true;
+  RawResult raw = RawExchange(
+      port_, "GET /canary?bytes=3000&seed=2 HTTP/1.1\r\nHost: x\r\n\r\n",
+      options);
+  EXPECT_TRUE(raw.eof);
+  auto r = ParseResponse(raw.data);
+  EXPECT_TRUE(r.complete);
+  EXPECT_EQ(r.body, MakePayload(2, 3000));
+  // A half-closed partial request ends without a response and without hanging.
+  RawResult partial = RawExchange(port_, "GET /canary?bytes=3000 HTT", options);
+  EXPECT_TRUE(partial.eof || partial.reset);
+  EXPECT_FALSE(partial.timed_out);
+}
+
+TEST_F(HostileTest, ConnectionsOverTheCapAreClosedAtOnce) {
+  std::vector<int> fds;
+  for (int i = 0; i < 60; ++i) {
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+  }
+  // The 10 over the cap are closed by the server right away.
+  int closed = 0;
+  const absl::Duration deadline = Now() + absl::Seconds(2);
+  while (Now() < deadline && closed < 10) {
+    closed = 0;
+    for (int fd : fds) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 0) > 0) ++closed;
+    }
+  }
+  EXPECT_EQ(closed, 10);
+  EXPECT_EQ(emu_->server_stats().rejected_connections, 10);
+  for (int fd : fds) close(fd);
+}
+
+// ---------------------------------------------------------------------------
+
+std::string Binary() {
+  return std::string(FLEETCANARY_BINARY_DIR) +
+         "/emulator/function-url-emulator";
+}
+
+int64_t RssKiB(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, "VmRSS:")) {
+      std::vector<std::string> parts =
+          absl::StrSplit(line, ' ', absl::SkipEmpty());
+      int64_t kib = 0;
+      if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kib)) return kib;
+    }
+  }
+  return -1;
+}
+
+TEST(IdleFloodTest, TenThousandIdleConnectionsStayBoundedAndAreReaped) {
+  constexpr int kIdle = 10000;
+  rlimit limit;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  if (limit.rlim_max < kIdle + 200) {
+    GTEST_SKIP() << "hard RLIMIT_NOFILE " << limit.rlim_max << " < " << kIdle;
+  }
+  limit.rlim_cur = limit.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+
+  int out_pipe[2];
+  ASSERT_EQ(pipe(out_pipe), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(out_pipe[1], 1);
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    const std::string binary = Binary();
+    execl(binary.c_str(), binary.c_str(), "--read_timeout=3s",
+          "--max_connections=10500", nullptr);
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  FILE* out = fdopen(out_pipe[0], "r");
+  std::string url;
+  char line[1024];
+  while (fgets(line, sizeof(line), out) != nullptr) {
+    absl::string_view l(line);
+    if (absl::StartsWith(l, "url ") && absl::StrContains(l, "mode=BUFFERED")) {
+      url = std::string(
+          absl::StripAsciiWhitespace(l.substr(l.find("url=http") + 4)));
+    }
+    if (absl::StartsWith(l, "ready")) break;
+  }
+  ASSERT_FALSE(url.empty());
+  const int port = PortOf(url);
+  const int64_t rss_before = RssKiB(pid);
+
+  std::vector<int> fds;
+  fds.reserve(kIdle);
+  const absl::Duration start = Now();
+  for (int i = 0; i < kIdle; ++i) {
+    int fd = Connect(port);
+    if (fd < 0) break;
+    fds.push_back(fd);
+  }
+  EXPECT_EQ(fds.size(), static_cast<size_t>(kIdle));
+  // Still serving, promptly.
+  CurlResult r =
+      CurlFetch(url + "canary?bytes=100&seed=3", WithTimeout(absl::Seconds(5)));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, MakePayload(3, 100));
+  EXPECT_LT(r.total, absl::Seconds(2));
+  const int64_t rss_during = RssKiB(pid);
+  EXPECT_GT(rss_during, 0);
+  // Bounded: well under 10 KiB per idle connection.
+  EXPECT_LT(rss_during - rss_before, kIdle * 10) << "KiB";
+  std::printf(
+      "10k idle connections: RSS %lld KiB -> %lld KiB (%.1f KiB each), opened "
+      "in %s\n",
+      static_cast<long long>(rss_before), static_cast<long long>(rss_during),
+      static_cast<double>(rss_during - rss_before) / kIdle,
+      absl::FormatDuration(Now() - start).c_str());
+  // Every idle connection is closed by the server after the read timeout.
+  size_t closed = 0;
+  const absl::Duration deadline = Now() + absl::Seconds(10);
+  std::vector<bool> done(fds.size(), false);
+  while (closed < fds.size() && Now() < deadline) {
+    std::vector<pollfd> polls;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (!done[i]) {
+        polls.push_back({fds[i], POLLIN, 0});
+        index.push_back(i);
+      }
+    }
+    poll(polls.data(), polls.size(), 100);
+    for (size_t k = 0; k < polls.size(); ++k) {
+      if (polls[k].revents != 0) {
+        char c;
+        if (recv(polls[k].fd, &c, 1, 0) <= 0) {
+          done[index[k]] = true;
+          ++closed;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(closed, fds.size());
+  for (int fd : fds) close(fd);
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status)) << "the emulator must not crash";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  fclose(out);
+}
+
+}  // namespace
+}  // namespace emulator
+}  // namespace fleetcanary

@@ -1,0 +1,599 @@
+// The emulator on real sockets: the canary function contract, Function URL
+// behaviour and every fault effect, checked on the wire (status, headers,
+// chunking, byte counts, FIN vs RST, timing).
+#include <openssl/sha.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/payload/payload.h"
+#include "common/time/clock.h"
+#include "emulator/emulator.h"
+#include "emulator/scenario/engine.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/emulator/testing/http_test_client.h"
+
+namespace fleetcanary {
+namespace emulator {
+namespace {
+
+using ::fleetcanary::testing::CurlFetch;
+using ::fleetcanary::testing::CurlOptions;
+using ::fleetcanary::testing::CurlResult;
+using ::fleetcanary::testing::CurlSession;
+using ::fleetcanary::testing::ParsedResponse;
+using ::fleetcanary::testing::ParseResponse;
+using ::fleetcanary::testing::PortOf;
+using ::fleetcanary::testing::RawExchange;
+using ::fleetcanary::testing::RawOptions;
+using ::fleetcanary::testing::RawResult;
+using ::fleetcanary::testing::WithCaFile;
+using ::fleetcanary::testing::WithHeaders;
+using ::fleetcanary::testing::WithMethod;
+using ::fleetcanary::testing::WithTimeout;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string Sha256Hex(absl::string_view data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
+         digest);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+}
+
+std::unique_ptr<Emulator> Start(EmulatorOptions options,
+                                Clock* clock = Clock::Real()) {
+  auto emu = Emulator::Create(options, clock);
+  EXPECT_TRUE(emu.ok()) << emu.status();
+  return emu.ok() ? *std::move(emu) : nullptr;
+}
+
+v1::Scenario Scenario(absl::string_view yaml) {
+  auto s = ParseScenarioYaml(yaml, "test");
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? *s : v1::Scenario();
+}
+
+std::string Get(absl::string_view path, absl::string_view extra_headers = "") {
+  return absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+                      extra_headers, "Connection: close\r\n\r\n");
+}
+
+class WireTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EmulatorOptions options;
+    options.config.add_regions()->set_name("us-east-1");
+    options.config.add_regions()->set_name("eu-west-1");
+    emu_ = Start(options);
+    ASSERT_NE(emu_, nullptr);
+    buffered_ = emu_->url("us-east-1", v1::BUFFERED);
+    stream_ = emu_->url("us-east-1", v1::RESPONSE_STREAM);
+  }
+  void SetScenario(absl::string_view yaml) {
+    ASSERT_TRUE(emu_->SetScenario(Scenario(yaml)).ok());
+  }
+  std::unique_ptr<Emulator> emu_;
+  std::string buffered_;
+  std::string stream_;
+};
+
+TEST_F(WireTest, EndpointsAreDescribedOneLinePerUrl) {
+  std::vector<std::string> lines = emu_->DescribeEndpoints();
+  ASSERT_EQ(lines.size(), 4u + 2u + 1u);
+  const std::regex url_line(
+      "url region=(us-east-1|eu-west-1) mode=(BUFFERED|RESPONSE_STREAM) "
+      "alias=(buffered|stream) auth=NONE function=fleetcanary-canary "
+      "url=http://127\\.0\\.0\\.1:[0-9]+/");
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(std::regex_match(lines[i], url_line)) << lines[i];
+  }
+  EXPECT_THAT(lines[4], HasSubstr("cloudwatch region=us-east-1 url=http://"));
+  EXPECT_THAT(lines[6], HasSubstr("control url=http://127.0.0.1:"));
+  EXPECT_EQ(emu_->urls().size(), 4u);
+}
+
+TEST_F(WireTest, BothModesServeTheConformanceVectorsByteForByte) {
+  std::ifstream in(std::string(FLEETCANARY_SOURCE_DIR) +
+                   "/tests/testdata/payload_conformance.json");
+  ASSERT_TRUE(in.good());
+  nlohmann::json doc = nlohmann::json::parse(in);
+  ASSERT_GE(doc["vectors"].size(), 10u);
+  for (const auto& v : doc["vectors"]) {
+    const std::string seed = v["seed"].get<std::string>();
+    const uint64_t size = v["size"].get<uint64_t>();
+    for (const std::string& base : {buffered_, stream_}) {
+      CurlResult r = CurlFetch(
+          absl::StrCat(base, "canary?bytes=", size, "&chunk=4096&seed=", seed),
+          WithHeaders({"x-canary-probe-id: vec-1"}));
+      ASSERT_EQ(r.curl_code, 0) << r.error;
+      EXPECT_EQ(r.status, 200);
+      ASSERT_EQ(r.body.size(), size);
+      EXPECT_EQ(Sha256Hex(r.body), v["sha256"].get<std::string>())
+          << base << " seed=" << seed << " size=" << size;
+      const size_t k = std::min<size_t>(16, size);
+      EXPECT_EQ(absl::BytesToHexString(r.body.substr(0, k)),
+                v["first16_hex"].get<std::string>());
+      EXPECT_EQ(absl::BytesToHexString(r.body.substr(size - k)),
+                v["last16_hex"].get<std::string>());
+      EXPECT_EQ(r.Header("x-canary-bytes"), absl::StrCat(size));
+      EXPECT_EQ(r.Header("x-canary-seed"), seed);
+      EXPECT_EQ(r.Header("x-canary-probe-id"), "vec-1");
+    }
+  }
+}
+
+TEST_F(WireTest, BufferedResponseHeadersAreThoseOfAFunctionUrl) {
+  RawResult raw = RawExchange(
+      PortOf(buffered_),
+      Get("/canary?bytes=1000&seed=3", "x-canary-probe-id: probe-42\r\n"));
+  ASSERT_TRUE(raw.eof);
+  ParsedResponse r = ParseResponse(raw.data);
+  ASSERT_TRUE(r.complete);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_FALSE(r.chunked);
+  EXPECT_EQ(r.Header("content-length"), "1000");
+  EXPECT_EQ(r.Header("x-amzn-remapped-content-length"), "1000");
+  EXPECT_EQ(r.Header("content-type"), "application/octet-stream");
+  EXPECT_EQ(r.Header("x-canary-probe-id"), "probe-42");
+  EXPECT_TRUE(std::regex_match(r.Header("x-amzn-requestid"),
+                               std::regex("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}"
+                                          "-[89ab][0-9a-f]{3}-[0-9a-f]{12}")))
+      << r.Header("x-amzn-requestid");
+  EXPECT_TRUE(std::regex_match(
+      r.Header("x-amzn-trace-id"),
+      std::regex(
+          "Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0")))
+      << r.Header("x-amzn-trace-id");
+  EXPECT_FALSE(r.Header("date").empty());
+  EXPECT_EQ(r.body, MakePayload(3, 1000));
+}
+
+TEST_F(WireTest, StreamWritesChunksOfCBytesWithGapsOfGMilliseconds) {
+  RawResult raw = RawExchange(
+      PortOf(stream_), Get("/canary?bytes=10000&chunk=3000&gap_ms=60&seed=9"));
+  ASSERT_TRUE(raw.eof);
+  ParsedResponse r = ParseResponse(raw.data);
+  ASSERT_TRUE(r.complete);
+  EXPECT_TRUE(r.chunked);
+  EXPECT_EQ(r.Header("content-length"), "");
+  EXPECT_EQ(r.Header("x-amzn-remapped-content-length"), "10000");
+  EXPECT_THAT(r.chunk_sizes, ElementsAre(3000, 3000, 3000, 1000));
+  EXPECT_TRUE(r.final_chunk);
+  EXPECT_EQ(r.body, MakePayload(9, 10000));
+  // Four writes separated by three gaps.
+  ASSERT_GE(raw.arrivals.size(), 4u);
+  EXPECT_GE(raw.arrivals.back().at - raw.arrivals.front().at,
+            absl::Milliseconds(3 * 60 - 5));
+  EXPECT_LT(raw.arrivals.back().at, absl::Seconds(2));
+}
+
+TEST_F(WireTest, KeepAliveReusesTheConnectionInBothModes) {
+  for (const std::string& base : {buffered_, stream_}) {
+    CurlSession session;
+    CurlResult first = session.Fetch(base + "canary?bytes=100&chunk=10");
+    CurlResult second = session.Fetch(base + "canary?bytes=200&chunk=10");
+    ASSERT_EQ(first.status, 200);
+    ASSERT_EQ(second.status, 200);
+    EXPECT_EQ(first.new_connections, 1);
+    EXPECT_EQ(second.new_connections, 0) << base;
+    EXPECT_EQ(second.body, MakePayload(0, 200));
+  }
+}
+
+TEST_F(WireTest, UnknownPathIsForbiddenWithAccessDenied) {
+  for (const char* path : {"nope", "", "canary/extra?bytes=1"}) {
+    CurlResult r = CurlFetch(buffered_ + path);
+    EXPECT_EQ(r.status, 403) << path;
+    EXPECT_EQ(r.Header("content-type"), "application/json");
+    EXPECT_EQ(r.Header("x-amzn-errortype"), "AccessDeniedException");
+    EXPECT_FALSE(r.Header("x-amzn-requestid").empty());
+    EXPECT_EQ(r.body, "{\"Message\":null}");
+  }
+  // The control port knows nothing of /canary.
+  EXPECT_EQ(CurlFetch(emu_->control_url() + "canary?bytes=1").status, 404);
+}
+
+TEST_F(WireTest, BadParametersAreTheFunctionsOwn400) {
+  CurlResult r = CurlFetch(buffered_ + "canary?bytes=abc");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.body, HasSubstr("bytes"));
+  EXPECT_EQ(CurlFetch(stream_ + "canary?seed=1").status, 400);
+}
+
+TEST_F(WireTest, BufferedSixMegabyteCapIs502) {
+  CurlResult at_cap =
+      CurlFetch(absl::StrCat(buffered_, "canary?bytes=6291556&seed=1"));
+  EXPECT_EQ(at_cap.status, 200);
+  EXPECT_EQ(at_cap.body.size(), 6291556u);
+  CurlResult over =
+      CurlFetch(absl::StrCat(buffered_, "canary?bytes=6291557&seed=1"));
+  EXPECT_EQ(over.status, 502);
+  EXPECT_EQ(over.body, "Internal Server Error");
+  // Streaming has no such cap.
+  CurlResult stream =
+      CurlFetch(absl::StrCat(stream_, "canary?bytes=6291557&seed=1"));
+  EXPECT_EQ(stream.status, 200);
+  EXPECT_EQ(stream.body.size(), 6291557u);
+}
+
+TEST(ShapingTest, StreamsAreShapedAfterSixMebibytesUnlessSwitchedOff) {
+  const uint64_t size = 6 * 1024 * 1024 + 1024 * 1024;  // 1 MiB shaped.
+  absl::Duration elapsed[2];
+  for (int shaped = 0; shaped < 2; ++shaped) {
+    EmulatorOptions options;
+    options.config.set_shape_streaming(shaped == 1);
+    auto emu = Start(options);
+    ASSERT_NE(emu, nullptr);
+    CurlResult r = CurlFetch(absl::StrCat(
+        emu->url("us-east-1", v1::RESPONSE_STREAM), "canary?bytes=", size));
+    ASSERT_EQ(r.status, 200);
+    ASSERT_EQ(r.body.size(), size);
+    elapsed[shaped] = r.total;
+  }
+  // 1 MiB at 2 MiB/s is >= 0.5 s.
+  EXPECT_GE(elapsed[1], absl::Milliseconds(480));
+  EXPECT_LT(elapsed[0], elapsed[1]);
+}
+
+TEST(ThrottlingTest, ReservedConcurrencyGives429WithoutInvocation) {
+  EmulatorOptions options;
+  v1::EmulatorRegion* region = options.config.add_regions();
+  region->set_name("us-east-1");
+  region->set_reserved_concurrency(1);
+  auto emu = Start(options);
+  ASSERT_NE(emu, nullptr);
+  const std::string stream = emu->url("us-east-1", v1::RESPONSE_STREAM);
+  // One slow invocation holds the only slot (5 chunks, 150 ms apart).
+  std::thread slow([&] {
+    CurlResult r = CurlFetch(stream + "canary?bytes=5&chunk=1&gap_ms=150");
+    EXPECT_EQ(r.status, 200);
+  });
+  // Wait until it is in flight: a request is throttled.
+  CurlResult throttled;
+  for (int i = 0; i < 200; ++i) {
+    throttled =
+        CurlFetch(emu->url("us-east-1", v1::BUFFERED) + "canary?bytes=1");
+    if (throttled.status == 429) break;
+  }
+  slow.join();
+  EXPECT_EQ(throttled.status, 429);
+  EXPECT_EQ(throttled.Header("x-amzn-errortype"), "TooManyRequestsException");
+  EXPECT_EQ(throttled.body, "{\"Message\":\"Rate Exceeded.\"}");
+  // Slot free again.
+  EXPECT_EQ(CurlFetch(stream + "canary?bytes=1").status, 200);
+}
+
+// ---------------------------------------------------------------------------
+// Fault effects.
+
+std::string StripVolatile(absl::string_view raw) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(raw, "\r\n")) {
+    if (absl::StartsWithIgnoreCase(line, "date:") ||
+        absl::StartsWithIgnoreCase(line, "x-amzn-requestid:") ||
+        absl::StartsWithIgnoreCase(line, "x-amzn-trace-id:")) {
+      continue;
+    }
+    absl::StrAppend(&out, line, "\r\n");
+  }
+  return out;
+}
+
+TEST_F(WireTest, PhantomErrorNeverChangesAByteTheClientReceives) {
+  for (const std::string& base : {buffered_, stream_}) {
+    const std::string req = Get("/canary?bytes=5000&chunk=1000&seed=77",
+                                "x-canary-probe-id: same\r\n");
+    SetScenario("faults: []");
+    RawResult clean = RawExchange(PortOf(base), req);
+    SetScenario(
+        "seed: 1\nfaults: [{name: ph, probability: {base: 1}, effect: "
+        "phantom_error}]");
+    RawResult phantom = RawExchange(PortOf(base), req);
+    ASSERT_TRUE(clean.eof && phantom.eof);
+    EXPECT_EQ(StripVolatile(clean.data), StripVolatile(phantom.data));
+    EXPECT_EQ(clean.data.size(), phantom.data.size());
+    ParsedResponse p = ParseResponse(phantom.data);
+    EXPECT_EQ(p.status, 200);
+    EXPECT_EQ(p.body, MakePayload(77, 5000));
+    std::vector<v1::InjectedFault> truth = emu_->truth();
+    ASSERT_FALSE(truth.empty());
+    EXPECT_EQ(truth.back().effect(), v1::FAULT_EFFECT_PHANTOM_ERROR);
+    EXPECT_EQ(truth.back().probe_id(), "same");
+    EXPECT_EQ(truth.back().request_id(), p.Header("x-amzn-requestid"));
+    EXPECT_TRUE(truth.back().platform_error());
+  }
+}
+
+TEST_F(WireTest, HttpStatusFault) {
+  SetScenario(
+      "faults: [{name: s, probability: {base: 1}, effect: http_status, "
+      "status: 503}]");
+  CurlResult r = CurlFetch(stream_ + "canary?bytes=100",
+                           WithHeaders({"x-canary-probe-id: hs"}));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body, "Internal Server Error");
+  EXPECT_EQ(r.Header("x-canary-bytes"), "");
+  EXPECT_EQ(r.Header("x-canary-probe-id"), "hs");
+  EXPECT_EQ(r.Header("transfer-encoding"), "");
+  ASSERT_EQ(emu_->truth().size(), 1u);
+  EXPECT_EQ(emu_->truth()[0].status(), 503);
+  EXPECT_EQ(emu_->truth()[0].alias(), "stream");
+  EXPECT_EQ(emu_->truth()[0].region(), "us-east-1");
+  EXPECT_EQ(emu_->truth()[0].bytes(), 100u);
+}
+
+TEST_F(WireTest, TruncateBufferedClosesCleanlyAfterKBytes) {
+  SetScenario(
+      "faults: [{name: t, probability: {base: 1}, effect: truncate, "
+      "after_bytes: 100}]");
+  RawResult raw =
+      RawExchange(PortOf(buffered_), Get("/canary?bytes=1000&seed=2"));
+  EXPECT_TRUE(raw.eof);
+  EXPECT_FALSE(raw.reset);
+  ParsedResponse r = ParseResponse(raw.data);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.Header("content-length"), "1000");
+  EXPECT_FALSE(r.complete);
+  EXPECT_EQ(r.body, MakePayload(2, 100));
+}
+
+TEST_F(WireTest, TruncateStreamWithoutFinalChunk) {
+  SetScenario(
+      "faults: [{name: t, probability: {base: 1}, effect: truncate, "
+      "after_bytes: 2500}]");
+  RawResult raw = RawExchange(PortOf(stream_),
+                              Get("/canary?bytes=10000&chunk=1000&seed=2"));
+  EXPECT_TRUE(raw.eof);
+  EXPECT_FALSE(raw.reset);
+  ParsedResponse r = ParseResponse(raw.data);
+  EXPECT_THAT(r.chunk_sizes, ElementsAre(1000, 1000, 500));
+  EXPECT_FALSE(r.final_chunk);
+  EXPECT_EQ(r.body, MakePayload(2, 2500));
+  // Nothing but whole chunks: the stream just stops.
+  EXPECT_TRUE(absl::EndsWith(raw.data, "\r\n"));
+}
+
+TEST_F(WireTest, TruncateStreamWithFinalChunkEndsTheMessageCleanly) {
+  SetScenario(
+      "faults: [{name: t, probability: {base: 1}, effect: truncate, "
+      "after_bytes: 2500, final_chunk: true}]");
+  RawOptions options;
+  options.stop_after_response = true;
+  options.timeout = absl::Seconds(3);
+  RawResult raw = RawExchange(
+      PortOf(stream_),
+      "GET /canary?bytes=10000&chunk=1000 HTTP/1.1\r\nHost: x\r\n\r\n",
+      options);
+  ParsedResponse r = ParseResponse(raw.data);
+  EXPECT_TRUE(r.complete);
+  EXPECT_TRUE(r.final_chunk);
+  EXPECT_THAT(r.chunk_sizes, ElementsAre(1000, 1000, 500));
+  EXPECT_EQ(r.Header("x-canary-bytes"), "10000");
+  EXPECT_FALSE(raw.reset);
+  EXPECT_FALSE(raw.eof) << "a complete message keeps the connection";
+}
+
+TEST_F(WireTest, ResetSendsATcpRstAfterKBytes) {
+  SetScenario(
+      "faults: [{name: r, probability: {base: 1}, effect: reset, after_bytes: "
+      "300}]");
+  for (const std::string& base : {buffered_, stream_}) {
+    RawResult raw =
+        RawExchange(PortOf(base), Get("/canary?bytes=100000&chunk=100&seed=4"));
+    EXPECT_TRUE(raw.reset) << base;
+    EXPECT_FALSE(raw.eof);
+    ParsedResponse r = ParseResponse(raw.data);
+    EXPECT_LE(r.body.size(), 300u);
+    EXPECT_EQ(r.body, MakePayload(4, r.body.size()));
+  }
+}
+
+TEST_F(WireTest, StallPausesForTheDurationThenCompletes) {
+  SetScenario(
+      "faults: [{name: st, probability: {base: 1}, effect: stall, "
+      "after_bytes: 2000, duration: 400ms}]");
+  RawResult raw =
+      RawExchange(PortOf(stream_), Get("/canary?bytes=4000&chunk=1000&seed=5"));
+  ASSERT_TRUE(raw.eof);
+  ParsedResponse r = ParseResponse(raw.data);
+  ASSERT_TRUE(r.complete);
+  EXPECT_EQ(r.body, MakePayload(5, 4000));
+  // The largest silence between arrivals is the stall.
+  absl::Duration largest_gap;
+  for (size_t i = 1; i < raw.arrivals.size(); ++i) {
+    largest_gap =
+        std::max(largest_gap, raw.arrivals[i].at - raw.arrivals[i - 1].at);
+  }
+  EXPECT_GE(largest_gap, absl::Milliseconds(390));
+  EXPECT_LT(largest_gap, absl::Milliseconds(1500));
+}
+
+TEST_F(WireTest, StallForeverHoldsUntilTheClientGivesUp) {
+  SetScenario(
+      "faults: [{name: st, probability: {base: 1}, effect: stall, "
+      "after_bytes: 10}]");
+  RawOptions options;
+  options.timeout = absl::Milliseconds(500);
+  RawResult raw =
+      RawExchange(PortOf(buffered_), Get("/canary?bytes=100&seed=5"), options);
+  EXPECT_TRUE(raw.timed_out);
+  EXPECT_EQ(ParseResponse(raw.data).body, MakePayload(5, 10));
+  // The client closed: the emulator releases the connection.
+  const absl::Duration deadline =
+      Clock::Real()->MonotonicNow() + absl::Seconds(5);
+  while (emu_->server_stats().open_connections > 0 &&
+         Clock::Real()->MonotonicNow() < deadline) {
+    Clock::Real()->SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(emu_->server_stats().open_connections, 0);
+}
+
+TEST_F(WireTest, DelayFirstByte) {
+  SetScenario(
+      "faults: [{name: d, probability: {base: 1}, effect: delay_first_byte, "
+      "duration: 300ms}]");
+  RawResult raw = RawExchange(PortOf(buffered_), Get("/canary?bytes=10"));
+  ASSERT_FALSE(raw.arrivals.empty());
+  EXPECT_GE(raw.arrivals[0].at, absl::Milliseconds(295));
+  EXPECT_EQ(ParseResponse(raw.data).body, MakePayload(0, 10));
+}
+
+TEST_F(WireTest, SlowBody) {
+  SetScenario(
+      "faults: [{name: s, probability: {base: 1}, effect: slow_body, "
+      "bytes_per_second: 20000}]");
+  CurlResult r = CurlFetch(buffered_ + "canary?bytes=10000&seed=8");
+  EXPECT_EQ(r.body, MakePayload(8, 10000));
+  EXPECT_GE(r.total, absl::Milliseconds(450));
+  EXPECT_LT(r.total, absl::Seconds(3));
+}
+
+TEST_F(WireTest, CorruptFlipsExactlyOneByte) {
+  SetScenario(
+      "faults: [{name: c, probability: {base: 1}, effect: corrupt, "
+      "after_bytes: 1500}]");
+  for (const std::string& base : {buffered_, stream_}) {
+    CurlResult r = CurlFetch(base + "canary?bytes=4000&chunk=1000&seed=6");
+    ASSERT_EQ(r.body.size(), 4000u);
+    const std::string good = MakePayload(6, 4000);
+    std::vector<size_t> diffs;
+    for (size_t i = 0; i < good.size(); ++i) {
+      if (good[i] != r.body[i]) diffs.push_back(i);
+    }
+    EXPECT_THAT(diffs, ElementsAre(1500)) << base;
+  }
+}
+
+TEST_F(WireTest, ThrottleFaultIs429) {
+  SetScenario("faults: [{name: t, probability: {base: 1}, effect: throttle}]");
+  CurlResult r = CurlFetch(buffered_ + "canary?bytes=10");
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(r.Header("x-amzn-errortype"), "TooManyRequestsException");
+  ASSERT_EQ(emu_->truth().size(), 1u);
+  EXPECT_EQ(emu_->truth()[0].effect(), v1::FAULT_EFFECT_THROTTLE);
+}
+
+TEST_F(WireTest, FaultsHonourRegionModeAndSize) {
+  SetScenario(R"(
+faults:
+  - name: only-eu-stream-big
+    regions: [eu-west-1]
+    modes: [RESPONSE_STREAM]
+    min_bytes: 1Ki
+    probability: {base: 1}
+    effect: http_status
+    status: 502
+)");
+  EXPECT_EQ(CurlFetch(stream_ + "canary?bytes=2048").status, 200);
+  const std::string eu_stream = emu_->url("eu-west-1", v1::RESPONSE_STREAM);
+  EXPECT_EQ(CurlFetch(eu_stream + "canary?bytes=1023").status, 200);
+  EXPECT_EQ(CurlFetch(eu_stream + "canary?bytes=1024").status, 502);
+  EXPECT_EQ(
+      CurlFetch(emu_->url("eu-west-1", v1::BUFFERED) + "canary?bytes=2048")
+          .status,
+      200);
+  ASSERT_EQ(emu_->truth().size(), 1u);
+  EXPECT_EQ(emu_->truth()[0].region(), "eu-west-1");
+}
+
+// ---------------------------------------------------------------------------
+// Control endpoint and the curl program.
+
+TEST_F(WireTest, ControlEndpointReplacesScenarioAndServesTruth) {
+  const std::string control = emu_->control_url();
+  CurlResult bad =
+      CurlFetch(control + "_emulator/scenario",
+                WithMethod("PUT", "faults:\n  - name: x\n    effect: reset\n"));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_THAT(bad.body, HasSubstr("scenario:2:5: faults[0].probability"));
+  CurlResult put = CurlFetch(
+      control + "_emulator/scenario",
+      WithMethod(
+          "PUT",
+          "name: t\nseed: 3\nfaults:\n  - {name: p, probability: {base: 1}, "
+          "effect: phantom_error, modes: [RESPONSE_STREAM]}\n"));
+  ASSERT_EQ(put.status, 200) << put.body;
+  EXPECT_THAT(CurlFetch(control + "_emulator/scenario").body,
+              HasSubstr("\"name\":\"t\""));
+  CurlFetch(stream_ + "canary?bytes=10", WithHeaders({"x-canary-probe-id: a"}));
+  CurlFetch(buffered_ + "canary?bytes=10",
+            WithHeaders({"x-canary-probe-id: b"}));
+  CurlFetch(stream_ + "canary?bytes=20", WithHeaders({"x-canary-probe-id: c"}));
+  CurlResult truth = CurlFetch(control + "_emulator/truth");
+  ASSERT_EQ(truth.status, 200);
+  EXPECT_EQ(truth.Header("content-type"), "application/x-ndjson");
+  std::vector<std::string> lines =
+      absl::StrSplit(truth.body, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u);
+  nlohmann::json first = nlohmann::json::parse(lines[0]);
+  EXPECT_EQ(first["probe_id"], "a");
+  EXPECT_EQ(first["effect"], "FAULT_EFFECT_PHANTOM_ERROR");
+  EXPECT_EQ(first["alias"], "stream");
+  EXPECT_EQ(first["region"], "us-east-1");
+  EXPECT_EQ(first["bytes"], "10");
+  EXPECT_FALSE(first["request_id"].get<std::string>().empty());
+  EXPECT_FALSE(first["time"].get<std::string>().empty());
+  const std::string second_seq = nlohmann::json::parse(lines[1])["sequence"];
+  CurlResult since =
+      CurlFetch(control + "_emulator/truth?since=" +
+                nlohmann::json::parse(lines[0])["sequence"].get<std::string>());
+  EXPECT_EQ(absl::StrSplit(since.body, '\n', absl::SkipEmpty()).begin()->size(),
+            lines[1].size());
+  EXPECT_EQ(CurlFetch(control + "_emulator/truth", WithMethod("DELETE")).status,
+            204);
+  EXPECT_EQ(CurlFetch(control + "_emulator/truth").body, "");
+  CurlResult metrics = CurlFetch(control + "metrics");
+  EXPECT_THAT(
+      metrics.body,
+      HasSubstr("fleetcanary_emulator_faults_injected_total{alias=\"stream\","
+                "effect=\"phantom_error\",region=\"us-east-1\"} 2"));
+  EXPECT_THAT(metrics.body,
+              HasSubstr("fleetcanary_emulator_url_requests_total"));
+  CurlResult urls = CurlFetch(control + "_emulator/urls");
+  EXPECT_EQ(nlohmann::json::parse(urls.body).size(), 4u);
+}
+
+std::string RunCommand(const std::string& command) {
+  std::string out;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+TEST_F(WireTest, TheCurlProgramSeesTheContract) {
+  const std::string out = RunCommand(
+      "curl -sS --max-time 5 -i --raw -H 'x-canary-probe-id: cli' '" + stream_ +
+      "canary?bytes=20&chunk=8&seed=1' | od -An -c");
+  // od output of: "HTTP/1.1 200 OK" ... "8\r\n" <8 bytes> ... "0\r\n\r\n".
+  EXPECT_THAT(out, HasSubstr("H   T   T   P   /   1   .   1       2   0   0"));
+  const std::string headers = RunCommand(
+      "curl -sS --max-time 5 -D - -o /dev/null -H 'x-canary-probe-id: cli' '" +
+      buffered_ + "canary?bytes=20&seed=1'");
+  EXPECT_THAT(headers, HasSubstr("HTTP/1.1 200 OK"));
+  EXPECT_THAT(headers, HasSubstr("Content-Length: 20"));
+  EXPECT_THAT(headers, HasSubstr("x-canary-probe-id: cli"));
+  EXPECT_THAT(headers, HasSubstr("x-canary-bytes: 20"));
+  const std::string size = RunCommand("curl -sS --max-time 5 '" + stream_ +
+                                      "canary?bytes=12345&chunk=100' | wc -c");
+  EXPECT_EQ(absl::StripAsciiWhitespace(size), "12345");
+}
+
+}  // namespace
+}  // namespace emulator
+}  // namespace fleetcanary
