@@ -1,7 +1,12 @@
 // The emulator on real sockets: the canary function contract, Function URL
 // behaviour and every fault effect, checked on the wire (status, headers,
 // chunking, byte counts, FIN vs RST, timing).
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/sha.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -247,32 +252,84 @@ TEST(ShapingTest, StreamsAreShapedAfterSixMebibytesUnlessSwitchedOff) {
   EXPECT_LT(elapsed[0], elapsed[1]);
 }
 
+// Sum of `metric` for fleetcanary-canary:`alias` over all visible minutes.
+double MetricSum(Emulator& emu, const std::string& metric,
+                 const std::string& alias) {
+  nlohmann::json query = {
+      {"Id", "q"},
+      {"MetricStat",
+       {{"Metric",
+         {{"Namespace", "AWS/Lambda"},
+          {"MetricName", metric},
+          {"Dimensions",
+           {{{"Name", "FunctionName"}, {"Value", "fleetcanary-canary"}},
+            {{"Name", "Resource"},
+             {"Value", "fleetcanary-canary:" + alias}}}}}},
+        {"Period", 60},
+        {"Stat", "Sum"}}}};
+  nlohmann::json request = {{"StartTime", 0},
+                            {"EndTime", 4000000000},
+                            {"MetricDataQueries", {query}}};
+  CurlOptions options = WithMethod("POST", request.dump());
+  options.headers = {
+      "X-Amz-Target: GraniteServiceVersion20100801.GetMetricData",
+      "Content-Type: application/x-amz-json-1.0"};
+  CurlResult r = CurlFetch(emu.cloudwatch_url("us-east-1"), options);
+  EXPECT_EQ(r.status, 200) << r.body;
+  double sum = 0;
+  const nlohmann::json response = nlohmann::json::parse(r.body);
+  for (const auto& v : response["MetricDataResults"][0]["Values"]) {
+    sum += v.get<double>();
+  }
+  return sum;
+}
+
 TEST(ThrottlingTest, ReservedConcurrencyGives429WithoutInvocation) {
+  SimulatedClock clock(absl::FromUnixSeconds(1706659200));
   EmulatorOptions options;
   v1::EmulatorRegion* region = options.config.add_regions();
   region->set_name("us-east-1");
   region->set_reserved_concurrency(1);
-  auto emu = Start(options);
+  auto emu = Start(options, &clock);
   ASSERT_NE(emu, nullptr);
   const std::string stream = emu->url("us-east-1", v1::RESPONSE_STREAM);
-  // One slow invocation holds the only slot (5 chunks, 150 ms apart).
-  std::thread slow([&] {
-    CurlResult r = CurlFetch(stream + "canary?bytes=5&chunk=1&gap_ms=150");
-    EXPECT_EQ(r.status, 200);
-  });
-  // Wait until it is in flight: a request is throttled.
-  CurlResult throttled;
-  for (int i = 0; i < 200; ++i) {
-    throttled =
-        CurlFetch(emu->url("us-east-1", v1::BUFFERED) + "canary?bytes=1");
-    if (throttled.status == 429) break;
-  }
-  slow.join();
+  // One slow invocation holds the only slot (5 chunks, 150 ms apart); its
+  // response head has arrived, so the handler has taken the slot.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(PortOf(stream)));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string req = Get("/canary?bytes=5&chunk=1&gap_ms=150");
+  ASSERT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(req.size()));
+  std::string slow_response;
+  char buf[4096];
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 3000), 1);
+  ssize_t n = recv(fd, buf, sizeof(buf), 0);
+  ASSERT_GT(n, 0);
+  slow_response.append(buf, n);
+  CurlResult throttled =
+      CurlFetch(emu->url("us-east-1", v1::BUFFERED) + "canary?bytes=1");
+  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) slow_response.append(buf, n);
+  close(fd);
+  EXPECT_EQ(ParseResponse(slow_response).status, 200);
+  EXPECT_EQ(ParseResponse(slow_response).body, MakePayload(0, 5));
   EXPECT_EQ(throttled.status, 429);
   EXPECT_EQ(throttled.Header("x-amzn-errortype"), "TooManyRequestsException");
   EXPECT_EQ(throttled.body, "{\"Message\":\"Rate Exceeded.\"}");
   // Slot free again.
   EXPECT_EQ(CurlFetch(stream + "canary?bytes=1").status, 200);
+  // The platform counted one throttle and no invocation for it.
+  clock.AdvanceTime(absl::Minutes(2));
+  EXPECT_EQ(MetricSum(*emu, "Throttles", "buffered"), 1);
+  EXPECT_EQ(MetricSum(*emu, "Invocations", "buffered"), 0);
+  EXPECT_EQ(MetricSum(*emu, "UrlRequestCount", "buffered"), 1);
+  EXPECT_EQ(MetricSum(*emu, "Url4xxCount", "buffered"), 1);
+  EXPECT_EQ(MetricSum(*emu, "Invocations", "stream"), 2);
+  EXPECT_EQ(MetricSum(*emu, "Throttles", "stream"), 0);
 }
 
 // ---------------------------------------------------------------------------
