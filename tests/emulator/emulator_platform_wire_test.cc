@@ -8,6 +8,7 @@
 #include <openssl/x509v3.h>
 
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -450,6 +451,35 @@ TEST(TlsTest, ServesHttpsWithTheGivenCertificate) {
   auto refused = Emulator::Create(bad, Clock::Real());
   EXPECT_THAT(std::string(refused.status().message()),
               HasSubstr("tls_key_file"));
+}
+
+}  // namespace
+}  // namespace emulator
+}  // namespace fleetcanary
+
+namespace fleetcanary {
+namespace emulator {
+namespace {
+
+TEST(EmulatorConfigTest, ShippedDemoConfigLoadsAndBadConfigsAreLocated) {
+  auto demo = LoadEmulatorConfig(std::string(FLEETCANARY_SOURCE_DIR) +
+                                 "/emulator/configs/demo.yaml");
+  ASSERT_TRUE(demo.ok()) << demo.status();
+  EXPECT_EQ(demo->regions_size(), 3);
+  EXPECT_EQ(demo->metrics_period().seconds(), 1);
+  const std::string path = ::testing::TempDir() + "/emu_bad_config.yaml";
+  std::ofstream(path) << "regions:\n  - name: us-east-1\n  - name: us-east-1\n";
+  auto dup = LoadEmulatorConfig(path);
+  EXPECT_THAT(std::string(dup.status().message()),
+              HasSubstr(path + ":3:11: regions[1].name: duplicate region"));
+  std::ofstream(path) << "regions:\n  - name: us-east-1\nscenario:\n  faults:\n"
+                         "    - {name: x, effect: stall}\n";
+  auto bad_rule = LoadEmulatorConfig(path);
+  EXPECT_THAT(std::string(bad_rule.status().message()),
+              HasSubstr(path + ":5:7: scenario.faults[0].probability"));
+  std::ofstream(path) << "regions:\n  - name: us-east-1\n    reserved: 3\n";
+  EXPECT_THAT(std::string(LoadEmulatorConfig(path).status().message()),
+              HasSubstr(path + ":3:"));
 }
 
 }  // namespace
