@@ -14,6 +14,20 @@
 // come from libcurl's own monotonic timers for the same invocation.
 // Classification is agent/probe/classify.h.
 //
+// Stall: "no byte for stall_limit" counts every byte that arrives on the
+// probe's own connection (response headers trickled one byte at a time
+// included), not only complete header lines and decoded body data. A
+// keep-alive probe on a shared (reused or multiplexed) connection counts only
+// complete header lines and body data.
+//
+// Target guard (SSRF): with ProbeEngineOptions::guard set, every probe's URL
+// must pass TargetGuard::CheckUrl before anything is done, and every address
+// libcurl is about to connect to (after DNS) must pass CheckAddress in the
+// open-socket hook, before the socket exists. A refusal is AGENT_ERROR with
+// detail "target guard: ..." (our policy, never the platform's fault) and no
+// connection attempt. Proxies from the environment (http_proxy, ...) are
+// never used, so the address checked is the address connected.
+//
 // (Interface agreed between the agent's session/runner and the engine; the
 // implementation lives in probe_engine_impl.cc.)
 #ifndef FLEETCANARY_AGENT_PROBE_PROBE_ENGINE_H_
@@ -26,6 +40,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/net/target_guard.h"
 #include "common/sigv4/sigv4.h"
 #include "common/time/clock.h"
 #include "fleetcanary/v1/config.pb.h"
@@ -69,6 +84,10 @@ struct ProbeEngineOptions {
   // variables (sigv4::CredentialsFromEnvironment). An error makes the probe
   // AGENT_ERROR with the error's message.
   std::function<absl::StatusOr<sigv4::Credentials>()> credentials;
+  // Which URLs and addresses probes may reach (see above). Null allows
+  // everything: only for `canaryctl probe --direct`, where the person at the
+  // keyboard chooses the URL. Agents always set one.
+  std::shared_ptr<const TargetGuard> guard;
 };
 
 class ProbeEngine {
@@ -94,7 +113,8 @@ class ProbeEngine {
   // REQUIRES: not called from a done callback.
   virtual void Shutdown() = 0;
 
-  // Invocations started and not yet completed (queued + running).
+  // Invocations started and not yet completed (queued + running); a probe
+  // stops counting just before its done callback runs.
   virtual int in_flight() const = 0;
 };
 

@@ -96,6 +96,11 @@ struct Transfer {
   Clock* clock = nullptr;
   // Where the connect hook reports this transfer so its stall check is armed.
   std::vector<uint64_t>* newly_connected = nullptr;
+  // Socket -> the transfer that alone uses it (fresh connections only), so
+  // the loop can count every byte that arrives as activity.
+  absl::flat_hash_map<int, uint64_t>* socket_owner = nullptr;
+  // Null = every address allowed.
+  const TargetGuard* guard = nullptr;
   ProbeRequest request;
   ProbeEngine::DoneCallback done;
   Limits limits;
@@ -114,7 +119,11 @@ struct Transfer {
   // (e.g. aborted during the TLS handshake).
   bool tcp_connected = false;
   int last_fd = -1;  // Most recent socket opened for this transfer.
-
+  // Sockets registered in `socket_owner` for this transfer.
+  std::vector<int> owned_fds;
+  // The first address the target guard refused (the transfer is AGENT_ERROR
+  // unless another address of the host was allowed and connected).
+  std::string guard_refusal;
   // Response state.
   uint64_t header_bytes = 0;
   bool status_line_seen = false;
@@ -160,6 +169,20 @@ int PrereqCallback(void* clientp, char*, char*, int, int) {
 curl_socket_t OpenSocketCallback(void* clientp, curlsocktype,
                                  curl_sockaddr* address) {
   auto* t = static_cast<Transfer*>(clientp);
+  if (t->guard != nullptr) {
+    // Before the socket exists: a refused address is never connected to.
+    const absl::Status allowed = t->guard->CheckAddress(
+        &address->addr, static_cast<socklen_t>(address->addrlen));
+    if (!allowed.ok()) {
+      if (t->guard_refusal.empty()) {
+        t->guard_refusal = std::string(allowed.message());
+        if (!absl::StartsWith(t->guard_refusal, "target guard")) {
+          t->guard_refusal = absl::StrCat("target guard: ", t->guard_refusal);
+        }
+      }
+      return CURL_SOCKET_BAD;
+    }
+  }
   const int fd = socket(address->family, address->socktype | SOCK_CLOEXEC,
                         address->protocol);
   t->last_fd = fd;
@@ -170,6 +193,11 @@ curl_socket_t OpenSocketCallback(void* clientp, curlsocktype,
                absl::StrCat("cannot open a socket: ", std::strerror(e)));
     }
     return CURL_SOCKET_BAD;
+  }
+  if (!t->request.transport.keep_alive()) {
+    // Fresh connection, never shared (FORBID_REUSE): its bytes are ours.
+    (*t->socket_owner)[fd] = t->id;
+    t->owned_fds.push_back(fd);
   }
   return fd;
 }
@@ -444,8 +472,10 @@ class ProbeEngineImpl : public ProbeEngine {
     t.outcome.set_expected_bytes(t.request.size_bytes);
     t.outcome.set_first_bad_offset(-1);
     ToProto(absl::ZeroDuration(), t.outcome.mutable_timings()->mutable_total());
-    if (done) done(std::move(t.outcome));
+    // Completed before the callback runs, so that whoever the callback wakes
+    // sees in_flight() without this probe.
     in_flight_.fetch_sub(1);
+    if (done) done(std::move(t.outcome));
   }
 
   void FillLabels(Transfer* t) {
@@ -540,7 +570,10 @@ class ProbeEngineImpl : public ProbeEngine {
           continue;
         }
         int flags = 0;
-        if (events[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
+        if (events[i].events & EPOLLIN) {
+          flags |= CURL_CSELECT_IN;
+          NoteSocketActivity(fd);
+        }
         if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
         if (events[i].events & (EPOLLERR | EPOLLHUP)) {
           flags |= CURL_CSELECT_ERR;
@@ -584,6 +617,27 @@ class ProbeEngineImpl : public ProbeEngine {
     }
   }
 
+  // Bytes (or the end) arrived on `fd`: activity for the transfer that alone
+  // uses it, even if libcurl does not pass anything on yet (a header line
+  // trickled one byte at a time).
+  void NoteSocketActivity(int fd) {
+    auto owner = socket_owner_.find(fd);
+    if (owner == socket_owner_.end()) return;
+    auto it = active_.find(owner->second);
+    if (it == active_.end()) return;
+    it->second->last_activity = clock_->MonotonicNow();
+  }
+
+  void ForgetSockets(Transfer* t) {
+    for (int fd : t->owned_fds) {
+      auto owner = socket_owner_.find(fd);
+      if (owner != socket_owner_.end() && owner->second == t->id) {
+        socket_owner_.erase(owner);
+      }
+    }
+    t->owned_fds.clear();
+  }
+
   void AdmitWaiting() {
     while (!waiting_.empty() &&
            static_cast<int>(active_.size()) < options_.max_in_flight) {
@@ -599,6 +653,8 @@ class ProbeEngineImpl : public ProbeEngine {
     t->id = next_id_++;
     t->clock = clock_;
     t->newly_connected = &newly_connected_;
+    t->socket_owner = &socket_owner_;
+    t->guard = options_.guard.get();
     t->request = std::move(p.request);
     t->done = std::move(p.done);
     t->limits = ResolveLimits(t->request.limits);
@@ -700,6 +756,16 @@ class ProbeEngineImpl : public ProbeEngine {
     for (char* p : {scheme, host, port, path, query}) curl_free(p);
     curl_url_cleanup(u);
     FC_RETURN_IF_ERROR(url_status);
+    if (t->guard != nullptr) {
+      const absl::Status allowed = t->guard->CheckUrl(url);
+      if (!allowed.ok()) {
+        const absl::string_view why = allowed.message();
+        return absl::PermissionDeniedError(
+            absl::StartsWith(why, "target guard")
+                ? std::string(why)
+                : absl::StrCat("target guard: ", why));
+      }
+    }
 
     t->easy = AcquireEasy();
     if (t->easy == nullptr) {
@@ -711,6 +777,10 @@ class ProbeEngineImpl : public ProbeEngine {
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    // Never through a proxy from the environment: the address the target
+    // guard checks must be the address connected, and the timings the
+    // endpoint's.
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &WriteCallback);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &HeaderCallback);
@@ -905,6 +975,12 @@ class ProbeEngineImpl : public ProbeEngine {
     curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &http_version);
     const bool reused = t->connected && num_connects == 0;
 
+    ForgetSockets(t.get());
+    if (!t->guard_refusal.empty() && !t->connected && connect == 0 &&
+        !t->tcp_connected) {
+      // Every address tried was refused by our policy: not the platform's.
+      t->Abort(LocalAbort::kAgentFault, t->guard_refusal);
+    }
     ProbeFacts f;
     f.local_abort = t->abort;
     f.local_detail = t->abort_detail;
@@ -968,8 +1044,8 @@ class ProbeEngineImpl : public ProbeEngine {
     DoneCallback done = std::move(t->done);
     v1::Outcome outcome = std::move(t->outcome);
     t.reset();
-    if (done) done(std::move(outcome));
     in_flight_.fetch_sub(1);
+    if (done) done(std::move(outcome));
   }
 
   ProbeEngineOptions options_;
@@ -997,6 +1073,7 @@ class ProbeEngineImpl : public ProbeEngine {
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<Deadline>>
       deadlines_;
   std::vector<uint64_t> newly_connected_;
+  absl::flat_hash_map<int, uint64_t> socket_owner_;
 };
 
 }  // namespace

@@ -59,6 +59,13 @@ std::string FaultSpec::ToPath() const {
     kv.push_back(
         absl::StrCat("trickle_us=", absl::ToInt64Microseconds(trickle)));
   }
+  if (header_trickle_bytes > 0) {
+    kv.push_back(absl::StrCat("htrickle_bytes=", header_trickle_bytes));
+  }
+  if (header_trickle != d.header_trickle) {
+    kv.push_back(absl::StrCat("htrickle_us=",
+                              absl::ToInt64Microseconds(header_trickle)));
+  }
   if (declare_bytes != d.declare_bytes) {
     kv.push_back(absl::StrCat("declare=", declare_bytes));
   }
@@ -118,6 +125,10 @@ absl::StatusOr<FaultSpec> FaultSpec::Parse(absl::string_view text) {
       s.silent = n != 0;
     } else if (k == "trickle_us") {
       s.trickle = absl::Microseconds(n);
+    } else if (k == "htrickle_bytes") {
+      s.header_trickle_bytes = static_cast<uint64_t>(n);
+    } else if (k == "htrickle_us") {
+      s.header_trickle = absl::Microseconds(n);
     } else if (k == "declare") {
       s.declare_bytes = n;
     } else if (k == "echo") {
@@ -312,6 +323,12 @@ class Session : public std::enable_shared_from_this<Session> {
     pad_line_left_ = spec_.header_line_bytes;
     pad_lines_left_ = spec_.header_bytes;
     pad_index_ = 0;
+    trickle_line_.clear();
+    trickle_pos_ = 0;
+    if (spec_.header_trickle_bytes > 0) {
+      trickle_line_ = absl::StrCat(
+          "x-trickle: ", std::string(spec_.header_trickle_bytes, 't'), "\r\n");
+    }
     auto self = shared_from_this();
     asio::async_write(socket_, asio::buffer(out_),
                       [self](boost::system::error_code ec, size_t) {
@@ -337,6 +354,8 @@ class Session : public std::enable_shared_from_this<Session> {
         pad_lines_left_ -= std::min<uint64_t>(pad_lines_left_, line.size());
         out_.append(line);
       }
+    } else if (!trickle_line_.empty()) {
+      return TrickleHeader();
     } else {
       if (!keep_alive_ && spec_.framing != FaultSpec::Framing::kClose) {
         absl::StrAppend(&out_, "Connection: close\r\n");
@@ -356,6 +375,27 @@ class Session : public std::enable_shared_from_this<Session> {
                         if (ec) return self->Close();
                         self->SendHeadPadding();
                       });
+  }
+
+  // Sends the trickled header line one byte per interval, then the rest.
+  void TrickleHeader() {
+    if (trickle_pos_ >= trickle_line_.size()) {
+      trickle_line_.clear();
+      return SendHeadPadding();
+    }
+    out_ = trickle_line_.substr(trickle_pos_++, 1);
+    auto self = shared_from_this();
+    asio::async_write(
+        socket_, asio::buffer(out_),
+        [self](boost::system::error_code ec, size_t) {
+          if (ec) return self->Close();
+          self->timer_.expires_after(
+              absl::ToChronoNanoseconds(self->spec_.header_trickle));
+          self->timer_.async_wait([self](boost::system::error_code ec) {
+            if (ec) return self->Close();
+            self->TrickleHeader();
+          });
+        });
   }
 
   // The body offset at which the current fault (or the end) happens.
@@ -498,6 +538,8 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t pad_line_left_ = 0;
   uint64_t pad_lines_left_ = 0;
   uint64_t pad_index_ = 0;
+  std::string trickle_line_;
+  size_t trickle_pos_ = 0;
 };
 
 class FaultServerImpl : public FaultServer {

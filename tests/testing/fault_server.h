@@ -12,7 +12,8 @@
 // first-byte delay; stall / clean close (with or without the final chunk) /
 // RST (SO_LINGER 0, after the first k bytes were acknowledged) after k body
 // bytes; a wrong byte at k; an endless body; huge headers (many lines or one
-// giant line); accept-and-never-answer; a trickle of one byte per interval.
+// giant line); accept-and-never-answer; a trickle of one byte per interval
+// (body, or one header line).
 //
 // Boost.Asio on `threads` threads; loopback only; port 0 by default (read it
 // back with port()). Shared test infrastructure
@@ -58,6 +59,10 @@ struct FaultSpec {
   bool silent = false;
   // Send the body one byte per interval (0 = off).
   absl::Duration trickle = absl::ZeroDuration();
+  // Add a header line "x-trickle: ttt..." with this many value bytes, sent
+  // one byte per header_trickle interval (the rest of the head at once).
+  uint64_t header_trickle_bytes = 0;
+  absl::Duration header_trickle = absl::Milliseconds(100);
   // x-canary-bytes: -2 = the real size, -1 = omitted, else this value.
   int64_t declare_bytes = -2;
   bool echo_probe_id = true;

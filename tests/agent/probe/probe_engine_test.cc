@@ -429,6 +429,28 @@ TEST_F(ProbeEngineTest, DetectsAStallWithinTheLimit) {
   EXPECT_LE(silent, absl::Milliseconds(350)) << silent;
 }
 
+// A header line sent one byte per 100 ms takes 2.3 s to arrive: every byte
+// counts as activity, so a 1 s stall limit is not hit; a 50 ms one is.
+TEST_F(ProbeEngineTest, HeaderBytesTrickledSlowlyAreNotAStall) {
+  FaultSpec s;
+  s.header_trickle_bytes = 10;  // "x-trickle: tttttttttt\r\n": 23 bytes.
+  s.header_trickle = absl::Milliseconds(100);
+  ProbeRequest r = Request(s, 4096);
+  SetDuration(absl::Seconds(1), r.limits.mutable_stall_limit());
+  SetDuration(absl::Seconds(5), r.limits.mutable_timeout());
+  const v1::Outcome o = Run(r);
+  ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
+  EXPECT_EQ(o.received_bytes(), 4096u);
+  EXPECT_GE(D(o.timings().first_body_byte()), absl::Milliseconds(2200));
+
+  SetDuration(absl::Milliseconds(50), r.limits.mutable_stall_limit());
+  r.probe_id += "-b";
+  const v1::Outcome stalled = Run(r);
+  EXPECT_EQ(stalled.outcome_class(), v1::STALLED) << Describe(stalled);
+  EXPECT_EQ(stalled.received_bytes(), 0u);
+  EXPECT_LT(D(stalled.timings().total()), absl::Milliseconds(300));
+}
+
 TEST_F(ProbeEngineTest, TruncationAtByteKReportsExactlyK) {
   for (int64_t k : {1, 4095, 12345, 65537}) {
     for (Framing framing : {Framing::kContentLength, Framing::kChunked}) {
