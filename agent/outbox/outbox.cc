@@ -4,9 +4,11 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -38,7 +40,8 @@ class OutboxImpl : public Outbox {
     if (options_.max_bytes == 0) options_.max_bytes = kDefaultMaxBytes;
   }
   ~OutboxImpl() override {
-    for (sqlite3_stmt* s : {insert_, meta_set_, oldest_, delete_upto_, read_}) {
+    for (sqlite3_stmt* s :
+         {insert_, meta_set_, oldest_, delete_upto_, delete_range_, read_}) {
       sqlite3_finalize(s);
     }
     sqlite3_close_v2(db_);
@@ -76,9 +79,12 @@ class OutboxImpl : public Outbox {
     FC_RETURN_IF_ERROR(
         Prepare("UPDATE meta SET value = ? WHERE key = ?", &meta_set_));
     FC_RETURN_IF_ERROR(Prepare(
-        "SELECT seq, size FROM outcomes ORDER BY seq LIMIT 256", &oldest_));
+        "SELECT seq, size FROM outcomes WHERE seq > ? ORDER BY seq LIMIT 256",
+        &oldest_));
     FC_RETURN_IF_ERROR(
         Prepare("DELETE FROM outcomes WHERE seq <= ?", &delete_upto_));
+    FC_RETURN_IF_ERROR(Prepare(
+        "DELETE FROM outcomes WHERE seq > ? AND seq <= ?", &delete_range_));
     FC_RETURN_IF_ERROR(Prepare(
         "SELECT seq, data FROM outcomes WHERE seq > ? ORDER BY seq LIMIT ?",
         &read_));
@@ -102,6 +108,8 @@ class OutboxImpl : public Outbox {
       bytes_ = sqlite3_column_int64(q, 1);
     }
     sqlite3_finalize(q);
+    // Until a Welcome says otherwise, anything stored may have been sent.
+    sent_upto_ = next_sequence_ - 1;
     if (!options_.journal_path.empty()) {
       journal_fd_ = open(options_.journal_path.c_str(),
                          O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -125,6 +133,7 @@ class OutboxImpl : public Outbox {
     const std::string data = outcome.SerializeAsString();
     FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     uint64_t dropped_now = 0, dropped_bytes = 0;
+    std::vector<uint64_t> dropped_seqs;
     absl::Status s = [&]() -> absl::Status {
       sqlite3_bind_int64(insert_, 1, seq);
       sqlite3_bind_int64(insert_, 2, data.size());
@@ -138,9 +147,11 @@ class OutboxImpl : public Outbox {
       while (bytes > options_.max_bytes) {
         uint64_t upto = 0;
         int found = 0;
+        sqlite3_bind_int64(oldest_, 1, std::max(sent_upto_, acked_));
         while (bytes > options_.max_bytes &&
                sqlite3_step(oldest_) == SQLITE_ROW) {
           upto = sqlite3_column_int64(oldest_, 0);
+          if (journal_fd_ >= 0) dropped_seqs.push_back(upto);
           const uint64_t size = sqlite3_column_int64(oldest_, 1);
           bytes -= size;
           dropped_bytes += size;
@@ -148,19 +159,24 @@ class OutboxImpl : public Outbox {
           ++found;
         }
         sqlite3_reset(oldest_);
-        if (found == 0) break;
-        sqlite3_bind_int64(delete_upto_, 1, upto);
-        const int drc = sqlite3_step(delete_upto_);
-        sqlite3_reset(delete_upto_);
+        if (found == 0) break;  // Only possibly-sent outcomes are left.
+        sqlite3_bind_int64(delete_range_, 1, std::max(sent_upto_, acked_));
+        sqlite3_bind_int64(delete_range_, 2, upto);
+        const int drc = sqlite3_step(delete_range_);
+        sqlite3_reset(delete_range_);
         if (drc != SQLITE_DONE) return Error("dropping oldest outcomes");
       }
       if (dropped_now > 0) {
         FC_RETURN_IF_ERROR(SetMeta("dropped_total", dropped_ + dropped_now));
       }
       if (journal_fd_ >= 0) {
-        const std::string line =
+        std::string line =
             absl::StrCat(seq, " ", outcome.probe_id(), " ",
-                         v1::OutcomeClass_Name(outcome.outcome_class()), "\n");
+                         v1::OutcomeClass_Name(outcome.outcome_class()), " ",
+                         v1::InvokeMode_Name(outcome.mode()), " ",
+                         outcome.requested_bytes(), "\n");
+        for (uint64_t d : dropped_seqs)
+          absl::StrAppend(&line, "dropped ", d, "\n");
         if (write(journal_fd_, line.data(), line.size()) !=
             static_cast<ssize_t>(line.size())) {
           return absl::UnavailableError("writing the outcome journal");
@@ -188,6 +204,23 @@ class OutboxImpl : public Outbox {
   absl::StatusOr<std::vector<v1::Outcome>> ReadAfter(
       uint64_t after, size_t max_count, size_t max_bytes) override {
     absl::MutexLock lock(&mu_);
+    return ReadLocked(after, max_count, max_bytes);
+  }
+
+  absl::StatusOr<std::vector<v1::Outcome>> ReadForSend(
+      uint64_t after, size_t max_count, size_t max_bytes) override {
+    absl::MutexLock lock(&mu_);
+    auto out = ReadLocked(after, max_count, max_bytes);
+    if (out.ok() && !out->empty()) {
+      sent_upto_ = std::max(sent_upto_, out->back().sequence());
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<v1::Outcome>> ReadLocked(uint64_t after,
+                                                      size_t max_count,
+                                                      size_t max_bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<v1::Outcome> out;
     size_t bytes = 0;
     sqlite3_bind_int64(read_, 1, after);
@@ -252,6 +285,16 @@ class OutboxImpl : public Outbox {
     return absl::OkStatus();
   }
 
+  void MarkSent(uint64_t sequence) override {
+    absl::MutexLock lock(&mu_);
+    sent_upto_ = std::max(sent_upto_, sequence);
+  }
+
+  void ResetSent(uint64_t sequence) override {
+    absl::MutexLock lock(&mu_);
+    sent_upto_ = sequence;
+  }
+
   OutboxStats stats() override {
     absl::MutexLock lock(&mu_);
     OutboxStats s;
@@ -304,6 +347,7 @@ class OutboxImpl : public Outbox {
   sqlite3_stmt* meta_set_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* oldest_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* delete_upto_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* delete_range_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* read_ ABSL_GUARDED_BY(mu_) = nullptr;
   int journal_fd_ ABSL_GUARDED_BY(mu_) = -1;
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
@@ -312,6 +356,8 @@ class OutboxImpl : public Outbox {
   uint64_t depth_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t appended_ ABSL_GUARDED_BY(mu_) = 0;
+  // Highest sequence that may have reached the controller (never dropped).
+  uint64_t sent_upto_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

@@ -11,10 +11,14 @@
 // watermark and the drop count are stored in the same file and survive
 // restarts.
 //
-// Bound: when the stored outcomes exceed `max_bytes`, the oldest are deleted
-// and counted (dropped_total, cumulative and persistent). A dropped outcome
-// is normally one the controller never received; one that was in flight at
-// the time may still be committed by the controller.
+// Bound: when the stored outcomes exceed `max_bytes`, the oldest outcomes
+// that were never sent are deleted and counted (dropped_total, cumulative and
+// persistent). Outcomes that may have reached the controller (sent, not yet
+// acknowledged: up to MarkSent()) are never dropped, so every drop is an
+// outcome the controller never sees and shows there as a sequence gap; the
+// bound can thus be exceeded by the session's in-flight window. After a
+// restart everything stored counts as possibly sent until the session's
+// first Welcome calls ResetSent().
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_AGENT_OUTBOX_OUTBOX_H_
@@ -37,8 +41,12 @@ struct OutboxOptions {
   std::string path;
   // Most bytes of stored (serialized) outcomes; 0 = 256 MiB.
   uint64_t max_bytes = 0;
-  // Debug/testing: when set, every appended outcome's "<sequence> <probe_id>
-  // <class>" line is appended to this file just before the outcome commits.
+  // Debug/testing: when set, every appended outcome's line "<sequence>
+  // <probe_id> <class> <mode> <requested_bytes>", and a line "dropped
+  // <sequence>" for each outcome the bound drops, are appended to this file
+  // just before the append commits (so after a crash the journal may hold
+  // one line whose sequence is later reused: the last line of a sequence
+  // is the one that counts).
   std::string journal_path;
 };
 
@@ -69,9 +77,21 @@ class Outbox {
   virtual absl::StatusOr<std::vector<v1::Outcome>> ReadAfter(
       uint64_t after, size_t max_count, size_t max_bytes) = 0;
 
+  // ReadAfter, and atomically MarkSent() the last outcome returned: the
+  // bound can never drop an outcome between being read and being sent.
+  virtual absl::StatusOr<std::vector<v1::Outcome>> ReadForSend(
+      uint64_t after, size_t max_count, size_t max_bytes) = 0;
+
   // Everything <= `sequence` is acknowledged: deleted and remembered.
   // Acks never go backwards (a lower value is ignored).
   virtual absl::Status Ack(uint64_t sequence) = 0;
+
+  // Outcomes up to `sequence` may have reached the controller: the bound
+  // never drops them. Only raises the mark.
+  virtual void MarkSent(uint64_t sequence) = 0;
+  // The controller has committed exactly up to `sequence` (Welcome): later
+  // outcomes did not reach it and may be dropped again.
+  virtual void ResetSent(uint64_t sequence) = 0;
 
   virtual OutboxStats stats() = 0;
 };

@@ -216,6 +216,11 @@ class IngestImpl : public Ingest {
           break;
         case Item::Kind::kOutcomes: {
           v1::OutcomeBatch& b = item.outcomes;
+          if (b.outcomes_size() == 0) {
+            // A barrier (or an empty batch): reports the watermark.
+            r.applied_sequence = agent.applied_sequence;
+            break;
+          }
           ++batches;
           agent.dropped_total =
               std::max(agent.dropped_total, b.dropped_total());

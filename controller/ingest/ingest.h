@@ -85,6 +85,8 @@ class Ingest {
   // session, overrides the outcomes' agent_id/region). `done` runs exactly
   // once, after the commit (or with its error, or CANCELLED at shutdown).
   // INVALID_ARGUMENT results: first_sequence 0 or inconsistent sequences.
+  // An empty batch is a barrier: its result carries the watermark after
+  // everything submitted before it.
   virtual void SubmitOutcomes(const std::string& agent_id,
                               const std::string& region, v1::OutcomeBatch batch,
                               DoneCallback done) = 0;

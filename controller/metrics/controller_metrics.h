@@ -14,7 +14,8 @@
 //   fleetcanary_phantom_errors_total{region,target,mode}
 //   fleetcanary_verdict{kind,region,target,mode,size_class,state} (state set)
 //   fleetcanary_error_rate_upper_bound{region,target,mode,size_class}
-//   fleetcanary_agents{region,state}, fleetcanary_regions_without_agents{region}
+//   fleetcanary_agents{region,state},
+//   fleetcanary_regions_without_agents{region}
 //   fleetcanary_outbox_dropped_total{region}
 //   fleetcanary_ingest_{batches,outcomes,duplicates,gaps,commits,
 //     commit_errors}_total

@@ -13,6 +13,8 @@
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
+#include "controller/api/admin_service.h"
+#include "controller/api/verdict_source.h"
 #include "controller/metrics/metrics_export.h"
 #include "controller/session/agent_session_service.h"
 #include "controller/session/session_hub.h"
@@ -101,6 +103,7 @@ class ControllerServerImpl : public ControllerServer {
     FC_ASSIGN_OR_RETURN(hub_, SessionHub::Create(ho, ingest_.get(), scheduler,
                                                  metrics_.get(), clock_));
     service_ = std::make_unique<AgentSessionService>(hub_.get());
+    FC_RETURN_IF_ERROR(StartAdmin());
 
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -109,6 +112,7 @@ class ControllerServerImpl : public ControllerServer {
     builder.AddListeningPort(c.grpc_listen(), grpc::InsecureServerCredentials(),
                              &port);
     builder.RegisterService(service_.get());
+    builder.RegisterService(admin_service_.get());
     builder.SetMaxReceiveMessageSize(64 << 20);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port == 0) {
@@ -135,6 +139,7 @@ class ControllerServerImpl : public ControllerServer {
   Ingest* ingest() override { return ingest_.get(); }
   Store* store() override { return store_.get(); }
   ControllerMetrics* metrics() override { return metrics_.get(); }
+  AdminCore* admin() override { return admin_core_.get(); }
 
   void Drain(absl::Duration timeout) override {
     {
@@ -149,6 +154,8 @@ class ControllerServerImpl : public ControllerServer {
     if (hub_) hub_->Drain("shutdown", timeout);
     if (server_)
       server_->Shutdown(absl::ToChronoTime(Clock::Real()->Now() + timeout));
+    if (admin_core_) admin_core_->Shutdown();
+    if (admin_service_) admin_service_->Shutdown();
     if (hub_) hub_->Shutdown();
     if (ingest_) ingest_->Shutdown();
     if (scheduler_) scheduler_->Shutdown();
@@ -163,6 +170,47 @@ class ControllerServerImpl : public ControllerServer {
   }
 
  private:
+  // The admin API: verdicts from the store until a live source is wired,
+  // ad-hoc probes through the hub, results live and through ingest.
+  absl::Status StartAdmin() {
+    if (!options_.admin_tokens_file.empty()) {
+      FC_ASSIGN_OR_RETURN(
+          admin_auth_, AdminAuthorizer::FromFile(options_.admin_tokens_file));
+    } else if (options_.admin_allow_all) {
+      admin_auth_ = AdminAuthorizer::AllowAll();
+      LogWarning("admin_api_open",
+                 {{"reason",
+                   "--insecure without --admin_tokens: every admin "
+                   "call is allowed"}});
+    }
+    FC_ASSIGN_OR_RETURN(verdict_source_,
+                        CreateStoreVerdictSource({}, store_.get(), clock_));
+    AdminCoreDeps deps;
+    deps.scheduler = scheduler_.get();
+    deps.ingest = ingest_.get();
+    deps.verdicts = verdict_source_.get();
+    deps.clock = clock_;
+    SessionHub* hub = hub_.get();
+    deps.send_adhoc = [hub](const std::string& agent_id,
+                            const v1::AdhocProbe& probe) {
+      v1::ControllerMessage m;
+      *m.mutable_adhoc_probe() = probe;
+      return hub->SendToAgent(agent_id, std::move(m));
+    };
+    AdminCoreOptions ao;
+    ao.guard = options_.target_guard;
+    FC_ASSIGN_OR_RETURN(admin_core_, AdminCore::Create(ao, deps));
+    AdminCore* core = admin_core_.get();
+    hub_->SetAdhocResultHandler(
+        [core](const std::string& agent_id, const v1::AdhocResult& r) {
+          core->OnAdhocResult(agent_id, r);
+        });
+    ingest_->AddObserver(core);
+    admin_service_ =
+        CreateAdminService({}, admin_core_.get(), admin_auth_.get());
+    return absl::OkStatus();
+  }
+
   void PruneLoop() {
     absl::MutexLock lock(&mu_);
     for (;;) {
@@ -190,6 +238,10 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<SessionHub> hub_;
   std::unique_ptr<AgentSessionService> service_;
+  std::unique_ptr<AdminAuthorizer> admin_auth_;
+  std::unique_ptr<VerdictSource> verdict_source_;
+  std::unique_ptr<AdminCore> admin_core_;
+  std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::string grpc_address_;

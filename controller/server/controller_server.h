@@ -1,6 +1,6 @@
 // The fleetcanary controller process: store → metrics (restored) → ingest →
 // scheduler (fleet file applied) → session hub, served over gRPC
-// (AgentSession, health, reflection) and /metrics over HTTP.
+// (AgentSession, CanaryAdmin, health, reflection) and /metrics over HTTP.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_CONTROLLER_SERVER_CONTROLLER_SERVER_H_
@@ -11,7 +11,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/net/target_guard.h"
 #include "common/time/clock.h"
+#include "controller/api/admin_core.h"
 #include "controller/ingest/ingest.h"
 #include "controller/metrics/controller_metrics.h"
 #include "controller/scheduler/scheduler.h"
@@ -30,6 +32,13 @@ struct ControllerServerOptions {
   IngestOptions ingest;
   // How often retention pruning runs.
   absl::Duration prune_interval = absl::Hours(1);
+  // Admin API (CanaryAdmin): bearer tokens (YAML of v1::AdminTokens). Empty:
+  // every call is allowed when admin_allow_all (--insecure), else refused.
+  std::string admin_tokens_file;
+  bool admin_allow_all = false;
+  // Which explicit URLs RunProbe may send agents to (hosts of registered
+  // targets are always allowed).
+  TargetGuardOptions target_guard;
 };
 
 class ControllerServer {
@@ -50,6 +59,8 @@ class ControllerServer {
   virtual Ingest* ingest() = 0;
   virtual Store* store() = 0;
   virtual ControllerMetrics* metrics() = 0;
+  // The admin API's core (RunProbe, schedules, agents, verdicts).
+  virtual AdminCore* admin() = 0;
 
   // Graceful stop: refuse new streams, commit and acknowledge what was
   // received, send Drain, close sessions, stop the servers. Idempotent.

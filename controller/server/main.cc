@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -28,6 +29,19 @@ ABSL_FLAG(std::string, heartbeat_interval, "",
           "Heartbeat interval, e.g. 10s (default from config, else 10s).");
 ABSL_FLAG(std::string, drain_timeout, "10s",
           "Longest graceful drain on SIGTERM.");
+ABSL_FLAG(std::string, admin_tokens, "",
+          "Admin API bearer tokens (YAML, fleetcanary.v1.AdminTokens). "
+          "Without it the admin API refuses every call, unless --insecure.");
+ABSL_FLAG(bool, insecure, false,
+          "Trusted machine only: without --admin_tokens, allow every admin "
+          "API call.");
+ABSL_FLAG(std::vector<std::string>, target_allow_hosts, {},
+          "Extra hosts (names or IP literals) that ad-hoc RunProbe URLs may "
+          "name, comma-separated; hosts of registered targets and "
+          "*.lambda-url.*.on.aws are always allowed.");
+ABSL_FLAG(bool, target_allow_loopback, false,
+          "Let ad-hoc RunProbe URLs reach loopback addresses (local demo "
+          "with the function-url-emulator).");
 
 namespace {
 
@@ -84,6 +98,11 @@ int main(int argc, char** argv) {
     absl::Status s = fleetcanary::LoadYamlFile(fleet_path, &options.fleet);
     if (!s.ok()) return Fail(s);
   }
+  options.admin_tokens_file = absl::GetFlag(FLAGS_admin_tokens);
+  options.admin_allow_all = absl::GetFlag(FLAGS_insecure);
+  options.target_guard.allowed_hosts = absl::GetFlag(FLAGS_target_allow_hosts);
+  options.target_guard.allow_loopback =
+      absl::GetFlag(FLAGS_target_allow_loopback);
   auto drain_timeout =
       fleetcanary::ParseDuration(absl::GetFlag(FLAGS_drain_timeout));
   if (!drain_timeout.ok()) return Fail(drain_timeout.status());

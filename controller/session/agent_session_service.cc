@@ -19,40 +19,43 @@ class ConnectReactor
   explicit ConnectReactor(SessionHub* hub) {
     session_ = hub->Open(this);
     if (session_ == nullptr) {
-      closed_for_drain_ = true;
       grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>::Finish(
           grpc::Status(grpc::StatusCode::UNAVAILABLE,
                        "controller is draining"));
       return;
     }
-    absl::MutexLock lock(&mu_);
-    reading_ = true;
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = true;
+    }
     StartRead(&in_);
   }
 
-  // SessionSink.
+  // SessionSink. Every Start*/Finish call is made without holding mu_.
   void Send(v1::ControllerMessage message) override {
-    absl::MutexLock lock(&mu_);
-    if (finish_requested_) return;
-    out_.push_back(std::move(message));
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&out_.front());
+    const v1::ControllerMessage* next = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_requested_) return;
+      out_.push_back(std::move(message));
+      if (!writing_) {
+        writing_ = true;
+        next = &out_.front();
+      }
     }
+    if (next) StartWrite(next);
   }
 
   void Finish(const absl::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    if (finish_requested_) return;
-    finish_requested_ = true;
-    finish_status_ = ToGrpcStatus(status);
-    MaybeFinishLocked();
+    RequestFinish(ToGrpcStatus(status));
   }
 
   void ResumeReads() override {
-    absl::MutexLock lock(&mu_);
-    if (finish_requested_ || reading_ || read_closed_) return;
-    reading_ = true;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_requested_ || reading_ || read_closed_) return;
+      reading_ = true;
+    }
     StartRead(&in_);
   }
 
@@ -60,46 +63,49 @@ class ConnectReactor
   void OnReadDone(bool ok) override {
     if (!ok) {
       // The agent half-closed or the stream broke: finish once writes drain.
-      absl::MutexLock lock(&mu_);
-      reading_ = false;
-      read_closed_ = true;
-      if (!finish_requested_) {
-        finish_requested_ = true;
-        finish_status_ = grpc::Status::OK;
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ = false;
+        read_closed_ = true;
       }
-      MaybeFinishLocked();
+      RequestFinish(grpc::Status::OK);
       return;
     }
     const bool more = session_->OnMessage(in_);
-    absl::MutexLock lock(&mu_);
-    reading_ = false;
-    if (more && !finish_requested_) {
-      reading_ = true;
-      StartRead(&in_);
+    bool start = false;
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      if (more && !finish_requested_) reading_ = start = true;
     }
+    if (start) StartRead(&in_);
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    out_.pop_front();
-    if (!ok) {
-      // The stream is broken; nothing more can be written.
-      out_.clear();
-      writing_ = false;
-      if (!finish_requested_) {
-        finish_requested_ = true;
-        finish_status_ =
-            grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed");
+    const v1::ControllerMessage* next = nullptr;
+    bool finish = false;
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      out_.pop_front();
+      if (!ok) {
+        // The stream is broken; nothing more can be written.
+        out_.clear();
+        if (!finish_requested_) {
+          finish_requested_ = true;
+          finish_status_ =
+              grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed");
+        }
       }
-      MaybeFinishLocked();
-      return;
+      if (!out_.empty()) {
+        next = &out_.front();
+      } else {
+        writing_ = false;
+        finish = TakeFinishLocked(&status);
+      }
     }
-    if (!out_.empty()) {
-      StartWrite(&out_.front());
-    } else {
-      writing_ = false;
-      MaybeFinishLocked();
-    }
+    if (next) StartWrite(next);
+    if (finish) FinishNow(status);
   }
 
   void OnDone() override {
@@ -108,16 +114,34 @@ class ConnectReactor
   }
 
  private:
-  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_requested_ && !writing_ && !finished_) {
-      finished_ = true;
-      grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>::Finish(
-          finish_status_);
+  void RequestFinish(grpc::Status status) {
+    bool finish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!finish_requested_) {
+        finish_requested_ = true;
+        finish_status_ = std::move(status);
+      }
+      finish = TakeFinishLocked(&status);
     }
+    if (finish) FinishNow(status);
+  }
+
+  // Whether the caller must call Finish now (exactly once, writes drained).
+  bool TakeFinishLocked(grpc::Status* status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finish_requested_ || writing_ || finished_) return false;
+    finished_ = true;
+    *status = finish_status_;
+    return true;
+  }
+
+  void FinishNow(const grpc::Status& status) {
+    grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>::Finish(
+        status);
   }
 
   std::shared_ptr<Session> session_;
-  bool closed_for_drain_ = false;
   // Written only by gRPC between StartRead and OnReadDone.
   v1::AgentMessage in_;
 

@@ -59,6 +59,14 @@ class SessionImpl : public Session,
     FinishLocked(
         absl::UnavailableError(absl::StrCat("controller draining: ", reason)));
   }
+  // Sends `m` if this is the welcomed, open session of `agent_id`.
+  bool Deliver(const std::string& agent_id, v1::ControllerMessage m) {
+    absl::MutexLock lock(&mu_);
+    if (!registered_ || finished_ || sink_ == nullptr || agent_id_ != agent_id)
+      return false;
+    SendLocked(std::move(m));
+    return true;
+  }
 
  private:
   void SendLocked(v1::ControllerMessage m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -71,9 +79,12 @@ class SessionImpl : public Session,
     }
   }
   bool HandleHello(const v1::Hello& hello);
+  void Welcome(const v1::Hello& hello, const IngestResult& r);
   void OnIngested(const IngestResult& r, bool outcomes);
 
   SessionHubImpl* const hub_;
+  // Held across scheduler (de)registration so that it happens in order.
+  absl::Mutex registration_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
   // State below is protected by mu_.
   SessionSink* sink_ ABSL_GUARDED_BY(mu_);
@@ -143,6 +154,34 @@ class SessionHubImpl : public SessionHub {
     return static_cast<int>(sessions_.size());
   }
 
+  absl::Status SendToAgent(const std::string& agent_id,
+                           v1::ControllerMessage message) override {
+    std::vector<std::shared_ptr<SessionImpl>> sessions;
+    {
+      absl::MutexLock lock(&mu_);
+      sessions = SnapshotLocked();
+    }
+    for (auto& s : sessions) {
+      if (s->Deliver(agent_id, message)) return absl::OkStatus();
+    }
+    return absl::NotFoundError(
+        absl::StrCat("agent \"", agent_id, "\" has no open session"));
+  }
+
+  void SetAdhocResultHandler(AdhocResultHandler handler) override {
+    absl::MutexLock lock(&handler_mu_);
+    adhoc_handler_ = std::make_shared<AdhocResultHandler>(std::move(handler));
+  }
+
+  void OnAdhocResult(const std::string& agent_id, const v1::AdhocResult& r) {
+    std::shared_ptr<AdhocResultHandler> handler;
+    {
+      absl::MutexLock lock(&handler_mu_);
+      handler = adhoc_handler_;
+    }
+    if (handler && *handler) (*handler)(agent_id, r);
+  }
+
   void Shutdown() override {
     {
       absl::MutexLock lock(&mu_);
@@ -200,6 +239,10 @@ class SessionHubImpl : public SessionHub {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<SessionImpl*, std::weak_ptr<SessionImpl>> sessions_
       ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex handler_mu_;
+  std::shared_ptr<AdhocResultHandler> adhoc_handler_
+      ABSL_GUARDED_BY(handler_mu_);
 };
 
 bool SessionImpl::OnMessage(const v1::AgentMessage& message) {
@@ -258,6 +301,7 @@ bool SessionImpl::OnMessage(const v1::AgentMessage& message) {
     case v1::AgentMessage::kAdhocResult:
       // Ad-hoc outcomes also arrive through the outbox (exactly once); the
       // live result stream is for the admin API's RunProbe.
+      hub_->OnAdhocResult(agent_id, message.adhoc_result());
       return true;
     default: {
       absl::MutexLock lock(&mu_);
@@ -288,22 +332,42 @@ bool SessionImpl::HandleHello(const v1::Hello& hello) {
     has_hello_ = true;
     agent_id_ = hello.agent_id();
     region_ = hello.region();
+  }
+  LogInfo("agent_session_open",
+          {{"agent", hello.agent_id()},
+           {"region", hello.region()},
+           {"last_acked", absl::StrCat(hello.last_acked_sequence())}});
+  // Welcome carries the watermark after everything already queued for this
+  // agent (e.g. from its previous stream) is committed: an empty batch is a
+  // barrier in ingest's FIFO. So the agent never treats as lost an outcome
+  // that a late commit would still apply.
+  auto self = shared_from_this();
+  hub_->ingest()->SubmitOutcomes(
+      hello.agent_id(), hello.region(), v1::OutcomeBatch(),
+      [self, hello](const IngestResult& r) { self->Welcome(hello, r); });
+  return true;
+}
+
+void SessionImpl::Welcome(const v1::Hello& hello, const IngestResult& r) {
+  absl::MutexLock registration(&registration_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || sink_ == nullptr) return;
+    if (!r.status.ok()) {
+      FinishLocked(absl::UnavailableError(r.status.message()));
+      return;
+    }
     v1::ControllerMessage m;
     v1::Welcome* w = m.mutable_welcome();
     w->set_controller_id(hub_->options().controller_id);
     *w->mutable_heartbeat_interval() =
         ToProto(hub_->options().heartbeat_interval);
     *w->mutable_metrics_period() = ToProto(hub_->options().metrics_period);
-    w->set_applied_sequence(hub_->ingest()->AppliedSequence(agent_id_));
+    w->set_applied_sequence(r.applied_sequence);
     SendLocked(std::move(m));
     registered_ = true;
   }
-  LogInfo("agent_session_open",
-          {{"agent", hello.agent_id()},
-           {"region", hello.region()},
-           {"last_acked", absl::StrCat(hello.last_acked_sequence())}});
   hub_->scheduler()->AgentConnected(hello, this);
-  return true;
 }
 
 void SessionImpl::OnIngested(const IngestResult& r, bool outcomes) {
@@ -349,12 +413,16 @@ void SessionImpl::Tick(absl::Duration now, absl::Time wall,
 }
 
 void SessionImpl::OnClosed() {
-  std::string agent_id;
-  bool registered;
   {
     absl::MutexLock lock(&mu_);
     sink_ = nullptr;
     finished_ = true;
+  }
+  absl::MutexLock registration(&registration_mu_);
+  std::string agent_id;
+  bool registered;
+  {
+    absl::MutexLock lock(&mu_);
     agent_id = agent_id_;
     registered = registered_;
   }

@@ -21,6 +21,7 @@
 #ifndef FLEETCANARY_CONTROLLER_SESSION_SESSION_HUB_H_
 #define FLEETCANARY_CONTROLLER_SESSION_SESSION_HUB_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -85,6 +86,17 @@ class SessionHub {
   virtual void Drain(const std::string& reason, absl::Duration timeout) = 0;
 
   virtual int active_sessions() = 0;
+
+  // Sends `message` on the open, welcomed session of `agent_id` (the admin
+  // API's ad-hoc probes). NOT_FOUND when the agent has no such session.
+  virtual absl::Status SendToAgent(const std::string& agent_id,
+                                   v1::ControllerMessage message) = 0;
+  // Receives every AdhocResult an agent sends, with the agent id of its
+  // Hello. Called on transport threads: must not block. Replaces any
+  // previous handler.
+  using AdhocResultHandler = std::function<void(const std::string& agent_id,
+                                                const v1::AdhocResult& result)>;
+  virtual void SetAdhocResultHandler(AdhocResultHandler handler) = 0;
   // Stops the heartbeat timer. Idempotent.
   virtual void Shutdown() = 0;
 };

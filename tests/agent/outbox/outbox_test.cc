@@ -89,6 +89,7 @@ TEST_F(OutboxTest, SequencesReadAckAndSurviveRestart) {
 TEST_F(OutboxTest, BoundDropsOldestAndCountsPersistently) {
   {
     auto box = Open(/*max_bytes=*/10000);
+    box->ResetSent(0);  // As after a Welcome with nothing committed.
     for (int i = 1; i <= 100; ++i) ASSERT_TRUE(box->Append(Make(i, 500)).ok());
     OutboxStats s = box->stats();
     EXPECT_LE(s.bytes, 10000u);
@@ -102,6 +103,38 @@ TEST_F(OutboxTest, BoundDropsOldestAndCountsPersistently) {
   auto box = Open(10000);
   OutboxStats s = box->stats();
   EXPECT_EQ(s.depth + s.dropped_total, 100u);
+}
+
+TEST_F(OutboxTest, NeverDropsWhatMayHaveBeenSent) {
+  auto box = Open(/*max_bytes=*/5000);
+  box->ResetSent(0);
+  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(box->Append(Make(i, 500)).ok());
+  box->MarkSent(5);  // In flight to the controller.
+  for (int i = 6; i <= 30; ++i) ASSERT_TRUE(box->Append(Make(i, 500)).ok());
+  auto read = box->ReadAfter(0, 1000, 1 << 20);
+  ASSERT_TRUE(read.ok());
+  // 1..5 kept; the drops are the oldest unsent ones, right after 5.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ((*read)[i].sequence(), i + 1u);
+  const OutboxStats s = box->stats();
+  EXPECT_GT(s.dropped_total, 0u);
+  EXPECT_EQ((*read)[5].sequence(), 6 + s.dropped_total);
+  EXPECT_EQ(read->back().sequence(), 30u);
+  // A restart protects everything stored until the session's Welcome (only
+  // the new, never-sent outcome can go).
+  box.reset();
+  box = Open(5000);
+  const uint64_t dropped = box->stats().dropped_total;
+  const size_t stored = box->ReadAfter(0, 1000, 1 << 20)->size();
+  ASSERT_TRUE(box->Append(Make(31, 500)).ok());
+  auto after = box->ReadAfter(0, 1000, 1 << 20);
+  ASSERT_GE(after->size(), stored);
+  EXPECT_EQ(after->front().sequence(), 1u);
+  EXPECT_LE(box->stats().dropped_total, dropped + 1);
+  box->ResetSent(0);
+  const uint64_t before = box->stats().dropped_total;
+  ASSERT_TRUE(box->Append(Make(32, 500)).ok());
+  EXPECT_GT(box->stats().dropped_total, before);
+  EXPECT_NE(box->ReadAfter(0, 1, 1 << 20)->front().sequence(), 1u);
 }
 
 TEST_F(OutboxTest, AckBeyondLastSequenceNeverReusesSequences) {

@@ -89,7 +89,8 @@ TEST(ControllerMetricsTest, ServesFamiliesWithBoundedLabels) {
           "target=\"canary\",mode=\"stream\"} 3"));
   EXPECT_TRUE(has("fleetcanary_outbox_dropped_total{region=\"us-east-1\"} 4"));
   EXPECT_TRUE(has("fleetcanary_agents{region=\"us-east-1\",state=\"LIVE\"} 2"));
-  EXPECT_TRUE(has("fleetcanary_regions_without_agents{region=\"eu-west-1\"} 1"));
+  EXPECT_TRUE(
+      has("fleetcanary_regions_without_agents{region=\"eu-west-1\"} 1"));
   EXPECT_TRUE(has("state=\"SUSPECT\"} 1"));
   EXPECT_TRUE(has("state=\"HEALTHY\"} 0"));
   EXPECT_TRUE(has("fleetcanary_sessions_active 1"));

@@ -1,0 +1,236 @@
+#include "agent/runner/agent_app.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/probe/probe_engine.h"
+#include "common/log/log.h"
+#include "common/status/status_util.h"
+#include "controller/metrics/metrics_export.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace fleetcanary {
+namespace agent {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+absl::Duration FromProto(const google::protobuf::Duration& d,
+                         absl::Duration fallback) {
+  if (d.seconds() == 0 && d.nanos() == 0) return fallback;
+  return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
+}
+
+class AgentAppImpl : public AgentApp {
+ public:
+  AgentAppImpl(const AgentAppOptions& options, Clock* clock)
+      : options_(options), clock_(clock) {}
+  ~AgentAppImpl() override { Drain(absl::Seconds(5)); }
+
+  absl::Status Start() {
+    const v1::AgentConfig& c = options_.config;
+    if (c.agent_id().empty()) {
+      return absl::InvalidArgumentError("agent_id: required");
+    }
+    if (c.region().empty())
+      return absl::InvalidArgumentError("region: required");
+    if (c.controller_address().empty()) {
+      return absl::InvalidArgumentError("controller_address: required");
+    }
+    if (c.data_dir().empty()) {
+      return absl::InvalidArgumentError("data_dir: required");
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(c.data_dir(), ec);
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data_dir: cannot create ", c.data_dir(), ": ", ec.message()));
+    }
+    OutboxOptions oo;
+    oo.path = (std::filesystem::path(c.data_dir()) / "outbox.db").string();
+    oo.max_bytes = c.outbox_max_bytes();
+    oo.journal_path = options_.outcome_journal;
+    FC_ASSIGN_OR_RETURN(outbox_, Outbox::Create(oo));
+
+    ProbeEngineOptions eo;
+    if (c.max_in_flight() > 0) eo.max_in_flight = c.max_in_flight();
+    FC_ASSIGN_OR_RETURN(engine_, ProbeEngine::Create(eo, clock_));
+
+    RunnerOptions ro;
+    ro.agent_id = c.agent_id();
+    ro.region = c.region();
+    ro.seed = options_.seed;
+    FC_ASSIGN_OR_RETURN(runner_,
+                        Runner::Create(ro, engine_.get(), outbox_.get(), clock_,
+                                       [this] { NotifySession(); }));
+
+    SessionClientOptions so;
+    so.controller_address = c.controller_address();
+    v1::Hello& h = so.hello;
+    h.set_agent_id(c.agent_id());
+    h.set_region(c.region());
+    h.set_zone(c.zone());
+    h.mutable_labels()->insert(c.labels().begin(), c.labels().end());
+    h.set_version("0.1.0");
+    h.add_capabilities("http2");
+    h.add_capabilities("aws_iam");
+    so.heartbeat_interval =
+        FromProto(c.heartbeat_interval(), absl::Seconds(10));
+    so.reconnect_min = FromProto(c.reconnect_min(), absl::Milliseconds(100));
+    so.reconnect_max = FromProto(c.reconnect_max(), absl::Seconds(30));
+    so.seed = options_.seed ^ 0x5eed;
+    ProbeEngine* engine = engine_.get();
+    so.in_flight = [engine] {
+      return static_cast<uint32_t>(engine->in_flight());
+    };
+    FC_ASSIGN_OR_RETURN(
+        auto session,
+        SessionClient::Create(so, outbox_.get(), runner_.get(), clock_));
+    {
+      absl::MutexLock lock(&mu_);
+      session_ = std::move(session);
+    }
+    if (!c.metrics_listen().empty()) {
+      FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.metrics_listen()));
+      collectable_ =
+          std::make_shared<FunctionCollectable>([this] { return Collect(); });
+      http_->Register(collectable_);
+    }
+    LogInfo("agent_started", {{"agent", c.agent_id()},
+                              {"region", c.region()},
+                              {"controller", c.controller_address()},
+                              {"http", http_address()}});
+    return absl::OkStatus();
+  }
+
+  std::string http_address() const override {
+    return http_ ? http_->address() : "";
+  }
+
+  bool Drain(absl::Duration timeout) override {
+    {
+      absl::MutexLock lock(&drain_mu_);
+      if (drained_) return flushed_;
+      drained_ = true;
+    }
+    const absl::Duration deadline = clock_->MonotonicNow() + timeout;
+    if (runner_) {
+      runner_->Stop();
+      runner_->WaitIdle(deadline - clock_->MonotonicNow());
+    }
+    bool flushed = false;
+    SessionClient* session;
+    {
+      absl::MutexLock lock(&mu_);
+      session = session_.get();
+    }
+    if (session) {
+      flushed = session->WaitForFlush(
+          std::max(absl::ZeroDuration(), deadline - clock_->MonotonicNow()));
+      session->Shutdown();
+    }
+    if (engine_) engine_->Shutdown();
+    LogInfo(
+        "agent_drained",
+        {{"flushed", flushed ? "true" : "false"},
+         {"outbox_depth", absl::StrCat(outbox_ ? outbox_->stats().depth : 0)}});
+    absl::MutexLock lock(&drain_mu_);
+    flushed_ = flushed;
+    return flushed;
+  }
+
+  OutboxStats outbox_stats() override { return outbox_->stats(); }
+  SessionClientStats session_stats() override {
+    absl::MutexLock lock(&mu_);
+    return session_ ? session_->stats() : SessionClientStats();
+  }
+  RunnerStats runner_stats() override { return runner_->stats(); }
+
+ private:
+  void NotifySession() {
+    absl::MutexLock lock(&mu_);
+    if (session_) session_->Notify();
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() {
+    const std::string& region = options_.config.region();
+    const MetricLabels l = {{"region", region}};
+    const OutboxStats o = outbox_->stats();
+    const RunnerStats r = runner_->stats();
+    const SessionClientStats s = session_stats();
+    std::vector<prometheus::MetricFamily> out;
+    auto counter = [&](const char* name, const char* help, double v) {
+      auto f = CounterFamily(name, help);
+      AddSample(&f, l, v);
+      out.push_back(std::move(f));
+    };
+    auto gauge = [&](const char* name, const char* help, double v) {
+      auto f = GaugeFamily(name, help);
+      AddSample(&f, l, v);
+      out.push_back(std::move(f));
+    };
+    counter("fleetcanary_agent_probes_started_total", "Probes started.",
+            r.probes_started_total);
+    counter("fleetcanary_agent_outcomes_appended_total",
+            "Outcomes committed to the outbox.", r.outcomes_appended_total);
+    counter("fleetcanary_agent_outbox_append_errors_total",
+            "Outcomes the outbox failed to store.", r.append_errors_total);
+    counter("fleetcanary_agent_slots_skipped_total",
+            "Probe slots skipped because the timer fell behind.",
+            r.slots_skipped_total);
+    gauge("fleetcanary_agent_in_flight", "Probes in flight.",
+          engine_->in_flight());
+    gauge("fleetcanary_agent_assignments", "Assigned probe streams.",
+          r.assignments);
+    gauge("fleetcanary_agent_outbox_depth", "Outcomes awaiting an Ack.",
+          o.depth);
+    gauge("fleetcanary_agent_outbox_bytes", "Bytes awaiting an Ack.", o.bytes);
+    counter("fleetcanary_agent_outbox_dropped_total",
+            "Outcomes dropped by the outbox bound (never sent).",
+            o.dropped_total);
+    gauge("fleetcanary_agent_outbox_acked_sequence",
+          "Highest sequence acknowledged by the controller.", o.acked_sequence);
+    gauge("fleetcanary_agent_session_connected",
+          "1 while a session with the controller is established.",
+          s.connected ? 1 : 0);
+    counter("fleetcanary_agent_session_reconnects_total",
+            "Session streams that ended.", s.reconnects_total);
+    counter("fleetcanary_agent_session_batches_sent_total",
+            "Outcome batches sent.", s.batches_sent_total);
+    counter("fleetcanary_agent_session_outcomes_sent_total",
+            "Outcomes sent (including resends).", s.outcomes_sent_total);
+    counter("fleetcanary_agent_session_acks_total", "Acks received.",
+            s.acks_total);
+    return out;
+  }
+
+  AgentAppOptions options_;
+  Clock* const clock_;
+  std::unique_ptr<Outbox> outbox_;
+  std::unique_ptr<ProbeEngine> engine_;
+  std::unique_ptr<Runner> runner_;
+  std::unique_ptr<MetricsHttpServer> http_;
+  std::shared_ptr<prometheus::Collectable> collectable_;
+
+  absl::Mutex mu_;
+  std::unique_ptr<SessionClient> session_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex drain_mu_;
+  bool drained_ ABSL_GUARDED_BY(drain_mu_) = false;
+  bool flushed_ ABSL_GUARDED_BY(drain_mu_) = false;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<AgentApp>> AgentApp::BuildAndStart(
+    const AgentAppOptions& options, Clock* clock) {
+  auto app = std::make_unique<AgentAppImpl>(options, clock);
+  FC_RETURN_IF_ERROR(app->Start());
+  return std::unique_ptr<AgentApp>(std::move(app));
+}
+
+}  // namespace agent
+}  // namespace fleetcanary

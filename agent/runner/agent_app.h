@@ -1,0 +1,57 @@
+// The fleetcanary agent process: outbox → probe engine → runner → session,
+// plus the agent's own /metrics (engine, outbox and session counters).
+//
+// Thread-safety: all methods are thread-safe.
+#ifndef FLEETCANARY_AGENT_RUNNER_AGENT_APP_H_
+#define FLEETCANARY_AGENT_RUNNER_AGENT_APP_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "agent/outbox/outbox.h"
+#include "agent/runner/runner.h"
+#include "agent/session/session_client.h"
+#include "common/time/clock.h"
+#include "fleetcanary/v1/config.pb.h"
+
+namespace fleetcanary {
+namespace agent {
+
+struct AgentAppOptions {
+  // agent_id, region, controller_address, data_dir (required), bounds,
+  // intervals, metrics_listen.
+  v1::AgentConfig config;
+  // Debug/testing: journal of every produced outcome (see OutboxOptions).
+  std::string outcome_journal;
+  // Seed of probe ids/payload seeds and backoff jitter.
+  uint64_t seed = 1;
+};
+
+class AgentApp {
+ public:
+  virtual ~AgentApp() = default;
+
+  // Validates the config (INVALID_ARGUMENT naming the field), opens
+  // <data_dir>/outbox.db and starts everything. `clock` must outlive it.
+  static absl::StatusOr<std::unique_ptr<AgentApp>> BuildAndStart(
+      const AgentAppOptions& options, Clock* clock);
+
+  // "host:port" of /metrics ("" when off).
+  virtual std::string http_address() const = 0;
+
+  // Graceful stop: no new probes, in-flight probes finish, the outbox is
+  // flushed to the controller (up to `timeout` in all), then everything
+  // stops. Returns whether the outbox was emptied. Idempotent.
+  virtual bool Drain(absl::Duration timeout) = 0;
+
+  virtual OutboxStats outbox_stats() = 0;
+  virtual SessionClientStats session_stats() = 0;
+  virtual RunnerStats runner_stats() = 0;
+};
+
+}  // namespace agent
+}  // namespace fleetcanary
+
+#endif  // FLEETCANARY_AGENT_RUNNER_AGENT_APP_H_

@@ -1,0 +1,133 @@
+// fleetcanary-agent: flags → options → BuildAndStart() → wait for
+// SIGTERM/SIGINT → drain (flush the outbox to the controller).
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "agent/runner/agent_app.h"
+#include "common/config/loader.h"
+#include "common/log/log.h"
+#include "common/units/units.h"
+#include "google/protobuf/util/time_util.h"
+
+ABSL_FLAG(std::string, config, "",
+          "Agent settings (YAML, fleetcanary.v1.AgentConfig); flags below "
+          "override it.");
+ABSL_FLAG(std::string, agent_id, "", "Agent id (unique in the fleet).");
+ABSL_FLAG(std::string, region, "", "Region this agent probes.");
+ABSL_FLAG(std::string, controller, "", "Controller gRPC address host:port.");
+ABSL_FLAG(std::string, data_dir, "", "Directory of the outbox.");
+ABSL_FLAG(std::string, http_listen, "",
+          "/metrics listen address (default from config's metrics_listen, "
+          "else 127.0.0.1:0; \"off\" disables).");
+ABSL_FLAG(std::string, outbox_max_bytes, "", "Outbox bound, e.g. 256Mi.");
+ABSL_FLAG(std::string, heartbeat_interval, "", "Heartbeat interval, e.g. 10s.");
+ABSL_FLAG(std::string, reconnect_min, "", "Smallest reconnect backoff.");
+ABSL_FLAG(std::string, reconnect_max, "", "Largest reconnect backoff.");
+ABSL_FLAG(std::string, outcome_journal, "",
+          "Debug/testing: append '<sequence> <probe_id> <class>' of every "
+          "produced outcome to this file.");
+ABSL_FLAG(uint64_t, seed, 0, "Random seed (0 = from the agent id).");
+ABSL_FLAG(std::string, drain_timeout, "20s",
+          "Longest graceful drain (outbox flush) on SIGTERM.");
+
+namespace {
+
+int Fail(const absl::Status& status) {
+  fleetcanary::LogError("agent_failed", {{"error", status.ToString()}});
+  std::fprintf(stderr, "fleetcanary-agent: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+absl::Status SetDuration(const std::string& flag, const char* name,
+                         google::protobuf::Duration* out) {
+  if (flag.empty()) return absl::OkStatus();
+  auto d = fleetcanary::ParseDuration(flag);
+  if (!d.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, ": ", d.status().message()));
+  }
+  *out = google::protobuf::util::TimeUtil::NanosecondsToDuration(
+      absl::ToInt64Nanoseconds(*d));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "fleetcanary-agent --config=agent.yaml | --agent_id=a --region=r "
+      "--controller=host:port --data_dir=dir");
+  absl::ParseCommandLine(argc, argv);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  fleetcanary::agent::AgentAppOptions options;
+  fleetcanary::v1::AgentConfig& c = options.config;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    absl::Status s = fleetcanary::LoadYamlFile(absl::GetFlag(FLAGS_config), &c);
+    if (!s.ok()) return Fail(s);
+  }
+  if (!absl::GetFlag(FLAGS_agent_id).empty()) {
+    c.set_agent_id(absl::GetFlag(FLAGS_agent_id));
+  }
+  if (!absl::GetFlag(FLAGS_region).empty())
+    c.set_region(absl::GetFlag(FLAGS_region));
+  if (!absl::GetFlag(FLAGS_controller).empty()) {
+    c.set_controller_address(absl::GetFlag(FLAGS_controller));
+  }
+  if (!absl::GetFlag(FLAGS_data_dir).empty()) {
+    c.set_data_dir(absl::GetFlag(FLAGS_data_dir));
+  }
+  const std::string http = absl::GetFlag(FLAGS_http_listen);
+  if (http == "off") {
+    c.clear_metrics_listen();
+  } else if (!http.empty()) {
+    c.set_metrics_listen(http);
+  } else if (c.metrics_listen().empty()) {
+    c.set_metrics_listen("127.0.0.1:0");
+  }
+  if (!absl::GetFlag(FLAGS_outbox_max_bytes).empty()) {
+    auto b = fleetcanary::ParseBytes(absl::GetFlag(FLAGS_outbox_max_bytes));
+    if (!b.ok()) return Fail(b.status());
+    c.set_outbox_max_bytes(*b);
+  }
+  for (absl::Status s :
+       {SetDuration(absl::GetFlag(FLAGS_heartbeat_interval),
+                    "heartbeat_interval", c.mutable_heartbeat_interval()),
+        SetDuration(absl::GetFlag(FLAGS_reconnect_min), "reconnect_min",
+                    c.mutable_reconnect_min()),
+        SetDuration(absl::GetFlag(FLAGS_reconnect_max), "reconnect_max",
+                    c.mutable_reconnect_max())}) {
+    if (!s.ok()) return Fail(s);
+  }
+  if (absl::Status s = fleetcanary::ValidateMessage(c); !s.ok()) return Fail(s);
+  options.outcome_journal = absl::GetFlag(FLAGS_outcome_journal);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  if (options.seed == 0)
+    options.seed = std::hash<std::string>()(c.agent_id()) | 1;
+  auto drain_timeout =
+      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_drain_timeout));
+  if (!drain_timeout.ok()) return Fail(drain_timeout.status());
+
+  auto app = fleetcanary::agent::AgentApp::BuildAndStart(
+      options, fleetcanary::Clock::Real());
+  if (!app.ok()) return Fail(app.status());
+  std::printf("listening http=%s\n", (*app)->http_address().c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  fleetcanary::LogInfo("signal", {{"signal", sig == SIGTERM ? "TERM" : "INT"}});
+  const bool flushed = (*app)->Drain(*drain_timeout);
+  app->reset();
+  return flushed ? 0 : 3;
+}

@@ -1,0 +1,437 @@
+#include "agent/session/session_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <deque>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/log/log.h"
+#include "fleetcanary/v1/session.grpc.pb.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace fleetcanary {
+namespace agent {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
+}
+
+// Receives a stream's events (implemented by the client).
+class StreamEvents {
+ public:
+  virtual ~StreamEvents() = default;
+  virtual void OnStreamMessage(v1::ControllerMessage message) = 0;
+  virtual void OnStreamDone(const grpc::Status& status) = 0;
+};
+
+// One Connect stream. Moves messages only; every Start* call is made
+// without holding a lock.
+class StreamReactor
+    : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControllerMessage> {
+ public:
+  explicit StreamReactor(StreamEvents* events) : events_(events) {}
+
+  void Start(v1::AgentSession::Stub* stub) {
+    stub->async()->Connect(&context_, this);
+    StartRead(&in_);
+    StartCall();
+  }
+
+  void Send(v1::AgentMessage message) {
+    const v1::AgentMessage* next = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (broken_) return;
+      out_.push_back(std::move(message));
+      if (!writing_) {
+        writing_ = true;
+        next = &out_.front();
+      }
+    }
+    if (next) StartWrite(next);
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // The stream is ending; OnDone follows.
+    events_->OnStreamMessage(std::move(in_));
+    in_.Clear();
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    const v1::AgentMessage* next = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      out_.pop_front();
+      if (!ok) {
+        broken_ = true;
+        out_.clear();
+        writing_ = false;
+        return;
+      }
+      if (!out_.empty()) {
+        next = &out_.front();
+      } else {
+        writing_ = false;
+      }
+    }
+    if (next) StartWrite(next);
+  }
+
+  // Last reaction; the owner may delete the reactor once told.
+  void OnDone(const grpc::Status& status) override {
+    events_->OnStreamDone(status);
+  }
+
+ private:
+  StreamEvents* const events_;
+  grpc::ClientContext context_;
+  v1::ControllerMessage in_;
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  std::deque<v1::AgentMessage> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class SessionClientImpl : public SessionClient, public StreamEvents {
+ public:
+  SessionClientImpl(const SessionClientOptions& options, Outbox* outbox,
+                    AssignmentSink* sink, Clock* clock)
+      : options_(options),
+        outbox_(outbox),
+        sink_(sink),
+        clock_(clock),
+        rng_(options.seed) {
+    grpc::ChannelArguments args;
+    args.SetInt(
+        GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+        std::max<int>(1, absl::ToInt64Milliseconds(options.reconnect_min)));
+    args.SetInt(
+        GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+        std::max<int>(1, absl::ToInt64Milliseconds(options.reconnect_min)));
+    args.SetInt(
+        GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+        std::max<int>(1, absl::ToInt64Milliseconds(options.reconnect_max)));
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+    args.SetMaxReceiveMessageSize(64 << 20);
+    channel_ = grpc::CreateCustomChannel(
+        options.controller_address, grpc::InsecureChannelCredentials(), args);
+    stub_ = v1::AgentSession::NewStub(channel_);
+    heartbeat_interval_ = options.heartbeat_interval;
+    driver_ = std::thread([this] { Run(); });
+  }
+
+  ~SessionClientImpl() override { Shutdown(); }
+
+  void Notify() override {
+    absl::MutexLock lock(&mu_);
+    notified_ = true;
+  }
+
+  bool WaitForFlush(absl::Duration timeout) override {
+    const uint64_t target = outbox_->stats().last_sequence;
+    absl::MutexLock lock(&mu_);
+    struct Arg {
+      SessionClientImpl* self;
+      uint64_t target;
+    } arg{this, target};
+    return clock_->AwaitWithTimeout(
+        &mu_,
+        absl::Condition(
+            +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return a->self->stats_.acked_sequence >= a->target;
+            },
+            &arg),
+        timeout);
+  }
+
+  SessionClientStats stats() override {
+    absl::MutexLock lock(&mu_);
+    return stats_;
+  }
+
+  void Shutdown() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (driver_.joinable()) driver_.join();
+  }
+
+  // StreamEvents (gRPC threads; never block).
+  void OnStreamMessage(v1::ControllerMessage message) override {
+    absl::MutexLock lock(&mu_);
+    inbox_.push_back(std::move(message));
+  }
+  void OnStreamDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    stream_status_ = status;
+    stream_done_ = true;
+  }
+
+ private:
+  void Run() {
+    {
+      absl::MutexLock lock(&mu_);
+      stats_.acked_sequence = outbox_->stats().acked_sequence;
+    }
+    int attempt = 0;
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return;
+      }
+      const bool welcomed = RunStream();
+      absl::MutexLock lock(&mu_);
+      stats_.connected = false;
+      ++stats_.reconnects_total;
+      if (stopping_) return;
+      attempt = welcomed ? 0 : attempt + 1;
+      // Jittered exponential backoff: a uniform draw in [d/2, d].
+      const absl::Duration cap =
+          std::min(options_.reconnect_max,
+                   options_.reconnect_min *
+                       static_cast<double>(1ull << std::min(attempt, 20)));
+      std::uniform_real_distribution<double> jitter(0.5, 1.0);
+      const absl::Duration wait = cap * jitter(rng_);
+      LogInfo("session_backoff",
+              {{"attempt", absl::StrCat(attempt)},
+               {"wait", absl::FormatDuration(wait)},
+               {"status", absl::StrCat(stream_status_.error_code(), " ",
+                                       stream_status_.error_message())}});
+      clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopping_), wait);
+    }
+  }
+
+  // Runs one stream until it ends. Returns whether Welcome was received.
+  bool RunStream() {
+    auto reactor = std::make_unique<StreamReactor>(this);
+    {
+      absl::MutexLock lock(&mu_);
+      inbox_.clear();
+      stream_done_ = false;
+      stream_status_ = grpc::Status::OK;
+    }
+    reactor->Start(stub_.get());
+    {
+      v1::AgentMessage m;
+      *m.mutable_hello() = options_.hello;
+      m.mutable_hello()->set_last_acked_sequence(
+          outbox_->stats().acked_sequence);
+      reactor->Send(std::move(m));
+    }
+    const absl::Duration started = clock_->MonotonicNow();
+    absl::Duration last_rx = started;
+    absl::Duration next_heartbeat = started;
+    bool welcomed = false;
+    bool cancelled = false;
+    uint64_t cursor = 0;
+    std::deque<uint64_t> unacked;  // Last sequence of each batch in flight.
+    for (;;) {
+      std::deque<v1::ControllerMessage> messages;
+      bool done, stopping;
+      {
+        absl::MutexLock lock(&mu_);
+        const absl::Duration now = clock_->MonotonicNow();
+        absl::Duration wait = welcomed
+                                  ? next_heartbeat - now
+                                  : started + options_.welcome_timeout - now;
+        wait = std::min(wait, last_rx + 2 * heartbeat_interval_ - now);
+        if (cancelled) wait = absl::Milliseconds(100);
+        wait = std::max(wait, absl::Milliseconds(1));
+        clock_->AwaitWithTimeout(
+            &mu_,
+            absl::Condition(
+                +[](SessionClientImpl* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                  return !s->inbox_.empty() || s->stream_done_ ||
+                         s->notified_ || s->stopping_;
+                },
+                this),
+            wait);
+        messages.swap(inbox_);
+        done = stream_done_;
+        stopping = stopping_;
+        notified_ = false;
+      }
+      const absl::Duration now = clock_->MonotonicNow();
+      for (v1::ControllerMessage& m : messages) {
+        last_rx = now;
+        switch (m.msg_case()) {
+          case v1::ControllerMessage::kWelcome: {
+            const v1::Welcome& w = m.welcome();
+            if (w.has_heartbeat_interval() &&
+                FromProto(w.heartbeat_interval()) > absl::ZeroDuration()) {
+              heartbeat_interval_ = FromProto(w.heartbeat_interval());
+            }
+            absl::Status s = outbox_->Ack(w.applied_sequence());
+            if (!s.ok())
+              LogError("outbox_ack_failed", {{"error", s.ToString()}});
+            // Nothing after the controller's watermark reached it.
+            outbox_->ResetSent(w.applied_sequence());
+            const OutboxStats os = outbox_->stats();
+            cursor =
+                std::max<uint64_t>(w.applied_sequence(), os.acked_sequence);
+            welcomed = true;
+            next_heartbeat = now;
+            LogInfo("session_welcome",
+                    {{"controller", w.controller_id()},
+                     {"applied", absl::StrCat(w.applied_sequence())},
+                     {"outbox_depth", absl::StrCat(os.depth)}});
+            absl::MutexLock lock(&mu_);
+            stats_.connected = true;
+            ++stats_.connects_total;
+            stats_.acked_sequence = os.acked_sequence;
+            break;
+          }
+          case v1::ControllerMessage::kAssignments: {
+            sink_->OnAssignments(m.assignments());
+            absl::MutexLock lock(&mu_);
+            stats_.assignment_version = m.assignments().version();
+            break;
+          }
+          case v1::ControllerMessage::kAck: {
+            const uint64_t seq = m.ack().applied_sequence();
+            absl::Status s = outbox_->Ack(seq);
+            if (!s.ok())
+              LogError("outbox_ack_failed", {{"error", s.ToString()}});
+            while (!unacked.empty() && unacked.front() <= seq)
+              unacked.pop_front();
+            absl::MutexLock lock(&mu_);
+            ++stats_.acks_total;
+            stats_.acked_sequence = std::max(stats_.acked_sequence, seq);
+            break;
+          }
+          case v1::ControllerMessage::kDrain:
+            LogInfo("controller_drain", {{"reason", m.drain().reason()}});
+            break;
+          case v1::ControllerMessage::kAdhocProbe:
+            LogInfo("adhoc_probe_ignored",
+                    {{"id", m.adhoc_probe().adhoc_id()}});
+            break;
+          default:
+            break;
+        }
+      }
+      if (done) return welcomed;
+      if (cancelled) continue;  // Waiting for OnDone.
+      if (stopping) {
+        reactor->Cancel();
+        cancelled = true;
+        continue;
+      }
+      if (!welcomed && now - started > options_.welcome_timeout) {
+        LogWarning("session_welcome_timeout");
+        reactor->Cancel();
+        cancelled = true;
+        continue;
+      }
+      if (welcomed && now - last_rx > 2 * heartbeat_interval_) {
+        LogWarning("session_liveness_timeout");
+        reactor->Cancel();
+        cancelled = true;
+        continue;
+      }
+      if (!welcomed) continue;
+      while (static_cast<int>(unacked.size()) < options_.max_unacked_batches) {
+        auto batch = outbox_->ReadForSend(cursor, options_.max_batch_outcomes,
+                                          options_.max_batch_bytes);
+        if (!batch.ok()) {
+          LogError("outbox_read_failed",
+                   {{"error", batch.status().ToString()}});
+          break;
+        }
+        if (batch->empty()) break;
+        v1::AgentMessage m;
+        v1::OutcomeBatch* b = m.mutable_outcomes();
+        b->set_first_sequence(batch->front().sequence());
+        b->set_dropped_total(outbox_->stats().dropped_total);
+        const size_t n = batch->size();
+        for (v1::Outcome& o : *batch) *b->add_outcomes() = std::move(o);
+        cursor = b->outcomes(n - 1).sequence();
+        unacked.push_back(cursor);
+        reactor->Send(std::move(m));
+        absl::MutexLock lock(&mu_);
+        ++stats_.batches_sent_total;
+        stats_.outcomes_sent_total += n;
+      }
+      if (now >= next_heartbeat) {
+        const OutboxStats os = outbox_->stats();
+        v1::AgentMessage m;
+        v1::Heartbeat* h = m.mutable_heartbeat();
+        *h->mutable_time() =
+            TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(clock_->Now()));
+        h->set_outbox_depth(os.depth);
+        h->set_outbox_bytes(os.bytes);
+        h->set_dropped_total(os.dropped_total);
+        if (options_.in_flight) h->set_in_flight(options_.in_flight());
+        {
+          absl::MutexLock lock(&mu_);
+          h->set_assignment_version(stats_.assignment_version);
+        }
+        reactor->Send(std::move(m));
+        next_heartbeat = now + heartbeat_interval_;
+      }
+    }
+  }
+
+  const SessionClientOptions options_;
+  Outbox* const outbox_;
+  AssignmentSink* const sink_;
+  Clock* const clock_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AgentSession::Stub> stub_;
+  // Driver-thread state.
+  std::mt19937_64 rng_;
+  absl::Duration heartbeat_interval_;
+  std::thread driver_;
+
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  std::deque<v1::ControllerMessage> inbox_ ABSL_GUARDED_BY(mu_);
+  bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status stream_status_ ABSL_GUARDED_BY(mu_);
+  bool notified_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  SessionClientStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SessionClient>> SessionClient::Create(
+    const SessionClientOptions& options, Outbox* outbox, AssignmentSink* sink,
+    Clock* clock) {
+  if (options.controller_address.empty()) {
+    return absl::InvalidArgumentError("controller_address: required");
+  }
+  if (options.hello.agent_id().empty()) {
+    return absl::InvalidArgumentError("agent_id: required");
+  }
+  if (options.hello.region().empty()) {
+    return absl::InvalidArgumentError("region: required");
+  }
+  if (!outbox || !sink || !clock) {
+    return absl::InvalidArgumentError("session client: missing dependency");
+  }
+  if (options.reconnect_min <= absl::ZeroDuration() ||
+      options.reconnect_max < options.reconnect_min) {
+    return absl::InvalidArgumentError(
+        "reconnect_min/reconnect_max: need 0 < min <= max");
+  }
+  return std::unique_ptr<SessionClient>(
+      new SessionClientImpl(options, outbox, sink, clock));
+}
+
+}  // namespace agent
+}  // namespace fleetcanary

@@ -1,0 +1,102 @@
+// The agent side of AgentSession.Connect: one bidirectional stream to the
+// controller, kept for the agent's lifetime.
+//
+// A driver thread owns the protocol; a gRPC callback reactor per stream only
+// moves messages (reads are queued for the driver, writes are issued one at
+// a time) and never blocks. Per stream:
+//   Hello (identity, region, last acknowledged sequence) → Welcome: the
+//   outbox drops everything up to the controller's applied sequence and the
+//   send cursor restarts right after it, so everything not acknowledged is
+//   resent; AssignmentSets are handed to the AssignmentSink; OutcomeBatches
+//   of up to max_batch_outcomes are sent from the outbox with at most
+//   max_unacked_batches awaiting their Ack; each Ack deletes what it covers;
+//   Heartbeats every heartbeat_interval (the controller's, from Welcome);
+//   a stream with no controller message for 2 heartbeat intervals is
+//   cancelled.
+// On any error the driver waits a jittered exponential backoff (between
+// reconnect_min and reconnect_max, from the injected seed) and reconnects.
+//
+// Thread-safety: all public methods are thread-safe.
+#ifndef FLEETCANARY_AGENT_SESSION_SESSION_CLIENT_H_
+#define FLEETCANARY_AGENT_SESSION_SESSION_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "agent/outbox/outbox.h"
+#include "common/time/clock.h"
+#include "fleetcanary/v1/session.pb.h"
+
+namespace fleetcanary {
+namespace agent {
+
+// Receives the controller's desired AssignmentSet. Called on the driver
+// thread; may take a while but must not call back into the client.
+class AssignmentSink {
+ public:
+  virtual ~AssignmentSink() = default;
+  virtual void OnAssignments(const v1::AssignmentSet& set) = 0;
+};
+
+struct SessionClientOptions {
+  // "host:port" of the controller's gRPC listener.
+  std::string controller_address;
+  // Identity sent in Hello (last_acked_sequence is filled in).
+  v1::Hello hello;
+  // Used until the controller's Welcome says otherwise.
+  absl::Duration heartbeat_interval = absl::Seconds(10);
+  absl::Duration reconnect_min = absl::Milliseconds(100);
+  absl::Duration reconnect_max = absl::Seconds(30);
+  // Longest wait for Welcome after opening a stream.
+  absl::Duration welcome_timeout = absl::Seconds(10);
+  int max_batch_outcomes = 500;
+  size_t max_batch_bytes = 1 << 20;
+  int max_unacked_batches = 4;
+  // Seed of the backoff jitter.
+  uint64_t seed = 1;
+  // Reports in-flight probes in heartbeats (optional).
+  std::function<uint32_t()> in_flight;
+};
+
+struct SessionClientStats {
+  bool connected = false;         // Welcome received on the current stream.
+  uint64_t connects_total = 0;    // Streams that got a Welcome.
+  uint64_t reconnects_total = 0;  // Streams that ended (then retried).
+  uint64_t batches_sent_total = 0;
+  uint64_t outcomes_sent_total = 0;
+  uint64_t acks_total = 0;
+  uint64_t assignment_version = 0;
+  uint64_t acked_sequence = 0;
+};
+
+class SessionClient {
+ public:
+  virtual ~SessionClient() = default;
+
+  // Starts the driver thread (connecting right away). `outbox`, `sink` and
+  // `clock` must outlive the client.
+  static absl::StatusOr<std::unique_ptr<SessionClient>> Create(
+      const SessionClientOptions& options, Outbox* outbox, AssignmentSink* sink,
+      Clock* clock);
+
+  // New outcomes were appended to the outbox: send them soon.
+  virtual void Notify() = 0;
+
+  // Blocks until every outcome appended so far is acknowledged, or
+  // `timeout` passes. Returns whether the outbox was emptied.
+  virtual bool WaitForFlush(absl::Duration timeout) = 0;
+
+  virtual SessionClientStats stats() = 0;
+
+  // Half-closes the stream and stops the driver. Idempotent.
+  virtual void Shutdown() = 0;
+};
+
+}  // namespace agent
+}  // namespace fleetcanary
+
+#endif  // FLEETCANARY_AGENT_SESSION_SESSION_CLIENT_H_

@@ -1,0 +1,480 @@
+// The fleet end to end, with real processes: fleetcanary-controller and
+// fleetcanary-agent binaries, the function-url-emulator serving the canary
+// in several regions (in this process, on loopback), SQLite files.
+//
+// Exactly-once tests compare, outcome class by outcome class and stream by
+// stream, what the agents produced (their --outcome_journal) with what the
+// controller stored (its SQLite stream totals): (1) kill -9 of the
+// controller, (2) kill -9 of an agent, (3) the controller unreachable
+// (SIGSTOP) for a while, (4) an agent's outbox overflowing its bound — there
+// exactly the counted drops are missing.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/time/clock.h"
+#include "controller/store/store.h"
+#include "emulator/emulator.h"
+#include "gtest/gtest.h"
+#include "tests/integration/process.h"
+
+namespace fleetcanary {
+namespace {
+
+using testing::BinaryPath;
+using testing::FieldOf;
+using testing::HttpGet;
+using testing::MetricValue;
+using testing::Process;
+using testing::WaitUntil;
+
+// (region, mode, size, outcome class) -> count.
+using Counts =
+    std::map<std::tuple<std::string, std::string, uint64_t, std::string>,
+             uint64_t>;
+
+const std::vector<uint64_t> kSizes = {2, 64, 1024, 4096};
+
+struct Agent {
+  std::string id;
+  std::string region;
+  std::string dir;
+  std::string journal;
+  std::string http;  // /metrics address.
+  std::unique_ptr<Process> process;
+};
+
+std::string Counted(const Counts& c) {
+  std::vector<std::string> parts;
+  for (const auto& [k, n] : c) {
+    parts.push_back(absl::StrCat(std::get<0>(k), "/", std::get<1>(k), "/",
+                                 std::get<2>(k), "/", std::get<3>(k), "=", n));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+// A loopback port nobody listens on right now.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class FleetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(
+        ::testing::TempDir(), "/fleet_", getpid(), "_",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    for (Agent& a : agents_) a.process.reset();
+    controller_.reset();
+    if (emulator_) emulator_->Stop();
+    if (!HasFailure()) std::filesystem::remove_all(dir_);
+  }
+
+  // Emulator regions with some injected faults, so several outcome classes
+  // appear; and a fleet file probing every size in both modes.
+  void StartEmulator(const std::vector<std::string>& regions, double rate,
+                     absl::Duration heartbeat) {
+    emulator::EmulatorOptions options;
+    for (const std::string& r : regions)
+      options.config.add_regions()->set_name(r);
+    v1::Scenario* s = options.config.mutable_scenario();
+    s->set_seed(7);
+    v1::FaultRule* f = s->add_faults();
+    f->set_name("stream-502");
+    f->add_modes(v1::RESPONSE_STREAM);
+    f->mutable_probability()->set_base(0.08);
+    f->set_effect(v1::FAULT_EFFECT_HTTP_STATUS);
+    f->set_status(502);
+    f = s->add_faults();
+    f->set_name("truncate-big");
+    f->set_min_bytes(1024);
+    f->mutable_probability()->set_base(0.08);
+    f->set_effect(v1::FAULT_EFFECT_TRUNCATE);
+    f->set_after_bytes(100);
+    auto emu = emulator::Emulator::Create(options, Clock::Real());
+    ASSERT_TRUE(emu.ok()) << emu.status();
+    emulator_ = std::move(*emu);
+
+    std::string yaml = "targets:\n- name: canary\n  regions:\n";
+    for (const std::string& r : regions) {
+      absl::StrAppend(&yaml, "  - region: ", r, "\n    urls:\n");
+      for (auto mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
+        absl::StrAppend(&yaml, "    - mode: ", v1::InvokeMode_Name(mode),
+                        "\n      url: ", emulator_->url(r, mode), "\n");
+      }
+    }
+    absl::StrAppend(&yaml, "schedules:\n- id: ladder\n  target: canary\n",
+                    "  sizes: [", absl::StrJoin(kSizes, ", "), "]\n",
+                    "  rate_per_second: ", rate, "\n",
+                    "  limits: {timeout: 5s, stall_limit: 2s}\n");
+    fleet_file_ = dir_ + "/fleet.yaml";
+    std::ofstream(fleet_file_) << yaml;
+    heartbeat_ = heartbeat;
+  }
+
+  void StartController(int port = 0) {
+    auto p = Process::Spawn(
+        BinaryPath("controller/server/fleetcanary-controller"),
+        {absl::StrCat("--grpc_listen=127.0.0.1:", port),
+         "--http_listen=127.0.0.1:0", "--data_dir=" + dir_ + "/controller",
+         "--fleet=" + fleet_file_,
+         "--heartbeat_interval=" + absl::FormatDuration(heartbeat_)},
+        dir_ + "/controller.log");
+    ASSERT_TRUE(p.ok()) << p.status();
+    controller_ = std::move(*p);
+    auto line = controller_->WaitForLine("listening ", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    grpc_address_ = FieldOf(*line, "grpc");
+    controller_http_ = FieldOf(*line, "http");
+  }
+
+  int ControllerPort() const {
+    int port = 0;
+    absl::SimpleAtoi(grpc_address_.substr(grpc_address_.rfind(':') + 1), &port);
+    return port;
+  }
+
+  Agent& AddAgent(const std::string& id, const std::string& region,
+                  std::vector<std::string> extra = {}) {
+    Agent a;
+    a.id = id;
+    a.region = region;
+    a.dir = dir_ + "/" + id;
+    a.journal = dir_ + "/" + id + ".journal";
+    agents_.push_back(std::move(a));
+    agent_extra_[id] = std::move(extra);
+    StartAgent(agents_.back());
+    return agents_.back();
+  }
+
+  void StartAgent(Agent& a) {
+    std::vector<std::string> args = {
+        "--agent_id=" + a.id,
+        "--region=" + a.region,
+        "--controller=" + controller_target_,
+        "--data_dir=" + a.dir,
+        "--outcome_journal=" + a.journal,
+        "--http_listen=127.0.0.1:0",
+        "--heartbeat_interval=" + absl::FormatDuration(heartbeat_),
+        "--reconnect_min=50ms",
+        "--reconnect_max=300ms",
+        "--drain_timeout=30s"};
+    for (const std::string& e : agent_extra_[a.id]) args.push_back(e);
+    auto p = Process::Spawn(BinaryPath("agent/runner/fleetcanary-agent"), args,
+                            dir_ + "/" + a.id + ".log");
+    ASSERT_TRUE(p.ok()) << p.status();
+    a.process = std::move(*p);
+    auto line = a.process->WaitForLine("listening ", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    a.http = FieldOf(*line, "http");
+  }
+
+  static size_t Lines(const std::string& path) {
+    std::ifstream in(path);
+    size_t n = 0;
+    std::string line;
+    while (std::getline(in, line)) ++n;
+    return n;
+  }
+  size_t AllLines() {
+    size_t n = 0;
+    for (const Agent& a : agents_) n += Lines(a.journal);
+    return n;
+  }
+  // Waits until the agents produced `more` outcomes beyond now.
+  void WaitForMore(size_t more) {
+    const size_t target = AllLines() + more;
+    ASSERT_TRUE(
+        WaitUntil([&] { return AllLines() >= target; }, absl::Seconds(30)))
+        << "agents produced " << AllLines() << " of " << target;
+  }
+
+  // What an agent produced, one entry per sequence (the last line of a
+  // sequence wins), less what its outbox bound dropped (their number goes
+  // to `dropped_out`).
+  static Counts FromJournal(const Agent& a, uint64_t* dropped_out = nullptr) {
+    std::map<uint64_t, std::tuple<std::string, std::string, uint64_t>> by_seq;
+    std::ifstream in(a.journal);
+    std::string line;
+    std::set<uint64_t> dropped;
+    while (std::getline(in, line)) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ');
+      uint64_t d = 0;
+      if (f.size() == 2 && f[0] == "dropped" && absl::SimpleAtoi(f[1], &d)) {
+        dropped.insert(d);
+        continue;
+      }
+      if (f.size() != 5) continue;
+      uint64_t seq = 0, size = 0;
+      if (!absl::SimpleAtoi(f[0], &seq) || !absl::SimpleAtoi(f[4], &size)) {
+        continue;
+      }
+      by_seq[seq] = {f[3], f[2], size};
+    }
+    Counts c;
+    if (dropped_out != nullptr) *dropped_out = dropped.size();
+    for (const auto& [seq, v] : by_seq) {
+      if (dropped.count(seq)) continue;
+      ++c[{a.region, std::get<0>(v), std::get<2>(v), std::get<1>(v)}];
+    }
+    return c;
+  }
+
+  Counts FromStore(std::vector<controller::AgentRecord>* agents = nullptr,
+                   std::map<std::string, double>* counters = nullptr) {
+    auto store =
+        controller::CreateSqliteStore({dir_ + "/controller/controller.db"});
+    EXPECT_TRUE(store.ok()) << store.status();
+    Counts c;
+    if (!store.ok()) return c;
+    auto totals = (*store)->LoadStreamTotals();
+    EXPECT_TRUE(totals.ok());
+    for (const auto& t : *totals) {
+      for (int cls = 0; cls < controller::kNumOutcomeClasses; ++cls) {
+        if (t.stats.counts[cls] == 0) continue;
+        c[{t.key.region, v1::InvokeMode_Name(t.key.mode), t.key.size_bytes,
+           v1::OutcomeClass_Name(static_cast<v1::OutcomeClass>(cls))}] +=
+            t.stats.counts[cls];
+      }
+    }
+    if (agents) *agents = *(*store)->LoadAgents();
+    if (counters) *counters = *(*store)->LoadCounters();
+    return c;
+  }
+
+  // Drains every agent (SIGTERM: flush to the controller) then the
+  // controller, expecting clean exits.
+  void DrainAll() {
+    for (Agent& a : agents_) a.process->Signal(SIGTERM);
+    for (Agent& a : agents_) {
+      EXPECT_EQ(a.process->Wait(absl::Seconds(40)), 0)
+          << a.id << " did not flush its outbox";
+    }
+    controller_->Signal(SIGTERM);
+    EXPECT_EQ(controller_->Wait(absl::Seconds(20)), 0);
+  }
+
+  double ControllerMetric(const std::string& series) {
+    return MetricValue(HttpGet(controller_http_, "/metrics"), series)
+        .value_or(-1);
+  }
+
+  std::string dir_;
+  std::string fleet_file_;
+  absl::Duration heartbeat_ = absl::Milliseconds(500);
+  std::unique_ptr<emulator::Emulator> emulator_;
+  std::unique_ptr<Process> controller_;
+  std::string grpc_address_, controller_http_;
+  // What agents dial (fixed across controller restarts).
+  std::string controller_target_;
+  std::vector<Agent> agents_;
+  std::map<std::string, std::vector<std::string>> agent_extra_;
+};
+
+TEST_F(FleetTest, ControllerKilledAndRestartedLosesAndDoublesNothing) {
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+  StartController();
+  controller_target_ = grpc_address_;
+  AddAgent("a1", "us-east-1");
+  AddAgent("a2", "us-east-1");
+  WaitForMore(60);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ControllerMetric("fleetcanary_ingest_outcomes_total") > 20;
+      },
+      absl::Seconds(20)));
+  const double before = ControllerMetric("fleetcanary_ingest_outcomes_total");
+
+  controller_->Signal(SIGKILL);
+  ASSERT_TRUE(controller_->Wait(absl::Seconds(10)).has_value());
+  WaitForMore(60);  // Agents keep probing; outcomes wait in their outboxes.
+  StartController(ControllerPort());
+  // Totals survive the restart: counters never go backwards.
+  EXPECT_GE(ControllerMetric("fleetcanary_ingest_outcomes_total"), before);
+  WaitForMore(60);
+  DrainAll();
+
+  Counts produced;
+  for (const Agent& a : agents_) {
+    for (const auto& [k, n] : FromJournal(a)) produced[k] += n;
+  }
+  std::map<std::string, double> counters;
+  const Counts stored = FromStore(nullptr, &counters);
+  EXPECT_EQ(stored, produced)
+      << "stored:   " << Counted(stored) << "\nproduced: " << Counted(produced);
+  EXPECT_GT(produced.size(), 8u);  // Several classes, modes and sizes.
+  EXPECT_EQ(counters["ingest_gaps_total"], 0);
+}
+
+TEST_F(FleetTest, AgentKilledAndRestartedLosesAndDoublesNothing) {
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+  StartController();
+  controller_target_ = grpc_address_;
+  AddAgent("a1", "us-east-1");
+  AddAgent("a2", "us-east-1");
+  WaitForMore(60);
+  for (Agent& a : agents_) {
+    a.process->Signal(SIGKILL);
+    ASSERT_TRUE(a.process->Wait(absl::Seconds(10)).has_value());
+    StartAgent(a);  // Same data dir: the outbox and sequence survive.
+    WaitForMore(40);
+  }
+  DrainAll();
+
+  Counts produced;
+  for (const Agent& a : agents_) {
+    for (const auto& [k, n] : FromJournal(a)) produced[k] += n;
+  }
+  std::map<std::string, double> counters;
+  const Counts stored = FromStore(nullptr, &counters);
+  EXPECT_EQ(stored, produced)
+      << "stored:   " << Counted(stored) << "\nproduced: " << Counted(produced);
+  EXPECT_EQ(counters["ingest_gaps_total"], 0);
+}
+
+TEST_F(FleetTest, ControllerUnreachableThenReachableLosesAndDoublesNothing) {
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(300));
+  StartController();
+  controller_target_ = grpc_address_;
+  AddAgent("a1", "us-east-1");
+  AddAgent("a2", "us-east-1");
+  WaitForMore(40);
+  // Frozen: connections stay open but nothing answers. Agents hit their
+  // liveness timeout and keep retrying.
+  controller_->Signal(SIGSTOP);
+  WaitForMore(80);
+  controller_->Signal(SIGCONT);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        const std::string m = HttpGet(agents_[0].http, "/metrics");
+        auto v = MetricValue(
+            m,
+            "fleetcanary_agent_session_reconnects_total{region=\"us-east-1\"}");
+        return v.has_value() && *v >= 1;
+      },
+      absl::Seconds(20)));
+  WaitForMore(40);
+  DrainAll();
+
+  Counts produced;
+  for (const Agent& a : agents_) {
+    for (const auto& [k, n] : FromJournal(a)) produced[k] += n;
+  }
+  const Counts stored = FromStore();
+  EXPECT_EQ(stored, produced)
+      << "stored:   " << Counted(stored) << "\nproduced: " << Counted(produced);
+}
+
+TEST_F(FleetTest, OutboxOverflowMissesExactlyTheCountedDrops) {
+  StartEmulator({"us-east-1"}, 10, absl::Milliseconds(500));
+  const int port = FreePort();
+  controller_target_ = absl::StrCat("127.0.0.1:", port);
+  StartController(port);
+  AddAgent("a1", "us-east-1", {"--outbox_max_bytes=8Ki"});
+  WaitForMore(30);
+  // Graceful stop: everything the controller received is committed and
+  // acknowledged, the rest stays in the agent's outbox.
+  controller_->Signal(SIGTERM);
+  ASSERT_EQ(controller_->Wait(absl::Seconds(20)), 0);
+  std::vector<controller::AgentRecord> records;
+  // The agent keeps probing with nowhere to send: its outbox overflows and
+  // drops the oldest outcomes it has not sent.
+  WaitForMore(250);
+  StartController(port);
+  WaitForMore(40);
+  DrainAll();
+
+  std::map<std::string, double> counters;
+  const Counts stored = FromStore(&records, &counters);
+  ASSERT_EQ(records.size(), 1u);
+  const uint64_t dropped = records[0].dropped_total;
+  EXPECT_GT(dropped, 100u);
+  EXPECT_EQ(counters["ingest_gaps_total"], static_cast<double>(dropped));
+  // Produced minus exactly the dropped outcomes.
+  uint64_t journal_dropped = 0;
+  const Counts expected = FromJournal(agents_[0], &journal_dropped);
+  EXPECT_EQ(journal_dropped, dropped);
+  EXPECT_EQ(stored, expected)
+      << "stored:   " << Counted(stored) << "\nexpected: " << Counted(expected);
+}
+
+TEST_F(FleetTest, LostAgentsWorkMovesToTheOthersWithinTwoHeartbeats) {
+  const std::vector<std::string> regions = {"us-east-1", "eu-west-1",
+                                            "ap-south-1"};
+  StartEmulator(regions, 2, absl::Seconds(1));
+  StartController();
+  controller_target_ = grpc_address_;
+  for (const std::string& r : regions) {
+    AddAgent(r + "-a", r);
+    AddAgent(r + "-b", r);
+  }
+  auto assignments = [&](const Agent& a) {
+    return MetricValue(HttpGet(a.http, "/metrics"),
+                       absl::StrCat("fleetcanary_agent_assignments{region=\"",
+                                    a.region, "\"}"))
+        .value_or(-1);
+  };
+  // Every region's 4 size pairs × 2 modes are spread over its two agents.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        for (size_t i = 0; i < agents_.size(); i += 2) {
+          const double x = assignments(agents_[i]);
+          const double y = assignments(agents_[i + 1]);
+          if (x + y != 8 || x < 2 || y < 2) return false;
+        }
+        return true;
+      },
+      absl::Seconds(20)));
+
+  // us-east-1: an agent dies (its stream closes).
+  agents_[0].process->Signal(SIGKILL);
+  // eu-west-1: an agent freezes (stream open, heartbeats stop).
+  agents_[2].process->Signal(SIGSTOP);
+  const absl::Time start = Clock::Real()->Now();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return assignments(agents_[1]) == 8 && assignments(agents_[3]) == 8;
+      },
+      absl::Seconds(10)));
+  const absl::Duration took = Clock::Real()->Now() - start;
+  // Liveness timeout is two heartbeat intervals; allow the check period.
+  EXPECT_LE(took, 2 * heartbeat_ + absl::Milliseconds(800)) << took;
+  EXPECT_EQ(ControllerMetric(
+                "fleetcanary_agents{region=\"us-east-1\",state=\"LOST\"}"),
+            1);
+  EXPECT_EQ(ControllerMetric(
+                "fleetcanary_agents{region=\"eu-west-1\",state=\"LOST\"}"),
+            1);
+  // ap-south-1 untouched.
+  EXPECT_EQ(assignments(agents_[4]) + assignments(agents_[5]), 8);
+  agents_[2].process->Signal(SIGCONT);
+}
+
+}  // namespace
+}  // namespace fleetcanary

@@ -1,0 +1,69 @@
+// Child processes for integration tests: spawn a built binary (found under
+// FLEETCANARY_BINARY_DIR), read its machine-readable stdout line, signal it,
+// and wait for its exit with a deadline. stderr goes to a log file.
+//
+// Thread-safety: a Process is used from one thread.
+#ifndef FLEETCANARY_TESTS_INTEGRATION_PROCESS_H_
+#define FLEETCANARY_TESTS_INTEGRATION_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace fleetcanary {
+namespace testing {
+
+class Process {
+ public:
+  // Starts `path` with `args` (argv[1..]); stderr is appended to `log_path`.
+  static absl::StatusOr<std::unique_ptr<Process>> Spawn(
+      const std::string& path, const std::vector<std::string>& args,
+      const std::string& log_path);
+  ~Process();  // SIGKILLs and reaps the child if it still runs.
+
+  // The first stdout line starting with `prefix`, within `timeout`.
+  absl::StatusOr<std::string> WaitForLine(const std::string& prefix,
+                                          absl::Duration timeout);
+  void Signal(int sig);
+  // Exit code (or 128+signal) once it exited, nullopt on timeout.
+  std::optional<int> Wait(absl::Duration timeout);
+  pid_t pid() const { return pid_; }
+
+ private:
+  Process(pid_t pid, int stdout_fd, int pidfd)
+      : pid_(pid), stdout_fd_(stdout_fd), pidfd_(pidfd) {}
+  pid_t pid_;
+  int stdout_fd_;
+  int pidfd_;
+  std::string buffer_;
+  std::optional<int> exit_code_;
+};
+
+// Path of a built binary: FLEETCANARY_BINARY_DIR/<relative>.
+std::string BinaryPath(const std::string& relative);
+
+// Polls `condition` every 20 ms until it holds or `timeout` passes.
+bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout);
+
+// Value of "key=value" in a "listening ..." line ("" if absent).
+std::string FieldOf(const std::string& line, const std::string& key);
+
+// GET http://<address><path> over loopback; "" on failure.
+std::string HttpGet(const std::string& address, const std::string& path);
+
+// The value of the first sample of `metric` (exact series text, e.g.
+// "fleetcanary_agent_assignments{region=\"r1\"}") in a /metrics body.
+std::optional<double> MetricValue(const std::string& body,
+                                  const std::string& series);
+
+}  // namespace testing
+}  // namespace fleetcanary
+
+#endif  // FLEETCANARY_TESTS_INTEGRATION_PROCESS_H_
