@@ -121,9 +121,12 @@ struct Transfer {
   int last_fd = -1;  // Most recent socket opened for this transfer.
   // Sockets registered in `socket_owner` for this transfer.
   std::vector<int> owned_fds;
-  // The first address the target guard refused (the transfer is AGENT_ERROR
-  // unless another address of the host was allowed and connected).
+  // The first address the target guard refused; the transfer is AGENT_ERROR
+  // unless the guard allowed another address of the host (which then decides
+  // the outcome as usual).
   std::string guard_refusal;
+  bool guard_allowed_any = false;
+
   // Response state.
   uint64_t header_bytes = 0;
   bool status_line_seen = false;
@@ -182,6 +185,7 @@ curl_socket_t OpenSocketCallback(void* clientp, curlsocktype,
       }
       return CURL_SOCKET_BAD;
     }
+    t->guard_allowed_any = true;
   }
   const int fd = socket(address->family, address->socktype | SOCK_CLOEXEC,
                         address->protocol);
@@ -976,9 +980,9 @@ class ProbeEngineImpl : public ProbeEngine {
     const bool reused = t->connected && num_connects == 0;
 
     ForgetSockets(t.get());
-    if (!t->guard_refusal.empty() && !t->connected && connect == 0 &&
-        !t->tcp_connected) {
-      // Every address tried was refused by our policy: not the platform's.
+    if (!t->guard_refusal.empty() && !t->guard_allowed_any) {
+      // Every address of the host was refused by our policy: never tried,
+      // not the platform's fault.
       t->Abort(LocalAbort::kAgentFault, t->guard_refusal);
     }
     ProbeFacts f;

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Probe engine vs wrk against the same local canary server (the fault server
-# in plain mode), 1 KiB bodies, BUFFERED (Content-Length) and RESPONSE_STREAM
-# (chunked) framing; then peak RSS with 5,000 concurrent streaming probes.
+# Probe engine vs wrk against the same local canary server, 1 KiB bodies,
+# BUFFERED (Content-Length) and RESPONSE_STREAM (chunked) framing; then peak
+# RSS with 5,000 concurrent streaming probes.
 #
 #   bench/probe/run_probe_bench.sh [build-dir]   (default: build)
+#   ENDPOINT=emulator bench/probe/run_probe_bench.sh [build-dir]
+#
+# ENDPOINT=fault (default): the fault server in plain mode. ENDPOINT=emulator:
+# the function-url-emulator's two Function URLs of one region (healthy, no
+# scenario), which also authenticates nothing, records platform metrics and
+# ground truth per request, like the real platform front end would.
 #
 # wrk is the reference for raw HTTP/1.1 on this machine: one thread, the same
 # number of keep-alive connections, no verification. The engine verifies
@@ -14,22 +20,39 @@ BUILD=${1:-build}
 CONC=${CONC:-32}
 COUNT=${COUNT:-30000}
 DURATION=${DURATION:-5s}
-SERVER="$BUILD/bench/probe/fleetcanary-fault-server"
+ENDPOINT=${ENDPOINT:-fault}
+case "$ENDPOINT" in
+  fault) SERVER="$BUILD/bench/probe/fleetcanary-fault-server" ;;
+  emulator) SERVER="$BUILD/emulator/function-url-emulator" ;;
+  *) echo "ENDPOINT must be fault or emulator" >&2; exit 1 ;;
+esac
 BENCH="$BUILD/bench/probe/probe_bench"
 for bin in "$SERVER" "$BENCH"; do
-  [[ -x "$bin" ]] || { echo "missing $bin: ninja -C $BUILD fleetcanary-fault-server probe_bench" >&2; exit 1; }
+  [[ -x "$bin" ]] || { echo "missing $bin: ninja -C $BUILD $(basename "$bin")" >&2; exit 1; }
 done
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 
 out=$(mktemp)
 ulimit -n "$(ulimit -Hn)"
-"$SERVER" --threads=1 >"$out" &
-server_pid=$!
-trap 'kill "$server_pid" 2>/dev/null; rm -f "$out"' EXIT
-for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.05; done
-port=$(awk '/listening/ {print $2}' "$out")
-buffered="http://127.0.0.1:$port/"
-stream="http://127.0.0.1:$port/f/framing=chunked/"
+if [[ "$ENDPOINT" == fault ]]; then
+  "$SERVER" --threads=1 >"$out" &
+  server_pid=$!
+  trap 'kill "$server_pid" 2>/dev/null; rm -f "$out"' EXIT
+  for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.05; done
+  port=$(awk '/listening/ {print $2}' "$out")
+  buffered="http://127.0.0.1:$port/"
+  stream="http://127.0.0.1:$port/f/framing=chunked/"
+else
+  "$SERVER" --regions=us-east-1 --io_threads=1 --max_connections=20000 >"$out" &
+  server_pid=$!
+  trap 'kill "$server_pid" 2>/dev/null; rm -f "$out"' EXIT
+  for _ in $(seq 100); do grep -q '^ready' "$out" && break; sleep 0.05; done
+  url_of() { awk -v m="mode=$1" '$1 == "url" && index($0, m) {sub(/.*url=/, ""); print}' "$out"; }
+  buffered=$(url_of BUFFERED)
+  stream=$(url_of RESPONSE_STREAM)
+fi
+[[ -n "$buffered" && -n "$stream" ]] || { echo "endpoint did not start:" >&2; cat "$out" >&2; exit 1; }
+echo "== endpoint: $ENDPOINT ($buffered, $stream)"
 
 wrk_rate() {  # URL -> requests/s
   wrk -t1 -c"$CONC" -d"$DURATION" "${1}canary?bytes=1024&seed=7" |

@@ -105,6 +105,9 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   ProbeEngineOptions engine_options;
   engine_options.max_in_flight = static_cast<int>(options.concurrency);
   engine_options.user_agent = "canaryctl/0.1";
+  // No target guard: here the person at the keyboard chooses the URLs, so
+  // loopback and private endpoints are fine (agents always run with one).
+  engine_options.guard = nullptr;
   absl::StatusOr<std::unique_ptr<ProbeEngine>> engine =
       ProbeEngine::Create(engine_options, clock);
   if (!engine.ok()) {

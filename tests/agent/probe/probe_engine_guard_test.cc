@@ -82,6 +82,19 @@ class Listener {
   int port_ = 0;
 };
 
+// A loopback port nobody listens on.
+int ClosedPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
 class GuardTest : public ::testing::Test {
  protected:
   std::unique_ptr<ProbeEngine> Engine(TargetGuardOptions options) {
@@ -214,6 +227,23 @@ TEST_F(GuardTest, AllowedTargetsProbeNormally) {
     const v1::Outcome o = Run(engine.get(), r);
     EXPECT_EQ(o.outcome_class(), v1::OK) << Describe(o);
     EXPECT_EQ(o.received_bytes(), 100000u);
+  }
+  // "localhost" may resolve to ::1 (refused: only 127.0.0.0/8 is allowed)
+  // and 127.0.0.1 (allowed): the refusal of one address does not decide the
+  // outcome when another was allowed.
+  {
+    TargetGuardOptions v4_only;
+    v4_only.host_patterns = {"localhost"};
+    v4_only.allowed_networks = {"127.0.0.0/8"};
+    std::unique_ptr<ProbeEngine> v4 = Engine(v4_only);
+    ASSERT_NE(v4, nullptr);
+    ProbeRequest r =
+        Request(absl::StrCat("http://localhost:", (*server)->port(), "/"));
+    v1::Outcome o = Run(v4.get(), r);
+    EXPECT_EQ(o.outcome_class(), v1::OK) << Describe(o);
+    r.url = absl::StrCat("http://localhost:", ClosedPort(), "/");
+    o = Run(v4.get(), r);
+    EXPECT_EQ(o.outcome_class(), v1::CONNECT_ERROR) << Describe(o);
   }
   // An unparsable URL for the guard is still our error, named as the guard's.
   const v1::Outcome o = Run(
