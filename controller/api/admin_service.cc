@@ -1,0 +1,428 @@
+#include "controller/api/admin_service.h"
+
+#include <deque>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/log/log.h"
+#include "common/status/status_util.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+std::string AuthorizationOf(grpc::CallbackServerContext* ctx) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return "";
+  return std::string(it->second.data(), it->second.size());
+}
+
+absl::Status Authorize(const AdminAuthorizer* auth,
+                       grpc::CallbackServerContext* ctx, const char* method) {
+  if (auth == nullptr) {
+    return absl::UnauthenticatedError(
+        "the admin API is closed: start fleetcanary-controller with "
+        "--admin_tokens=FILE (or --insecure on a trusted machine)");
+  }
+  absl::StatusOr<AdminPrincipal> p =
+      auth->Authorize(AuthorizationOf(ctx), method);
+  if (!p.ok()) return p.status();
+  if (AdminAuthorizer::RequiredRole(method) == v1::OPERATOR) {
+    LogInfo(
+        "admin_call",
+        {{"method", method}, {"principal", p->name}, {"peer", ctx->peer()}});
+  }
+  return absl::OkStatus();
+}
+
+// RunProbe: one stream of events, written one at a time.
+class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeEvent> {
+ public:
+  RunProbeReactor(size_t max_queued) : sink_(this), max_queued_(max_queued) {}
+
+  void Start(AdminCore* core, const AdminAuthorizer* auth,
+             grpc::CallbackServerContext* ctx,
+             const v1::RunProbeRequest* request) {
+    absl::Status s = Authorize(auth, ctx, "RunProbe");
+    if (!s.ok()) {
+      Done(s);
+      return;
+    }
+    absl::StatusOr<std::shared_ptr<ProbeRun>> run =
+        core->RunProbe(*request, &sink_);
+    if (!run.ok()) {
+      Done(run.status());
+      return;
+    }
+    bool cancel;
+    {
+      absl::MutexLock lock(&mu_);
+      run_ = *run;
+      cancel = cancelled_;
+    }
+    if (cancel) (*run)->Cancel();
+  }
+
+  void OnWriteDone(bool ok) override {
+    const v1::RunProbeEvent* next = nullptr;
+    bool finish = false;
+    grpc::Status status;
+    std::shared_ptr<ProbeRun> cancel;
+    {
+      absl::MutexLock lock(&mu_);
+      if (queue_.front().has_outcome()) --queued_outcomes_;
+      queue_.pop_front();
+      if (!ok) {
+        // The client is gone: stop the agents, finish once the run ended.
+        broken_ = true;
+        queue_.clear();
+        queued_outcomes_ = 0;
+        cancel = run_;
+      }
+      if (!queue_.empty()) {
+        next = &queue_.front();
+      } else {
+        writing_ = false;
+        finish = TakeFinishLocked(&status);
+      }
+    }
+    if (cancel) cancel->Cancel();
+    if (next) StartWrite(next);
+    if (finish) Finish(status);
+  }
+
+  void OnCancel() override {
+    std::shared_ptr<ProbeRun> run;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      run = run_;
+    }
+    if (run) run->Cancel();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  class Sink : public ProbeEventSink {
+   public:
+    explicit Sink(RunProbeReactor* r) : r_(r) {}
+    bool OnEvent(v1::RunProbeEvent event) override {
+      return r_->Enqueue(std::move(event));
+    }
+    void OnDone(const absl::Status& status) override { r_->Done(status); }
+
+   private:
+    RunProbeReactor* const r_;
+  };
+
+  bool Enqueue(v1::RunProbeEvent event) {
+    const v1::RunProbeEvent* next = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (broken_ || done_) return !event.has_outcome();
+      if (event.has_outcome()) {
+        if (queued_outcomes_ >= max_queued_) return false;
+        ++queued_outcomes_;
+      }
+      queue_.push_back(std::move(event));
+      if (!writing_) {
+        writing_ = true;
+        next = &queue_.front();
+      }
+    }
+    if (next) StartWrite(next);
+    return true;
+  }
+
+  void Done(const absl::Status& status) {
+    bool finish;
+    grpc::Status s;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      done_status_ = ToGrpcStatus(status);
+      finish = TakeFinishLocked(&s);
+    }
+    if (finish) Finish(s);
+  }
+
+  bool TakeFinishLocked(grpc::Status* status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!done_ || writing_ || finished_) return false;
+    finished_ = true;
+    *status = done_status_;
+    return true;
+  }
+
+  Sink sink_;
+  const size_t max_queued_;
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  std::shared_ptr<ProbeRun> run_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::RunProbeEvent> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_outcomes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status done_status_ ABSL_GUARDED_BY(mu_);
+};
+
+// WatchVerdicts: current verdicts, then transitions, until the client leaves.
+class WatchReactor : public grpc::ServerWriteReactor<v1::Verdict> {
+ public:
+  explicit WatchReactor(size_t max_queued) : max_queued_(max_queued) {}
+
+  void Start(AdminCore* core, const AdminAuthorizer* auth,
+             grpc::CallbackServerContext* ctx,
+             const v1::WatchVerdictsRequest* request) {
+    absl::Status s = Authorize(auth, ctx, "WatchVerdicts");
+    if (!s.ok()) {
+      RequestFinish(ToGrpcStatus(s));
+      return;
+    }
+    auto sub = core->WatchVerdicts(
+        *request, [this](const v1::Verdict& v) { Enqueue(v); });
+    if (!sub.ok()) {
+      RequestFinish(ToGrpcStatus(sub.status()));
+      return;
+    }
+    absl::MutexLock lock(&sub_mu_);
+    subscription_ = std::move(*sub);
+  }
+
+  void OnWriteDone(bool ok) override {
+    const v1::Verdict* next = nullptr;
+    bool finish = false;
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      queue_.pop_front();
+      if (!ok) {
+        queue_.clear();
+        if (!finish_requested_) {
+          finish_requested_ = true;
+          finish_status_ =
+              grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed");
+        }
+      }
+      if (!queue_.empty()) {
+        next = &queue_.front();
+      } else {
+        writing_ = false;
+        finish = TakeFinishLocked(&status);
+      }
+    }
+    if (next) StartWrite(next);
+    if (finish) Finish(status);
+  }
+
+  void OnCancel() override {
+    RequestFinish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+
+  void OnDone() override {
+    std::unique_ptr<VerdictSource::Subscription> sub;
+    {
+      absl::MutexLock lock(&sub_mu_);
+      sub = std::move(subscription_);
+    }
+    sub.reset();  // No callback runs after this.
+    delete this;
+  }
+
+ private:
+  void Enqueue(const v1::Verdict& v) {
+    const v1::Verdict* next = nullptr;
+    bool overflow = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_requested_) return;
+      if (queue_.size() >= max_queued_) {
+        overflow = true;
+      } else {
+        queue_.push_back(v);
+        if (!writing_) {
+          writing_ = true;
+          next = &queue_.front();
+        }
+      }
+    }
+    if (overflow) {
+      RequestFinish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "client reads verdicts too slowly"));
+      return;
+    }
+    if (next) StartWrite(next);
+  }
+
+  void RequestFinish(grpc::Status status) {
+    bool finish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!finish_requested_) {
+        finish_requested_ = true;
+        finish_status_ = std::move(status);
+      }
+      finish = TakeFinishLocked(&status);
+    }
+    if (finish) Finish(status);
+  }
+
+  bool TakeFinishLocked(grpc::Status* status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finish_requested_ || writing_ || finished_) return false;
+    finished_ = true;
+    *status = finish_status_;
+    return true;
+  }
+
+  const size_t max_queued_;
+  absl::Mutex sub_mu_;
+  std::unique_ptr<VerdictSource::Subscription> subscription_
+      ABSL_GUARDED_BY(sub_mu_);
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  std::deque<v1::Verdict> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+};
+
+class AdminServiceImpl : public AdminService {
+ public:
+  AdminServiceImpl(const AdminServiceOptions& options, AdminCore* core,
+                   const AdminAuthorizer* auth)
+      : options_(options), core_(core), auth_(auth) {}
+  ~AdminServiceImpl() override { Shutdown(); }
+
+  void Shutdown() override {
+    absl::MutexLock lock(&analyze_->mu);
+    analyze_->mu.Await(absl::Condition(
+        +[](int* n) { return *n == 0; }, &analyze_->running));
+  }
+
+  grpc::ServerWriteReactor<v1::RunProbeEvent>* RunProbe(
+      grpc::CallbackServerContext* ctx,
+      const v1::RunProbeRequest* request) override {
+    auto* reactor = new RunProbeReactor(options_.max_queued_messages);
+    reactor->Start(core_, auth_, ctx, request);
+    return reactor;
+  }
+
+  grpc::ServerWriteReactor<v1::Verdict>* WatchVerdicts(
+      grpc::CallbackServerContext* ctx,
+      const v1::WatchVerdictsRequest* request) override {
+    auto* reactor = new WatchReactor(options_.max_queued_messages);
+    reactor->Start(core_, auth_, ctx, request);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ApplySchedules(
+      grpc::CallbackServerContext* ctx, const v1::ApplySchedulesRequest* req,
+      v1::ApplySchedulesResponse* resp) override {
+    return Unary(ctx, "ApplySchedules",
+                 [&] { return Fill(core_->ApplySchedules(*req), resp); });
+  }
+  grpc::ServerUnaryReactor* ListSchedules(
+      grpc::CallbackServerContext* ctx, const v1::ListSchedulesRequest* req,
+      v1::ListSchedulesResponse* resp) override {
+    return Unary(ctx, "ListSchedules",
+                 [&] { return Fill(core_->ListSchedules(*req), resp); });
+  }
+  grpc::ServerUnaryReactor* DeleteSchedule(
+      grpc::CallbackServerContext* ctx, const v1::DeleteScheduleRequest* req,
+      v1::DeleteScheduleResponse*) override {
+    return Unary(ctx, "DeleteSchedule",
+                 [&] { return core_->DeleteSchedule(*req); });
+  }
+  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
+                                       const v1::ListAgentsRequest* req,
+                                       v1::ListAgentsResponse* resp) override {
+    return Unary(ctx, "ListAgents",
+                 [&] { return Fill(core_->ListAgents(*req), resp); });
+  }
+  grpc::ServerUnaryReactor* GetVerdicts(
+      grpc::CallbackServerContext* ctx, const v1::GetVerdictsRequest* req,
+      v1::GetVerdictsResponse* resp) override {
+    return Unary(ctx, "GetVerdicts",
+                 [&] { return Fill(core_->GetVerdicts(*req), resp); });
+  }
+
+  grpc::ServerUnaryReactor* Analyze(grpc::CallbackServerContext* ctx,
+                                    const v1::AnalyzeRequest* req,
+                                    v1::AnalysisReport* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    absl::Status s = Authorize(auth_, ctx, "Analyze");
+    if (!s.ok()) {
+      reactor->Finish(ToGrpcStatus(s));
+      return reactor;
+    }
+    {
+      absl::MutexLock lock(&analyze_->mu);
+      if (analyze_->running >= options_.max_concurrent_analyze) {
+        reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                     "too many Analyze calls running; retry"));
+        return reactor;
+      }
+      ++analyze_->running;
+    }
+    // The store query may take a while: off the gRPC thread. Shutdown()
+    // waits for every worker.
+    std::thread([core = core_, state = analyze_, reactor, req, resp] {
+      absl::Status st = Fill(core->Analyze(*req), resp);
+      reactor->Finish(ToGrpcStatus(st));
+      absl::MutexLock lock(&state->mu);
+      --state->running;
+    }).detach();
+    return reactor;
+  }
+
+ private:
+  template <typename T>
+  static absl::Status Fill(absl::StatusOr<T> r, T* out) {
+    if (!r.ok()) return r.status();
+    *out = std::move(*r);
+    return absl::OkStatus();
+  }
+
+  template <typename F>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx,
+                                  const char* method, F&& body) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    absl::Status s = Authorize(auth_, ctx, method);
+    if (s.ok()) s = body();
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+
+  const AdminServiceOptions options_;
+  AdminCore* const core_;
+  const AdminAuthorizer* const auth_;
+  struct AnalyzeState {
+    absl::Mutex mu;
+    int running ABSL_GUARDED_BY(mu) = 0;
+  };
+  // Shared with the workers, which may outlive a call to Shutdown() by the
+  // instant it takes them to release the lock.
+  const std::shared_ptr<AnalyzeState> analyze_ =
+      std::make_shared<AnalyzeState>();
+};
+
+}  // namespace
+
+std::unique_ptr<AdminService> CreateAdminService(
+    const AdminServiceOptions& options, AdminCore* core,
+    const AdminAuthorizer* authorizer) {
+  return std::make_unique<AdminServiceImpl>(options, core, authorizer);
+}
+
+}  // namespace controller
+}  // namespace fleetcanary

@@ -1,0 +1,304 @@
+// The store-backed VerdictSource (see verdict_source.h).
+#include <algorithm>
+#include <map>
+#include <set>
+#include <thread>
+#include <tuple>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/log/log.h"
+#include "common/units/units.h"
+#include "controller/analysis/verdict_engine.h"
+#include "controller/api/verdict_source.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+constexpr size_t kMaxHistory = 1000000;
+
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(t));
+}
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+}
+
+// (kind, region, target, mode, size_class): one verdict per identity.
+using Identity = std::tuple<int, std::string, std::string, int, std::string>;
+Identity IdentityOf(const v1::Verdict& v) {
+  return {v.kind(), v.key().region(), v.key().target(), v.key().mode(),
+          v.key().size_class()};
+}
+
+class PollingSubscription : public VerdictSource::Subscription {
+ public:
+  PollingSubscription(Store* store, Clock* clock, absl::Duration interval,
+                      v1::StreamKey filter, VerdictSource::Callback callback)
+      : store_(store),
+        clock_(clock),
+        interval_(interval),
+        filter_(std::move(filter)),
+        callback_(std::move(callback)),
+        since_(clock->Now()) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~PollingSubscription() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    thread_.join();
+  }
+
+ private:
+  void Loop() {
+    absl::MutexLock lock(&mu_);
+    while (!stopping_) {
+      clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopping_), interval_);
+      if (stopping_) return;
+      absl::StatusOr<std::vector<v1::Verdict>> rows =
+          store_->ListVerdicts(since_, 10000);
+      if (!rows.ok()) {
+        LogWarning("verdict_poll_failed",
+                   {{"error", rows.status().ToString()}});
+        continue;
+      }
+      for (const v1::Verdict& v : *rows) {
+        const absl::Time updated = FromProto(v.updated());
+        const std::string id = v.SerializeAsString();
+        if (updated < since_) continue;
+        if (updated == since_ && seen_at_since_.count(id)) continue;
+        if (updated > since_) {
+          since_ = updated;
+          seen_at_since_.clear();
+        }
+        seen_at_since_.insert(id);
+        if (VerdictKeyMatches(filter_, v.key())) callback_(v);
+      }
+    }
+  }
+
+  Store* const store_;
+  Clock* const clock_;
+  const absl::Duration interval_;
+  const v1::StreamKey filter_;
+  const VerdictSource::Callback callback_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time since_ ABSL_GUARDED_BY(mu_);
+  // Verdicts already delivered whose `updated` equals since_.
+  std::set<std::string> seen_at_since_ ABSL_GUARDED_BY(mu_);
+};
+
+class StoreVerdictSource : public VerdictSource {
+ public:
+  StoreVerdictSource(const StoreVerdictSourceOptions& options, Store* store,
+                     Clock* clock)
+      : options_(options), store_(store), clock_(clock) {}
+
+  absl::StatusOr<std::vector<v1::Verdict>> Current(
+      const v1::StreamKey& filter, bool include_healthy) override {
+    absl::StatusOr<std::vector<v1::Verdict>> rows =
+        store_->ListVerdicts(absl::InfinitePast(), kMaxHistory);
+    if (!rows.ok()) return rows.status();
+    std::map<Identity, v1::Verdict> latest;
+    for (v1::Verdict& v : *rows) latest[IdentityOf(v)] = std::move(v);
+    std::vector<v1::Verdict> out;
+    for (auto& [id, v] : latest) {
+      if (!VerdictKeyMatches(filter, v.key())) continue;
+      if (!include_healthy && v.state() == v1::HEALTHY) continue;
+      out.push_back(std::move(v));
+    }
+    return out;
+  }
+
+  std::unique_ptr<Subscription> Subscribe(const v1::StreamKey& filter,
+                                          Callback callback) override {
+    return std::make_unique<PollingSubscription>(
+        store_, clock_, options_.poll_interval, filter, std::move(callback));
+  }
+
+  absl::StatusOr<v1::AnalysisReport> Analyze(
+      const v1::AnalyzeRequest& request) override {
+    const absl::Time from =
+        request.has_from() ? FromProto(request.from()) : absl::InfinitePast();
+    const absl::Time to =
+        request.has_to() ? FromProto(request.to()) : absl::InfiniteFuture();
+    if (from >= to) {
+      return absl::InvalidArgumentError("from: must be before to");
+    }
+    const int64_t from_minute =
+        from == absl::InfinitePast() ? INT64_MIN / 2 : MinuteOf(from);
+    const int64_t to_minute = to == absl::InfiniteFuture()
+                                  ? INT64_MAX / 2
+                                  : MinuteOf(to - absl::Nanoseconds(1)) + 1;
+    absl::StatusOr<std::vector<StreamMinute>> minutes =
+        store_->QueryStreamMinutes(from_minute, to_minute);
+    if (!minutes.ok()) return minutes.status();
+    absl::StatusOr<std::vector<v1::PlatformMetricSample>> samples =
+        store_->QueryPlatformSamples(from, to);
+    if (!samples.ok()) return samples.status();
+    absl::StatusOr<std::unique_ptr<analysis::VerdictEngine>> engine =
+        analysis::VerdictEngine::Create(options_.detection);
+    if (!engine.ok()) return engine.status();
+    analysis::VerdictEngine& e = **engine;
+
+    v1::AnalysisReport report;
+    // Scheduled minutes of the filter's streams, in time order.
+    struct Minute {
+      int64_t minute;
+      v1::StreamKey key;
+      analysis::ClassCounts counts;
+    };
+    std::vector<Minute> rows;
+    using ModeKey = std::tuple<std::string, std::string, int>;
+    // Client probes and platform-visible failures per mode key and minute.
+    std::map<std::pair<ModeKey, int64_t>, std::pair<uint64_t, uint64_t>> client;
+    uint64_t outcomes = 0;
+    int64_t first = INT64_MAX, last = INT64_MIN;
+    for (const StreamMinute& m : *minutes) {
+      v1::StreamKey key;
+      key.set_region(m.key.region);
+      key.set_target(m.key.target);
+      key.set_mode(m.key.mode);
+      key.set_size_class(FormatBytes(m.key.size_bytes));
+      if (!VerdictKeyMatches(request.filter(), key)) continue;
+      outcomes += m.stats.probes();
+      first = std::min(first, m.minute);
+      last = std::max(last, m.minute);
+      if (m.key.adhoc) continue;  // Ad-hoc probes never feed verdicts.
+      Minute row{m.minute, key, {}};
+      auto& c =
+          client[{ModeKey{m.key.region, m.key.target, m.key.mode}, m.minute}];
+      for (int cls = 0;
+           cls < kNumOutcomeClasses && cls < analysis::ClassCounts::kSize;
+           ++cls) {
+        const uint64_t n = m.stats.counts[cls];
+        if (n == 0) continue;
+        row.counts.Add(static_cast<v1::OutcomeClass>(cls), n);
+        const auto oc = static_cast<v1::OutcomeClass>(cls);
+        if (analysis::IsTrial(oc)) c.first += n;
+        if (analysis::IsPlatformVisibleFailure(oc)) c.second += n;
+      }
+      rows.push_back(std::move(row));
+    }
+    std::stable_sort(
+        rows.begin(), rows.end(),
+        [](const Minute& a, const Minute& b) { return a.minute < b.minute; });
+    if (first <= last) {
+      *report.mutable_first_outcome() =
+          ToProto(absl::FromUnixSeconds(first * 60));
+      *report.mutable_last_outcome() =
+          ToProto(absl::FromUnixSeconds(last * 60 + 59));
+    }
+
+    // Platform periods: Errors and Invocations sums per mode key and period;
+    // client counts from the minutes the period starts in.
+    struct Period {
+      double errors = 0, invocations = 0;
+      absl::Duration length;
+    };
+    std::map<std::pair<absl::Time, ModeKey>, Period> periods;
+    uint64_t platform_samples = 0;
+    for (const v1::PlatformMetricSample& s : *samples) {
+      v1::StreamKey key;
+      key.set_region(s.region());
+      key.set_target(s.target());
+      key.set_mode(s.mode());
+      if (!VerdictKeyMatches(request.filter(), key)) continue;
+      ++platform_samples;
+      if (!s.stat().empty() && s.stat() != "Sum") continue;
+      Period& p = periods[{FromProto(s.period_start()),
+                           ModeKey{s.region(), s.target(), s.mode()}}];
+      p.length = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(s.period()));
+      if (s.metric() == "Errors") p.errors += s.value();
+      if (s.metric() == "Invocations") p.invocations += s.value();
+    }
+
+    if (request.has_declared_fix_time()) {
+      e.DeclareFix(FromProto(request.declared_fix_time()));
+      *report.mutable_declared_fix_time() = request.declared_fix_time();
+    }
+    auto next_period = periods.begin();
+    auto feed_platform_until = [&](absl::Time t) -> absl::Status {
+      for (; next_period != periods.end() && next_period->first.first <= t;
+           ++next_period) {
+        const auto& [start, mode_key] = next_period->first;
+        const Period& p = next_period->second;
+        v1::StreamKey k;
+        k.set_region(std::get<0>(mode_key));
+        k.set_target(std::get<1>(mode_key));
+        k.set_mode(static_cast<v1::InvokeMode>(std::get<2>(mode_key)));
+        uint64_t probes = 0, failures = 0;
+        auto c = client.find({mode_key, MinuteOf(start)});
+        if (c != client.end() && p.length >= absl::Minutes(1)) {
+          probes = c->second.first;
+          failures = c->second.second;
+        }
+        absl::Status s = e.ObservePlatform(k, start, p.errors, p.invocations,
+                                           failures, probes);
+        if (!s.ok()) return s;
+      }
+      return absl::OkStatus();
+    };
+    for (const Minute& row : rows) {
+      const absl::Time t = absl::FromUnixSeconds(row.minute * 60);
+      if (absl::Status s = feed_platform_until(t); !s.ok()) return s;
+      if (absl::Status s = e.Observe(row.key, t, row.counts); !s.ok()) return s;
+    }
+    if (absl::Status s = feed_platform_until(absl::InfiniteFuture()); !s.ok()) {
+      return s;
+    }
+    e.Flush();
+    report.set_outcomes(outcomes);
+    report.set_platform_samples(platform_samples);
+    for (v1::Verdict& v : e.Current()) *report.add_verdicts() = std::move(v);
+    for (v1::Verdict& v : e.TakeTransitions()) {
+      *report.add_transitions() = std::move(v);
+    }
+    return report;
+  }
+
+ private:
+  const StoreVerdictSourceOptions options_;
+  Store* const store_;
+  Clock* const clock_;
+};
+
+}  // namespace
+
+bool VerdictKeyMatches(const v1::StreamKey& filter, const v1::StreamKey& key) {
+  return (filter.region().empty() || filter.region() == key.region()) &&
+         (filter.target().empty() || filter.target() == key.target()) &&
+         (filter.mode() == v1::INVOKE_MODE_UNSPECIFIED ||
+          filter.mode() == key.mode()) &&
+         (filter.size_class().empty() ||
+          filter.size_class() == key.size_class());
+}
+
+absl::StatusOr<std::unique_ptr<VerdictSource>> CreateStoreVerdictSource(
+    const StoreVerdictSourceOptions& options, Store* store, Clock* clock) {
+  if (store == nullptr || clock == nullptr) {
+    return absl::InvalidArgumentError("verdict source: missing dependency");
+  }
+  if (options.poll_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("poll_interval: must be > 0");
+  }
+  absl::StatusOr<v1::DetectionConfig> detection =
+      analysis::ResolveDetectionConfig(options.detection);
+  if (!detection.ok()) return detection.status();
+  return std::unique_ptr<VerdictSource>(
+      new StoreVerdictSource(options, store, clock));
+}
+
+}  // namespace controller
+}  // namespace fleetcanary
