@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""The local fleet demo behind `make demo`.
+
+Starts, on loopback only:
+  - function-url-emulator with three regions, replaying the
+    `feb2024-incident` scenario in accelerated time (one scenario day = 30 s):
+    RESPONSE_STREAM phantom errors in us-east-1 from t=30 s, rising with body
+    size, until a hotfix at t=150 s;
+  - fleetcanary-controller (SQLite store, Prometheus /metrics, status page);
+  - four fleetcanary-agent processes in three regions, with a default schedule
+    probing both invoke modes over a 2 B .. 1 MiB size ladder and reading the
+    emulator's CloudWatch metrics.
+While it runs it prints verdict changes as they happen; at the end it prints a
+timeline (detection, signals, fix confirmation, estimated vs true change time),
+stops every process it started, and exits non-zero if the regression was not
+detected in the right place or the fix was not confirmed.
+"""
+
+import argparse
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AFFECTED_REGION = "us-east-1"
+SIZES = ["2", "1Ki", "64Ki", "1Mi"]
+# Scenario timeline in real seconds since the emulator started (see
+# emulator/scenarios/feb2024-incident.yaml).
+DEFECT_START_S = 30.0
+HOTFIX_S = 150.0
+SCENARIO_END_S = 180.0
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Proc:
+    """A child process whose stdout lines are collected; stderr goes to a log."""
+
+    def __init__(self, name, args, workdir):
+        self.name = name
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.lines = queue.Queue()
+        self._log = open(self.log_path, "w")
+        self.p = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+            text=True, start_new_session=True)
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.p.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, prefix, timeout=30):
+        deadline = time.time() + timeout
+        seen = []
+        while time.time() < deadline:
+            if self.p.poll() is not None:
+                break
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if line.startswith(prefix):
+                return line, seen
+        raise RuntimeError(
+            f"{self.name} did not print '{prefix}' (exit={self.p.poll()}); "
+            f"see {self.log_path}")
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+        self._log.close()
+
+
+def fields(line):
+    return dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+
+
+def scrape(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode()
+
+
+SAMPLE = re.compile(r'^(\w+)\{(.*)\} ([-+0-9.eE]+|NaN|\+Inf)$')
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    out = []
+    for line in text.splitlines():
+        m = SAMPLE.match(line)
+        if m:
+            out.append((m.group(1), dict(LABEL.findall(m.group(2))),
+                        float(m.group(3))))
+    return out
+
+
+def verdict_states(samples):
+    """(kind, region, target, mode, size_class) -> current state."""
+    states = {}
+    for name, labels, value in samples:
+        if name == "fleetcanary_verdict" and value == 1:
+            key = (labels.get("kind", ""), labels.get("region", ""),
+                   labels.get("target", ""), labels.get("mode", ""),
+                   labels.get("size_class", ""))
+            states[key] = labels.get("state", "")
+    return states
+
+
+def total(samples, name, **want):
+    return sum(v for n, l, v in samples
+               if n == name and all(l.get(k) == x for k, x in want.items()))
+
+
+def key_text(key):
+    kind, region, target, mode, size = key
+    return " ".join(p for p in (kind, region, target, mode, size) if p)
+
+
+def write_configs(work, urls, cloudwatch, rate):
+    regions = sorted({u["region"] for u in urls})
+    lines = ["targets:", "  - name: canary", "    regions:"]
+    for region in regions:
+        lines.append(f"      - region: {region}")
+        lines.append("        urls:")
+        for u in urls:
+            if u["region"] != region:
+                continue
+            lines += [
+                f"          - mode: {u['mode']}",
+                f"            url: {u['url']}",
+                "            cloudwatch:",
+                f"              function_name: {u['function']}",
+                f"              alias: {u['alias']}",
+                f"              endpoint: {cloudwatch[region]}",
+            ]
+    lines += [
+        "schedules:",
+        "  - id: demo-ladder",
+        "    target: canary",
+        f"    sizes: [{', '.join(SIZES)}]",
+        f"    rate_per_second: {rate}",
+        "    limits: {timeout: 10s, stall_limit: 5s}",
+        "    transport: {keep_alive: true}",
+    ]
+    fleet = os.path.join(work, "fleet.yaml")
+    with open(fleet, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    controller = os.path.join(work, "controller.yaml")
+    with open(controller, "w") as f:
+        f.write("heartbeat_interval: 1s\n"
+                "metrics_period: 1s\n"
+                "detection:\n"
+                "  false_alarms_per_month: 1\n")
+    return fleet, controller, regions
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("build_dir", nargs="?", default="build")
+    parser.add_argument("--rate", type=float, default=8.0,
+                        help="probes/s per region x mode x size stream")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (logs, SQLite file)")
+    args = parser.parse_args()
+    build = os.path.abspath(args.build_dir)
+    binary = {
+        "emulator": os.path.join(build, "emulator/function-url-emulator"),
+        "controller": os.path.join(build, "controller/server/fleetcanary-controller"),
+        "agent": os.path.join(build, "agent/runner/fleetcanary-agent"),
+        "canaryctl": os.path.join(build, "cli/canaryctl"),
+    }
+    for name, path in binary.items():
+        if not os.access(path, os.X_OK):
+            sys.exit(f"demo: {path} is missing; run 'make build' first")
+
+    work = tempfile.mkdtemp(prefix="fleetcanary-demo-")
+    procs = []
+    try:
+        return run(args, binary, work, procs)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        log(f"stopped {len(procs)} processes; logs in {work}")
+        if not args.keep and os.environ.get("FLEETCANARY_DEMO_KEEP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, binary, work, procs):
+    log("starting function-url-emulator (3 regions, feb2024-incident scenario)")
+    emu = Proc("emulator", [
+        binary["emulator"],
+        "--config=" + os.path.join(ROOT, "emulator/configs/demo.yaml"),
+        "--scenario=" + os.path.join(ROOT, "emulator/scenarios/feb2024-incident.yaml"),
+    ], work)
+    procs.append(emu)
+    _, seen = emu.wait_for("control ")
+    t0 = time.time()
+    urls = [fields(l) for l in seen if l.startswith("url ")]
+    cloudwatch = {fields(l)["region"]: fields(l)["url"]
+                  for l in seen if l.startswith("cloudwatch ")}
+    control = fields(seen[-1])["url"]
+    fleet, controller_cfg, regions = write_configs(work, urls, cloudwatch, args.rate)
+
+    log("starting fleetcanary-controller")
+    ctl = Proc("controller", [
+        binary["controller"], "--config=" + controller_cfg, "--fleet=" + fleet,
+        "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+        "--data_dir=" + os.path.join(work, "controller"),
+        "--heartbeat_interval=1s", "--insecure", "--target_allow_loopback",
+    ], work)
+    procs.append(ctl)
+    line, _ = ctl.wait_for("listening ")
+    grpc_addr, http_addr = fields(line)["grpc"], fields(line)["http"]
+
+    agents = [(AFFECTED_REGION, "use1-a"), (AFFECTED_REGION, "use1-b")]
+    agents += [(r, r.replace("-", "")[:6] + "-a") for r in regions
+               if r != AFFECTED_REGION]
+    for region, agent_id in agents:
+        cfg = os.path.join(work, f"{agent_id}.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"agent_id: {agent_id}\nregion: {region}\n"
+                    f"controller_address: {grpc_addr}\n"
+                    f"data_dir: {os.path.join(work, agent_id)}\n"
+                    "metrics_period: 1s\nmetrics_poll_interval: 1s\n"
+                    "metrics_ingestion_delay: 2s\ncloudwatch_unsigned: true\n"
+                    "heartbeat_interval: 1s\n")
+        a = Proc(agent_id, [binary["agent"], "--config=" + cfg,
+                            "--http_listen=127.0.0.1:0"], work)
+        procs.append(a)
+        a.wait_for("listening ")
+    log(f"{len(agents)} agents in {len(regions)} regions: "
+        + ", ".join(f"{i}@{r}" for r, i in agents))
+    print(f"""
+  status page      http://{http_addr}/status
+  metrics          http://{http_addr}/metrics   (point Prometheus here)
+  admin API        {grpc_addr}   (canaryctl --controller={grpc_addr} --insecure verdicts --watch)
+  emulator control {control}_emulator/truth
+  work directory   {work}
+""", flush=True)
+
+    seen_states = {}
+    events = []  # (seconds since start, key, old, new)
+    deadline = t0 + SCENARIO_END_S + 25
+    last_progress = 0.0
+    confirmed_at = None
+    while time.time() < deadline:
+        time.sleep(1)
+        for p in procs:
+            if p.p.poll() is not None:
+                raise RuntimeError(f"{p.name} exited ({p.p.returncode}); see {p.log_path}")
+        try:
+            samples = parse_metrics(scrape(f"http://{http_addr}/metrics"))
+        except OSError as e:
+            log(f"scrape failed: {e}")
+            continue
+        elapsed = time.time() - t0
+        for key, state in sorted(verdict_states(samples).items()):
+            old = seen_states.get(key)
+            if old != state and not (old is None and state == "HEALTHY"):
+                events.append((elapsed, key, old or "HEALTHY", state))
+                log(f"t={elapsed:5.1f}s  {key_text(key)}: {old or 'HEALTHY'} -> {state}")
+            seen_states[key] = state
+        if elapsed - last_progress >= 10:
+            last_progress = elapsed
+            phase = ("healthy" if elapsed < DEFECT_START_S else
+                     "DEFECT (stream, us-east-1)" if elapsed < HOTFIX_S else
+                     "after hotfix")
+            log(f"t={elapsed:5.1f}s  scenario: {phase:27s} probes={total(samples, 'fleetcanary_probes_total'):.0f} "
+                f"platform_errors={total(samples, 'fleetcanary_platform_errors_total'):.0f} "
+                f"phantom={total(samples, 'fleetcanary_phantom_errors_total'):.0f}")
+        if elapsed > HOTFIX_S and any(
+                e[3] == "FIX_CONFIRMED" and e[1][1] == AFFECTED_REGION for e in events):
+            confirmed_at = elapsed
+            if elapsed > SCENARIO_END_S - 10:
+                break
+
+    return report(binary, grpc_addr, events, t0)
+
+
+def report(binary, grpc_addr, events, t0):
+    verdicts = []
+    try:
+        out = subprocess.run(
+            [binary["canaryctl"], "verdicts", "--controller=" + grpc_addr,
+             "--insecure", "--all", "--output=json"],
+            capture_output=True, text=True, timeout=20)
+        if out.returncode == 0:
+            for line in out.stdout.splitlines():
+                line = line.strip()
+                if line.startswith("{"):
+                    doc = json.loads(line)
+                    verdicts += doc.get("verdicts", [doc])
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+        log(f"could not read verdict evidence: {e}")
+
+    print("\n================ timeline ================")
+    print(f"  t=  0.0s  emulator started (scenario 2024-01-30T00:00Z)")
+    print(f"  t={DEFECT_START_S:5.1f}s  TRUE defect onset: phantom errors, stream, {AFFECTED_REGION}")
+    for elapsed, key, old, new in events:
+        print(f"  t={elapsed:5.1f}s  {key_text(key)}: {old} -> {new}")
+    print(f"  t={HOTFIX_S:5.1f}s  TRUE hotfix (scenario 2024-02-04T00:00Z)")
+    true_hotfix = t0 + HOTFIX_S
+    for v in verdicts:
+        ev = v.get("evidence", {})
+        ct = ev.get("change_time") or ev.get("changeTime")
+        if v.get("state") in ("FIX_CONFIRMED", "RECOVERING") and ct:
+            iv = ev.get("change_interval") or ev.get("changeInterval") or {}
+            print(f"  estimated change time for {v.get('kind')} "
+                  f"{v.get('key', {}).get('region', '')} "
+                  f"{v.get('key', {}).get('mode', '')}: {ct} "
+                  f"(interval {iv.get('lower', '?')} .. {iv.get('upper', '?')}); "
+                  f"true hotfix {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(true_hotfix))}")
+
+    def hit(pred):
+        return [e for e in events if pred(e)]
+
+    detected = hit(lambda e: e[3] == "REGRESSION" and e[1][1] == AFFECTED_REGION
+                   and e[1][3] == "stream")
+    confirmed = hit(lambda e: e[3] == "FIX_CONFIRMED" and e[1][1] == AFFECTED_REGION)
+    false_alarms = hit(lambda e: e[3] == "REGRESSION" and (
+        e[1][1] != AFFECTED_REGION or e[1][3] == "buffered"))
+    signals = sorted({e[1][0] for e in events if e[1][1] == AFFECTED_REGION
+                      and e[3] in ("SUSPECT", "REGRESSION")})
+    print("\n================ result ================")
+    print(f"  detected:   {'yes, at t=%.1fs' % detected[0][0] if detected else 'NO'}")
+    print(f"  signals:    {', '.join(signals) if signals else 'none'}")
+    print(f"  confirmed:  {'yes, at t=%.1fs' % confirmed[0][0] if confirmed else 'NO'}")
+    print(f"  false alarms (buffered or healthy regions): {len(false_alarms)}")
+    ok = bool(detected) and bool(confirmed) and not false_alarms
+    print(f"  demo {'PASSED' if ok else 'FAILED'}\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        sys.exit(f"demo: {e}")
