@@ -1,5 +1,6 @@
 #include "agent/runner/agent_app.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <utility>
 
@@ -7,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/probe/probe_engine.h"
+#include "agent/runner/adhoc.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
 #include "controller/metrics/metrics_export.h"
@@ -67,6 +69,18 @@ class AgentAppImpl : public AgentApp {
                         Runner::Create(ro, engine_.get(), outbox_.get(), clock_,
                                        [this] { NotifySession(); }));
 
+    AdhocExecutorOptions ao;
+    ao.agent_id = c.agent_id();
+    ao.region = c.region();
+    ao.seed = options_.seed ^ 0xad40c;
+    FC_ASSIGN_OR_RETURN(
+        adhoc_, AdhocExecutor::Create(
+                    ao, engine_.get(), outbox_.get(), [this] { NotifySession(); },
+                    [this](v1::AdhocResult r) {
+                      absl::MutexLock lock(&mu_);
+                      if (session_) session_->SendAdhocResult(std::move(r));
+                    }));
+
     SessionClientOptions so;
     so.controller_address = c.controller_address();
     v1::Hello& h = so.hello;
@@ -85,6 +99,10 @@ class AgentAppImpl : public AgentApp {
     ProbeEngine* engine = engine_.get();
     so.in_flight = [engine] {
       return static_cast<uint32_t>(engine->in_flight());
+    };
+    AdhocExecutor* adhoc = adhoc_.get();
+    so.on_adhoc_probe = [adhoc](const v1::AdhocProbe& p) {
+      adhoc->OnAdhocProbe(p);
     };
     FC_ASSIGN_OR_RETURN(
         auto session,
@@ -120,6 +138,11 @@ class AgentAppImpl : public AgentApp {
     if (runner_) {
       runner_->Stop();
       runner_->WaitIdle(deadline - clock_->MonotonicNow());
+    }
+    if (adhoc_) {
+      adhoc_->Stop();
+      adhoc_->WaitIdle(
+          std::max(absl::ZeroDuration(), deadline - clock_->MonotonicNow()));
     }
     bool flushed = false;
     SessionClient* session;
@@ -212,6 +235,7 @@ class AgentAppImpl : public AgentApp {
   std::unique_ptr<Outbox> outbox_;
   std::unique_ptr<ProbeEngine> engine_;
   std::unique_ptr<Runner> runner_;
+  std::unique_ptr<AdhocExecutor> adhoc_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::shared_ptr<prometheus::Collectable> collectable_;
 

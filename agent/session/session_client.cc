@@ -140,6 +140,12 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
     notified_ = true;
   }
 
+  void SendAdhocResult(v1::AdhocResult result) override {
+    absl::MutexLock lock(&mu_);
+    // Bounded: live results are a convenience; the outbox has them all.
+    if (adhoc_out_.size() < 10000) adhoc_out_.push_back(std::move(result));
+  }
+
   bool WaitForFlush(absl::Duration timeout) override {
     const uint64_t target = outbox_->stats().last_sequence;
     absl::MutexLock lock(&mu_);
@@ -221,6 +227,7 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
     {
       absl::MutexLock lock(&mu_);
       inbox_.clear();
+      welcomed_ = false;
       stream_done_ = false;
       stream_status_ = grpc::Status::OK;
     }
@@ -256,7 +263,8 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
             absl::Condition(
                 +[](SessionClientImpl* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                   return !s->inbox_.empty() || s->stream_done_ ||
-                         s->notified_ || s->stopping_;
+                         s->notified_ || s->stopping_ ||
+                         (s->welcomed_ && !s->adhoc_out_.empty());
                 },
                 this),
             wait);
@@ -317,8 +325,12 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
             LogInfo("controller_drain", {{"reason", m.drain().reason()}});
             break;
           case v1::ControllerMessage::kAdhocProbe:
-            LogInfo("adhoc_probe_ignored",
-                    {{"id", m.adhoc_probe().adhoc_id()}});
+            if (options_.on_adhoc_probe) {
+              options_.on_adhoc_probe(m.adhoc_probe());
+            } else {
+              LogInfo("adhoc_probe_ignored",
+                      {{"id", m.adhoc_probe().adhoc_id()}});
+            }
             break;
           default:
             break;
@@ -344,6 +356,19 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
         continue;
       }
       if (!welcomed) continue;
+      {
+        std::deque<v1::AdhocResult> results;
+        {
+          absl::MutexLock lock(&mu_);
+          welcomed_ = true;
+          results.swap(adhoc_out_);
+        }
+        for (v1::AdhocResult& r : results) {
+          v1::AgentMessage m;
+          *m.mutable_adhoc_result() = std::move(r);
+          reactor->Send(std::move(m));
+        }
+      }
       while (static_cast<int>(unacked.size()) < options_.max_unacked_batches) {
         auto batch = outbox_->ReadForSend(cursor, options_.max_batch_outcomes,
                                           options_.max_batch_bytes);
@@ -403,6 +428,10 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status stream_status_ ABSL_GUARDED_BY(mu_);
   bool notified_ ABSL_GUARDED_BY(mu_) = false;
+  // Live ad-hoc results waiting for the driver; welcomed_ is whether the
+  // current stream got its Welcome.
+  std::deque<v1::AdhocResult> adhoc_out_ ABSL_GUARDED_BY(mu_);
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   SessionClientStats stats_ ABSL_GUARDED_BY(mu_);
 };

@@ -60,6 +60,9 @@ struct SessionClientOptions {
   uint64_t seed = 1;
   // Reports in-flight probes in heartbeats (optional).
   std::function<uint32_t()> in_flight;
+  // Receives the controller's ad-hoc probes (start or cancel), on the driver
+  // thread; must not block. Unset: they are logged and ignored.
+  std::function<void(const v1::AdhocProbe&)> on_adhoc_probe;
 };
 
 struct SessionClientStats {
@@ -85,6 +88,11 @@ class SessionClient {
 
   // New outcomes were appended to the outbox: send them soon.
   virtual void Notify() = 0;
+
+  // Sends an ad-hoc result live on the stream once it is welcomed (best
+  // effort, at most 10000 queued: the outcome also travels through the
+  // outbox).
+  virtual void SendAdhocResult(v1::AdhocResult result) = 0;
 
   // Blocks until every outcome appended so far is acknowledged, or
   // `timeout` passes. Returns whether the outbox was emptied.
