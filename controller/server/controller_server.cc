@@ -32,6 +32,20 @@ absl::Duration FromProto(const google::protobuf::Duration& d,
   return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
 }
 
+// Live verdict settings from the controller config.
+VerdictServiceOptions VerdictOptions(const v1::ControllerConfig& c) {
+  VerdictServiceOptions o;
+  o.detection = c.detection();
+  o.metrics_period = FromProto(c.metrics_period(), absl::Seconds(60));
+  o.reconcile_settle = FromProto(c.metrics_settle(), absl::ZeroDuration());
+  if (c.has_declared_fix_time()) {
+    o.declared_fix_time =
+        absl::FromUnixSeconds(c.declared_fix_time().seconds()) +
+        absl::Nanoseconds(c.declared_fix_time().nanos());
+  }
+  return o;
+}
+
 std::string HostOf(const std::string& listen) {
   const size_t colon = listen.rfind(':');
   return colon == std::string::npos ? listen : listen.substr(0, colon);
@@ -77,6 +91,10 @@ class ControllerServerImpl : public ControllerServer {
     metrics_->Restore(totals, counters, agents);
     FC_ASSIGN_OR_RETURN(ingest_, Ingest::Create(options_.ingest, store_.get(),
                                                 metrics_.get(), clock_));
+    FC_ASSIGN_OR_RETURN(verdicts_,
+                        VerdictService::Create(VerdictOptions(c), store_.get(),
+                                               metrics_.get(), clock_));
+    ingest_->AddObserver(verdicts_.get());
     SchedulerOptions so;
     so.heartbeat_interval = heartbeat;
     so.liveness_timeout = liveness;
@@ -139,6 +157,7 @@ class ControllerServerImpl : public ControllerServer {
   Ingest* ingest() override { return ingest_.get(); }
   Store* store() override { return store_.get(); }
   ControllerMetrics* metrics() override { return metrics_.get(); }
+  VerdictService* verdicts() override { return verdicts_.get(); }
   AdminCore* admin() override { return admin_core_.get(); }
 
   void Drain(absl::Duration timeout) override {
@@ -158,6 +177,7 @@ class ControllerServerImpl : public ControllerServer {
     if (admin_service_) admin_service_->Shutdown();
     if (hub_) hub_->Shutdown();
     if (ingest_) ingest_->Shutdown();
+    if (verdicts_) verdicts_->Shutdown();
     if (scheduler_) scheduler_->Shutdown();
     LogInfo("controller_drained");
     absl::MutexLock lock(&mu_);
@@ -234,6 +254,8 @@ class ControllerServerImpl : public ControllerServer {
   RetentionOptions retention_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<ControllerMetrics> metrics_;
+  // Declared before ingest_: ingest holds it as an observer until destroyed.
+  std::unique_ptr<VerdictService> verdicts_;
   std::unique_ptr<Ingest> ingest_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<SessionHub> hub_;

@@ -18,6 +18,7 @@
 #include "controller/metrics/controller_metrics.h"
 #include "controller/scheduler/scheduler.h"
 #include "controller/store/store.h"
+#include "controller/verdicts/verdict_service.h"
 #include "fleetcanary/v1/config.pb.h"
 
 namespace fleetcanary {
@@ -59,6 +60,8 @@ class ControllerServer {
   virtual Ingest* ingest() = 0;
   virtual Store* store() = 0;
   virtual ControllerMetrics* metrics() = 0;
+  // Live verdicts (the admin API's VerdictSource; DeclareFix).
+  virtual VerdictService* verdicts() = 0;
   // The admin API's core (RunProbe, schedules, agents, verdicts).
   virtual AdminCore* admin() = 0;
 
