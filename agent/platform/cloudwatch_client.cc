@@ -399,8 +399,11 @@ absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
   params.service = "monitoring";
   params.region = region;
   params.time = options_.clock->Now();
-  FC_ASSIGN_OR_RETURN(sigv4::SigningResult signed_request,
-                      sigv4::SignRequest(view, options_.credentials, params));
+  sigv4::SigningResult signed_request;
+  if (options_.sign) {
+    FC_ASSIGN_OR_RETURN(signed_request,
+                        sigv4::SignRequest(view, options_.credentials, params));
+  }
 
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
                                                            curl_easy_cleanup);
@@ -477,8 +480,8 @@ absl::StatusOr<std::unique_ptr<PlatformMetricsClient>> CreateCloudWatchClient(
   if (options.clock == nullptr) {
     return absl::InvalidArgumentError("CloudWatchClientOptions.clock is null");
   }
-  if (options.credentials.access_key_id.empty() ||
-      options.credentials.secret_access_key.empty()) {
+  if (options.sign && (options.credentials.access_key_id.empty() ||
+                       options.credentials.secret_access_key.empty())) {
     return absl::InvalidArgumentError(
         "CloudWatchClientOptions.credentials: access key id and secret are "
         "required");

@@ -74,7 +74,12 @@ class PlatformMetricsClient {
 };
 
 struct CloudWatchClientOptions {
+  // Used when `sign` is set.
   sigv4::Credentials credentials;
+  // Sign requests with SigV4 (service "monitoring"). Off only for an
+  // endpoint that does not check signatures (the emulator without
+  // monitoring_auth); credentials are then not needed.
+  bool sign = true;
   // Signing time source. Not owned; must outlive the client. Required.
   Clock* clock = nullptr;
   absl::Duration connect_timeout = absl::Seconds(5);
@@ -90,7 +95,7 @@ struct CloudWatchClientOptions {
   bool insecure_skip_verify = false;
 };
 
-// INVALID_ARGUMENT when credentials or clock are missing.
+// INVALID_ARGUMENT when the clock is missing, or credentials when signing.
 absl::StatusOr<std::unique_ptr<PlatformMetricsClient>> CreateCloudWatchClient(
     const CloudWatchClientOptions& options);
 

@@ -129,6 +129,28 @@ TEST_F(CloudWatchClientTest, SignedJson10RequestAndSamples) {
                     {"Name":"Resource","Value":"fc-canary:stream"}])"));
 }
 
+// An endpoint that does not check signatures (the emulator without
+// monitoring_auth) is read unsigned, without credentials; this server checks
+// them, so the request is refused - and shows no signature was sent.
+TEST_F(CloudWatchClientTest, UnsignedRequestsNeedNoCredentials) {
+  StartServer();
+  CloudWatchClientOptions o;
+  o.clock = &clock_;
+  EXPECT_EQ(CreateCloudWatchClient(o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o.sign = false;
+  auto client = CreateCloudWatchClient(o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto result = (*client)->GetMetricData(
+      {Target(server_->endpoint(), v1::RESPONSE_STREAM, "stream")},
+      DefaultLambdaMetrics(), kT0 - absl::Minutes(5), kT0, absl::Seconds(60));
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kPermissionDenied);
+  auto requests = server_->requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_THAT(requests[0].verify_error, HasSubstr("uthorization"));
+  EXPECT_EQ(requests[0].target, "GraniteServiceVersion20100801.GetMetricData");
+}
+
 TEST_F(CloudWatchClientTest, FollowsNextTokenAcrossPages) {
   StartServer(/*page_size=*/3);
   for (int i = 0; i < 10; ++i) {
