@@ -6,6 +6,7 @@
 // wrong CA, verification off, HTTP/2 requested from an HTTP/1.1-only server).
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -332,9 +333,12 @@ TEST_F(EmulatorProbeTest, MeasuresTheInjectedFirstByteDelayInBothModes) {
   SetDuration(absl::Milliseconds(200), r->mutable_duration());
   r->mutable_probability()->set_base(1);
   ASSERT_TRUE(emu_->SetScenario(s).ok());
+  // Scheduling on a loaded machine only ever adds to a measurement, so each
+  // sample must be at least the delay, and the best of five within 5 ms.
   for (v1::InvokeMode mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
-    for (int i = 0; i < 2; ++i) {
-      SCOPED_TRACE(ModeName(mode));
+    SCOPED_TRACE(ModeName(mode));
+    absl::Duration best = absl::InfiniteDuration();
+    for (int i = 0; i < 5; ++i) {
       const ProbeRequest req = Request(mode, 4096);
       const v1::Outcome o = Run(req);
       ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
@@ -343,11 +347,14 @@ TEST_F(EmulatorProbeTest, MeasuresTheInjectedFirstByteDelayInBothModes) {
       const absl::Duration waited =
           D(o.timings().headers_received()) - D(o.timings().request_sent());
       EXPECT_GE(waited, absl::Milliseconds(195)) << waited;
-      EXPECT_LE(waited, absl::Milliseconds(205)) << waited;
+      EXPECT_LE(waited, absl::Milliseconds(400)) << waited;
+      best = std::min(best, waited);
       const v1::InjectedFault* injected = TruthFor(emu_->truth(), req.probe_id);
       ASSERT_NE(injected, nullptr);
       EXPECT_EQ(injected->effect(), v1::FAULT_EFFECT_DELAY_FIRST_BYTE);
     }
+    EXPECT_GE(best, absl::Milliseconds(195)) << best;
+    EXPECT_LE(best, absl::Milliseconds(205)) << best;
   }
 }
 

@@ -403,15 +403,20 @@ TEST_F(ProbeEngineTest, OurOwnFaultsAreAgentErrors) {
 TEST_F(ProbeEngineTest, MeasuresAnInjectedFirstByteDelay) {
   FaultSpec s;
   s.first_byte_delay = absl::Milliseconds(200);
-  for (int i = 0; i < 3; ++i) {
+  // Scheduling on a loaded machine only ever adds to a measurement, so each
+  // sample must be at least the delay, and the best of five within 5 ms.
+  absl::Duration best = absl::InfiniteDuration();
+  for (int i = 0; i < 5; ++i) {
     const v1::Outcome o = Run(Request(s, 1024));
     ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
     const absl::Duration waited =
         D(o.timings().headers_received()) - D(o.timings().request_sent());
     EXPECT_GE(waited, absl::Milliseconds(195)) << waited;
-    EXPECT_LE(waited, absl::Milliseconds(205)) << waited;
+    EXPECT_LE(waited, absl::Milliseconds(400)) << waited;
     EXPECT_GE(D(o.timings().first_body_byte()), absl::Milliseconds(200));
+    best = std::min(best, waited);
   }
+  EXPECT_LE(best, absl::Milliseconds(205)) << best;
 }
 
 TEST_F(ProbeEngineTest, DetectsAStallWithinTheLimit) {
