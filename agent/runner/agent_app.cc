@@ -3,13 +3,18 @@
 #include <algorithm>
 #include <filesystem>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/platform/cloudwatch_client.h"
+#include "agent/platform/metrics_reader.h"
 #include "agent/probe/probe_engine.h"
 #include "agent/runner/adhoc.h"
+#include "agent/runner/platform_loop.h"
 #include "common/log/log.h"
+#include "common/sigv4/sigv4.h"
 #include "common/status/status_util.h"
 #include "controller/metrics/metrics_export.h"
 #include "google/protobuf/util/time_util.h"
@@ -25,6 +30,18 @@ absl::Duration FromProto(const google::protobuf::Duration& d,
   if (d.seconds() == 0 && d.nanos() == 0) return fallback;
   return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
 }
+
+// Hands each AssignmentSet to the runner and the platform loop.
+class FanOut : public AssignmentSink {
+ public:
+  void Add(AssignmentSink* sink) { sinks_.push_back(sink); }
+  void OnAssignments(const v1::AssignmentSet& set) override {
+    for (AssignmentSink* s : sinks_) s->OnAssignments(set);
+  }
+
+ private:
+  std::vector<AssignmentSink*> sinks_;
+};
 
 class AgentAppImpl : public AgentApp {
  public:
@@ -73,13 +90,17 @@ class AgentAppImpl : public AgentApp {
     ao.agent_id = c.agent_id();
     ao.region = c.region();
     ao.seed = options_.seed ^ 0xad40c;
-    FC_ASSIGN_OR_RETURN(
-        adhoc_, AdhocExecutor::Create(
-                    ao, engine_.get(), outbox_.get(), [this] { NotifySession(); },
-                    [this](v1::AdhocResult r) {
-                      absl::MutexLock lock(&mu_);
-                      if (session_) session_->SendAdhocResult(std::move(r));
-                    }));
+    FC_ASSIGN_OR_RETURN(adhoc_, AdhocExecutor::Create(
+                                    ao, engine_.get(), outbox_.get(),
+                                    [this] { NotifySession(); },
+                                    [this](v1::AdhocResult r) {
+                                      absl::MutexLock lock(&mu_);
+                                      if (session_)
+                                        session_->SendAdhocResult(std::move(r));
+                                    }));
+
+    fan_out_.Add(runner_.get());
+    FC_RETURN_IF_ERROR(StartPlatform());
 
     SessionClientOptions so;
     so.controller_address = c.controller_address();
@@ -150,6 +171,7 @@ class AgentAppImpl : public AgentApp {
       absl::MutexLock lock(&mu_);
       session = session_.get();
     }
+    if (platform_loop_) platform_loop_->Stop();
     if (session) {
       flushed = session->WaitForFlush(
           std::max(absl::ZeroDuration(), deadline - clock_->MonotonicNow()));
@@ -173,6 +195,29 @@ class AgentAppImpl : public AgentApp {
   RunnerStats runner_stats() override { return runner_->stats(); }
 
  private:
+  // The platform-metrics reader, when AWS credentials are configured (the
+  // standard environment variables); off otherwise, with a log line.
+  absl::Status StartPlatform() {
+    auto creds = sigv4::CredentialsFromEnvironment();
+    if (!creds.ok()) {
+      LogInfo("platform_metrics_off", {{"reason", creds.status().ToString()}});
+      return absl::OkStatus();
+    }
+    platform::CloudWatchClientOptions co;
+    co.credentials = *creds;
+    co.clock = clock_;
+    FC_ASSIGN_OR_RETURN(cloudwatch_, platform::CreateCloudWatchClient(co));
+    platform::PlatformMetricsReaderOptions ro;
+    ro.period = FromProto(options_.config.metrics_period(), absl::Seconds(60));
+    ro.ingestion_delay = std::min(absl::Minutes(5), 5 * ro.period);
+    FC_ASSIGN_OR_RETURN(reader_, platform::PlatformMetricsReader::Create(
+                                     ro, cloudwatch_.get(), clock_));
+    FC_ASSIGN_OR_RETURN(platform_loop_,
+                        PlatformLoop::Create(reader_.get(), clock_));
+    fan_out_.Add(platform_loop_.get());
+    return absl::OkStatus();
+  }
+
   void NotifySession() {
     absl::MutexLock lock(&mu_);
     if (session_) session_->Notify();
@@ -227,6 +272,16 @@ class AgentAppImpl : public AgentApp {
             "Outcomes sent (including resends).", s.outcomes_sent_total);
     counter("fleetcanary_agent_session_acks_total", "Acks received.",
             s.acks_total);
+    counter("fleetcanary_agent_platform_samples_sent_total",
+            "Platform metric samples sent to the controller.",
+            s.platform_samples_sent_total);
+    counter("fleetcanary_agent_platform_samples_dropped_total",
+            "Platform metric samples dropped while disconnected.",
+            s.platform_samples_dropped_total);
+    if (platform_loop_) {
+      counter("fleetcanary_agent_platform_poll_errors_total",
+              "Failed CloudWatch reads.", platform_loop_->poll_errors_total());
+    }
     return out;
   }
 
@@ -236,6 +291,10 @@ class AgentAppImpl : public AgentApp {
   std::unique_ptr<ProbeEngine> engine_;
   std::unique_ptr<Runner> runner_;
   std::unique_ptr<AdhocExecutor> adhoc_;
+  std::unique_ptr<platform::PlatformMetricsClient> cloudwatch_;
+  std::unique_ptr<platform::PlatformMetricsReader> reader_;
+  std::unique_ptr<PlatformLoop> platform_loop_;
+  FanOut fan_out_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::shared_ptr<prometheus::Collectable> collectable_;
 

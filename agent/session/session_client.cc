@@ -146,6 +146,18 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
     if (adhoc_out_.size() < 10000) adhoc_out_.push_back(std::move(result));
   }
 
+  void SendPlatformMetrics(v1::PlatformMetricBatch batch) override {
+    absl::MutexLock lock(&mu_);
+    for (v1::PlatformMetricSample& sample : *batch.mutable_samples()) {
+      platform_.push_back(std::move(sample));
+    }
+    while (platform_.size() > options_.max_platform_queue) {
+      platform_.pop_front();
+      ++stats_.platform_samples_dropped_total;
+    }
+    notified_ = true;
+  }
+
   bool WaitForFlush(absl::Duration timeout) override {
     const uint64_t target = outbox_->stats().last_sequence;
     absl::MutexLock lock(&mu_);
@@ -391,6 +403,22 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
         ++stats_.batches_sent_total;
         stats_.outcomes_sent_total += n;
       }
+      for (;;) {  // Platform samples, in messages of at most 1000.
+        v1::AgentMessage m;
+        {
+          absl::MutexLock lock(&mu_);
+          while (!platform_.empty() &&
+                 m.platform_metrics().samples_size() < 1000) {
+            *m.mutable_platform_metrics()->add_samples() =
+                std::move(platform_.front());
+            platform_.pop_front();
+          }
+          stats_.platform_samples_sent_total +=
+              m.platform_metrics().samples_size();
+        }
+        if (!m.has_platform_metrics()) break;
+        reactor->Send(std::move(m));
+      }
       if (now >= next_heartbeat) {
         const OutboxStats os = outbox_->stats();
         v1::AgentMessage m;
@@ -428,6 +456,7 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status stream_status_ ABSL_GUARDED_BY(mu_);
   bool notified_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<v1::PlatformMetricSample> platform_ ABSL_GUARDED_BY(mu_);
   // Live ad-hoc results waiting for the driver; welcomed_ is whether the
   // current stream got its Welcome.
   std::deque<v1::AdhocResult> adhoc_out_ ABSL_GUARDED_BY(mu_);

@@ -58,6 +58,7 @@ struct SessionClientOptions {
   int max_unacked_batches = 4;
   // Seed of the backoff jitter.
   uint64_t seed = 1;
+  size_t max_platform_queue = 100000;
   // Reports in-flight probes in heartbeats (optional).
   std::function<uint32_t()> in_flight;
   // Receives the controller's ad-hoc probes (start or cancel), on the driver
@@ -74,6 +75,8 @@ struct SessionClientStats {
   uint64_t acks_total = 0;
   uint64_t assignment_version = 0;
   uint64_t acked_sequence = 0;
+  uint64_t platform_samples_sent_total = 0;
+  uint64_t platform_samples_dropped_total = 0;
 };
 
 class SessionClient {
@@ -93,6 +96,14 @@ class SessionClient {
   // effort, at most 10000 queued: the outcome also travels through the
   // outbox).
   virtual void SendAdhocResult(v1::AdhocResult result) = 0;
+
+  // Queues platform samples for the controller, sent on the next welcomed
+  // stream. The controller upserts them by (region, target, mode, metric,
+  // stat, period), so a resend is harmless; samples written to a stream that
+  // then breaks may be lost (the reader reports a datapoint again only when
+  // it changes). At most `max_platform_queue` samples wait; older ones are
+  // dropped and counted.
+  virtual void SendPlatformMetrics(v1::PlatformMetricBatch batch) = 0;
 
   // Blocks until every outcome appended so far is acknowledged, or
   // `timeout` passes. Returns whether the outbox was emptied.
