@@ -1,8 +1,10 @@
 #include "controller/metrics/metrics_export.h"
 
-#include <prometheus/exposer.h>
+#include <CivetServer.h>
+#include <prometheus/text_serializer.h>
 
 #include <exception>
+#include <mutex>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -90,25 +92,88 @@ void AddHistogramSample(prometheus::MetricFamily* family,
 
 namespace {
 
-class ExposerServer : public MetricsHttpServer {
+// Serves /metrics from the registered collectables, plus any pages added with
+// AddPage, on one civetweb server (the library prometheus-cpp's own exposer
+// is built on).
+class CivetMetricsServer : public MetricsHttpServer {
  public:
-  ExposerServer(std::unique_ptr<prometheus::Exposer> exposer, std::string host)
-      : exposer_(std::move(exposer)), host_(std::move(host)) {}
+  CivetMetricsServer(std::unique_ptr<CivetServer> server, std::string host)
+      : server_(std::move(server)), host_(std::move(host)) {
+    metrics_ = std::make_unique<Page>([this] {
+      return HttpPage{"text/plain; version=0.0.4; charset=utf-8", Scrape()};
+    });
+    server_->addHandler("/metrics", metrics_.get());
+  }
+
+  ~CivetMetricsServer() override {
+    // Stop serving before the handlers go away.
+    server_->close();
+  }
 
   void Register(const std::shared_ptr<prometheus::Collectable>& c) override {
-    exposer_->RegisterCollectable(c);
+    std::lock_guard<std::mutex> lock(mu_);
+    collectables_.push_back(c);
   }
+
+  void AddPage(const std::string& path, PageFn page) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    pages_.push_back(std::make_unique<Page>(std::move(page)));
+    server_->addHandler(path, pages_.back().get());
+  }
+
   std::string address() const override {
     return absl::StrCat(host_, ":", port());
   }
   int port() const override {
-    std::vector<int> ports = exposer_->GetListeningPorts();
+    std::vector<int> ports = server_->getListeningPorts();
     return ports.empty() ? 0 : ports.front();
   }
 
  private:
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  class Page : public CivetHandler {
+   public:
+    explicit Page(PageFn fn) : fn_(std::move(fn)) {}
+    bool handleGet(CivetServer*, struct mg_connection* conn) override {
+      HttpPage page = fn_();
+      mg_printf(conn,
+                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+                "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+                "Connection: close\r\n\r\n",
+                page.status, page.status == 200 ? "OK" : "Error",
+                page.content_type.c_str(), page.body.size());
+      mg_write(conn, page.body.data(), page.body.size());
+      return true;
+    }
+
+   private:
+    PageFn fn_;
+  };
+
+  std::string Scrape() {
+    std::vector<prometheus::MetricFamily> families;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = collectables_.begin(); it != collectables_.end();) {
+        std::shared_ptr<prometheus::Collectable> c = it->lock();
+        if (!c) {
+          it = collectables_.erase(it);
+          continue;
+        }
+        std::vector<prometheus::MetricFamily> f = c->Collect();
+        families.insert(families.end(), std::make_move_iterator(f.begin()),
+                        std::make_move_iterator(f.end()));
+        ++it;
+      }
+    }
+    return prometheus::TextSerializer().Serialize(families);
+  }
+
+  std::unique_ptr<CivetServer> server_;
   std::string host_;
+  std::unique_ptr<Page> metrics_;
+  std::mutex mu_;
+  std::vector<std::weak_ptr<prometheus::Collectable>> collectables_;
+  std::vector<std::unique_ptr<Page>> pages_;
 };
 
 }  // namespace
@@ -124,10 +189,13 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Create(
         absl::StrCat("http_listen: want host:port, got \"", listen, "\""));
   }
   std::string host = listen.substr(0, colon);
+  std::vector<std::string> options = {"listening_ports",    listen,
+                                      "num_threads",        "4",
+                                      "request_timeout_ms", "10000"};
   try {
-    auto exposer = std::make_unique<prometheus::Exposer>(listen, 2);
+    auto server = std::make_unique<CivetServer>(options);
     return std::unique_ptr<MetricsHttpServer>(
-        new ExposerServer(std::move(exposer), std::move(host)));
+        new CivetMetricsServer(std::move(server), std::move(host)));
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("http_listen: cannot serve on ", listen, ": ", e.what()));

@@ -60,6 +60,13 @@ class FunctionCollectable : public prometheus::Collectable {
   CollectFn collect_;
 };
 
+// One HTTP response of an extra page.
+struct HttpPage {
+  std::string content_type;
+  std::string body;
+  int status = 200;
+};
+
 // Serves GET /metrics on `listen` ("127.0.0.1:0" picks a free port).
 class MetricsHttpServer {
  public:
@@ -72,6 +79,10 @@ class MetricsHttpServer {
 
   // The collectable is held weakly; it is dropped once the caller frees it.
   virtual void Register(const std::shared_ptr<prometheus::Collectable>& c) = 0;
+  // Serves GET `path` (e.g. "/status") with whatever `page` returns; `page`
+  // runs on a server thread for every request and must be thread-safe.
+  using PageFn = std::function<HttpPage()>;
+  virtual void AddPage(const std::string& path, PageFn page) = 0;
   // "host:port" actually bound.
   virtual std::string address() const = 0;
   virtual int port() const = 0;

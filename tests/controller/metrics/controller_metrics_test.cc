@@ -102,6 +102,21 @@ TEST(MetricsHttpServerTest, BadAddressIsAnError) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(MetricsHttpServerTest, ServesExtraPagesBesideMetrics) {
+  auto server = MetricsHttpServer::Create("127.0.0.1:0");
+  ASSERT_TRUE(server.ok()) << server.status();
+  int calls = 0;
+  (*server)->AddPage("/status", [&calls] {
+    ++calls;
+    return HttpPage{"text/html; charset=utf-8", "<h1>fleet</h1>"};
+  });
+  EXPECT_EQ(Fetch("http://" + (*server)->address() + "/status"),
+            "<h1>fleet</h1>");
+  EXPECT_EQ(calls, 1);
+  // /metrics still answers (empty registry).
+  EXPECT_EQ(Fetch("http://" + (*server)->address() + "/metrics"), "");
+}
+
 }  // namespace
 }  // namespace controller
 }  // namespace fleetcanary
