@@ -16,6 +16,7 @@ PACKAGES=(
   libcli11-dev
   prometheus
   nghttp2-server
+  libcivetweb-dev wrk nginx-light python3-protobuf chromium
 )
 
 missing=()
