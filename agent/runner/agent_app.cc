@@ -127,7 +127,8 @@ class AgentAppImpl : public AgentApp {
     };
     FC_ASSIGN_OR_RETURN(
         auto session,
-        SessionClient::Create(so, outbox_.get(), runner_.get(), clock_));
+        SessionClient::Create(so, outbox_.get(), &fan_out_, clock_));
+    if (platform_loop_) platform_loop_->SetSession(session.get());
     {
       absl::MutexLock lock(&mu_);
       session_ = std::move(session);
