@@ -424,7 +424,7 @@ class SchedulerImpl : public Scheduler {
             if (pass == 1 && HasPair(sets[*id], p)) continue;
             ++load[*id];
             ++placed;
-            AddPair(p, k, score, &sets[*id]);
+            AddPair(p, k, score, options_.rotation_period, &sets[*id]);
           }
         }
       }
@@ -465,10 +465,15 @@ class SchedulerImpl : public Scheduler {
 
   // Appends both modes' assignments of pair `p`, shared by `k` agents.
   static void AddPair(const Pair& p, size_t k, uint64_t score,
-                      v1::AssignmentSet* set) {
+                      absl::Duration rotation_period, v1::AssignmentSet* set) {
     const v1::Schedule& s = *p.schedule;
+    // Size rotation: each size probes during one period in sizes_size(), at
+    // that many times the rate, so its average rate is unchanged.
+    const int slots = s.size_rotation() ? s.sizes_size() : 1;
+    int slot = 0;
+    while (slot < s.sizes_size() && s.sizes(slot) != p.size) ++slot;
     const absl::Duration interval =
-        absl::Seconds(static_cast<double>(k) / s.rate_per_second());
+        absl::Seconds(static_cast<double>(k) / (s.rate_per_second() * slots));
     const int64_t interval_ns =
         std::max<int64_t>(1, absl::ToInt64Nanoseconds(interval));
     const absl::Duration offset =
@@ -502,6 +507,11 @@ class SchedulerImpl : public Scheduler {
       if (s.has_chunk_gap()) *a->mutable_chunk_gap() = s.chunk_gap();
       if (s.has_limits()) *a->mutable_limits() = s.limits();
       if (s.has_transport()) *a->mutable_transport() = s.transport();
+      if (slots > 1) {
+        a->set_rotation_slot(slot);
+        a->set_rotation_slots(slots);
+        *a->mutable_rotation_period() = ToProto(rotation_period);
+      }
     }
   }
 

@@ -49,6 +49,9 @@ struct SchedulerOptions {
   // Bounded-load slack (>= 1): an agent takes at most this multiple of its
   // fair share of a region's pairs.
   double load_factor = 1.25;
+  // Platform-metrics period, the turn length of size rotation
+  // (Schedule.size_rotation).
+  absl::Duration rotation_period = absl::Seconds(60);
 };
 
 // Receives the complete AssignmentSet of one connected agent, whenever it

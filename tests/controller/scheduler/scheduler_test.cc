@@ -249,3 +249,41 @@ TEST_F(SchedulerTest, RejectsBadSchedulesAndPersists) {
 }  // namespace
 }  // namespace controller
 }  // namespace fleetcanary
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+// Size rotation: each size of the ladder gets one turn of the platform
+// period in sizes_size(), at that many times the rate.
+TEST_F(SchedulerTest, SizeRotationAssignsTurnsAtTheLadderTimesTheRate) {
+  v1::ApplySchedulesRequest req = Fleet(1, 4);
+  req.mutable_schedules(0)->set_size_rotation(true);
+  ASSERT_TRUE(scheduler_->ApplySchedules(req).ok());
+  Connect("a0", "us-east-1");
+  const v1::AssignmentSet set = scheduler_->AssignmentsFor("a0");
+  ASSERT_EQ(set.assignments_size(), 8);
+  std::set<uint32_t> slots;
+  for (const v1::Assignment& a : set.assignments()) {
+    EXPECT_EQ(a.rotation_slots(), 4u);
+    EXPECT_EQ(a.rotation_period().seconds(), 60);  // The default period.
+    // Rate 0.5/s per stream, four sizes: every 0.5 s during its turn.
+    EXPECT_EQ(a.interval().seconds(), 0);
+    EXPECT_EQ(a.interval().nanos(), 500000000);
+    // The slot is the size's place in the ladder: 2 << (2 * slot).
+    EXPECT_EQ(a.size_bytes(), uint64_t{2} << (2 * a.rotation_slot()));
+    slots.insert(a.rotation_slot());
+  }
+  EXPECT_EQ(slots, (std::set<uint32_t>{0, 1, 2, 3}));
+  // Without rotation nothing changes.
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(1, 4)).ok());
+  const v1::AssignmentSet plain = scheduler_->AssignmentsFor("a0");
+  for (const v1::Assignment& a : plain.assignments()) {
+    EXPECT_EQ(a.rotation_slots(), 0u);
+    EXPECT_EQ(a.interval().seconds(), 2);
+  }
+}
+
+}  // namespace
+}  // namespace controller
+}  // namespace fleetcanary
