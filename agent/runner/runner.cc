@@ -1,5 +1,6 @@
 #include "agent/runner/runner.h"
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <thread>
@@ -23,6 +24,20 @@ using google::protobuf::util::TimeUtil;
 
 absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
+}
+
+// Size rotation: whether `wall` is in the assignment's turn, away from the
+// period's edges (so client and platform put the probe in the same period).
+bool InTurn(const v1::Assignment& a, absl::Time wall) {
+  if (a.rotation_slots() <= 1) return true;
+  const absl::Duration period = FromProto(a.rotation_period());
+  if (period <= absl::ZeroDuration()) return true;
+  absl::Duration rem;
+  const int64_t index =
+      absl::IDivDuration(wall - absl::UnixEpoch(), period, &rem);
+  const absl::Duration margin = std::min(period / 10, absl::Milliseconds(100));
+  return index % a.rotation_slots() == a.rotation_slot() && rem >= margin &&
+         rem <= period - margin;
 }
 
 std::string KeyOf(const v1::Assignment& a) {
@@ -140,9 +155,12 @@ class RunnerImpl : public Runner {
         }
         if (stopping_) return;
         now = clock_->MonotonicNow();
+        const absl::Time wall = clock_->Now();
         for (auto& [key, t] : timers_) {
           if (t.next > now) continue;
-          due.push_back(MakeRequest(t.assignment));
+          if (InTurn(t.assignment, wall)) {
+            due.push_back(MakeRequest(t.assignment));
+          }
           t.next += t.interval;
           if (t.next <= now) {
             // Fell behind by more than an interval: skip, don't burst.

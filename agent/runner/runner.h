@@ -8,7 +8,9 @@
 // An assignment that did not change keeps its timer; changed ones are
 // re-timed; removed ones stop (probes in flight still complete and are
 // kept). A timer that fell more than one interval behind skips the missed
-// slots (counted) instead of bursting.
+// slots (counted) instead of bursting. An assignment with size rotation
+// (rotation_slots > 1) probes only in its turn of the platform-metrics
+// periods, away from their edges (the first and last tenth, at most 100 ms).
 //
 // Thread-safety: all public methods are thread-safe. OnAssignments is the
 // session's AssignmentSink.
