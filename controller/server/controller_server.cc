@@ -96,6 +96,7 @@ class ControllerServerImpl : public ControllerServer {
                                                metrics_.get(), clock_));
     ingest_->AddObserver(verdicts_.get());
     SchedulerOptions so;
+    so.rotation_period = FromProto(c.metrics_period(), absl::Seconds(60));
     so.heartbeat_interval = heartbeat;
     so.liveness_timeout = liveness;
     FC_ASSIGN_OR_RETURN(scheduler_,
