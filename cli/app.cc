@@ -5,7 +5,11 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
+#include "cli/commands/agents.h"
+#include "cli/commands/analyze.h"
 #include "cli/commands/probe.h"
+#include "cli/commands/schedules.h"
+#include "cli/commands/verdicts.h"
 
 namespace fleetcanary {
 namespace cli {
@@ -13,8 +17,24 @@ namespace {
 
 // Every subcommand, in the order `canaryctl --help` lists them.
 constexpr CommandInstaller kCommands[] = {
-    InstallProbeCommand,
+    InstallProbeCommand,    InstallAgentsCommand,  InstallSchedulesCommand,
+    InstallVerdictsCommand, InstallAnalyzeCommand,
 };
+
+constexpr char kFooter[] =
+    "Controller commands connect to --controller HOST:PORT (env "
+    "FLEETCANARY_CONTROLLER, default 127.0.0.1:7443) with the bearer token "
+    "of --token-file (env FLEETCANARY_TOKEN); --insecure for a plaintext "
+    "controller, --ca FILE for its CA.\n\n"
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  usage error, or a request the controller refused as wrong "
+    "(bad field, unknown target/region, no live agent)\n"
+    "  2  the check failed (an error rate above --max-error-rate)\n"
+    "  3  could not run: controller unreachable or failing, deadline, "
+    "agents lost\n"
+    "  4  not authorized: token missing, unknown, or without the role\n\n"
+    "Run 'canaryctl <command> --help' for a command's flags.";
 
 }  // namespace
 
@@ -24,6 +44,7 @@ int RunCanaryctl(int argc, const char* const* argv, CliContext* ctx) {
       "verdicts, analysis)",
       "canaryctl");
   app.require_subcommand(1);
+  app.footer(kFooter);
   int exit_code = kExitOk;
   for (CommandInstaller install : kCommands) install(&app, ctx, &exit_code);
   if (argc > 1 && argv[1][0] != '-') {

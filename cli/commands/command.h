@@ -5,9 +5,11 @@
 // (agents, schedules, verdicts, analyze, ...) = one more file under
 // cli/commands/ and one line in kCommands (cli/app.cc).
 //
-// Exit codes shared by every command: 0 success, 1 usage error (a message a
-// person can act on is printed to err), 2 the check failed (e.g. error rate
-// above --max-error-rate), 3 could not run (network, server).
+// Exit codes shared by every command: 0 success, 1 usage error or a request
+// the controller refused as wrong (a message a person can act on is printed
+// to err), 2 the check failed (e.g. error rate above --max-error-rate), 3
+// could not run (network, server, deadline), 4 not authorized (token
+// missing, unknown, or without the role).
 #ifndef FLEETCANARY_CLI_COMMANDS_COMMAND_H_
 #define FLEETCANARY_CLI_COMMANDS_COMMAND_H_
 
@@ -26,6 +28,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 1;
 inline constexpr int kExitCheckFailed = 2;
 inline constexpr int kExitUnavailable = 3;
+inline constexpr int kExitUnauthorized = 4;
 
 // Process environment of one canaryctl run (tests pass string streams).
 struct CliContext {

@@ -7,6 +7,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "cli/commands/controller_client.h"
+#include "cli/commands/probe_controller.h"
 #include "cli/commands/probe_direct.h"
 #include "common/units/units.h"
 
@@ -48,6 +51,11 @@ struct ProbeFlags {
   bool progress = false;
   std::string outcomes;
   uint64_t seed = 0;
+  // Through the controller.
+  ControllerFlags controller;
+  std::string target;
+  std::vector<std::string> regions;
+  std::vector<std::string> modes;
 };
 
 absl::StatusOr<absl::Duration> Duration(const std::string& flag,
@@ -178,12 +186,96 @@ absl::StatusOr<ProbeDirectOptions> ToOptions(const ProbeFlags& f) {
   return o;
 }
 
+// The RunProbe request of a probe through the controller.
+absl::StatusOr<ProbeControllerOptions> ToRequest(const ProbeFlags& f,
+                                                 const CLI::App& probe) {
+  for (const char* direct_only :
+       {"--rate", "--auth", "--region", "--chunk", "--chunk-gap", "--seed"}) {
+    if (probe.count(direct_only) > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(direct_only,
+                       " only goes with --direct (through the controller, "
+                       "the target's configuration decides)"));
+    }
+  }
+  ProbeControllerOptions o;
+  v1::RunProbeRequest& r = o.request;
+  if (!f.target.empty()) {
+    if (!f.url.empty() || !f.url_buffered.empty() || !f.url_stream.empty()) {
+      return absl::InvalidArgumentError(
+          "--target cannot be combined with --url/--url-buffered/--url-stream");
+    }
+    r.set_target(f.target);
+  } else {
+    // Explicit URLs: the same checks as --direct.
+    ProbeFlags copy = f;
+    copy.rate = 0;
+    absl::StatusOr<ProbeDirectOptions> direct = ToOptions(copy);
+    if (!direct.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          direct.status().message(),
+          " — or --target NAME for a target registered on the controller"));
+    }
+    for (const auto& [mode, url] : direct->urls) {
+      v1::FunctionUrl* u = r.add_urls();
+      u->set_mode(mode);
+      u->set_url(url);
+    }
+  }
+  for (const std::string& region : f.regions) {
+    for (absl::string_view part :
+         absl::StrSplit(region, ',', absl::SkipEmpty())) {
+      r.add_regions(std::string(part));
+    }
+  }
+  for (const std::string& mode_list : f.modes) {
+    for (absl::string_view part :
+         absl::StrSplit(mode_list, ',', absl::SkipEmpty())) {
+      const std::string m = absl::AsciiStrToLower(std::string(part));
+      if (m == "buffered") {
+        r.add_modes(v1::BUFFERED);
+      } else if (m == "stream" || m == "response_stream") {
+        r.add_modes(v1::RESPONSE_STREAM);
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--modes: \"", std::string(part), "\" is not buffered or stream"));
+      }
+    }
+  }
+  // Sizes, count, limits and transport: checked like --direct.
+  ProbeFlags copy = f;
+  if (copy.url.empty() && copy.url_buffered.empty() &&
+      copy.url_stream.empty()) {
+    copy.url_buffered = "http://placeholder.invalid/";
+  }
+  copy.rate = 0;
+  absl::StatusOr<ProbeDirectOptions> checked = ToOptions(copy);
+  if (!checked.ok()) return checked.status();
+  for (uint64_t size : checked->sizes) r.add_sizes(size);
+  if (checked->count > 10000) {
+    return absl::InvalidArgumentError(
+        "--count: at most 10000 per region x "
+        "mode x size through the controller");
+  }
+  r.set_count(checked->count);
+  r.set_concurrency(checked->concurrency);
+  *r.mutable_limits() = checked->limits;
+  *r.mutable_transport() = checked->transport;
+  o.max_error_rate = checked->max_error_rate;
+  o.json = checked->json;
+  o.progress = checked->progress;
+  o.outcomes_path = checked->outcomes_path;
+  return o;
+}
+
 }  // namespace
 
 void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
   auto flags = std::make_shared<ProbeFlags>();
   CLI::App* probe = app->add_subcommand(
-      "probe", "Run ad-hoc canary probes and summarise them per mode x size");
+      "probe",
+      "Run ad-hoc canary probes on the fleet's agents (or --direct from "
+      "here) and summarise them per region x mode x size");
   probe->add_flag("--direct", flags->direct,
                   "Probe from this machine with the agent's engine (no "
                   "controller)");
@@ -227,8 +319,9 @@ void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
                     "Streaming chunk size asked of the function (chunk=)");
   probe->add_option("--chunk-gap", flags->chunk_gap,
                     "Pause between streamed chunks (gap_ms=)");
-  probe->add_flag("--insecure", flags->insecure,
-                  "Skip TLS certificate verification (tests only)");
+  probe->add_flag("--tls-skip-verify", flags->insecure,
+                  "Skip TLS certificate verification of the probed URLs "
+                  "(tests only)");
   probe->add_option("--ca-file", flags->ca_file, "CA bundle (PEM)");
   probe->add_flag("--http2", flags->http2, "Use HTTP/2");
   probe->add_flag("--fresh-connections", flags->fresh_connections,
@@ -245,13 +338,48 @@ void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
                     "Also write every outcome to this file (JSON Lines)");
   probe->add_option("--seed", flags->seed,
                     "Seed for probe ids and bodies (0 = random)");
-  probe->callback([flags, ctx, exit_code] {
+  probe
+      ->add_option("--target", flags->target,
+                   "A target registered on the controller (instead of "
+                   "URLs)")
+      ->group("Through the controller");
+  probe
+      ->add_option("--regions", flags->regions,
+                   "Regions, comma-separated "
+                   "(default: every region of the target; for URLs every "
+                   "region with a live agent)")
+      ->group("Through the controller");
+  probe
+      ->add_option("--modes", flags->modes,
+                   "Invoke modes: buffered,stream (default both)")
+      ->group("Through the controller");
+  AddControllerFlags(probe, &flags->controller);
+  probe->footer(
+      "Without --direct the probes run on the fleet's agents: the controller "
+      "splits --count per region x mode x size over each region's live "
+      "agents and streams their results back. Ctrl-C cancels them.");
+  probe->callback([flags, ctx, exit_code, probe] {
     if (!flags->direct) {
-      *ctx->err << "canaryctl probe: probing through the controller is not "
-                   "available in this build; add --direct to probe from this "
-                   "machine.\n";
-      *exit_code = kExitUsage;
+      absl::StatusOr<ProbeControllerOptions> request =
+          ToRequest(*flags, *probe);
+      if (!request.ok()) {
+        *ctx->err << "canaryctl probe: " << request.status().message() << "\n";
+        *exit_code = kExitUsage;
+        return;
+      }
+      *exit_code = RunProbeController(flags->controller, *request, ctx);
       return;
+    }
+    for (const char* controller_only :
+         {"--target", "--regions", "--modes", "--controller", "--token-file",
+          "--ca", "--insecure"}) {
+      if (probe->count(controller_only) > 0) {
+        *ctx->err << "canaryctl probe: " << controller_only
+                  << " goes with probes through the controller, not with "
+                     "--direct\n";
+        *exit_code = kExitUsage;
+        return;
+      }
     }
     absl::StatusOr<ProbeDirectOptions> options = ToOptions(*flags);
     if (!options.ok()) {

@@ -1,0 +1,188 @@
+#include "cli/commands/controller_client.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/units/units.h"
+
+namespace fleetcanary {
+namespace cli {
+namespace {
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? "" : v;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& flag,
+                                     const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": cannot read \"", path, "\""));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+// The part of a gRPC connection error a person recognises.
+std::string ConnectReason(const std::string& message) {
+  const std::string lower = absl::AsciiStrToLower(message);
+  for (const char* reason :
+       {"connection refused", "name resolution", "dns resolution",
+        "no route to host", "network is unreachable", "timed out", "handshake",
+        "certificate", "socket closed", "connection reset"}) {
+    if (absl::StrContains(lower, reason)) {
+      return std::string(reason) == "handshake" ||
+                     std::string(reason) == "certificate"
+                 ? "TLS handshake failed"
+                 : reason;
+    }
+  }
+  return message;
+}
+
+}  // namespace
+
+void AddControllerFlags(CLI::App* cmd, ControllerFlags* flags) {
+  cmd->add_option("--controller", flags->address,
+                  absl::StrCat("Controller gRPC address HOST:PORT (env "
+                               "FLEETCANARY_CONTROLLER; default ",
+                               kDefaultController, ")"))
+      ->group("Controller connection");
+  cmd->add_option("--token-file", flags->token_file,
+                  "File holding the admin API bearer token (env "
+                  "FLEETCANARY_TOKEN holds the token itself)")
+      ->group("Controller connection");
+  cmd->add_flag("--insecure", flags->insecure,
+                "Plaintext connection to the controller, no TLS (env "
+                "FLEETCANARY_INSECURE=1)")
+      ->group("Controller connection");
+  cmd->add_option("--ca", flags->ca_file,
+                  "CA bundle (PEM) that signed the controller's certificate")
+      ->group("Controller connection");
+  cmd->add_option("--rpc-timeout", flags->timeout,
+                  "Deadline of each call to the controller")
+      ->capture_default_str()
+      ->group("Controller connection");
+}
+
+absl::StatusOr<std::unique_ptr<ControllerClient>> ControllerClient::Create(
+    const ControllerFlags& flags) {
+  auto c = std::unique_ptr<ControllerClient>(new ControllerClient());
+  c->address_ = flags.address;
+  if (c->address_.empty()) c->address_ = Env("FLEETCANARY_CONTROLLER");
+  if (c->address_.empty()) c->address_ = kDefaultController;
+  if (!flags.token_file.empty()) {
+    absl::StatusOr<std::string> token =
+        ReadFile("--token-file", flags.token_file);
+    if (!token.ok()) return token.status();
+    c->token_ = std::string(absl::StripAsciiWhitespace(*token));
+    if (c->token_.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--token-file: \"", flags.token_file, "\" is empty"));
+    }
+  } else {
+    c->token_ =
+        std::string(absl::StripAsciiWhitespace(Env("FLEETCANARY_TOKEN")));
+  }
+  absl::StatusOr<absl::Duration> timeout = ParseDuration(flags.timeout);
+  if (!timeout.ok() || *timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rpc-timeout: \"", flags.timeout,
+                     "\" is not a positive duration (e.g. 30s)"));
+  }
+  c->timeout_ = *timeout;
+  const std::string env_insecure = Env("FLEETCANARY_INSECURE");
+  const bool insecure = flags.insecure || env_insecure == "1" ||
+                        absl::EqualsIgnoreCase(env_insecure, "true");
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (insecure) {
+    if (!flags.ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--ca and --insecure exclude each other");
+    }
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    if (!flags.ca_file.empty()) {
+      absl::StatusOr<std::string> ca = ReadFile("--ca", flags.ca_file);
+      if (!ca.ok()) return ca.status();
+      ssl.pem_root_certs = *ca;
+    }
+    creds = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  c->channel_ = grpc::CreateCustomChannel(c->address_, creds, args);
+  c->stub_ = v1::CanaryAdmin::NewStub(c->channel_);
+  return c;
+}
+
+void ControllerClient::Prepare(grpc::ClientContext* ctx,
+                               bool with_deadline) const {
+  if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
+  if (with_deadline) {
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      absl::ToChronoMilliseconds(timeout_));
+  }
+}
+
+int ControllerClient::Fail(const grpc::Status& status,
+                           const std::string& command, CliContext* ctx) const {
+  const std::string& msg = status.error_message();
+  std::ostream& err = *ctx->err;
+  err << "canaryctl " << command << ": ";
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      err << "cannot reach controller at " << address_ << ": "
+          << ConnectReason(msg)
+          << " — is fleetcanary-controller running? (--controller / "
+             "FLEETCANARY_CONTROLLER; --insecure for a plaintext "
+             "controller)\n";
+      return kExitUnavailable;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      err << "the controller at " << address_ << " did not answer in time ("
+          << msg << "); raise --rpc-timeout or check the controller\n";
+      return kExitUnavailable;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      err << "not authenticated: " << msg
+          << " (--token-file FILE or FLEETCANARY_TOKEN)\n";
+      return kExitUnauthorized;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      err << "permission denied: " << msg << "\n";
+      return kExitUnauthorized;
+    case grpc::StatusCode::CANCELLED:
+      err << "cancelled\n";
+      return kExitUnavailable;
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::DATA_LOSS:
+    case grpc::StatusCode::UNIMPLEMENTED:
+      err << "controller error (" << status.error_code() << "): " << msg
+          << "\n";
+      return kExitUnavailable;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      err << "controller busy: " << msg << "\n";
+      return kExitUnavailable;
+    default:
+      err << msg << "\n";
+      return kExitUsage;
+  }
+}
+
+int UsageError(CliContext* ctx, const std::string& command,
+               const std::string& message) {
+  *ctx->err << "canaryctl " << command << ": " << message << "\n";
+  return kExitUsage;
+}
+
+}  // namespace cli
+}  // namespace fleetcanary
