@@ -1,0 +1,215 @@
+// AgentSession.Connect over a real loopback gRPC server: the session hub and
+// its callback service, with the in-memory store.
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "controller/ingest/ingest.h"
+#include "controller/scheduler/scheduler.h"
+#include "controller/session/agent_session_service.h"
+#include "controller/session/session_hub.h"
+#include "controller/store/store.h"
+#include "gtest/gtest.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+using Stream =
+    grpc::ClientReaderWriter<v1::AgentMessage, v1::ControllerMessage>;
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = CreateMemoryStore();
+    metrics_ = std::make_unique<ControllerMetrics>();
+    ingest_ = *Ingest::Create({}, store_.get(), metrics_.get(), Clock::Real());
+    SchedulerOptions so;
+    so.heartbeat_interval = absl::Milliseconds(200);
+    scheduler_ = *Scheduler::Create(so, store_.get(), Clock::Real());
+    v1::ApplySchedulesRequest req;
+    v1::Target* t = req.add_targets();
+    t->set_name("canary");
+    v1::RegionEndpoints* re = t->add_regions();
+    re->set_region("r1");
+    for (auto mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
+      v1::FunctionUrl* u = re->add_urls();
+      u->set_mode(mode);
+      u->set_url("http://127.0.0.1:1/");
+    }
+    v1::Schedule* s = req.add_schedules();
+    s->set_id("s");
+    s->set_target("canary");
+    s->add_sizes(2);
+    s->set_rate_per_second(1);
+    ASSERT_TRUE(scheduler_->ApplySchedules(req).ok());
+    SessionHubOptions ho;
+    ho.heartbeat_interval = absl::Milliseconds(200);
+    hub_ = *SessionHub::Create(ho, ingest_.get(), scheduler_.get(),
+                               metrics_.get(), Clock::Real());
+    service_ = std::make_unique<AgentSessionService>(hub_.get());
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_GT(port, 0);
+    stub_ = v1::AgentSession::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    server_->Shutdown();
+    hub_->Shutdown();
+    ingest_->Shutdown();
+    scheduler_->Shutdown();
+  }
+
+  static v1::AgentMessage Hello(const std::string& id) {
+    v1::AgentMessage m;
+    m.mutable_hello()->set_agent_id(id);
+    m.mutable_hello()->set_region("r1");
+    return m;
+  }
+  static v1::AgentMessage Batch(uint64_t first, int n) {
+    v1::AgentMessage m;
+    m.mutable_outcomes()->set_first_sequence(first);
+    for (int i = 0; i < n; ++i) {
+      v1::Outcome* o = m.mutable_outcomes()->add_outcomes();
+      o->set_sequence(first + i);
+      o->set_target("canary");
+      o->set_mode(v1::BUFFERED);
+      o->set_requested_bytes(2);
+      o->set_outcome_class(v1::OK);
+    }
+    return m;
+  }
+  // Reads until a message of `kind` (skipping heartbeats/assignments).
+  static bool ReadUntil(Stream* s, v1::ControllerMessage::MsgCase kind,
+                        v1::ControllerMessage* out) {
+    while (s->Read(out)) {
+      if (out->msg_case() == kind) return true;
+    }
+    return false;
+  }
+
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<ControllerMetrics> metrics_;
+  std::unique_ptr<Ingest> ingest_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<SessionHub> hub_;
+  std::unique_ptr<AgentSessionService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::AgentSession::Stub> stub_;
+};
+
+TEST_F(SessionTest, WelcomeAssignmentsAndAckAfterCommit) {
+  grpc::ClientContext ctx;
+  auto stream = stub_->Connect(&ctx);
+  ASSERT_TRUE(stream->Write(Hello("a1")));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(stream->Read(&m));
+  ASSERT_TRUE(m.has_welcome());  // Welcome comes first.
+  EXPECT_EQ(m.welcome().applied_sequence(), 0u);
+  EXPECT_EQ(m.welcome().heartbeat_interval().nanos(), 200000000);
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kAssignments, &m));
+  EXPECT_EQ(m.assignments().assignments_size(), 2);  // Both modes of size 2.
+
+  ASSERT_TRUE(stream->Write(Batch(1, 5)));
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kAck, &m));
+  EXPECT_EQ(m.ack().applied_sequence(), 5u);
+  // The Ack means committed.
+  auto totals = store_->LoadStreamTotals();
+  ASSERT_EQ(totals->size(), 1u);
+  EXPECT_EQ((*totals)[0].stats.probes(), 5u);
+  // A resend is acknowledged without being applied again.
+  ASSERT_TRUE(stream->Write(Batch(3, 5)));
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kAck, &m));
+  EXPECT_EQ(m.ack().applied_sequence(), 7u);
+  EXPECT_EQ((*store_->LoadStreamTotals())[0].stats.probes(), 7u);
+  EXPECT_EQ(metrics_->counter(kIngestDuplicates), 3);
+  EXPECT_EQ(metrics_->sessions_active(), 1);
+  // A heartbeat from the controller arrives within the interval.
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kHeartbeat, &m));
+
+  stream->WritesDone();
+  while (stream->Read(&m)) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  // The closed session's agent is LOST and a reconnect resumes from 7.
+  grpc::ClientContext ctx2;
+  auto again = stub_->Connect(&ctx2);
+  ASSERT_TRUE(again->Write(Hello("a1")));
+  ASSERT_TRUE(again->Read(&m));
+  EXPECT_EQ(m.welcome().applied_sequence(), 7u);
+  again->WritesDone();
+  while (again->Read(&m)) {
+  }
+  again->Finish();
+}
+
+TEST_F(SessionTest, FirstMessageMustBeHello) {
+  grpc::ClientContext ctx;
+  auto stream = stub_->Connect(&ctx);
+  ASSERT_TRUE(stream->Write(Batch(1, 1)));
+  v1::ControllerMessage m;
+  while (stream->Read(&m)) {
+  }
+  const grpc::Status s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("hello"), std::string::npos);
+}
+
+TEST_F(SessionTest, BadHelloAndBadBatchAreRefused) {
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Connect(&ctx);
+    v1::AgentMessage hello = Hello("");
+    ASSERT_TRUE(stream->Write(hello));
+    v1::ControllerMessage m;
+    while (stream->Read(&m)) {
+    }
+    const grpc::Status s = stream->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("hello.agent_id"), std::string::npos);
+  }
+  grpc::ClientContext ctx;
+  auto stream = stub_->Connect(&ctx);
+  ASSERT_TRUE(stream->Write(Hello("a2")));
+  ASSERT_TRUE(stream->Write(Batch(0, 2)));  // Sequence 0 is invalid.
+  v1::ControllerMessage m;
+  while (stream->Read(&m)) {
+  }
+  const grpc::Status s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("first_sequence"), std::string::npos);
+}
+
+TEST_F(SessionTest, DrainAcknowledgesThenClosesAndRefusesNewStreams) {
+  grpc::ClientContext ctx;
+  auto stream = stub_->Connect(&ctx);
+  ASSERT_TRUE(stream->Write(Hello("a3")));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kAssignments, &m));
+  ASSERT_TRUE(stream->Write(Batch(1, 3)));
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kAck, &m));
+  hub_->Drain("test", absl::Seconds(5));
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kDrain, &m));
+  EXPECT_EQ(m.drain().reason(), "test");
+  while (stream->Read(&m)) {
+  }
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(hub_->active_sessions(), 0);
+  grpc::ClientContext ctx2;
+  auto refused = stub_->Connect(&ctx2);
+  refused->Write(Hello("a4"));
+  while (refused->Read(&m)) {
+  }
+  EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace controller
+}  // namespace fleetcanary
