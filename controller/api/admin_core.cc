@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -741,6 +742,16 @@ class AdminCoreImpl : public AdminCore {
   static absl::Status CheckFilter(const std::string& field,
                                   const v1::StreamKey& key) {
     FC_RETURN_IF_ERROR(ValidateMessage(key));
+    for (const auto& [name, value, max] :
+         std::vector<std::tuple<const char*, const std::string*, size_t>>{
+             {"region", &key.region(), 64},
+             {"target", &key.target(), 63},
+             {"size_class", &key.size_class(), 32}}) {
+      if (value->size() > max) {
+        return Invalid(absl::StrCat(field, ".", name),
+                       absl::StrCat("at most ", max, " characters"));
+      }
+    }
     if (key.mode() != v1::INVOKE_MODE_UNSPECIFIED && !ValidMode(key.mode())) {
       return Invalid(field + ".mode", "must be BUFFERED or RESPONSE_STREAM");
     }

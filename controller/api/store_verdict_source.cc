@@ -47,6 +47,17 @@ class PollingSubscription : public VerdictSource::Subscription {
         filter_(std::move(filter)),
         callback_(std::move(callback)),
         since_(clock->Now()) {
+    // What is already stored at the start instant belongs to Current().
+    absl::StatusOr<std::vector<v1::Verdict>> rows =
+        store_->ListVerdicts(since_, 10000);
+    if (rows.ok()) {
+      absl::MutexLock lock(&mu_);
+      for (const v1::Verdict& v : *rows) {
+        if (FromProto(v.updated()) == since_) {
+          seen_at_since_.insert(v.SerializeAsString());
+        }
+      }
+    }
     thread_ = std::thread([this] { Loop(); });
   }
   ~PollingSubscription() override {
