@@ -1,0 +1,450 @@
+// CanaryAdmin over real gRPC (loopback, port 0): authorization, status
+// conversion, RunProbe streaming, cancellation and deadlines reaching the
+// agents within a second, request size bound, WatchVerdicts.
+#include "controller/api/admin_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/config/loader.h"
+#include "common/time/clock.h"
+#include "controller/store/store.h"
+#include "fleetcanary/v1/admin.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/time_util.h"
+#include "gtest/gtest.h"
+
+namespace fleetcanary {
+namespace controller {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using ::testing::HasSubstr;
+
+constexpr char kViewer[] = "viewer-token-0123456789";
+constexpr char kOperator[] = "operator-token-0123456789";
+
+class NullListener : public AssignmentListener {
+ public:
+  void OnAssignments(const v1::AssignmentSet&) override {}
+};
+
+// Agents at the session boundary: records what they are sent (with the
+// monotonic time) and, when `answer` is on, executes each probe on a thread
+// of its own (never inside the core's send call).
+class FakeAgents {
+ public:
+  explicit FakeAgents(Clock* clock) : clock_(clock) {
+    worker_ = std::thread([this] { Loop(); });
+  }
+  ~FakeAgents() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    worker_.join();
+  }
+  void set_core(AdminCore* core) { core_ = core; }
+  void set_answer(bool answer) {
+    absl::MutexLock lock(&mu_);
+    answer_ = answer;
+  }
+
+  absl::Status Send(const std::string& agent, const v1::AdhocProbe& p) {
+    absl::MutexLock lock(&mu_);
+    received_.push_back({agent, p, clock_->MonotonicNow()});
+    if (p.cancel() && !cancel_at_.count(agent)) {
+      cancel_at_[agent] = clock_->MonotonicNow();
+    }
+    if (answer_ && !p.cancel()) work_.push_back({agent, p});
+    return absl::OkStatus();
+  }
+
+  // Monotonic time at which `agent` got a cancel, waiting up to `timeout`.
+  std::optional<absl::Duration> CancelTime(const std::string& agent,
+                                           absl::Duration timeout) {
+    struct Args {
+      FakeAgents* self;
+      std::string agent;
+    } args{this, agent};
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                               return a->self->cancel_at_.count(a->agent) > 0;
+                             },
+                             &args),
+                         timeout);
+    auto it = cancel_at_.find(agent);
+    if (it == cancel_at_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  size_t received(const std::string& agent) {
+    absl::MutexLock lock(&mu_);
+    size_t n = 0;
+    for (const auto& r : received_) n += r.agent == agent;
+    return n;
+  }
+
+ private:
+  struct Received {
+    std::string agent;
+    v1::AdhocProbe probe;
+    absl::Duration at;
+  };
+  void Loop() {
+    for (;;) {
+      std::pair<std::string, v1::AdhocProbe> job;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](FakeAgents* f) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return f->stopping_ || !f->work_.empty();
+            },
+            this));
+        if (stopping_) return;
+        job = work_.front();
+        work_.pop_front();
+      }
+      const v1::AdhocProbe& p = job.second;
+      int n = 0;
+      const int total = p.count() * p.sizes_size() * p.urls_size();
+      for (uint32_t i = 0; i < p.count(); ++i) {
+        for (uint64_t size : p.sizes()) {
+          for (const v1::FunctionUrl& u : p.urls()) {
+            v1::AdhocResult r;
+            r.set_adhoc_id(p.adhoc_id());
+            v1::Outcome* o = r.mutable_outcome();
+            o->set_agent_id(job.first);
+            o->set_region(p.region());
+            o->set_mode(u.mode());
+            o->set_requested_bytes(size);
+            o->set_adhoc_id(p.adhoc_id());
+            o->set_probe_id(absl::StrCat(job.first, p.adhoc_id(), n));
+            o->set_outcome_class(v1::OK);
+            r.set_done(++n == total);
+            core_->OnAdhocResult(job.first, r);
+          }
+        }
+      }
+    }
+  }
+
+  Clock* const clock_;
+  AdminCore* core_ = nullptr;
+  std::thread worker_;
+  absl::Mutex mu_;
+  std::vector<Received> received_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, absl::Duration> cancel_at_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<std::string, v1::AdhocProbe>> work_ ABSL_GUARDED_BY(mu_);
+  bool answer_ ABSL_GUARDED_BY(mu_) = true;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class AdminServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    clock_ = Clock::Real();
+    store_ = CreateMemoryStore();
+    scheduler_ = std::move(*Scheduler::Create({}, store_.get(), clock_));
+    StoreVerdictSourceOptions vo;
+    vo.poll_interval = absl::Milliseconds(20);
+    verdicts_ = std::move(*CreateStoreVerdictSource(vo, store_.get(), clock_));
+    agents_ = std::make_unique<FakeAgents>(clock_);
+    AdminCoreDeps d;
+    d.scheduler = scheduler_.get();
+    d.verdicts = verdicts_.get();
+    d.clock = clock_;
+    FakeAgents* agents = agents_.get();
+    d.send_adhoc = [agents](const std::string& a, const v1::AdhocProbe& p) {
+      return agents->Send(a, p);
+    };
+    core_ = std::move(*AdminCore::Create({}, d));
+    agents_->set_core(core_.get());
+    v1::AdminTokens tokens;
+    ASSERT_TRUE(
+        ParseYamlToMessage(
+            absl::StrCat("tokens:\n- {name: dash, role: viewer, token: ",
+                         kViewer, "}\n- {name: ops, role: operator, ",
+                         "token: ", kOperator, "}\n"),
+            "tokens", &tokens)
+            .ok());
+    auth_ = std::move(*AdminAuthorizer::Create(tokens));
+    service_ = CreateAdminService({}, core_.get(), auth_.get());
+    closed_service_ = CreateAdminService({}, core_.get(), nullptr);
+    address_ = Serve(service_.get(), &server_);
+    closed_address_ = Serve(closed_service_.get(), &closed_server_);
+    stub_ = v1::CanaryAdmin::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+
+    v1::ApplySchedulesRequest req;
+    ASSERT_TRUE(
+        ParseYamlToMessage(
+            "targets:\n- name: canary\n  regions:\n  - region: r1\n"
+            "    urls:\n    - {mode: BUFFERED, url: "
+            "'https://b.lambda-url.r1.on.aws/'}\n    - {mode: "
+            "RESPONSE_STREAM, url: 'https://s.lambda-url.r1.on.aws/'}\n",
+            "fleet", &req)
+            .ok());
+    ASSERT_TRUE(core_->ApplySchedules(req).ok());
+    v1::Hello h;
+    h.set_agent_id("a1");
+    h.set_region("r1");
+    scheduler_->AgentConnected(h, &listener_);
+  }
+
+  void TearDown() override {
+    server_->Shutdown();
+    closed_server_->Shutdown();
+    core_->Shutdown();
+    service_->Shutdown();
+    closed_service_->Shutdown();
+    agents_.reset();
+    scheduler_->Shutdown();
+  }
+
+  static std::string Serve(AdminService* service,
+                           std::unique_ptr<grpc::Server>* server) {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(service);
+    builder.SetMaxReceiveMessageSize(kAdminMaxRequestBytes);
+    *server = builder.BuildAndStart();
+    return absl::StrCat("127.0.0.1:", port);
+  }
+
+  static void Auth(grpc::ClientContext* ctx, const char* token) {
+    ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::seconds(10));
+  }
+
+  v1::RunProbeRequest Request(uint32_t count) {
+    v1::RunProbeRequest r;
+    r.set_target("canary");
+    r.add_sizes(2);
+    r.add_sizes(1024);
+    r.set_count(count);
+    return r;
+  }
+
+  Clock* clock_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<VerdictSource> verdicts_;
+  std::unique_ptr<FakeAgents> agents_;
+  std::unique_ptr<AdminCore> core_;
+  std::unique_ptr<AdminAuthorizer> auth_;
+  std::unique_ptr<AdminService> service_, closed_service_;
+  std::unique_ptr<grpc::Server> server_, closed_server_;
+  std::string address_, closed_address_;
+  std::unique_ptr<v1::CanaryAdmin::Stub> stub_;
+  NullListener listener_;
+};
+
+TEST_F(AdminServiceTest, TokensAndRolesAreChecked) {
+  v1::ListAgentsResponse agents;
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub_->ListAgents(&ctx, {}, &agents).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, "not-a-known-token-at-all");
+    EXPECT_EQ(stub_->ListAgents(&ctx, {}, &agents).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, kViewer);
+    ASSERT_TRUE(stub_->ListAgents(&ctx, {}, &agents).ok());
+    ASSERT_EQ(agents.agents_size(), 1);
+  }
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, kViewer);
+    auto reader = stub_->RunProbe(&ctx, Request(1));
+    v1::RunProbeEvent e;
+    EXPECT_FALSE(reader->Read(&e));
+    grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(s.error_message(), HasSubstr("needs operator"));
+  }
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, kViewer);
+    v1::DeleteScheduleRequest del;
+    del.set_id("x");
+    v1::DeleteScheduleResponse resp;
+    EXPECT_EQ(stub_->DeleteSchedule(&ctx, del, &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  EXPECT_EQ(agents_->received("a1"), 0u);
+  // A controller without --admin_tokens or --insecure refuses everything.
+  auto closed = v1::CanaryAdmin::NewStub(
+      grpc::CreateChannel(closed_address_, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  Auth(&ctx, kOperator);
+  grpc::Status s = closed->ListAgents(&ctx, {}, &agents);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(s.error_message(), HasSubstr("--admin_tokens"));
+}
+
+TEST_F(AdminServiceTest, RunProbeStreamsEventsThenDone) {
+  grpc::ClientContext ctx;
+  Auth(&ctx, kOperator);
+  v1::RunProbeRequest req = Request(5);
+  req.set_stream_outcomes(true);
+  auto reader = stub_->RunProbe(&ctx, req);
+  v1::RunProbeEvent e;
+  std::vector<v1::RunProbeEvent::EventCase> kinds;
+  v1::RunProbeEvent::Done done;
+  while (reader->Read(&e)) {
+    kinds.push_back(e.event_case());
+    if (e.has_done()) done = e.done();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_GE(kinds.size(), 2u);
+  EXPECT_EQ(kinds.front(), v1::RunProbeEvent::kDispatched);
+  EXPECT_EQ(kinds.back(), v1::RunProbeEvent::kDone);
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), v1::RunProbeEvent::kOutcome),
+            20);
+  EXPECT_EQ(
+      std::count(kinds.begin(), kinds.end(), v1::RunProbeEvent::kRegionSummary),
+      4);
+  EXPECT_EQ(done.total_probes(), 20u);
+  ASSERT_EQ(done.summaries_size(), 4);
+  EXPECT_EQ(done.summaries(0).probes(), 5u);
+}
+
+TEST_F(AdminServiceTest, BadRequestsComeBackAsStatusesNamingTheField) {
+  struct Case {
+    v1::RunProbeRequest req;
+    grpc::StatusCode code;
+    const char* message;
+  };
+  v1::RunProbeRequest no_count = Request(0);
+  v1::RunProbeRequest unknown = Request(1);
+  unknown.set_target("nope");
+  v1::RunProbeRequest region = Request(1);
+  region.add_regions("r2");
+  for (const Case& c :
+       {Case{no_count, grpc::StatusCode::INVALID_ARGUMENT, "count"},
+        Case{unknown, grpc::StatusCode::NOT_FOUND, "nope"},
+        Case{region, grpc::StatusCode::NOT_FOUND, "regions[0]"}}) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, kOperator);
+    auto reader = stub_->RunProbe(&ctx, c.req);
+    v1::RunProbeEvent e;
+    EXPECT_FALSE(reader->Read(&e));
+    grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), c.code) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr(c.message));
+  }
+  grpc::ClientContext ctx;
+  Auth(&ctx, kViewer);
+  v1::AnalyzeRequest analyze;
+  *analyze.mutable_from() = TimeUtil::SecondsToTimestamp(20);
+  *analyze.mutable_to() = TimeUtil::SecondsToTimestamp(10);
+  v1::AnalysisReport report;
+  grpc::Status s = stub_->Analyze(&ctx, analyze, &report);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("from"));
+}
+
+TEST_F(AdminServiceTest, OversizedRequestsAreRefused) {
+  v1::ApplySchedulesRequest req;
+  v1::Target* t = req.add_targets();
+  t->set_name(std::string(kAdminMaxRequestBytes + 10, 'x'));
+  grpc::ClientContext ctx;
+  Auth(&ctx, kOperator);
+  v1::ApplySchedulesResponse resp;
+  EXPECT_EQ(stub_->ApplySchedules(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(AdminServiceTest, ClientCancelStopsTheAgentsWithinASecond) {
+  agents_->set_answer(false);  // The probes never finish by themselves.
+  grpc::ClientContext ctx;
+  Auth(&ctx, kOperator);
+  auto reader = stub_->RunProbe(&ctx, Request(10000));
+  v1::RunProbeEvent e;
+  ASSERT_TRUE(reader->Read(&e));
+  ASSERT_TRUE(e.has_dispatched());
+  const absl::Duration cancelled_at = clock_->MonotonicNow();
+  ctx.TryCancel();
+  while (reader->Read(&e)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  std::optional<absl::Duration> got =
+      agents_->CancelTime("a1", absl::Seconds(5));
+  ASSERT_TRUE(got.has_value()) << "the agent never got the cancel";
+  EXPECT_LT(*got - cancelled_at, absl::Seconds(1));
+  std::printf("client cancel -> agent cancel: %s\n",
+              absl::FormatDuration(*got - cancelled_at).c_str());
+  EXPECT_EQ(core_->active_runs(), 0);
+}
+
+TEST_F(AdminServiceTest, ClientDeadlineStopsTheAgentsWithinASecond) {
+  agents_->set_answer(false);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kOperator));
+  const absl::Duration start = clock_->MonotonicNow();
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(300));
+  auto reader = stub_->RunProbe(&ctx, Request(10000));
+  v1::RunProbeEvent e;
+  while (reader->Read(&e)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  std::optional<absl::Duration> got =
+      agents_->CancelTime("a1", absl::Seconds(5));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_LT(*got - start, absl::Milliseconds(1300));
+  std::printf("300ms deadline -> agent cancel after %s\n",
+              absl::FormatDuration(*got - start).c_str());
+}
+
+TEST_F(AdminServiceTest, WatchVerdictsStreamsCurrentAndNew) {
+  v1::Verdict v;
+  v.set_kind(v1::STREAM_HEALTH);
+  v.mutable_key()->set_region("r1");
+  v.set_state(v1::SUSPECT);
+  *v.mutable_updated() =
+      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(clock_->Now()));
+  ASSERT_TRUE(store_->AppendVerdict(v).ok());
+  grpc::ClientContext ctx;
+  Auth(&ctx, kViewer);
+  auto reader = stub_->WatchVerdicts(&ctx, {});
+  v1::Verdict got;
+  ASSERT_TRUE(reader->Read(&got));
+  EXPECT_EQ(got.state(), v1::SUSPECT);
+  v.set_state(v1::REGRESSION);
+  *v.mutable_updated() = TimeUtil::NanosecondsToTimestamp(
+      absl::ToUnixNanos(clock_->Now() + absl::Milliseconds(1)));
+  ASSERT_TRUE(store_->AppendVerdict(v).ok());
+  ASSERT_TRUE(reader->Read(&got));
+  EXPECT_EQ(got.state(), v1::REGRESSION);
+  ctx.TryCancel();
+  while (reader->Read(&got)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+}  // namespace
+}  // namespace controller
+}  // namespace fleetcanary
