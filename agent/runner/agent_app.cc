@@ -125,9 +125,8 @@ class AgentAppImpl : public AgentApp {
     so.on_adhoc_probe = [adhoc](const v1::AdhocProbe& p) {
       adhoc->OnAdhocProbe(p);
     };
-    FC_ASSIGN_OR_RETURN(
-        auto session,
-        SessionClient::Create(so, outbox_.get(), &fan_out_, clock_));
+    FC_ASSIGN_OR_RETURN(auto session, SessionClient::Create(so, outbox_.get(),
+                                                            &fan_out_, clock_));
     if (platform_loop_) platform_loop_->SetSession(session.get());
     {
       absl::MutexLock lock(&mu_);
@@ -197,20 +196,28 @@ class AgentAppImpl : public AgentApp {
 
  private:
   // The platform-metrics reader, when AWS credentials are configured (the
-  // standard environment variables); off otherwise, with a log line.
+  // standard environment variables) or cloudwatch_unsigned is set (an
+  // emulator that does not check signatures); off otherwise, with a log line.
   absl::Status StartPlatform() {
-    auto creds = sigv4::CredentialsFromEnvironment();
-    if (!creds.ok()) {
-      LogInfo("platform_metrics_off", {{"reason", creds.status().ToString()}});
-      return absl::OkStatus();
-    }
+    const v1::AgentConfig& c = options_.config;
     platform::CloudWatchClientOptions co;
-    co.credentials = *creds;
     co.clock = clock_;
+    if (c.cloudwatch_unsigned()) {
+      co.sign = false;
+    } else {
+      auto creds = sigv4::CredentialsFromEnvironment();
+      if (!creds.ok()) {
+        LogInfo("platform_metrics_off",
+                {{"reason", creds.status().ToString()}});
+        return absl::OkStatus();
+      }
+      co.credentials = *creds;
+    }
     FC_ASSIGN_OR_RETURN(cloudwatch_, platform::CreateCloudWatchClient(co));
     platform::PlatformMetricsReaderOptions ro;
-    ro.period = FromProto(options_.config.metrics_period(), absl::Seconds(60));
-    ro.ingestion_delay = std::min(absl::Minutes(5), 5 * ro.period);
+    ro.period = FromProto(c.metrics_period(), absl::Seconds(60));
+    ro.ingestion_delay = FromProto(c.metrics_ingestion_delay(),
+                                   std::min(absl::Minutes(5), 5 * ro.period));
     FC_ASSIGN_OR_RETURN(reader_, platform::PlatformMetricsReader::Create(
                                      ro, cloudwatch_.get(), clock_));
     FC_ASSIGN_OR_RETURN(platform_loop_,
