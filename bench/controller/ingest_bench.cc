@@ -14,10 +14,9 @@
 //
 // Usage: ingest_bench [--agents=1,100,1000] [--seconds=5] [--batch=200]
 //                     [--window=4] [--channels_per_1000=20]
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -104,8 +103,8 @@ struct Shared {
 class SimAgent
     : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControllerMessage> {
  public:
-  SimAgent(v1::AgentSession::Stub* stub, std::string id, int batch,
-           int window, const std::vector<v1::Outcome>* pool, Shared* shared)
+  SimAgent(v1::AgentSession::Stub* stub, std::string id, int batch, int window,
+           const std::vector<v1::Outcome>* pool, Shared* shared)
       : id_(std::move(id)),
         batch_(batch),
         window_(window),
@@ -137,7 +136,8 @@ class SimAgent
       {
         absl::MutexLock lock(&mu_);
         while (!inflight_.empty() && inflight_.front().first <= seq) {
-          lat.push_back(absl::ToDoubleMilliseconds(now - inflight_.front().second));
+          lat.push_back(
+              absl::ToDoubleMilliseconds(now - inflight_.front().second));
           inflight_.pop_front();
           n += batch_;
         }
@@ -260,7 +260,8 @@ ProcStats ReadProc(pid_t pid) {
   while (std::getline(status, line)) {
     if (line.rfind("VmRSS:", 0) == 0) {
       double kb = 0;
-      absl::SimpleAtod(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &kb);
+      absl::SimpleAtod(
+          absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &kb);
       s.rss_mib = kb / 1024;
     }
   }
@@ -291,7 +292,7 @@ RunResult Run(int agents, const std::string& dir,
   auto controller = Process::Spawn(
       BinaryPath("controller/server/fleetcanary-controller"),
       {"--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-       "--data_dir=" + dir, "--heartbeat_interval=60s"},
+       "--data_dir=" + dir, "--heartbeat_interval=60s", "--insecure"},
       dir + "/controller.log");
   if (!controller.ok()) {
     std::fprintf(stderr, "%s\n", controller.status().ToString().c_str());
@@ -306,8 +307,8 @@ RunResult Run(int agents, const std::string& dir,
   const pid_t pid = (*controller)->pid();
   r.rss_idle_mib = ReadProc(pid).rss_mib;
 
-  const int channels = std::max(
-      1, agents * absl::GetFlag(FLAGS_channels_per_1000) / 1000);
+  const int channels =
+      std::max(1, agents * absl::GetFlag(FLAGS_channels_per_1000) / 1000);
   std::vector<std::unique_ptr<v1::AgentSession::Stub>> stubs;
   for (int c = 0; c < channels; ++c) {
     grpc::ChannelArguments args;
@@ -336,7 +337,8 @@ RunResult Run(int agents, const std::string& dir,
   std::thread pacer([&] {
     while (pacing) {
       for (auto& s : sims) s->SendMore();
-      clock_->SleepFor(absl::Milliseconds(shared.rate_per_agent > 0 ? 10 : 200));
+      clock_->SleepFor(
+          absl::Milliseconds(shared.rate_per_agent > 0 ? 10 : 200));
     }
   });
   // Warm up, then measure.
@@ -395,9 +397,9 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 1000; ++i) pool.push_back(SampleOutcome(i));
   std::printf("outcome size: %zu bytes serialized\n",
               pool[1].SerializeAsString().size());
-  const std::string dir = absl::StrCat(
-      std::filesystem::temp_directory_path().string(), "/ingest_bench_",
-      getpid());
+  const std::string dir =
+      absl::StrCat(std::filesystem::temp_directory_path().string(),
+                   "/ingest_bench_", getpid());
 
   // Agent side: outbox append rate, durable file vs in-memory SQLite.
   std::filesystem::create_directories(dir);

@@ -192,7 +192,10 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
            {kIngestGaps, "Sequence numbers never received (agent drops)."},
            {kIngestCommits, "Store transactions committed by ingest."},
            {"ingest_commit_errors_total", "Store transactions that failed."},
-           {"ingest_platform_samples_total", "Platform samples stored."}}) {
+           {"ingest_platform_samples_total", "Platform samples stored."},
+           {"session_refused_total",
+            "Agent sessions refused: no valid client certificate, a Hello "
+            "not matching it, or a region not allowed."}}) {
     ingest.push_back(CounterFamily(absl::StrCat("fleetcanary_", name), help));
   }
 

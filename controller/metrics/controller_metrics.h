@@ -19,7 +19,8 @@
 //   fleetcanary_outbox_dropped_total{region}
 //   fleetcanary_ingest_{batches,outcomes,duplicates,gaps,commits,
 //     commit_errors}_total
-//   fleetcanary_sessions_active, fleetcanary_sessions_total
+//   fleetcanary_sessions_active, fleetcanary_sessions_total,
+//   fleetcanary_session_refused_total
 // Label values are bounded: size_class via FormatBytes, mode "buffered" /
 // "stream", outcome and state the enum names.
 //

@@ -121,15 +121,23 @@ class ControllerServerImpl : public ControllerServer {
     ho.metrics_period = FromProto(c.metrics_period(), absl::Seconds(60));
     FC_ASSIGN_OR_RETURN(hub_, SessionHub::Create(ho, ingest_.get(), scheduler,
                                                  metrics_.get(), clock_));
-    service_ = std::make_unique<AgentSessionService>(hub_.get());
+    AgentSessionAuth auth;
+    auth.allowed_regions = options_.allowed_regions;
+    auth.require_certificate =
+        !options_.tls.insecure && !options_.tls.ca_file.empty();
+    ControllerMetrics* metrics = metrics_.get();
+    auth.on_refused = [metrics](const absl::Status&) {
+      metrics->AddCounter("session_refused_total", 1);
+    };
+    service_ = std::make_unique<AgentSessionService>(hub_.get(), auth);
     FC_RETURN_IF_ERROR(StartAdmin());
 
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    FC_ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(options_.tls));
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort(c.grpc_listen(), grpc::InsecureServerCredentials(),
-                             &port);
+    builder.AddListeningPort(c.grpc_listen(), credentials, &port);
     builder.RegisterService(service_.get());
     builder.RegisterService(admin_service_.get());
     builder.SetMaxReceiveMessageSize(64 << 20);
@@ -139,14 +147,35 @@ class ControllerServerImpl : public ControllerServer {
           absl::StrCat("grpc_listen: cannot bind ", c.grpc_listen()));
     }
     grpc_address_ = absl::StrCat(HostOf(c.grpc_listen()), ":", port);
+    if (!options_.health_listen.empty()) {
+      // Health only: a server with no services of ours gets just the default
+      // health service.
+      grpc::ServerBuilder health_builder;
+      int health_port = 0;
+      health_builder.AddListeningPort(options_.health_listen,
+                                      grpc::InsecureServerCredentials(),
+                                      &health_port);
+      health_server_ = health_builder.BuildAndStart();
+      if (health_server_ == nullptr || health_port == 0) {
+        return absl::UnavailableError(absl::StrCat(
+            "health_listen: cannot bind ", options_.health_listen));
+      }
+      health_address_ =
+          absl::StrCat(HostOf(options_.health_listen), ":", health_port);
+    }
     if (!c.http_listen().empty()) {
       FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.http_listen()));
       http_->Register(metrics_->collectable());
     }
     pruner_ = std::thread([this] { PruneLoop(); });
-    LogInfo("controller_started", {{"grpc", grpc_address_},
-                                   {"http", http_address()},
-                                   {"data_dir", c.data_dir()}});
+    LogInfo("controller_started",
+            {{"grpc", grpc_address_},
+             {"http", http_address()},
+             {"health", health_address_},
+             {"tls", options_.tls.insecure          ? "off"
+                     : options_.tls.ca_file.empty() ? "tls"
+                                                    : "mtls"},
+             {"data_dir", c.data_dir()}});
     return absl::OkStatus();
   }
 
@@ -154,6 +183,7 @@ class ControllerServerImpl : public ControllerServer {
   std::string http_address() const override {
     return http_ ? http_->address() : "";
   }
+  std::string health_address() const override { return health_address_; }
   Scheduler* scheduler() override { return scheduler_.get(); }
   Ingest* ingest() override { return ingest_.get(); }
   Store* store() override { return store_.get(); }
@@ -171,6 +201,9 @@ class ControllerServerImpl : public ControllerServer {
       drain_started_ = true;
     }
     if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+    if (health_server_) {
+      health_server_->GetHealthCheckService()->SetServingStatus(false);
+    }
     if (hub_) hub_->Drain("shutdown", timeout);
     if (server_)
       server_->Shutdown(absl::ToChronoTime(Clock::Real()->Now() + timeout));
@@ -180,6 +213,9 @@ class ControllerServerImpl : public ControllerServer {
     if (ingest_) ingest_->Shutdown();
     if (verdicts_) verdicts_->Shutdown();
     if (scheduler_) scheduler_->Shutdown();
+    if (health_server_)
+      health_server_->Shutdown(
+          absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(100)));
     LogInfo("controller_drained");
     absl::MutexLock lock(&mu_);
     drained_ = true;
@@ -266,6 +302,8 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<AdminCore> admin_core_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;
+  std::string health_address_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::string grpc_address_;
   std::thread pruner_;

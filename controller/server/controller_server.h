@@ -8,9 +8,11 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/grpc/security.h"
 #include "common/net/target_guard.h"
 #include "common/time/clock.h"
 #include "controller/api/admin_core.h"
@@ -40,6 +42,14 @@ struct ControllerServerOptions {
   // Which explicit URLs RunProbe may send agents to (hosts of registered
   // targets are always allowed).
   TargetGuardOptions target_guard;
+  // gRPC transport: TLS (cert_file/key_file), mTLS for agents with ca_file,
+  // or plaintext only when tls.insecure is set (INVALID_ARGUMENT otherwise).
+  TlsOptions tls;
+  // Regions agents may serve (Hello and certificate); empty = any.
+  std::vector<std::string> allowed_regions;
+  // Optional second, plaintext listener serving only the gRPC health service
+  // (kubelet probes); "" = none.
+  std::string health_listen;
 };
 
 class ControllerServer {
@@ -55,6 +65,8 @@ class ControllerServer {
   // "host:port" actually bound.
   virtual std::string grpc_address() const = 0;
   virtual std::string http_address() const = 0;
+  // "host:port" of the health listener ("" when none).
+  virtual std::string health_address() const = 0;
 
   virtual Scheduler* scheduler() = 0;
   virtual Ingest* ingest() = 0;

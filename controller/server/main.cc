@@ -33,8 +33,22 @@ ABSL_FLAG(std::string, admin_tokens, "",
           "Admin API bearer tokens (YAML, fleetcanary.v1.AdminTokens). "
           "Without it the admin API refuses every call, unless --insecure.");
 ABSL_FLAG(bool, insecure, false,
-          "Trusted machine only: without --admin_tokens, allow every admin "
-          "API call.");
+          "Trusted machine only (local demo, tests on loopback): plaintext "
+          "gRPC, and without --admin_tokens every admin API call is allowed.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "gRPC server certificate chain (PEM); required unless --insecure. "
+          "Reloaded when it changes.");
+ABSL_FLAG(std::string, tls_key, "",
+          "gRPC server private key (PEM); required unless --insecure.");
+ABSL_FLAG(std::string, client_ca, "",
+          "CA bundle (PEM) verifying agent client certificates: mutual TLS, "
+          "agents without a valid certificate are refused, and each agent's "
+          "Hello must match its certificate's region.");
+ABSL_FLAG(std::vector<std::string>, allowed_regions, {},
+          "Regions agents may serve, comma-separated (empty = any).");
+ABSL_FLAG(std::string, health_listen, "",
+          "Optional plaintext listener serving only the gRPC health service "
+          "(kubelet probes), e.g. 0.0.0.0:7444.");
 ABSL_FLAG(std::vector<std::string>, target_allow_hosts, {},
           "Extra hosts (names or IP literals) that ad-hoc RunProbe URLs may "
           "name, comma-separated; hosts of registered targets and "
@@ -100,6 +114,25 @@ int main(int argc, char** argv) {
   }
   options.admin_tokens_file = absl::GetFlag(FLAGS_admin_tokens);
   options.admin_allow_all = absl::GetFlag(FLAGS_insecure);
+  options.tls.insecure = absl::GetFlag(FLAGS_insecure);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.ca_file = absl::GetFlag(FLAGS_client_ca);
+  if (!options.tls.insecure &&
+      (options.tls.cert_file.empty() || options.tls.key_file.empty())) {
+    return Fail(absl::InvalidArgumentError(
+        "--tls_cert and --tls_key are required (gRPC is served over TLS); "
+        "pass --insecure for plaintext on a trusted machine"));
+  }
+  if (options.tls.insecure &&
+      (!options.tls.cert_file.empty() || !options.tls.ca_file.empty())) {
+    return Fail(absl::InvalidArgumentError(
+        "--insecure (plaintext) contradicts --tls_cert/--client_ca"));
+  }
+  for (const std::string& r : absl::GetFlag(FLAGS_allowed_regions)) {
+    if (!r.empty()) options.allowed_regions.push_back(r);
+  }
+  options.health_listen = absl::GetFlag(FLAGS_health_listen);
   options.target_guard.allowed_hosts = absl::GetFlag(FLAGS_target_allow_hosts);
   options.target_guard.allow_loopback =
       absl::GetFlag(FLAGS_target_allow_loopback);
@@ -110,8 +143,14 @@ int main(int argc, char** argv) {
   auto server = fleetcanary::controller::ControllerServer::BuildAndStart(
       options, fleetcanary::Clock::Real());
   if (!server.ok()) return Fail(server.status());
-  std::printf("listening grpc=%s http=%s\n", (*server)->grpc_address().c_str(),
-              (*server)->http_address().c_str());
+  const std::string health = (*server)->health_address();
+  std::printf("listening grpc=%s http=%s%s tls=%s\n",
+              (*server)->grpc_address().c_str(),
+              (*server)->http_address().c_str(),
+              health.empty() ? "" : (" health=" + health).c_str(),
+              options.tls.insecure          ? "off"
+              : options.tls.ca_file.empty() ? "tls"
+                                            : "mtls");
   std::fflush(stdout);
 
   int sig = 0;

@@ -1,22 +1,73 @@
 #include "controller/session/agent_session_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/grpc/security.h"
+#include "common/log/log.h"
 #include "common/status/status_util.h"
 
 namespace fleetcanary {
 namespace controller {
 namespace {
 
+// The connection's verified peer, if any.
+struct PeerIdentity {
+  bool authenticated = false;
+  // UNAUTHENTICATED when a certificate was required but none (or no agent
+  // SAN) was presented.
+  absl::StatusOr<AgentIdentity> identity = absl::UnauthenticatedError("");
+};
+
+PeerIdentity IdentityOf(grpc::CallbackServerContext* context) {
+  PeerIdentity p;
+  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+  p.authenticated = auth != nullptr && auth->IsPeerAuthenticated();
+  if (p.authenticated) {
+    p.identity = AgentIdentityFromAuthContext(*auth);
+  } else {
+    p.identity = absl::UnauthenticatedError(
+        "agent session requires a client certificate");
+  }
+  return p;
+}
+
+// OK when `hello` may open a session on this connection (see
+// AgentSessionAuth).
+absl::Status CheckHello(const AgentSessionAuth& auth, const PeerIdentity& peer,
+                        const v1::Hello& hello) {
+  if (peer.authenticated || auth.require_certificate) {
+    if (!peer.identity.ok()) return peer.identity.status();
+    const AgentIdentity& id = *peer.identity;
+    // Pods of a Deployment share its certificate: "<name>-<pod suffix>".
+    std::string claimed = hello.agent_id();
+    if (absl::StartsWith(claimed, absl::StrCat(id.agent_id, "-"))) {
+      claimed = id.agent_id;
+    }
+    return CheckAgentClaim(id, claimed, hello.region(), auth.allowed_regions);
+  }
+  if (!auth.allowed_regions.empty() &&
+      std::find(auth.allowed_regions.begin(), auth.allowed_regions.end(),
+                hello.region()) == auth.allowed_regions.end()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "region \"", hello.region(), "\" is not allowed on this controller"));
+  }
+  return absl::OkStatus();
+}
+
 class ConnectReactor
     : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>,
       public SessionSink {
  public:
-  explicit ConnectReactor(SessionHub* hub) {
+  ConnectReactor(SessionHub* hub, const AgentSessionAuth* auth,
+                 PeerIdentity peer)
+      : auth_(auth), peer_(std::move(peer)) {
     session_ = hub->Open(this);
     if (session_ == nullptr) {
       grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>::Finish(
@@ -70,6 +121,23 @@ class ConnectReactor
       }
       RequestFinish(grpc::Status::OK);
       return;
+    }
+    if (!hello_checked_ && in_.msg_case() == v1::AgentMessage::kHello) {
+      hello_checked_ = true;
+      absl::Status allowed = CheckHello(*auth_, peer_, in_.hello());
+      if (!allowed.ok()) {
+        LogWarning("agent_session_refused",
+                   {{"agent_id", in_.hello().agent_id()},
+                    {"region", in_.hello().region()},
+                    {"error", allowed.ToString()}});
+        if (auth_->on_refused) auth_->on_refused(allowed);
+        {
+          absl::MutexLock lock(&mu_);
+          reading_ = false;
+        }
+        RequestFinish(ToGrpcStatus(allowed));
+        return;
+      }
     }
     const bool more = session_->OnMessage(in_);
     bool start = false;
@@ -141,6 +209,10 @@ class ConnectReactor
         status);
   }
 
+  const AgentSessionAuth* const auth_;
+  const PeerIdentity peer_;
+  // Read only on the reaction thread of OnReadDone (one read at a time).
+  bool hello_checked_ = false;
   std::shared_ptr<Session> session_;
   // Written only by gRPC between StartRead and OnReadDone.
   v1::AgentMessage in_;
@@ -159,8 +231,8 @@ class ConnectReactor
 }  // namespace
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>*
-AgentSessionService::Connect(grpc::CallbackServerContext* /*context*/) {
-  return new ConnectReactor(hub_);
+AgentSessionService::Connect(grpc::CallbackServerContext* context) {
+  return new ConnectReactor(hub_, &auth_, IdentityOf(context));
 }
 
 }  // namespace controller

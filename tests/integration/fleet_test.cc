@@ -143,7 +143,7 @@ class FleetTest : public ::testing::Test {
         BinaryPath("controller/server/fleetcanary-controller"),
         {absl::StrCat("--grpc_listen=127.0.0.1:", port),
          "--http_listen=127.0.0.1:0", "--data_dir=" + dir_ + "/controller",
-         "--fleet=" + fleet_file_,
+         "--fleet=" + fleet_file_, "--insecure",
          "--heartbeat_interval=" + absl::FormatDuration(heartbeat_)},
         dir_ + "/controller.log");
     ASSERT_TRUE(p.ok()) << p.status();
