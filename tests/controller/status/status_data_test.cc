@@ -1,0 +1,93 @@
+#include "controller/status/status_data.h"
+
+#include "gmock/gmock.h"
+#include "google/protobuf/util/time_util.h"
+#include "gtest/gtest.h"
+
+namespace fleetcanary {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+v1::Outcome MakeOutcome(v1::InvokeMode mode, uint64_t size,
+                        v1::OutcomeClass cls, absl::Time start) {
+  v1::Outcome o;
+  o.set_region("us-east-1");
+  o.set_target("canary");
+  o.set_mode(mode);
+  o.set_requested_bytes(size);
+  o.set_outcome_class(cls);
+  *o.mutable_start_time() =
+      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(start));
+  return o;
+}
+
+controller::StreamMinute Minute(v1::InvokeMode mode, uint64_t size, bool adhoc,
+                                absl::Time t,
+                                std::vector<v1::OutcomeClass> classes) {
+  controller::StreamMinute m;
+  m.key.region = "us-east-1";
+  m.key.target = "canary";
+  m.key.mode = mode;
+  m.key.size_bytes = size;
+  m.key.adhoc = adhoc;
+  m.minute = controller::MinuteOf(t);
+  for (v1::OutcomeClass c : classes) m.stats.Add(MakeOutcome(mode, size, c, t));
+  return m;
+}
+
+v1::PlatformMetricSample Sample(v1::InvokeMode mode, const std::string& metric,
+                                double value, absl::Time t) {
+  v1::PlatformMetricSample s;
+  s.set_region("us-east-1");
+  s.set_target("canary");
+  s.set_mode(mode);
+  s.set_metric(metric);
+  s.set_stat("Sum");
+  s.set_value(value);
+  *s.mutable_period_start() =
+      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+  return s;
+}
+
+TEST(StatusDataTest, RatesByModeAndSizeFromStoreExcludingAdhocAndOurFaults) {
+  const absl::Time now = absl::FromUnixSeconds(1706745600 + 600);
+  std::unique_ptr<controller::Store> store = controller::CreateMemoryStore();
+  controller::WriteBatch batch;
+  const absl::Time t = now - absl::Minutes(2);
+  batch.minutes.push_back(
+      Minute(v1::RESPONSE_STREAM, 1024, false, t,
+             {v1::OK, v1::OK, v1::OK, v1::TRUNCATED, v1::AGENT_ERROR}));
+  batch.minutes.push_back(
+      Minute(v1::BUFFERED, 1024, false, t, {v1::OK, v1::OK, v1::OK, v1::OK}));
+  // Ad-hoc probes never reach the charts.
+  batch.minutes.push_back(
+      Minute(v1::BUFFERED, 1024, true, t, {v1::HTTP_5XX, v1::HTTP_5XX}));
+  batch.platform_samples.push_back(
+      Sample(v1::RESPONSE_STREAM, "Invocations", 200, t));
+  batch.platform_samples.push_back(Sample(v1::RESPONSE_STREAM, "Errors", 3, t));
+  controller::CommitResult result;
+  ASSERT_TRUE(store->Commit(batch, &result).ok());
+
+  absl::StatusOr<StatusPageData> data = CollectStatusPageData(
+      store.get(), nullptr, nullptr, now, absl::Minutes(30));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->probes_total, 9u);
+  std::map<std::string, double> last;
+  for (const RateSeries& s : data->rate_by_mode) {
+    ASSERT_FALSE(s.points.empty()) << s.label;
+    last[s.label] = s.points.back().second;
+  }
+  EXPECT_DOUBLE_EQ(last["stream (clients)"], 0.25);  // 1 of 4, AGENT_ERROR out.
+  EXPECT_DOUBLE_EQ(last["buffered (clients)"], 0.0);
+  EXPECT_DOUBLE_EQ(last["stream (platform)"], 3.0 / 200);
+  ASSERT_EQ(data->rate_by_size.size(), 1u);
+  EXPECT_EQ(data->rate_by_size[0].label, "1KiB");
+  EXPECT_DOUBLE_EQ(data->rate_by_size[0].points[0].second, 1.0 / 8);
+
+  std::string html = RenderStatusPage(*data);
+  EXPECT_THAT(html, ::testing::HasSubstr("stream (platform)"));
+}
+
+}  // namespace
+}  // namespace fleetcanary
