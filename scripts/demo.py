@@ -246,7 +246,8 @@ def run(args, binary, work, procs):
                     "metrics_ingestion_delay: 2s\ncloudwatch_unsigned: true\n"
                     "heartbeat_interval: 1s\n")
         a = Proc(agent_id, [binary["agent"], "--config=" + cfg,
-                            "--http_listen=127.0.0.1:0"], work)
+                            "--http_listen=127.0.0.1:0", "--insecure",
+                            "--target_allow_loopback"], work)
         procs.append(a)
         a.wait_for("listening ")
     log(f"{len(agents)} agents in {len(regions)} regions: "

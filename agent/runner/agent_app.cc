@@ -31,6 +31,52 @@ absl::Duration FromProto(const google::protobuf::Duration& d,
   return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
 }
 
+TargetGuardOptions GuardOptions(const v1::AgentConfig& c) {
+  TargetGuardOptions o;
+  o.allowed_hosts.assign(c.target_allow_hosts().begin(),
+                         c.target_allow_hosts().end());
+  if (c.target_allow_loopback()) {
+    for (const char* h : {"localhost", "127.0.0.1", "::1"}) {
+      o.allowed_hosts.push_back(h);
+    }
+  }
+  o.allow_loopback = c.target_allow_loopback();
+  o.allow_private = c.target_allow_private();
+  return o;
+}
+
+// Drops the CloudWatch identity of assignments whose metrics endpoint the
+// platform guard refuses (the endpoint comes from the controller), then
+// hands the set on.
+class PlatformGuardSink : public AssignmentSink {
+ public:
+  PlatformGuardSink(std::unique_ptr<TargetGuard> guard, AssignmentSink* next)
+      : guard_(std::move(guard)), next_(next) {}
+  void OnAssignments(const v1::AssignmentSet& set) override {
+    v1::AssignmentSet checked = set;
+    for (v1::Assignment& a : *checked.mutable_assignments()) {
+      if (!a.url().has_cloudwatch()) continue;
+      platform::MetricsTarget t;
+      t.region = a.region();
+      t.identity = a.url().cloudwatch();
+      const std::string endpoint = platform::EndpointFor(t);
+      absl::Status allowed = guard_->CheckUrl(endpoint);
+      if (!allowed.ok()) {
+        LogWarning("platform_endpoint_refused",
+                   {{"target", a.target()},
+                    {"endpoint", endpoint},
+                    {"error", allowed.ToString()}});
+        a.mutable_url()->clear_cloudwatch();
+      }
+    }
+    next_->OnAssignments(checked);
+  }
+
+ private:
+  const std::unique_ptr<TargetGuard> guard_;
+  AssignmentSink* const next_;
+};
+
 // Hands each AssignmentSet to the runner and the platform loop.
 class FanOut : public AssignmentSink {
  public:
@@ -76,6 +122,7 @@ class AgentAppImpl : public AgentApp {
 
     ProbeEngineOptions eo;
     if (c.max_in_flight() > 0) eo.max_in_flight = c.max_in_flight();
+    FC_ASSIGN_OR_RETURN(eo.guard, AgentTargetGuard(c));
     FC_ASSIGN_OR_RETURN(engine_, ProbeEngine::Create(eo, clock_));
 
     RunnerOptions ro;
@@ -104,6 +151,7 @@ class AgentAppImpl : public AgentApp {
 
     SessionClientOptions so;
     so.controller_address = c.controller_address();
+    so.tls = options_.tls;
     v1::Hello& h = so.hello;
     h.set_agent_id(c.agent_id());
     h.set_region(c.region());
@@ -222,7 +270,15 @@ class AgentAppImpl : public AgentApp {
                                      ro, cloudwatch_.get(), clock_));
     FC_ASSIGN_OR_RETURN(platform_loop_,
                         PlatformLoop::Create(reader_.get(), clock_));
-    fan_out_.Add(platform_loop_.get());
+    // CloudWatch endpoints: monitoring.<region>.amazonaws.com, or the
+    // configured hosts (an emulator); checked by name here (the CloudWatch
+    // client resolves names itself, so the address check does not apply).
+    TargetGuardOptions go = GuardOptions(c);
+    go.host_patterns = {"monitoring.*.amazonaws.com"};
+    FC_ASSIGN_OR_RETURN(auto platform_guard, TargetGuard::Create(go));
+    platform_guard_sink_ = std::make_unique<PlatformGuardSink>(
+        std::move(platform_guard), platform_loop_.get());
+    fan_out_.Add(platform_guard_sink_.get());
     return absl::OkStatus();
   }
 
@@ -302,6 +358,7 @@ class AgentAppImpl : public AgentApp {
   std::unique_ptr<platform::PlatformMetricsClient> cloudwatch_;
   std::unique_ptr<platform::PlatformMetricsReader> reader_;
   std::unique_ptr<PlatformLoop> platform_loop_;
+  std::unique_ptr<PlatformGuardSink> platform_guard_sink_;
   FanOut fan_out_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::shared_ptr<prometheus::Collectable> collectable_;
@@ -315,6 +372,11 @@ class AgentAppImpl : public AgentApp {
 };
 
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<TargetGuard>> AgentTargetGuard(
+    const v1::AgentConfig& config) {
+  return TargetGuard::Create(GuardOptions(config));
+}
 
 absl::StatusOr<std::unique_ptr<AgentApp>> AgentApp::BuildAndStart(
     const AgentAppOptions& options, Clock* clock) {

@@ -13,6 +13,8 @@
 #include "agent/outbox/outbox.h"
 #include "agent/runner/runner.h"
 #include "agent/session/session_client.h"
+#include "common/grpc/security.h"
+#include "common/net/target_guard.h"
 #include "common/time/clock.h"
 #include "fleetcanary/v1/config.pb.h"
 
@@ -27,7 +29,17 @@ struct AgentAppOptions {
   std::string outcome_journal;
   // Seed of probe ids/payload seeds and backoff jitter.
   uint64_t seed = 1;
+  // Transport to the controller (TLS/mTLS, or plaintext with tls.insecure).
+  TlsOptions tls;
 };
+
+// The target guard an agent probes through (never allow-all): hosts
+// matching *.lambda-url.*.on.aws plus config.target_allow_hosts, and, with
+// target_allow_loopback, "localhost", "127.0.0.1", "::1" and the loopback
+// ranges; private ranges only with target_allow_private. The controller's
+// assignments cannot widen it. INVALID_ARGUMENT naming a bad host.
+absl::StatusOr<std::unique_ptr<TargetGuard>> AgentTargetGuard(
+    const v1::AgentConfig& config);
 
 class AgentApp {
  public:

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -34,6 +35,26 @@ ABSL_FLAG(std::string, outcome_journal, "",
 ABSL_FLAG(uint64_t, seed, 0, "Random seed (0 = from the agent id).");
 ABSL_FLAG(std::string, drain_timeout, "20s",
           "Longest graceful drain (outbox flush) on SIGTERM.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Client certificate chain (PEM) for mutual TLS with the controller; "
+          "its URI SAN spiffe://fleetcanary/agent/<region>/<name> must match "
+          "--region and --agent_id (<name> or <name>-...).");
+ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM).");
+ABSL_FLAG(std::string, ca, "",
+          "CA bundle (PEM) verifying the controller's certificate "
+          "(default: the system roots).");
+ABSL_FLAG(std::string, server_name, "",
+          "Name the controller's certificate must carry, when it differs "
+          "from --controller's host.");
+ABSL_FLAG(bool, insecure, false,
+          "Plaintext gRPC to the controller (local demo and tests only).");
+ABSL_FLAG(std::vector<std::string>, target_allow_hosts, {},
+          "Hosts (names or IP literals) probes may reach besides "
+          "*.lambda-url.*.on.aws, comma-separated; added to the config's "
+          "target_allow_hosts. The controller cannot widen this list.");
+ABSL_FLAG(bool, target_allow_loopback, false,
+          "Let probes reach loopback (localhost, 127.0.0.0/8, ::1): local "
+          "demo with the function-url-emulator.");
 
 namespace {
 
@@ -109,7 +130,23 @@ int main(int argc, char** argv) {
                     c.mutable_reconnect_max())}) {
     if (!s.ok()) return Fail(s);
   }
+  for (const std::string& h : absl::GetFlag(FLAGS_target_allow_hosts)) {
+    if (!h.empty()) c.add_target_allow_hosts(h);
+  }
+  if (absl::GetFlag(FLAGS_target_allow_loopback)) {
+    c.set_target_allow_loopback(true);
+  }
   if (absl::Status s = fleetcanary::ValidateMessage(c); !s.ok()) return Fail(s);
+  options.tls.insecure = absl::GetFlag(FLAGS_insecure);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.ca_file = absl::GetFlag(FLAGS_ca);
+  options.tls.server_name_override = absl::GetFlag(FLAGS_server_name);
+  if (options.tls.insecure &&
+      (!options.tls.cert_file.empty() || !options.tls.ca_file.empty())) {
+    return Fail(absl::InvalidArgumentError(
+        "--insecure (plaintext) contradicts --tls_cert/--ca"));
+  }
   options.outcome_journal = absl::GetFlag(FLAGS_outcome_journal);
   options.seed = absl::GetFlag(FLAGS_seed);
   if (options.seed == 0)

@@ -108,13 +108,14 @@ class StreamReactor
 class SessionClientImpl : public SessionClient, public StreamEvents {
  public:
   SessionClientImpl(const SessionClientOptions& options, Outbox* outbox,
-                    AssignmentSink* sink, Clock* clock)
+                    AssignmentSink* sink, Clock* clock,
+                    std::shared_ptr<grpc::ChannelCredentials> credentials,
+                    grpc::ChannelArguments args)
       : options_(options),
         outbox_(outbox),
         sink_(sink),
         clock_(clock),
         rng_(options.seed) {
-    grpc::ChannelArguments args;
     args.SetInt(
         GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
         std::max<int>(1, absl::ToInt64Milliseconds(options.reconnect_min)));
@@ -126,8 +127,8 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
         std::max<int>(1, absl::ToInt64Milliseconds(options.reconnect_max)));
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     args.SetMaxReceiveMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(
-        options.controller_address, grpc::InsecureChannelCredentials(), args);
+    channel_ = grpc::CreateCustomChannel(options.controller_address,
+                                         std::move(credentials), args);
     stub_ = v1::AgentSession::NewStub(channel_);
     heartbeat_interval_ = options.heartbeat_interval;
     driver_ = std::thread([this] { Run(); });
@@ -487,8 +488,12 @@ absl::StatusOr<std::unique_ptr<SessionClient>> SessionClient::Create(
     return absl::InvalidArgumentError(
         "reconnect_min/reconnect_max: need 0 < min <= max");
   }
-  return std::unique_ptr<SessionClient>(
-      new SessionClientImpl(options, outbox, sink, clock));
+  grpc::ChannelArguments args;
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(options.tls, &args);
+  if (!credentials.ok()) return credentials.status();
+  return std::unique_ptr<SessionClient>(new SessionClientImpl(
+      options, outbox, sink, clock, *std::move(credentials), std::move(args)));
 }
 
 }  // namespace agent

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/outbox/outbox.h"
+#include "common/grpc/security.h"
 #include "common/time/clock.h"
 #include "fleetcanary/v1/session.pb.h"
 
@@ -45,6 +46,9 @@ class AssignmentSink {
 struct SessionClientOptions {
   // "host:port" of the controller's gRPC listener.
   std::string controller_address;
+  // Transport: TLS verifying the controller against tls.ca_file (client
+  // certificate cert_file/key_file for mTLS), or plaintext with tls.insecure.
+  TlsOptions tls;
   // Identity sent in Hello (last_acked_sequence is filled in).
   v1::Hello hello;
   // Used until the controller's Welcome says otherwise.

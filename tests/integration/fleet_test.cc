@@ -184,7 +184,9 @@ class FleetTest : public ::testing::Test {
         "--heartbeat_interval=" + absl::FormatDuration(heartbeat_),
         "--reconnect_min=50ms",
         "--reconnect_max=300ms",
-        "--drain_timeout=30s"};
+        "--drain_timeout=30s",
+        "--insecure",
+        "--target_allow_loopback"};
     for (const std::string& e : agent_extra_[a.id]) args.push_back(e);
     auto p = Process::Spawn(BinaryPath("agent/runner/fleetcanary-agent"), args,
                             dir_ + "/" + a.id + ".log");
