@@ -18,6 +18,7 @@
 #include "controller/metrics/metrics_export.h"
 #include "controller/session/agent_session_service.h"
 #include "controller/session/session_hub.h"
+#include "controller/status/status_data.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
@@ -166,6 +167,7 @@ class ControllerServerImpl : public ControllerServer {
     if (!c.http_listen().empty()) {
       FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.http_listen()));
       http_->Register(metrics_->collectable());
+      http_->AddPage("/status", [this] { return StatusPage(); });
     }
     pruner_ = std::thread([this] { PruneLoop(); });
     LogInfo("controller_started",
@@ -227,6 +229,20 @@ class ControllerServerImpl : public ControllerServer {
   }
 
  private:
+  // The status page: verdicts, charts and agents, rendered on request.
+  HttpPage StatusPage() {
+    VerdictSource* source = verdicts_ != nullptr
+                                ? static_cast<VerdictSource*>(verdicts_.get())
+                                : verdict_source_.get();
+    absl::StatusOr<StatusPageData> data = CollectStatusPageData(
+        store_.get(), source, scheduler_.get(), clock_->Now(), absl::Hours(6));
+    if (!data.ok()) {
+      return HttpPage{"text/plain; charset=utf-8",
+                      std::string(data.status().message()), 500};
+    }
+    return HttpPage{"text/html; charset=utf-8", RenderStatusPage(*data)};
+  }
+
   // The admin API: verdicts from the store until a live source is wired,
   // ad-hoc probes through the hub, results live and through ingest.
   absl::Status StartAdmin() {
