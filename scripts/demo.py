@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -182,6 +183,13 @@ def main():
                         help="probes/s per region x mode x size stream")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (logs, SQLite file)")
+    parser.add_argument("--prometheus", action="store_true",
+                        help="also run a real Prometheus server scraping the "
+                        "controller with dashboards/prometheus/rules.yml, and "
+                        "check every rule and dashboard query against it")
+    parser.add_argument("--screenshot", metavar="PNG",
+                        help="load the status page in headless Chromium during "
+                        "the incident, check it, and save a screenshot")
     args = parser.parse_args()
     build = os.path.abspath(args.build_dir)
     binary = {
@@ -260,6 +268,9 @@ def run(args, binary, work, procs):
   work directory   {work}
 """, flush=True)
 
+    prom = start_prometheus(work, http_addr, procs) if args.prometheus else None
+    shot_taken = False
+
     seen_states = {}
     events = []  # (seconds since start, key, old, new)
     deadline = t0 + SCENARIO_END_S + 25
@@ -290,13 +301,186 @@ def run(args, binary, work, procs):
             log(f"t={elapsed:5.1f}s  scenario: {phase:27s} probes={total(samples, 'fleetcanary_probes_total'):.0f} "
                 f"platform_errors={total(samples, 'fleetcanary_platform_errors_total'):.0f} "
                 f"phantom={total(samples, 'fleetcanary_phantom_errors_total'):.0f}")
+        if (args.screenshot and not shot_taken and
+                any(e[3] == "REGRESSION" for e in events)):
+            check_status_page(http_addr, args.screenshot, work)
+            shot_taken = True
         if elapsed > HOTFIX_S and any(
                 e[3] == "FIX_CONFIRMED" and e[1][1] == AFFECTED_REGION for e in events):
             confirmed_at = elapsed
             if elapsed > SCENARIO_END_S - 10:
                 break
 
-    return report(binary, grpc_addr, events, t0)
+    ok = report(binary, grpc_addr, events, t0) == 0
+    if args.screenshot and not shot_taken:
+        log("status page was not checked: no REGRESSION happened")
+        ok = False
+    if prom is not None:
+        ok = check_prometheus(prom) and ok
+    return 0 if ok else 1
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_prometheus(work, http_addr, procs):
+    """A real Prometheus scraping the controller every second, with our rules."""
+    prom_bin = shutil.which("prometheus")
+    if prom_bin is None:
+        raise RuntimeError("prometheus is not installed (scripts/install-deps.sh)")
+    port = free_port()
+    cfg = os.path.join(work, "prometheus.yml")
+    with open(cfg, "w") as f:
+        f.write(f"""global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - {os.path.join(ROOT, "dashboards/prometheus/rules.yml")}
+scrape_configs:
+  - job_name: fleetcanary-controller
+    static_configs:
+      - targets: ["{http_addr}"]
+""")
+    p = Proc("prometheus", [
+        prom_bin, "--config.file=" + cfg,
+        "--storage.tsdb.path=" + os.path.join(work, "prometheus-data"),
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+    ], work)
+    procs.append(p)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if "Ready" in scrape(base + "/-/ready"):
+                break
+        except OSError:
+            time.sleep(0.2)
+    log(f"prometheus at {base} scraping {http_addr}")
+    return {"base": base, "alerts": {}, "proc": p}
+
+
+def prom_query(base, expr):
+    url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as r:
+        doc = json.loads(r.read().decode())
+    if doc.get("status") != "success":
+        raise RuntimeError(f"query failed: {expr}: {doc}")
+    return doc["data"]["result"]
+
+
+def dashboard_queries():
+    import glob
+    out = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "dashboards/grafana/*.json"))):
+        doc = json.load(open(path))
+        panels = list(doc.get("panels", []))
+        while panels:
+            p = panels.pop()
+            panels += p.get("panels", [])
+            for t in p.get("targets", []):
+                if t.get("expr"):
+                    out.append((os.path.basename(path), p.get("title", ""), t["expr"]))
+    return out
+
+
+def grafana_expand(expr):
+    for var, value in (("$__rate_interval", "1m"), ("$__interval", "5s"),
+                       ("$__range", "5m")):
+        expr = expr.replace(var, value)
+    return re.sub(r"\$\{?(\w+)\}?", ".*", expr)
+
+
+def rule_exprs():
+    import yaml
+    doc = yaml.safe_load(open(os.path.join(ROOT, "dashboards/prometheus/rules.yml")))
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            yield rule.get("record") or rule.get("alert"), "alert" in rule, rule["expr"]
+
+
+def check_prometheus(prom):
+    """Every rule expression and dashboard query evaluates; recording rules and
+    dashboard queries return data; the regression alert fired and resolved."""
+    base = prom["base"]
+    ok = True
+    alerts_seen = {}
+    # Alert history from the ALERTS series over the whole run.
+    for series in prom_query(base, 'max_over_time(ALERTS{alertstate="firing"}[10m])'):
+        alerts_seen[series["metric"].get("alertname")] = True
+    firing_now = {s["metric"].get("alertname")
+                  for s in prom_query(base, 'ALERTS{alertstate="firing"}')}
+    empty = []
+    for name, is_alert, expr in rule_exprs():
+        result = prom_query(base, expr)
+        if not is_alert and not result:
+            empty.append(f"rule {name}")
+    for board, title, expr in dashboard_queries():
+        result = prom_query(base, grafana_expand(expr))
+        if not result:
+            empty.append(f"{board}: {title}")
+    queries = len(list(rule_exprs())) + len(dashboard_queries())
+    log(f"prometheus: {queries} rule and dashboard expressions evaluated")
+    # Event-only queries are legitimately empty in a run without that event.
+    allowed_empty = ("hard", "drop", "missing", "lost", "without", "adhoc",
+                     "ad-hoc", "throttl", "dns", "tls", "connect")
+    unexpected = [e for e in empty if not any(a in e.lower() for a in allowed_empty)]
+    for e in empty:
+        log(f"  no data: {e}{'' if e not in unexpected else '  <-- unexpected'}")
+    if unexpected:
+        ok = False
+    if not alerts_seen.get("FleetcanaryRegression") and not alerts_seen.get(
+            "FleetcanaryPhantomErrors"):
+        log("prometheus: the regression alert never fired")
+        ok = False
+    else:
+        log("prometheus: regression alert fired during the incident")
+    still = firing_now & {"FleetcanaryRegression", "FleetcanaryPhantomErrors"}
+    if still:
+        log(f"prometheus: still firing after the fix: {sorted(still)}")
+        ok = False
+    else:
+        log("prometheus: regression alerts resolved after the fix")
+    return ok
+
+
+def check_status_page(http_addr, png, work):
+    """Headless Chromium renders /status; the DOM must hold the verdict table
+    and charts with data; a screenshot is saved."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise RuntimeError("chromium is not installed (scripts/install-deps.sh)")
+    url = f"http://{http_addr}/status"
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync",
+             "--user-data-dir=" + os.path.join(work, "chromium-profile")]
+    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True,
+                         text=True, timeout=90).stdout
+    subprocess.run(flags + ["--window-size=1000,1400",
+                            "--screenshot=" + os.path.abspath(png), url],
+                   capture_output=True, timeout=90)
+    problems = []
+    if '<table id="verdicts">' not in dom or 'class="verdict"' not in dom:
+        problems.append("no verdict rows")
+    if "REGRESSION" not in dom:
+        problems.append("no REGRESSION on the page")
+    m = re.search(r'Error rate by invoke mode.*?data-points="(\d+)"', dom) or \
+        re.search(r'data-points="(\d+)"', dom)
+    points = [int(x) for x in re.findall(r'data-points="(\d+)"', dom)]
+    if not points or max(points) == 0:
+        problems.append("charts have no data")
+    if 'class="band"' not in dom:
+        problems.append("timeline has no bands")
+    if not os.path.exists(png) or os.path.getsize(png) < 1000:
+        problems.append("no screenshot")
+    if problems:
+        raise RuntimeError("status page check failed: " + ", ".join(problems))
+    log(f"status page rendered in Chromium: verdict table, charts ({max(points)} "
+        f"points), timeline; screenshot {png}")
 
 
 def report(binary, grpc_addr, events, t0):

@@ -3,4 +3,4 @@
 set -euo pipefail
 build_dir=${1:-build}
 ulimit -n 65536 2>/dev/null || true
-exec python3 "$(dirname "$0")/demo.py" "$build_dir"
+exec /usr/bin/python3 "$(dirname "$0")/demo.py" "$build_dir" "${@:2}"
