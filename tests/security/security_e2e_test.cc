@@ -1,0 +1,335 @@
+// Transport security and the SSRF target guard, with the real binaries:
+// - the controller refuses to start without TLS files unless --insecure, and
+//   with --insecure serves plaintext (and the health-only listener);
+// - with --client_ca, an agent without a client certificate never gets a
+//   session, one whose Hello claims another region than its certificate is
+//   refused with PERMISSION_DENIED (and counted), and one with the right
+//   certificate connects and its outcomes are ingested;
+// - an agent whose schedule points at a loopback URL, without
+//   --target_allow_loopback, records AGENT_ERROR outcomes and never connects
+//   to the loopback listener.
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/grpc/security.h"
+#include "fleetcanary/v1/session.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/integration/process.h"
+#include "tests/testing/pki.h"
+
+namespace fleetcanary {
+namespace {
+
+using testing::BinaryPath;
+using testing::FieldOf;
+using testing::HttpGet;
+using testing::Process;
+using testing::TestPki;
+using testing::WaitUntil;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Sum of the samples of `family` whose line contains every one of `parts`.
+double MetricSum(const std::string& text, const std::string& family,
+                 const std::vector<std::string>& parts) {
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::StartsWith(line, family)) continue;
+    if (line.size() > family.size() && line[family.size()] != '{' &&
+        line[family.size()] != ' ') {
+      continue;
+    }
+    bool all = true;
+    for (const std::string& p : parts) all = all && absl::StrContains(line, p);
+    if (!all) continue;
+    double v = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) sum += v;
+  }
+  return sum;
+}
+
+// A loopback TCP listener that only counts the connections it is offered.
+class CountingListener {
+ public:
+  CountingListener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    listen(fd_, 16);
+    socklen_t len = sizeof(a);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~CountingListener() { close(fd_); }
+  int port() const { return port_; }
+  // Accepts (and closes) whatever is pending; returns the total so far.
+  int Accepted() {
+    for (;;) {
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) break;
+      close(c);
+      ++accepted_;
+    }
+    return accepted_;
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  int accepted_ = 0;
+};
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(
+        ::testing::TempDir(), "/security_e2e_",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::string cmd = "rm -rf '" + dir_ + "'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    auto pki = TestPki::Create(dir_ + "/pki");
+    ASSERT_TRUE(pki.ok()) << pki.status();
+    pki_ = std::make_unique<TestPki>(*std::move(pki));
+    ASSERT_TRUE(pki_->Leaf("server", "DNS:localhost,IP:127.0.0.1").ok());
+    ASSERT_TRUE(
+        pki_->Leaf("agent-a", "URI:" + AgentSpiffeId("us-east-1", "agent-a"))
+            .ok());
+  }
+
+  // Starts the controller with `extra` flags and a fleet probing the loopback
+  // listener in us-east-1; returns false (and the exit code) if it exits.
+  void StartController(const std::vector<std::string>& extra) {
+    const std::string fleet = dir_ + "/fleet.yaml";
+    std::ofstream(fleet) << absl::StrCat(
+        "targets:\n- name: canary\n  regions:\n  - region: us-east-1\n"
+        "    urls:\n    - mode: BUFFERED\n      url: http://127.0.0.1:",
+        listener_.port(),
+        "/\n"
+        "schedules:\n- id: s\n  target: canary\n  sizes: [1024]\n"
+        "  rate_per_second: 20\n  limits: {timeout: 2s, stall_limit: 1s}\n");
+    std::vector<std::string> args = {
+        "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+        "--data_dir=" + dir_ + "/controller", "--fleet=" + fleet,
+        "--heartbeat_interval=1s"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto p =
+        Process::Spawn(BinaryPath("controller/server/fleetcanary-controller"),
+                       args, dir_ + "/controller.log");
+    ASSERT_TRUE(p.ok()) << p.status();
+    controller_ = std::move(*p);
+    auto line = controller_->WaitForLine("listening ", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status()
+                           << ReadFile(dir_ + "/controller.log");
+    line_ = *line;
+    grpc_ = FieldOf(*line, "grpc");
+    http_ = FieldOf(*line, "http");
+  }
+
+  std::vector<std::string> MtlsControllerFlags() {
+    return {"--tls_cert=" + pki_->Path("server", "pem"),
+            "--tls_key=" + pki_->Path("server", "key"),
+            "--client_ca=" + pki_->ca()};
+  }
+
+  std::unique_ptr<Process> StartAgent(const std::string& id,
+                                      const std::string& region,
+                                      const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {
+        "--agent_id=" + id,
+        "--region=" + region,
+        "--controller=" + grpc_,
+        "--data_dir=" + dir_ + "/" + id,
+        "--http_listen=127.0.0.1:0",
+        "--heartbeat_interval=1s",
+        "--reconnect_min=50ms",
+        "--reconnect_max=300ms",
+        "--outcome_journal=" + dir_ + "/" + id + ".journal"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto p = Process::Spawn(BinaryPath("agent/runner/fleetcanary-agent"), args,
+                            dir_ + "/" + id + ".log");
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return nullptr;
+    auto line = (*p)->WaitForLine("listening ", absl::Seconds(20));
+    EXPECT_TRUE(line.ok()) << line.status()
+                           << ReadFile(dir_ + "/" + id + ".log");
+    return std::move(*p);
+  }
+
+  // Opens an AgentSession stream with `tls`, sends Hello(id, region) and
+  // returns how the stream ended (OK if a Welcome arrived).
+  grpc::Status Hello(const TlsOptions& tls, const std::string& id,
+                     const std::string& region) {
+    grpc::ChannelArguments args;
+    auto creds = MakeChannelCredentials(tls, &args);
+    EXPECT_TRUE(creds.ok()) << creds.status();
+    auto channel = grpc::CreateCustomChannel(grpc_, *creds, args);
+    auto stub = v1::AgentSession::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(5));
+    auto stream = stub->Connect(&context);
+    v1::AgentMessage m;
+    m.mutable_hello()->set_agent_id(id);
+    m.mutable_hello()->set_region(region);
+    stream->Write(m);
+    v1::ControllerMessage in;
+    if (stream->Read(&in) && in.has_welcome()) {
+      context.TryCancel();
+      stream->Finish().IgnoreError();
+      return grpc::Status::OK;
+    }
+    return stream->Finish();
+  }
+
+  TlsOptions AgentTls(const std::string& name) {
+    TlsOptions t;
+    if (!name.empty()) {
+      t.cert_file = pki_->Path(name, "pem");
+      t.key_file = pki_->Path(name, "key");
+    }
+    t.ca_file = pki_->ca();
+    t.server_name_override = "localhost";
+    return t;
+  }
+
+  std::string dir_;
+  std::unique_ptr<TestPki> pki_;
+  CountingListener listener_;
+  std::unique_ptr<Process> controller_;
+  std::string line_, grpc_, http_;
+};
+
+TEST_F(SecurityTest, ControllerRefusesToStartWithoutTlsOrInsecure) {
+  auto p =
+      Process::Spawn(BinaryPath("controller/server/fleetcanary-controller"),
+                     {"--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                      "--data_dir=" + dir_ + "/controller"},
+                     dir_ + "/controller.log");
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto code = (*p)->Wait(absl::Seconds(10));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 1);
+  const std::string log = ReadFile(dir_ + "/controller.log");
+  EXPECT_TRUE(absl::StrContains(log, "--tls_cert and --tls_key are required"))
+      << log;
+}
+
+TEST_F(SecurityTest, InsecureControllerServesPlaintextAndHealthListener) {
+  StartController({"--insecure", "--health_listen=127.0.0.1:0"});
+  EXPECT_TRUE(absl::StrContains(line_, "tls=off")) << line_;
+  const std::string health = FieldOf(line_, "health");
+  ASSERT_FALSE(health.empty()) << line_;
+  for (const std::string& address : {grpc_, health}) {
+    auto channel =
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    ASSERT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() +
+                                          std::chrono::seconds(5)))
+        << address;
+  }
+  // A plaintext agent session works in --insecure mode.
+  TlsOptions plain;
+  plain.insecure = true;
+  EXPECT_TRUE(Hello(plain, "agent-x", "us-east-1").ok());
+  // The health listener serves nothing but health.
+  auto channel =
+      grpc::CreateChannel(health, grpc::InsecureChannelCredentials());
+  auto stub = v1::AgentSession::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(5));
+  auto stream = stub->Connect(&context);
+  v1::ControllerMessage in;
+  EXPECT_FALSE(stream->Read(&in));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(SecurityTest, MtlsRefusesWrongRegionAndMissingCertificate) {
+  StartController(MtlsControllerFlags());
+  EXPECT_TRUE(absl::StrContains(line_, "tls=mtls")) << line_;
+  // Certificate for us-east-1, Hello claims eu-west-1.
+  grpc::Status wrong = Hello(AgentTls("agent-a"), "agent-a", "eu-west-1");
+  EXPECT_EQ(wrong.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << wrong.error_message();
+  EXPECT_TRUE(absl::StrContains(wrong.error_message(), "eu-west-1"))
+      << wrong.error_message();
+  // Same certificate, another agent id.
+  grpc::Status other = Hello(AgentTls("agent-a"), "agent-b", "us-east-1");
+  EXPECT_EQ(other.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // No client certificate: the handshake fails, no session.
+  grpc::Status none = Hello(AgentTls(""), "agent-a", "us-east-1");
+  EXPECT_FALSE(none.ok());
+  EXPECT_NE(none.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // Plaintext against the TLS port: no session either.
+  TlsOptions plain;
+  plain.insecure = true;
+  EXPECT_FALSE(Hello(plain, "agent-a", "us-east-1").ok());
+  // The right certificate gets a Welcome (a replica's pod name too).
+  EXPECT_TRUE(Hello(AgentTls("agent-a"), "agent-a", "us-east-1").ok());
+  EXPECT_TRUE(Hello(AgentTls("agent-a"), "agent-a-7d9f-x2", "us-east-1").ok());
+  EXPECT_GE(MetricSum(HttpGet(http_, "/metrics"),
+                      "fleetcanary_session_refused_total", {}),
+            2);
+}
+
+TEST_F(SecurityTest, AllowedRegionsRefuseOthers) {
+  StartController({"--insecure", "--allowed_regions=eu-west-1"});
+  TlsOptions plain;
+  plain.insecure = true;
+  grpc::Status s = Hello(plain, "agent-x", "us-east-1");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(Hello(plain, "agent-y", "eu-west-1").ok());
+}
+
+// A real agent over mTLS; its schedule names a loopback URL it is not allowed
+// to reach: outcomes are AGENT_ERROR ("target guard"), ingested by the
+// controller, and the loopback listener sees no connection.
+TEST_F(SecurityTest, MtlsAgentIngestsAndGuardBlocksLoopback) {
+  StartController(MtlsControllerFlags());
+  auto agent = StartAgent("agent-a", "us-east-1",
+                          {"--tls_cert=" + pki_->Path("agent-a", "pem"),
+                           "--tls_key=" + pki_->Path("agent-a", "key"),
+                           "--ca=" + pki_->ca(), "--server_name=localhost"});
+  ASSERT_NE(agent, nullptr);
+  const bool ingested = WaitUntil(
+      [&] {
+        return MetricSum(HttpGet(http_, "/metrics"), "fleetcanary_probes_total",
+                         {"outcome=\"AGENT_ERROR\""}) >= 3;
+      },
+      absl::Seconds(20));
+  EXPECT_TRUE(ingested) << HttpGet(http_, "/metrics")
+                        << ReadFile(dir_ + "/agent-a.log");
+  EXPECT_EQ(MetricSum(HttpGet(http_, "/metrics"), "fleetcanary_probes_total",
+                      {"outcome=\"SUCCESS\""}),
+            0);
+  const std::string journal = ReadFile(dir_ + "/agent-a.journal");
+  EXPECT_TRUE(absl::StrContains(journal, "AGENT_ERROR")) << journal;
+  EXPECT_EQ(listener_.Accepted(), 0);
+  EXPECT_EQ(MetricSum(HttpGet(http_, "/metrics"),
+                      "fleetcanary_session_refused_total", {}),
+            0);
+}
+
+}  // namespace
+}  // namespace fleetcanary
