@@ -157,6 +157,11 @@ int ControllerClient::Fail(const grpc::Status& status,
           << " (--token-file FILE or FLEETCANARY_TOKEN)\n";
       return kExitUnauthorized;
     case grpc::StatusCode::PERMISSION_DENIED:
+      if (absl::StrContains(msg, "target guard")) {
+        // A URL outside the controller's allowlist: the request is wrong.
+        err << "refused: " << msg << "\n";
+        return kExitUsage;
+      }
       err << "permission denied: " << msg << "\n";
       return kExitUnauthorized;
     case grpc::StatusCode::CANCELLED:

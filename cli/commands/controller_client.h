@@ -61,8 +61,9 @@ class ControllerClient {
 
   // Prints "canaryctl <command>: ..." for a failed call, with a hint, and
   // returns the exit code: 3 unreachable/unavailable/deadline/internal,
-  // 4 UNAUTHENTICATED or PERMISSION_DENIED, 1 for every other refusal of
-  // the request (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ...).
+  // 4 UNAUTHENTICATED or PERMISSION_DENIED for the token, 1 for every other
+  // refusal of the request (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+  // a URL the target guard refuses, ...).
   int Fail(const grpc::Status& status, const std::string& command,
            CliContext* ctx) const;
 

@@ -1,0 +1,329 @@
+// canaryctl probe through the controller, end to end with real processes:
+// the function-url-emulator (in this process, loopback) serves the canary in
+// two regions with seeded and certain faults in some cells; a
+// fleetcanary-controller and three fleetcanary-agent processes (two regions)
+// run the ad-hoc probes; the real canaryctl binary asks for them with
+// --output json. Its per region x mode x size counts must equal the
+// emulator's ground truth (GET /_emulator/truth) count for count, the
+// controller must have stored them as ad-hoc (not scheduled) probes, and
+// interrupting canaryctl must stop the agents' probing within a second.
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/config/loader.h"
+#include "common/time/clock.h"
+#include "emulator/emulator.h"
+#include "fleetcanary/v1/admin.pb.h"
+#include "fleetcanary/v1/scenario.pb.h"
+#include "gtest/gtest.h"
+#include "tests/integration/process.h"
+
+namespace fleetcanary {
+namespace {
+
+using testing::BinaryPath;
+using testing::FieldOf;
+using testing::HttpGet;
+using testing::Process;
+using testing::WaitUntil;
+
+const std::vector<std::string> kRegions = {"us-east-1", "eu-west-1"};
+
+// (region, mode, size) -> outcome class name -> count.
+using Cells = std::map<std::tuple<std::string, int, uint64_t>,
+                       std::map<std::string, uint64_t>>;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string HostPort(const std::string& url) {
+  absl::string_view v = url;
+  absl::ConsumePrefix(&v, "http://");
+  absl::ConsumeSuffix(&v, "/");
+  return std::string(v);
+}
+
+class AdminProbeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(
+        ::testing::TempDir(), "/admin_probe_", getpid(), "_",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    StartEmulator();
+    StartController();
+    AddAgent("use1-a", "us-east-1");
+    AddAgent("use1-b", "us-east-1");
+    AddAgent("euw1-a", "eu-west-1");
+    ASSERT_TRUE(WaitUntil([&] { return LiveAgents() == 3; }, absl::Seconds(20)))
+        << "agents did not connect; see " << dir_;
+  }
+
+  void TearDown() override {
+    for (auto& a : agents_) a.reset();
+    controller_.reset();
+    if (emulator_) emulator_->Stop();
+    if (!HasFailure()) std::filesystem::remove_all(dir_);
+  }
+
+  void StartEmulator() {
+    emulator::EmulatorOptions options;
+    for (const std::string& r : kRegions) {
+      options.config.add_regions()->set_name(r);
+    }
+    // Certain 502s on eu-west-1 streams of 1KiB and more; seeded truncation
+    // of a third of us-east-1's buffered probes.
+    ASSERT_TRUE(ParseYamlToMessage(R"(
+name: admin-e2e
+seed: 11
+faults:
+- name: stream-502-big
+  regions: [eu-west-1]
+  modes: [RESPONSE_STREAM]
+  min_bytes: 1024
+  probability: {base: 1}
+  effect: http_status
+  status: 502
+- name: truncate-buffered
+  regions: [us-east-1]
+  modes: [BUFFERED]
+  probability: {base: 0.3}
+  effect: truncate
+  after_bytes: 1
+)",
+                                   "scenario",
+                                   options.config.mutable_scenario())
+                    .ok());
+    auto emu = emulator::Emulator::Create(options, Clock::Real());
+    ASSERT_TRUE(emu.ok()) << emu.status();
+    emulator_ = std::move(*emu);
+    std::string yaml = "targets:\n- name: canary\n  regions:\n";
+    for (const std::string& r : kRegions) {
+      absl::StrAppend(&yaml, "  - region: ", r, "\n    urls:\n");
+      for (auto mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
+        absl::StrAppend(&yaml, "    - {mode: ", v1::InvokeMode_Name(mode),
+                        ", url: '", emulator_->url(r, mode), "'}\n");
+      }
+    }
+    fleet_file_ = dir_ + "/fleet.yaml";
+    std::ofstream(fleet_file_) << yaml;
+  }
+
+  void StartController() {
+    auto p = Process::Spawn(
+        BinaryPath("controller/server/fleetcanary-controller"),
+        {"--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+         "--data_dir=" + dir_ + "/controller", "--fleet=" + fleet_file_,
+         "--heartbeat_interval=1s", "--insecure"},
+        dir_ + "/controller.log");
+    ASSERT_TRUE(p.ok()) << p.status();
+    controller_ = std::move(*p);
+    auto line = controller_->WaitForLine("listening ", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    grpc_ = FieldOf(*line, "grpc");
+    http_ = FieldOf(*line, "http");
+  }
+
+  void AddAgent(const std::string& id, const std::string& region) {
+    auto p = Process::Spawn(
+        BinaryPath("agent/runner/fleetcanary-agent"),
+        {"--agent_id=" + id, "--region=" + region, "--controller=" + grpc_,
+         "--data_dir=" + dir_ + "/" + id, "--http_listen=off",
+         "--heartbeat_interval=1s", "--reconnect_min=50ms",
+         "--reconnect_max=300ms", "--insecure", "--target_allow_loopback"},
+        dir_ + "/" + id + ".log");
+    ASSERT_TRUE(p.ok()) << p.status();
+    agents_.push_back(std::move(*p));
+  }
+
+  // Runs canaryctl with `args`; stdout to `out`. Returns the exit code.
+  int Canaryctl(const std::vector<std::string>& args, const std::string& out,
+                std::unique_ptr<Process>* keep = nullptr) {
+    std::string cmd = absl::StrCat("exec '", BinaryPath("cli/canaryctl"), "'");
+    for (const std::string& a : args) absl::StrAppend(&cmd, " '", a, "'");
+    absl::StrAppend(&cmd, " > '", out, "'");
+    auto p = Process::Spawn("/bin/sh", {"-c", cmd}, out + ".stderr");
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return -1;
+    if (keep != nullptr) {
+      *keep = std::move(*p);
+      return 0;
+    }
+    std::optional<int> code = (*p)->Wait(absl::Seconds(60));
+    EXPECT_TRUE(code.has_value()) << "canaryctl did not finish";
+    return code.value_or(-1);
+  }
+
+  int LiveAgents() {
+    const std::string out = dir_ + "/agents.json";
+    if (Canaryctl({"agents", "--controller", grpc_, "--insecure", "-o", "json"},
+                  out) != 0) {
+      return -1;
+    }
+    v1::ListAgentsResponse r;
+    if (!JsonToMessage(ReadAll(out), &r).ok()) return -1;
+    int live = 0;
+    for (const v1::AgentInfo& a : r.agents()) live += a.state() == v1::LIVE;
+    return live;
+  }
+
+  // Emulator ground truth: injected faults by cell and the class clients
+  // see for them.
+  Cells Truth() {
+    Cells cells;
+    const std::string body =
+        HttpGet(HostPort(emulator_->control_url()), "/_emulator/truth");
+    for (absl::string_view line :
+         absl::StrSplit(body, '\n', absl::SkipEmpty())) {
+      v1::InjectedFault f;
+      EXPECT_TRUE(JsonToMessage(line, &f).ok()) << line;
+      std::string cls = f.effect() == v1::FAULT_EFFECT_HTTP_STATUS ? "HTTP_5XX"
+                        : f.effect() == v1::FAULT_EFFECT_TRUNCATE
+                            ? "TRUNCATED"
+                            : v1::FaultEffect_Name(f.effect());
+      ++cells[{f.region(), f.mode(), f.bytes()}][cls];
+    }
+    return cells;
+  }
+
+  // Sum of every sample of `family` in the controller's /metrics.
+  double MetricSum(const std::string& family) {
+    double sum = 0;
+    for (absl::string_view line :
+         absl::StrSplit(HttpGet(http_, "/metrics"), '\n')) {
+      if (!absl::StartsWith(line, family + "{")) continue;
+      double v = 0;
+      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) sum += v;
+    }
+    return sum;
+  }
+
+  std::string dir_;
+  std::string fleet_file_;
+  std::string grpc_, http_;
+  std::unique_ptr<emulator::Emulator> emulator_;
+  std::unique_ptr<Process> controller_;
+  std::vector<std::unique_ptr<Process>> agents_;
+};
+
+TEST_F(AdminProbeTest, ProbeThroughTheControllerMatchesGroundTruth) {
+  emulator_->ClearTruth();
+  const int64_t requests_before = emulator_->server_stats().requests;
+  const std::string out = dir_ + "/probe.json";
+  const uint64_t kCount = 40;
+  const int code = Canaryctl(
+      {"probe", "--controller", grpc_, "--insecure", "--target", "canary",
+       "--sizes", "2,1Ki,4Ki", "--count", absl::StrCat(kCount), "--concurrency",
+       "6", "--timeout", "5s", "--output", "json"},
+      out);
+  // Failures exist, so the default --max-error-rate 0 check fails: exit 2.
+  EXPECT_EQ(code, 2) << ReadAll(out + ".stderr");
+  v1::RunProbeEvent::Done done;
+  ASSERT_TRUE(JsonToMessage(ReadAll(out), &done).ok()) << ReadAll(out);
+  EXPECT_EQ(done.total_probes(), 2 * 2 * 3 * kCount);
+  EXPECT_EQ(done.missing_probes(), 0u);
+  ASSERT_EQ(done.summaries_size(), 2 * 2 * 3);
+  // One invocation per probe reached the emulator.
+  EXPECT_EQ(emulator_->server_stats().requests - requests_before,
+            static_cast<int64_t>(done.total_probes()));
+  const Cells truth = Truth();
+  uint64_t faults = 0;
+  for (const auto& [cell, classes] : truth) {
+    for (const auto& [cls, n] : classes) faults += n;
+  }
+  uint64_t failures_seen = 0;
+  for (const v1::ProbeSummary& s : done.summaries()) {
+    SCOPED_TRACE(s.ShortDebugString());
+    EXPECT_EQ(s.probes(), kCount);
+    std::map<std::string, uint64_t> expected;
+    auto it = truth.find({s.region(), s.mode(), s.size_bytes()});
+    uint64_t injected = 0;
+    if (it != truth.end()) {
+      expected = it->second;
+      for (const auto& [cls, n] : expected) injected += n;
+    }
+    if (kCount > injected) expected["OK"] = kCount - injected;
+    std::map<std::string, uint64_t> got(s.by_class().begin(),
+                                        s.by_class().end());
+    EXPECT_EQ(got, expected);
+    for (const auto& [cls, n] : got) failures_seen += cls == "OK" ? 0 : n;
+  }
+  EXPECT_EQ(failures_seen, faults);
+  // Certain cells are certain; the seeded ones are neither empty nor full.
+  const auto& certain = truth.at({"eu-west-1", v1::RESPONSE_STREAM, 1024});
+  EXPECT_EQ(certain.at("HTTP_5XX"), kCount);
+  const auto& seeded = truth.at({"us-east-1", v1::BUFFERED, 2});
+  EXPECT_GT(seeded.at("TRUNCATED"), 0u);
+  EXPECT_LT(seeded.at("TRUNCATED"), kCount);
+
+  // Stored through the outboxes, labelled ad-hoc, not scheduled.
+  EXPECT_TRUE(WaitUntil(
+      [&] { return MetricSum("fleetcanary_adhoc_probes_total") >= 480; },
+      absl::Seconds(15)))
+      << MetricSum("fleetcanary_adhoc_probes_total");
+  EXPECT_EQ(MetricSum("fleetcanary_adhoc_probes_total"), 480);
+  EXPECT_EQ(MetricSum("fleetcanary_probes_total"), 0);
+}
+
+TEST_F(AdminProbeTest, RefusalsAreActionable) {
+  const std::string out = dir_ + "/refused.txt";
+  EXPECT_EQ(Canaryctl({"probe", "--controller", grpc_, "--insecure", "--target",
+                       "nope", "--sizes", "2", "--count", "1"},
+                      out),
+            1);
+  EXPECT_NE(ReadAll(out + ".stderr").find("\"nope\" is not registered"),
+            std::string::npos)
+      << ReadAll(out + ".stderr");
+  EXPECT_EQ(Canaryctl({"probe", "--controller", grpc_, "--insecure", "--url",
+                       "http://169.254.169.254/", "--mode", "buffered",
+                       "--sizes", "2", "--count", "1"},
+                      out),
+            1);
+  EXPECT_NE(ReadAll(out + ".stderr").find("not in the target allowlist"),
+            std::string::npos)
+      << ReadAll(out + ".stderr");
+}
+
+TEST_F(AdminProbeTest, InterruptingCanaryctlStopsTheAgentsWithinASecond) {
+  std::unique_ptr<Process> probe;
+  Canaryctl({"probe", "--controller", grpc_, "--insecure", "--target", "canary",
+             "--sizes", "2", "--count", "10000", "--concurrency", "2"},
+            dir_ + "/long.txt", &probe);
+  ASSERT_TRUE(probe);
+  // Probing is under way.
+  const int64_t start = emulator_->server_stats().requests;
+  ASSERT_TRUE(WaitUntil(
+      [&] { return emulator_->server_stats().requests - start > 100; },
+      absl::Seconds(20)));
+  probe->Signal(SIGINT);
+  const std::optional<int> code = probe->Wait(absl::Seconds(10));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 3) << ReadAll(dir_ + "/long.txt.stderr");
+  // Within a second of the interrupt no new probe starts anywhere.
+  absl::SleepFor(absl::Seconds(1));
+  const int64_t after_a_second = emulator_->server_stats().requests;
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(emulator_->server_stats().requests, after_a_second);
+  EXPECT_LT(after_a_second - start, 40000);
+}
+
+}  // namespace
+}  // namespace fleetcanary
