@@ -45,6 +45,14 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _die_with_parent():
+    """Children get SIGKILL if the demo itself dies (Ctrl-C, a test timeout),
+    so no process outlives it."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class Proc:
     """A child process whose stdout lines are collected; stderr goes to a log."""
 
@@ -55,7 +63,7 @@ class Proc:
         self._log = open(self.log_path, "w")
         self.p = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-            text=True, start_new_session=True)
+            text=True, preexec_fn=_die_with_parent)
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self):
@@ -81,14 +89,11 @@ class Proc:
 
     def stop(self):
         if self.p.poll() is None:
-            try:
-                os.killpg(self.p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            self.p.terminate()
             try:
                 self.p.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.kill()
                 self.p.wait()
         self._log.close()
 
@@ -538,6 +543,8 @@ def report(binary, grpc_addr, events, t0):
 
 
 if __name__ == "__main__":
+    # SIGTERM (e.g. a test timeout) stops the fleet through the finally block.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         sys.exit(main())
     except RuntimeError as e:
