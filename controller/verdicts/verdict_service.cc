@@ -372,6 +372,10 @@ class VerdictServiceImpl : public VerdictService {
         return;
       }
       pub.set_previous_state(before);
+      // The published state changed now, whichever view's verdict won (the
+      // other view's may have been in that state for long).
+      *pub.mutable_since() = v.since();
+      *pub.mutable_updated() = v.updated();
       published_[id] = pub;
       if (before == pub.state()) return;  // First sight, still HEALTHY.
       out.push_back(pub);
@@ -447,9 +451,10 @@ class VerdictServiceImpl : public VerdictService {
       return;
     }
     if (it->second.state() != w->state()) return;
-    const v1::VerdictState previous = it->second.previous_state();
+    const v1::Verdict kept = it->second;
     it->second = IsFromView(id, w) ? FromPlatformView(*w) : *w;
-    it->second.set_previous_state(previous);
+    it->second.set_previous_state(kept.previous_state());
+    *it->second.mutable_since() = kept.since();
   }
 
   void ExportMetrics() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -338,6 +338,9 @@ TEST_F(VerdictServiceTest, ConfirmsTheFixAndDatesTheChange) {
   std::vector<v1::VerdictState> states;
   v1::Verdict confirmed;
   for (const v1::Verdict& h : *history) {
+    // Every transition is dated in the outcomes' time base, including those
+    // where the other view's verdict took over (merged kinds).
+    EXPECT_GE(FromTs(h.since()), kT0) << h.DebugString();
     if (h.kind() != v1::PHANTOM_ERRORS) continue;
     states.push_back(h.state());
     if (h.state() == v1::FIX_CONFIRMED) confirmed = h;
