@@ -77,9 +77,10 @@ class PlatformLoopImpl : public PlatformLoop {
     for (;;) {
       {
         absl::MutexLock lock(&mu_);
+        // NextPollTime() is always ahead of now: remember this round's.
+        const absl::Time due = reader_->NextPollTime();
         const absl::Duration wait =
-            has_targets_ ? reader_->NextPollTime() - clock_->Now()
-                         : absl::Hours(1);
+            has_targets_ ? due - clock_->Now() : absl::Hours(1);
         changed_ = false;
         if (wait > absl::ZeroDuration()) {
           clock_->AwaitWithTimeout(
@@ -92,8 +93,7 @@ class PlatformLoopImpl : public PlatformLoop {
               wait);
         }
         if (stopping_) return;
-        if (changed_ || !has_targets_ ||
-            reader_->NextPollTime() > clock_->Now()) {
+        if (changed_ || !has_targets_ || due > clock_->Now()) {
           continue;
         }
       }
