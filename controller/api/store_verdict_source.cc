@@ -285,7 +285,34 @@ class StoreVerdictSource : public VerdictSource {
   Clock* const clock_;
 };
 
+class CombinedVerdictSource : public VerdictSource {
+ public:
+  CombinedVerdictSource(VerdictSource* live, VerdictSource* analyzer)
+      : live_(live), analyzer_(analyzer) {}
+  absl::StatusOr<std::vector<v1::Verdict>> Current(
+      const v1::StreamKey& filter, bool include_healthy) override {
+    return live_->Current(filter, include_healthy);
+  }
+  std::unique_ptr<Subscription> Subscribe(const v1::StreamKey& filter,
+                                          Callback callback) override {
+    return live_->Subscribe(filter, std::move(callback));
+  }
+  absl::StatusOr<v1::AnalysisReport> Analyze(
+      const v1::AnalyzeRequest& request) override {
+    return analyzer_->Analyze(request);
+  }
+
+ private:
+  VerdictSource* const live_;
+  VerdictSource* const analyzer_;
+};
+
 }  // namespace
+
+std::unique_ptr<VerdictSource> CombineVerdictSources(VerdictSource* live,
+                                                     VerdictSource* analyzer) {
+  return std::make_unique<CombinedVerdictSource>(live, analyzer);
+}
 
 bool VerdictKeyMatches(const v1::StreamKey& filter, const v1::StreamKey& key) {
   return (filter.region().empty() || filter.region() == key.region()) &&

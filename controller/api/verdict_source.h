@@ -70,6 +70,12 @@ struct StoreVerdictSourceOptions {
 absl::StatusOr<std::unique_ptr<VerdictSource>> CreateStoreVerdictSource(
     const StoreVerdictSourceOptions& options, Store* store, Clock* clock);
 
+// Current() and Subscribe() from `live` (the verdict engine), Analyze() from
+// `analyzer` (e.g. the store-backed source). Neither is owned; both must
+// outlive the result.
+std::unique_ptr<VerdictSource> CombineVerdictSources(VerdictSource* live,
+                                                     VerdictSource* analyzer);
+
 }  // namespace controller
 }  // namespace fleetcanary
 

@@ -243,8 +243,8 @@ class ControllerServerImpl : public ControllerServer {
     return HttpPage{"text/html; charset=utf-8", RenderStatusPage(*data)};
   }
 
-  // The admin API: verdicts from the store until a live source is wired,
-  // ad-hoc probes through the hub, results live and through ingest.
+  // The admin API: live verdicts, Analyze over the store, ad-hoc probes
+  // through the hub, results live and through ingest.
   absl::Status StartAdmin() {
     if (!options_.admin_tokens_file.empty()) {
       FC_ASSIGN_OR_RETURN(
@@ -261,7 +261,10 @@ class ControllerServerImpl : public ControllerServer {
     AdminCoreDeps deps;
     deps.scheduler = scheduler_.get();
     deps.ingest = ingest_.get();
-    deps.verdicts = verdict_source_.get();
+    // Live verdicts from the engine; Analyze over the store.
+    admin_verdicts_ =
+        CombineVerdictSources(verdicts_.get(), verdict_source_.get());
+    deps.verdicts = admin_verdicts_.get();
     deps.clock = clock_;
     SessionHub* hub = hub_.get();
     deps.send_adhoc = [hub](const std::string& agent_id,
@@ -315,6 +318,7 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<AgentSessionService> service_;
   std::unique_ptr<AdminAuthorizer> admin_auth_;
   std::unique_ptr<VerdictSource> verdict_source_;
+  std::unique_ptr<VerdictSource> admin_verdicts_;
   std::unique_ptr<AdminCore> admin_core_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
