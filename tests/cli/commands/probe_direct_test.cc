@@ -129,7 +129,9 @@ TEST_F(ProbeDirectTest, UsageErrorsSayWhatToFix) {
        "--output"},
       {{"probe", "--direct", "--url-stream", "http://x/", "--count", "abc"},
        "--count"},
-      {{"probe", "--url-stream", "http://x/"}, "--direct"},
+      // Without --direct the probes go through the controller, where
+      // direct-only flags are refused.
+      {{"probe", "--url-stream", "http://x/", "--rate", "5"}, "--direct"},
       {{"nonsense"}, "nonsense"},
       {{}, "subcommand"},
   };
