@@ -54,11 +54,15 @@ std::string TransitionLine(const v1::Verdict& v) {
                    ModeOf(v.key().mode()));
   if (!v.key().size_class().empty())
     absl::StrAppend(&key, "/", v.key().size_class());
-  return absl::StrCat(Time(v.since().seconds() != 0 ? v.since() : v.updated()),
-                      "  ", v1::VerdictKind_Name(v.kind()), "  ",
-                      Lower(v1::VerdictState_Name(v.previous_state())), " -> ",
-                      Lower(v1::VerdictState_Name(v.state())), "  ", key, "  ",
-                      Evidence(v), "\n");
+  return absl::StrCat(
+      Time(v.since().seconds() != 0 ? v.since() : v.updated()), "  ",
+      v1::VerdictKind_Name(v.kind()), "  ",
+      v.previous_state() == v1::VERDICT_STATE_UNSPECIFIED
+          ? ""
+          : absl::StrCat(Lower(v1::VerdictState_Name(v.previous_state())),
+                         " -> "),
+      Lower(v1::VerdictState_Name(v.state())), "  ", key, "  ", Evidence(v),
+      "\n");
 }
 
 std::string ReportText(const v1::AnalysisReport& r) {
