@@ -1,0 +1,121 @@
+// The agent's platform-metrics loop on a simulated clock: assignments with a
+// CloudWatch identity become reader targets, the reader is polled at each
+// period close, and what it reads goes to the session.
+#include "agent/runner/platform_loop.h"
+
+#include <memory>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+
+namespace fleetcanary {
+namespace agent {
+namespace {
+
+const absl::Time kT0 = absl::FromUnixSeconds(1706745600);
+
+// Answers every read with Invocations = 5 for each period in the window.
+class FakeClient : public platform::PlatformMetricsClient {
+ public:
+  absl::StatusOr<platform::MetricDataResult> GetMetricData(
+      const std::vector<platform::MetricsTarget>& targets,
+      const std::vector<platform::MetricSpec>&, absl::Time start,
+      absl::Time end, absl::Duration period) override {
+    platform::MetricDataResult r;
+    for (const auto& t : targets) {
+      for (absl::Time p = start; p < end; p += period) {
+        v1::PlatformMetricSample s;
+        s.set_region(t.region);
+        s.set_target(t.target);
+        s.set_mode(t.mode);
+        s.set_metric("Invocations");
+        s.set_stat("Sum");
+        s.mutable_period_start()->set_seconds(absl::ToUnixSeconds(p));
+        s.mutable_period()->set_seconds(absl::ToInt64Seconds(period));
+        s.set_value(5);
+        r.samples.push_back(s);
+      }
+    }
+    absl::MutexLock lock(&mu);
+    ++reads;
+    return r;
+  }
+  absl::Mutex mu;
+  int reads = 0;
+};
+
+class FakeSession : public SessionClient {
+ public:
+  void Notify() override {}
+  void SendAdhocResult(v1::AdhocResult) override {}
+  void SendPlatformMetrics(v1::PlatformMetricBatch batch) override {
+    absl::MutexLock lock(&mu);
+    for (const auto& s : batch.samples()) samples.push_back(s);
+  }
+  bool WaitForFlush(absl::Duration) override { return true; }
+  SessionClientStats stats() override { return {}; }
+  void Shutdown() override {}
+  size_t count() {
+    absl::MutexLock lock(&mu);
+    return samples.size();
+  }
+  absl::Mutex mu;
+  std::vector<v1::PlatformMetricSample> samples;
+};
+
+TEST(PlatformLoopTest, PollsAtEveryPeriodCloseAndSendsToTheSession) {
+  SimulatedClock clock(kT0 + absl::Milliseconds(300));
+  FakeClient client;
+  platform::PlatformMetricsReaderOptions ro;
+  ro.period = absl::Seconds(1);
+  ro.ingestion_delay = absl::ZeroDuration();
+  ro.initial_lookback = absl::ZeroDuration();
+  ro.metrics = {{"Invocations", "Sum"}};
+  ro.zero_fill_metrics = {};
+  auto reader = platform::PlatformMetricsReader::Create(ro, &client, &clock);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  auto loop = PlatformLoop::Create(reader->get(), &clock);
+  ASSERT_TRUE(loop.ok()) << loop.status();
+  FakeSession session;
+  (*loop)->SetSession(&session);
+
+  v1::AssignmentSet set;
+  v1::Assignment* a = set.add_assignments();
+  a->set_region("us-east-1");
+  a->set_target("canary");
+  a->set_mode(v1::RESPONSE_STREAM);
+  a->mutable_url()->mutable_cloudwatch()->set_function_name("fn");
+  a->mutable_url()->mutable_cloudwatch()->set_alias("stream");
+  v1::Assignment* no_identity = set.add_assignments();
+  *no_identity = *a;
+  no_identity->set_mode(v1::BUFFERED);
+  no_identity->mutable_url()->clear_cloudwatch();
+  (*loop)->OnAssignments(set);
+
+  // Period closes bring polls. The loop parks on the clock before each
+  // step (waiters), so every step crosses the close it waits for.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  for (int step = 1; step <= 8 && (*loop)->polls_total() < 3; ++step) {
+    while (clock.waiters() < 1 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));  // Real time: the loop thread.
+    }
+    const uint64_t before = (*loop)->polls_total();
+    clock.AdvanceTime(absl::Seconds(1));
+    while ((*loop)->polls_total() == before && clock.waiters() >= 1 &&
+           absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+  EXPECT_GE((*loop)->polls_total(), 3u);
+  (*loop)->Stop();
+  EXPECT_EQ((*loop)->poll_errors_total(), 0u);
+  EXPECT_GE(session.count(), 2u);
+  for (const auto& s : session.samples) {
+    EXPECT_EQ(s.mode(), v1::RESPONSE_STREAM);  // Only the identified URL.
+  }
+}
+
+}  // namespace
+}  // namespace agent
+}  // namespace fleetcanary
