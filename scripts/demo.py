@@ -496,11 +496,13 @@ def report(binary, grpc_addr, events, t0):
              "--insecure", "--all", "--output=json"],
             capture_output=True, text=True, timeout=20)
         if out.returncode == 0:
-            for line in out.stdout.splitlines():
-                line = line.strip()
-                if line.startswith("{"):
-                    doc = json.loads(line)
-                    verdicts += doc.get("verdicts", [doc])
+            try:
+                docs = [json.loads(out.stdout)]
+            except json.JSONDecodeError:
+                docs = [json.loads(l) for l in out.stdout.splitlines()
+                        if l.strip().startswith("{")]
+            for doc in docs:
+                verdicts += doc.get("verdicts", [doc]) if isinstance(doc, dict) else doc
     except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
         log(f"could not read verdict evidence: {e}")
 
