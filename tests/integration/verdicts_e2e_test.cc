@@ -15,6 +15,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -106,8 +107,15 @@ class VerdictsE2eTest : public ::testing::Test {
 };
 
 TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
-  const std::string scenario_path = std::string(FLEETCANARY_SOURCE_DIR) +
-                                    "/tests/integration/verdicts_incident.yaml";
+  // FLEETCANARY_VERDICTS_E2E_SCENARIO replays another scenario of the same
+  // shape by hand, e.g. the demo's emulator/scenarios/feb2024-incident.yaml
+  // (about 4 minutes).
+  const char* override_path = std::getenv("FLEETCANARY_VERDICTS_E2E_SCENARIO");
+  const std::string scenario_path =
+      override_path != nullptr && *override_path != '\0'
+          ? std::string(override_path)
+          : std::string(FLEETCANARY_SOURCE_DIR) +
+                "/tests/integration/verdicts_incident.yaml";
   auto scenario = emulator::LoadScenarioFile(scenario_path);
   ASSERT_TRUE(scenario.ok()) << scenario.status();
   ASSERT_EQ(scenario->faults_size(), 1);
