@@ -91,7 +91,7 @@ std::string EvidenceText(const v1::Evidence& e) {
         "client failures %d",
         e.platform_errors(), e.platform_invocations(), e.client_failures()));
   }
-  if (e.has_change_time()) {
+  if (e.has_change_time() && e.change_time().seconds() > 0) {
     parts.push_back(
         absl::StrCat("change at ", FormatUtc(ToTime(e.change_time()))));
   }
@@ -313,7 +313,7 @@ std::string RenderStatusPage(const StatusPageData& data) {
         HtmlEscape(v->key().target()), ModeName(v->key().mode()),
         HtmlEscape(v->key().size_class()), StateColor(v->state()),
         v1::VerdictState_Name(v->state()),
-        v->has_since() ? FormatUtc(ToTime(v->since())) : "",
+        v->since().seconds() > 0 ? FormatUtc(ToTime(v->since())) : "",
         HtmlEscape(EvidenceText(v->evidence())));
   }
   absl::StrAppend(&html, "</tbody></table><h2>Error rate</h2>");
