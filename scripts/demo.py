@@ -166,6 +166,9 @@ def write_configs(work, urls, cloudwatch, rate):
         "    target: canary",
         f"    sizes: [{', '.join(SIZES)}]",
         f"    rate_per_second: {rate}",
+        # One size per platform-metrics period, so the platform's per-alias
+        # Errors can be attributed to body sizes.
+        "    size_rotation: true",
         "    limits: {timeout: 10s, stall_limit: 5s}",
         "    transport: {keep_alive: true}",
     ]
@@ -174,17 +177,23 @@ def write_configs(work, urls, cloudwatch, rate):
         f.write("\n".join(lines) + "\n")
     controller = os.path.join(work, "controller.yaml")
     with open(controller, "w") as f:
+        # One-second platform periods (as the emulator's demo config); an
+        # in-control floor of 0.1 % so that fix confirmation fits the demo.
         f.write("heartbeat_interval: 1s\n"
                 "metrics_period: 1s\n"
+                "metrics_settle: 4s\n"
                 "detection:\n"
-                "  false_alarms_per_month: 1\n")
+                "  false_alarms_per_month: 1\n"
+                "  p0_floor: 0.001\n"
+                "  comparison_bucket: 5s\n"
+                "  trend_window: 10s\n")
     return fleet, controller, regions
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build_dir", nargs="?", default="build")
-    parser.add_argument("--rate", type=float, default=8.0,
+    parser.add_argument("--rate", type=float, default=10.0,
                         help="probes/s per region x mode x size stream")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (logs, SQLite file)")
@@ -249,6 +258,7 @@ def run(args, binary, work, procs):
     agents = [(AFFECTED_REGION, "use1-a"), (AFFECTED_REGION, "use1-b")]
     agents += [(r, r.replace("-", "")[:6] + "-a") for r in regions
                if r != AFFECTED_REGION]
+    agent_http = {}
     for region, agent_id in agents:
         cfg = os.path.join(work, f"{agent_id}.yaml")
         with open(cfg, "w") as f:
@@ -256,13 +266,15 @@ def run(args, binary, work, procs):
                     f"controller_address: {grpc_addr}\n"
                     f"data_dir: {os.path.join(work, agent_id)}\n"
                     "metrics_period: 1s\nmetrics_poll_interval: 1s\n"
-                    "metrics_ingestion_delay: 2s\ncloudwatch_unsigned: true\n"
+                    "metrics_ingestion_delay: 3s\ncloudwatch_unsigned: true\n"
+                    "target_allow_loopback: true\n"
                     "heartbeat_interval: 1s\n")
         a = Proc(agent_id, [binary["agent"], "--config=" + cfg,
                             "--http_listen=127.0.0.1:0", "--insecure",
                             "--target_allow_loopback"], work)
         procs.append(a)
-        a.wait_for("listening ")
+        line, _ = a.wait_for("listening ")
+        agent_http.setdefault(region, []).append(fields(line).get("http", ""))
     log(f"{len(agents)} agents in {len(regions)} regions: "
         + ", ".join(f"{i}@{r}" for r, i in agents))
     print(f"""
@@ -273,7 +285,8 @@ def run(args, binary, work, procs):
   work directory   {work}
 """, flush=True)
 
-    prom = start_prometheus(work, http_addr, procs) if args.prometheus else None
+    prom = (start_prometheus(work, http_addr, agent_http, procs)
+            if args.prometheus else None)
     shot_taken = False
 
     seen_states = {}
@@ -332,7 +345,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_prometheus(work, http_addr, procs):
+def start_prometheus(work, http_addr, agent_http, procs):
     """A real Prometheus scraping the controller every second, with our rules."""
     prom_bin = shutil.which("prometheus")
     if prom_bin is None:
@@ -349,6 +362,12 @@ scrape_configs:
   - job_name: fleetcanary-controller
     static_configs:
       - targets: ["{http_addr}"]
+""")
+        for region, addrs in sorted(agent_http.items()):
+            f.write(f"""  - job_name: fleetcanary-agent-{region}
+    static_configs:
+      - targets: {json.dumps(addrs)}
+        labels: {{region: "{region}"}}
 """)
     p = Proc("prometheus", [
         prom_bin, "--config.file=" + cfg,
@@ -423,15 +442,21 @@ def check_prometheus(prom):
         result = prom_query(base, expr)
         if not is_alert and not result:
             empty.append(f"rule {name}")
+    panel_has_data = {}
     for board, title, expr in dashboard_queries():
         result = prom_query(base, grafana_expand(expr))
-        if not result:
-            empty.append(f"{board}: {title}")
+        key = f"{board}: {title}"
+        panel_has_data[key] = panel_has_data.get(key, False) or bool(result)
+    empty += [k for k, has in panel_has_data.items() if not has]
     queries = len(list(rule_exprs())) + len(dashboard_queries())
     log(f"prometheus: {queries} rule and dashboard expressions evaluated")
     # Event-only queries are legitimately empty in a run without that event.
+    # This incident is invisible to clients, so panels of client-visible
+    # failures have no series either.
     allowed_empty = ("hard", "drop", "missing", "lost", "without", "adhoc",
-                     "ad-hoc", "throttl", "dns", "tls", "connect")
+                     "ad-hoc", "throttl", "dns", "tls", "connect", "reconnect",
+                     "failures by outcome", "client-visible",
+                     "streams not healthy")
     unexpected = [e for e in empty if not any(a in e.lower() for a in allowed_empty)]
     for e in empty:
         log(f"  no data: {e}{'' if e not in unexpected else '  <-- unexpected'}")
