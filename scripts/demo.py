@@ -435,8 +435,16 @@ def check_prometheus(prom):
     # Alert history from the ALERTS series over the whole run.
     for series in prom_query(base, 'max_over_time(ALERTS{alertstate="firing"}[10m])'):
         alerts_seen[series["metric"].get("alertname")] = True
-    firing_now = {s["metric"].get("alertname")
-                  for s in prom_query(base, 'ALERTS{alertstate="firing"}')}
+    # The fleet is still running: give the detectors time to leave REGRESSION
+    # after the hotfix and Prometheus time to resolve the alerts.
+    regression_alerts = {"FleetcanaryRegression", "FleetcanaryPhantomErrors"}
+    deadline = time.time() + 90
+    while True:
+        firing_now = {s["metric"].get("alertname")
+                      for s in prom_query(base, 'ALERTS{alertstate="firing"}')}
+        if not firing_now & regression_alerts or time.time() > deadline:
+            break
+        time.sleep(2)
     empty = []
     for name, is_alert, expr in rule_exprs():
         result = prom_query(base, expr)
@@ -468,7 +476,7 @@ def check_prometheus(prom):
         ok = False
     else:
         log("prometheus: regression alert fired during the incident")
-    still = firing_now & {"FleetcanaryRegression", "FleetcanaryPhantomErrors"}
+    still = firing_now & regression_alerts
     if still:
         log(f"prometheus: still firing after the fix: {sorted(still)}")
         ok = False
