@@ -5,6 +5,7 @@
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -86,7 +87,9 @@ class WhoAmIService : public grpc::CallbackGenericService {
 class SecurityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(testing::TempDir() + "/pki");
+    // One directory per process: ctest runs each case as its own process.
+    dir_ = new std::string(testing::TempDir() + "/pki-" +
+                           std::to_string(::getpid()));
     std::system(("rm -rf " + *dir_ + " && mkdir -p " + *dir_).c_str());
     pki_ = new Pki(*dir_);
     pki_->Leaf("server", "DNS:localhost,IP:127.0.0.1");
