@@ -7,9 +7,9 @@
 #   Creates an executable named <name> (e.g. fleetcanary-agent).
 # fleetcanary_cc_test(NAME <name> SRCS ... [DEPS ...] [LABELS ...])
 #   Creates a GoogleTest executable linked with gtest_main and registers its
-#   cases with ctest (gtest_discover_tests). Cases are labelled `unit`, or
-#   `integration` under tests/integration and tests/security (real processes),
-#   plus `concurrent` when NAME is in FLEETCANARY_CONCURRENT_TESTS.
+#   cases with ctest (gtest_discover_tests), labelled `unit`,
+#   `unit_concurrent` (NAME in FLEETCANARY_CONCURRENT_TESTS) or `integration`
+#   (tests/integration, tests/security: real processes).
 # fleetcanary_cc_benchmark(NAME <name> SRCS ... [DEPS ...])
 #   Creates a Google Benchmark executable (not run by ctest).
 
@@ -48,15 +48,23 @@ function(fleetcanary_cc_test)
   target_compile_definitions(${FC_NAME} PRIVATE
     FLEETCANARY_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     FLEETCANARY_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  # One label per case (gtest_discover_tests cannot pass a list): `unit`,
+  # `unit_concurrent` for the concurrent modules' tests, or `integration`
+  # under tests/integration and tests/security (real processes). ctest -L
+  # takes a regular expression: `-L ^unit` selects every unit test.
   file(RELATIVE_PATH _dir ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
   if(_dir MATCHES "^tests/(integration|security)")
-    list(APPEND FC_LABELS integration)
+    set(_label integration)
   else()
-    list(APPEND FC_LABELS unit)
+    set(_label unit)
     set_property(GLOBAL APPEND PROPERTY FLEETCANARY_UNIT_TEST_TARGETS ${FC_NAME})
+    if(FC_NAME IN_LIST FLEETCANARY_CONCURRENT_TESTS)
+      set(_label unit_concurrent)
+    endif()
   endif()
-  if(FC_NAME IN_LIST FLEETCANARY_CONCURRENT_TESTS)
-    list(APPEND FC_LABELS concurrent)
+  if(FC_LABELS)
+    message(FATAL_ERROR "fleetcanary_cc_test(${FC_NAME}): LABELS are set "
+                        "by the helper (unit, unit_concurrent, integration)")
   endif()
   # Sanitizer builds list their cases when ctest runs, in ctest's
   # environment (the TSan pass needs its instrumented abseil to start).
@@ -68,7 +76,7 @@ function(fleetcanary_cc_test)
   gtest_discover_tests(${FC_NAME}
     DISCOVERY_MODE ${_discovery}
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
-    PROPERTIES LABELS "${FC_LABELS}"
+    PROPERTIES LABELS ${_label}
     DISCOVERY_TIMEOUT 60)
 endfunction()
 

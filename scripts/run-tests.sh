@@ -68,7 +68,7 @@ if [[ "${SANITIZERS:-1}" != 0 ]]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
   LSAN_OPTIONS=suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    run_ctest --test-dir "${build_dir}-asan" -L unit
+    run_ctest --test-dir "${build_dir}-asan" -L '^unit'
 
   echo "run-tests: pass 3/3: concurrent modules under ThreadSanitizer (${build_dir}-tsan)"
   absl_tsan=${FLEETCANARY_TSAN_ABSEIL:-${XDG_CACHE_HOME:-$HOME/.cache}/fleetcanary/absl-tsan}
@@ -77,7 +77,7 @@ if [[ "${SANITIZERS:-1}" != 0 ]]; then
   cmake --build "${build_dir}-tsan" -j "$(nproc)" --target fleetcanary_concurrent_tests
   LD_LIBRARY_PATH="$absl_tsan/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/sanitizers/tsan.supp \
-    run_ctest --test-dir "${build_dir}-tsan" -L concurrent
+    run_ctest --test-dir "${build_dir}-tsan" -L '^unit_concurrent$'
 fi
 
 echo "tests: $passed passed, $failed failed"

@@ -751,8 +751,10 @@ class ProbeEngineImpl : public ProbeEngine {
     }
     std::string host_header;
     std::string target;
+    // Copied: the curl strings are freed below, before signing uses the host.
+    const std::string host_name = host != nullptr ? host : "";
     if (url_status.ok()) {
-      host_header = host != nullptr ? host : "";
+      host_header = host_name;
       if (port != nullptr) absl::StrAppend(&host_header, ":", port);
       target = absl::StrCat(path != nullptr ? path : "/", "?",
                             query != nullptr ? query : "");
@@ -818,7 +820,7 @@ class ProbeEngineImpl : public ProbeEngine {
       headers.push_back("x-canary-probe-id: " + r.probe_id);
     }
     if (r.auth == v1::AWS_IAM) {
-      FC_RETURN_IF_ERROR(Sign(r, host, host_header, target, &headers));
+      FC_RETURN_IF_ERROR(Sign(r, host_name, host_header, target, &headers));
     }
     for (const std::string& h : headers) {
       curl_slist* next = curl_slist_append(t->headers, h.c_str());

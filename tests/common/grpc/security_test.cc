@@ -68,7 +68,8 @@ class WhoAmIService : public grpc::CallbackGenericService {
             AgentIdentityFromAuthContext(*context->auth_context());
         std::string text = id.ok() ? absl::StrCat(id->region, "/", id->agent_id)
                                    : std::string(id.status().message());
-        reply_ = grpc::ByteBuffer(new grpc::Slice(text), 1);
+        grpc::Slice slice(text);
+        reply_ = grpc::ByteBuffer(&slice, 1);
         StartRead(&request_);
       }
       void OnReadDone(bool) override {
@@ -131,7 +132,8 @@ class SecurityTest : public ::testing::Test {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(10));
-    grpc::ByteBuffer request(new grpc::Slice("hi"), 1);
+    grpc::Slice hi("hi");
+    grpc::ByteBuffer request(&hi, 1);
     grpc::ByteBuffer response;
     absl::Notification done;
     grpc::Status status;
