@@ -480,9 +480,19 @@ class PostgresStore : public Store {
     return result;
   }
 
+  // Answers, and takes writes: a server in recovery (a standby) or a
+  // read-only session is as unavailable for the controller as a dead one.
   absl::Status Ping() override {
     absl::MutexLock lock(&mu_);
-    return ExecLocked("SELECT 1").status();
+    FC_ASSIGN_OR_RETURN(
+        Rows q, ExecLocked("SELECT pg_is_in_recovery() OR "
+                           "current_setting('transaction_read_only') = 'on'"));
+    if (q.size() > 0 && q.Bool(0, 0)) {
+      return absl::UnavailableError(
+          "postgres store: the database is read-only (in recovery or "
+          "default_transaction_read_only)");
+    }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<LeaderLease> AcquireLease(const std::string& holder,

@@ -462,6 +462,9 @@ TEST(PostgresStoreTest, ReadOnlyDatabaseRefusesWrites) {
     EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
   }
   EXPECT_EQ(Probes(store->get()), 1u);
+  // The health check sees it too (else readiness would flap between a
+  // failed commit and a successful ping).
+  EXPECT_EQ((*store)->Ping().code(), absl::StatusCode::kUnavailable);
   set_read_only(false);
   (*store)->Ping().IgnoreError();  // Reconnects after the termination.
   ASSERT_TRUE((*store)->Commit(OneOutcome(2), nullptr).ok());
