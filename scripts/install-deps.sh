@@ -17,6 +17,7 @@ PACKAGES=(
   prometheus
   nghttp2-server
   libcivetweb-dev wrk nginx-light python3-protobuf chromium
+  libpq-dev postgresql
 )
 
 missing=()

@@ -7,9 +7,13 @@
 #include <random>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
 #include "fleetcanary/v1/session.grpc.pb.h"
@@ -127,9 +131,14 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
         std::max<int>(1, absl::ToInt64Milliseconds(options.reconnect_max)));
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     args.SetMaxReceiveMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(options.controller_address,
-                                         std::move(credentials), args);
-    stub_ = v1::AgentSession::NewStub(channel_);
+    for (absl::string_view a :
+         absl::StrSplit(options.controller_address, ',', absl::SkipEmpty())) {
+      const std::string address(absl::StripAsciiWhitespace(a));
+      addresses_.push_back(address);
+      channels_.push_back(
+          grpc::CreateCustomChannel(address, credentials, args));
+      stubs_.push_back(v1::AgentSession::NewStub(channels_.back()));
+    }
     heartbeat_interval_ = options.heartbeat_interval;
     driver_ = std::thread([this] { Run(); });
   }
@@ -218,6 +227,7 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
       ++stats_.reconnects_total;
       if (stopping_) return;
       attempt = welcomed ? 0 : attempt + 1;
+      if (!welcomed) NextAddressLocked();
       // Jittered exponential backoff: a uniform draw in [d/2, d].
       const absl::Duration cap =
           std::min(options_.reconnect_max,
@@ -234,6 +244,26 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
     }
   }
 
+  // After a stream that got no Welcome: the controller replica that refused
+  // it names the leader ("leader=host:port" in its status message) when it
+  // knows it; go there if it is one of ours, else to the next address.
+  void NextAddressLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (addresses_.size() < 2) return;
+    const std::string& msg = stream_status_.error_message();
+    const size_t at = msg.find("leader=");
+    if (at != std::string::npos) {
+      std::string hint = msg.substr(at + 7);
+      hint = hint.substr(0, hint.find_first_of(" ;,)"));
+      for (size_t i = 0; i < addresses_.size(); ++i) {
+        if (addresses_[i] == hint && i != current_) {
+          current_ = i;
+          return;
+        }
+      }
+    }
+    current_ = (current_ + 1) % addresses_.size();
+  }
+
   // Runs one stream until it ends. Returns whether Welcome was received.
   bool RunStream() {
     auto reactor = std::make_unique<StreamReactor>(this);
@@ -244,7 +274,12 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
       stream_done_ = false;
       stream_status_ = grpc::Status::OK;
     }
-    reactor->Start(stub_.get());
+    size_t current;
+    {
+      absl::MutexLock lock(&mu_);
+      current = current_;
+    }
+    reactor->Start(stubs_[current].get());
     {
       v1::AgentMessage m;
       *m.mutable_hello() = options_.hello;
@@ -444,8 +479,11 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
   Outbox* const outbox_;
   AssignmentSink* const sink_;
   Clock* const clock_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::AgentSession::Stub> stub_;
+  // One channel per controller address (controller_address is a
+  // comma-separated list: replicas, the leader among them).
+  std::vector<std::string> addresses_;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<std::unique_ptr<v1::AgentSession::Stub>> stubs_;
   // Driver-thread state.
   std::mt19937_64 rng_;
   absl::Duration heartbeat_interval_;
@@ -464,6 +502,7 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   SessionClientStats stats_ ABSL_GUARDED_BY(mu_);
+  size_t current_ ABSL_GUARDED_BY(mu_) = 0;  // Index into addresses_.
 };
 
 }  // namespace
@@ -471,7 +510,9 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
 absl::StatusOr<std::unique_ptr<SessionClient>> SessionClient::Create(
     const SessionClientOptions& options, Outbox* outbox, AssignmentSink* sink,
     Clock* clock) {
-  if (options.controller_address.empty()) {
+  if (absl::StripAsciiWhitespace(
+          absl::StrReplaceAll(options.controller_address, {{",", ""}}))
+          .empty()) {
     return absl::InvalidArgumentError("controller_address: required");
   }
   if (options.hello.agent_id().empty()) {

@@ -44,7 +44,11 @@ class AssignmentSink {
 };
 
 struct SessionClientOptions {
-  // "host:port" of the controller's gRPC listener.
+  // "host:port" of the controller's gRPC listener, or a comma-separated
+  // list of controller replicas: the client starts with the first, and after
+  // a stream that got no Welcome goes to the leader the refusing replica
+  // named ("leader=host:port" in its status), else to the next one. (One DNS
+  // name with several addresses also works: gRPC tries each.)
   std::string controller_address;
   // Transport: TLS verifying the controller against tls.ca_file (client
   // certificate cert_file/key_file for mTLS), or plaintext with tls.insecure.

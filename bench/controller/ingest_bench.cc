@@ -12,8 +12,14 @@
 // Also measures the agent outbox append rate (durable SQLite file vs the same
 // code on an in-memory SQLite database as the reference).
 //
+// --stores=sqlite,postgresql runs every agent count against each store in the
+// same run: the controller's SQLite file, and a PostgreSQL server this
+// program starts itself (initdb in a temp dir, loopback port; a fresh
+// database per run), so their throughput and Ack latency compare directly.
+//
 // Usage: ingest_bench [--agents=1,100,1000] [--seconds=5] [--batch=200]
 //                     [--window=4] [--channels_per_1000=20]
+//                     [--stores=sqlite,postgresql]
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
@@ -40,6 +46,7 @@
 #include "common/time/clock.h"
 #include "fleetcanary/v1/session.grpc.pb.h"
 #include "tests/integration/process.h"
+#include "tests/testing/postgres_server.h"
 
 ABSL_FLAG(std::string, agents, "1,100,1000", "Simulated agent counts.");
 ABSL_FLAG(int, seconds, 5, "Measured seconds per run.");
@@ -48,6 +55,9 @@ ABSL_FLAG(int, window, 4, "Batches awaiting an Ack per agent.");
 ABSL_FLAG(int, channels_per_1000, 50,
           "HTTP/2 connections per 1,000 agents (streams are multiplexed).");
 ABSL_FLAG(int, outbox_appends, 20000, "Outbox appends to time.");
+ABSL_FLAG(
+    std::string, stores, "sqlite",
+    "Controller stores to compare: sqlite, postgresql (comma-separated).");
 ABSL_FLAG(double, rate_per_agent, 0,
           "Outcomes/s each agent offers (0 = as fast as the window allows).");
 
@@ -283,17 +293,23 @@ struct RunResult {
   double offered = 0;
 };
 
-RunResult Run(int agents, const std::string& dir,
+// `store_url` "" = the controller's SQLite file in `dir`.
+RunResult Run(int agents, const std::string& dir, const std::string& store_url,
               const std::vector<v1::Outcome>& pool) {
   RunResult r;
   r.agents = agents;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  auto controller = Process::Spawn(
-      BinaryPath("controller/server/fleetcanary-controller"),
-      {"--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-       "--data_dir=" + dir, "--heartbeat_interval=60s", "--insecure"},
-      dir + "/controller.log");
+  std::vector<std::string> args = {
+      "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+      "--data_dir=" + dir, "--heartbeat_interval=60s", "--insecure"};
+  if (!store_url.empty()) {
+    args.push_back("--store=" + store_url);
+    args.push_back("--leader_lease=300s");
+  }
+  auto controller =
+      Process::Spawn(BinaryPath("controller/server/fleetcanary-controller"),
+                     args, dir + "/controller.log");
   if (!controller.ok()) {
     std::fprintf(stderr, "%s\n", controller.status().ToString().c_str());
     std::exit(1);
@@ -411,23 +427,54 @@ int main(int argc, char** argv) {
       file_rate, memory_rate, file_rate / memory_rate);
 
   std::vector<RunResult> results;
-  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_agents), ',')) {
-    int agents = 0;
-    if (!absl::SimpleAtoi(s, &agents) || agents <= 0) continue;
-    results.push_back(Run(agents, dir + "/controller", pool));
-    const RunResult& r = results.back();
-    std::printf(
-        "agents=%d batch=%d window=%d offered=%s: %.0f outcomes/s acked, "
-        "ack p50 %.1f ms p99 %.1f ms, controller %.2f cores, RSS idle %.1f "
-        "MiB, connected %.1f MiB (+%.1f MiB per 1000 agents), end %.1f MiB, "
-        "ratio to first run %.2f\n",
-        r.agents, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_window),
-        r.offered > 0 ? absl::StrCat(r.offered, "/s").c_str() : "max",
-        r.outcomes_per_second, r.p50_ms, r.p99_ms, r.controller_cores,
-        r.rss_idle_mib, r.rss_connected_mib,
-        (r.rss_connected_mib - r.rss_idle_mib) * 1000.0 / r.agents,
-        r.rss_end_mib, r.outcomes_per_second / results[0].outcomes_per_second);
-    std::fflush(stdout);
+  std::unique_ptr<testing::PostgresServer> postgres;
+  int database = 0;
+  for (absl::string_view store :
+       absl::StrSplit(absl::GetFlag(FLAGS_stores), ',', absl::SkipEmpty())) {
+    for (absl::string_view s :
+         absl::StrSplit(absl::GetFlag(FLAGS_agents), ',')) {
+      int agents = 0;
+      if (!absl::SimpleAtoi(s, &agents) || agents <= 0) continue;
+      std::string url;
+      if (store == "postgresql") {
+        if (!postgres) {
+          auto started = testing::PostgresServer::Start();
+          if (!started.ok()) {
+            std::fprintf(stderr, "%s\n", started.status().ToString().c_str());
+            return 1;
+          }
+          postgres = std::move(*started);
+        }
+        auto created =
+            postgres->CreateDatabase(absl::StrCat("bench_", ++database));
+        if (!created.ok()) {
+          std::fprintf(stderr, "%s\n", created.status().ToString().c_str());
+          return 1;
+        }
+        url = *created;
+      } else if (store != "sqlite") {
+        std::fprintf(stderr, "--stores: unknown store %s\n",
+                     std::string(store).c_str());
+        return 1;
+      }
+      results.push_back(Run(agents, dir + "/controller", url, pool));
+      const RunResult& r = results.back();
+      std::printf(
+          "store=%s agents=%d batch=%d window=%d offered=%s: %.0f outcomes/s "
+          "acked, "
+          "ack p50 %.1f ms p99 %.1f ms, controller %.2f cores, RSS idle %.1f "
+          "MiB, connected %.1f MiB (+%.1f MiB per 1000 agents), end %.1f MiB, "
+          "ratio to first run %.2f\n",
+          std::string(store).c_str(), r.agents, absl::GetFlag(FLAGS_batch),
+          absl::GetFlag(FLAGS_window),
+          r.offered > 0 ? absl::StrCat(r.offered, "/s").c_str() : "max",
+          r.outcomes_per_second, r.p50_ms, r.p99_ms, r.controller_cores,
+          r.rss_idle_mib, r.rss_connected_mib,
+          (r.rss_connected_mib - r.rss_idle_mib) * 1000.0 / r.agents,
+          r.rss_end_mib,
+          r.outcomes_per_second / results[0].outcomes_per_second);
+      std::fflush(stdout);
+    }
   }
   std::filesystem::remove_all(dir);
   return 0;

@@ -171,8 +171,47 @@ class IngestImpl : public Ingest {
     }
   }
 
+  // After a failed commit the store may hold more than agents_ says (a
+  // COMMIT whose answer was lost may have committed): re-read the watermarks
+  // before applying anything else, so a resend is skipped, not re-applied.
+  absl::Status ReloadWatermarksIfNeeded() {
+    if (!reload_watermarks_) return absl::OkStatus();
+    auto agents = store_->LoadAgents();
+    if (!agents.ok()) return agents.status();
+    absl::MutexLock lock(&agents_mu_);
+    agents_.clear();
+    for (AgentRecord& a : *agents) agents_[a.agent_id] = std::move(a);
+    reload_watermarks_ = false;
+    LogInfo("ingest_watermarks_reloaded",
+            {{"agents", absl::StrCat(agents_.size())}});
+    return absl::OkStatus();
+  }
+
+  // Fails every item with `status` (nothing of them was applied).
+  void FailAll(std::vector<Item>& items, const absl::Status& status) {
+    metrics_->AddCounter(kCommitErrors, 1);
+    LogError("ingest_commit_failed", {{"error", status.ToString()},
+                                      {"items", absl::StrCat(items.size())}});
+    for (size_t i = 0; i < items.size(); ++i) {
+      IngestResult r;
+      r.status = status;
+      {
+        absl::MutexLock lock(&agents_mu_);
+        auto it = agents_.find(items[i].agent_id);
+        r.applied_sequence =
+            it == agents_.end() ? 0 : it->second.applied_sequence;
+      }
+      if (items[i].done) items[i].done(r);
+    }
+  }
+
   // Applies `items` in one transaction and runs their callbacks.
   void Apply(std::vector<Item>& items) {
+    if (absl::Status s = ReloadWatermarksIfNeeded(); !s.ok()) {
+      if (options_.on_commit) options_.on_commit(s);
+      FailAll(items, s);
+      return;
+    }
     const absl::Time now = clock_->Now();
     std::map<std::string, AgentRecord> working;  // Agents touched.
     {
@@ -286,21 +325,10 @@ class IngestImpl : public Ingest {
 
     CommitResult commit_result;
     absl::Status status = store_->Commit(batch, &commit_result);
+    if (options_.on_commit) options_.on_commit(status);
     if (!status.ok()) {
-      metrics_->AddCounter(kCommitErrors, 1);
-      LogError("ingest_commit_failed", {{"error", status.ToString()},
-                                        {"items", absl::StrCat(items.size())}});
-      for (size_t i = 0; i < items.size(); ++i) {
-        IngestResult r;
-        r.status = status;
-        {
-          absl::MutexLock lock(&agents_mu_);
-          auto it = agents_.find(items[i].agent_id);
-          r.applied_sequence =
-              it == agents_.end() ? 0 : it->second.applied_sequence;
-        }
-        if (items[i].done) items[i].done(r);
-      }
+      reload_watermarks_ = true;
+      FailAll(items, status);
       return;
     }
     {
@@ -357,6 +385,8 @@ class IngestImpl : public Ingest {
   ControllerMetrics* const metrics_;
   Clock* const clock_;
   std::thread writer_;
+  // Set after a failed commit; used only by the writer thread.
+  bool reload_watermarks_ = false;
 
   absl::Mutex mu_;
   // State below is protected by mu_.

@@ -12,7 +12,9 @@
 // drains the queue and applies up to `max_outcomes_per_commit` outcomes of
 // any number of batches in one transaction, which is what makes ingest fast.
 // If a commit fails nothing of it is applied, every callback gets the error,
-// and agents resend.
+// and agents resend. Since a commit whose answer was lost may still have
+// committed, the watermarks are re-read from the store before the next
+// commit (so such a resend is skipped as a duplicate, never applied twice).
 //
 // After each commit the metrics are updated and IngestObservers are told
 // (the verdict engine, later), on the writer thread.
@@ -43,6 +45,10 @@ struct IngestOptions {
   int max_outcomes_per_commit = 50000;
   // Raw failures kept per transaction at most (the rest only counted).
   int max_failures_per_commit = 10000;
+  // Told the result of every commit attempt (OK or the store's error), on
+  // the writer thread; must not block. The controller turns it into
+  // readiness and fleetcanary_store_up.
+  std::function<void(const absl::Status&)> on_commit;
 };
 
 // What applying one submitted batch did.

@@ -129,6 +129,17 @@ int64_t ControllerMetrics::sessions_active() const {
   return sessions_active_;
 }
 
+void ControllerMetrics::SetStoreUp(bool up) {
+  absl::MutexLock lock(&mu_);
+  if (store_up_ && !up) counters_["store_unavailable_total"] += 1;
+  store_up_ = up;
+}
+
+void ControllerMetrics::SetLeader(bool leader) {
+  absl::MutexLock lock(&mu_);
+  leader_ = leader;
+}
+
 std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
   std::function<std::vector<AgentCount>()> agent_counts;
   std::function<std::vector<std::string>()> regions_without;
@@ -193,6 +204,8 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
            {kIngestCommits, "Store transactions committed by ingest."},
            {"ingest_commit_errors_total", "Store transactions that failed."},
            {"ingest_platform_samples_total", "Platform samples stored."},
+           {"store_unavailable_total",
+            "Times the store became unreachable or refused writes."},
            {"session_refused_total",
             "Agent sessions refused: no valid client certificate, a Hello "
             "not matching it, or a region not allowed."}}) {
@@ -283,12 +296,22 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
   }
   AddSample(&sessions_active, {}, sessions_active_);
   AddSample(&sessions_total, {}, sessions_total_);
+  auto store_up = GaugeFamily(
+      "fleetcanary_store_up",
+      "1 while the store answers and commits; 0 while it is unreachable, "
+      "read-only or failing over (outcomes are then not acknowledged).");
+  AddSample(&store_up, {}, store_up_ ? 1 : 0);
+  auto leader = GaugeFamily(
+      "fleetcanary_controller_leader",
+      "1 on the controller replica that holds the leader lease (schedules "
+      "and runs verdicts), 0 on the others.");
+  AddSample(&leader, {}, leader_ ? 1 : 0);
 
   std::vector<prometheus::MetricFamily> out;
   for (auto* f : {&probes, &adhoc, &ttfb, &duration, &bytes, &platform_errors,
                   &platform_invocations, &platform_5xx, &phantom, &verdict,
                   &bound, &agents_family, &lonely_family, &dropped,
-                  &sessions_active, &sessions_total}) {
+                  &sessions_active, &sessions_total, &store_up, &leader}) {
     out.push_back(std::move(*f));
   }
   for (auto& f : ingest) out.push_back(std::move(f));

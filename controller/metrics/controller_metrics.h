@@ -21,6 +21,9 @@
 //     commit_errors}_total
 //   fleetcanary_sessions_active, fleetcanary_sessions_total,
 //   fleetcanary_session_refused_total
+//   fleetcanary_store_up (1 while the store answers and commits),
+//   fleetcanary_store_unavailable_total (transitions to down)
+//   fleetcanary_controller_leader (1 on the replica holding the lease)
 // Label values are bounded: size_class via FormatBytes, mode "buffered" /
 // "stream", outcome and state the enum names.
 //
@@ -86,6 +89,11 @@ class ControllerMetrics {
   void SetErrorRateUpperBound(const v1::StreamKey& key, double bound);
   void SessionOpened();
   void SessionClosed();
+  // Store reachability as last observed (a failed commit or health check
+  // sets it down; a transition to down adds to store_unavailable_total).
+  void SetStoreUp(bool up);
+  // Whether this replica is the leader (holds the lease).
+  void SetLeader(bool leader);
 
   // Live gauges read at scrape time (from the fleet registry).
   void SetAgentCountsProvider(std::function<std::vector<AgentCount>()> fn);
@@ -118,6 +126,8 @@ class ControllerMetrics {
       upper_bounds_ ABSL_GUARDED_BY(mu_);
   int64_t sessions_active_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t sessions_total_ ABSL_GUARDED_BY(mu_) = 0;
+  bool store_up_ ABSL_GUARDED_BY(mu_) = true;
+  bool leader_ ABSL_GUARDED_BY(mu_) = false;
   std::function<std::vector<AgentCount>()> agent_counts_ ABSL_GUARDED_BY(mu_);
   std::function<std::vector<std::string>()> regions_without_agents_
       ABSL_GUARDED_BY(mu_);

@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "common/status/status_util.h"
 #include "controller/api/admin_service.h"
 #include "controller/api/verdict_source.h"
+#include "controller/leader/leader_elector.h"
 #include "controller/metrics/metrics_export.h"
 #include "controller/session/agent_session_service.h"
 #include "controller/session/session_hub.h"
@@ -60,6 +62,7 @@ class ControllerServerImpl : public ControllerServer {
   ~ControllerServerImpl() override {
     Drain(absl::Seconds(2));
     if (pruner_.joinable()) pruner_.join();
+    if (store_checker_.joinable()) store_checker_.join();
   }
 
   absl::Status Start() {
@@ -81,17 +84,32 @@ class ControllerServerImpl : public ControllerServer {
     retention_.aggregate_retention =
         FromProto(c.aggregate_retention(), absl::Hours(24 * 90));
 
-    FC_ASSIGN_OR_RETURN(
-        store_, CreateSqliteStore(
-                    {(std::filesystem::path(c.data_dir()) / "controller.db")
-                         .string()}));
+    if (options_.store_url.empty()) {
+      FC_ASSIGN_OR_RETURN(
+          store_, CreateSqliteStore(
+                      {(std::filesystem::path(c.data_dir()) / "controller.db")
+                           .string()}));
+    } else {
+      FC_ASSIGN_OR_RETURN(store_, OpenStore(options_.store_url, "--store"));
+    }
     metrics_ = std::make_unique<ControllerMetrics>();
+    if (options_.leader_election) {
+      FC_RETURN_IF_ERROR(RunStandbyUntilLeader());
+    } else {
+      metrics_->SetLeader(true);
+    }
     FC_ASSIGN_OR_RETURN(auto totals, store_->LoadStreamTotals());
     FC_ASSIGN_OR_RETURN(auto counters, store_->LoadCounters());
     FC_ASSIGN_OR_RETURN(auto agents, store_->LoadAgents());
     metrics_->Restore(totals, counters, agents);
-    FC_ASSIGN_OR_RETURN(ingest_, Ingest::Create(options_.ingest, store_.get(),
-                                                metrics_.get(), clock_));
+    IngestOptions io = options_.ingest;
+    auto user_on_commit = io.on_commit;
+    io.on_commit = [this, user_on_commit](const absl::Status& s) {
+      SetStoreStatus(s, "commit");
+      if (user_on_commit) user_on_commit(s);
+    };
+    FC_ASSIGN_OR_RETURN(
+        ingest_, Ingest::Create(io, store_.get(), metrics_.get(), clock_));
     FC_ASSIGN_OR_RETURN(verdicts_,
                         VerdictService::Create(VerdictOptions(c), store_.get(),
                                                metrics_.get(), clock_));
@@ -170,6 +188,8 @@ class ControllerServerImpl : public ControllerServer {
       http_->AddPage("/status", [this] { return StatusPage(); });
     }
     pruner_ = std::thread([this] { PruneLoop(); });
+    store_checker_ = std::thread([this] { StoreCheckLoop(); });
+    UpdateServing();
     LogInfo("controller_started",
             {{"grpc", grpc_address_},
              {"http", http_address()},
@@ -177,7 +197,10 @@ class ControllerServerImpl : public ControllerServer {
              {"tls", options_.tls.insecure          ? "off"
                      : options_.tls.ca_file.empty() ? "tls"
                                                     : "mtls"},
-             {"data_dir", c.data_dir()}});
+             {"data_dir", c.data_dir()},
+             {"store", options_.store_url.empty()
+                           ? "sqlite"
+                           : RedactStoreUrl(options_.store_url)}});
     return absl::OkStatus();
   }
 
@@ -190,6 +213,7 @@ class ControllerServerImpl : public ControllerServer {
   Ingest* ingest() override { return ingest_.get(); }
   Store* store() override { return store_.get(); }
   ControllerMetrics* metrics() override { return metrics_.get(); }
+  bool is_leader() override { return !elector_ || elector_->is_leader(); }
   VerdictService* verdicts() override { return verdicts_.get(); }
   AdminCore* admin() override { return admin_core_.get(); }
 
@@ -202,11 +226,16 @@ class ControllerServerImpl : public ControllerServer {
       }
       drain_started_ = true;
     }
-    if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
-    if (health_server_) {
-      health_server_->GetHealthCheckService()->SetServingStatus(false);
+    {
+      absl::MutexLock lock(&health_mu_);
+      draining_ = true;
     }
+    UpdateServing();
     if (hub_) hub_->Drain("shutdown", timeout);
+    if (standby_) {
+      standby_->Shutdown(
+          absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(100)));
+    }
     if (server_)
       server_->Shutdown(absl::ToChronoTime(Clock::Real()->Now() + timeout));
     if (admin_core_) admin_core_->Shutdown();
@@ -215,6 +244,7 @@ class ControllerServerImpl : public ControllerServer {
     if (ingest_) ingest_->Shutdown();
     if (verdicts_) verdicts_->Shutdown();
     if (scheduler_) scheduler_->Shutdown();
+    if (elector_) elector_->Shutdown();  // Releases the lease.
     if (health_server_)
       health_server_->Shutdown(
           absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(100)));
@@ -229,6 +259,96 @@ class ControllerServerImpl : public ControllerServer {
   }
 
  private:
+  // Agent sessions reaching a standby: refused, naming the leader.
+  class StandbySessionService : public v1::AgentSession::CallbackService {
+   public:
+    void set_elector(LeaderElector* elector) {
+      absl::MutexLock lock(&mu_);
+      elector_ = elector;
+    }
+    grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* Connect(
+        grpc::CallbackServerContext*) override {
+      class Refuse : public grpc::ServerBidiReactor<v1::AgentMessage,
+                                                    v1::ControllerMessage> {
+       public:
+        explicit Refuse(const std::string& message) {
+          Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, message));
+        }
+        void OnDone() override { delete this; }
+      };
+      std::string leader;
+      {
+        absl::MutexLock lock(&mu_);
+        if (elector_ != nullptr) leader = elector_->lease().address;
+      }
+      return new Refuse(absl::StrCat("not the leader; leader=",
+                                     leader.empty() ? "unknown" : leader));
+    }
+
+   private:
+    absl::Mutex mu_;
+    LeaderElector* elector_ ABSL_GUARDED_BY(mu_) = nullptr;
+  };
+
+  // Serves as a standby (health NOT_SERVING, sessions refused with the
+  // leader's address, /metrics) until this replica holds the lease, then
+  // frees the listeners for the full start.
+  absl::Status RunStandbyUntilLeader() {
+    v1::ControllerConfig& c = options_.config;
+    grpc::EnableDefaultHealthCheckService(true);
+    FC_ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(options_.tls));
+    LeaderElectorOptions eo;
+    eo.replica_id = options_.replica_id;
+    if (eo.replica_id.empty()) {
+      char host[256] = {};
+      gethostname(host, sizeof(host) - 1);
+      eo.replica_id = absl::StrCat(host, "-", getpid());
+    }
+    eo.lease = options_.leader_lease;
+    eo.on_lost = options_.leader_on_lost;
+    // The address is known once bound: bind first, then elect.
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(c.grpc_listen(), credentials, &port);
+    standby_service_ = std::make_unique<StandbySessionService>();
+    builder.RegisterService(standby_service_.get());
+    standby_ = builder.BuildAndStart();
+    if (standby_ == nullptr || port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("grpc_listen: cannot bind ", c.grpc_listen()));
+    }
+    standby_->GetHealthCheckService()->SetServingStatus(false);
+    const std::string bound = absl::StrCat(HostOf(c.grpc_listen()), ":", port);
+    // Keep the port for the full start.
+    c.set_grpc_listen(absl::StrCat(HostOf(c.grpc_listen()), ":", port));
+    eo.address =
+        options_.advertise_address.empty() ? bound : options_.advertise_address;
+    FC_ASSIGN_OR_RETURN(
+        elector_,
+        LeaderElector::Create(eo, store_.get(), metrics_.get(), clock_));
+    standby_service_->set_elector(elector_.get());
+    std::unique_ptr<MetricsHttpServer> standby_http;
+    if (!c.http_listen().empty()) {
+      FC_ASSIGN_OR_RETURN(standby_http,
+                          MetricsHttpServer::Create(c.http_listen()));
+      standby_http->Register(metrics_->collectable());
+      c.set_http_listen(standby_http->address());
+    }
+    LogInfo("controller_standby", {{"replica", eo.replica_id},
+                                   {"grpc", bound},
+                                   {"advertise", eo.address}});
+    absl::StatusOr<LeaderLease> lease = elector_->AwaitLeadership();
+    standby_->Shutdown(
+        absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(200)));
+    standby_->Wait();
+    standby_.reset();
+    standby_http.reset();
+    if (!lease.ok()) return lease.status();
+    LogInfo("controller_leading", {{"replica", eo.replica_id},
+                                   {"epoch", absl::StrCat(lease->epoch)}});
+    return absl::OkStatus();
+  }
+
   // The status page: verdicts, charts and agents, rendered on request.
   HttpPage StatusPage() {
     VerdictSource* source = verdicts_ != nullptr
@@ -287,6 +407,52 @@ class ControllerServerImpl : public ControllerServer {
     return absl::OkStatus();
   }
 
+  // Records what the store last did (a commit or a ping): readiness and
+  // fleetcanary_store_up follow it; transitions are logged.
+  void SetStoreStatus(const absl::Status& status, const char* source) {
+    const bool up = status.ok();
+    bool changed;
+    {
+      absl::MutexLock lock(&health_mu_);
+      changed = up != store_up_;
+      store_up_ = up;
+    }
+    metrics_->SetStoreUp(up);
+    if (!changed) return;
+    if (up) {
+      LogInfo("store_available", {{"via", source}});
+    } else {
+      LogError("store_unavailable",
+               {{"via", source},
+                {"error", status.ToString()},
+                {"effect",
+                 "outcomes not acknowledged (agents keep them); not ready"}});
+    }
+    UpdateServing();
+  }
+
+  // gRPC health: SERVING while the store is up and not draining.
+  void UpdateServing() {
+    absl::MutexLock lock(&health_mu_);
+    const bool serving = store_up_ && !draining_;
+    if (server_) server_->GetHealthCheckService()->SetServingStatus(serving);
+    if (health_server_) {
+      health_server_->GetHealthCheckService()->SetServingStatus(serving);
+    }
+  }
+
+  void StoreCheckLoop() {
+    absl::MutexLock lock(&mu_);
+    for (;;) {
+      clock_->AwaitWithTimeout(&mu_, absl::Condition(&drain_started_),
+                               options_.store_check_interval);
+      if (drain_started_) return;
+      mu_.Unlock();
+      SetStoreStatus(store_->Ping(), "ping");
+      mu_.Lock();
+    }
+  }
+
   void PruneLoop() {
     absl::MutexLock lock(&mu_);
     for (;;) {
@@ -327,6 +493,16 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<MetricsHttpServer> http_;
   std::string grpc_address_;
   std::thread pruner_;
+  std::thread store_checker_;
+  std::unique_ptr<LeaderElector> elector_;
+  // Declared before standby_, so it outlives that server.
+  std::unique_ptr<StandbySessionService> standby_service_;
+  std::unique_ptr<grpc::Server> standby_;
+
+  absl::Mutex health_mu_;
+  // State below is protected by health_mu_.
+  bool store_up_ ABSL_GUARDED_BY(health_mu_) = true;
+  bool draining_ ABSL_GUARDED_BY(health_mu_) = false;
 
   absl::Mutex mu_;
   // State below is protected by mu_.

@@ -2,10 +2,18 @@
 // scheduler (fleet file applied) → session hub, served over gRPC
 // (AgentSession, CanaryAdmin, health, reflection) and /metrics over HTTP.
 //
+// Readiness: the gRPC health service says SERVING only while the store
+// answers and commits. When it is unreachable, read-only or failing over,
+// commits fail, nothing is acknowledged (agents keep their outcomes), the
+// health service says NOT_SERVING, fleetcanary_store_up is 0 and
+// fleetcanary_store_unavailable_total counts the outage; a log line marks
+// each transition.
+//
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_CONTROLLER_SERVER_CONTROLLER_SERVER_H_
 #define FLEETCANARY_CONTROLLER_SERVER_CONTROLLER_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +41,23 @@ struct ControllerServerOptions {
   // Targets and schedules applied at start (merged into the stored ones).
   v1::FleetConfig fleet;
   IngestOptions ingest;
+  // The store: "" = SQLite at <data_dir>/controller.db; else a URL
+  // (sqlite:///path.db, postgresql://user@host:port/db; see OpenStore).
+  std::string store_url;
+  // How often the store is pinged; while it does not answer (or a commit
+  // fails) the gRPC health service reports NOT_SERVING.
+  absl::Duration store_check_interval = absl::Seconds(2);
+  // Several replicas on one (PostgreSQL) store: when enabled, the process
+  // first runs as a standby (gRPC health NOT_SERVING, agent sessions refused
+  // with "not the leader; leader=<address>", /metrics with
+  // fleetcanary_controller_leader 0) until it wins the lease, then starts in
+  // full with its store fenced at the lease's epoch. Losing the lease calls
+  // leader_on_lost (main exits: the replica comes back as a standby).
+  bool leader_election = false;
+  std::string replica_id;         // Default: hostname-pid.
+  std::string advertise_address;  // Default: the bound gRPC address.
+  absl::Duration leader_lease = absl::Seconds(10);
+  std::function<void()> leader_on_lost;
   // How often retention pruning runs.
   absl::Duration prune_interval = absl::Hours(1);
   // Admin API (CanaryAdmin): bearer tokens (YAML of v1::AdminTokens). Empty:
@@ -56,7 +81,8 @@ class ControllerServer {
  public:
   virtual ~ControllerServer() = default;
 
-  // Opens <data_dir>/controller.db, restores metrics, applies the fleet,
+  // Opens the store (store_url, else <data_dir>/controller.db), restores
+  // metrics, applies the fleet,
   // binds both listeners and starts serving. `clock` must outlive it.
   // Errors name the failing setting (e.g. "grpc_listen: cannot bind ...").
   static absl::StatusOr<std::unique_ptr<ControllerServer>> BuildAndStart(
@@ -71,6 +97,8 @@ class ControllerServer {
   virtual Scheduler* scheduler() = 0;
   virtual Ingest* ingest() = 0;
   virtual Store* store() = 0;
+  // Whether this replica is the leader (always true without election).
+  virtual bool is_leader() = 0;
   virtual ControllerMetrics* metrics() = 0;
   // Live verdicts (the admin API's VerdictSource; DeclareFix).
   virtual VerdictService* verdicts() = 0;

@@ -1,14 +1,21 @@
 // fleetcanary-controller: flags → options → BuildAndStart() → wait for
 // SIGTERM/SIGINT → drain.
+//
+// fleetcanary-controller migrate --from=URL --to=URL copies a store (e.g.
+// SQLite to PostgreSQL) and exits.
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "common/config/loader.h"
 #include "common/log/log.h"
 #include "common/units/units.h"
@@ -25,6 +32,25 @@ ABSL_FLAG(std::string, http_listen, "",
           "/metrics listen address (default from config, else 127.0.0.1:0).");
 ABSL_FLAG(std::string, data_dir, "",
           "Directory of controller.db (default from config, else .).");
+ABSL_FLAG(std::string, store, "",
+          "Store URL: postgresql://user[:password]@host:port/db (several "
+          "replicas share one database) or sqlite:///path.db. Default: "
+          "SQLite at <data_dir>/controller.db. The password may also come "
+          "from PGPASSWORD or ~/.pgpass.");
+ABSL_FLAG(bool, leader_election, false,
+          "Several replicas on one PostgreSQL store: run as a standby until "
+          "this replica holds the leader lease (default: on with a "
+          "postgresql:// --store).");
+ABSL_FLAG(std::string, replica_id, "",
+          "This replica's name in the leader lease (default hostname-pid).");
+ABSL_FLAG(std::string, advertise_address, "",
+          "host:port agents use to reach this replica, told to agents that "
+          "reach a standby (default: the bound --grpc_listen).");
+ABSL_FLAG(std::string, leader_lease, "10s",
+          "Leader lease: a dead leader is replaced within about this long.");
+ABSL_FLAG(std::string, from, "", "migrate: source store URL.");
+ABSL_FLAG(std::string, to, "",
+          "migrate: destination store URL (an empty database).");
 ABSL_FLAG(std::string, heartbeat_interval, "",
           "Heartbeat interval, e.g. 10s (default from config, else 10s).");
 ABSL_FLAG(std::string, drain_timeout, "10s",
@@ -66,12 +92,56 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+// `migrate`: copies --from into --to.
+int Migrate() {
+  using fleetcanary::controller::OpenStore;
+  using fleetcanary::controller::RedactStoreUrl;
+  const std::string from = absl::GetFlag(FLAGS_from);
+  const std::string to = absl::GetFlag(FLAGS_to);
+  if (from.empty() || to.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "migrate: --from and --to are required (store URLs)"));
+  }
+  auto source = OpenStore(from, "--from");
+  if (!source.ok()) return Fail(source.status());
+  auto destination = OpenStore(to, "--to");
+  if (!destination.ok()) return Fail(destination.status());
+  auto copied =
+      fleetcanary::controller::CopyStore(source->get(), destination->get());
+  if (!copied.ok()) return Fail(copied.status());
+  std::printf(
+      "migrated %s -> %s: targets=%lld schedules=%lld agents=%lld "
+      "totals=%lld minutes=%lld failures=%lld platform_samples=%lld "
+      "counters=%lld verdicts=%lld\n",
+      RedactStoreUrl(from).c_str(), RedactStoreUrl(to).c_str(),
+      static_cast<long long>(copied->targets),
+      static_cast<long long>(copied->schedules),
+      static_cast<long long>(copied->agents),
+      static_cast<long long>(copied->totals),
+      static_cast<long long>(copied->minutes),
+      static_cast<long long>(copied->failures),
+      static_cast<long long>(copied->platform_samples),
+      static_cast<long long>(copied->counters),
+      static_cast<long long>(copied->verdicts));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "fleetcanary-controller --config=controller.yaml --fleet=fleet.yaml");
-  absl::ParseCommandLine(argc, argv);
+      "fleetcanary-controller --config=controller.yaml --fleet=fleet.yaml\n"
+      "  fleetcanary-controller migrate --from=sqlite:///data/controller.db "
+      "--to=postgresql://user@host:5432/fleetcanary");
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    if (std::string(positional[1]) == "migrate" && positional.size() == 2) {
+      return Migrate();
+    }
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("unknown command \"", positional[1],
+                     "\" (the only command is: migrate)")));
+  }
 
   // Signals are taken synchronously by this thread; block them everywhere.
   sigset_t signals;
@@ -112,6 +182,25 @@ int main(int argc, char** argv) {
     absl::Status s = fleetcanary::LoadYamlFile(fleet_path, &options.fleet);
     if (!s.ok()) return Fail(s);
   }
+  options.store_url = absl::GetFlag(FLAGS_store);
+  options.leader_election = absl::GetFlag(FLAGS_leader_election) ||
+                            options.store_url.rfind("postgresql://", 0) == 0 ||
+                            options.store_url.rfind("postgres://", 0) == 0;
+  options.replica_id = absl::GetFlag(FLAGS_replica_id);
+  options.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  {
+    auto lease = fleetcanary::ParseDuration(absl::GetFlag(FLAGS_leader_lease));
+    if (!lease.ok()) return Fail(lease.status());
+    options.leader_lease = *lease;
+  }
+  // Crash-only demotion: a replica that lost the lease exits at once
+  // (nothing unacknowledged is lost: agents keep it) and is restarted as a
+  // standby.
+  options.leader_on_lost = [] {
+    fleetcanary::LogError("controller_exit", {{"reason", "leadership lost"}});
+    std::fflush(stderr);
+    std::_Exit(75);
+  };
   options.admin_tokens_file = absl::GetFlag(FLAGS_admin_tokens);
   options.admin_allow_all = absl::GetFlag(FLAGS_insecure);
   options.tls.insecure = absl::GetFlag(FLAGS_insecure);
@@ -140,9 +229,26 @@ int main(int argc, char** argv) {
       fleetcanary::ParseDuration(absl::GetFlag(FLAGS_drain_timeout));
   if (!drain_timeout.ok()) return Fail(drain_timeout.status());
 
+  // A standby blocks in BuildAndStart until it leads: take signals on a
+  // thread so SIGTERM ends a standby too.
+  std::atomic<bool> started{false};
+  std::atomic<int> received{0};
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    received = sig;
+    if (!started) {
+      fleetcanary::LogInfo("signal", {{"signal", "standby exit"}});
+      std::_Exit(0);
+    }
+  });
   auto server = fleetcanary::controller::ControllerServer::BuildAndStart(
       options, fleetcanary::Clock::Real());
-  if (!server.ok()) return Fail(server.status());
+  started = true;
+  if (!server.ok()) {
+    signal_thread.detach();
+    return Fail(server.status());
+  }
   const std::string health = (*server)->health_address();
   std::printf("listening grpc=%s http=%s%s tls=%s\n",
               (*server)->grpc_address().c_str(),
@@ -153,8 +259,8 @@ int main(int argc, char** argv) {
                                             : "mtls");
   std::fflush(stdout);
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  signal_thread.join();
+  const int sig = received;
   fleetcanary::LogInfo("signal", {{"signal", sig == SIGTERM ? "TERM" : "INT"}});
   (*server)->Drain(*drain_timeout);
   server->reset();

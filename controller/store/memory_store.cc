@@ -4,7 +4,9 @@
 #include <tuple>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/status/status_util.h"
 #include "controller/store/store.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -22,11 +24,15 @@ class MemoryStore : public Store {
  public:
   absl::Status Commit(const WriteBatch& batch, CommitResult* result) override {
     absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(CheckFenceLocked());
     if (result) result->platform_previous.clear();
     for (const AgentRecord& a : batch.agents) agents_[a.agent_id] = a;
     for (const StreamMinute& m : batch.minutes) {
       minutes_[{m.key, m.minute}].Merge(m.stats);
-      totals_[m.key].Merge(m.stats);
+      if (batch.minutes_in_totals) totals_[m.key].Merge(m.stats);
+    }
+    for (const StreamTotal& t : batch.total_deltas) {
+      totals_[t.key].Merge(t.stats);
     }
     for (const v1::Outcome& o : batch.failures) {
       failures_.emplace(std::make_pair(Micros(o.start_time()), next_id_++), o);
@@ -118,6 +124,7 @@ class MemoryStore : public Store {
                          const std::vector<v1::Schedule>& put_schedules,
                          const std::vector<std::string>& delete_ids) override {
     absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(CheckFenceLocked());
     for (const v1::Target& t : put_targets) targets_[t.name()] = t;
     for (const v1::Schedule& s : put_schedules) schedules_[s.id()] = s;
     for (const std::string& id : delete_ids) schedules_.erase(id);
@@ -126,6 +133,7 @@ class MemoryStore : public Store {
 
   absl::Status AppendVerdict(const v1::Verdict& verdict) override {
     absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(CheckFenceLocked());
     verdicts_.emplace(std::make_pair(Micros(verdict.updated()), next_id_++),
                       verdict);
     return absl::OkStatus();
@@ -145,6 +153,7 @@ class MemoryStore : public Store {
   absl::StatusOr<PruneResult> Prune(
       absl::Time now, const RetentionOptions& retention) override {
     absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(CheckFenceLocked());
     PruneResult result;
     const int64_t raw_cutoff =
         absl::ToUnixMicros(now - retention.raw_retention);
@@ -172,7 +181,50 @@ class MemoryStore : public Store {
     return result;
   }
 
+  absl::Status Ping() override { return absl::OkStatus(); }
+
+  absl::StatusOr<LeaderLease> AcquireLease(const std::string& holder,
+                                           const std::string& address,
+                                           absl::Time now,
+                                           absl::Duration ttl) override {
+    absl::MutexLock lock(&mu_);
+    const bool renew = lease_.holder == holder && lease_.expires > now;
+    const bool take = !renew && lease_.expires <= now;
+    if (renew || take) {
+      if (take) ++lease_.epoch;
+      lease_.holder = holder;
+      lease_.address = address;
+      lease_.expires = now + ttl;
+    }
+    return lease_;
+  }
+
+  absl::StatusOr<LeaderLease> ReadLease() override {
+    absl::MutexLock lock(&mu_);
+    return lease_;
+  }
+
+  absl::Status ReleaseLease(const std::string& holder) override {
+    absl::MutexLock lock(&mu_);
+    if (lease_.holder == holder) lease_.expires = absl::InfinitePast();
+    return absl::OkStatus();
+  }
+
+  void SetFencingEpoch(int64_t epoch) override {
+    absl::MutexLock lock(&mu_);
+    fence_epoch_ = epoch;
+  }
+
  private:
+  absl::Status CheckFenceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (fence_epoch_ != 0 && lease_.epoch != fence_epoch_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("store: fenced: leader epoch ", fence_epoch_,
+                       " superseded by ", lease_.epoch));
+    }
+    return absl::OkStatus();
+  }
+
   template <typename V>
   static int64_t EraseBefore(std::map<std::pair<int64_t, int64_t>, V>* m,
                              int64_t cutoff) {
@@ -201,6 +253,8 @@ class MemoryStore : public Store {
   std::map<std::pair<int64_t, int64_t>, v1::Verdict> verdicts_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, double> counters_ ABSL_GUARDED_BY(mu_);
+  LeaderLease lease_ ABSL_GUARDED_BY(mu_);
+  int64_t fence_epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

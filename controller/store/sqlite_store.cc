@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +70,11 @@ CREATE TABLE verdicts(
   size_class TEXT NOT NULL, state INTEGER NOT NULL, verdict BLOB NOT NULL);
 CREATE INDEX verdicts_by_updated ON verdicts(updated_us);
 CREATE TABLE counters(name TEXT PRIMARY KEY, value REAL NOT NULL);
+)sql",
+    R"sql(
+CREATE TABLE leases(
+  name TEXT PRIMARY KEY, holder TEXT NOT NULL, address TEXT NOT NULL,
+  epoch INTEGER NOT NULL, expires_us INTEGER NOT NULL);
 )sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -208,7 +214,8 @@ class SqliteStore : public Store {
     absl::MutexLock lock(&mu_);
     if (result) result->platform_previous.clear();
     FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    absl::Status s = CommitLocked(batch, result);
+    absl::Status s = CheckFenceLocked();
+    if (s.ok()) s = CommitLocked(batch, result);
     if (!s.ok()) {
       Exec("ROLLBACK").IgnoreError();
       return s;
@@ -360,6 +367,7 @@ class SqliteStore : public Store {
     absl::MutexLock lock(&mu_);
     FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     absl::Status s = [&]() -> absl::Status {
+      FC_RETURN_IF_ERROR(CheckFenceLocked());
       Stmt t(db_, "INSERT OR REPLACE INTO targets(name, spec) VALUES(?, ?)");
       for (const v1::Target& target : put_targets) {
         t.Bind(1, target.name()).BindBlob(2, target.SerializeAsString());
@@ -389,6 +397,16 @@ class SqliteStore : public Store {
 
   absl::Status AppendVerdict(const v1::Verdict& verdict) override {
     absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    absl::Status s = AppendVerdictLocked(verdict);
+    if (s.ok()) s = Exec("COMMIT");
+    if (!s.ok()) Exec("ROLLBACK").IgnoreError();
+    return s;
+  }
+
+  absl::Status AppendVerdictLocked(const v1::Verdict& verdict)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FC_RETURN_IF_ERROR(CheckFenceLocked());
     Stmt q(db_,
            "INSERT INTO verdicts(updated_us, kind, region, target, mode, "
            "size_class, state, verdict) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
@@ -434,6 +452,7 @@ class SqliteStore : public Store {
         MinuteOf(now - retention.aggregate_retention);
     FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     absl::Status s = [&]() -> absl::Status {
+      FC_RETURN_IF_ERROR(CheckFenceLocked());
       auto del = [&](const char* sql, int64_t cutoff,
                      int64_t* count) -> absl::Status {
         Stmt d(db_, sql);
@@ -461,7 +480,97 @@ class SqliteStore : public Store {
     return result;
   }
 
+  absl::Status Ping() override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_, "SELECT 1");
+    if (q.Step() != SQLITE_ROW) return Error("ping");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<LeaderLease> AcquireLease(const std::string& holder,
+                                           const std::string& address,
+                                           absl::Time now,
+                                           absl::Duration ttl) override {
+    absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    absl::StatusOr<LeaderLease> lease = ReadLeaseLocked();
+    absl::Status s = lease.status();
+    if (s.ok()) {
+      const bool renew = lease->holder == holder && lease->expires > now;
+      if (renew || lease->expires <= now) {
+        if (!renew) ++lease->epoch;
+        lease->holder = holder;
+        lease->address = address;
+        lease->expires = now + ttl;
+        Stmt q(db_,
+               "INSERT OR REPLACE INTO leases(name, holder, address, epoch, "
+               "expires_us) VALUES('leader', ?, ?, ?, ?)");
+        q.Bind(1, holder).Bind(2, address).Bind(3, lease->epoch);
+        q.Bind(4, ToMicros(lease->expires));
+        if (q.Step() != SQLITE_DONE) s = Error("taking the lease");
+      }
+    }
+    if (s.ok()) s = Exec("COMMIT");
+    if (!s.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return s;
+    }
+    return lease;
+  }
+
+  absl::StatusOr<LeaderLease> ReadLease() override {
+    absl::MutexLock lock(&mu_);
+    return ReadLeaseLocked();
+  }
+
+  absl::Status ReleaseLease(const std::string& holder) override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_,
+           "UPDATE leases SET expires_us = ? WHERE name = 'leader' AND "
+           "holder = ?");
+    q.Bind(1, std::numeric_limits<int64_t>::min()).Bind(2, holder);
+    if (q.Step() != SQLITE_DONE) return Error("releasing the lease");
+    return absl::OkStatus();
+  }
+
+  void SetFencingEpoch(int64_t epoch) override {
+    absl::MutexLock lock(&mu_);
+    fence_epoch_ = epoch;
+  }
+
  private:
+  absl::StatusOr<LeaderLease> ReadLeaseLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt q(db_,
+           "SELECT holder, address, epoch, expires_us FROM leases "
+           "WHERE name = 'leader'");
+    LeaderLease lease;
+    const int rc = q.Step();
+    if (rc == SQLITE_ROW) {
+      lease.holder = q.Text(0);
+      lease.address = q.Text(1);
+      lease.epoch = q.Int(2);
+      lease.expires = q.Int(3) == std::numeric_limits<int64_t>::min()
+                          ? absl::InfinitePast()
+                          : absl::FromUnixMicros(q.Int(3));
+    } else if (rc != SQLITE_DONE) {
+      return Error("reading the lease");
+    }
+    return lease;
+  }
+
+  // Inside a write transaction: FAILED_PRECONDITION when fenced.
+  absl::Status CheckFenceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (fence_epoch_ == 0) return absl::OkStatus();
+    FC_ASSIGN_OR_RETURN(LeaderLease lease, ReadLeaseLocked());
+    if (lease.epoch != fence_epoch_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sqlite store: fenced: leader epoch ", fence_epoch_,
+                       " superseded by ", lease.epoch));
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Error(absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return absl::InternalError(
@@ -554,7 +663,7 @@ class SqliteStore : public Store {
         q.Reset();
       }
     }
-    if (!batch.minutes.empty()) {
+    if (!batch.minutes.empty() || !batch.total_deltas.empty()) {
       const std::string minute_sql = absl::StrCat(
           "INSERT INTO stream_minutes(region, target, mode, size_bytes, adhoc, "
           "minute, probes, counts, ttfb_sum, ttfb_buckets, duration_sum, "
@@ -577,7 +686,10 @@ class SqliteStore : public Store {
         BindStats(m, 7, sm.stats);
         if (m.Step() != SQLITE_DONE) return Error("adding stream minute");
         m.Reset();
-        totals[sm.key].Merge(sm.stats);
+        if (batch.minutes_in_totals) totals[sm.key].Merge(sm.stats);
+      }
+      for (const StreamTotal& st : batch.total_deltas) {
+        totals[st.key].Merge(st.stats);
       }
       for (const auto& [key, stats] : totals) {
         BindKey(t, 1, key);
@@ -667,6 +779,7 @@ class SqliteStore : public Store {
   absl::Mutex mu_;
   // State below is protected by mu_.
   sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+  int64_t fence_epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

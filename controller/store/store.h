@@ -3,11 +3,15 @@
 // totals per stream (so metrics survive restarts), recent raw failures,
 // platform metric samples, verdict history and named counter totals.
 //
-// Two implementations of one interface:
+// Three implementations of one interface:
 //   - CreateSqliteStore(): a SQLite file in WAL mode (synchronous=NORMAL: a
 //     committed transaction survives a process crash; a power loss may lose
 //     the last few transactions but never corrupts the file). The schema is
 //     versioned with PRAGMA user_version and migrated forward on open.
+//   - CreatePostgresStore(): a PostgreSQL database (libpq), for several
+//     controller replicas sharing one database. Same tables and meaning
+//     (counter vectors are BIGINT[] there); schema versioned in the
+//     schema_version table, migrated forward under an advisory lock.
 //   - CreateMemoryStore(): plain C++ containers, for unit tests of ingest and
 //     the scheduler.
 //
@@ -28,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "fleetcanary/v1/config.pb.h"
 #include "fleetcanary/v1/outcome.pb.h"
@@ -131,10 +136,16 @@ struct WriteBatch {
   std::vector<std::string> platform_counters;
   // Added to named counter totals.
   std::map<std::string, double> counter_deltas;
+  // Added to the all-time stream totals only (CopyStore: totals also hold
+  // history already pruned from the per-minute rows).
+  std::vector<StreamTotal> total_deltas;
+  // Whether `minutes` also add to the totals (false only for CopyStore).
+  bool minutes_in_totals = true;
 
   bool empty() const {
     return agents.empty() && minutes.empty() && failures.empty() &&
-           platform_samples.empty() && counter_deltas.empty();
+           platform_samples.empty() && counter_deltas.empty() &&
+           total_deltas.empty();
   }
 };
 
@@ -146,6 +157,17 @@ struct CommitResult {
 struct RetentionOptions {
   absl::Duration raw_retention = absl::Hours(24 * 7);
   absl::Duration aggregate_retention = absl::Hours(24 * 90);
+};
+
+// The leader lease that controller replicas sharing one store compete for
+// (one row, "leader", in the leases table).
+struct LeaderLease {
+  std::string holder;   // Replica id; "" before anyone took it.
+  std::string address;  // Where agents reach the holder (host:port).
+  // Fencing epoch: incremented whenever the lease is taken (rather than
+  // renewed by its unexpired holder).
+  int64_t epoch = 0;
+  absl::Time expires = absl::InfinitePast();
 };
 
 struct PruneResult {
@@ -192,6 +214,39 @@ class Store {
   virtual absl::StatusOr<std::vector<v1::Verdict>> ListVerdicts(
       absl::Time since, size_t limit) = 0;
 
+  // Checks that the store answers (a trivial read): UNAVAILABLE when not.
+  virtual absl::Status Ping() { return LoadCounters().status(); }
+
+  // Leader election among replicas sharing this store. Takes the lease for
+  // `holder` when it is free or expired at `now` (epoch + 1), or renews it
+  // when `holder` has it unexpired (same epoch); either way it then expires
+  // at now + ttl and names `address`. Otherwise changes nothing. Returns the
+  // lease as it stands after the call: held by `holder` iff it is the
+  // leader. Replicas' clocks must agree to well within ttl (NTP).
+  // The default implementation returns UNIMPLEMENTED.
+  virtual absl::StatusOr<LeaderLease> AcquireLease(const std::string& holder,
+                                                   const std::string& address,
+                                                   absl::Time now,
+                                                   absl::Duration ttl) {
+    (void)holder, (void)address, (void)now, (void)ttl;
+    return absl::UnimplementedError("store: no leader lease");
+  }
+  virtual absl::StatusOr<LeaderLease> ReadLease() {
+    return absl::UnimplementedError("store: no leader lease");
+  }
+  // Expires the lease now if `holder` has it (a successor need not wait).
+  virtual absl::Status ReleaseLease(const std::string& holder) {
+    (void)holder;
+    return absl::UnimplementedError("store: no leader lease");
+  }
+  // Fencing: with epoch > 0, every later write through this object
+  // (Commit, SaveFleet, AppendVerdict, Prune) checks inside its own
+  // transaction that the lease's epoch is still `epoch`, and otherwise fails
+  // with FAILED_PRECONDITION ("fenced") applying nothing; so a stalled old
+  // leader that wakes up after a successor took over cannot write. 0 (the
+  // default) turns the check off.
+  virtual void SetFencingEpoch(int64_t epoch) { (void)epoch; }
+
   // Deletes raw failures (and verdict history) older than now-raw_retention
   // and aggregates/platform samples older than now-aggregate_retention.
   // Stream totals and counters are never pruned.
@@ -212,6 +267,54 @@ absl::StatusOr<std::unique_ptr<Store>> CreateSqliteStore(
 
 // A store held in process memory; lost on exit. For tests.
 std::unique_ptr<Store> CreateMemoryStore();
+
+struct PostgresStoreOptions {
+  // libpq connection URL, postgresql://user[:password]@host[:port]/dbname
+  // [?param=value...]; parameters in the URL override the defaults below.
+  std::string url;
+  // How long one connection attempt may take (URL's connect_timeout wins).
+  absl::Duration connect_timeout = absl::Seconds(5);
+};
+
+// Connects to PostgreSQL and creates/migrates the schema. A connection lost
+// later is reopened on the next call; calls fail with UNAVAILABLE while the
+// server is unreachable, read-only or shutting down (nothing is applied).
+// Errors: INVALID_ARGUMENT for a URL that is not postgresql://...,
+// UNAVAILABLE when the server cannot be reached, FAILED_PRECONDITION when the
+// schema is newer than this binary knows.
+absl::StatusOr<std::unique_ptr<Store>> CreatePostgresStore(
+    const PostgresStoreOptions& options);
+
+// Opens the store a URL names:
+//   sqlite:///absolute/path.db, sqlite://relative/path.db or sqlite:path.db
+//   postgresql://... (or postgres://...)
+//   memory: (tests)
+// Errors: INVALID_ARGUMENT naming `what` (e.g. "--store") for another
+// scheme; otherwise those of the factory.
+absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url,
+                                                 absl::string_view what);
+
+struct CopyStats {
+  int64_t agents = 0;
+  int64_t minutes = 0;
+  int64_t totals = 0;
+  int64_t failures = 0;
+  int64_t platform_samples = 0;
+  int64_t verdicts = 0;
+  int64_t counters = 0;
+  int64_t targets = 0;
+  int64_t schedules = 0;
+};
+
+// Copies everything `from` holds into `to` (which must be empty: no agents,
+// stream totals or schedules, else FAILED_PRECONDITION), in transactions of
+// at most `rows_per_commit` rows. The leader lease is not copied. On error
+// `to` may hold part of the data: start again with an empty destination.
+absl::StatusOr<CopyStats> CopyStore(Store* from, Store* to,
+                                    size_t rows_per_commit = 5000);
+
+// `url` without its password (for logs).
+std::string RedactStoreUrl(const std::string& url);
 
 }  // namespace controller
 }  // namespace fleetcanary

@@ -31,6 +31,7 @@
 #include "emulator/emulator.h"
 #include "gtest/gtest.h"
 #include "tests/integration/process.h"
+#include "tests/testing/postgres_server.h"
 
 namespace fleetcanary {
 namespace {
@@ -92,6 +93,8 @@ class FleetTest : public ::testing::Test {
   void TearDown() override {
     for (Agent& a : agents_) a.process.reset();
     controller_.reset();
+    standby_.reset();
+    postgres_.reset();
     if (emulator_) emulator_->Stop();
     if (!HasFailure()) std::filesystem::remove_all(dir_);
   }
@@ -138,16 +141,30 @@ class FleetTest : public ::testing::Test {
     heartbeat_ = heartbeat;
   }
 
-  void StartController(int port = 0) {
-    auto p = Process::Spawn(
-        BinaryPath("controller/server/fleetcanary-controller"),
-        {absl::StrCat("--grpc_listen=127.0.0.1:", port),
-         "--http_listen=127.0.0.1:0", "--data_dir=" + dir_ + "/controller",
-         "--fleet=" + fleet_file_, "--insecure",
-         "--heartbeat_interval=" + absl::FormatDuration(heartbeat_)},
-        dir_ + "/controller.log");
-    ASSERT_TRUE(p.ok()) << p.status();
-    controller_ = std::move(*p);
+  // Spawns a controller (with --store=store_url_ when set); does not wait.
+  std::unique_ptr<Process> SpawnController(
+      int port, const std::vector<std::string>& extra = {},
+      const std::string& log = "controller") {
+    std::vector<std::string> args = {
+        absl::StrCat("--grpc_listen=127.0.0.1:", port),
+        "--http_listen=127.0.0.1:0",
+        "--data_dir=" + dir_ + "/controller",
+        "--fleet=" + fleet_file_,
+        "--insecure",
+        "--heartbeat_interval=" + absl::FormatDuration(heartbeat_)};
+    if (!store_url_.empty()) args.push_back("--store=" + store_url_);
+    for (const std::string& e : extra) args.push_back(e);
+    auto p =
+        Process::Spawn(BinaryPath("controller/server/fleetcanary-controller"),
+                       args, dir_ + "/" + log + ".log");
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? std::move(*p) : nullptr;
+  }
+
+  void StartController(int port = 0,
+                       const std::vector<std::string>& extra = {}) {
+    controller_ = SpawnController(port, extra);
+    ASSERT_NE(controller_, nullptr);
     auto line = controller_->WaitForLine("listening ", absl::Seconds(20));
     ASSERT_TRUE(line.ok()) << line.status();
     grpc_address_ = FieldOf(*line, "grpc");
@@ -250,8 +267,10 @@ class FleetTest : public ::testing::Test {
 
   Counts FromStore(std::vector<controller::AgentRecord>* agents = nullptr,
                    std::map<std::string, double>* counters = nullptr) {
-    auto store =
-        controller::CreateSqliteStore({dir_ + "/controller/controller.db"});
+    auto store = store_url_.empty()
+                     ? controller::CreateSqliteStore(
+                           {dir_ + "/controller/controller.db"})
+                     : controller::OpenStore(store_url_, "store");
     EXPECT_TRUE(store.ok()) << store.status();
     Counts c;
     if (!store.ok()) return c;
@@ -289,9 +308,13 @@ class FleetTest : public ::testing::Test {
 
   std::string dir_;
   std::string fleet_file_;
+  // The controller's --store ("" = SQLite in its data_dir).
+  std::string store_url_;
+  std::unique_ptr<testing::PostgresServer> postgres_;
   absl::Duration heartbeat_ = absl::Milliseconds(500);
   std::unique_ptr<emulator::Emulator> emulator_;
   std::unique_ptr<Process> controller_;
+  std::unique_ptr<Process> standby_;  // A second replica (failover test).
   std::string grpc_address_, controller_http_;
   // What agents dial (fixed across controller restarts).
   std::string controller_target_;
@@ -484,6 +507,116 @@ TEST_F(FleetTest, LostAgentsWorkMovesToTheOthersWithinTwoHeartbeats) {
   // ap-south-1 untouched.
   EXPECT_EQ(assignments(agents_[4]) + assignments(agents_[5]), 8);
   agents_[2].process->Signal(SIGCONT);
+}
+
+// Counts the agents produced vs what the store holds.
+#define EXPECT_STORED_EQ_PRODUCED()                                     \
+  do {                                                                  \
+    Counts produced;                                                    \
+    for (const Agent& a : agents_) {                                    \
+      for (const auto& [k, n] : FromJournal(a)) produced[k] += n;       \
+    }                                                                   \
+    std::map<std::string, double> counters;                             \
+    const Counts stored = FromStore(nullptr, &counters);                \
+    EXPECT_EQ(stored, produced) << "stored:   " << Counted(stored)      \
+                                << "\nproduced: " << Counted(produced); \
+    EXPECT_GT(produced.size(), 8u);                                     \
+    EXPECT_EQ(counters["ingest_gaps_total"], 0);                        \
+  } while (0)
+
+// PostgreSQL stops in the middle of ingest and comes back: while it is down
+// the controller acknowledges nothing, says so (fleetcanary_store_up 0,
+// store_unavailable_total), and agents keep their outcomes; afterwards every
+// outcome is in the database exactly once.
+TEST_F(FleetTest, PostgresStoppedMidIngestLosesAndDoublesNothing) {
+  auto pg = testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  postgres_ = std::move(*pg);
+  auto url = postgres_->CreateDatabase("fleet");
+  ASSERT_TRUE(url.ok()) << url.status();
+  store_url_ = *url;
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+  // A lease longer than the outage: this replica stays the leader.
+  StartController(0, {"--leader_lease=300s"});
+  controller_target_ = grpc_address_;
+  AddAgent("a1", "us-east-1");
+  AddAgent("a2", "us-east-1");
+  WaitForMore(60);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ControllerMetric("fleetcanary_ingest_outcomes_total") > 20;
+      },
+      absl::Seconds(20)));
+  EXPECT_EQ(ControllerMetric("fleetcanary_controller_leader"), 1);
+
+  ASSERT_TRUE(postgres_->Stop("fast").ok());
+  ASSERT_TRUE(
+      WaitUntil([&] { return ControllerMetric("fleetcanary_store_up") == 0; },
+                absl::Seconds(30)));
+  const double acked = ControllerMetric("fleetcanary_ingest_outcomes_total");
+  WaitForMore(60);  // Agents keep probing; outcomes wait in their outboxes.
+  EXPECT_EQ(ControllerMetric("fleetcanary_ingest_outcomes_total"), acked);
+  EXPECT_GE(ControllerMetric("fleetcanary_store_unavailable_total"), 1);
+
+  ASSERT_TRUE(postgres_->Restart().ok());
+  ASSERT_TRUE(
+      WaitUntil([&] { return ControllerMetric("fleetcanary_store_up") == 1; },
+                absl::Seconds(30)));
+  WaitForMore(60);
+  DrainAll();
+  EXPECT_STORED_EQ_PRODUCED();
+}
+
+// Two replicas on one PostgreSQL database; kill -9 of the leader: the
+// standby takes the lease, starts scheduling, the agents (given both
+// addresses) follow it and drain their outboxes into it: nothing lost or
+// applied twice.
+TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
+  auto pg = testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  postgres_ = std::move(*pg);
+  auto url = postgres_->CreateDatabase("failover");
+  ASSERT_TRUE(url.ok()) << url.status();
+  store_url_ = *url;
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+  const int port_a = FreePort();
+  StartController(port_a, {"--leader_lease=3s", "--replica_id=a"});
+  EXPECT_EQ(ControllerMetric("fleetcanary_controller_leader"), 1);
+  const int port_b = FreePort();
+  standby_ = SpawnController(port_b, {"--leader_lease=3s", "--replica_id=b"},
+                             "standby");
+  ASSERT_NE(standby_, nullptr);
+  controller_target_ =
+      absl::StrCat("127.0.0.1:", port_a, ",127.0.0.1:", port_b);
+  AddAgent("a1", "us-east-1");
+  AddAgent("a2", "us-east-1");
+  WaitForMore(60);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ControllerMetric("fleetcanary_ingest_outcomes_total") > 20;
+      },
+      absl::Seconds(20)));
+
+  controller_->Signal(SIGKILL);
+  ASSERT_TRUE(controller_->Wait(absl::Seconds(10)).has_value());
+  // The standby prints its listening line once it leads.
+  auto line = standby_->WaitForLine("listening ", absl::Seconds(30));
+  ASSERT_TRUE(line.ok()) << line.status();
+  controller_ = std::move(standby_);
+  controller_http_ = FieldOf(*line, "http");
+  EXPECT_EQ(FieldOf(*line, "grpc"), absl::StrCat("127.0.0.1:", port_b));
+  EXPECT_EQ(ControllerMetric("fleetcanary_controller_leader"), 1);
+  // The new leader schedules: both agents come to it and their outcomes are
+  // committed there.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ControllerMetric("fleetcanary_sessions_active") == 2 &&
+               ControllerMetric("fleetcanary_ingest_outcomes_total") > 40;
+      },
+      absl::Seconds(40)));
+  WaitForMore(60);
+  DrainAll();
+  EXPECT_STORED_EQ_PRODUCED();
 }
 
 }  // namespace

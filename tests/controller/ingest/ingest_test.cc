@@ -33,8 +33,15 @@ class FlakyStore : public Store {
  public:
   explicit FlakyStore(Store* base) : base_(base) {}
   std::atomic<bool> fail{false};
+  // Commits, then reports an error: a COMMIT whose answer was lost.
+  std::atomic<bool> lose_answer{false};
   absl::Status Commit(const WriteBatch& b, CommitResult* r) override {
     if (fail) return absl::UnavailableError("disk full");
+    if (lose_answer) {
+      absl::Status s = base_->Commit(b, r);
+      if (!s.ok()) return s;
+      return absl::UnavailableError("server closed the connection");
+    }
     return base_->Commit(b, r);
   }
   absl::StatusOr<std::vector<AgentRecord>> LoadAgents() override {
@@ -187,6 +194,50 @@ TEST_F(IngestTest, FailedCommitAppliesNothingAndResendSucceeds) {
   EXPECT_TRUE(r.status.ok());
   EXPECT_EQ(r.applied, 5u);
   EXPECT_EQ(Total(), 10u);
+}
+
+// A commit that succeeded but whose answer was lost: the agent resends
+// (nothing was acknowledged), and ingest, having re-read the watermarks,
+// skips the resend instead of applying it twice.
+TEST_F(IngestTest, LostCommitAnswerIsNotAppliedTwice) {
+  ASSERT_TRUE(Submit(MakeBatch(1, 5)).status.ok());
+  store_->lose_answer = true;
+  IngestResult r = Submit(MakeBatch(6, 5));
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable);
+  store_->lose_answer = false;
+  EXPECT_EQ(Total(), 10u);      // It did commit.
+  r = Submit(MakeBatch(6, 5));  // The agent's resend.
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.duplicates, 5u);
+  EXPECT_EQ(r.applied, 0u);
+  EXPECT_EQ(r.applied_sequence, 10u);
+  EXPECT_EQ(Total(), 10u);
+  ASSERT_TRUE(Submit(MakeBatch(11, 1)).status.ok());
+  EXPECT_EQ(Total(), 11u);
+}
+
+// Every commit attempt is reported (the controller's readiness follows it).
+TEST_F(IngestTest, CommitResultsAreReported) {
+  absl::Mutex mu;
+  std::vector<absl::StatusCode> seen;
+  IngestOptions options;
+  options.on_commit = [&](const absl::Status& s) {
+    absl::MutexLock lock(&mu);
+    seen.push_back(s.code());
+  };
+  ingest_.reset();
+  auto ingest = Ingest::Create(options, store_.get(), metrics_.get(), &clock_);
+  ASSERT_TRUE(ingest.ok());
+  ingest_ = std::move(*ingest);
+  ASSERT_TRUE(Submit(MakeBatch(1, 2)).status.ok());
+  store_->fail = true;
+  EXPECT_FALSE(Submit(MakeBatch(3, 2)).status.ok());
+  store_->fail = false;
+  ASSERT_TRUE(Submit(MakeBatch(3, 2)).status.ok());
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(seen, (std::vector<absl::StatusCode>{absl::StatusCode::kOk,
+                                                 absl::StatusCode::kUnavailable,
+                                                 absl::StatusCode::kOk}));
 }
 
 TEST_F(IngestTest, WatermarksAndMetricsSurviveRestart) {

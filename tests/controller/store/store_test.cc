@@ -3,11 +3,16 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/testing/postgres_server.h"
 
 namespace fleetcanary {
 namespace controller {
@@ -43,36 +48,64 @@ v1::Outcome MakeOutcome(uint64_t seq, v1::OutcomeClass cls, int64_t start_s) {
 
 StreamKey Key() { return {"r1", "t", v1::RESPONSE_STREAM, 1024, false}; }
 
-class StoreTest : public ::testing::TestWithParam<bool> {
+enum class Impl { kMemory, kSqlite, kPostgres };
+
+// The same contract, run against every implementation.
+class StoreTest : public ::testing::TestWithParam<Impl> {
  protected:
   void SetUp() override {
-    path_ = TempPath(
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    const std::string name =
+        ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    path_ = TempPath(name);
     for (char& c : path_) {
       if (c == '/' && &c > &path_[::testing::TempDir().size()]) c = '_';
     }
     RemoveDb(path_);
+    if (GetParam() == Impl::kPostgres) {
+      testing::PostgresServer* pg = testing::SharedPostgresServer();
+      ASSERT_NE(pg, nullptr) << testing::SharedPostgresServerError();
+      std::string db =
+          ("store_" + name.substr(0, name.find('/'))).substr(0, 60);
+      for (char& c : db) c = std::isalnum(c) ? std::tolower(c) : '_';
+      auto url = pg->CreateDatabase(db);
+      ASSERT_TRUE(url.ok()) << url.status();
+      url_ = *url;
+    }
     store_ = Open();
+    ASSERT_NE(store_, nullptr);
   }
   void TearDown() override {
     store_.reset();
     RemoveDb(path_);
   }
-  bool sqlite() const { return GetParam(); }
+  Impl impl() const { return GetParam(); }
   std::unique_ptr<Store> Open() {
-    if (!sqlite()) return CreateMemoryStore();
-    auto s = CreateSqliteStore({path_});
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? std::move(*s) : nullptr;
+    switch (impl()) {
+      case Impl::kMemory:
+        return CreateMemoryStore();
+      case Impl::kSqlite: {
+        auto s = CreateSqliteStore({path_});
+        EXPECT_TRUE(s.ok()) << s.status();
+        return s.ok() ? std::move(*s) : nullptr;
+      }
+      case Impl::kPostgres: {
+        auto s = CreatePostgresStore({url_});
+        EXPECT_TRUE(s.ok()) << s.status();
+        return s.ok() ? std::move(*s) : nullptr;
+      }
+    }
+    return nullptr;
   }
-  // Closes and reopens the SQLite file (no-op for memory).
+  // Closes and reopens the database (no-op for memory).
   void Reopen() {
-    if (!sqlite()) return;
+    if (impl() == Impl::kMemory) return;
     store_.reset();
     store_ = Open();
+    ASSERT_NE(store_, nullptr);
   }
 
   std::string path_;
+  std::string url_;
   std::unique_ptr<Store> store_;
 };
 
@@ -209,9 +242,118 @@ TEST_P(StoreTest, VerdictHistoryAndPrune) {
   EXPECT_EQ((*totals)[0].stats.probes(), 2u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Impl, StoreTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "Sqlite" : "Memory";
+TEST_P(StoreTest, LeaseTakeRenewExpire) {
+  const absl::Time t0 = absl::FromUnixSeconds(10000);
+  const absl::Duration ttl = absl::Seconds(10);
+  auto a = store_->AcquireLease("a", "a:1", t0, ttl);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->holder, "a");
+  EXPECT_EQ(a->address, "a:1");
+  EXPECT_EQ(a->epoch, 1);
+  EXPECT_EQ(a->expires, t0 + ttl);
+  // Held: another replica does not get it, and learns who has it.
+  auto b = store_->AcquireLease("b", "b:1", t0 + absl::Seconds(5), ttl);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->holder, "a");
+  EXPECT_EQ(b->address, "a:1");
+  // Renewal keeps the epoch.
+  a = store_->AcquireLease("a", "a:1", t0 + absl::Seconds(9), ttl);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->epoch, 1);
+  EXPECT_EQ(a->expires, t0 + absl::Seconds(19));
+  // Expired: taken over, epoch + 1.
+  b = store_->AcquireLease("b", "b:1", t0 + absl::Seconds(19), ttl);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->holder, "b");
+  EXPECT_EQ(b->epoch, 2);
+  Reopen();
+  auto read = store_->ReadLease();
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->holder, "b");
+  EXPECT_EQ(read->epoch, 2);
+  // Released: the next taker need not wait, and gets a new epoch.
+  ASSERT_TRUE(store_->ReleaseLease("b").ok());
+  a = store_->AcquireLease("a", "a:2", t0 + absl::Seconds(20), ttl);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->holder, "a");
+  EXPECT_EQ(a->epoch, 3);
+}
+
+// A stalled old leader wakes up after a successor took the lease: every one
+// of its writes is refused and nothing of them is applied.
+TEST_P(StoreTest, FencedWritesOfAnOldLeaderAreRefused) {
+  const absl::Time t0 = absl::FromUnixSeconds(10000);
+  const absl::Duration ttl = absl::Seconds(10);
+  // The old leader's own connection (a second Store on the same database,
+  // except for the memory store, which is one object).
+  std::unique_ptr<Store> second = impl() == Impl::kMemory ? nullptr : Open();
+  Store* old_leader = second ? second.get() : store_.get();
+  auto a = old_leader->AcquireLease("old", "old:1", t0, ttl);
+  ASSERT_TRUE(a.ok()) << a.status();
+  old_leader->SetFencingEpoch(a->epoch);
+  WriteBatch b;
+  StreamStats s;
+  s.Add(MakeOutcome(1, v1::OK, 120));
+  b.minutes.push_back({Key(), 2, s});
+  b.agents.push_back({"a1", "r1", 1, 0, absl::FromUnixSeconds(5)});
+  ASSERT_TRUE(old_leader->Commit(b, nullptr).ok());
+
+  // The old leader stalls past its lease; a successor takes over.
+  auto n = store_->AcquireLease("new", "new:1", t0 + ttl, ttl);
+  ASSERT_TRUE(n.ok());
+  ASSERT_EQ(n->holder, "new");
+  ASSERT_EQ(n->epoch, a->epoch + 1);
+
+  b.agents[0].applied_sequence = 2;
+  absl::Status st = old_leader->Commit(b, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_EQ(old_leader->SaveFleet({}, {}, {"x"}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  v1::Verdict v;
+  v.mutable_updated()->set_seconds(5);
+  EXPECT_EQ(old_leader->AppendVerdict(v).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(old_leader->Prune(t0, RetentionOptions()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // It cannot renew either: the lease names the successor.
+  auto again = old_leader->AcquireLease("old", "old:1", t0 + ttl, ttl);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->holder, "new");
+
+  // Only the first commit is in the data.
+  auto agents = store_->LoadAgents();
+  ASSERT_TRUE(agents.ok());
+  ASSERT_EQ(agents->size(), 1u);
+  EXPECT_EQ((*agents)[0].applied_sequence, 1u);
+  auto totals = store_->LoadStreamTotals();
+  ASSERT_TRUE(totals.ok());
+  ASSERT_EQ(totals->size(), 1u);
+  EXPECT_EQ((*totals)[0].stats.probes(), 1u);
+  auto verdicts = store_->ListVerdicts(absl::UnixEpoch(), 10);
+  ASSERT_TRUE(verdicts.ok());
+  EXPECT_TRUE(verdicts->empty());
+
+  // The successor, fenced at its own epoch, writes fine.
+  store_->SetFencingEpoch(n->epoch);
+  b.agents[0].applied_sequence = 2;
+  EXPECT_TRUE(store_->Commit(b, nullptr).ok());
+}
+
+TEST_P(StoreTest, PingAnswers) { EXPECT_TRUE(store_->Ping().ok()); }
+
+INSTANTIATE_TEST_SUITE_P(Impl, StoreTest,
+                         ::testing::Values(Impl::kMemory, Impl::kSqlite,
+                                           Impl::kPostgres),
+                         [](const ::testing::TestParamInfo<Impl>& info) {
+                           switch (info.param) {
+                             case Impl::kMemory:
+                               return "Memory";
+                             case Impl::kSqlite:
+                               return "Sqlite";
+                             case Impl::kPostgres:
+                               return "Postgres";
+                           }
+                           return "Unknown";
                          });
 
 TEST(SqliteStoreTest, RefusesNewerSchema) {
@@ -235,6 +377,256 @@ TEST(SqliteStoreTest, RefusesNewerSchema) {
   EXPECT_FALSE(CreateSqliteStore({"/nonexistent-dir/x/y.db"}).ok());
   EXPECT_EQ(CreateSqliteStore({""}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  RemoveDb(path);
+}
+
+WriteBatch OneOutcome(uint64_t seq) {
+  WriteBatch b;
+  StreamStats s;
+  s.Add(MakeOutcome(seq, v1::OK, 120));
+  b.minutes.push_back({Key(), 2, s});
+  b.agents.push_back({"a1", "r1", seq, 0, absl::FromUnixSeconds(5)});
+  return b;
+}
+
+uint64_t Probes(Store* store) {
+  auto totals = store->LoadStreamTotals();
+  if (!totals.ok() || totals->empty()) return 0;
+  return (*totals)[0].stats.probes();
+}
+
+TEST(PostgresStoreTest, BadUrlAndUnreachableServer) {
+  EXPECT_EQ(CreatePostgresStore({"mysql://x/y"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // A server that was stopped: nothing listens on its port any more.
+  auto pg = testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  const std::string url = (*pg)->Url();
+  ASSERT_TRUE((*pg)->Stop().ok());
+  auto s = CreatePostgresStore({url, absl::Seconds(2)});
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable) << s.status();
+}
+
+// The server stops under a live store: every call fails UNAVAILABLE and
+// applies nothing; after a restart the store reconnects by itself.
+TEST(PostgresStoreTest, ServerStopAndRestart) {
+  auto pg = testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  auto url = (*pg)->CreateDatabase("faults");
+  ASSERT_TRUE(url.ok()) << url.status();
+  auto store = CreatePostgresStore({*url});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Commit(OneOutcome(1), nullptr).ok());
+
+  ASSERT_TRUE((*pg)->Stop("fast").ok());
+  EXPECT_EQ((*store)->Commit(OneOutcome(2), nullptr).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*store)->Ping().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*store)->LoadAgents().status().code(),
+            absl::StatusCode::kUnavailable);
+
+  ASSERT_TRUE((*pg)->Restart().ok());
+  EXPECT_TRUE((*store)->Ping().ok());
+  EXPECT_EQ(Probes(store->get()), 1u);  // The failed commit left nothing.
+  ASSERT_TRUE((*store)->Commit(OneOutcome(2), nullptr).ok());
+  EXPECT_EQ(Probes(store->get()), 2u);
+}
+
+// A database switched to read-only (as during a failover to a standby):
+// writes fail UNAVAILABLE with nothing applied, reads go on.
+TEST(PostgresStoreTest, ReadOnlyDatabaseRefusesWrites) {
+  testing::PostgresServer* pg = testing::SharedPostgresServer();
+  ASSERT_NE(pg, nullptr) << testing::SharedPostgresServerError();
+  auto url = pg->CreateDatabase("readonly");
+  ASSERT_TRUE(url.ok()) << url.status();
+  auto store = CreatePostgresStore({*url});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Commit(OneOutcome(1), nullptr).ok());
+  auto set_read_only = [&](bool on) {
+    ASSERT_TRUE(
+        pg->Psql("postgres", absl::StrCat("ALTER DATABASE readonly SET "
+                                          "default_transaction_read_only = ",
+                                          on ? "on" : "off"))
+            .ok());
+    // Sessions pick the setting up when they start: end the store's.
+    ASSERT_TRUE(pg->Psql("postgres",
+                         "SELECT pg_terminate_backend(pid) FROM "
+                         "pg_stat_activity WHERE datname = 'readonly'")
+                    .ok());
+  };
+  set_read_only(true);
+  // The first call finds the connection closed, the next one reconnects
+  // into a read-only session: both fail UNAVAILABLE.
+  for (int i = 0; i < 2; ++i) {
+    absl::Status st = (*store)->Commit(OneOutcome(2), nullptr);
+    EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  }
+  EXPECT_EQ(Probes(store->get()), 1u);
+  // The health check sees it too (else readiness would flap between a
+  // failed commit and a successful ping).
+  EXPECT_EQ((*store)->Ping().code(), absl::StatusCode::kUnavailable);
+  set_read_only(false);
+  (*store)->Ping().IgnoreError();  // Reconnects after the termination.
+  ASSERT_TRUE((*store)->Commit(OneOutcome(2), nullptr).ok());
+  EXPECT_EQ(Probes(store->get()), 2u);
+}
+
+TEST(PostgresStoreTest, RefusesNewerSchema) {
+  testing::PostgresServer* pg = testing::SharedPostgresServer();
+  ASSERT_NE(pg, nullptr) << testing::SharedPostgresServerError();
+  auto url = pg->CreateDatabase("newer");
+  ASSERT_TRUE(url.ok()) << url.status();
+  ASSERT_TRUE(CreatePostgresStore({*url}).ok());
+  ASSERT_TRUE(pg->Psql("newer", "UPDATE schema_version SET version = 99").ok());
+  EXPECT_EQ(CreatePostgresStore({*url}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// Everything a store holds, for comparing two stores.
+struct Contents {
+  std::vector<AgentRecord> agents;
+  std::vector<StreamTotal> totals;
+  std::vector<StreamMinute> minutes;
+  std::map<std::string, double> counters;
+  std::vector<std::string> failures, samples, verdicts;
+  std::string fleet;
+};
+
+Contents Read(Store* s) {
+  Contents c;
+  c.agents = s->LoadAgents().value();
+  c.totals = s->LoadStreamTotals().value();
+  c.minutes = s->QueryStreamMinutes(INT64_MIN, INT64_MAX).value();
+  c.counters = s->LoadCounters().value();
+  const std::vector<v1::Outcome> failures =
+      s->QueryFailures(absl::InfinitePast(), 1 << 20).value();
+  for (const auto& f : failures) c.failures.push_back(f.SerializeAsString());
+  const std::vector<v1::PlatformMetricSample> samples =
+      s->QueryPlatformSamples(absl::InfinitePast(), absl::InfiniteFuture())
+          .value();
+  for (const auto& p : samples) c.samples.push_back(p.SerializeAsString());
+  const std::vector<v1::Verdict> verdicts =
+      s->ListVerdicts(absl::InfinitePast(), 1 << 20).value();
+  for (const auto& v : verdicts) c.verdicts.push_back(v.SerializeAsString());
+  c.fleet = s->LoadFleet().value().SerializeAsString();
+  return c;
+}
+
+void ExpectSame(const Contents& a, const Contents& b) {
+  ASSERT_EQ(a.agents.size(), b.agents.size());
+  for (size_t i = 0; i < a.agents.size(); ++i) {
+    EXPECT_EQ(a.agents[i].agent_id, b.agents[i].agent_id);
+    EXPECT_EQ(a.agents[i].region, b.agents[i].region);
+    EXPECT_EQ(a.agents[i].applied_sequence, b.agents[i].applied_sequence);
+    EXPECT_EQ(a.agents[i].dropped_total, b.agents[i].dropped_total);
+    EXPECT_EQ(a.agents[i].last_seen, b.agents[i].last_seen);
+  }
+  ASSERT_EQ(a.totals.size(), b.totals.size());
+  for (size_t i = 0; i < a.totals.size(); ++i) {
+    EXPECT_EQ(a.totals[i].key, b.totals[i].key);
+    EXPECT_EQ(a.totals[i].stats, b.totals[i].stats);
+  }
+  ASSERT_EQ(a.minutes.size(), b.minutes.size());
+  for (size_t i = 0; i < a.minutes.size(); ++i) {
+    EXPECT_EQ(a.minutes[i].key, b.minutes[i].key);
+    EXPECT_EQ(a.minutes[i].minute, b.minutes[i].minute);
+    EXPECT_EQ(a.minutes[i].stats, b.minutes[i].stats);
+  }
+  EXPECT_EQ(a.counters, b.counters);
+  EXPECT_EQ(a.failures, b.failures);
+  EXPECT_EQ(a.samples, b.samples);
+  EXPECT_EQ(a.verdicts, b.verdicts);
+  EXPECT_EQ(a.fleet, b.fleet);
+}
+
+// SQLite -> PostgreSQL -> SQLite: the same contents at every step, including
+// totals that hold more than the (pruned) per-minute rows; small
+// transactions; a non-empty destination is refused.
+TEST(CopyStoreTest, RoundTripSqlitePostgresSqlite) {
+  testing::PostgresServer* pg = testing::SharedPostgresServer();
+  ASSERT_NE(pg, nullptr) << testing::SharedPostgresServerError();
+  const std::string src_path = TempPath("copy_src");
+  const std::string back_path = TempPath("copy_back");
+  RemoveDb(src_path);
+  RemoveDb(back_path);
+  auto src = CreateSqliteStore({src_path});
+  ASSERT_TRUE(src.ok());
+  for (uint64_t seq = 1; seq <= 30; ++seq) {
+    WriteBatch b;
+    StreamStats s;
+    const v1::Outcome o =
+        MakeOutcome(seq, seq % 4 == 0 ? v1::HTTP_5XX : v1::OK, 60 * seq + 7);
+    s.Add(o);
+    StreamKey k = Key();
+    k.size_bytes = 1024 << (seq % 3);
+    k.adhoc = seq % 5 == 0;
+    b.minutes.push_back({k, MinuteOf(absl::FromUnixSeconds(60 * seq)), s});
+    if (o.outcome_class() != v1::OK) b.failures.push_back(o);
+    b.agents.push_back({"a1", "r1", seq, seq / 10, absl::FromUnixSeconds(seq)});
+    b.counter_deltas["ingest_outcomes_total"] = 1;
+    b.counter_deltas["phantom|r1|t|x"] = 0.25;
+    v1::PlatformMetricSample p;
+    p.set_region("r1");
+    p.set_target("t");
+    p.set_metric("Errors");
+    p.set_stat("Sum");
+    p.mutable_period_start()->set_seconds(60 * (seq % 7));
+    p.set_value(seq);
+    b.platform_samples.push_back(p);
+    ASSERT_TRUE((*src)->Commit(b, nullptr).ok());
+  }
+  v1::Target t;
+  t.set_name("canary");
+  v1::Schedule sch;
+  sch.set_id("ladder");
+  sch.set_target("canary");
+  ASSERT_TRUE((*src)->SaveFleet({t}, {sch}, {}).ok());
+  for (int i = 0; i < 3; ++i) {
+    v1::Verdict v;
+    v.set_kind(v1::STREAM_HEALTH);
+    v.mutable_updated()->set_seconds(100 + i);
+    ASSERT_TRUE((*src)->AppendVerdict(v).ok());
+  }
+  // Prune the oldest minutes: totals now hold more than the minutes.
+  RetentionOptions retention;
+  retention.aggregate_retention = absl::Seconds(60 * 20);
+  retention.raw_retention = absl::Hours(1000);
+  ASSERT_TRUE((*src)->Prune(absl::FromUnixSeconds(60 * 31), retention).ok());
+  const Contents original = Read(src->get());
+  ASSERT_GT(original.minutes.size(), 5u);
+
+  auto url = pg->CreateDatabase("copy_round_trip");
+  ASSERT_TRUE(url.ok()) << url.status();
+  auto mid = CreatePostgresStore({*url});
+  ASSERT_TRUE(mid.ok());
+  auto copied = CopyStore(src->get(), mid->get(), /*rows_per_commit=*/7);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_EQ(copied->minutes, static_cast<int64_t>(original.minutes.size()));
+  EXPECT_EQ(copied->verdicts, 3);
+  ExpectSame(original, Read(mid->get()));
+  // Into a store that already has data: refused, nothing changed.
+  EXPECT_EQ(CopyStore(src->get(), mid->get()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  auto back = CreateSqliteStore({back_path});
+  ASSERT_TRUE(back.ok());
+  ASSERT_TRUE(CopyStore(mid->get(), back->get(), 1000).ok());
+  ExpectSame(original, Read(back->get()));
+  RemoveDb(src_path);
+  RemoveDb(back_path);
+}
+
+TEST(OpenStoreTest, SelectsByUrl) {
+  const std::string path = TempPath("open");
+  RemoveDb(path);
+  EXPECT_TRUE(OpenStore("sqlite://" + path, "--store").ok());
+  EXPECT_TRUE(OpenStore("memory:", "--store").ok());
+  auto bad = OpenStore("mysql://x", "--store");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("--store"), std::string::npos);
+  EXPECT_EQ(RedactStoreUrl("postgresql://u:secret@h:5/db"),
+            "postgresql://u:***@h:5/db");
+  EXPECT_EQ(RedactStoreUrl("postgresql://u@h/db"), "postgresql://u@h/db");
   RemoveDb(path);
 }
 
