@@ -21,6 +21,7 @@ namespace agent {
 namespace {
 
 constexpr uint64_t kDefaultMaxBytes = uint64_t{256} << 20;
+constexpr uint64_t kPageBytes = 4096;  // SQLite's default page size.
 
 const char* const kMigrations[] = {
     R"sql(
@@ -29,6 +30,11 @@ CREATE TABLE outcomes(seq INTEGER PRIMARY KEY, size INTEGER NOT NULL,
 CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta(key, value) VALUES('next_sequence', 1), ('acked_sequence', 0),
                                    ('dropped_total', 0);
+)sql",
+    // Probes started and not finished: an interrupted one becomes an
+    // AGENT_ERROR outcome at the next open.
+    R"sql(
+CREATE TABLE started(probe_id TEXT PRIMARY KEY, data BLOB NOT NULL);
 )sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -41,17 +47,28 @@ class OutboxImpl : public Outbox {
   }
   ~OutboxImpl() override {
     for (sqlite3_stmt* s :
-         {insert_, meta_set_, oldest_, delete_upto_, delete_range_, read_}) {
+         {insert_, meta_set_, oldest_, delete_upto_, delete_range_, read_,
+          started_insert_, started_delete_}) {
       sqlite3_finalize(s);
     }
     sqlite3_close_v2(db_);
     if (journal_fd_ >= 0) close(journal_fd_);
+    if (lost_fd_ >= 0) close(lost_fd_);
   }
 
   absl::Status Init() {
     absl::MutexLock lock(&mu_);
     FC_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
     FC_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL"));
+    // The WAL counts against max_bytes: an eighth of the bound is reserved
+    // for it, and it is checkpointed (then truncated) whenever it would
+    // outgrow that share, so small volumes never fill up with WAL.
+    FC_RETURN_IF_ERROR(
+        Exec(absl::StrCat("PRAGMA wal_autocheckpoint=",
+                          std::max<uint64_t>(1, WalBudget() / kPageBytes))));
+    FC_RETURN_IF_ERROR(
+        Exec(absl::StrCat("PRAGMA journal_size_limit=", WalBudget())));
+    FC_RETURN_IF_ERROR(OpenLostCounter());
     sqlite3_busy_timeout(db_, 5000);
     int version = 0;
     {
@@ -88,6 +105,11 @@ class OutboxImpl : public Outbox {
     FC_RETURN_IF_ERROR(Prepare(
         "SELECT seq, data FROM outcomes WHERE seq > ? ORDER BY seq LIMIT ?",
         &read_));
+    FC_RETURN_IF_ERROR(
+        Prepare("INSERT OR REPLACE INTO started(probe_id, data) VALUES(?, ?)",
+                &started_insert_));
+    FC_RETURN_IF_ERROR(
+        Prepare("DELETE FROM started WHERE probe_id = ?", &started_delete_));
     // Load the counters.
     sqlite3_stmt* q = nullptr;
     sqlite3_prepare_v2(db_, "SELECT key, value FROM meta", -1, &q, nullptr);
@@ -118,6 +140,7 @@ class OutboxImpl : public Outbox {
             "outcome journal ", options_.journal_path, ": ", strerror(errno)));
       }
     }
+    FC_RETURN_IF_ERROR(RecoverInterruptedLocked());
     LogInfo("outbox_opened", {{"path", options_.path},
                               {"depth", absl::StrCat(depth_)},
                               {"next_sequence", absl::StrCat(next_sequence_)},
@@ -128,10 +151,64 @@ class OutboxImpl : public Outbox {
 
   absl::StatusOr<uint64_t> Append(v1::Outcome outcome) override {
     absl::MutexLock lock(&mu_);
+    return AppendLocked(std::move(outcome));
+  }
+
+  absl::Status MarkStarted(const v1::Outcome& probe) override {
+    absl::MutexLock lock(&mu_);
+    if (probe.probe_id().empty()) {
+      return absl::InvalidArgumentError("outbox: started probe needs an id");
+    }
+    const std::string data = probe.SerializeAsString();
+    sqlite3_bind_text(started_insert_, 1, probe.probe_id().c_str(), -1,
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_blob(started_insert_, 2, data.data(), data.size(),
+                      SQLITE_STATIC);
+    const int rc = sqlite3_step(started_insert_);
+    sqlite3_reset(started_insert_);
+    if (rc != SQLITE_DONE) return Error("recording a started probe");
+    return absl::OkStatus();
+  }
+
+  // Turns the probes a previous process started and never finished into
+  // AGENT_ERROR outcomes (so a crash mid-probe leaves a trace).
+  absl::Status RecoverInterruptedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<v1::Outcome> interrupted;
+    sqlite3_stmt* q = nullptr;
+    sqlite3_prepare_v2(db_, "SELECT data FROM started", -1, &q, nullptr);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+      v1::Outcome o;
+      if (o.ParseFromArray(sqlite3_column_blob(q, 0),
+                           sqlite3_column_bytes(q, 0))) {
+        interrupted.push_back(std::move(o));
+      }
+    }
+    sqlite3_finalize(q);
+    for (v1::Outcome& o : interrupted) {
+      o.set_outcome_class(v1::AGENT_ERROR);
+      o.set_transfer_end(v1::LOCAL_ABORT);
+      o.set_detail(
+          "interrupted: the agent stopped (crash or kill) while this probe "
+          "ran");
+      FC_RETURN_IF_ERROR(AppendLocked(std::move(o)).status());
+    }
+    if (!interrupted.empty()) {
+      FC_RETURN_IF_ERROR(Exec("DELETE FROM started"));
+      LogWarning("outbox_interrupted_probes",
+                 {{"count", absl::StrCat(interrupted.size())}});
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> AppendLocked(v1::Outcome outcome)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const uint64_t seq = next_sequence_;
     outcome.set_sequence(seq);
     const std::string data = outcome.SerializeAsString();
-    FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    if (absl::Status b = Exec("BEGIN IMMEDIATE"); !b.ok()) {
+      CountLostLocked(b);
+      return b;
+    }
     uint64_t dropped_now = 0, dropped_bytes = 0;
     std::vector<uint64_t> dropped_seqs;
     absl::Status s = [&]() -> absl::Status {
@@ -141,15 +218,22 @@ class OutboxImpl : public Outbox {
       const int rc = sqlite3_step(insert_);
       sqlite3_reset(insert_);
       if (rc != SQLITE_DONE) return Error("appending outcome");
+      if (!outcome.probe_id().empty()) {
+        sqlite3_bind_text(started_delete_, 1, outcome.probe_id().c_str(), -1,
+                          SQLITE_TRANSIENT);
+        const int src = sqlite3_step(started_delete_);
+        sqlite3_reset(started_delete_);
+        if (src != SQLITE_DONE) return Error("finishing a started probe");
+      }
       FC_RETURN_IF_ERROR(SetMeta("next_sequence", seq + 1));
-      // Bound: drop the oldest until under max_bytes.
+      // Bound: drop the oldest until under max_bytes less the WAL's share.
+      const uint64_t limit = options_.max_bytes - WalBudget();
       uint64_t bytes = bytes_ + data.size();
-      while (bytes > options_.max_bytes) {
+      while (bytes > limit) {
         uint64_t upto = 0;
         int found = 0;
         sqlite3_bind_int64(oldest_, 1, std::max(sent_upto_, acked_));
-        while (bytes > options_.max_bytes &&
-               sqlite3_step(oldest_) == SQLITE_ROW) {
+        while (bytes > limit && sqlite3_step(oldest_) == SQLITE_ROW) {
           upto = sqlite3_column_int64(oldest_, 0);
           if (journal_fd_ >= 0) dropped_seqs.push_back(upto);
           const uint64_t size = sqlite3_column_int64(oldest_, 1);
@@ -187,6 +271,7 @@ class OutboxImpl : public Outbox {
     if (s.ok()) s = Exec("COMMIT");
     if (!s.ok()) {
       Exec("ROLLBACK").IgnoreError();
+      CountLostLocked(s);
       return s;
     }
     next_sequence_ = seq + 1;
@@ -302,7 +387,8 @@ class OutboxImpl : public Outbox {
     s.bytes = bytes_;
     s.last_sequence = next_sequence_ - 1;
     s.acked_sequence = acked_;
-    s.dropped_total = dropped_;
+    s.dropped_total = dropped_ + lost_;
+    s.lost_total = lost_;
     s.appended_total = appended_;
     return s;
   }
@@ -339,6 +425,47 @@ class OutboxImpl : public Outbox {
     return absl::OkStatus();
   }
 
+  // The share of max_bytes kept for the WAL.
+  uint64_t WalBudget() const { return options_.max_bytes / 8; }
+
+  // <path>.lost: 8 bytes, the cumulative count of outcomes that could not
+  // be stored at all (e.g. a full disk). Allocated once at open and then
+  // overwritten in place, so it can still be updated when the disk is full.
+  absl::Status OpenLostCounter() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string path = options_.path + ".lost";
+    lost_fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lost_fd_ < 0) {
+      return absl::UnavailableError(
+          absl::StrCat("outbox lost counter ", path, ": ", strerror(errno)));
+    }
+    uint64_t value = 0;
+    if (pread(lost_fd_, &value, sizeof(value), 0) == sizeof(value)) {
+      lost_ = value;
+    } else if (pwrite(lost_fd_, &value, sizeof(value), 0) != sizeof(value) ||
+               fsync(lost_fd_) != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("outbox lost counter ", path, ": ", strerror(errno)));
+    }
+    return absl::OkStatus();
+  }
+
+  // An outcome could not be stored: count it durably (reported to the
+  // controller with the drops) and say so.
+  void CountLostLocked(const absl::Status& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++lost_;
+    bool persisted = false;
+    if (lost_fd_ >= 0) {
+      persisted = pwrite(lost_fd_, &lost_, sizeof(lost_), 0) ==
+                      static_cast<ssize_t>(sizeof(lost_)) &&
+                  fdatasync(lost_fd_) == 0;
+    }
+    LogError("outbox_outcome_lost",
+             {{"lost_total", absl::StrCat(lost_)},
+              {"persisted", persisted ? "true" : "false"},
+              {"error", why.ToString()}});
+  }
+
   OutboxOptions options_;
   absl::Mutex mu_;
   // State below is protected by mu_.
@@ -349,7 +476,11 @@ class OutboxImpl : public Outbox {
   sqlite3_stmt* delete_upto_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* delete_range_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* read_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* started_insert_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* started_delete_ ABSL_GUARDED_BY(mu_) = nullptr;
   int journal_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  int lost_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  uint64_t lost_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;

@@ -11,14 +11,19 @@
 // watermark and the drop count are stored in the same file and survive
 // restarts.
 //
-// Bound: when the stored outcomes exceed `max_bytes`, the oldest outcomes
-// that were never sent are deleted and counted (dropped_total, cumulative and
-// persistent). Outcomes that may have reached the controller (sent, not yet
-// acknowledged: up to MarkSent()) are never dropped, so every drop is an
-// outcome the controller never sees and shows there as a sequence gap; the
-// bound can thus be exceeded by the session's in-flight window. After a
-// restart everything stored counts as possibly sent until the session's
-// first Welcome calls ResetSent().
+// Lost outcomes: an outcome that cannot be stored at all (a full disk, an
+// I/O error) is counted in <path>.lost, a counter file allocated at open and
+// rewritten in place so it survives restarts and works on a full disk; it
+// is part of dropped_total, which heartbeats report to the controller.
+//
+// Bound: when the stored outcomes plus the WAL exceed `max_bytes`, the oldest
+// outcomes that were never sent are deleted and counted (dropped_total,
+// cumulative and persistent). Outcomes that may have reached the controller
+// (sent, not yet acknowledged: up to MarkSent()) are never dropped, so every
+// drop is an outcome the controller never sees and shows there as a sequence
+// gap; the bound can thus be exceeded by the session's in-flight window. After
+// a restart everything stored counts as possibly sent until the session's first
+// Welcome calls ResetSent().
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_AGENT_OUTBOX_OUTBOX_H_
@@ -55,7 +60,10 @@ struct OutboxStats {
   uint64_t bytes = 0;           // Their serialized size.
   uint64_t last_sequence = 0;   // Highest sequence assigned.
   uint64_t acked_sequence = 0;  // Highest sequence acknowledged.
-  uint64_t dropped_total = 0;   // Dropped by the bound, ever.
+  // Dropped by the bound, ever, plus lost_total: every outcome the agent
+  // could not keep (what heartbeats report to the controller).
+  uint64_t dropped_total = 0;
+  uint64_t lost_total = 0;      // Could not be stored at all (disk errors).
   uint64_t appended_total = 0;  // Appended by this process.
 };
 
@@ -69,8 +77,15 @@ class Outbox {
 
   // Assigns the next sequence to `outcome`, commits it, and applies the
   // bound. Returns the sequence. UNAVAILABLE/INTERNAL on disk errors (the
-  // outcome is then not stored and the sequence not consumed).
+  // outcome is then not stored and the sequence not consumed; it is counted
+  // as lost).
   virtual absl::StatusOr<uint64_t> Append(v1::Outcome outcome) = 0;
+
+  // Records that the probe `probe` (an outcome skeleton: probe_id, stream,
+  // start time) has started. Its outcome's Append clears the record; a
+  // record left by a crash becomes an AGENT_ERROR outcome ("interrupted")
+  // when the outbox is next opened, so no probe vanishes without a trace.
+  virtual absl::Status MarkStarted(const v1::Outcome& probe) = 0;
 
   // Stored outcomes with sequence > `after`, in order, at most `max_count`
   // and about `max_bytes` (at least one if any).

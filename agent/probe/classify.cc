@@ -208,8 +208,13 @@ Classification Classify(const ProbeFacts& f) {
     if (f.status >= 400 && f.status <= 499) {
       return Make(v1::HTTP_4XX, end, detail);
     }
-    return Make(v1::INTEGRITY, end,
-                absl::StrCat("unexpected status ", f.status));
+    // 1xx/3xx (a redirect: Function URLs never send one) is a status the
+    // endpoint chose, not wrong bytes: counted with the non-5xx statuses,
+    // HTTP_4XX, and named in the detail (docs/hardening.md).
+    return Make(
+        v1::HTTP_4XX, end,
+        absl::StrCat("unexpected status ", f.status,
+                     f.status >= 300 && f.status <= 399 ? " (redirect)" : ""));
   }
 
   // 3. Wrong bytes or a response that breaks the contract.

@@ -71,6 +71,22 @@ struct ProbeRequest {
   std::string adhoc_id;
 };
 
+// The labels of the outcome `r` will produce (probe id, stream, seed), what
+// the outbox records before the probe runs (Outbox::MarkStarted).
+inline v1::Outcome StartedSkeleton(const ProbeRequest& r) {
+  v1::Outcome o;
+  o.set_probe_id(r.probe_id);
+  o.set_agent_id(r.agent_id);
+  o.set_region(r.region);
+  o.set_target(r.target);
+  o.set_mode(r.mode);
+  o.set_requested_bytes(r.size_bytes);
+  o.set_schedule_id(r.schedule_id);
+  o.set_adhoc_id(r.adhoc_id);
+  o.set_seed(r.seed);
+  return o;
+}
+
 struct ProbeEngineOptions {
   // Most transfers running at once; further Start() calls queue.
   int max_in_flight = 1024;

@@ -18,9 +18,11 @@ namespace {
 
 struct Job {
   v1::AdhocProbe probe;
-  // Requests not started yet, in start order.
-  std::vector<ProbeRequest> pending;
-  size_t next = 0;
+  // Probes in the job (count x sizes x urls); request i is built when it
+  // starts (MakeRequestLocked), so a large job costs nothing up front and
+  // never blocks the session thread that hands it over.
+  uint64_t total = 0;
+  uint64_t next = 0;
   uint64_t in_flight = 0;
   uint32_t concurrency = 1;
   bool cancelled = false;
@@ -73,17 +75,12 @@ class AdhocExecutorImpl : public AdhocExecutor {
           job.concurrency = std::clamp<uint32_t>(p.concurrency(), 1,
                                                  options_.max_concurrency);
           // Round by round: every URL (mode) x size once per round.
-          for (uint32_t round = 0; round < p.count(); ++round) {
-            for (uint64_t size : p.sizes()) {
-              for (const v1::FunctionUrl& u : p.urls()) {
-                job.pending.push_back(MakeRequestLocked(p, u, size));
-              }
-            }
-          }
+          job.total =
+              static_cast<uint64_t>(p.count()) * p.sizes_size() * p.urls_size();
           ++stats_.jobs_total;
           LogInfo("adhoc_start",
                   {{"adhoc_id", p.adhoc_id()},
-                   {"probes", absl::StrCat(job.pending.size())},
+                   {"probes", absl::StrCat(job.total)},
                    {"concurrency", absl::StrCat(job.concurrency)}});
           TakeLocked(&job, &start);
         }
@@ -164,9 +161,19 @@ class AdhocExecutorImpl : public AdhocExecutor {
   // Moves up to the job's free concurrency of pending requests to `out`.
   void TakeLocked(Job* job, std::vector<ProbeRequest>* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    while (!job->cancelled && job->next < job->pending.size() &&
+    while (!job->cancelled && job->next < job->total &&
            job->in_flight < job->concurrency) {
-      out->push_back(std::move(job->pending[job->next++]));
+      // Index -> (round, size, url), urls fastest: the order of a round.
+      const uint64_t i = job->next++;
+      const uint64_t per_round =
+          static_cast<uint64_t>(job->probe.sizes_size()) *
+          job->probe.urls_size();
+      const uint64_t in_round = i % per_round;
+      const int size_index =
+          static_cast<int>(in_round / job->probe.urls_size());
+      const int url_index = static_cast<int>(in_round % job->probe.urls_size());
+      out->push_back(MakeRequestLocked(job->probe, job->probe.urls(url_index),
+                                       job->probe.sizes(size_index)));
       ++job->in_flight;
       ++in_flight_;
       ++stats_.probes_started_total;
@@ -176,6 +183,10 @@ class AdhocExecutorImpl : public AdhocExecutor {
   void StartAll(std::vector<ProbeRequest> requests) {
     for (ProbeRequest& r : requests) {
       std::string id = r.adhoc_id;
+      absl::Status marked = outbox_->MarkStarted(StartedSkeleton(r));
+      if (!marked.ok()) {
+        LogError("outbox_mark_started_failed", {{"error", marked.ToString()}});
+      }
       engine_->Start(std::move(r),
                      [this, id](v1::Outcome o) { OnDone(id, std::move(o)); });
     }
@@ -201,8 +212,7 @@ class AdhocExecutorImpl : public AdhocExecutor {
         Job& job = it->second;
         --job.in_flight;
         TakeLocked(&job, &start);
-        if (job.in_flight == 0 &&
-            (job.cancelled || job.next >= job.pending.size())) {
+        if (job.in_flight == 0 && (job.cancelled || job.next >= job.total)) {
           done = true;
           LogInfo("adhoc_done",
                   {{"adhoc_id", id},

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,8 @@ ABSL_FLAG(std::string, reconnect_max, "", "Largest reconnect backoff.");
 ABSL_FLAG(std::string, outcome_journal, "",
           "Debug/testing: append '<sequence> <probe_id> <class>' of every "
           "produced outcome to this file.");
-ABSL_FLAG(uint64_t, seed, 0, "Random seed (0 = from the agent id).");
+ABSL_FLAG(uint64_t, seed, 0,
+          "Random seed of probe ids and payloads (0 = fresh each start).");
 ABSL_FLAG(std::string, drain_timeout, "20s",
           "Longest graceful drain (outbox flush) on SIGTERM.");
 ABSL_FLAG(std::string, tls_cert, "",
@@ -149,8 +151,14 @@ int main(int argc, char** argv) {
   }
   options.outcome_journal = absl::GetFlag(FLAGS_outcome_journal);
   options.seed = absl::GetFlag(FLAGS_seed);
-  if (options.seed == 0)
-    options.seed = std::hash<std::string>()(c.agent_id()) | 1;
+  if (options.seed == 0) {
+    // Fresh per process: probe ids and payload seeds never repeat across
+    // restarts of the same agent (--seed pins them for reproduction).
+    std::random_device entropy;
+    options.seed = (std::hash<std::string>()(c.agent_id()) ^
+                    (static_cast<uint64_t>(entropy()) << 32) ^ entropy()) |
+                   1;
+  }
   auto drain_timeout =
       fleetcanary::ParseDuration(absl::GetFlag(FLAGS_drain_timeout));
   if (!drain_timeout.ok()) return Fail(drain_timeout.status());

@@ -176,6 +176,7 @@ class RunnerImpl : public Runner {
         stats_.probes_started_total += due.size();
       }
       for (ProbeRequest& r : due) {
+        MarkStarted(r);
         engine_->Start(std::move(r), [this](v1::Outcome outcome) {
           OnDone(std::move(outcome));
         });
@@ -201,6 +202,13 @@ class RunnerImpl : public Runner {
     r.target = a.target();
     r.schedule_id = a.schedule_id();
     return r;
+  }
+
+  // Before a probe runs: a crash from here on leaves an interrupted outcome.
+  void MarkStarted(const ProbeRequest& r) {
+    absl::Status s = outbox_->MarkStarted(StartedSkeleton(r));
+    if (!s.ok())
+      LogError("outbox_mark_started_failed", {{"error", s.ToString()}});
   }
 
   // Engine loop thread: persist, then tell the session.

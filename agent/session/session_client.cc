@@ -426,6 +426,15 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
           break;
         }
         if (batch->empty()) break;
+        // One batch is one contiguous run of sequences: the bound may have
+        // dropped outcomes between stored ones, and the controller counts
+        // those as a gap between batches (the rest is sent next time).
+        for (size_t k = 1; k < batch->size(); ++k) {
+          if ((*batch)[k].sequence() != (*batch)[0].sequence() + k) {
+            batch->resize(k);
+            break;
+          }
+        }
         v1::AgentMessage m;
         v1::OutcomeBatch* b = m.mutable_outcomes();
         b->set_first_sequence(batch->front().sequence());

@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "common/config/yaml_limits.h"
 #include "common/units/units.h"
 #include "fleetcanary/v1/options.pb.h"
 #include "nlohmann/json.hpp"
@@ -496,6 +498,8 @@ absl::Status ParseYamlToMessage(absl::string_view yaml,
                                 absl::string_view source_name,
                                 google::protobuf::Message* msg) {
   msg->Clear();
+  // Size, depth and alias expansion are bounded before any node is built.
+  if (absl::Status s = CheckYamlLimits(yaml, source_name); !s.ok()) return s;
   YamlConverter converter(source_name);
   YAML::Node root;
   try {
@@ -527,6 +531,13 @@ absl::Status LoadYamlFile(const std::string& path,
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(absl::StrCat("cannot read config file ", path));
+  }
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size > YamlLimits().max_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": YAML of ", size, " bytes is above the limit of ",
+                     YamlLimits().max_bytes, " bytes; limit max_bytes"));
   }
   std::stringstream buffer;
   buffer << in.rdbuf();

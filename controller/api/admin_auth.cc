@@ -1,6 +1,7 @@
 #include "controller/api/admin_auth.h"
 
 #include <openssl/crypto.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <set>
@@ -9,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "common/config/loader.h"
 #include "common/log/log.h"
@@ -19,6 +21,24 @@ namespace {
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   if (a.size() != b.size()) return false;
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace
+
+namespace {
+
+// Secrets must not be readable by others nor writable by the group or
+// others (0600 or 0640 are fine; 0644 and 0666 are refused).
+absl::Status CheckSecretMode(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return absl::OkStatus();  // Read reports.
+  if ((st.st_mode & 0027) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s has mode %04o: token files must not be readable by others nor "
+        "writable by the group (chmod 600 %s)",
+        path, st.st_mode & 07777, path));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -40,6 +60,10 @@ absl::StatusOr<std::unique_ptr<AdminAuthorizer>> AdminAuthorizer::Create(
       if (!token.empty()) {
         return absl::InvalidArgumentError(
             absl::StrCat(where, ": give token or token_file, not both"));
+      }
+      if (absl::Status m = CheckSecretMode(t.token_file()); !m.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".token_file: ", m.message()));
       }
       std::ifstream in(t.token_file());
       if (!in) {
@@ -66,6 +90,7 @@ absl::StatusOr<std::unique_ptr<AdminAuthorizer>> AdminAuthorizer::Create(
 absl::StatusOr<std::unique_ptr<AdminAuthorizer>> AdminAuthorizer::FromFile(
     const std::string& path) {
   v1::AdminTokens tokens;
+  if (absl::Status m = CheckSecretMode(path); !m.ok()) return m;
   if (absl::Status s = LoadYamlFile(path, &tokens); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<AdminAuthorizer>> auth = Create(tokens);
   if (!auth.ok()) {

@@ -324,6 +324,12 @@ class RunImpl : public ProbeRun {
         s.lost = true;
         lost_.push_back(id);
         LogWarning("adhoc_agent_lost", {{"adhoc_id", id_}, {"agent", id}});
+        // Its share is given up: stop its probing if it still has a stream.
+        v1::AdhocProbe p;
+        p.set_adhoc_id(id_);
+        p.set_region(s.region);
+        p.set_cancel(true);
+        send_(id, p).IgnoreError();
       } else if (s.reported_done && now - s.reported_at >= kDoneGrace) {
         s.done = true;
       }
@@ -350,7 +356,8 @@ class RunImpl : public ProbeRun {
 
   void SendCancelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const auto& [id, s] : shares_) {
-      if (s.done || s.lost) continue;
+      // Lost agents too: one marked LOST may still be probing.
+      if (s.done) continue;
       v1::AdhocProbe p;
       p.set_adhoc_id(id_);
       p.set_region(s.region);

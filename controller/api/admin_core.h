@@ -48,8 +48,9 @@ struct AdminCoreOptions {
   // Allowlist for explicit URLs of RunProbe and for target URLs applied
   // through ApplySchedules; the hosts of registered targets are added.
   TargetGuardOptions guard;
-  // Probes per RunProbe at most (count x modes x sizes x regions).
-  uint64_t max_probes_per_run = 1000000;
+  // Probes per RunProbe at most (count x modes x sizes x regions); larger
+  // runs are INVALID_ARGUMENT (controller flag --adhoc_max_probes).
+  uint64_t max_probes_per_run = 10000;
   // Concurrent RunProbe calls at most (RESOURCE_EXHAUSTED beyond).
   int max_active_runs = 64;
   // Concurrency when the request leaves it 0.

@@ -29,6 +29,8 @@ struct Item {
   v1::PlatformMetricBatch platform;
   uint64_t dropped_total = 0;
   Ingest::DoneCallback done;
+  // One flag per outcome the session refused (or empty).
+  std::vector<bool> rejected;
 };
 
 class IngestImpl : public Ingest {
@@ -49,9 +51,11 @@ class IngestImpl : public Ingest {
   }
 
   void SubmitOutcomes(const std::string& agent_id, const std::string& region,
-                      v1::OutcomeBatch batch, DoneCallback done) override {
+                      v1::OutcomeBatch batch, DoneCallback done,
+                      std::vector<bool> rejected) override {
     Item item;
     item.kind = Item::Kind::kOutcomes;
+    item.rejected = std::move(rejected);
     item.agent_id = agent_id;
     item.region = region;
     item.outcomes = std::move(batch);
@@ -230,7 +234,7 @@ class IngestImpl : public Ingest {
     std::map<std::pair<StreamKey, int64_t>, StreamStats> minutes;
     WriteBatch batch;
     CommittedBatch committed;
-    uint64_t batches = 0, applied = 0, duplicates = 0, gaps = 0;
+    uint64_t batches = 0, applied = 0, duplicates = 0, gaps = 0, rejected = 0;
     int failures_kept = 0;
     for (size_t i = 0; i < items.size(); ++i) {
       Item& item = items[i];
@@ -278,7 +282,12 @@ class IngestImpl : public Ingest {
             const uint64_t skip = wm >= first ? wm - first + 1 : 0;
             r.duplicates = skip;
             r.gaps = first > wm + 1 ? first - wm - 1 : 0;
+            const uint64_t rejected_before = rejected;
             for (uint64_t k = skip; k < n; ++k) {
+              if (k < item.rejected.size() && item.rejected[k]) {
+                ++rejected;
+                continue;
+              }
               v1::Outcome& o = *b.mutable_outcomes(k);
               o.set_sequence(first + k);
               o.set_agent_id(item.agent_id);
@@ -298,7 +307,7 @@ class IngestImpl : public Ingest {
               }
               committed.outcomes.push_back(std::move(o));
             }
-            r.applied = n - skip;
+            r.applied = n - skip - (rejected - rejected_before);
             agent.applied_sequence = last;
           }
           r.applied_sequence = agent.applied_sequence;
@@ -320,6 +329,7 @@ class IngestImpl : public Ingest {
     add(kIngestOutcomes, applied);
     add(kIngestDuplicates, duplicates);
     add(kIngestGaps, gaps);
+    add("outcomes_rejected_total", rejected);
     add(kPlatformSamples, batch.platform_samples.size());
     batch.counter_deltas[kIngestCommits] = 1;
 

@@ -93,9 +93,13 @@ class Ingest {
   // INVALID_ARGUMENT results: first_sequence 0 or inconsistent sequences.
   // An empty batch is a barrier: its result carries the watermark after
   // everything submitted before it.
+  // `rejected` (empty, or one flag per outcome) marks outcomes the session
+  // refused (not the agent's streams): they advance the watermark like any
+  // outcome but are not stored, only counted (outcomes_rejected_total).
   virtual void SubmitOutcomes(const std::string& agent_id,
                               const std::string& region, v1::OutcomeBatch batch,
-                              DoneCallback done) = 0;
+                              DoneCallback done,
+                              std::vector<bool> rejected = {}) = 0;
   // Queues platform samples (upserted; counters add the change).
   virtual void SubmitPlatform(const std::string& agent_id,
                               const std::string& region,

@@ -208,7 +208,25 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
             "Times the store became unreachable or refused writes."},
            {"session_refused_total",
             "Agent sessions refused: no valid client certificate, a Hello "
-            "not matching it, or a region not allowed."}}) {
+            "not matching it, or a region not allowed."},
+           {"agents_lost_total",
+            "Times an agent was marked LOST (disconnected or silent)."},
+           {"agents_recovered_total",
+            "Times a LOST agent came back (heartbeat or reconnect)."},
+           {"agent_lost_seconds_total",
+            "Seconds agents spent LOST before they came back."},
+           {"session_fenced_total",
+            "Agent sessions closed because a newer session for the same "
+            "agent id was welcomed (one live session per agent)."},
+           {"grpc_listener_unhealthy_total",
+            "Times the gRPC listener went unhealthy (short of file "
+            "descriptors or a failed accept); health said NOT_SERVING."},
+           {"grpc_listener_restarts_total",
+            "Times the gRPC listeners were rebuilt after they stopped "
+            "accepting."},
+           {"outcomes_rejected_total",
+            "Outcomes refused: not for a stream assigned to the agent, nor "
+            "for one of its ad-hoc runs."}}) {
     ingest.push_back(CounterFamily(absl::StrCat("fleetcanary_", name), help));
   }
 

@@ -20,10 +20,14 @@
 //   fleetcanary_ingest_{batches,outcomes,duplicates,gaps,commits,
 //     commit_errors}_total
 //   fleetcanary_sessions_active, fleetcanary_sessions_total,
-//   fleetcanary_session_refused_total
 //   fleetcanary_store_up (1 while the store answers and commits),
 //   fleetcanary_store_unavailable_total (transitions to down)
 //   fleetcanary_controller_leader (1 on the replica holding the lease)
+//   fleetcanary_session_refused_total, fleetcanary_session_fenced_total
+//   fleetcanary_agents_lost_total, fleetcanary_agents_recovered_total,
+//   fleetcanary_agent_lost_seconds_total, fleetcanary_outcomes_rejected_total
+//   fleetcanary_grpc_listener_unhealthy_total,
+//   fleetcanary_grpc_listener_restarts_total (docs/hardening.md)
 // Label values are bounded: size_class via FormatBytes, mode "buffered" /
 // "stream", outcome and state the enum names.
 //

@@ -1,14 +1,19 @@
 #include "controller/metrics/metrics_export.h"
 
-#include <CivetServer.h>
 #include <prometheus/text_serializer.h>
 
-#include <exception>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace fleetcanary {
 
@@ -92,22 +97,51 @@ void AddHistogramSample(prometheus::MetricFamily* family,
 
 namespace {
 
-// Serves /metrics from the registered collectables, plus any pages added with
-// AddPage, on one civetweb server (the library prometheus-cpp's own exposer
-// is built on).
-class CivetMetricsServer : public MetricsHttpServer {
- public:
-  CivetMetricsServer(std::unique_ptr<CivetServer> server, std::string host)
-      : server_(std::move(server)), host_(std::move(host)) {
-    metrics_ = std::make_unique<Page>([this] {
-      return HttpPage{"text/plain; version=0.0.4; charset=utf-8", Scrape()};
-    });
-    server_->addHandler("/metrics", metrics_.get());
-  }
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
 
-  ~CivetMetricsServer() override {
-    // Stop serving before the handlers go away.
-    server_->close();
+// Per-connection bounds: a request must arrive whole within kReadTimeout and
+// the response be taken within kWriteTimeout; at most kMaxConnections are
+// open (more are closed at once). Idle or slow clients cost a socket, never
+// a thread: one I/O thread multiplexes every connection, and pages render
+// on kRenderThreads workers, so 1,000 idle connections do not stop a scrape.
+constexpr absl::Duration kReadTimeout = absl::Seconds(5);
+constexpr absl::Duration kWriteTimeout = absl::Seconds(10);
+constexpr int kMaxConnections = 4096;
+constexpr int kRenderThreads = 4;
+constexpr size_t kMaxRequestBytes = 16 << 10;
+
+class BeastMetricsServer : public MetricsHttpServer {
+ public:
+  explicit BeastMetricsServer(std::string host)
+      : host_(std::move(host)), acceptor_(io_), render_(kRenderThreads) {}
+
+  ~BeastMetricsServer() override { Stop(); }
+
+  absl::Status Start(const std::string& host, int port) {
+    beast::error_code ec;
+    const asio::ip::address addr =
+        asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("http_listen: bad host \"", host, "\": ", ec.message()));
+    }
+    const tcp::endpoint ep(addr, static_cast<uint16_t>(port));
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("http_listen: cannot serve on ", host, ":", port, ": ",
+                       ec.message()));
+    }
+    port_ = acceptor_.local_endpoint().port();
+    Accept();
+    thread_ = std::thread([this] { io_.run(); });
+    return absl::OkStatus();
   }
 
   void Register(const std::shared_ptr<prometheus::Collectable>& c) override {
@@ -117,37 +151,112 @@ class CivetMetricsServer : public MetricsHttpServer {
 
   void AddPage(const std::string& path, PageFn page) override {
     std::lock_guard<std::mutex> lock(mu_);
-    pages_.push_back(std::make_unique<Page>(std::move(page)));
-    server_->addHandler(path, pages_.back().get());
+    pages_[path] = std::make_shared<PageFn>(std::move(page));
   }
 
   std::string address() const override {
     return absl::StrCat(host_, ":", port());
   }
-  int port() const override {
-    std::vector<int> ports = server_->getListeningPorts();
-    return ports.empty() ? 0 : ports.front();
-  }
+  int port() const override { return port_; }
 
  private:
-  class Page : public CivetHandler {
-   public:
-    explicit Page(PageFn fn) : fn_(std::move(fn)) {}
-    bool handleGet(CivetServer*, struct mg_connection* conn) override {
-      HttpPage page = fn_();
-      mg_printf(conn,
-                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-                "Content-Length: %zu\r\nCache-Control: no-store\r\n"
-                "Connection: close\r\n\r\n",
-                page.status, page.status == 200 ? "OK" : "Error",
-                page.content_type.c_str(), page.body.size());
-      mg_write(conn, page.body.data(), page.body.size());
-      return true;
-    }
-
-   private:
-    PageFn fn_;
+  struct Connection {
+    explicit Connection(tcp::socket s) : stream(std::move(s)) {}
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer{kMaxRequestBytes};
+    http::request_parser<http::empty_body> parser;
+    http::response<http::string_body> response;
   };
+
+  void Stop() {
+    asio::post(io_, [this] {
+      beast::error_code ec;
+      acceptor_.close(ec);
+    });
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+    render_.join();
+  }
+
+  void Accept() {
+    acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      if (!ec) {
+        if (open_ >= kMaxConnections) {
+          beast::error_code ignored;
+          socket.close(ignored);  // Shed: over the connection cap.
+        } else {
+          ++open_;
+          auto c = std::make_shared<Connection>(std::move(socket));
+          c->parser.header_limit(kMaxRequestBytes);
+          Read(std::move(c));
+        }
+      }
+      Accept();
+    });
+  }
+
+  // I/O thread.
+  void Read(std::shared_ptr<Connection> c) {
+    c->stream.expires_after(absl::ToChronoMilliseconds(kReadTimeout));
+    http::async_read(c->stream, c->buffer, c->parser,
+                     [this, c](beast::error_code ec, size_t) {
+                       if (ec) return Close(c);
+                       Handle(c);
+                     });
+  }
+
+  void Handle(std::shared_ptr<Connection> c) {
+    const auto& req = c->parser.get();
+    std::string path(req.target());
+    const size_t q = path.find('?');
+    if (q != std::string::npos) path.resize(q);
+    std::shared_ptr<PageFn> page;
+    bool metrics = path == "/metrics";
+    if (!metrics) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pages_.find(path);
+      if (it != pages_.end()) page = it->second;
+    }
+    const bool get =
+        req.method() == http::verb::get || req.method() == http::verb::head;
+    if (!get || (!metrics && page == nullptr)) {
+      return Respond(c, HttpPage{"text/plain; charset=utf-8",
+                                 get ? "not found\n" : "method not allowed\n",
+                                 get ? 404 : 405});
+    }
+    // Render off the I/O thread; respond back on it.
+    asio::post(render_, [this, c, page, metrics] {
+      HttpPage out = metrics ? HttpPage{"text/plain; version=0.0.4; "
+                                        "charset=utf-8",
+                                        Scrape()}
+                             : (*page)();
+      asio::post(io_, [this, c, out = std::move(out)]() mutable {
+        Respond(c, std::move(out));
+      });
+    });
+  }
+
+  void Respond(std::shared_ptr<Connection> c, HttpPage page) {
+    auto& res = c->response;
+    res.version(11);
+    res.result(static_cast<http::status>(page.status));
+    res.set(http::field::content_type, page.content_type);
+    res.set(http::field::cache_control, "no-store");
+    res.keep_alive(false);
+    res.body() = std::move(page.body);
+    res.prepare_payload();
+    c->stream.expires_after(absl::ToChronoMilliseconds(kWriteTimeout));
+    http::async_write(c->stream, res,
+                      [this, c](beast::error_code, size_t) { Close(c); });
+  }
+
+  void Close(const std::shared_ptr<Connection>& c) {
+    beast::error_code ec;
+    c->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    c->stream.close();
+    --open_;
+  }
 
   std::string Scrape() {
     std::vector<prometheus::MetricFamily> families;
@@ -168,12 +277,16 @@ class CivetMetricsServer : public MetricsHttpServer {
     return prometheus::TextSerializer().Serialize(families);
   }
 
-  std::unique_ptr<CivetServer> server_;
-  std::string host_;
-  std::unique_ptr<Page> metrics_;
+  const std::string host_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  asio::thread_pool render_;
+  std::thread thread_;
+  int port_ = 0;
+  int open_ = 0;  // I/O thread only.
   std::mutex mu_;
   std::vector<std::weak_ptr<prometheus::Collectable>> collectables_;
-  std::vector<std::unique_ptr<Page>> pages_;
+  std::map<std::string, std::shared_ptr<PageFn>> pages_;
 };
 
 }  // namespace
@@ -189,17 +302,14 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Create(
         absl::StrCat("http_listen: want host:port, got \"", listen, "\""));
   }
   std::string host = listen.substr(0, colon);
-  std::vector<std::string> options = {"listening_ports",    listen,
-                                      "num_threads",        "4",
-                                      "request_timeout_ms", "10000"};
-  try {
-    auto server = std::make_unique<CivetServer>(options);
-    return std::unique_ptr<MetricsHttpServer>(
-        new CivetMetricsServer(std::move(server), std::move(host)));
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("http_listen: cannot serve on ", listen, ": ", e.what()));
+  std::string bind_host = host;
+  if (bind_host.size() > 2 && bind_host.front() == '[' &&
+      bind_host.back() == ']') {
+    bind_host = bind_host.substr(1, bind_host.size() - 2);
   }
+  auto server = std::make_unique<BeastMetricsServer>(host);
+  if (absl::Status s = server->Start(bind_host, port); !s.ok()) return s;
+  return std::unique_ptr<MetricsHttpServer>(std::move(server));
 }
 
 }  // namespace fleetcanary

@@ -67,7 +67,12 @@ struct HttpPage {
   int status = 200;
 };
 
-// Serves GET /metrics on `listen` ("127.0.0.1:0" picks a free port).
+// Serves GET /metrics on `listen` ("127.0.0.1:0" picks a free port), plus
+// the pages added with AddPage. Bounded (docs/hardening.md): one I/O thread
+// multiplexes every connection, a request must arrive within 5 s and its
+// response be taken within 10 s, at most 4096 connections are open, and
+// pages render on 4 worker threads -- so idle or slow clients never stop a
+// scrape.
 class MetricsHttpServer {
  public:
   virtual ~MetricsHttpServer() = default;

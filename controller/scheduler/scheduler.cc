@@ -51,6 +51,12 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
 
+std::string StreamOf(absl::string_view schedule, absl::string_view target,
+                     int mode, uint64_t size) {
+  return absl::StrCat(schedule, "|", target, "|", mode, "|", size);
+}
+constexpr size_t kMaxStreamsRemembered = 100000;
+
 // One placement unit: both modes of one size of one schedule in one region.
 struct Pair {
   std::string key;  // schedule|region|size, the rendezvous key.
@@ -68,6 +74,11 @@ struct AgentEntry {
   v1::Heartbeat heartbeat;
   AssignmentListener* listener = nullptr;
   v1::AssignmentSet set;
+  // Every stream (StreamOf) ever assigned to this agent (bounded).
+  std::set<std::string> ever_assigned;
+  // Monotonic time the agent became LOST (valid while state == LOST).
+  absl::Duration lost_since_mono;
+  bool ever_lost = false;
 };
 
 class SchedulerImpl : public Scheduler {
@@ -170,6 +181,9 @@ class SchedulerImpl : public Scheduler {
                       AssignmentListener* listener) override {
     absl::MutexLock lock(&mu_);
     AgentEntry& a = agents_[hello.agent_id()];
+    if (a.state == v1::LOST && a.ever_lost) {
+      RecoveredLocked(hello.agent_id(), &a, "reconnected");
+    }
     a.hello = hello;
     a.state = v1::LIVE;
     a.connected_since = clock_->Now();
@@ -187,9 +201,16 @@ class SchedulerImpl : public Scheduler {
     absl::MutexLock lock(&mu_);
     auto it = agents_.find(agent_id);
     if (it == agents_.end()) return;
-    it->second.heartbeat = heartbeat;
-    it->second.last_heartbeat = clock_->Now();
-    it->second.last_heartbeat_mono = clock_->MonotonicNow();
+    AgentEntry& a = it->second;
+    a.heartbeat = heartbeat;
+    a.last_heartbeat = clock_->Now();
+    a.last_heartbeat_mono = clock_->MonotonicNow();
+    if (a.state == v1::LOST && a.listener != nullptr) {
+      // Heartbeating on its open stream: it is alive (e.g. it was paused).
+      RecoveredLocked(agent_id, &a, "heartbeat");
+      a.state = v1::LIVE;
+      RecomputeLocked();
+    }
   }
 
   void AgentDisconnected(const std::string& agent_id,
@@ -199,10 +220,7 @@ class SchedulerImpl : public Scheduler {
     if (it == agents_.end() || it->second.listener != listener) return;
     it->second.listener = nullptr;
     if (it->second.state != v1::LOST) {
-      it->second.state = v1::LOST;
-      LogWarning("agent_lost", {{"agent", agent_id},
-                                {"region", it->second.hello.region()},
-                                {"reason", "disconnected"}});
+      MarkLostLocked(agent_id, &it->second, "disconnected");
     }
     RecomputeLocked();
   }
@@ -224,6 +242,16 @@ class SchedulerImpl : public Scheduler {
     absl::MutexLock lock(&mu_);
     auto it = agents_.find(agent_id);
     return it == agents_.end() ? v1::AssignmentSet() : it->second.set;
+  }
+
+  bool WasAssigned(const std::string& agent_id,
+                   const v1::Outcome& outcome) override {
+    absl::MutexLock lock(&mu_);
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end()) return false;
+    return it->second.ever_assigned.count(
+               StreamOf(outcome.schedule_id(), outcome.target(), outcome.mode(),
+                        outcome.requested_bytes())) > 0;
   }
 
   std::vector<v1::AgentInfo> ListAgents(const std::string& region) override {
@@ -322,14 +350,42 @@ class SchedulerImpl : public Scheduler {
     for (auto& [id, a] : agents_) {
       if (a.state == v1::LOST) continue;
       if (now - a.last_heartbeat_mono > options_.liveness_timeout) {
-        a.state = v1::LOST;
+        MarkLostLocked(id, &a, "heartbeat timeout");
         changed = true;
-        LogWarning("agent_lost", {{"agent", id},
-                                  {"region", a.hello.region()},
-                                  {"reason", "heartbeat timeout"}});
+        // Close its stream: the agent reconnects and is LIVE again.
+        if (a.listener != nullptr) a.listener->OnLost();
       }
     }
     if (changed) RecomputeLocked();
+  }
+
+  void MarkLostLocked(const std::string& id, AgentEntry* a,
+                      const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    a->state = v1::LOST;
+    a->ever_lost = true;
+    a->lost_since_mono = clock_->MonotonicNow();
+    LogWarning(
+        "agent_lost",
+        {{"agent", id}, {"region", a->hello.region()}, {"reason", reason}});
+    if (options_.metrics != nullptr) {
+      options_.metrics->AddCounter("agents_lost_total", 1);
+    }
+  }
+
+  void RecoveredLocked(const std::string& id, AgentEntry* a,
+                       const std::string& how)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const absl::Duration lost_for = clock_->MonotonicNow() - a->lost_since_mono;
+    LogInfo("agent_back", {{"agent", id},
+                           {"region", a->hello.region()},
+                           {"how", how},
+                           {"lost_for", absl::FormatDuration(lost_for)}});
+    if (options_.metrics != nullptr) {
+      options_.metrics->AddCounter("agents_recovered_total", 1);
+      options_.metrics->AddCounter("agent_lost_seconds_total",
+                                   absl::ToDoubleSeconds(lost_for));
+    }
   }
 
   // Regions named by schedules (through their targets).
@@ -439,6 +495,11 @@ class SchedulerImpl : public Scheduler {
       }
       next.set_version(++version_);
       a.set = std::move(next);
+      for (const v1::Assignment& x : a.set.assignments()) {
+        if (a.ever_assigned.size() >= kMaxStreamsRemembered) break;
+        a.ever_assigned.insert(
+            StreamOf(x.schedule_id(), x.target(), x.mode(), x.size_bytes()));
+      }
       if (a.listener != nullptr) a.listener->OnAssignments(a.set);
     }
     std::vector<std::string> lonely = RegionsWithoutAgentsLocked();

@@ -16,9 +16,13 @@
 //
 // A lost agent (stream closed, or no heartbeat for liveness_timeout) is taken
 // out of placement at once and its pairs move to the region's other agents,
-// whose new sets are pushed immediately. Regions with schedules but no live
-// agent are reported: a log line on each change, RegionsWithoutAgents(), and
-// the fleetcanary_regions_without_agents metric.
+// whose new sets are pushed immediately. An agent lost by heartbeat timeout
+// has its stream closed (AssignmentListener::OnLost) so that it reconnects;
+// a heartbeat that still arrives on its open stream makes it LIVE again at
+// once (a paused process comes back with its work). Both ways back are
+// logged and counted with the time spent LOST. Regions with schedules but no
+// live agent are reported: a log line on each change, RegionsWithoutAgents(),
+// and the fleetcanary_regions_without_agents metric.
 //
 // Thread-safety: all methods are thread-safe. AssignmentListener calls are
 // made with the scheduler's lock held: listeners must only enqueue, never
@@ -52,6 +56,9 @@ struct SchedulerOptions {
   // Platform-metrics period, the turn length of size rotation
   // (Schedule.size_rotation).
   absl::Duration rotation_period = absl::Seconds(60);
+  // Optional: receives agents_lost_total, agents_recovered_total and
+  // agent_lost_seconds_total (the time agents spent LOST before coming back).
+  ControllerMetrics* metrics = nullptr;
 };
 
 // Receives the complete AssignmentSet of one connected agent, whenever it
@@ -60,6 +67,10 @@ class AssignmentListener {
  public:
   virtual ~AssignmentListener() = default;
   virtual void OnAssignments(const v1::AssignmentSet& set) = 0;
+  // The agent was marked LOST (heartbeat timeout) while this listener was
+  // its current one: the listener should close its stream so the agent
+  // reconnects. Must not block.
+  virtual void OnLost() {}
 };
 
 class Scheduler {
@@ -86,6 +97,8 @@ class Scheduler {
   // connection with the same id replaces the first.
   virtual void AgentConnected(const v1::Hello& hello,
                               AssignmentListener* listener) = 0;
+  // Records liveness. A LOST agent whose stream is still open (its listener
+  // registered) becomes LIVE again and gets its assignments back.
   virtual void AgentHeartbeat(const std::string& agent_id,
                               const v1::Heartbeat& heartbeat) = 0;
   // The agent is marked LOST (if `listener` is still its current one) and
@@ -100,6 +113,11 @@ class Scheduler {
   virtual void CheckLiveness() = 0;
 
   virtual v1::AssignmentSet AssignmentsFor(const std::string& agent_id) = 0;
+  // Whether `outcome`'s stream (schedule, target, mode, size) was ever
+  // assigned to `agent_id` by this process: the session accepts only those
+  // (a late outcome of a stream that moved away still counts).
+  virtual bool WasAssigned(const std::string& agent_id,
+                           const v1::Outcome& outcome) = 0;
   virtual std::vector<v1::AgentInfo> ListAgents(const std::string& region) = 0;
   virtual std::vector<std::string> RegionsWithoutAgents() = 0;
   virtual std::vector<AgentCount> AgentCounts() = 0;

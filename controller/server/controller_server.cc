@@ -1,16 +1,24 @@
 #include "controller/server/controller_server.h"
 
+#include <grpc/support/log.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <regex>
 #include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
@@ -54,6 +62,49 @@ std::string HostOf(const std::string& listen) {
   return colon == std::string::npos ? listen : listen.substr(0, colon);
 }
 
+// gRPC (1.51) stops accepting on a listener for good after accept4 fails
+// (EMFILE: the fd limit was reached). Its log line is the only signal, so a
+// log hook raises this flag; the listener guard then rebuilds the listeners.
+std::atomic<int> g_accept_failures{0};
+
+void GrpcLogHook(gpr_log_func_args* args) {
+  if (args->message != nullptr &&
+      std::strstr(args->message, "Failed accept4") != nullptr) {
+    g_accept_failures.fetch_add(1);
+  }
+  std::fprintf(stderr, "grpc %s %s:%d] %s\n",
+               gpr_log_severity_string(args->severity), args->file, args->line,
+               args->message);
+}
+
+// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit.
+uint64_t RaiseFdLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    const rlim_t before = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      LogInfo("fd_limit_raised", {{"from", absl::StrCat(before)},
+                                  {"to", absl::StrCat(rl.rlim_cur)}});
+    } else {
+      getrlimit(RLIMIT_NOFILE, &rl);
+    }
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? uint64_t{1} << 20 : rl.rlim_cur;
+}
+
+// Open file descriptors of this process.
+int OpenFds() {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
 class ControllerServerImpl : public ControllerServer {
  public:
   ControllerServerImpl(const ControllerServerOptions& options, Clock* clock)
@@ -63,6 +114,7 @@ class ControllerServerImpl : public ControllerServer {
     Drain(absl::Seconds(2));
     if (pruner_.joinable()) pruner_.join();
     if (store_checker_.joinable()) store_checker_.join();
+    if (guard_.joinable()) guard_.join();
   }
 
   absl::Status Start() {
@@ -118,6 +170,7 @@ class ControllerServerImpl : public ControllerServer {
     so.rotation_period = FromProto(c.metrics_period(), absl::Seconds(60));
     so.heartbeat_interval = heartbeat;
     so.liveness_timeout = liveness;
+    so.metrics = metrics_.get();
     FC_ASSIGN_OR_RETURN(scheduler_,
                         Scheduler::Create(so, store_.get(), clock_));
     if (options_.fleet.targets_size() > 0 ||
@@ -144,43 +197,40 @@ class ControllerServerImpl : public ControllerServer {
     auth.allowed_regions = options_.allowed_regions;
     auth.require_certificate =
         !options_.tls.insecure && !options_.tls.ca_file.empty();
+    if (!options_.agent_id_pattern.empty()) {
+      try {
+        std::regex check(absl::StrReplaceAll(options_.agent_id_pattern,
+                                             {{"{cert}", "cert"}}));
+      } catch (const std::regex_error& e) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "agent_id_pattern: not a regular expression: ", e.what()));
+      }
+      auth.agent_id_pattern = options_.agent_id_pattern;
+    }
     ControllerMetrics* metrics = metrics_.get();
     auth.on_refused = [metrics](const absl::Status&) {
       metrics->AddCounter("session_refused_total", 1);
     };
-    service_ = std::make_unique<AgentSessionService>(hub_.get(), auth);
+    auth_ = auth;
     FC_RETURN_IF_ERROR(StartAdmin());
 
+    fd_limit_ = RaiseFdLimit();
+    gpr_set_log_function(GrpcLogHook);
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-    FC_ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(options_.tls));
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort(c.grpc_listen(), credentials, &port);
-    builder.RegisterService(service_.get());
-    builder.RegisterService(admin_service_.get());
-    builder.SetMaxReceiveMessageSize(64 << 20);
-    server_ = builder.BuildAndStart();
-    if (server_ == nullptr || port == 0) {
-      return absl::UnavailableError(
-          absl::StrCat("grpc_listen: cannot bind ", c.grpc_listen()));
-    }
-    grpc_address_ = absl::StrCat(HostOf(c.grpc_listen()), ":", port);
-    if (!options_.health_listen.empty()) {
-      // Health only: a server with no services of ours gets just the default
-      // health service.
-      grpc::ServerBuilder health_builder;
-      int health_port = 0;
-      health_builder.AddListeningPort(options_.health_listen,
-                                      grpc::InsecureServerCredentials(),
-                                      &health_port);
-      health_server_ = health_builder.BuildAndStart();
-      if (health_server_ == nullptr || health_port == 0) {
-        return absl::UnavailableError(absl::StrCat(
-            "health_listen: cannot bind ", options_.health_listen));
+    FC_ASSIGN_OR_RETURN(credentials_, MakeServerCredentials(options_.tls));
+    {
+      absl::MutexLock listeners(&listener_mu_);
+      FC_RETURN_IF_ERROR(BuildMainServer(c.grpc_listen()));
+      grpc_address_ = absl::StrCat(HostOf(c.grpc_listen()), ":", grpc_port_);
+      if (!options_.health_listen.empty()) {
+        FC_RETURN_IF_ERROR(BuildHealthServer(options_.health_listen));
+        health_address_ =
+            absl::StrCat(HostOf(options_.health_listen), ":", health_port_);
       }
-      health_address_ =
-          absl::StrCat(HostOf(options_.health_listen), ":", health_port);
+    }
+    if (options_.self_check_interval > absl::ZeroDuration()) {
+      guard_ = std::thread([this] { GuardLoop(); });
     }
     if (!c.http_listen().empty()) {
       FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.http_listen()));
@@ -349,6 +399,155 @@ class ControllerServerImpl : public ControllerServer {
     return absl::OkStatus();
   }
 
+  // (Re)builds the main gRPC server on `listen` with fresh service adapters
+  // over the same core objects, hardened (docs/hardening.md).
+  absl::Status BuildMainServer(const std::string& listen)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(listener_mu_) {
+    auto service = std::make_unique<AgentSessionService>(hub_.get(), auth_);
+    auto admin = CreateAdminService({}, admin_core_.get(), admin_auth_.get());
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(listen, credentials_, &port);
+    builder.RegisterService(service.get());
+    builder.RegisterService(admin.get());
+    builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+    builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(
+                                   options_.handshake_timeout)));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(
+                                   options_.max_connection_idle)));
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 1);
+    grpc::ResourceQuota quota("fleetcanary-controller");
+    quota.SetMaxThreads(std::max(4, options_.max_threads));
+    builder.SetResourceQuota(quota);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (server == nullptr || port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("grpc_listen: cannot bind ", listen));
+    }
+    std::unique_ptr<grpc::Server> old = std::move(server_);
+    std::unique_ptr<AgentSessionService> old_service = std::move(service_);
+    std::unique_ptr<AdminService> old_admin = std::move(admin_service_);
+    server_ = std::move(server);
+    service_ = std::move(service);
+    admin_service_ = std::move(admin);
+    grpc_port_ = port;
+    if (old != nullptr) {
+      // Its streams end; agents reconnect to the new listener.
+      old->Shutdown(
+          absl::ToChronoTime(Clock::Real()->Now() + absl::Seconds(1)));
+      old.reset();
+      if (old_admin) old_admin->Shutdown();
+    }
+    return absl::OkStatus();
+  }
+
+  // Health only: a server with no services of ours gets just the default
+  // health service.
+  absl::Status BuildHealthServer(const std::string& listen)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(listener_mu_) {
+    if (health_server_ != nullptr) {
+      health_server_->Shutdown(
+          absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(100)));
+      health_server_.reset();
+    }
+    grpc::ServerBuilder health_builder;
+    int health_port = 0;
+    health_builder.AddListeningPort(listen, grpc::InsecureServerCredentials(),
+                                    &health_port);
+    health_builder.AddChannelArgument(
+        GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+        static_cast<int>(
+            absl::ToInt64Milliseconds(options_.handshake_timeout)));
+    health_server_ = health_builder.BuildAndStart();
+    if (health_server_ == nullptr || health_port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("health_listen: cannot bind ", listen));
+    }
+    health_port_ = health_port;
+    return absl::OkStatus();
+  }
+
+  // The listener guard: the health services say NOT_SERVING while the
+  // process is short of file descriptors or a listener failed to accept,
+  // and a failed listener is rebuilt on the same port once descriptors are
+  // free again (half-open connections end at the handshake timeout).
+  void GuardLoop() {
+    const int reserve =
+        static_cast<int>(std::max<uint64_t>(16, fd_limit_ / 20));
+    bool serving = true;
+    absl::MutexLock lock(&mu_);
+    for (;;) {
+      clock_->AwaitWithTimeout(&mu_, absl::Condition(&drain_started_),
+                               options_.self_check_interval);
+      if (drain_started_) return;
+      mu_.Unlock();
+      const int free_fds = static_cast<int>(fd_limit_) - OpenFds();
+      const int failures = g_accept_failures.load();
+      const bool failed = failures != accept_failures_seen_;
+      const bool short_of_fds = free_fds < reserve;
+      if ((failed || short_of_fds) && serving) {
+        serving = false;
+        metrics_->AddCounter("grpc_listener_unhealthy_total", 1);
+        LogError("grpc_listener_unhealthy",
+                 {{"free_fds", absl::StrCat(free_fds)},
+                  {"fd_limit", absl::StrCat(fd_limit_)},
+                  {"accept_failed", failed ? "true" : "false"}});
+        SetServing(false);
+      }
+      if (failed && !short_of_fds) {
+        absl::MutexLock listeners(&listener_mu_);
+        absl::Status rebuilt = RebuildListenersLocked();
+        if (rebuilt.ok()) {
+          accept_failures_seen_ = failures;
+        } else {
+          LogError("grpc_listener_rebuild_failed",
+                   {{"error", rebuilt.ToString()}});
+        }
+      }
+      // A rebuilt server starts SERVING: say what is true again.
+      if (failed && !short_of_fds) UpdateServing();
+      if (!serving && !short_of_fds &&
+          g_accept_failures.load() == accept_failures_seen_) {
+        serving = true;
+        LogInfo("grpc_listener_healthy",
+                {{"free_fds", absl::StrCat(free_fds)}});
+        SetServing(true);
+      }
+      mu_.Lock();
+      if (drain_started_) return;
+    }
+  }
+
+  // The listener guard's view, one input of what the health services say.
+  void SetServing(bool serving) {
+    {
+      absl::MutexLock lock(&health_mu_);
+      listener_ok_ = serving;
+    }
+    UpdateServing();
+  }
+
+  absl::Status RebuildListenersLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(listener_mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (drain_started_) return absl::OkStatus();
+    }
+    LogWarning("grpc_listener_rebuild",
+               {{"reason", "a listener stopped accepting (fd limit)"},
+                {"grpc", grpc_address_}});
+    metrics_->AddCounter("grpc_listener_restarts_total", 1);
+    FC_RETURN_IF_ERROR(
+        BuildMainServer(absl::StrCat(HostOf(grpc_address_), ":", grpc_port_)));
+    if (!health_address_.empty()) {
+      FC_RETURN_IF_ERROR(BuildHealthServer(
+          absl::StrCat(HostOf(health_address_), ":", health_port_)));
+    }
+    return absl::OkStatus();
+  }
+
   // The status page: verdicts, charts and agents, rendered on request.
   HttpPage StatusPage() {
     VerdictSource* source = verdicts_ != nullptr
@@ -395,6 +594,7 @@ class ControllerServerImpl : public ControllerServer {
     };
     AdminCoreOptions ao;
     ao.guard = options_.target_guard;
+    ao.max_probes_per_run = options_.adhoc_max_probes;
     FC_ASSIGN_OR_RETURN(admin_core_, AdminCore::Create(ao, deps));
     AdminCore* core = admin_core_.get();
     hub_->SetAdhocResultHandler(
@@ -402,8 +602,6 @@ class ControllerServerImpl : public ControllerServer {
           core->OnAdhocResult(agent_id, r);
         });
     ingest_->AddObserver(core);
-    admin_service_ =
-        CreateAdminService({}, admin_core_.get(), admin_auth_.get());
     return absl::OkStatus();
   }
 
@@ -432,9 +630,16 @@ class ControllerServerImpl : public ControllerServer {
   }
 
   // gRPC health: SERVING while the store is up and not draining.
+  // Both health services say SERVING only while the store answers, the
+  // listeners accept and the controller is not draining. A rebuilt server
+  // starts SERVING, so the guard calls this again after a rebuild.
   void UpdateServing() {
-    absl::MutexLock lock(&health_mu_);
-    const bool serving = store_up_ && !draining_;
+    bool serving;
+    {
+      absl::MutexLock lock(&health_mu_);
+      serving = store_up_ && !draining_ && listener_ok_;
+    }
+    absl::MutexLock listeners(&listener_mu_);
     if (server_) server_->GetHealthCheckService()->SetServingStatus(serving);
     if (health_server_) {
       health_server_->GetHealthCheckService()->SetServingStatus(serving);
@@ -487,8 +692,17 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<VerdictSource> admin_verdicts_;
   std::unique_ptr<AdminCore> admin_core_;
   std::unique_ptr<AdminService> admin_service_;
+  AgentSessionAuth auth_;
+  std::shared_ptr<grpc::ServerCredentials> credentials_;
+  uint64_t fd_limit_ = 0;
+  int accept_failures_seen_ = 0;  // Guard thread only.
+  std::thread guard_;
+  // Guards the listeners (rebuilt by the guard, shut down by Drain).
+  absl::Mutex listener_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;
+  int grpc_port_ = 0;
+  int health_port_ = 0;
   std::string health_address_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::string grpc_address_;
@@ -503,6 +717,7 @@ class ControllerServerImpl : public ControllerServer {
   // State below is protected by health_mu_.
   bool store_up_ ABSL_GUARDED_BY(health_mu_) = true;
   bool draining_ ABSL_GUARDED_BY(health_mu_) = false;
+  bool listener_ok_ ABSL_GUARDED_BY(health_mu_) = true;
 
   absl::Mutex mu_;
   // State below is protected by mu_.

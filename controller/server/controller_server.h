@@ -75,6 +75,23 @@ struct ControllerServerOptions {
   // Optional second, plaintext listener serving only the gRPC health service
   // (kubelet probes); "" = none.
   std::string health_listen;
+  // Agent ids a certificate may claim besides its own name (see
+  // AgentSessionAuth::agent_id_pattern); INVALID_ARGUMENT if not a regex.
+  std::string agent_id_pattern;
+  // Probes per ad-hoc RunProbe at most (INVALID_ARGUMENT beyond).
+  uint64_t adhoc_max_probes = 10000;
+  // Hardening of the gRPC listener (docs/hardening.md): a connection must
+  // finish its TLS/HTTP2 handshake within `handshake_timeout`, idle ones are
+  // closed after `max_connection_idle`, at most `max_threads` threads serve
+  // it, and messages above `max_message_bytes` are refused.
+  absl::Duration handshake_timeout = absl::Seconds(5);
+  absl::Duration max_connection_idle = absl::Minutes(5);
+  int max_threads = 64;
+  int max_message_bytes = 4 << 20;
+  // The health listener reports NOT_SERVING after this many failed
+  // self-checks of the main port (a TCP connect to it, every
+  // `self_check_interval`); 0 disables the self-check.
+  absl::Duration self_check_interval = absl::Seconds(2);
 };
 
 class ControllerServer {

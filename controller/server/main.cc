@@ -82,6 +82,21 @@ ABSL_FLAG(std::vector<std::string>, target_allow_hosts, {},
 ABSL_FLAG(bool, target_allow_loopback, false,
           "Let ad-hoc RunProbe URLs reach loopback addresses (local demo "
           "with the function-url-emulator).");
+ABSL_FLAG(std::string, agent_id_pattern, "",
+          "Agent ids a client certificate may claim besides its own name: a "
+          "regular expression matched against the whole id, {cert} standing "
+          "for the certificate's name (e.g. '{cert}-[a-z0-9]+-[a-z0-9]{5}' "
+          "for the pods of a Deployment). Empty: exactly the name.");
+ABSL_FLAG(std::string, grpc_handshake_timeout, "5s",
+          "A gRPC connection must finish its TLS/HTTP2 handshake within this.");
+ABSL_FLAG(std::string, grpc_max_connection_idle, "5m",
+          "gRPC connections without a call for this long are closed.");
+ABSL_FLAG(uint64_t, adhoc_max_probes, 10000,
+          "Most probes one ad-hoc RunProbe may ask for (count x modes x sizes "
+          "x regions).");
+ABSL_FLAG(int, grpc_max_threads, 64, "Most threads serving gRPC.");
+ABSL_FLAG(int, grpc_max_message_bytes, 4 << 20,
+          "Largest gRPC message accepted (agent batches are <= 1 MiB).");
 
 namespace {
 
@@ -228,6 +243,25 @@ int main(int argc, char** argv) {
   auto drain_timeout =
       fleetcanary::ParseDuration(absl::GetFlag(FLAGS_drain_timeout));
   if (!drain_timeout.ok()) return Fail(drain_timeout.status());
+  options.agent_id_pattern = absl::GetFlag(FLAGS_agent_id_pattern);
+  auto handshake =
+      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_grpc_handshake_timeout));
+  if (!handshake.ok()) return Fail(handshake.status());
+  options.handshake_timeout = *handshake;
+  auto idle =
+      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_grpc_max_connection_idle));
+  if (!idle.ok()) return Fail(idle.status());
+  options.max_connection_idle = *idle;
+  options.max_threads = absl::GetFlag(FLAGS_grpc_max_threads);
+  options.adhoc_max_probes = absl::GetFlag(FLAGS_adhoc_max_probes);
+  options.max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
+  if (options.tls.insecure && !options.admin_tokens_file.empty()) {
+    fleetcanary::LogWarning(
+        "admin_tokens_over_plaintext",
+        {{"reason",
+          "--insecure with --admin_tokens: bearer tokens cross the network "
+          "in clear text; use TLS outside a trusted machine"}});
+  }
 
   // A standby blocks in BuildAndStart until it leads: take signals on a
   // thread so SIGTERM ends a standby too.

@@ -1,13 +1,16 @@
 #include "controller/session/agent_session_service.h"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <memory>
+#include <regex>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc/security.h"
 #include "common/log/log.h"
@@ -38,6 +41,25 @@ PeerIdentity IdentityOf(grpc::CallbackServerContext* context) {
   return p;
 }
 
+// Whether `claimed` matches `pattern` as a whole, with "{cert}" replaced by
+// the (regex-escaped) certificate name.
+bool MatchesAgentPattern(const std::string& pattern, const std::string& cert,
+                         const std::string& claimed) {
+  std::string escaped;
+  for (char c : cert) {
+    if (std::strchr("\\^$.|?*+()[]{}", c) != nullptr) escaped += '\\';
+    escaped += c;
+  }
+  const std::string expanded =
+      absl::StrReplaceAll(pattern, {{"{cert}", escaped}});
+  try {
+    return std::regex_match(claimed, std::regex(expanded));
+  } catch (const std::regex_error& e) {
+    LogError("agent_id_pattern_invalid", {{"error", e.what()}});
+    return false;
+  }
+}
+
 // OK when `hello` may open a session on this connection (see
 // AgentSessionAuth).
 absl::Status CheckHello(const AgentSessionAuth& auth, const PeerIdentity& peer,
@@ -45,9 +67,11 @@ absl::Status CheckHello(const AgentSessionAuth& auth, const PeerIdentity& peer,
   if (peer.authenticated || auth.require_certificate) {
     if (!peer.identity.ok()) return peer.identity.status();
     const AgentIdentity& id = *peer.identity;
-    // Pods of a Deployment share its certificate: "<name>-<pod suffix>".
+    // The whole certificate name, or the configured pattern (never a mere
+    // prefix: "a" must not speak for "a-b").
     std::string claimed = hello.agent_id();
-    if (absl::StartsWith(claimed, absl::StrCat(id.agent_id, "-"))) {
+    if (claimed != id.agent_id && !auth.agent_id_pattern.empty() &&
+        MatchesAgentPattern(auth.agent_id_pattern, id.agent_id, claimed)) {
       claimed = id.agent_id;
     }
     return CheckAgentClaim(id, claimed, hello.region(), auth.allowed_regions);

@@ -23,15 +23,20 @@ namespace controller {
 // Who may open a session. On a mutually authenticated (mTLS) connection the
 // agent's identity comes from its client certificate
 // (spiffe://fleetcanary/agent/<region>/<name>): the Hello must claim that
-// region, and an agent_id equal to <name> or starting with "<name>-" (the
-// pods of one Deployment share its certificate). Any Hello (mTLS or not)
-// must name an allowed region. Refused streams end with PERMISSION_DENIED
+// region, and an agent_id equal to <name> -- or, when `agent_id_pattern` is
+// set, one that matches it as a whole (ECMAScript regex, "{cert}" standing for
+// <name>; e.g. "{cert}-[a-z0-9]+-[a-z0-9]{5}" for the pods of a Deployment
+// that share its certificate). A mere prefix never matches. Any Hello (mTLS or
+// not) must name an allowed region. Refused streams end with PERMISSION_DENIED
 // or UNAUTHENTICATED and a message saying why, and call `on_refused`.
 struct AgentSessionAuth {
   // Regions agents may serve; empty = any.
   std::vector<std::string> allowed_regions;
   // Connections must carry a verified agent certificate (set with mTLS).
   bool require_certificate = false;
+  // Optional: agent ids a certificate may claim besides its own name (see
+  // above). Empty = exactly the certificate's name.
+  std::string agent_id_pattern;
   // Called once per refused stream (e.g. to count it).
   std::function<void(const absl::Status&)> on_refused;
 };

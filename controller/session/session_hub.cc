@@ -1,6 +1,9 @@
 #include "controller/session/session_hub.h"
 
+#include <algorithm>
+#include <deque>
 #include <map>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -33,10 +36,30 @@ class SessionImpl : public Session,
   bool OnMessage(const v1::AgentMessage& message) override;
   void OnClosed() override;
   void OnAssignments(const v1::AssignmentSet& set) override {
+    absl::MutexLock lock(&mu_);
+    if (holding_assignments_) {
+      held_assignments_ = set;
+      return;
+    }
     v1::ControllerMessage m;
     *m.mutable_assignments() = set;
-    absl::MutexLock lock(&mu_);
     SendLocked(std::move(m));
+  }
+
+  // The scheduler marked this agent LOST: close so it reconnects.
+  void OnLost() override {
+    absl::MutexLock lock(&mu_);
+    LogWarning("agent_session_closed_lost", {{"agent", agent_id_}});
+    FinishLocked(absl::UnavailableError(
+        "agent session: agent marked LOST (no heartbeat within the liveness "
+        "timeout); reconnect"));
+  }
+  // A newer session of the same agent id was welcomed: this one is fenced.
+  void Fence() {
+    absl::MutexLock lock(&mu_);
+    registered_ = false;  // Deliver() and the scheduler no longer use it.
+    FinishLocked(absl::AbortedError(
+        "agent session: a newer session for this agent id was opened"));
   }
 
   // Heartbeat and liveness, from the hub's timer.
@@ -79,6 +102,9 @@ class SessionImpl : public Session,
     }
   }
   bool HandleHello(const v1::Hello& hello);
+  // Marks the outcomes this agent may not report (empty: all allowed).
+  std::vector<bool> CheckOutcomes(const std::string& agent_id,
+                                  const v1::OutcomeBatch& batch);
   void Welcome(const v1::Hello& hello, const IngestResult& r);
   void OnIngested(const IngestResult& r, bool outcomes);
 
@@ -97,6 +123,8 @@ class SessionImpl : public Session,
   int inflight_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Duration last_rx_ ABSL_GUARDED_BY(mu_);
   bool has_hello_ ABSL_GUARDED_BY(mu_) = false;
+  bool holding_assignments_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<v1::AssignmentSet> held_assignments_ ABSL_GUARDED_BY(mu_);
 };
 
 class SessionHubImpl : public SessionHub {
@@ -161,6 +189,9 @@ class SessionHubImpl : public SessionHub {
       absl::MutexLock lock(&mu_);
       sessions = SnapshotLocked();
     }
+    if (message.has_adhoc_probe()) {
+      NoteAdhoc(agent_id, message.adhoc_probe().adhoc_id());
+    }
     for (auto& s : sessions) {
       if (s->Deliver(agent_id, message)) return absl::OkStatus();
     }
@@ -193,6 +224,49 @@ class SessionHubImpl : public SessionHub {
   void Closed(SessionImpl* s) {
     absl::MutexLock lock(&mu_);
     if (sessions_.erase(s) > 0) metrics_->SessionClosed();
+    for (auto it = live_.begin(); it != live_.end();) {
+      auto cur = it->second.lock();
+      if (cur == nullptr || cur.get() == s) {
+        it = live_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // `s` is now the one live session of `agent_id`; an older one is fenced
+  // (closed, counted, logged): one live session per agent id.
+  void Welcomed(const std::string& agent_id, std::shared_ptr<SessionImpl> s) {
+    std::shared_ptr<SessionImpl> old;
+    {
+      absl::MutexLock lock(&mu_);
+      std::weak_ptr<SessionImpl>& slot = live_[agent_id];
+      old = slot.lock();
+      slot = s;
+    }
+    if (old != nullptr && old != s) {
+      LogWarning("agent_session_fenced",
+                 {{"agent", agent_id},
+                  {"reason", "a newer session for this agent id was opened"}});
+      metrics_->AddCounter("session_fenced_total", 1);
+      old->Fence();
+    }
+  }
+
+  // Ad-hoc runs dispatched to each agent (their outcomes are accepted).
+  void NoteAdhoc(const std::string& agent_id, const std::string& adhoc_id) {
+    absl::MutexLock lock(&mu_);
+    std::deque<std::string>& ids = adhoc_ids_[agent_id];
+    if (std::find(ids.begin(), ids.end(), adhoc_id) != ids.end()) return;
+    ids.push_back(adhoc_id);
+    while (ids.size() > kMaxAdhocIdsPerAgent) ids.pop_front();
+  }
+  bool AdhocAllowed(const std::string& agent_id, const std::string& adhoc_id) {
+    absl::MutexLock lock(&mu_);
+    auto it = adhoc_ids_.find(agent_id);
+    return it != adhoc_ids_.end() &&
+           std::find(it->second.begin(), it->second.end(), adhoc_id) !=
+               it->second.end();
   }
 
   const SessionHubOptions& options() const { return options_; }
@@ -239,6 +313,11 @@ class SessionHubImpl : public SessionHub {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<SessionImpl*, std::weak_ptr<SessionImpl>> sessions_
       ABSL_GUARDED_BY(mu_);
+  // The welcomed session of each agent id.
+  std::map<std::string, std::weak_ptr<SessionImpl>> live_ ABSL_GUARDED_BY(mu_);
+  static constexpr size_t kMaxAdhocIdsPerAgent = 1024;
+  std::map<std::string, std::deque<std::string>> adhoc_ids_
+      ABSL_GUARDED_BY(mu_);
 
   absl::Mutex handler_mu_;
   std::shared_ptr<AdhocResultHandler> adhoc_handler_
@@ -267,6 +346,7 @@ bool SessionImpl::OnMessage(const v1::AgentMessage& message) {
       return HandleHello(message.hello());
     case v1::AgentMessage::kOutcomes: {
       auto self = shared_from_this();
+      std::vector<bool> rejected = CheckOutcomes(agent_id, message.outcomes());
       bool more;
       {
         absl::MutexLock lock(&mu_);
@@ -276,7 +356,8 @@ bool SessionImpl::OnMessage(const v1::AgentMessage& message) {
       }
       hub_->ingest()->SubmitOutcomes(
           agent_id, region, message.outcomes(),
-          [self](const IngestResult& r) { self->OnIngested(r, true); });
+          [self](const IngestResult& r) { self->OnIngested(r, true); },
+          std::move(rejected));
       return more;
     }
     case v1::AgentMessage::kPlatformMetrics: {
@@ -310,6 +391,39 @@ bool SessionImpl::OnMessage(const v1::AgentMessage& message) {
       return false;
     }
   }
+}
+
+std::vector<bool> SessionImpl::CheckOutcomes(const std::string& agent_id,
+                                             const v1::OutcomeBatch& batch) {
+  std::vector<bool> rejected;
+  int n = 0;
+  std::string example;
+  for (int i = 0; i < batch.outcomes_size(); ++i) {
+    const v1::Outcome& o = batch.outcomes(i);
+    const bool ok = o.adhoc_id().empty()
+                        ? hub_->scheduler()->WasAssigned(agent_id, o)
+                        : hub_->AdhocAllowed(agent_id, o.adhoc_id());
+    if (ok) continue;
+    if (rejected.empty()) rejected.resize(batch.outcomes_size(), false);
+    rejected[i] = true;
+    if (n++ == 0) {
+      example = o.adhoc_id().empty()
+                    ? absl::StrCat(o.schedule_id(), "/", o.target(), "/",
+                                   v1::InvokeMode_Name(o.mode()), "/",
+                                   o.requested_bytes())
+                    : absl::StrCat("adhoc ", o.adhoc_id());
+    }
+  }
+  if (n > 0) {
+    LogWarning("outcomes_rejected",
+               {{"agent", agent_id},
+                {"count", absl::StrCat(n)},
+                {"example", example},
+                {"reason",
+                 "not a stream assigned to this agent nor one of "
+                 "its ad-hoc runs"}});
+  }
+  return rejected;
 }
 
 bool SessionImpl::HandleHello(const v1::Hello& hello) {
@@ -357,17 +471,31 @@ void SessionImpl::Welcome(const v1::Hello& hello, const IngestResult& r) {
       FinishLocked(absl::UnavailableError(r.status.message()));
       return;
     }
-    v1::ControllerMessage m;
-    v1::Welcome* w = m.mutable_welcome();
-    w->set_controller_id(hub_->options().controller_id);
-    *w->mutable_heartbeat_interval() =
-        ToProto(hub_->options().heartbeat_interval);
-    *w->mutable_metrics_period() = ToProto(hub_->options().metrics_period);
-    w->set_applied_sequence(r.applied_sequence);
-    SendLocked(std::move(m));
-    registered_ = true;
+    // Assignments pushed while registering wait until Welcome is sent.
+    holding_assignments_ = true;
   }
+  // Registered before the agent can see Welcome (and send outcomes), so the
+  // scheduler knows this agent's streams when its first batch arrives.
+  hub_->Welcomed(hello.agent_id(), shared_from_this());
   hub_->scheduler()->AgentConnected(hello, this);
+  absl::MutexLock lock(&mu_);
+  holding_assignments_ = false;
+  if (finished_ || sink_ == nullptr) return;
+  v1::ControllerMessage m;
+  v1::Welcome* w = m.mutable_welcome();
+  w->set_controller_id(hub_->options().controller_id);
+  *w->mutable_heartbeat_interval() =
+      ToProto(hub_->options().heartbeat_interval);
+  *w->mutable_metrics_period() = ToProto(hub_->options().metrics_period);
+  w->set_applied_sequence(r.applied_sequence);
+  SendLocked(std::move(m));
+  registered_ = true;
+  if (held_assignments_.has_value()) {
+    v1::ControllerMessage a;
+    *a.mutable_assignments() = std::move(*held_assignments_);
+    held_assignments_.reset();
+    SendLocked(std::move(a));
+  }
 }
 
 void SessionImpl::OnIngested(const IngestResult& r, bool outcomes) {

@@ -619,5 +619,70 @@ TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
   EXPECT_STORED_EQ_PRODUCED();
 }
 
+// An agent paused (SIGSTOP) long enough for the controller to declare it
+// LOST -- what a pause of (liveness - 0.5 s) does when it starts just before
+// a heartbeat was due -- and one paused until the controller also closed its
+// stream (well past the liveness timeout): in both cases, once resumed, it is
+// LIVE again with all its assignments, probes, and the
+// controller counted the lost-and-back time. Before the fix a LOST agent on
+// an open stream stayed LOST with 0 assignments for good.
+TEST_F(FleetTest, PausedAgentIsLiveWithItsWorkAgain) {
+  StartEmulator({"us-east-1"}, 2, absl::Seconds(1));
+  StartController();
+  controller_target_ = grpc_address_;
+  Agent& agent = AddAgent("paused", "us-east-1");
+  auto assignments = [&] {
+    return MetricValue(HttpGet(agent.http, "/metrics"),
+                       "fleetcanary_agent_assignments{region=\"us-east-1\"}")
+        .value_or(-1);
+  };
+  const std::string lost =
+      "fleetcanary_agents{region=\"us-east-1\",state=\"LOST\"}";
+  const std::string live =
+      "fleetcanary_agents{region=\"us-east-1\",state=\"LIVE\"}";
+  ASSERT_TRUE(WaitUntil([&] { return assignments() == 8; }, absl::Seconds(60)));
+  for (int round = 1; round <= 2; ++round) {
+    SCOPED_TRACE(round == 1 ? "paused until LOST" : "paused until closed");
+    agent.process->Signal(SIGSTOP);
+    ASSERT_TRUE(WaitUntil([&] { return ControllerMetric(lost) == 1; },
+                          absl::Seconds(60)));
+    if (round == 2) {
+      // The controller closes the LOST agent's stream.
+      ASSERT_TRUE(WaitUntil(
+          [&] { return ControllerMetric("fleetcanary_sessions_active") == 0; },
+          absl::Seconds(60)));
+    }
+    const size_t before = Lines(agent.journal);
+    agent.process->Signal(SIGCONT);
+    const absl::Time resumed = Clock::Real()->Now();
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          return ControllerMetric(live) == 1 && assignments() == 8 &&
+                 Lines(agent.journal) >= before + 4;
+        },
+        absl::Seconds(60)));
+    // That a heartbeat on the open stream revives the agent at once is pinned
+    // on a simulated clock (SchedulerTest.LostAgentThatHeartbeatsAgainIs...);
+    // here, with real processes, it came back with all its work at all.
+    const absl::Duration took = Clock::Real()->Now() - resumed;
+    std::printf(
+        "paused agent LIVE with its work %s after SIGCONT "
+        "(heartbeat %s)\n",
+        absl::FormatDuration(took).c_str(),
+        absl::FormatDuration(heartbeat_).c_str());
+    EXPECT_GE(ControllerMetric("fleetcanary_agents_recovered_total"), round);
+    EXPECT_GT(ControllerMetric("fleetcanary_agent_lost_seconds_total"), 0);
+    // It stays LIVE with its work (the bug: LOST for good, 0 assignments).
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          return ControllerMetric("fleetcanary_agents_recovered_total") >=
+                     round &&
+                 ControllerMetric(live) == 1;
+        },
+        absl::Seconds(60)));
+  }
+  DrainAll();
+}
+
 }  // namespace
 }  // namespace fleetcanary

@@ -285,12 +285,32 @@ TEST_F(SecurityTest, MtlsRefusesWrongRegionAndMissingCertificate) {
   TlsOptions plain;
   plain.insecure = true;
   EXPECT_FALSE(Hello(plain, "agent-a", "us-east-1").ok());
-  // The right certificate gets a Welcome (a replica's pod name too).
+  // The right certificate gets a Welcome.
   EXPECT_TRUE(Hello(AgentTls("agent-a"), "agent-a", "us-east-1").ok());
-  EXPECT_TRUE(Hello(AgentTls("agent-a"), "agent-a-7d9f-x2", "us-east-1").ok());
+  // A certificate name is the whole id, never a prefix of another one.
+  EXPECT_EQ(
+      Hello(AgentTls("agent-a"), "agent-a-7d9f-x2", "us-east-1").error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Hello(AgentTls("agent-a"), "agent-ab", "us-east-1").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_GE(MetricSum(HttpGet(http_, "/metrics"),
                       "fleetcanary_session_refused_total", {}),
-            2);
+            4);
+}
+
+// Pods sharing a Deployment's certificate: --agent_id_pattern says which ids
+// the certificate may claim, matched as a whole.
+TEST_F(SecurityTest, AgentIdPatternAllowsPodNamesOnly) {
+  std::vector<std::string> flags = MtlsControllerFlags();
+  flags.push_back("--agent_id_pattern={cert}-[a-z0-9]+-[a-z0-9]+");
+  StartController(flags);
+  EXPECT_TRUE(Hello(AgentTls("agent-a"), "agent-a-7d9f-x2", "us-east-1").ok());
+  EXPECT_TRUE(Hello(AgentTls("agent-a"), "agent-a", "us-east-1").ok());
+  EXPECT_EQ(Hello(AgentTls("agent-a"), "agent-a-7d9f-x2-more.evil", "us-east-1")
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Hello(AgentTls("agent-a"), "agent-ab", "us-east-1").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(SecurityTest, AllowedRegionsRefuseOthers) {

@@ -1,8 +1,11 @@
 #include "agent/outbox/outbox.h"
 
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -33,7 +36,7 @@ class OutboxTest : public ::testing::Test {
   }
   void TearDown() override { Cleanup(); }
   void Cleanup() {
-    for (const char* suffix : {"", "-wal", "-shm"}) {
+    for (const char* suffix : {"", "-wal", "-shm", ".lost"}) {
       std::remove((path_ + suffix).c_str());
     }
     std::remove(journal_.c_str());
@@ -164,6 +167,98 @@ TEST_F(OutboxTest, BadPathIsAnError) {
             absl::StatusCode::kInvalidArgument);
   o.path = "/nonexistent-dir/x/outbox.db";
   EXPECT_FALSE(Outbox::Create(o).ok());
+}
+
+// A probe is recorded as started before it runs; if the agent dies before
+// its outcome is appended, the next open turns the record into an
+// AGENT_ERROR "interrupted" outcome, so the probe never vanishes.
+TEST_F(OutboxTest, ProbeInterruptedByACrashBecomesAnAgentError) {
+  {
+    auto box = Open();
+    v1::Outcome a = Make(1);
+    a.set_target("canary");
+    a.set_requested_bytes(1024);
+    v1::Outcome b = Make(2);
+    ASSERT_TRUE(box->MarkStarted(a).ok());
+    ASSERT_TRUE(box->MarkStarted(b).ok());
+    ASSERT_TRUE(box->Append(b).ok());  // b finished; a was running.
+  }
+  auto box = Open();
+  auto read = box->ReadAfter(0, 100, 1 << 20);
+  ASSERT_TRUE(read.ok());
+  ASSERT_EQ(read->size(), 2u);
+  EXPECT_EQ((*read)[0].probe_id(), "probe-2");
+  const v1::Outcome& interrupted = (*read)[1];
+  EXPECT_EQ(interrupted.probe_id(), "probe-1");
+  EXPECT_EQ(interrupted.outcome_class(), v1::AGENT_ERROR);
+  EXPECT_EQ(interrupted.target(), "canary");
+  EXPECT_EQ(interrupted.requested_bytes(), 1024u);
+  EXPECT_NE(interrupted.detail().find("interrupted"), std::string::npos);
+  // Only once.
+  box.reset();
+  box = Open();
+  EXPECT_EQ(box->stats().depth, 2u);
+}
+
+// The WAL is checkpointed within its share of the bound: on a 1 MiB outbox
+// it never grows past a quarter of it (SQLite's default lets it reach 4 MB).
+TEST_F(OutboxTest, WalStaysWithinItsShareOfTheBound) {
+  auto box = Open(/*max_bytes=*/1 << 20);
+  uint64_t max_wal = 0;
+  for (int i = 1; i <= 3000; ++i) {
+    auto seq = box->Append(Make(i, 1000));
+    ASSERT_TRUE(seq.ok());
+    if (i % 10 == 0) ASSERT_TRUE(box->Ack(*seq).ok());
+    struct stat st;
+    if (stat((path_ + "-wal").c_str(), &st) == 0) {
+      max_wal = std::max<uint64_t>(max_wal, st.st_size);
+    }
+  }
+  EXPECT_LE(max_wal, (1u << 20) / 4) << "WAL bytes";
+  EXPECT_EQ(box->stats().dropped_total, 0u);
+}
+
+// A full disk: outcomes that cannot be stored are counted in a counter
+// that survives restarts and is part of dropped_total (what the controller
+// is told), so appended = stored + counted. Uses a 512 KiB tmpfs (root).
+TEST_F(OutboxTest, DiskFullLosesNothingUncounted) {
+  const std::string dir = path_ + ".mnt";
+  std::filesystem::create_directories(dir);
+  if (mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=512k") != 0) {
+    std::filesystem::remove_all(dir);
+    GTEST_SKIP() << "cannot mount a tmpfs (needs root)";
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() {
+      umount2(dir.c_str(), MNT_DETACH);
+      std::filesystem::remove_all(dir);
+    }
+  } unmount{dir};
+  OutboxOptions o;
+  o.path = dir + "/outbox.db";  // Default bound (256 MiB): the disk fills.
+  uint64_t served = 0, failed = 0;
+  {
+    auto box = Outbox::Create(o);
+    ASSERT_TRUE(box.ok()) << box.status();
+    for (int i = 1; i <= 400; ++i) {
+      ++served;
+      if (!(*box)->Append(Make(i, 4000)).ok()) ++failed;
+    }
+    ASSERT_GT(failed, 0u) << "the disk never filled";
+    const OutboxStats s = (*box)->stats();
+    EXPECT_EQ(s.lost_total, failed);
+    EXPECT_EQ(s.depth + s.dropped_total, served);
+  }
+  auto box = Outbox::Create(o);
+  ASSERT_TRUE(box.ok()) << box.status();
+  const OutboxStats s = (*box)->stats();
+  EXPECT_EQ(s.lost_total, failed);
+  EXPECT_EQ(s.depth + s.dropped_total, served);
+  std::printf("disk full: %llu served, %llu stored, %llu counted lost\n",
+              static_cast<unsigned long long>(served),
+              static_cast<unsigned long long>(s.depth),
+              static_cast<unsigned long long>(s.lost_total));
 }
 
 }  // namespace

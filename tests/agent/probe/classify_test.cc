@@ -152,7 +152,7 @@ std::vector<Case> Cases() {
   c.push_back({"5xx", Response(502, 21, 21), v1::HTTP_5XX, v1::COMPLETE});
   c.push_back({"429", Response(429, 0, 0), v1::THROTTLED, v1::COMPLETE});
   c.push_back({"403", Response(403, 0, 0), v1::HTTP_4XX, v1::COMPLETE});
-  c.push_back({"302", Response(302, 0, 0), v1::INTEGRITY, v1::COMPLETE});
+  c.push_back({"302", Response(302, 0, 0), v1::HTTP_4XX, v1::COMPLETE});
   {
     // The body of an error response does not change its class.
     ProbeFacts f = Response(503, 100, 10);

@@ -1,5 +1,7 @@
 #include "controller/api/admin_auth.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 
 #include "common/config/loader.h"
@@ -17,6 +19,7 @@ constexpr char kOperatorToken[] = "operator-token-0123456789";
 std::unique_ptr<AdminAuthorizer> MakeAuth() {
   std::string token_file = testing::TempDir() + "/operator.token";
   std::ofstream(token_file) << kOperatorToken << "\n";
+  chmod(token_file.c_str(), 0600);
   v1::AdminTokens tokens;
   EXPECT_TRUE(
       ParseYamlToMessage(
@@ -101,6 +104,25 @@ TEST(AdminAuthTest, BadTokenFilesAreRefusedWithTheEntryNamed) {
 TEST(AdminAuthTest, UnknownMethodsNeedOperator) {
   EXPECT_EQ(AdminAuthorizer::RequiredRole("SomethingNew"), v1::OPERATOR);
   EXPECT_EQ(AdminAuthorizer::RequiredRole("Analyze"), v1::VIEWER);
+}
+
+TEST(AdminAuthTest, TokenFilesOthersCanReadAreRefused) {
+  const std::string token_file = testing::TempDir() + "/open.token";
+  std::ofstream(token_file) << kOperatorToken << "\n";
+  chmod(token_file.c_str(), 0666);
+  v1::AdminTokens tokens;
+  v1::AdminToken* t = tokens.add_tokens();
+  t->set_name("oncall");
+  t->set_role(v1::OPERATOR);
+  t->set_token_file(token_file);
+  absl::StatusOr<std::unique_ptr<AdminAuthorizer>> auth =
+      AdminAuthorizer::Create(tokens);
+  ASSERT_FALSE(auth.ok());
+  EXPECT_EQ(auth.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(auth.status().message(), HasSubstr("tokens[0].token_file"));
+  EXPECT_THAT(auth.status().message(), HasSubstr("mode 0666"));
+  chmod(token_file.c_str(), 0600);
+  EXPECT_TRUE(AdminAuthorizer::Create(tokens).ok());
 }
 
 }  // namespace

@@ -385,7 +385,7 @@ TEST_F(AdminServiceTest, ClientCancelStopsTheAgents) {
   agents_->set_answer(false);  // The probes never finish by themselves.
   grpc::ClientContext ctx;
   Auth(&ctx, kOperator);
-  auto reader = stub_->RunProbe(&ctx, Request(10000));
+  auto reader = stub_->RunProbe(&ctx, Request(2500));
   v1::RunProbeEvent e;
   ASSERT_TRUE(reader->Read(&e));
   ASSERT_TRUE(e.has_dispatched());
@@ -412,7 +412,7 @@ TEST_F(AdminServiceTest, ClientDeadlineStopsTheAgents) {
   const absl::Duration start = clock_->MonotonicNow();
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(300));
-  auto reader = stub_->RunProbe(&ctx, Request(10000));
+  auto reader = stub_->RunProbe(&ctx, Request(2500));
   v1::RunProbeEvent e;
   while (reader->Read(&e)) {
   }

@@ -23,7 +23,12 @@ class Recorder : public AssignmentListener {
     latest = set;
     ++pushes;
   }
+  void OnLost() override {
+    absl::MutexLock lock(&mu);
+    ++lost;
+  }
   absl::Mutex mu;
+  int lost = 0;
   v1::AssignmentSet latest;
   int pushes = 0;
 };
@@ -74,6 +79,7 @@ class SchedulerTest : public ::testing::Test {
     store_ = CreateMemoryStore();
     SchedulerOptions options;
     options.heartbeat_interval = absl::Seconds(10);
+    options.metrics = &metrics_;
     auto s = Scheduler::Create(options, store_.get(), &clock_);
     ASSERT_TRUE(s.ok()) << s.status();
     scheduler_ = std::move(*s);
@@ -94,6 +100,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   SimulatedClock clock_{absl::FromUnixSeconds(1700000000)};
+  ControllerMetrics metrics_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::map<std::string, Recorder> listeners_;
@@ -289,6 +296,70 @@ TEST_F(SchedulerTest, SizeRotationAssignsTurnsAtTheLadderTimesTheRate) {
     EXPECT_EQ(a.rotation_slots(), 0u);
     EXPECT_EQ(a.interval().seconds(), 2);
   }
+}
+
+// A paused agent (silent for longer than the liveness timeout) is LOST and
+// its stream is told to close; if its heartbeat still arrives on the open
+// stream it is LIVE again at once, with its assignments, and the time it
+// spent LOST is counted.
+TEST_F(SchedulerTest, LostAgentThatHeartbeatsAgainIsLiveWithItsWork) {
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(1, 4)).ok());
+  Connect("a0", "us-east-1");
+  const int mine = scheduler_->AssignmentsFor("a0").assignments_size();
+  ASSERT_EQ(mine, 8);
+  // Paused for 2x the liveness timeout (20 s with a 10 s heartbeat).
+  clock_.AdvanceTime(absl::Seconds(40));
+  scheduler_->CheckLiveness();
+  EXPECT_EQ(scheduler_->ListAgents("us-east-1")[0].state(), v1::LOST);
+  EXPECT_EQ(scheduler_->AssignmentsFor("a0").assignments_size(), 0);
+  {
+    absl::MutexLock lock(&listeners_["a0"].mu);
+    EXPECT_EQ(listeners_["a0"].lost, 1);  // Its stream is closed.
+  }
+  EXPECT_EQ(metrics_.counter("agents_lost_total"), 1);
+  // It resumes and heartbeats on the still-open stream.
+  clock_.AdvanceTime(absl::Seconds(2));
+  scheduler_->AgentHeartbeat("a0", v1::Heartbeat());
+  EXPECT_EQ(scheduler_->ListAgents("us-east-1")[0].state(), v1::LIVE);
+  EXPECT_EQ(scheduler_->AssignmentsFor("a0").assignments_size(), mine);
+  {
+    absl::MutexLock lock(&listeners_["a0"].mu);
+    EXPECT_EQ(listeners_["a0"].latest.assignments_size(), mine);
+  }
+  EXPECT_EQ(metrics_.counter("agents_recovered_total"), 1);
+  EXPECT_EQ(metrics_.counter("agent_lost_seconds_total"), 2);
+}
+
+// Same, when it comes back by reconnecting.
+TEST_F(SchedulerTest, LostAgentThatReconnectsIsCountedBack) {
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(1, 2)).ok());
+  Connect("a0", "eu-west-1");
+  clock_.AdvanceTime(absl::Seconds(25));
+  scheduler_->CheckLiveness();
+  scheduler_->AgentDisconnected("a0", &listeners_["a0"]);
+  ASSERT_EQ(scheduler_->ListAgents("eu-west-1")[0].state(), v1::LOST);
+  clock_.AdvanceTime(absl::Seconds(3));
+  Connect("a0", "eu-west-1");
+  EXPECT_EQ(scheduler_->ListAgents("eu-west-1")[0].state(), v1::LIVE);
+  EXPECT_EQ(scheduler_->AssignmentsFor("a0").assignments_size(), 4);
+  EXPECT_EQ(metrics_.counter("agents_lost_total"), 1);
+  EXPECT_EQ(metrics_.counter("agents_recovered_total"), 1);
+  EXPECT_EQ(metrics_.counter("agent_lost_seconds_total"), 3);
+}
+
+TEST_F(SchedulerTest, WasAssignedKnowsOnlyTheAgentsOwnStreams) {
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(1, 1)).ok());
+  Connect("a0", "us-east-1");
+  const v1::Assignment a = scheduler_->AssignmentsFor("a0").assignments(0);
+  v1::Outcome o;
+  o.set_schedule_id(a.schedule_id());
+  o.set_target(a.target());
+  o.set_mode(a.mode());
+  o.set_requested_bytes(a.size_bytes());
+  EXPECT_TRUE(scheduler_->WasAssigned("a0", o));
+  EXPECT_FALSE(scheduler_->WasAssigned("someone-else", o));
+  o.set_requested_bytes(a.size_bytes() + 1);
+  EXPECT_FALSE(scheduler_->WasAssigned("a0", o));
 }
 
 }  // namespace

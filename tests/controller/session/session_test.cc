@@ -79,6 +79,7 @@ class SessionTest : public ::testing::Test {
     for (int i = 0; i < n; ++i) {
       v1::Outcome* o = m.mutable_outcomes()->add_outcomes();
       o->set_sequence(first + i);
+      o->set_schedule_id("s");
       o->set_target("canary");
       o->set_mode(v1::BUFFERED);
       o->set_requested_bytes(2);
@@ -208,6 +209,62 @@ TEST_F(SessionTest, DrainAcknowledgesThenClosesAndRefusesNewStreams) {
   while (refused->Read(&m)) {
   }
   EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(SessionTest, ASecondSessionForTheSameAgentFencesTheFirst) {
+  grpc::ClientContext ctx1;
+  auto first = stub_->Connect(&ctx1);
+  ASSERT_TRUE(first->Write(Hello("twin")));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(ReadUntil(first.get(), v1::ControllerMessage::kAssignments, &m));
+
+  grpc::ClientContext ctx2;
+  auto second = stub_->Connect(&ctx2);
+  ASSERT_TRUE(second->Write(Hello("twin")));
+  ASSERT_TRUE(ReadUntil(second.get(), v1::ControllerMessage::kAssignments, &m));
+  EXPECT_EQ(m.assignments().assignments_size(), 2);
+  // The first stream ends ABORTED, named as fenced; the metric counts it.
+  while (first->Read(&m)) {
+  }
+  const grpc::Status s = first->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_NE(s.error_message().find("newer session"), std::string::npos);
+  EXPECT_EQ(metrics_->counter("session_fenced_total"), 1);
+  // The second keeps working.
+  ASSERT_TRUE(second->Write(Batch(1, 2)));
+  ASSERT_TRUE(ReadUntil(second.get(), v1::ControllerMessage::kAck, &m));
+  EXPECT_EQ(m.ack().applied_sequence(), 2u);
+  second->WritesDone();
+  while (second->Read(&m)) {
+  }
+  second->Finish();
+}
+
+TEST_F(SessionTest, OutcomesOfStreamsNotAssignedAreCountedNotStored) {
+  grpc::ClientContext ctx;
+  auto stream = stub_->Connect(&ctx);
+  ASSERT_TRUE(stream->Write(Hello("forger")));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kAssignments, &m));
+  // Two real outcomes, then three for streams never assigned to this agent:
+  // another schedule, another size, and an ad-hoc run never dispatched.
+  v1::AgentMessage b = Batch(1, 5);
+  b.mutable_outcomes()->mutable_outcomes(2)->set_schedule_id("other");
+  b.mutable_outcomes()->mutable_outcomes(3)->set_requested_bytes(1 << 20);
+  b.mutable_outcomes()->mutable_outcomes(4)->set_adhoc_id("never-sent");
+  ASSERT_TRUE(stream->Write(b));
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kAck, &m));
+  EXPECT_EQ(m.ack().applied_sequence(), 5u);
+  auto totals = store_->LoadStreamTotals();
+  ASSERT_TRUE(totals.ok());
+  uint64_t stored = 0;
+  for (const auto& t : *totals) stored += t.stats.probes();
+  EXPECT_EQ(stored, 2u);
+  EXPECT_EQ(metrics_->counter("outcomes_rejected_total"), 3);
+  stream->WritesDone();
+  while (stream->Read(&m)) {
+  }
+  stream->Finish();
 }
 
 }  // namespace
