@@ -195,7 +195,10 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
            {"ingest_platform_samples_total", "Platform samples stored."},
            {"session_refused_total",
             "Agent sessions refused: no valid client certificate, a Hello "
-            "not matching it, or a region not allowed."}}) {
+            "not matching it, or a region not allowed."},
+           {"store_check_failures_total",
+            "Periodic store write checks that failed (the controller is "
+            "not ready meanwhile)."}}) {
     ingest.push_back(CounterFamily(absl::StrCat("fleetcanary_", name), help));
   }
 

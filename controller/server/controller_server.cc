@@ -60,6 +60,7 @@ class ControllerServerImpl : public ControllerServer {
   ~ControllerServerImpl() override {
     Drain(absl::Seconds(2));
     if (pruner_.joinable()) pruner_.join();
+    if (store_checker_.joinable()) store_checker_.join();
   }
 
   absl::Status Start() {
@@ -100,6 +101,7 @@ class ControllerServerImpl : public ControllerServer {
     so.rotation_period = FromProto(c.metrics_period(), absl::Seconds(60));
     so.heartbeat_interval = heartbeat;
     so.liveness_timeout = liveness;
+    so.forget_drained_after = options_.forget_drained_after;
     FC_ASSIGN_OR_RETURN(scheduler_,
                         Scheduler::Create(so, store_.get(), clock_));
     if (options_.fleet.targets_size() > 0 ||
@@ -140,7 +142,9 @@ class ControllerServerImpl : public ControllerServer {
     int port = 0;
     builder.AddListeningPort(c.grpc_listen(), credentials, &port);
     builder.RegisterService(service_.get());
-    builder.RegisterService(admin_service_.get());
+    if (options_.admin_listen.empty()) {
+      builder.RegisterService(admin_service_.get());
+    }
     builder.SetMaxReceiveMessageSize(64 << 20);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port == 0) {
@@ -148,6 +152,7 @@ class ControllerServerImpl : public ControllerServer {
           absl::StrCat("grpc_listen: cannot bind ", c.grpc_listen()));
     }
     grpc_address_ = absl::StrCat(HostOf(c.grpc_listen()), ":", port);
+    if (!options_.admin_listen.empty()) FC_RETURN_IF_ERROR(StartAdminServer());
     if (!options_.health_listen.empty()) {
       // Health only: a server with no services of ours gets just the default
       // health service.
@@ -168,12 +173,20 @@ class ControllerServerImpl : public ControllerServer {
       FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.http_listen()));
       http_->Register(metrics_->collectable());
       http_->AddPage("/status", [this] { return StatusPage(); });
+      http_->AddPage("/readyz", [this] { return ReadyPage(); });
+      // Liveness: the process serves HTTP. A failing store is a readiness
+      // matter (a restart would not fix a full or locked disk).
+      http_->AddPage("/healthz", [] {
+        return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
+      });
     }
     pruner_ = std::thread([this] { PruneLoop(); });
+    store_checker_ = std::thread([this] { StoreCheckLoop(); });
     LogInfo("controller_started",
             {{"grpc", grpc_address_},
              {"http", http_address()},
              {"health", health_address_},
+             {"admin", admin_address_},
              {"tls", options_.tls.insecure          ? "off"
                      : options_.tls.ca_file.empty() ? "tls"
                                                     : "mtls"},
@@ -186,6 +199,11 @@ class ControllerServerImpl : public ControllerServer {
     return http_ ? http_->address() : "";
   }
   std::string health_address() const override { return health_address_; }
+  std::string admin_address() const override { return admin_address_; }
+  bool store_healthy() const override {
+    absl::MutexLock lock(&mu_);
+    return store_healthy_;
+  }
   Scheduler* scheduler() override { return scheduler_.get(); }
   Ingest* ingest() override { return ingest_.get(); }
   Store* store() override { return store_.get(); }
@@ -202,15 +220,16 @@ class ControllerServerImpl : public ControllerServer {
       }
       drain_started_ = true;
     }
-    if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
-    if (health_server_) {
-      health_server_->GetHealthCheckService()->SetServingStatus(false);
-    }
+    SetServing(false);
     if (hub_) hub_->Drain("shutdown", timeout);
     if (server_)
       server_->Shutdown(absl::ToChronoTime(Clock::Real()->Now() + timeout));
     if (admin_core_) admin_core_->Shutdown();
     if (admin_service_) admin_service_->Shutdown();
+    if (admin_server_) {
+      admin_server_->Shutdown(
+          absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(100)));
+    }
     if (hub_) hub_->Shutdown();
     if (ingest_) ingest_->Shutdown();
     if (verdicts_) verdicts_->Shutdown();
@@ -241,6 +260,79 @@ class ControllerServerImpl : public ControllerServer {
                       std::string(data.status().message()), 500};
     }
     return HttpPage{"text/html; charset=utf-8", RenderStatusPage(*data)};
+  }
+
+  // The admin API alone on admin_listen: server-side TLS with the
+  // controller's certificate and no client certificate requested (bearer
+  // tokens authenticate), or plaintext with --insecure.
+  absl::Status StartAdminServer() {
+    TlsOptions tls = options_.tls;
+    tls.ca_file.clear();
+    FC_ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(tls));
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(options_.admin_listen, credentials, &port);
+    builder.RegisterService(admin_service_.get());
+    builder.SetMaxReceiveMessageSize(64 << 20);
+    admin_server_ = builder.BuildAndStart();
+    if (admin_server_ == nullptr || port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("admin_listen: cannot bind ", options_.admin_listen));
+    }
+    admin_address_ = absl::StrCat(HostOf(options_.admin_listen), ":", port);
+    return absl::OkStatus();
+  }
+
+  // The health service of every listener.
+  void SetServing(bool serving) {
+    for (grpc::Server* s :
+         {server_.get(), health_server_.get(), admin_server_.get()}) {
+      if (s != nullptr) s->GetHealthCheckService()->SetServingStatus(serving);
+    }
+  }
+
+  // GET /readyz: 200 while the store accepts writes and the controller is
+  // not draining, 503 otherwise (with the reason).
+  HttpPage ReadyPage() {
+    absl::MutexLock lock(&mu_);
+    if (drain_started_) {
+      return HttpPage{"text/plain; charset=utf-8", "draining\n", 503};
+    }
+    if (!store_healthy_) {
+      return HttpPage{"text/plain; charset=utf-8",
+                      absl::StrCat("store: ", store_error_, "\n"), 503};
+    }
+    return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
+  }
+
+  // Every store_check_interval: an empty write transaction. A failure (disk
+  // full or read-only, file locked, I/O error) turns readiness off until a
+  // check passes again; each transition is logged, each failure counted.
+  void StoreCheckLoop() {
+    absl::MutexLock lock(&mu_);
+    for (;;) {
+      clock_->AwaitWithTimeout(&mu_, absl::Condition(&drain_started_),
+                               options_.store_check_interval);
+      if (drain_started_) return;
+      mu_.Unlock();
+      const absl::Status s = store_->Commit(WriteBatch{}, nullptr);
+      mu_.Lock();
+      if (drain_started_) return;
+      const bool was_healthy = store_healthy_;
+      store_healthy_ = s.ok();
+      store_error_ = s.ok() ? "" : s.ToString();
+      if (!s.ok()) metrics_->AddCounter("store_check_failures_total", 1);
+      if (was_healthy == s.ok()) continue;
+      if (s.ok()) {
+        LogInfo("store_recovered", {{"serving", "true"}});
+      } else {
+        LogError("store_unhealthy",
+                 {{"error", s.ToString()}, {"serving", "false"}});
+      }
+      // Under mu_: Drain() turns serving off only after drain_started_, so
+      // this cannot turn it back on afterwards.
+      SetServing(s.ok());
+    }
   }
 
   // The admin API: live verdicts, Analyze over the store, ad-hoc probes
@@ -324,13 +416,18 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;
   std::string health_address_;
+  std::unique_ptr<grpc::Server> admin_server_;
+  std::string admin_address_;
+  std::thread store_checker_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::string grpc_address_;
   std::thread pruner_;
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   // State below is protected by mu_.
   bool drain_started_ ABSL_GUARDED_BY(mu_) = false;
+  bool store_healthy_ ABSL_GUARDED_BY(mu_) = true;
+  std::string store_error_ ABSL_GUARDED_BY(mu_);
   bool drained_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -1,6 +1,7 @@
 // The fleetcanary controller process: store → metrics (restored) → ingest →
 // scheduler (fleet file applied) → session hub, served over gRPC
-// (AgentSession, CanaryAdmin, health, reflection) and /metrics over HTTP.
+// (AgentSession, CanaryAdmin, health, reflection; CanaryAdmin optionally on
+// its own listener) and /metrics, /status, /healthz, /readyz over HTTP.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_CONTROLLER_SERVER_CONTROLLER_SERVER_H_
@@ -50,6 +51,19 @@ struct ControllerServerOptions {
   // Optional second, plaintext listener serving only the gRPC health service
   // (kubelet probes); "" = none.
   std::string health_listen;
+  // Optional listener serving only the admin API (CanaryAdmin) and health,
+  // over server-side TLS (tls.cert_file/key_file) without asking for a client
+  // certificate: callers authenticate with bearer tokens. When set, the
+  // admin API is served only there, not on grpc_listen (which then carries
+  // agent sessions only). "" = the admin API shares grpc_listen.
+  std::string admin_listen;
+  // How often the store is checked for writes (an empty transaction). While
+  // it fails, the health service reports NOT_SERVING on every listener and
+  // GET /readyz answers 503.
+  absl::Duration store_check_interval = absl::Seconds(10);
+  // An agent that said goodbye (DRAINED) is forgotten this long after,
+  // unless it reconnects.
+  absl::Duration forget_drained_after = absl::Hours(1);
 };
 
 class ControllerServer {
@@ -67,6 +81,10 @@ class ControllerServer {
   virtual std::string http_address() const = 0;
   // "host:port" of the health listener ("" when none).
   virtual std::string health_address() const = 0;
+  // "host:port" of the admin listener ("" when none).
+  virtual std::string admin_address() const = 0;
+  // False while the last store check failed (readiness).
+  virtual bool store_healthy() const = 0;
 
   virtual Scheduler* scheduler() = 0;
   virtual Ingest* ingest() = 0;
