@@ -296,13 +296,28 @@ class AgentAppImpl : public AgentApp {
     return absl::OkStatus();
   }
 
-  // GET /healthz (liveness): the process serves HTTP and has not stopped.
-  // Losing the controller is not a reason to restart the agent: its outbox
-  // keeps the outcomes and the session reconnects by itself.
+  // GET /healthz (liveness): the process serves HTTP, has not stopped, and
+  // its probe timer is not stuck. Losing the controller is not a reason to
+  // restart the agent: its outbox keeps the outcomes and the session
+  // reconnects by itself.
   HttpPage HealthPage() {
-    absl::MutexLock lock(&drain_mu_);
-    if (drained_)
-      return HttpPage{"text/plain; charset=utf-8", "stopping\n", 503};
+    {
+      absl::MutexLock lock(&drain_mu_);
+      if (drained_) {
+        return HttpPage{"text/plain; charset=utf-8", "stopping\n", 503};
+      }
+    }
+    // The probe timer wakes at least every minute; three minutes without a
+    // wake-up means it is stuck (a restart is the remedy).
+    const absl::Duration last_tick = runner_->stats().last_tick;
+    const absl::Duration since = clock_->MonotonicNow() - last_tick;
+    if (last_tick > absl::ZeroDuration() && since > absl::Minutes(3)) {
+      LogError("probe_loop_stalled", {{"since", absl::FormatDuration(since)}});
+      return HttpPage{"text/plain; charset=utf-8",
+                      absl::StrCat("probe loop stalled for ",
+                                   absl::FormatDuration(since), "\n"),
+                      503};
+    }
     return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
   }
 
