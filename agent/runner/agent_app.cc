@@ -1,6 +1,7 @@
 #include "agent/runner/agent_app.h"
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <utility>
 #include <vector>
@@ -77,16 +78,20 @@ class PlatformGuardSink : public AssignmentSink {
   AssignmentSink* const next_;
 };
 
-// Hands each AssignmentSet to the runner and the platform loop.
+// Hands each AssignmentSet to the runner and the platform loop, and counts
+// the sets applied (readiness).
 class FanOut : public AssignmentSink {
  public:
   void Add(AssignmentSink* sink) { sinks_.push_back(sink); }
   void OnAssignments(const v1::AssignmentSet& set) override {
     for (AssignmentSink* s : sinks_) s->OnAssignments(set);
+    applied_.fetch_add(1, std::memory_order_relaxed);
   }
+  uint64_t applied() const { return applied_.load(std::memory_order_relaxed); }
 
  private:
   std::vector<AssignmentSink*> sinks_;
+  std::atomic<uint64_t> applied_{0};
 };
 
 class AgentAppImpl : public AgentApp {
@@ -185,6 +190,8 @@ class AgentAppImpl : public AgentApp {
       collectable_ =
           std::make_shared<FunctionCollectable>([this] { return Collect(); });
       http_->Register(collectable_);
+      http_->AddPage("/healthz", [this] { return HealthPage(); });
+      http_->AddPage("/readyz", [this] { return ReadyPage(); });
     }
     LogInfo("agent_started", {{"agent", c.agent_id()},
                               {"region", c.region()},
@@ -214,6 +221,7 @@ class AgentAppImpl : public AgentApp {
           std::max(absl::ZeroDuration(), deadline - clock_->MonotonicNow()));
     }
     bool flushed = false;
+    bool goodbye = false;
     SessionClient* session;
     {
       absl::MutexLock lock(&mu_);
@@ -223,12 +231,18 @@ class AgentAppImpl : public AgentApp {
     if (session) {
       flushed = session->WaitForFlush(
           std::max(absl::ZeroDuration(), deadline - clock_->MonotonicNow()));
+      // Goodbye even when the flush timed out: what is left stays in the
+      // (durable) outbox and is resent when this agent id comes back.
+      goodbye = session->Goodbye(
+          "shutdown",
+          std::max(absl::Seconds(1), deadline - clock_->MonotonicNow()));
       session->Shutdown();
     }
     if (engine_) engine_->Shutdown();
     LogInfo(
         "agent_drained",
         {{"flushed", flushed ? "true" : "false"},
+         {"goodbye", goodbye ? "true" : "false"},
          {"outbox_depth", absl::StrCat(outbox_ ? outbox_->stats().depth : 0)}});
     absl::MutexLock lock(&drain_mu_);
     flushed_ = flushed;
@@ -280,6 +294,52 @@ class AgentAppImpl : public AgentApp {
         std::move(platform_guard), platform_loop_.get());
     fan_out_.Add(platform_guard_sink_.get());
     return absl::OkStatus();
+  }
+
+  // GET /healthz (liveness): the process serves HTTP, has not stopped, and
+  // its probe timer is not stuck. Losing the controller is not a reason to
+  // restart the agent: its outbox keeps the outcomes and the session
+  // reconnects by itself.
+  HttpPage HealthPage() {
+    {
+      absl::MutexLock lock(&drain_mu_);
+      if (drained_) {
+        return HttpPage{"text/plain; charset=utf-8", "stopping\n", 503};
+      }
+    }
+    // The probe timer wakes at least every minute; three minutes without a
+    // wake-up means it is stuck (a restart is the remedy).
+    const absl::Duration last_tick = runner_->stats().last_tick;
+    const absl::Duration since = clock_->MonotonicNow() - last_tick;
+    if (last_tick > absl::ZeroDuration() && since > absl::Minutes(3)) {
+      LogError("probe_loop_stalled", {{"since", absl::FormatDuration(since)}});
+      return HttpPage{"text/plain; charset=utf-8",
+                      absl::StrCat("probe loop stalled for ",
+                                   absl::FormatDuration(since), "\n"),
+                      503};
+    }
+    return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
+  }
+
+  // GET /readyz: 200 once the session with the controller is up (Welcome
+  // received on the current stream) and an AssignmentSet has been applied;
+  // 503 naming what is missing otherwise, and while draining.
+  HttpPage ReadyPage() {
+    {
+      absl::MutexLock lock(&drain_mu_);
+      if (drained_) {
+        return HttpPage{"text/plain; charset=utf-8", "draining\n", 503};
+      }
+    }
+    if (!session_stats().connected) {
+      return HttpPage{"text/plain; charset=utf-8",
+                      "no session with the controller\n", 503};
+    }
+    if (fan_out_.applied() == 0) {
+      return HttpPage{"text/plain; charset=utf-8",
+                      "no assignments received yet\n", 503};
+    }
+    return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
   }
 
   void NotifySession() {

@@ -1,5 +1,7 @@
 // The fleetcanary agent process: outbox → probe engine → runner → session,
-// plus the agent's own /metrics (engine, outbox and session counters).
+// plus the agent's own HTTP port: /metrics (engine, outbox and session
+// counters), /healthz (liveness: serving, not stopped) and /readyz (session
+// with the controller up and an AssignmentSet applied; 503 otherwise).
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_AGENT_RUNNER_AGENT_APP_H_
@@ -50,7 +52,7 @@ class AgentApp {
   static absl::StatusOr<std::unique_ptr<AgentApp>> BuildAndStart(
       const AgentAppOptions& options, Clock* clock);
 
-  // "host:port" of /metrics ("" when off).
+  // "host:port" of /metrics, /healthz, /readyz ("" when off).
   virtual std::string http_address() const = 0;
 
   // Graceful stop: no new probes, in-flight probes finish, the outbox is

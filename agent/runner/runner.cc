@@ -156,6 +156,7 @@ class RunnerImpl : public Runner {
         }
         if (stopping_) return;
         now = clock_->MonotonicNow();
+        stats_.last_tick = now;
         const absl::Time wall = clock_->Now();
         for (auto& [key, t] : timers_) {
           if (t.next > now) continue;

@@ -45,6 +45,9 @@ struct RunnerStats {
   uint64_t append_errors_total = 0;
   uint64_t slots_skipped_total = 0;
   uint64_t assignment_version = 0;
+  // Clock::MonotonicNow() of the timer thread's last wake-up; it wakes at
+  // least every minute (liveness: /healthz).
+  absl::Duration last_tick;
 };
 
 class Runner : public AssignmentSink {

@@ -168,6 +168,19 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
     notified_ = true;
   }
 
+  bool Goodbye(const std::string& reason, absl::Duration timeout) override {
+    absl::MutexLock lock(&mu_);
+    goodbye_reason_ = reason;
+    goodbye_requested_ = true;
+    notified_ = true;
+    clock_->AwaitWithTimeout(&mu_, absl::Condition(&goodbye_done_), timeout);
+    if (!goodbye_done_) {
+      LogWarning("session_goodbye_unanswered",
+                 {{"timeout", absl::FormatDuration(timeout)}});
+    }
+    return goodbye_done_;
+  }
+
   bool WaitForFlush(absl::Duration timeout) override {
     const uint64_t target = outbox_->stats().last_sequence;
     absl::MutexLock lock(&mu_);
@@ -225,7 +238,7 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
       absl::MutexLock lock(&mu_);
       stats_.connected = false;
       ++stats_.reconnects_total;
-      if (stopping_) return;
+      if (stopping_ || goodbye_done_) return;
       attempt = welcomed ? 0 : attempt + 1;
       if (!welcomed) NextAddressLocked();
       // Jittered exponential backoff: a uniform draw in [d/2, d].
@@ -294,6 +307,7 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
     bool cancelled = false;
     uint64_t cursor = 0;
     std::deque<uint64_t> unacked;  // Last sequence of each batch in flight.
+    bool goodbye_sent = false;
     for (;;) {
       std::deque<v1::ControllerMessage> messages;
       bool done, stopping;
@@ -384,7 +398,14 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
             break;
         }
       }
-      if (done) return welcomed;
+      if (done) {
+        if (goodbye_sent) {
+          LogInfo("session_goodbye_done");
+          absl::MutexLock lock(&mu_);
+          goodbye_done_ = true;
+        }
+        return welcomed;
+      }
       if (cancelled) continue;  // Waiting for OnDone.
       if (stopping) {
         reactor->Cancel();
@@ -404,6 +425,24 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
         continue;
       }
       if (!welcomed) continue;
+      if (goodbye_sent) continue;  // Waiting for the controller to close.
+      {
+        std::string reason;
+        bool requested;
+        {
+          absl::MutexLock lock(&mu_);
+          requested = goodbye_requested_;
+          reason = goodbye_reason_;
+        }
+        if (requested) {
+          v1::AgentMessage m;
+          m.mutable_goodbye()->set_reason(reason);
+          m.mutable_goodbye()->set_outbox_depth(outbox_->stats().depth);
+          reactor->Send(std::move(m));
+          goodbye_sent = true;
+          continue;
+        }
+      }
       {
         std::deque<v1::AdhocResult> results;
         {
@@ -510,6 +549,11 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
   std::deque<v1::AdhocResult> adhoc_out_ ABSL_GUARDED_BY(mu_);
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Goodbye(): requested, then done once the controller closed the stream
+  // after receiving it (no reconnect afterwards).
+  bool goodbye_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool goodbye_done_ ABSL_GUARDED_BY(mu_) = false;
+  std::string goodbye_reason_ ABSL_GUARDED_BY(mu_);
   SessionClientStats stats_ ABSL_GUARDED_BY(mu_);
   size_t current_ ABSL_GUARDED_BY(mu_) = 0;  // Index into addresses_.
 };

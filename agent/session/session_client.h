@@ -119,6 +119,13 @@ class SessionClient {
 
   virtual SessionClientStats stats() = 0;
 
+  // Clean shutdown: sends Goodbye (with the outbox depth) on the current or
+  // next welcomed stream, then waits until the controller closes that stream
+  // (it marks the agent DRAINED, not LOST) or `timeout` passes. Nothing is
+  // sent and no stream is opened after it. Call after WaitForFlush, before
+  // Shutdown. Returns whether the controller took the goodbye.
+  virtual bool Goodbye(const std::string& reason, absl::Duration timeout) = 0;
+
   // Half-closes the stream and stops the driver. Idempotent.
   virtual void Shutdown() = 0;
 };

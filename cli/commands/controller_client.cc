@@ -1,6 +1,7 @@
 #include "cli/commands/controller_client.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "cli/commands/tls_diagnosis.h"
 #include "common/units/units.h"
 
 namespace fleetcanary {
@@ -66,7 +68,20 @@ void AddControllerFlags(CLI::App* cmd, ControllerFlags* flags) {
                 "FLEETCANARY_INSECURE=1)")
       ->group("Controller connection");
   cmd->add_option("--ca", flags->ca_file,
-                  "CA bundle (PEM) that signed the controller's certificate")
+                  "CA bundle (PEM) that signed the controller's certificate "
+                  "(env FLEETCANARY_CA; default: the system roots)")
+      ->group("Controller connection");
+  cmd->add_option("--cert", flags->cert_file,
+                  "Client certificate (PEM) for a controller port that asks "
+                  "for one (mutual TLS; env FLEETCANARY_CERT)")
+      ->group("Controller connection");
+  cmd->add_option("--key", flags->key_file,
+                  "Private key (PEM) of --cert (env FLEETCANARY_KEY)")
+      ->group("Controller connection");
+  cmd->add_option("--server-name", flags->server_name,
+                  "Name the controller's certificate must carry, when it "
+                  "differs from --controller's host (env "
+                  "FLEETCANARY_SERVER_NAME)")
       ->group("Controller connection");
   cmd->add_option("--rpc-timeout", flags->timeout,
                   "Deadline of each call to the controller")
@@ -103,24 +118,58 @@ absl::StatusOr<std::unique_ptr<ControllerClient>> ControllerClient::Create(
   const std::string env_insecure = Env("FLEETCANARY_INSECURE");
   const bool insecure = flags.insecure || env_insecure == "1" ||
                         absl::EqualsIgnoreCase(env_insecure, "true");
+  const std::string ca_file =
+      flags.ca_file.empty() ? Env("FLEETCANARY_CA") : flags.ca_file;
+  const std::string cert_file =
+      flags.cert_file.empty() ? Env("FLEETCANARY_CERT") : flags.cert_file;
+  const std::string key_file =
+      flags.key_file.empty() ? Env("FLEETCANARY_KEY") : flags.key_file;
+  c->server_name_ = flags.server_name.empty() ? Env("FLEETCANARY_SERVER_NAME")
+                                              : flags.server_name;
+  c->insecure_ = insecure;
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (insecure) {
-    if (!flags.ca_file.empty()) {
+    if (!ca_file.empty() || !cert_file.empty() || !key_file.empty()) {
       return absl::InvalidArgumentError(
-          "--ca and --insecure exclude each other");
+          "--insecure (plaintext) excludes --ca, --cert and --key (or "
+          "FLEETCANARY_CA/_CERT/_KEY)");
     }
     creds = grpc::InsecureChannelCredentials();
   } else {
+    if (cert_file.empty() != key_file.empty()) {
+      return absl::InvalidArgumentError(
+          cert_file.empty() ? "--key: given without --cert (FLEETCANARY_CERT)"
+                            : "--cert: given without --key (FLEETCANARY_KEY)");
+    }
     grpc::SslCredentialsOptions ssl;
-    if (!flags.ca_file.empty()) {
-      absl::StatusOr<std::string> ca = ReadFile("--ca", flags.ca_file);
+    if (!ca_file.empty()) {
+      absl::StatusOr<std::string> ca = ReadFile("--ca", ca_file);
       if (!ca.ok()) return ca.status();
-      ssl.pem_root_certs = *ca;
+      ssl.pem_root_certs = c->ca_pem_ = *ca;
+    }
+    if (!cert_file.empty()) {
+      absl::StatusOr<std::string> cert = ReadFile("--cert", cert_file);
+      if (!cert.ok()) return cert.status();
+      absl::StatusOr<std::string> key = ReadFile("--key", key_file);
+      if (!key.ok()) return key.status();
+      if (!absl::StrContains(*cert, "-----BEGIN CERTIFICATE-----")) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--cert: \"", cert_file, "\" holds no PEM certificate"));
+      }
+      if (!absl::StrContains(*key, "PRIVATE KEY-----")) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--key: \"", key_file, "\" holds no PEM private key"));
+      }
+      ssl.pem_cert_chain = c->cert_pem_ = *cert;
+      ssl.pem_private_key = c->key_pem_ = *key;
     }
     creds = grpc::SslCredentials(ssl);
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  if (!c->server_name_.empty()) {
+    args.SetSslTargetNameOverride(c->server_name_);
+  }
   c->channel_ = grpc::CreateCustomChannel(c->address_, creds, args);
   c->stub_ = v1::CanaryAdmin::NewStub(c->channel_);
   return c;
@@ -141,13 +190,32 @@ int ControllerClient::Fail(const grpc::Status& status,
   std::ostream& err = *ctx->err;
   err << "canaryctl " << command << ": ";
   switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-      err << "cannot reach controller at " << address_ << ": "
-          << ConnectReason(msg)
+    case grpc::StatusCode::UNAVAILABLE: {
+      const std::string reason = ConnectReason(msg);
+      if (reason != "connection refused" && reason != "name resolution" &&
+          reason != "dns resolution" && reason != "no route to host" &&
+          reason != "network is unreachable") {
+        TlsProbeOptions probe;
+        probe.address = address_;
+        probe.server_name = server_name_;
+        probe.ca_pem = ca_pem_;
+        probe.cert_pem = cert_pem_;
+        probe.key_pem = key_pem_;
+        probe.insecure = insecure_;
+        probe.timeout = std::min(timeout_, absl::Seconds(10));
+        const std::string why = DiagnoseTls(probe);
+        if (!why.empty()) {
+          err << "TLS handshake with the controller at " << address_
+              << " failed: " << why << "\n";
+          return kExitUnavailable;
+        }
+      }
+      err << "cannot reach controller at " << address_ << ": " << reason
           << " — is fleetcanary-controller running? (--controller / "
              "FLEETCANARY_CONTROLLER; --insecure for a plaintext "
              "controller)\n";
       return kExitUnavailable;
+    }
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       err << "the controller at " << address_ << " did not answer in time ("
           << msg << "); raise --rpc-timeout or check the controller\n";

@@ -5,7 +5,14 @@
 //   --controller HOST:PORT   FLEETCANARY_CONTROLLER (default 127.0.0.1:7443)
 //   --token-file FILE        FLEETCANARY_TOKEN (the token itself)
 //   --insecure               FLEETCANARY_INSECURE=1 (plaintext, no TLS)
-//   --ca FILE                CA bundle for the controller's TLS certificate
+//   --ca FILE                FLEETCANARY_CA: CA bundle for the controller's
+//                            TLS certificate (default: the system roots)
+//   --cert FILE, --key FILE  FLEETCANARY_CERT, FLEETCANARY_KEY: client
+//                            certificate and key, for a controller port that
+//                            asks for one (mutual TLS)
+//   --server-name NAME       FLEETCANARY_SERVER_NAME: name the controller's
+//                            certificate must carry when it differs from the
+//                            host dialled (e.g. through kubectl port-forward)
 //   --rpc-timeout DURATION   deadline of each call (not of streams)
 // Errors become one line a person can act on and an exit code (command.h).
 //
@@ -39,6 +46,9 @@ struct ControllerFlags {
   std::string token_file;
   bool insecure = false;
   std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string server_name;
   std::string timeout = "30s";
 };
 
@@ -60,7 +70,8 @@ class ControllerClient {
   void Prepare(grpc::ClientContext* ctx, bool with_deadline = true) const;
 
   // Prints "canaryctl <command>: ..." for a failed call, with a hint, and
-  // returns the exit code: 3 unreachable/unavailable/deadline/internal,
+  // returns the exit code: 3 unreachable/unavailable/deadline/internal (a
+  // failed TLS handshake is redone once to say which side wanted what),
   // 4 UNAUTHENTICATED or PERMISSION_DENIED for the token, 1 for every other
   // refusal of the request (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
   // a URL the target guard refuses, ...).
@@ -70,6 +81,12 @@ class ControllerClient {
  private:
   std::string address_;
   std::string token_;
+  // For the TLS diagnosis of a failed connection.
+  bool insecure_ = false;
+  std::string server_name_;
+  std::string ca_pem_;
+  std::string cert_pem_;
+  std::string key_pem_;
   absl::Duration timeout_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::CanaryAdmin::Stub> stub_;

@@ -226,7 +226,10 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
             "accepting."},
            {"outcomes_rejected_total",
             "Outcomes refused: not for a stream assigned to the agent, nor "
-            "for one of its ad-hoc runs."}}) {
+            "for one of its ad-hoc runs."},
+           {"store_check_failures_total",
+            "Periodic store write checks that failed (the controller is "
+            "not ready meanwhile)."}}) {
     ingest.push_back(CounterFamily(absl::StrCat("fleetcanary_", name), help));
   }
 

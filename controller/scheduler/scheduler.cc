@@ -68,6 +68,8 @@ struct Pair {
 struct AgentEntry {
   v1::Hello hello;
   v1::AgentState state = v1::LIVE;
+  // When it said goodbye (state DRAINED).
+  absl::Duration drained_mono;
   absl::Time connected_since;
   absl::Time last_heartbeat;
   absl::Duration last_heartbeat_mono;
@@ -219,7 +221,10 @@ class SchedulerImpl : public Scheduler {
     auto it = agents_.find(agent_id);
     if (it == agents_.end() || it->second.listener != listener) return;
     it->second.listener = nullptr;
-    if (it->second.state != v1::LOST) {
+    if (it->second.state == v1::DRAINED) {
+      LogInfo("agent_drained",
+              {{"agent", agent_id}, {"region", it->second.hello.region()}});
+    } else if (it->second.state != v1::LOST) {
       MarkLostLocked(agent_id, &it->second, "disconnected");
     }
     RecomputeLocked();
@@ -230,6 +235,16 @@ class SchedulerImpl : public Scheduler {
     auto it = agents_.find(agent_id);
     if (it == agents_.end()) return;
     it->second.state = v1::DRAINING;
+    RecomputeLocked();
+  }
+
+  void AgentDrained(const std::string& agent_id,
+                    AssignmentListener* listener) override {
+    absl::MutexLock lock(&mu_);
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end() || it->second.listener != listener) return;
+    it->second.state = v1::DRAINED;
+    it->second.drained_mono = clock_->MonotonicNow();
     RecomputeLocked();
   }
 
@@ -347,8 +362,20 @@ class SchedulerImpl : public Scheduler {
   void CheckLivenessLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const absl::Duration now = clock_->MonotonicNow();
     bool changed = false;
+    for (auto it = agents_.begin(); it != agents_.end();) {
+      if (it->second.state == v1::DRAINED && it->second.listener == nullptr &&
+          now - it->second.drained_mono > options_.forget_drained_after) {
+        LogInfo("agent_forgotten", {{"agent", it->first},
+                                    {"region", it->second.hello.region()},
+                                    {"reason", "drained"}});
+        it = agents_.erase(it);
+        changed = true;
+      } else {
+        ++it;
+      }
+    }
     for (auto& [id, a] : agents_) {
-      if (a.state == v1::LOST) continue;
+      if (a.state == v1::LOST || a.state == v1::DRAINED) continue;
       if (now - a.last_heartbeat_mono > options_.liveness_timeout) {
         MarkLostLocked(id, &a, "heartbeat timeout");
         changed = true;

@@ -2,7 +2,7 @@
 //
 // Registry: agents with their identity (Hello), liveness (heartbeats, with a
 // timeout of `liveness_timeout`, checked every heartbeat_interval/4 on the
-// injected Clock) and state (LIVE, LOST, DRAINING).
+// injected Clock) and state (LIVE, LOST, DRAINING, DRAINED after a goodbye).
 //
 // Scheduler: turns schedules (target × regions × modes × size ladder × rate)
 // into per-agent AssignmentSets. The unit of placement is a stream *pair*
@@ -59,6 +59,9 @@ struct SchedulerOptions {
   // Optional: receives agents_lost_total, agents_recovered_total and
   // agent_lost_seconds_total (the time agents spent LOST before coming back).
   ControllerMetrics* metrics = nullptr;
+  // A DRAINED agent (clean shutdown) is forgotten this long after it said
+  // goodbye, unless it comes back first.
+  absl::Duration forget_drained_after = absl::Hours(1);
 };
 
 // Receives the complete AssignmentSet of one connected agent, whenever it
@@ -107,6 +110,12 @@ class Scheduler {
                                  AssignmentListener* listener) = 0;
   // Marks an agent DRAINING: it keeps its session but gets no work.
   virtual void AgentDraining(const std::string& agent_id) = 0;
+  // The agent said goodbye (clean shutdown) on `listener`'s session: it is
+  // DRAINED, not LOST, when that session closes, its work moves to the
+  // others, and it is forgotten after forget_drained_after unless it
+  // reconnects.
+  virtual void AgentDrained(const std::string& agent_id,
+                            AssignmentListener* listener) = 0;
 
   // Marks agents whose heartbeat is older than the liveness timeout LOST.
   // Also runs on the scheduler's own timer; exposed for tests.

@@ -171,6 +171,7 @@ class ControllerServerImpl : public ControllerServer {
     so.heartbeat_interval = heartbeat;
     so.liveness_timeout = liveness;
     so.metrics = metrics_.get();
+    so.forget_drained_after = options_.forget_drained_after;
     FC_ASSIGN_OR_RETURN(scheduler_,
                         Scheduler::Create(so, store_.get(), clock_));
     if (options_.fleet.targets_size() > 0 ||
@@ -228,6 +229,9 @@ class ControllerServerImpl : public ControllerServer {
         health_address_ =
             absl::StrCat(HostOf(options_.health_listen), ":", health_port_);
       }
+      if (!options_.admin_listen.empty()) {
+        FC_RETURN_IF_ERROR(StartAdminServer());
+      }
     }
     if (options_.self_check_interval > absl::ZeroDuration()) {
       guard_ = std::thread([this] { GuardLoop(); });
@@ -236,6 +240,12 @@ class ControllerServerImpl : public ControllerServer {
       FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.http_listen()));
       http_->Register(metrics_->collectable());
       http_->AddPage("/status", [this] { return StatusPage(); });
+      http_->AddPage("/readyz", [this] { return ReadyPage(); });
+      // Liveness: the process serves HTTP. A failing store is a readiness
+      // matter (a restart would not fix a full or locked disk).
+      http_->AddPage("/healthz", [] {
+        return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
+      });
     }
     pruner_ = std::thread([this] { PruneLoop(); });
     store_checker_ = std::thread([this] { StoreCheckLoop(); });
@@ -244,6 +254,7 @@ class ControllerServerImpl : public ControllerServer {
             {{"grpc", grpc_address_},
              {"http", http_address()},
              {"health", health_address_},
+             {"admin", admin_address_},
              {"tls", options_.tls.insecure          ? "off"
                      : options_.tls.ca_file.empty() ? "tls"
                                                     : "mtls"},
@@ -259,6 +270,11 @@ class ControllerServerImpl : public ControllerServer {
     return http_ ? http_->address() : "";
   }
   std::string health_address() const override { return health_address_; }
+  std::string admin_address() const override { return admin_address_; }
+  bool store_healthy() const override {
+    absl::MutexLock lock(&health_mu_);
+    return store_up_;
+  }
   Scheduler* scheduler() override { return scheduler_.get(); }
   Ingest* ingest() override { return ingest_.get(); }
   Store* store() override { return store_.get(); }
@@ -290,6 +306,10 @@ class ControllerServerImpl : public ControllerServer {
       server_->Shutdown(absl::ToChronoTime(Clock::Real()->Now() + timeout));
     if (admin_core_) admin_core_->Shutdown();
     if (admin_service_) admin_service_->Shutdown();
+    if (admin_server_) {
+      admin_server_->Shutdown(
+          absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(100)));
+    }
     if (hub_) hub_->Shutdown();
     if (ingest_) ingest_->Shutdown();
     if (verdicts_) verdicts_->Shutdown();
@@ -409,7 +429,8 @@ class ControllerServerImpl : public ControllerServer {
     int port = 0;
     builder.AddListeningPort(listen, credentials_, &port);
     builder.RegisterService(service.get());
-    builder.RegisterService(admin.get());
+    // With admin_listen the admin API has its own listener (StartAdminServer).
+    if (options_.admin_listen.empty()) builder.RegisterService(admin.get());
     builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
     builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
                                static_cast<int>(absl::ToInt64Milliseconds(
@@ -428,10 +449,15 @@ class ControllerServerImpl : public ControllerServer {
     }
     std::unique_ptr<grpc::Server> old = std::move(server_);
     std::unique_ptr<AgentSessionService> old_service = std::move(service_);
-    std::unique_ptr<AdminService> old_admin = std::move(admin_service_);
+    // With admin_listen, the admin service lives on its own server and is
+    // kept; otherwise it moves with the main listener.
+    std::unique_ptr<AdminService> old_admin;
+    if (options_.admin_listen.empty() || admin_service_ == nullptr) {
+      old_admin = std::move(admin_service_);
+      admin_service_ = std::move(admin);
+    }
     server_ = std::move(server);
     service_ = std::move(service);
-    admin_service_ = std::move(admin);
     grpc_port_ = port;
     if (old != nullptr) {
       // Its streams end; agents reconnect to the new listener.
@@ -562,6 +588,41 @@ class ControllerServerImpl : public ControllerServer {
     return HttpPage{"text/html; charset=utf-8", RenderStatusPage(*data)};
   }
 
+  // The admin API alone on admin_listen: server-side TLS with the
+  // controller's certificate and no client certificate requested (bearer
+  // tokens authenticate), or plaintext with --insecure.
+  absl::Status StartAdminServer() {
+    TlsOptions tls = options_.tls;
+    tls.ca_file.clear();
+    FC_ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(tls));
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(options_.admin_listen, credentials, &port);
+    builder.RegisterService(admin_service_.get());
+    builder.SetMaxReceiveMessageSize(64 << 20);
+    admin_server_ = builder.BuildAndStart();
+    if (admin_server_ == nullptr || port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("admin_listen: cannot bind ", options_.admin_listen));
+    }
+    admin_address_ = absl::StrCat(HostOf(options_.admin_listen), ":", port);
+    return absl::OkStatus();
+  }
+
+  // GET /readyz: 200 while the store accepts writes and the controller is
+  // not draining, 503 otherwise (with the reason).
+  HttpPage ReadyPage() {
+    absl::MutexLock lock(&health_mu_);
+    if (draining_) {
+      return HttpPage{"text/plain; charset=utf-8", "draining\n", 503};
+    }
+    if (!store_up_) {
+      return HttpPage{"text/plain; charset=utf-8",
+                      absl::StrCat("store: ", store_error_, "\n"), 503};
+    }
+    return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
+  }
+
   // The admin API: live verdicts, Analyze over the store, ad-hoc probes
   // through the hub, results live and through ingest.
   absl::Status StartAdmin() {
@@ -614,8 +675,10 @@ class ControllerServerImpl : public ControllerServer {
       absl::MutexLock lock(&health_mu_);
       changed = up != store_up_;
       store_up_ = up;
+      store_error_ = up ? "" : status.ToString();
     }
     metrics_->SetStoreUp(up);
+    if (!up) metrics_->AddCounter("store_check_failures_total", 1);
     if (!changed) return;
     if (up) {
       LogInfo("store_available", {{"via", source}});
@@ -640,9 +703,9 @@ class ControllerServerImpl : public ControllerServer {
       serving = store_up_ && !draining_ && listener_ok_;
     }
     absl::MutexLock listeners(&listener_mu_);
-    if (server_) server_->GetHealthCheckService()->SetServingStatus(serving);
-    if (health_server_) {
-      health_server_->GetHealthCheckService()->SetServingStatus(serving);
+    for (grpc::Server* s :
+         {server_.get(), health_server_.get(), admin_server_.get()}) {
+      if (s != nullptr) s->GetHealthCheckService()->SetServingStatus(serving);
     }
   }
 
@@ -653,7 +716,11 @@ class ControllerServerImpl : public ControllerServer {
                                options_.store_check_interval);
       if (drain_started_) return;
       mu_.Unlock();
-      SetStoreStatus(store_->Ping(), "ping");
+      // A ping, then an empty write transaction: a locked, full or read-only
+      // database may still answer reads.
+      absl::Status s = store_->Ping();
+      if (s.ok()) s = store_->Commit(WriteBatch{}, nullptr);
+      SetStoreStatus(s, "check");
       mu_.Lock();
     }
   }
@@ -704,6 +771,8 @@ class ControllerServerImpl : public ControllerServer {
   int grpc_port_ = 0;
   int health_port_ = 0;
   std::string health_address_;
+  std::unique_ptr<grpc::Server> admin_server_;
+  std::string admin_address_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::string grpc_address_;
   std::thread pruner_;
@@ -713,13 +782,14 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<StandbySessionService> standby_service_;
   std::unique_ptr<grpc::Server> standby_;
 
-  absl::Mutex health_mu_;
+  mutable absl::Mutex health_mu_;
   // State below is protected by health_mu_.
   bool store_up_ ABSL_GUARDED_BY(health_mu_) = true;
   bool draining_ ABSL_GUARDED_BY(health_mu_) = false;
   bool listener_ok_ ABSL_GUARDED_BY(health_mu_) = true;
+  std::string store_error_ ABSL_GUARDED_BY(health_mu_);
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   // State below is protected by mu_.
   bool drain_started_ ABSL_GUARDED_BY(mu_) = false;
   bool drained_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,6 +1,7 @@
 // The fleetcanary controller process: store → metrics (restored) → ingest →
 // scheduler (fleet file applied) → session hub, served over gRPC
-// (AgentSession, CanaryAdmin, health, reflection) and /metrics over HTTP.
+// (AgentSession, CanaryAdmin, health, reflection; CanaryAdmin optionally on
+// its own listener) and /metrics, /status, /healthz, /readyz over HTTP.
 //
 // Readiness: the gRPC health service says SERVING only while the store
 // answers and commits. When it is unreachable, read-only or failing over,
@@ -92,6 +93,15 @@ struct ControllerServerOptions {
   // self-checks of the main port (a TCP connect to it, every
   // `self_check_interval`); 0 disables the self-check.
   absl::Duration self_check_interval = absl::Seconds(2);
+  // Optional listener serving only the admin API (CanaryAdmin) and health,
+  // over server-side TLS (tls.cert_file/key_file) without asking for a client
+  // certificate: callers authenticate with bearer tokens. When set, the
+  // admin API is served only there, not on grpc_listen (which then carries
+  // agent sessions only). "" = the admin API shares grpc_listen.
+  std::string admin_listen;
+  // An agent that said goodbye (DRAINED) is forgotten this long after,
+  // unless it reconnects.
+  absl::Duration forget_drained_after = absl::Hours(1);
 };
 
 class ControllerServer {
@@ -110,6 +120,10 @@ class ControllerServer {
   virtual std::string http_address() const = 0;
   // "host:port" of the health listener ("" when none).
   virtual std::string health_address() const = 0;
+  // "host:port" of the admin listener ("" when none).
+  virtual std::string admin_address() const = 0;
+  // False while the last store check failed (readiness).
+  virtual bool store_healthy() const = 0;
 
   virtual Scheduler* scheduler() = 0;
   virtual Ingest* ingest() = 0;

@@ -75,6 +75,17 @@ ABSL_FLAG(std::vector<std::string>, allowed_regions, {},
 ABSL_FLAG(std::string, health_listen, "",
           "Optional plaintext listener serving only the gRPC health service "
           "(kubelet probes), e.g. 0.0.0.0:7444.");
+ABSL_FLAG(std::string, admin_listen, "",
+          "Optional listener for the admin API (canaryctl) alone, e.g. "
+          "0.0.0.0:7445: server-side TLS with --tls_cert/--tls_key, no client "
+          "certificate asked for, bearer tokens from --admin_tokens. When "
+          "set, --grpc_listen serves agent sessions only.");
+ABSL_FLAG(std::string, store_check_interval, "10s",
+          "How often the store is checked for writes; while it fails the "
+          "health service is NOT_SERVING and /readyz answers 503.");
+ABSL_FLAG(std::string, forget_drained_after, "1h",
+          "How long an agent that shut down cleanly (goodbye, state "
+          "DRAINED) stays listed before it is forgotten.");
 ABSL_FLAG(std::vector<std::string>, target_allow_hosts, {},
           "Extra hosts (names or IP literals) that ad-hoc RunProbe URLs may "
           "name, comma-separated; hosts of registered targets and "
@@ -237,6 +248,21 @@ int main(int argc, char** argv) {
     if (!r.empty()) options.allowed_regions.push_back(r);
   }
   options.health_listen = absl::GetFlag(FLAGS_health_listen);
+  options.admin_listen = absl::GetFlag(FLAGS_admin_listen);
+  auto store_check =
+      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_store_check_interval));
+  if (!store_check.ok() || *store_check <= absl::ZeroDuration()) {
+    return Fail(absl::InvalidArgumentError(
+        "--store_check_interval: not a positive duration (e.g. 10s)"));
+  }
+  options.store_check_interval = *store_check;
+  auto forget_drained =
+      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_forget_drained_after));
+  if (!forget_drained.ok() || *forget_drained < absl::ZeroDuration()) {
+    return Fail(absl::InvalidArgumentError(
+        "--forget_drained_after: not a duration (e.g. 1h)"));
+  }
+  options.forget_drained_after = *forget_drained;
   options.target_guard.allowed_hosts = absl::GetFlag(FLAGS_target_allow_hosts);
   options.target_guard.allow_loopback =
       absl::GetFlag(FLAGS_target_allow_loopback);
@@ -284,10 +310,12 @@ int main(int argc, char** argv) {
     return Fail(server.status());
   }
   const std::string health = (*server)->health_address();
-  std::printf("listening grpc=%s http=%s%s tls=%s\n",
+  const std::string admin = (*server)->admin_address();
+  std::printf("listening grpc=%s http=%s%s%s tls=%s\n",
               (*server)->grpc_address().c_str(),
               (*server)->http_address().c_str(),
               health.empty() ? "" : (" health=" + health).c_str(),
+              admin.empty() ? "" : (" admin=" + admin).c_str(),
               options.tls.insecure          ? "off"
               : options.tls.ca_file.empty() ? "tls"
                                             : "mtls");

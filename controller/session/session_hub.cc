@@ -384,6 +384,27 @@ bool SessionImpl::OnMessage(const v1::AgentMessage& message) {
       // live result stream is for the admin API's RunProbe.
       hub_->OnAdhocResult(agent_id, message.adhoc_result());
       return true;
+    case v1::AgentMessage::kGoodbye: {
+      // A clean shutdown: DRAINED (not LOST) once this stream closes, which
+      // it does now, with OK.
+      LogInfo(
+          "agent_goodbye",
+          {{"agent", agent_id},
+           {"reason", message.goodbye().reason()},
+           {"outbox_depth", absl::StrCat(message.goodbye().outbox_depth())}});
+      {
+        absl::MutexLock registration(&registration_mu_);
+        bool registered;
+        {
+          absl::MutexLock lock(&mu_);
+          registered = registered_;
+        }
+        if (registered) hub_->scheduler()->AgentDrained(agent_id, this);
+      }
+      absl::MutexLock lock(&mu_);
+      FinishLocked(absl::OkStatus());
+      return false;
+    }
     default: {
       absl::MutexLock lock(&mu_);
       FinishLocked(absl::InvalidArgumentError(

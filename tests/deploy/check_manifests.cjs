@@ -13,8 +13,21 @@
 //   3. one source: the PrometheusRule spec equals dashboards/prometheus/rules.yml,
 //      and the dashboard and rules ConfigMaps hold the files of dashboards/
 //      byte for byte;
-//   4. regions: in overlays/<region>, agent.yaml's region, the pods' region
-//      label and the certificate's SAN region all equal <region>.
+//   4. regions: in overlays/<region>, the region of the ConfigMap
+//      fleetcanary-agent-env (what the agents are told), the pods' region
+//      label and the certificate's SAN region all equal <region>; the agents
+//      dial a name the controller's certificate carries;
+//   5. operability: the Namespace only in base/namespace (deleting an
+//      overlay never deletes it); agents are a StatefulSet running as the
+//      fleetcanary-agent ServiceAccount (in the render), probed on /healthz
+//      (liveness) and /readyz (readiness); the controller is probed on its
+//      gRPC health listener (readiness, store-aware) and /healthz; the
+//      controller's args in every render equal those of
+//      base/controller/statefulset.yaml, which the operability e2e test
+//      starts the controller with; the load balancer has source ranges and
+//      NLB annotations and exposes the agents' port only; monitoring objects
+//      of the overlays carry the kube-prometheus-stack `release` label; no
+//      kustomization patches a list by index.
 //
 // Usage: node check_manifests.cjs NPM_DIR SOURCE_DIR
 // Exits 77 (reported as skipped) when kubectl is not installed.
@@ -45,6 +58,7 @@ const k8sRoot = path.join(src, 'deploy', 'k8s');
 const overlaysDir = path.join(k8sRoot, 'overlays');
 const builds = [
   'base',
+  'base/namespace',
   ...fs.readdirSync(overlaysDir).filter((d) => fs.existsSync(path.join(overlaysDir, d, 'kustomization.yaml'))).sort().map((d) => `overlays/${d}`),
 ];
 const REGIONS = ['us-east-1', 'eu-west-1', 'ap-southeast-2'];
@@ -115,9 +129,16 @@ function podChecks(where, obj) {
     }
     if (!c.readinessProbe) fail(cw, 'no readinessProbe');
     if (!c.livenessProbe) fail(cw, 'no livenessProbe');
+    const httpPath = (p) => (c[p] && c[p].httpGet ? c[p].httpGet.path : undefined);
     if (obj.metadata.name === 'fleetcanary-controller') {
+      if (!c.readinessProbe || !c.readinessProbe.grpc || c.readinessProbe.grpc.port !== 7444) fail(cw, 'readinessProbe is not the gRPC health listener (port 7444)');
+      if (httpPath('livenessProbe') !== '/healthz') fail(cw, `livenessProbe is not GET /healthz (${httpPath('livenessProbe')})`);
+    }
+    if (obj.metadata.name === 'fleetcanary-agent') {
+      if (httpPath('readinessProbe') !== '/readyz') fail(cw, `readinessProbe is not GET /readyz (${httpPath('readinessProbe')})`);
+      if (httpPath('livenessProbe') !== '/healthz') fail(cw, `livenessProbe is not GET /healthz (${httpPath('livenessProbe')})`);
       for (const p of ['readinessProbe', 'livenessProbe']) {
-        if (!c[p] || !c[p].grpc || !c[p].grpc.port) fail(cw, `${p} is not a gRPC health probe`);
+        if (c[p] && c[p].httpGet && c[p].httpGet.port !== 'http-metrics') fail(cw, `${p} is not on port http-metrics`);
       }
     }
     const mounts = new Set((c.volumeMounts || []).map((m) => m.mountPath));
@@ -131,7 +152,7 @@ function render(build) {
     fail(build, `kubectl kustomize failed: ${res.stderr}`);
     return [];
   }
-  fs.writeFileSync(path.join(npmDir, 'rendered', `${build.replace('/', '_')}.yaml`), res.stdout);
+  fs.writeFileSync(path.join(npmDir, 'rendered', `${build.replace(/\//g, '_')}.yaml`), res.stdout);
   return YAML.parseAllDocuments(res.stdout).map((d) => d.toJSON()).filter(Boolean);
 }
 
@@ -156,6 +177,7 @@ for (const build of builds) {
     }
     if (obj.kind !== 'Namespace' && obj.metadata.namespace !== 'fleetcanary') fail(where, 'not in namespace fleetcanary');
     if (obj.kind === 'Deployment' || obj.kind === 'StatefulSet') {
+      if (obj.kind === 'Deployment' && obj.metadata.name === 'fleetcanary-agent') fail(where, 'agents are a Deployment (new ids every rollout, outbox lost); use the StatefulSet');
       podChecks(where, obj);
       for (const v of obj.spec.template.spec.volumes || []) {
         if (v.configMap && !names.has(`ConfigMap/${v.configMap.name}`)) fail(where, `volume ${v.name}: ConfigMap ${v.configMap.name} not in the render`);
@@ -179,17 +201,20 @@ for (const build of builds) {
 }
 
 // Objects each build must contain.
+const agentObjects = ['StatefulSet/fleetcanary-agent', 'ServiceAccount/fleetcanary-agent', 'Certificate/fleetcanary-agent', 'PodDisruptionBudget/fleetcanary-agent', 'NetworkPolicy/fleetcanary-agent', 'ConfigMap/fleetcanary-agent-env'];
 const need = {
-  base: ['StatefulSet/fleetcanary-controller', 'Deployment/fleetcanary-agent', 'PrometheusRule/fleetcanary', 'ServiceMonitor/fleetcanary-controller', 'PodMonitor/fleetcanary-agent', 'Namespace/fleetcanary'],
+  base: ['StatefulSet/fleetcanary-controller', 'PrometheusRule/fleetcanary', 'ServiceMonitor/fleetcanary-controller', 'PodMonitor/fleetcanary-agent', ...agentObjects],
+  'base/namespace': ['Namespace/fleetcanary'],
   'overlays/controller': ['StatefulSet/fleetcanary-controller', 'Service/fleetcanary-controller-external', 'PrometheusRule/fleetcanary'],
 };
-for (const r of REGIONS) need[`overlays/${r}`] = ['Deployment/fleetcanary-agent', 'Certificate/fleetcanary-agent', 'PodDisruptionBudget/fleetcanary-agent', 'NetworkPolicy/fleetcanary-agent'];
+for (const r of REGIONS) need[`overlays/${r}`] = agentObjects;
 for (const [build, kinds] of Object.entries(need)) {
   if (!rendered[build]) {
     fail(build, 'missing kustomization');
     continue;
   }
-  const names = new Set(rendered[build].map((o) => `${o.kind}/${o.metadata.name}`));
+  // ConfigMaps carry a content hash suffix.
+  const names = new Set(rendered[build].map((o) => `${o.kind}/${o.kind === 'ConfigMap' ? o.metadata.name.replace(/-[a-z0-9]{10}$/, '') : o.metadata.name}`));
   for (const k of kinds) if (!names.has(k)) fail(build, `no ${k}`);
   if (build === 'base' || build === 'overlays/controller') {
     for (const f of dashboardFiles) {
@@ -198,29 +223,112 @@ for (const [build, kinds] of Object.entries(need)) {
   }
 }
 
-// Region consistency: config, pod label and certificate SAN.
+// The Namespace lives in base/namespace only.
+for (const build of builds) {
+  if (build === 'base/namespace') continue;
+  for (const o of rendered[build] || []) if (o.kind === 'Namespace') fail(build, `contains Namespace/${o.metadata.name} (apply base/namespace once instead)`);
+}
+
+// Region consistency: what the agents are told, pod label and certificate
+// SAN; the agents dial a name the controller's certificate carries.
 const SAN = /^spiffe:\/\/fleetcanary\/agent\/([a-z0-9-]+)\/([a-z0-9-]+)$/;
+const controllerCert = (rendered.base || []).find((o) => o.kind === 'Certificate' && o.metadata.name === 'fleetcanary-controller');
+const controllerNames = new Set((controllerCert && controllerCert.spec.dnsNames) || []);
 for (const build of ['base', ...REGIONS.map((r) => `overlays/${r}`)]) {
   const objs = rendered[build] || [];
   const expected = build === 'base' ? 'us-east-1' : build.split('/')[1];
   const cm = objs.find((o) => o.kind === 'ConfigMap' && o.data && o.data['agent.yaml']);
-  const dep = objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'fleetcanary-agent');
+  const env = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('fleetcanary-agent-env'));
+  const sts = objs.find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'fleetcanary-agent');
   const cert = objs.find((o) => o.kind === 'Certificate' && o.metadata.name === 'fleetcanary-agent');
-  if (!cm || !dep || !cert) {
-    fail(build, 'agent ConfigMap, Deployment or Certificate missing');
+  if (!cm || !env || !sts || !cert) {
+    fail(build, 'agent ConfigMaps, StatefulSet or Certificate missing');
     continue;
   }
-  const agentCfg = YAML.parse(cm.data['agent.yaml']);
-  if (agentCfg.region !== expected) fail(build, `agent.yaml region ${agentCfg.region}, want ${expected}`);
-  if (dep.spec.template.metadata.labels['fleetcanary.io/region'] !== expected) fail(build, 'pod label fleetcanary.io/region does not match');
+  const agentCfg = YAML.parse(cm.data['agent.yaml']) || {};
+  for (const k of ['region', 'controller_address', 'agent_id']) {
+    if (k in agentCfg) fail(build, `agent.yaml sets ${k}; it comes from fleetcanary-agent-env and the pod name`);
+  }
+  if (env.data.region !== expected) fail(build, `fleetcanary-agent-env region ${env.data.region}, want ${expected}`);
+  if (sts.metadata.labels['fleetcanary.io/region'] !== expected || sts.spec.template.metadata.labels['fleetcanary.io/region'] !== expected) {
+    fail(build, 'label fleetcanary.io/region does not match the region');
+  }
   const uris = cert.spec.uris || [];
   if (uris.length !== 1 || !SAN.test(uris[0]) || SAN.exec(uris[0])[1] !== expected) {
     fail(build, `certificate SAN ${JSON.stringify(uris)} is not spiffe://fleetcanary/agent/${expected}/<name>`);
+  } else if (!('fleetcanary-agent'.startsWith(SAN.exec(uris[0])[2]))) {
+    fail(build, `certificate SAN name ${SAN.exec(uris[0])[2]} is not a prefix of the agent ids fleetcanary-agent-<n>-<region>`);
   }
+  if (cert.spec.commonName !== `fleetcanary-agent.${expected}.agents.fleetcanary`) fail(build, `certificate commonName ${cert.spec.commonName} does not name ${expected}`);
   if (!(cert.spec.usages || []).includes('client auth')) fail(build, 'agent certificate lacks client auth usage');
-  const args = dep.spec.template.spec.containers[0].args || [];
-  const ctl = args.find((a) => a.startsWith('--controller='));
-  if (!ctl || ctl.split('=')[1] !== agentCfg.controller_address) fail(build, `--controller (${ctl}) differs from agent.yaml controller_address`);
+  const pod = sts.spec.template.spec;
+  const c = pod.containers[0];
+  const args = c.args || [];
+  const envOf = (name) => (c.env || []).find((e) => e.name === name);
+  for (const [arg, variable, key] of [['--region=$(FLEETCANARY_REGION)', 'FLEETCANARY_REGION', 'region'], ['--controller=$(FLEETCANARY_CONTROLLER)', 'FLEETCANARY_CONTROLLER', 'controller']]) {
+    if (!args.includes(arg)) fail(build, `agent args lack ${arg}`);
+    const e = envOf(variable);
+    const ref = e && e.valueFrom && e.valueFrom.configMapKeyRef;
+    if (!ref || ref.name !== env.metadata.name || ref.key !== key) fail(build, `env ${variable} is not ${env.metadata.name}/${key}`);
+  }
+  if (!args.includes('--agent_id=$(POD_NAME)-$(FLEETCANARY_REGION)')) fail(build, 'agent id is not <pod name>-<region> (stable and unique across regions)');
+  const host = (env.data.controller || '').replace(/:\d+$/, '');
+  if (!controllerNames.has(host)) fail(build, `agents dial ${host}, not a name of the controller certificate (${[...controllerNames].join(', ')})`);
+  if (pod.serviceAccountName !== 'fleetcanary-agent') fail(build, `agents run as ServiceAccount ${pod.serviceAccountName}, not fleetcanary-agent`);
+  if (!(sts.spec.volumeClaimTemplates || []).some((t) => t.metadata.name === 'outbox')) fail(build, 'agents have no outbox PersistentVolumeClaim');
+  if (!(c.volumeMounts || []).some((m) => m.name === 'outbox' && m.mountPath === '/var/lib/fleetcanary-agent')) fail(build, 'outbox volume not mounted at the data_dir');
+}
+
+// The controller's args: one source, base/controller/statefulset.yaml, which
+// the operability e2e test starts the controller with.
+const ARGS_TEST = path.join(src, 'tests', 'integration', 'operability_test.cc');
+const sourceSts = YAML.parse(fs.readFileSync(path.join(k8sRoot, 'base', 'controller', 'statefulset.yaml'), 'utf8'));
+const sourceArgs = sourceSts.spec.template.spec.containers.find((c) => c.name === 'controller').args;
+if (!fs.existsSync(ARGS_TEST) || !fs.readFileSync(ARGS_TEST, 'utf8').includes('deploy/k8s/base/controller/statefulset.yaml')) {
+  fail('tests/integration/operability_test.cc', 'does not start the controller from deploy/k8s/base/controller/statefulset.yaml');
+}
+for (const build of builds) {
+  for (const o of rendered[build] || []) {
+    if (o.kind !== 'StatefulSet' || o.metadata.name !== 'fleetcanary-controller') continue;
+    const c = o.spec.template.spec.containers.find((x) => x.name === 'controller');
+    if (canonical(c.args) !== canonical(sourceArgs)) fail(build, `controller args ${JSON.stringify(c.args)} differ from base/controller/statefulset.yaml (the e2e-tested flags)`);
+    for (const want of ['--admin_listen=', '--client_ca=', '--admin_tokens=', '--health_listen=']) {
+      if (!c.args.some((a) => a.startsWith(want))) fail(build, `controller args lack ${want}`);
+    }
+  }
+  for (const o of rendered[build] || []) {
+    if (o.kind === 'Service' && o.spec.type === 'LoadBalancer') {
+      const w = `${build} Service/${o.metadata.name}`;
+      if (!(o.spec.loadBalancerSourceRanges || []).length) fail(w, 'LoadBalancer without loadBalancerSourceRanges');
+      const ann = o.metadata.annotations || {};
+      if (ann['service.beta.kubernetes.io/aws-load-balancer-type'] !== 'external' || ann['service.beta.kubernetes.io/aws-load-balancer-nlb-target-type'] !== 'ip') fail(w, 'LoadBalancer without the NLB annotations');
+      for (const p of o.spec.ports) if (p.targetPort !== 'grpc') fail(w, `LoadBalancer exposes ${p.name} (${p.targetPort}); only the agents' port (grpc) may be external`);
+    }
+    if (build.startsWith('overlays/') && ['ServiceMonitor', 'PodMonitor', 'PrometheusRule'].includes(o.kind) && !(o.metadata.labels || {}).release) {
+      fail(`${build} ${o.kind}/${o.metadata.name}`, 'no `release` label (components/kube-prometheus-stack)');
+    }
+  }
+}
+
+// No JSON patch addresses a list by index (fragile, silently wrong when the
+// list changes).
+function kustomizationFiles(dir) {
+  const out = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...kustomizationFiles(p));
+    else if (e.name === 'kustomization.yaml') out.push(p);
+  }
+  return out;
+}
+for (const f of kustomizationFiles(k8sRoot)) {
+  const k = YAML.parse(fs.readFileSync(f, 'utf8')) || {};
+  for (const p of k.patches || []) {
+    const ops = typeof p.patch === 'string' ? YAML.parse(p.patch) : null;
+    for (const op of Array.isArray(ops) ? ops : []) {
+      if (/\/\d+(\/|$)/.test(op.path || '')) fail(path.relative(src, f), `patch addresses a list by index (${op.path})`);
+    }
+  }
 }
 
 // TypeScript interfaces: excess-property checks catch unknown fields.

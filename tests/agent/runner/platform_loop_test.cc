@@ -55,6 +55,7 @@ class FakeSession : public SessionClient {
     for (const auto& s : batch.samples()) samples.push_back(s);
   }
   bool WaitForFlush(absl::Duration) override { return true; }
+  bool Goodbye(const std::string&, absl::Duration) override { return true; }
   SessionClientStats stats() override { return {}; }
   void Shutdown() override {}
   size_t count() {

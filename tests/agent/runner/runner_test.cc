@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "tests/testing/sim_time.h"
+#include "tests/testing/wait.h"
 
 namespace fleetcanary {
 namespace agent {
@@ -124,6 +125,19 @@ class RunnerTest : public ::testing::Test {
   absl::Mutex mu_;
   int notified_ = 0;
 };
+
+// The agent's /healthz calls the probe loop stuck after three minutes
+// without a wake-up; with nothing to probe it still wakes every minute.
+TEST_F(RunnerTest, TimerWakesAtLeastEveryMinuteWithNothingToProbe) {
+  // The timer is parked; a minute later it woke and is parked again.
+  ASSERT_TRUE(clock_.AwaitWaiters(1));
+  const absl::Duration start = clock_.MonotonicNow();
+  clock_.AdvanceTime(absl::Seconds(60));
+  ASSERT_TRUE(clock_.AwaitWaiters(1));
+  EXPECT_TRUE(testing::WaitUntil([&] {
+    return runner_->stats().last_tick >= start + absl::Seconds(60);
+  })) << "no wake-up within a minute of simulated time";
+}
 
 TEST_F(RunnerTest, ProbesEachAssignmentAtItsIntervalIntoTheOutbox) {
   v1::AssignmentSet set;

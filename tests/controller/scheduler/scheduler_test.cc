@@ -219,6 +219,48 @@ TEST_F(SchedulerTest, HeartbeatTimeoutLosesAgentWithinTwoIntervals) {
   }
 }
 
+// An agent that said goodbye is DRAINED, not LOST, even without
+// heartbeats; its work moves to the others; it is forgotten after
+// forget_drained_after (default 1h) and LIVE again if it comes back first.
+TEST_F(SchedulerTest, DrainedAgentIsNotLostAndIsForgottenLater) {
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(1, 4)).ok());
+  const std::string r = "eu-west-1";
+  Connect("a0", r);
+  Connect("a1", r);
+  Connect("a2", r);
+  ASSERT_GT(scheduler_->AssignmentsFor("a1").assignments_size(), 0);
+  scheduler_->AgentDrained("a1", &listeners_["a1"]);
+  scheduler_->AgentDisconnected("a1", &listeners_["a1"]);
+  scheduler_->AgentDrained("a2", &listeners_["a2"]);
+  scheduler_->AgentDisconnected("a2", &listeners_["a2"]);
+  // Everything (4 sizes x 2 modes) moved to a0.
+  EXPECT_EQ(scheduler_->AssignmentsFor("a0").assignments_size(), 8);
+  auto states = [&] {
+    std::map<std::string, v1::AgentState> out;
+    for (const auto& info : scheduler_->ListAgents(r)) {
+      out[info.agent_id()] = info.state();
+    }
+    return out;
+  };
+  EXPECT_EQ(states()["a1"], v1::DRAINED);
+  // Half the retention without heartbeats from a1: still DRAINED.
+  clock_.AdvanceTime(absl::Minutes(30));
+  scheduler_->AgentHeartbeat("a0", v1::Heartbeat());
+  scheduler_->CheckLiveness();
+  EXPECT_EQ(states()["a1"], v1::DRAINED);
+  EXPECT_EQ(states()["a2"], v1::DRAINED);
+  // a2 comes back (same id, as a StatefulSet pod does): LIVE again.
+  Connect("a2", r);
+  EXPECT_EQ(states()["a2"], v1::LIVE);
+  clock_.AdvanceTime(absl::Minutes(31));
+  scheduler_->AgentHeartbeat("a0", v1::Heartbeat());
+  scheduler_->AgentHeartbeat("a2", v1::Heartbeat());
+  scheduler_->CheckLiveness();
+  const auto after = states();
+  EXPECT_EQ(after.count("a1"), 0u) << "a drained agent is forgotten";
+  EXPECT_EQ(after.count("a2"), 1u) << "an agent that came back is kept";
+}
+
 TEST_F(SchedulerTest, ReportsRegionsWithoutAgents) {
   Connect("a0", "us-east-1");
   auto resp = scheduler_->ApplySchedules(Fleet(1, 2));
