@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <iterator>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -13,6 +15,9 @@
 #include "agent/probe/probe_engine.h"
 #include "agent/runner/adhoc.h"
 #include "agent/runner/platform_loop.h"
+#include "common/aws/credentials.h"
+#include "common/aws/http.h"
+#include "common/aws/partition.h"
 #include "common/log/log.h"
 #include "common/sigv4/sigv4.h"
 #include "common/status/status_util.h"
@@ -50,18 +55,25 @@ TargetGuardOptions GuardOptions(const v1::AgentConfig& c) {
 // hands the set on.
 class PlatformGuardSink : public AssignmentSink {
  public:
-  PlatformGuardSink(std::unique_ptr<TargetGuard> guard, AssignmentSink* next)
-      : guard_(std::move(guard)), next_(next) {}
+  PlatformGuardSink(std::unique_ptr<TargetGuard> guard, AssignmentSink* next,
+                    std::string default_endpoint)
+      : guard_(std::move(guard)),
+        next_(next),
+        default_endpoint_(std::move(default_endpoint)) {}
   void OnAssignments(const v1::AssignmentSet& set) override {
     v1::AssignmentSet checked = set;
+    std::map<std::pair<std::string, std::string>, bool> targets;
     for (v1::Assignment& a : *checked.mutable_assignments()) {
       if (!a.url().has_cloudwatch()) continue;
       platform::MetricsTarget t;
       t.region = a.region();
       t.identity = a.url().cloudwatch();
-      const std::string endpoint = platform::EndpointFor(t);
+      const std::string endpoint = platform::EndpointFor(t, default_endpoint_);
       absl::Status allowed = guard_->CheckUrl(endpoint);
+      bool& ok =
+          targets.try_emplace({a.region(), a.target()}, true).first->second;
       if (!allowed.ok()) {
+        ok = false;
         LogWarning("platform_endpoint_refused",
                    {{"target", a.target()},
                     {"endpoint", endpoint},
@@ -69,12 +81,25 @@ class PlatformGuardSink : public AssignmentSink {
         a.mutable_url()->clear_cloudwatch();
       }
     }
+    {
+      absl::MutexLock lock(&mu_);
+      targets_ = std::move(targets);
+    }
     next_->OnAssignments(checked);
+  }
+  // (region, target) with CloudWatch configured -> endpoint allowed.
+  std::map<std::pair<std::string, std::string>, bool> targets() {
+    absl::MutexLock lock(&mu_);
+    return targets_;
   }
 
  private:
   const std::unique_ptr<TargetGuard> guard_;
   AssignmentSink* const next_;
+  const std::string default_endpoint_;
+  absl::Mutex mu_;
+  std::map<std::pair<std::string, std::string>, bool> targets_
+      ABSL_GUARDED_BY(mu_);
 };
 
 // Hands each AssignmentSet to the runner and the platform loop.
@@ -120,8 +145,22 @@ class AgentAppImpl : public AgentApp {
     oo.journal_path = options_.outcome_journal;
     FC_ASSIGN_OR_RETURN(outbox_, Outbox::Create(oo));
 
+    // AWS credentials: the SDK-order chain, refreshed in the background.
+    // Probes and CloudWatch reads take what is held (never wait on STS).
+    aws::ProviderOptions po;
+    po.env = options_.aws_env ? options_.aws_env : aws::ProcessEnvironment();
+    po.clock = clock_;
+    po.region = c.region();
+    po.session_name = absl::StrCat("fleetcanary-", c.agent_id()).substr(0, 64);
+    aws_env_ = po.env;
+    FC_ASSIGN_OR_RETURN(auto chain, aws::NewDefaultChain(po));
+    FC_ASSIGN_OR_RETURN(
+        credentials_, aws::CredentialsCache::Create(std::move(chain), clock_));
+
     ProbeEngineOptions eo;
     if (c.max_in_flight() > 0) eo.max_in_flight = c.max_in_flight();
+    aws::CredentialsCache* cache = credentials_.get();
+    eo.credentials = [cache] { return cache->Get(); };
     FC_ASSIGN_OR_RETURN(eo.guard, AgentTargetGuard(c));
     FC_ASSIGN_OR_RETURN(engine_, ProbeEngine::Create(eo, clock_));
 
@@ -243,23 +282,24 @@ class AgentAppImpl : public AgentApp {
   RunnerStats runner_stats() override { return runner_->stats(); }
 
  private:
-  // The platform-metrics reader, when AWS credentials are configured (the
-  // standard environment variables) or cloudwatch_unsigned is set (an
-  // emulator that does not check signatures); off otherwise, with a log line.
+  // The platform-metrics reader. Requests are signed with the credential
+  // chain's current credentials (or unsigned with cloudwatch_unsigned, an
+  // emulator that does not check signatures). While no valid credentials
+  // are held, reads fail (counted, logged) and
+  // fleetcanary_agent_platform_metrics_enabled is 0.
   absl::Status StartPlatform() {
     const v1::AgentConfig& c = options_.config;
     platform::CloudWatchClientOptions co;
     co.clock = clock_;
+    co.default_endpoint = aws_env_("AWS_ENDPOINT_URL_CLOUDWATCH");
+    if (co.default_endpoint.empty()) {
+      co.default_endpoint = aws_env_("AWS_ENDPOINT_URL");
+    }
     if (c.cloudwatch_unsigned()) {
       co.sign = false;
     } else {
-      auto creds = sigv4::CredentialsFromEnvironment();
-      if (!creds.ok()) {
-        LogInfo("platform_metrics_off",
-                {{"reason", creds.status().ToString()}});
-        return absl::OkStatus();
-      }
-      co.credentials = *creds;
+      aws::CredentialsCache* cache = credentials_.get();
+      co.credentials_source = [cache] { return cache->Get(); };
     }
     FC_ASSIGN_OR_RETURN(cloudwatch_, platform::CreateCloudWatchClient(co));
     platform::PlatformMetricsReaderOptions ro;
@@ -274,10 +314,18 @@ class AgentAppImpl : public AgentApp {
     // configured hosts (an emulator); checked by name here (the CloudWatch
     // client resolves names itself, so the address check does not apply).
     TargetGuardOptions go = GuardOptions(c);
-    go.host_patterns = {"monitoring.*.amazonaws.com"};
+    go.host_patterns.assign(std::begin(aws::kCloudWatchHostPatterns),
+                            std::end(aws::kCloudWatchHostPatterns));
+    if (!co.default_endpoint.empty()) {
+      // The operator's own override (AWS_ENDPOINT_URL_CLOUDWATCH) is trusted.
+      FC_ASSIGN_OR_RETURN(aws::ParsedUrl u,
+                          aws::ParseHttpUrl(co.default_endpoint,
+                                            "AWS_ENDPOINT_URL_CLOUDWATCH"));
+      go.allowed_hosts.push_back(u.host);
+    }
     FC_ASSIGN_OR_RETURN(auto platform_guard, TargetGuard::Create(go));
     platform_guard_sink_ = std::make_unique<PlatformGuardSink>(
-        std::move(platform_guard), platform_loop_.get());
+        std::move(platform_guard), platform_loop_.get(), co.default_endpoint);
     fan_out_.Add(platform_guard_sink_.get());
     return absl::OkStatus();
   }
@@ -345,13 +393,51 @@ class AgentAppImpl : public AgentApp {
     if (platform_loop_) {
       counter("fleetcanary_agent_platform_poll_errors_total",
               "Failed CloudWatch reads.", platform_loop_->poll_errors_total());
+      const absl::Time last = platform_loop_->last_success();
+      gauge("fleetcanary_agent_platform_last_success_timestamp_seconds",
+            "Wall time of the last successful CloudWatch read (0 = never).",
+            last == absl::InfinitePast() ? 0 : absl::ToUnixSeconds(last));
     }
+    const aws::CacheStats cs = credentials_->stats();
+    {
+      auto f = GaugeFamily(
+          "fleetcanary_agent_platform_metrics_enabled",
+          "1 while the CloudWatch metrics of a target that has them "
+          "configured are being read (credentials held or unsigned, endpoint "
+          "allowed), 0 when reading is off.");
+      const bool can_read =
+          platform_loop_ != nullptr &&
+          (options_.config.cloudwatch_unsigned() || cs.has_credentials);
+      if (platform_guard_sink_) {
+        for (const auto& [key, allowed] : platform_guard_sink_->targets()) {
+          AddSample(&f, {{"region", key.first}, {"target", key.second}},
+                    allowed && can_read ? 1 : 0);
+        }
+      }
+      out.push_back(std::move(f));
+    }
+    gauge("fleetcanary_agent_credentials_expiry_seconds",
+          "Seconds until the held AWS credentials expire (-1 = long-term "
+          "keys; 0 = none or expired).",
+          !cs.has_credentials ? 0
+          : cs.expiration == absl::InfiniteFuture()
+              ? -1
+              : absl::ToDoubleSeconds(cs.expiration - clock_->Now()));
+    counter("fleetcanary_agent_credentials_refreshes_total",
+            "AWS credentials fetched by the provider chain.",
+            cs.refreshes_total);
+    counter("fleetcanary_agent_credentials_refresh_failures_total",
+            "Failed AWS credential fetches (old credentials kept until they "
+            "expire).",
+            cs.refresh_failures_total);
     return out;
   }
 
   AgentAppOptions options_;
   Clock* const clock_;
   std::unique_ptr<Outbox> outbox_;
+  aws::EnvLookup aws_env_;
+  std::unique_ptr<aws::CredentialsCache> credentials_;
   std::unique_ptr<ProbeEngine> engine_;
   std::unique_ptr<Runner> runner_;
   std::unique_ptr<AdhocExecutor> adhoc_;

@@ -1,5 +1,8 @@
 // The fleetcanary agent process: outbox → probe engine → runner → session,
 // plus the agent's own /metrics (engine, outbox and session counters).
+// AWS credentials come from the SDK-order provider chain
+// (common/aws/credentials.h), refreshed in the background; they sign
+// AWS_IAM probes and CloudWatch reads, and never hold up NONE-auth probes.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_AGENT_RUNNER_AGENT_APP_H_
@@ -13,6 +16,7 @@
 #include "agent/outbox/outbox.h"
 #include "agent/runner/runner.h"
 #include "agent/session/session_client.h"
+#include "common/aws/credentials.h"
 #include "common/grpc/security.h"
 #include "common/net/target_guard.h"
 #include "common/time/clock.h"
@@ -31,6 +35,9 @@ struct AgentAppOptions {
   uint64_t seed = 1;
   // Transport to the controller (TLS/mTLS, or plaintext with tls.insecure).
   TlsOptions tls;
+  // Environment the AWS credential chain and endpoint overrides read
+  // (AWS_*); default: the process environment. Tests inject their own.
+  aws::EnvLookup aws_env;
 };
 
 // The target guard an agent probes through (never allow-all): hosts
