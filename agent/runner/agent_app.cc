@@ -102,6 +102,36 @@ class PlatformGuardSink : public AssignmentSink {
       ABSL_GUARDED_BY(mu_);
 };
 
+// Starts the credential chain the first time an assignment needs AWS
+// credentials (an AWS_IAM Function URL, or a CloudWatch identity read
+// signed), and waits (bounded) for that first fetch so the first probes and
+// reads do not fail for want of it. Until then the agent touches no AWS
+// endpoint at all (no STS, no instance metadata).
+class CredentialsDemandSink : public AssignmentSink {
+ public:
+  CredentialsDemandSink(aws::CredentialsCache* cache, bool unsigned_metrics)
+      : cache_(cache), unsigned_metrics_(unsigned_metrics) {}
+  void OnAssignments(const v1::AssignmentSet& set) override {
+    if (started_) return;
+    for (const v1::Assignment& a : set.assignments()) {
+      if (a.url().auth() == v1::AWS_IAM ||
+          (a.url().has_cloudwatch() && !unsigned_metrics_)) {
+        started_ = true;
+        cache_->Start();
+        absl::Status first = cache_->WaitForFirst(absl::Seconds(15));
+        LogInfo("aws_credentials_needed",
+                {{"target", a.target()}, {"first_fetch", first.ToString()}});
+        return;
+      }
+    }
+  }
+
+ private:
+  aws::CredentialsCache* const cache_;
+  const bool unsigned_metrics_;
+  bool started_ = false;  // Only touched on the session's thread.
+};
+
 // Hands each AssignmentSet to the runner and the platform loop.
 class FanOut : public AssignmentSink {
  public:
@@ -154,8 +184,13 @@ class AgentAppImpl : public AgentApp {
     po.session_name = absl::StrCat("fleetcanary-", c.agent_id()).substr(0, 64);
     aws_env_ = po.env;
     FC_ASSIGN_OR_RETURN(auto chain, aws::NewDefaultChain(po));
+    aws::CacheOptions cache_options;
+    cache_options.start_now = false;  // CredentialsDemandSink starts it.
     FC_ASSIGN_OR_RETURN(
-        credentials_, aws::CredentialsCache::Create(std::move(chain), clock_));
+        credentials_,
+        aws::CredentialsCache::Create(std::move(chain), clock_, cache_options));
+    credentials_demand_ = std::make_unique<CredentialsDemandSink>(
+        credentials_.get(), c.cloudwatch_unsigned());
 
     ProbeEngineOptions eo;
     if (c.max_in_flight() > 0) eo.max_in_flight = c.max_in_flight();
@@ -185,6 +220,7 @@ class AgentAppImpl : public AgentApp {
                                         session_->SendAdhocResult(std::move(r));
                                     }));
 
+    fan_out_.Add(credentials_demand_.get());
     fan_out_.Add(runner_.get());
     FC_RETURN_IF_ERROR(StartPlatform());
 
@@ -438,6 +474,7 @@ class AgentAppImpl : public AgentApp {
   std::unique_ptr<Outbox> outbox_;
   aws::EnvLookup aws_env_;
   std::unique_ptr<aws::CredentialsCache> credentials_;
+  std::unique_ptr<CredentialsDemandSink> credentials_demand_;
   std::unique_ptr<ProbeEngine> engine_;
   std::unique_ptr<Runner> runner_;
   std::unique_ptr<AdhocExecutor> adhoc_;

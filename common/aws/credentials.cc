@@ -694,6 +694,7 @@ absl::StatusOr<std::unique_ptr<CredentialsCache>> CredentialsCache::Create(
   }
   std::unique_ptr<CredentialsCache> cache(
       new CredentialsCache(std::move(provider), clock, options));
+  if (options.start_now) cache->Start();
   cache->thread_ = std::thread([c = cache.get()] { c->Loop(); });
   return cache;
 }
@@ -711,6 +712,11 @@ CredentialsCache::~CredentialsCache() {
   if (thread_.joinable()) thread_.join();
 }
 
+void CredentialsCache::Start() {
+  absl::MutexLock lock(&mu_);
+  started_ = true;
+}
+
 absl::StatusOr<sigv4::Credentials> CredentialsCache::Get() {
   absl::MutexLock lock(&mu_);
   if (has_ && clock_->Now() < current_.expiration) return current_.keys;
@@ -723,7 +729,10 @@ absl::StatusOr<sigv4::Credentials> CredentialsCache::Get() {
   }
   return absl::UnavailableError(absl::StrCat(
       "no AWS credentials: ",
-      attempted_ ? last_error_ : std::string("first fetch in progress")));
+      attempted_ ? last_error_
+      : started_ ? std::string("first fetch in progress")
+                 : std::string("not needed so far (no AWS_IAM target or "
+                               "signed CloudWatch read assigned)")));
 }
 
 absl::Status CredentialsCache::WaitForFirst(absl::Duration timeout) {
@@ -750,6 +759,12 @@ void CredentialsCache::Loop() {
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](CredentialsCache* c) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return c->started_ || c->stopping_;
+          },
+          this));
+      if (stopping_) return;
       const absl::Duration wait = next_refresh_ - clock_->Now();
       if (wait > absl::ZeroDuration()) {
         clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopping_), wait);

@@ -111,6 +111,9 @@ struct CacheOptions {
   absl::Duration retry_interval = absl::Seconds(30);
   // At most one log line per this interval for repeated failures.
   absl::Duration log_interval = absl::Minutes(1);
+  // Fetch at once; when false, nothing is fetched (no STS, no IMDS) until
+  // Start() -- for a process that may never need AWS.
+  bool start_now = true;
 };
 
 struct CacheStats {
@@ -130,11 +133,14 @@ struct CacheStats {
 class CredentialsCache {
  public:
   // `provider` is owned; `clock` must outlive the cache. The thread starts
-  // at once and fetches immediately.
+  // at once and fetches immediately (or at Start() without start_now).
   static absl::StatusOr<std::unique_ptr<CredentialsCache>> Create(
       std::unique_ptr<CredentialsProvider> provider, Clock* clock,
       const CacheOptions& options = CacheOptions());
   ~CredentialsCache();
+
+  // Lets a cache created without start_now fetch. Idempotent.
+  void Start();
 
   // The current credentials; UNAVAILABLE (naming the provider and the last
   // error) when none are held or they expired.
@@ -158,6 +164,7 @@ class CredentialsCache {
   bool has_ ABSL_GUARDED_BY(mu_) = false;
   bool attempted_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time next_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t refreshes_ ABSL_GUARDED_BY(mu_) = 0;

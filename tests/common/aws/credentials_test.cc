@@ -24,6 +24,7 @@
 #include "emulator/server/http_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/wait.h"
 
 namespace fleetcanary {
 namespace aws {
@@ -35,13 +36,9 @@ using ::testing::StartsWith;
 const absl::Time kStart = absl::FromUnixSeconds(1706659200);
 constexpr char kRole[] = "arn:aws:iam::123456789012:role/canary";
 
-// Waits (bounded, real time) for `done`; the event, not a duration.
+// Waits for the event (bounded far beyond what a slow machine needs).
 bool WaitFor(const std::function<bool()>& done) {
-  for (int i = 0; i < 20000; ++i) {
-    if (done()) return true;
-    usleep(1000);
-  }
-  return done();
+  return testing::WaitUntil(done, absl::Seconds(60));
 }
 
 class Env {
@@ -460,6 +457,49 @@ TEST_F(ChainTest, CacheCountsFailuresOfAHostileEndpoint) {
   EXPECT_EQ(c.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("web-identity"));
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("InternalFailure"));
+}
+
+}  // namespace
+}  // namespace aws
+}  // namespace fleetcanary
+
+namespace fleetcanary {
+namespace aws {
+namespace {
+
+class CountingProvider : public CredentialsProvider {
+ public:
+  std::string name() const override { return "counting"; }
+  absl::StatusOr<AwsCredentials> Fetch() override {
+    ++fetches;
+    AwsCredentials c;
+    c.keys = {"AKIDCOUNT", "secret", ""};
+    c.provider = name();
+    return c;
+  }
+  std::atomic<int> fetches{0};
+};
+
+// A cache created without start_now touches nothing until Start(): an agent
+// that never needs AWS never calls STS or instance metadata.
+TEST(CredentialsCacheTest, LazyCacheFetchesOnlyAfterStart) {
+  SimulatedClock clock(kStart);
+  auto provider = std::make_unique<CountingProvider>();
+  CountingProvider* counting = provider.get();
+  CacheOptions o;
+  o.start_now = false;
+  auto cache = CredentialsCache::Create(std::move(provider), &clock, o);
+  ASSERT_TRUE(cache.ok());
+  auto before = (*cache)->Get();
+  EXPECT_EQ(before.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(before.status().message()), HasSubstr("not needed"));
+  EXPECT_EQ(counting->fetches, 0);
+  (*cache)->Start();
+  EXPECT_TRUE((*cache)->WaitForFirst(absl::Hours(1)).ok());
+  EXPECT_EQ(counting->fetches, 1);
+  EXPECT_EQ((*cache)->Get()->access_key_id, "AKIDCOUNT");
+  // Long-term keys: never refreshed.
+  EXPECT_EQ((*cache)->stats().expiration, absl::InfiniteFuture());
 }
 
 }  // namespace
