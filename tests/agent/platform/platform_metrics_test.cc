@@ -384,8 +384,8 @@ TEST_F(CloudWatchClientTest, GroupsByEndpointAndRegionAndBatchesBy500) {
          kT0 - absl::Minutes(1), 4);
 
   std::vector<MetricsTarget> targets;
-  // 72 targets x 7 metrics = 504 queries in us-east-1: two calls.
-  for (int i = 0; i < 72; ++i) {
+  // 63 targets x 8 metrics = 504 queries in us-east-1: two calls.
+  for (int i = 0; i < 63; ++i) {
     MetricsTarget t = Target(us.endpoint(), v1::RESPONSE_STREAM, "stream");
     t.target = absl::StrCat("t", i);
     targets.push_back(t);
@@ -396,7 +396,7 @@ TEST_F(CloudWatchClientTest, GroupsByEndpointAndRegionAndBatchesBy500) {
       Client()->GetMetricData(targets, DefaultLambdaMetrics(),
                               kT0 - absl::Minutes(1), kT0, absl::Seconds(60));
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->samples.size(), 73u);
+  EXPECT_EQ(result->samples.size(), 64u);
   auto us_requests = us.requests();
   ASSERT_EQ(us_requests.size(), 2u);
   EXPECT_EQ(us_requests[0].body["MetricDataQueries"].size(), 500u);
