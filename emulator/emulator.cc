@@ -12,6 +12,7 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -22,6 +23,8 @@
 #include "common/sigv4/sigv4.h"
 #include "common/status/status_util.h"
 #include "emulator/function/function_url.h"
+#include "emulator/identity/identity.h"
+#include "emulator/platform/cloudwatch_query.h"
 #include "emulator/platform/get_metric_data.h"
 #include "emulator/platform/metric_store.h"
 #include "emulator/scenario/engine.h"
@@ -110,6 +113,13 @@ class EmulatorImpl : public Emulator {
     context_.truth = &truth_;
     context_.credentials.assign(config.credentials().begin(),
                                 config.credentials().end());
+    issuer_ = std::make_unique<CredentialIssuer>(config.identity(),
+                                                 context_.credentials, clock_,
+                                                 options_.request_id_seed);
+    CredentialIssuer* issuer = issuer_.get();
+    context_.lookup = [issuer](absl::string_view key) {
+      return issuer->Lookup(key);
+    };
     context_.max_clock_skew = config.has_max_clock_skew()
                                   ? FromProto(config.max_clock_skew())
                                   : absl::Minutes(5);
@@ -184,6 +194,24 @@ class EmulatorImpl : public Emulator {
         });
     if (!control_port.ok()) return control_port.status();
     control_url_ = absl::StrCat(scheme, "://", host, ":", *control_port, "/");
+    // Temporary credentials: STS, IMDSv2, container endpoint.
+    using Handler =
+        void (CredentialIssuer::*)(const HttpRequest&, ResponsePlan*);
+    for (auto [url, handler] :
+         {std::pair<std::string*, Handler>{&sts_url_,
+                                           &CredentialIssuer::HandleSts},
+          {&imds_url_, &CredentialIssuer::HandleImds},
+          {&container_url_, &CredentialIssuer::HandleContainer}}) {
+      auto port =
+          server_->AddListener(port_for(), tls,
+                               [issuer, handler = handler](
+                                   const HttpRequest& req, ResponsePlan* plan) {
+                                 (issuer->*handler)(req, plan);
+                               });
+      if (!port.ok()) return port.status();
+      *url = absl::StrCat(scheme, "://", host, ":", *port, "/");
+    }
+    container_url_ += "v2/credentials/fleetcanary";
     FC_RETURN_IF_ERROR(server_->Start());
     LogInfo("emulator_started", {{"regions", absl::StrCat(regions_.size())},
                                  {"control", control_url_},
@@ -213,6 +241,10 @@ class EmulatorImpl : public Emulator {
   }
 
   std::string control_url() const override { return control_url_; }
+  std::string sts_url() const override { return sts_url_; }
+  std::string imds_url() const override { return imds_url_; }
+  std::string container_url() const override { return container_url_; }
+  CredentialIssuer* issuer() override { return issuer_.get(); }
 
   std::vector<std::string> DescribeEndpoints() const override {
     std::vector<std::string> lines;
@@ -227,6 +259,9 @@ class EmulatorImpl : public Emulator {
           absl::StrCat("cloudwatch region=", c.region, " url=", c.url));
     }
     lines.push_back(absl::StrCat("control url=", control_url_));
+    lines.push_back(absl::StrCat("sts url=", sts_url_));
+    lines.push_back(absl::StrCat("imds url=", imds_url_));
+    lines.push_back(absl::StrCat("container url=", container_url_));
     return lines;
   }
 
@@ -257,11 +292,24 @@ class EmulatorImpl : public Emulator {
  private:
   void HandleCloudWatch(RegionState* region, const HttpRequest& req,
                         ResponsePlan* plan) {
+    const bool query = req.Header("X-Amz-Target").empty();
+    const std::string request_id = MakeRequestId(
+        options_.request_id_seed ^ 0xc10dULL, cloudwatch_counter_.fetch_add(1));
+    plan->headers.emplace_back("x-amzn-RequestId", request_id);
+    auto fail = [&](int status, absl::string_view type,
+                    absl::string_view message) {
+      if (query) {
+        SetJson(plan, status,
+                QueryErrorXml(kCloudWatchXmlns, type, message, request_id),
+                "text/xml");
+      } else {
+        SetJson(plan, status, AwsJsonError(type, message),
+                kAwsJson10ContentType);
+      }
+    };
     if (req.method != "POST" || req.Path() != "/") {
-      SetJson(plan, 404,
-              AwsJsonError("UnknownOperationException",
-                           "POST / with X-Amz-Target expected"),
-              kAwsJson10ContentType);
+      fail(404, "UnknownOperationException",
+           "POST / with X-Amz-Target (JSON 1.0) or a form (Query) expected");
       return;
     }
     const absl::Time now = clock_->Now();
@@ -275,33 +323,26 @@ class EmulatorImpl : public Emulator {
       verify.region = region->config.name();
       verify.now = now;
       verify.max_skew = context_.max_clock_skew;
-      const auto& creds = context_.credentials;
-      absl::Status ok = sigv4::VerifyRequest(
-          view,
-          [&creds](
-              absl::string_view key) -> absl::StatusOr<sigv4::Credentials> {
-            for (const v1::EmulatorCredential& c : creds) {
-              if (c.access_key_id() == key) {
-                return sigv4::Credentials{c.access_key_id(),
-                                          c.secret_access_key(),
-                                          c.session_token()};
-              }
-            }
-            return absl::NotFoundError("unknown access key");
-          },
-          verify);
+      absl::Status ok = sigv4::VerifyRequest(view, context_.lookup, verify);
       if (!ok.ok()) {
-        SetJson(plan, 403, AwsJsonError("AccessDeniedException", ok.message()),
-                kAwsJson10ContentType);
+        const bool expired = absl::StartsWith(ok.message(), "ExpiredToken");
+        fail(403,
+             expired
+                 ? "ExpiredTokenException"
+                 : (query ? "SignatureDoesNotMatch" : "AccessDeniedException"),
+             ok.message());
         return;
       }
+    }
+    if (query) {
+      JsonResponse resp =
+          HandleCloudWatchQuery(req.body, region->metrics, now, request_id);
+      SetJson(plan, resp.status, std::move(resp.body), "text/xml");
+      return;
     }
     JsonResponse resp = HandleCloudWatchJson(req.Header("X-Amz-Target"),
                                              req.body, region->metrics, now);
     SetJson(plan, resp.status, std::move(resp.body), kAwsJson10ContentType);
-    plan->headers.emplace_back(
-        "x-amzn-RequestId", MakeRequestId(options_.request_id_seed ^ 0xc10dULL,
-                                          cloudwatch_counter_.fetch_add(1)));
   }
 
   void HandleControl(const HttpRequest& req, ResponsePlan* plan) {
@@ -387,6 +428,10 @@ class EmulatorImpl : public Emulator {
   std::vector<UrlInfo> urls_;
   std::vector<CloudWatchEndpoint> cloudwatch_;
   std::string control_url_;
+  std::string sts_url_;
+  std::string imds_url_;
+  std::string container_url_;
+  std::unique_ptr<CredentialIssuer> issuer_;
   std::atomic<uint64_t> cloudwatch_counter_{0};
   absl::Mutex stop_mu_;
   // Declared last: destroyed first, so sessions end before what they use.

@@ -6,7 +6,11 @@
 // Endpoints, all on loopback ports chosen at start (0 = ephemeral):
 //  - per region, one Function URL per mode: alias "buffered" (BUFFERED) and
 //    alias "stream" (RESPONSE_STREAM), serving GET /canary?bytes=N&...;
-//  - per region, a CloudWatch endpoint (AWS JSON 1.0 GetMetricData, POST /);
+//  - per region, a CloudWatch endpoint (GetMetricData, POST /, AWS JSON 1.0
+//    or the Query protocol);
+//  - STS (AssumeRoleWithWebIdentity, AssumeRole), IMDSv2 and container
+//    credential endpoints issuing expiring credentials that every signed
+//    endpoint accepts until they expire (emulator/identity/identity.h);
 //  - one control endpoint: PUT/GET /_emulator/scenario (YAML in, JSON out),
 //    GET /_emulator/truth[?since=SEQ] (JSON Lines of v1.InjectedFault),
 //    DELETE /_emulator/truth, GET /_emulator/urls, GET /metrics
@@ -34,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/time/clock.h"
+#include "emulator/identity/identity.h"
 #include "emulator/server/http_server.h"
 #include "fleetcanary/v1/scenario.pb.h"
 
@@ -93,12 +98,22 @@ class Emulator {
   virtual std::vector<CloudWatchEndpoint> cloudwatch_endpoints() const = 0;
   virtual std::string cloudwatch_url(absl::string_view region) const = 0;
   virtual std::string control_url() const = 0;
+  // Temporary credentials: STS (Query protocol), IMDSv2 base URL, and the
+  // container credentials URL (AWS_CONTAINER_CREDENTIALS_FULL_URI).
+  virtual std::string sts_url() const = 0;
+  virtual std::string imds_url() const = 0;
+  virtual std::string container_url() const = 0;
+  // The issuer of temporary credentials (tests issue short-lived ones).
+  virtual CredentialIssuer* issuer() = 0;
 
   // One machine-readable line per endpoint, e.g.
   //   url region=us-east-1 mode=RESPONSE_STREAM alias=stream auth=NONE
   //       function=fleetcanary-canary url=http://127.0.0.1:41234/
   //   cloudwatch region=us-east-1 url=http://127.0.0.1:41240/
   //   control url=http://127.0.0.1:41250/
+  //   sts url=http://127.0.0.1:41251/
+  //   imds url=http://127.0.0.1:41252/
+  //   container url=http://127.0.0.1:41253/v2/credentials/fleetcanary
   virtual std::vector<std::string> DescribeEndpoints() const = 0;
 
   // Ground truth: faults injected with sequence > `after`, oldest first.

@@ -12,7 +12,7 @@ PACKAGES=(
   libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   libboost-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   clang-format curl openssl python3 python3-grpcio nodejs
-  python3-yaml
+  python3-yaml libxml2-dev python3-botocore
   libcli11-dev
   prometheus
   nghttp2-server

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/aws/partition.h"
 #include "common/status/status_util.h"
 #include "nlohmann/json.hpp"
 
@@ -208,7 +209,7 @@ absl::StatusOr<MetricDataResult> CloudWatchClient::GetMetricData(
       return absl::InvalidArgumentError(absl::StrCat(
           "GetMetricData: targets[", i, "].cloudwatch.function_name is empty"));
     }
-    groups[{EndpointFor(t), t.region}].push_back(i);
+    groups[{EndpointFor(t, options_.default_endpoint), t.region}].push_back(i);
   }
 
   MetricDataResult result;
@@ -401,8 +402,17 @@ absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
   params.time = options_.clock->Now();
   sigv4::SigningResult signed_request;
   if (options_.sign) {
+    sigv4::Credentials credentials = options_.credentials;
+    if (options_.credentials_source) {
+      absl::StatusOr<sigv4::Credentials> fresh = options_.credentials_source();
+      if (!fresh.ok()) {
+        return absl::UnavailableError(absl::StrCat(
+            "GetMetricData: no AWS credentials: ", fresh.status().message()));
+      }
+      credentials = *std::move(fresh);
+    }
     FC_ASSIGN_OR_RETURN(signed_request,
-                        sigv4::SignRequest(view, options_.credentials, params));
+                        sigv4::SignRequest(view, credentials, params));
   }
 
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
@@ -464,15 +474,17 @@ absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
 }  // namespace
 
 std::vector<MetricSpec> DefaultLambdaMetrics() {
-  return {{"Invocations", "Sum"}, {"Errors", "Sum"},
-          {"Throttles", "Sum"},   {"UrlRequestCount", "Sum"},
-          {"Url4xxCount", "Sum"}, {"Url5xxCount", "Sum"},
-          {"Duration", "Average"}};
+  return {{"Invocations", "Sum"},  {"Errors", "Sum"},
+          {"Throttles", "Sum"},    {"UrlRequestCount", "Sum"},
+          {"Url4xxCount", "Sum"},  {"Url5xxCount", "Sum"},
+          {"Duration", "Average"}, {"UrlRequestLatency", "Average"}};
 }
 
-std::string EndpointFor(const MetricsTarget& target) {
+std::string EndpointFor(const MetricsTarget& target,
+                        absl::string_view default_endpoint) {
   if (!target.identity.endpoint().empty()) return target.identity.endpoint();
-  return absl::StrCat("https://monitoring.", target.region, ".amazonaws.com");
+  if (!default_endpoint.empty()) return std::string(default_endpoint);
+  return aws::CloudWatchEndpoint(target.region);
 }
 
 absl::StatusOr<std::unique_ptr<PlatformMetricsClient>> CreateCloudWatchClient(
@@ -480,8 +492,9 @@ absl::StatusOr<std::unique_ptr<PlatformMetricsClient>> CreateCloudWatchClient(
   if (options.clock == nullptr) {
     return absl::InvalidArgumentError("CloudWatchClientOptions.clock is null");
   }
-  if (options.sign && (options.credentials.access_key_id.empty() ||
-                       options.credentials.secret_access_key.empty())) {
+  if (options.sign && !options.credentials_source &&
+      (options.credentials.access_key_id.empty() ||
+       options.credentials.secret_access_key.empty())) {
     return absl::InvalidArgumentError(
         "CloudWatchClientOptions.credentials: access key id and secret are "
         "required");

@@ -2,9 +2,11 @@
 // from CloudWatch GetMetricData, so the controller can reconcile what clients
 // saw with what the platform counted (phantom errors, ARCHITECTURE.md).
 //
-// Wire: AWS JSON 1.0 — POST / with Content-Type application/x-amz-json-1.0
-// and X-Amz-Target GraniteServiceVersion20100801.GetMetricData, signed with
-// SigV4 (service "monitoring", the target's region), over libcurl. Endpoint
+// Wire: AWS JSON 1.0 (the Query protocol's GetMetricData is answered with
+// the same data; see emulator/platform/cloudwatch_query.h) — POST / with
+// Content-Type application/x-amz-json-1.0 and X-Amz-Target
+// GraniteServiceVersion20100801.GetMetricData, signed with SigV4 (service
+// "monitoring", the target's region), over libcurl. Endpoint
 // https://monitoring.<region>.amazonaws.com, or the target's
 // CloudWatchIdentity.endpoint (emulator, tests). One query per (target,
 // metric) with dimensions FunctionName and, when an alias is set,
@@ -15,6 +17,7 @@
 #ifndef FLEETCANARY_AGENT_PLATFORM_CLOUDWATCH_CLIENT_H_
 #define FLEETCANARY_AGENT_PLATFORM_CLOUDWATCH_CLIENT_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,7 +47,7 @@ struct MetricSpec {
 };
 
 // Invocations, Errors, Throttles, UrlRequestCount, Url4xxCount, Url5xxCount
-// (Sum) and Duration (Average).
+// (Sum), Duration and UrlRequestLatency (Average).
 std::vector<MetricSpec> DefaultLambdaMetrics();
 
 struct MetricDataResult {
@@ -74,8 +77,14 @@ class PlatformMetricsClient {
 };
 
 struct CloudWatchClientOptions {
-  // Used when `sign` is set.
+  // Used when `sign` is set: `credentials_source` when set (asked before
+  // every request, e.g. a refreshing aws::CredentialsCache; an error fails
+  // the call with UNAVAILABLE naming it), else the static `credentials`.
   sigv4::Credentials credentials;
+  std::function<absl::StatusOr<sigv4::Credentials>()> credentials_source;
+  // Endpoint for targets without their own (AWS_ENDPOINT_URL_CLOUDWATCH);
+  // empty = the partition's regional endpoint.
+  std::string default_endpoint;
   // Sign requests with SigV4 (service "monitoring"). Off only for an
   // endpoint that does not check signatures (the emulator without
   // monitoring_auth); credentials are then not needed.
@@ -99,9 +108,11 @@ struct CloudWatchClientOptions {
 absl::StatusOr<std::unique_ptr<PlatformMetricsClient>> CreateCloudWatchClient(
     const CloudWatchClientOptions& options);
 
-// The endpoint used for `target`: its identity's endpoint or
-// "https://monitoring.<region>.amazonaws.com".
-std::string EndpointFor(const MetricsTarget& target);
+// The endpoint used for `target`: its identity's endpoint, else
+// `default_endpoint` when set, else the partition's
+// "https://monitoring.<region>.<suffix>" (amazonaws.com, amazonaws.com.cn).
+std::string EndpointFor(const MetricsTarget& target,
+                        absl::string_view default_endpoint = "");
 
 }  // namespace platform
 }  // namespace fleetcanary

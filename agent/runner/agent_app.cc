@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <iterator>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -14,6 +16,9 @@
 #include "agent/probe/probe_engine.h"
 #include "agent/runner/adhoc.h"
 #include "agent/runner/platform_loop.h"
+#include "common/aws/credentials.h"
+#include "common/aws/http.h"
+#include "common/aws/partition.h"
 #include "common/log/log.h"
 #include "common/sigv4/sigv4.h"
 #include "common/status/status_util.h"
@@ -51,18 +56,25 @@ TargetGuardOptions GuardOptions(const v1::AgentConfig& c) {
 // hands the set on.
 class PlatformGuardSink : public AssignmentSink {
  public:
-  PlatformGuardSink(std::unique_ptr<TargetGuard> guard, AssignmentSink* next)
-      : guard_(std::move(guard)), next_(next) {}
+  PlatformGuardSink(std::unique_ptr<TargetGuard> guard, AssignmentSink* next,
+                    std::string default_endpoint)
+      : guard_(std::move(guard)),
+        next_(next),
+        default_endpoint_(std::move(default_endpoint)) {}
   void OnAssignments(const v1::AssignmentSet& set) override {
     v1::AssignmentSet checked = set;
+    std::map<std::pair<std::string, std::string>, bool> targets;
     for (v1::Assignment& a : *checked.mutable_assignments()) {
       if (!a.url().has_cloudwatch()) continue;
       platform::MetricsTarget t;
       t.region = a.region();
       t.identity = a.url().cloudwatch();
-      const std::string endpoint = platform::EndpointFor(t);
+      const std::string endpoint = platform::EndpointFor(t, default_endpoint_);
       absl::Status allowed = guard_->CheckUrl(endpoint);
+      bool& ok =
+          targets.try_emplace({a.region(), a.target()}, true).first->second;
       if (!allowed.ok()) {
+        ok = false;
         LogWarning("platform_endpoint_refused",
                    {{"target", a.target()},
                     {"endpoint", endpoint},
@@ -70,12 +82,55 @@ class PlatformGuardSink : public AssignmentSink {
         a.mutable_url()->clear_cloudwatch();
       }
     }
+    {
+      absl::MutexLock lock(&mu_);
+      targets_ = std::move(targets);
+    }
     next_->OnAssignments(checked);
+  }
+  // (region, target) with CloudWatch configured -> endpoint allowed.
+  std::map<std::pair<std::string, std::string>, bool> targets() {
+    absl::MutexLock lock(&mu_);
+    return targets_;
   }
 
  private:
   const std::unique_ptr<TargetGuard> guard_;
   AssignmentSink* const next_;
+  const std::string default_endpoint_;
+  absl::Mutex mu_;
+  std::map<std::pair<std::string, std::string>, bool> targets_
+      ABSL_GUARDED_BY(mu_);
+};
+
+// Starts the credential chain the first time an assignment needs AWS
+// credentials (an AWS_IAM Function URL, or a CloudWatch identity read
+// signed), and waits (bounded) for that first fetch so the first probes and
+// reads do not fail for want of it. Until then the agent touches no AWS
+// endpoint at all (no STS, no instance metadata).
+class CredentialsDemandSink : public AssignmentSink {
+ public:
+  CredentialsDemandSink(aws::CredentialsCache* cache, bool unsigned_metrics)
+      : cache_(cache), unsigned_metrics_(unsigned_metrics) {}
+  void OnAssignments(const v1::AssignmentSet& set) override {
+    if (started_) return;
+    for (const v1::Assignment& a : set.assignments()) {
+      if (a.url().auth() == v1::AWS_IAM ||
+          (a.url().has_cloudwatch() && !unsigned_metrics_)) {
+        started_ = true;
+        cache_->Start();
+        absl::Status first = cache_->WaitForFirst(absl::Seconds(15));
+        LogInfo("aws_credentials_needed",
+                {{"target", a.target()}, {"first_fetch", first.ToString()}});
+        return;
+      }
+    }
+  }
+
+ private:
+  aws::CredentialsCache* const cache_;
+  const bool unsigned_metrics_;
+  bool started_ = false;  // Only touched on the session's thread.
 };
 
 // Hands each AssignmentSet to the runner and the platform loop, and counts
@@ -125,8 +180,27 @@ class AgentAppImpl : public AgentApp {
     oo.journal_path = options_.outcome_journal;
     FC_ASSIGN_OR_RETURN(outbox_, Outbox::Create(oo));
 
+    // AWS credentials: the SDK-order chain, refreshed in the background.
+    // Probes and CloudWatch reads take what is held (never wait on STS).
+    aws::ProviderOptions po;
+    po.env = options_.aws_env ? options_.aws_env : aws::ProcessEnvironment();
+    po.clock = clock_;
+    po.region = c.region();
+    po.session_name = absl::StrCat("fleetcanary-", c.agent_id()).substr(0, 64);
+    aws_env_ = po.env;
+    FC_ASSIGN_OR_RETURN(auto chain, aws::NewDefaultChain(po));
+    aws::CacheOptions cache_options;
+    cache_options.start_now = false;  // CredentialsDemandSink starts it.
+    FC_ASSIGN_OR_RETURN(
+        credentials_,
+        aws::CredentialsCache::Create(std::move(chain), clock_, cache_options));
+    credentials_demand_ = std::make_unique<CredentialsDemandSink>(
+        credentials_.get(), c.cloudwatch_unsigned());
+
     ProbeEngineOptions eo;
     if (c.max_in_flight() > 0) eo.max_in_flight = c.max_in_flight();
+    aws::CredentialsCache* cache = credentials_.get();
+    eo.credentials = [cache] { return cache->Get(); };
     FC_ASSIGN_OR_RETURN(eo.guard, AgentTargetGuard(c));
     FC_ASSIGN_OR_RETURN(engine_, ProbeEngine::Create(eo, clock_));
 
@@ -151,6 +225,7 @@ class AgentAppImpl : public AgentApp {
                                         session_->SendAdhocResult(std::move(r));
                                     }));
 
+    fan_out_.Add(credentials_demand_.get());
     fan_out_.Add(runner_.get());
     FC_RETURN_IF_ERROR(StartPlatform());
 
@@ -257,23 +332,24 @@ class AgentAppImpl : public AgentApp {
   RunnerStats runner_stats() override { return runner_->stats(); }
 
  private:
-  // The platform-metrics reader, when AWS credentials are configured (the
-  // standard environment variables) or cloudwatch_unsigned is set (an
-  // emulator that does not check signatures); off otherwise, with a log line.
+  // The platform-metrics reader. Requests are signed with the credential
+  // chain's current credentials (or unsigned with cloudwatch_unsigned, an
+  // emulator that does not check signatures). While no valid credentials
+  // are held, reads fail (counted, logged) and
+  // fleetcanary_agent_platform_metrics_enabled is 0.
   absl::Status StartPlatform() {
     const v1::AgentConfig& c = options_.config;
     platform::CloudWatchClientOptions co;
     co.clock = clock_;
+    co.default_endpoint = aws_env_("AWS_ENDPOINT_URL_CLOUDWATCH");
+    if (co.default_endpoint.empty()) {
+      co.default_endpoint = aws_env_("AWS_ENDPOINT_URL");
+    }
     if (c.cloudwatch_unsigned()) {
       co.sign = false;
     } else {
-      auto creds = sigv4::CredentialsFromEnvironment();
-      if (!creds.ok()) {
-        LogInfo("platform_metrics_off",
-                {{"reason", creds.status().ToString()}});
-        return absl::OkStatus();
-      }
-      co.credentials = *creds;
+      aws::CredentialsCache* cache = credentials_.get();
+      co.credentials_source = [cache] { return cache->Get(); };
     }
     FC_ASSIGN_OR_RETURN(cloudwatch_, platform::CreateCloudWatchClient(co));
     platform::PlatformMetricsReaderOptions ro;
@@ -288,10 +364,18 @@ class AgentAppImpl : public AgentApp {
     // configured hosts (an emulator); checked by name here (the CloudWatch
     // client resolves names itself, so the address check does not apply).
     TargetGuardOptions go = GuardOptions(c);
-    go.host_patterns = {"monitoring.*.amazonaws.com"};
+    go.host_patterns.assign(std::begin(aws::kCloudWatchHostPatterns),
+                            std::end(aws::kCloudWatchHostPatterns));
+    if (!co.default_endpoint.empty()) {
+      // The operator's own override (AWS_ENDPOINT_URL_CLOUDWATCH) is trusted.
+      FC_ASSIGN_OR_RETURN(aws::ParsedUrl u,
+                          aws::ParseHttpUrl(co.default_endpoint,
+                                            "AWS_ENDPOINT_URL_CLOUDWATCH"));
+      go.allowed_hosts.push_back(u.host);
+    }
     FC_ASSIGN_OR_RETURN(auto platform_guard, TargetGuard::Create(go));
     platform_guard_sink_ = std::make_unique<PlatformGuardSink>(
-        std::move(platform_guard), platform_loop_.get());
+        std::move(platform_guard), platform_loop_.get(), co.default_endpoint);
     fan_out_.Add(platform_guard_sink_.get());
     return absl::OkStatus();
   }
@@ -405,13 +489,52 @@ class AgentAppImpl : public AgentApp {
     if (platform_loop_) {
       counter("fleetcanary_agent_platform_poll_errors_total",
               "Failed CloudWatch reads.", platform_loop_->poll_errors_total());
+      const absl::Time last = platform_loop_->last_success();
+      gauge("fleetcanary_agent_platform_last_success_timestamp_seconds",
+            "Wall time of the last successful CloudWatch read (0 = never).",
+            last == absl::InfinitePast() ? 0 : absl::ToUnixSeconds(last));
     }
+    const aws::CacheStats cs = credentials_->stats();
+    {
+      auto f = GaugeFamily(
+          "fleetcanary_agent_platform_metrics_enabled",
+          "1 while the CloudWatch metrics of a target that has them "
+          "configured are being read (credentials held or unsigned, endpoint "
+          "allowed), 0 when reading is off.");
+      const bool can_read =
+          platform_loop_ != nullptr &&
+          (options_.config.cloudwatch_unsigned() || cs.has_credentials);
+      if (platform_guard_sink_) {
+        for (const auto& [key, allowed] : platform_guard_sink_->targets()) {
+          AddSample(&f, {{"region", key.first}, {"target", key.second}},
+                    allowed && can_read ? 1 : 0);
+        }
+      }
+      out.push_back(std::move(f));
+    }
+    gauge("fleetcanary_agent_credentials_expiry_seconds",
+          "Seconds until the held AWS credentials expire (-1 = long-term "
+          "keys; 0 = none or expired).",
+          !cs.has_credentials ? 0
+          : cs.expiration == absl::InfiniteFuture()
+              ? -1
+              : absl::ToDoubleSeconds(cs.expiration - clock_->Now()));
+    counter("fleetcanary_agent_credentials_refreshes_total",
+            "AWS credentials fetched by the provider chain.",
+            cs.refreshes_total);
+    counter("fleetcanary_agent_credentials_refresh_failures_total",
+            "Failed AWS credential fetches (old credentials kept until they "
+            "expire).",
+            cs.refresh_failures_total);
     return out;
   }
 
   AgentAppOptions options_;
   Clock* const clock_;
   std::unique_ptr<Outbox> outbox_;
+  aws::EnvLookup aws_env_;
+  std::unique_ptr<aws::CredentialsCache> credentials_;
+  std::unique_ptr<CredentialsDemandSink> credentials_demand_;
   std::unique_ptr<ProbeEngine> engine_;
   std::unique_ptr<Runner> runner_;
   std::unique_ptr<AdhocExecutor> adhoc_;

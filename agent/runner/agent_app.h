@@ -2,6 +2,9 @@
 // plus the agent's own HTTP port: /metrics (engine, outbox and session
 // counters), /healthz (liveness: serving, not stopped) and /readyz (session
 // with the controller up and an AssignmentSet applied; 503 otherwise).
+// AWS credentials come from the SDK-order provider chain
+// (common/aws/credentials.h), refreshed in the background; they sign
+// AWS_IAM probes and CloudWatch reads, and never hold up NONE-auth probes.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_AGENT_RUNNER_AGENT_APP_H_
@@ -15,6 +18,7 @@
 #include "agent/outbox/outbox.h"
 #include "agent/runner/runner.h"
 #include "agent/session/session_client.h"
+#include "common/aws/credentials.h"
 #include "common/grpc/security.h"
 #include "common/net/target_guard.h"
 #include "common/time/clock.h"
@@ -33,6 +37,9 @@ struct AgentAppOptions {
   uint64_t seed = 1;
   // Transport to the controller (TLS/mTLS, or plaintext with tls.insecure).
   TlsOptions tls;
+  // Environment the AWS credential chain and endpoint overrides read
+  // (AWS_*); default: the process environment. Tests inject their own.
+  aws::EnvLookup aws_env;
 };
 
 // The target guard an agent probes through (never allow-all): hosts

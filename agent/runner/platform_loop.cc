@@ -71,6 +71,10 @@ class PlatformLoopImpl : public PlatformLoop {
     absl::MutexLock lock(&mu_);
     return errors_;
   }
+  absl::Time last_success() override {
+    absl::MutexLock lock(&mu_);
+    return last_success_;
+  }
 
  private:
   void Loop() {
@@ -109,6 +113,7 @@ class PlatformLoopImpl : public PlatformLoop {
                                  absl::Seconds(5));
         continue;
       }
+      last_success_ = clock_->Now();
       if (samples->empty()) continue;
       v1::PlatformMetricBatch batch;
       for (v1::PlatformMetricSample& s : *samples) {
@@ -135,6 +140,7 @@ class PlatformLoopImpl : public PlatformLoop {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t polls_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t errors_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_success_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace

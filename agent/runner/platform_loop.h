@@ -34,6 +34,8 @@ class PlatformLoop : public AssignmentSink {
   virtual void Stop() = 0;
   virtual uint64_t polls_total() = 0;
   virtual uint64_t poll_errors_total() = 0;
+  // Wall time of the last successful poll; InfinitePast() before one.
+  virtual absl::Time last_success() = 0;
 };
 
 }  // namespace agent

@@ -13,6 +13,7 @@
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
 #include "cli/ui/table.h"
+#include "common/aws/credentials.h"
 #include "common/units/units.h"
 #include "fleetcanary/v1/admin.pb.h"
 
@@ -108,6 +109,32 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   // No target guard: here the person at the keyboard chooses the URLs, so
   // loopback and private endpoints are fine (agents always run with one).
   engine_options.guard = nullptr;
+  // --auth iam: the AWS SDK credential chain (environment, web identity,
+  // profile, container, IMDS), fetched once before the first probe and
+  // refreshed in the background for long runs.
+  std::unique_ptr<aws::CredentialsCache> credentials;
+  if (options.auth == v1::AWS_IAM) {
+    aws::ProviderOptions po;
+    po.clock = clock;
+    auto chain = aws::NewDefaultChain(po);
+    absl::StatusOr<std::unique_ptr<aws::CredentialsCache>> cache =
+        chain.ok() ? aws::CredentialsCache::Create(*std::move(chain), clock)
+                   : absl::StatusOr<std::unique_ptr<aws::CredentialsCache>>(
+                         chain.status());
+    if (!cache.ok()) {
+      *ctx->err << "canaryctl probe: --auth iam: " << cache.status().message()
+                << "\n";
+      return kExitUnavailable;
+    }
+    credentials = *std::move(cache);
+    absl::Status first = credentials->WaitForFirst(absl::Seconds(60));
+    if (!first.ok()) {
+      *ctx->err << "canaryctl probe: --auth iam: " << first.message() << "\n";
+      return kExitUnavailable;
+    }
+    aws::CredentialsCache* raw = credentials.get();
+    engine_options.credentials = [raw] { return raw->Get(); };
+  }
   absl::StatusOr<std::unique_ptr<ProbeEngine>> engine =
       ProbeEngine::Create(engine_options, clock);
   if (!engine.ok()) {

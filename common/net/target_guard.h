@@ -4,7 +4,8 @@
 //
 // Two checks, both required:
 //   1. CheckUrl, before a probe starts: the URL's scheme is http(s) and its
-//      host matches the allowlist (default `*.lambda-url.*.on.aws`, plus the
+//      host matches the allowlist (default `*.lambda-url.*.on.aws` and the
+//      China partition's `*.lambda-url.*.on.amazonwebservices.com.cn`, plus the
 //      hosts of the configured targets).
 //   2. CheckAddress, on the socket address actually being connected (after DNS
 //      resolution, from libcurl's open-socket callback): loopback, private,
@@ -34,7 +35,10 @@ namespace fleetcanary {
 
 struct TargetGuardOptions {
   // Host patterns; `*` matches one whole DNS label. Matching ignores case.
-  std::vector<std::string> host_patterns = {"*.lambda-url.*.on.aws"};
+  // Default: Function URL hosts in every partition (aws and aws-us-gov use
+  // on.aws, aws-cn on.amazonwebservices.com.cn).
+  std::vector<std::string> host_patterns = {
+      "*.lambda-url.*.on.aws", "*.lambda-url.*.on.amazonwebservices.com.cn"};
   // Exact hosts (names or IP literals) also allowed, e.g. those the fleet
   // file names.
   std::vector<std::string> allowed_hosts;

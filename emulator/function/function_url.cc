@@ -189,20 +189,21 @@ void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
       options.now = start;
       options.max_skew = context_->max_clock_skew;
       const auto& creds = context_->credentials;
-      absl::Status verified = sigv4::VerifyRequest(
-          view,
-          [&creds](
-              absl::string_view key) -> absl::StatusOr<sigv4::Credentials> {
-            for (const v1::EmulatorCredential& c : creds) {
-              if (c.access_key_id() == key) {
-                return sigv4::Credentials{c.access_key_id(),
-                                          c.secret_access_key(),
-                                          c.session_token()};
-              }
+      sigv4::CredentialsLookup lookup = context_->lookup;
+      if (!lookup) {
+        lookup =
+            [&creds](
+                absl::string_view key) -> absl::StatusOr<sigv4::Credentials> {
+          for (const v1::EmulatorCredential& c : creds) {
+            if (c.access_key_id() == key) {
+              return sigv4::Credentials{
+                  c.access_key_id(), c.secret_access_key(), c.session_token()};
             }
-            return absl::NotFoundError("unknown access key");
-          },
-          options);
+          }
+          return absl::NotFoundError("unknown access key");
+        };
+      }
+      absl::Status verified = sigv4::VerifyRequest(view, lookup, options);
       if (!verified.ok()) {
         set_json_error(
             403, "AccessDeniedException",

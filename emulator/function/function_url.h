@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/sigv4/sigv4.h"
 #include "common/time/clock.h"
 #include "emulator/platform/metric_store.h"
 #include "emulator/scenario/engine.h"
@@ -71,6 +72,9 @@ struct PlatformContext {
   ScenarioEngine* scenario = nullptr;
   TruthLog* truth = nullptr;
   std::vector<v1::EmulatorCredential> credentials;
+  // SigV4 lookup over static and issued credentials; when unset, only
+  // `credentials`.
+  sigv4::CredentialsLookup lookup;
   absl::Duration max_clock_skew = absl::Minutes(5);
   bool shape_streaming = true;
   uint64_t request_id_seed = 0;

@@ -97,7 +97,8 @@ class WireTest : public ::testing::Test {
 
 TEST_F(WireTest, EndpointsAreDescribedOneLinePerUrl) {
   std::vector<std::string> lines = emu_->DescribeEndpoints();
-  ASSERT_EQ(lines.size(), 4u + 2u + 1u);
+  // 4 Function URLs, 2 CloudWatch, control, STS, IMDS, container.
+  ASSERT_EQ(lines.size(), 4u + 2u + 1u + 3u);
   const std::regex url_line(
       "url region=(us-east-1|eu-west-1) mode=(BUFFERED|RESPONSE_STREAM) "
       "alias=(buffered|stream) auth=NONE function=fleetcanary-canary "
@@ -107,6 +108,9 @@ TEST_F(WireTest, EndpointsAreDescribedOneLinePerUrl) {
   }
   EXPECT_THAT(lines[4], HasSubstr("cloudwatch region=us-east-1 url=http://"));
   EXPECT_THAT(lines[6], HasSubstr("control url=http://127.0.0.1:"));
+  EXPECT_THAT(lines[7], HasSubstr("sts url=http://127.0.0.1:"));
+  EXPECT_THAT(lines[8], HasSubstr("imds url=http://127.0.0.1:"));
+  EXPECT_THAT(lines[9], HasSubstr("container url=http://127.0.0.1:"));
   EXPECT_EQ(emu_->urls().size(), 4u);
 }
 

@@ -1,6 +1,8 @@
 // The CloudWatch GetMetricData client and the PlatformMetricsReader, against
 // a real local HTTP server that verifies every SigV4 signature.
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -116,7 +118,7 @@ TEST_F(CloudWatchClientTest, SignedJson10RequestAndSamples) {
   EXPECT_EQ(r.body["EndTime"], 1706745600);
   EXPECT_EQ(r.body["ScanBy"], "TimestampAscending");
   EXPECT_FALSE(r.body.contains("NextToken"));
-  ASSERT_EQ(r.body["MetricDataQueries"].size(), 7u);
+  ASSERT_EQ(r.body["MetricDataQueries"].size(), 8u);
   const auto& q0 = r.body["MetricDataQueries"][0];
   EXPECT_EQ(q0["MetricStat"]["Metric"]["Namespace"], "AWS/Lambda");
   EXPECT_EQ(q0["MetricStat"]["Metric"]["MetricName"], "Invocations");
@@ -127,6 +129,68 @@ TEST_F(CloudWatchClientTest, SignedJson10RequestAndSamples) {
             nlohmann::json::parse(
                 R"([{"Name":"FunctionName","Value":"fc-canary"},
                     {"Name":"Resource","Value":"fc-canary:stream"}])"));
+}
+
+// The request the agent sends, checked by an oracle not written here: the
+// GetMetricData input shape of Debian's python3-botocore service model
+// (types, required members, ranges, enum values).
+TEST_F(CloudWatchClientTest, RequestMatchesBotocoreServiceModel) {
+  StartServer();
+  auto client = Client();
+  auto result = client->GetMetricData(
+      {Target(server_->endpoint(), v1::RESPONSE_STREAM, "stream"),
+       Target(server_->endpoint(), v1::BUFFERED, "")},
+      DefaultLambdaMetrics(), kT0 - absl::Minutes(5), kT0, absl::Seconds(60));
+  ASSERT_TRUE(result.ok()) << result.status();
+  auto requests = server_->requests();
+  ASSERT_EQ(requests.size(), 1u);
+  const std::string path = ::testing::TempDir() + "/get_metric_data.json";
+  std::ofstream(path) << requests[0].body.dump();
+  const std::string cmd =
+      std::string("/usr/bin/python3 " FLEETCANARY_SOURCE_DIR
+                  "/tests/agent/platform/validate_get_metric_data.py ") +
+      path + " " + requests[0].target;
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+// Credentials asked per request (the refreshing chain): an error fails the
+// read with UNAVAILABLE naming the cause; fresh ones are used as they come.
+TEST_F(CloudWatchClientTest, CredentialsSourceIsAskedPerRequest) {
+  StartServer();
+  absl::StatusOr<sigv4::Credentials> current =
+      absl::UnavailableError("web-identity: token file gone");
+  CloudWatchClientOptions o;
+  o.clock = &clock_;
+  o.credentials_source = [&current] { return current; };
+  auto client = CreateCloudWatchClient(o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  const std::vector<MetricsTarget> targets = {
+      Target(server_->endpoint(), v1::RESPONSE_STREAM, "stream")};
+  auto failed =
+      (*client)->GetMetricData(targets, DefaultLambdaMetrics(),
+                               kT0 - absl::Minutes(5), kT0, absl::Seconds(60));
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(failed.status().message()),
+              ::testing::HasSubstr("web-identity"));
+  current = kCreds;
+  auto ok =
+      (*client)->GetMetricData(targets, DefaultLambdaMetrics(),
+                               kT0 - absl::Minutes(5), kT0, absl::Seconds(60));
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
+TEST(CloudWatchEndpoint, PartitionAndOverride) {
+  MetricsTarget t;
+  t.region = "cn-north-1";
+  EXPECT_EQ(EndpointFor(t), "https://monitoring.cn-north-1.amazonaws.com.cn");
+  t.region = "us-gov-west-1";
+  EXPECT_EQ(EndpointFor(t), "https://monitoring.us-gov-west-1.amazonaws.com");
+  EXPECT_EQ(EndpointFor(t,
+                        "https://vpce-1.monitoring.us-gov-west-1.vpce."
+                        "amazonaws.com"),
+            "https://vpce-1.monitoring.us-gov-west-1.vpce.amazonaws.com");
+  t.identity.set_endpoint("http://127.0.0.1:1/");
+  EXPECT_EQ(EndpointFor(t, "https://ignored"), "http://127.0.0.1:1/");
 }
 
 // An endpoint that does not check signatures (the emulator without
@@ -320,8 +384,8 @@ TEST_F(CloudWatchClientTest, GroupsByEndpointAndRegionAndBatchesBy500) {
          kT0 - absl::Minutes(1), 4);
 
   std::vector<MetricsTarget> targets;
-  // 72 targets x 7 metrics = 504 queries in us-east-1: two calls.
-  for (int i = 0; i < 72; ++i) {
+  // 63 targets x 8 metrics = 504 queries in us-east-1: two calls.
+  for (int i = 0; i < 63; ++i) {
     MetricsTarget t = Target(us.endpoint(), v1::RESPONSE_STREAM, "stream");
     t.target = absl::StrCat("t", i);
     targets.push_back(t);
@@ -332,7 +396,7 @@ TEST_F(CloudWatchClientTest, GroupsByEndpointAndRegionAndBatchesBy500) {
       Client()->GetMetricData(targets, DefaultLambdaMetrics(),
                               kT0 - absl::Minutes(1), kT0, absl::Seconds(60));
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->samples.size(), 73u);
+  EXPECT_EQ(result->samples.size(), 64u);
   auto us_requests = us.requests();
   ASSERT_EQ(us_requests.size(), 2u);
   EXPECT_EQ(us_requests[0].body["MetricDataQueries"].size(), 500u);

@@ -24,14 +24,37 @@ TEST(TargetGuardTest, DefaultAllowsOnlyFunctionUrlHosts) {
       guard->CheckUrl("https://abc123.lambda-url.us-east-1.on.aws/").ok());
   EXPECT_TRUE(
       guard->CheckUrl("https://ABC.LAMBDA-URL.eu-west-1.on.aws:443/x?y").ok());
+  EXPECT_TRUE(guard
+                  ->CheckUrl("https://abc.lambda-url.cn-north-1.on."
+                             "amazonwebservices.com.cn/")
+                  .ok());
   for (const char* bad :
        {"https://example.com/", "https://a.b.lambda-url.us-east-1.on.aws/",
+        "https://abc.lambda-url.cn-north-1.on.amazonwebservices.com.cn.x/",
         "https://lambda-url.us-east-1.on.aws/", "http://169.254.169.254/",
         "https://abc.lambda-url.us-east-1.on.aws.evil.com/"}) {
     absl::Status s = guard->CheckUrl(bad);
     EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << bad;
     EXPECT_THAT(s.message(), HasSubstr("not in the target allowlist"));
   }
+}
+
+// VPC interface endpoints and the other partitions' CloudWatch hosts, as the
+// agent allows them for metrics reads (common/aws/partition.h).
+TEST(TargetGuardTest, CloudWatchPatternsAcrossPartitionsAndVpcEndpoints) {
+  TargetGuardOptions o;
+  o.host_patterns = {"monitoring.*.amazonaws.com",
+                     "monitoring.*.amazonaws.com.cn",
+                     "*.monitoring.*.vpce.amazonaws.com"};
+  auto guard = Guard(o);
+  for (const char* ok :
+       {"https://monitoring.us-east-1.amazonaws.com/",
+        "https://monitoring.cn-north-1.amazonaws.com.cn/",
+        "https://vpce-0abc-xyz.monitoring.eu-west-1.vpce.amazonaws.com/"}) {
+    EXPECT_TRUE(guard->CheckUrl(ok).ok()) << ok;
+  }
+  EXPECT_FALSE(
+      guard->CheckUrl("https://monitoring.us-east-1.amazonaws.com.evil/").ok());
 }
 
 TEST(TargetGuardTest, RefusesMalformedUrls) {
