@@ -85,7 +85,7 @@ absl::StatusOr<ChangePointEstimate> DateSingleChangePoint(
   // profile set alone under-covers (past the last failure of a fault at rate
   // p it reaches only ~1.92/p probes, which holds the true end 85 % of the
   // time). Its hull is therefore joined with the Jeffreys posterior's
-  // highest-density set at the same level, which spans ~3/p there.
+  // highest-density set, which spans ~3.7/p there.
   const double top = *std::max_element(log_post.begin(), log_post.end());
   std::vector<double> weight(splits);
   double mass = 0;
@@ -97,12 +97,16 @@ absl::StatusOr<ChangePointEstimate> DateSingleChangePoint(
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return weight[a] > weight[b]; });
+  // At the two-sided level (1 + confidence) / 2: baseline failures after a
+  // fix can pull the estimate late, and simulation showed the 95 % set then
+  // held the true fix in under 90 % of runs.
+  const double level = (1 + confidence) / 2;
   double covered = 0;
   for (size_t i : order) {
     covered += weight[i];
     lo = std::min(lo, i + 1);
     hi = std::max(hi, i + 1);
-    if (covered >= confidence * mass) break;
+    if (covered >= level * mass) break;
   }
   out.interval_lower = lo;
   out.interval_upper = hi;

@@ -200,6 +200,7 @@ class Recovery {
     bins_.clear();
     episode_trials_ = episode_failures_ = 0;
     incident_trials_ = incident_failures_ = 0;
+    declared_used_ = false;
     ChooseRates();
     Relapse();
   }
@@ -238,8 +239,12 @@ class Recovery {
                 const std::optional<absl::Time>& declared_fix) {
     AddHistory(t, n, k);
     if (!recovering_) {
-      if (declared_fix.has_value() && *declared_fix >= onset_ &&
-          t >= std::max(*declared_fix, alarm_)) {
+      // A declared fix starts the test once per episode: after a relapse
+      // it would restart the test right after the latest failure (a start
+      // chosen by the data), so the reverse CUSUM decides again instead.
+      if (declared_fix.has_value() && !declared_used_ &&
+          *declared_fix >= onset_ && t >= std::max(*declared_fix, alarm_)) {
+        declared_used_ = true;
         EnterRecovering(std::max(*declared_fix, alarm_));
         fix_->Observe(n, k);
         return fix_->Confirmed() ? Event::kConfirmed : Event::kRecovering;
@@ -331,6 +336,7 @@ class Recovery {
   double p0_ = 1e-4, p1_ = 1e-3, p_bad_ = 1e-3, p_good_ = 1e-5;
   double baseline_p0_ = 1e-4, p_bad_floor_ = 1e-4, cfg_p_good_ = 0;
   uint64_t incident_trials_ = 0, incident_failures_ = 0;
+  bool declared_used_ = false;
   double fix_alpha_ = 0.05, reverse_threshold_ = 4.6;
   double reverse_a_ = 0, reverse_b_ = 0, reverse_ = 0;
   bool reverse_cusum_ = true;
