@@ -54,7 +54,8 @@
 //
 // Recovery (every kind): while in REGRESSION the engine waits for a start
 // point for fix confirmation: a declared fix time (DeclareFix, used when it is
-// not before the episode's onset; the test then counts probes from
+// not before the episode's onset, once per episode - after a relapse only the
+// reverse CUSUM starts a new test; the test counts probes from
 // max(fix time, alarm time)), otherwise the moment a reverse CUSUM (p1 back
 // to p0, threshold ln((1-alpha)/alpha)) decides the rate is back - for
 // SIZE_TREND the first non-significant window, for HARD_DOWN the end of the
