@@ -7,9 +7,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "common/config/loader.h"
+#include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
 #include "common/units/units.h"
 #include "controller/server/controller_server.h"
@@ -69,9 +68,9 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  fleetcanary::ParseDaemonFlags(
+      argc, argv, "fleetcanary-controller",
       "fleetcanary-controller --config=controller.yaml --fleet=fleet.yaml");
-  absl::ParseCommandLine(argc, argv);
 
   // Signals are taken synchronously by this thread; block them everywhere.
   sigset_t signals;
