@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/metrics/process_metrics.h"
 #include "common/status/status_util.h"
 #include "controller/api/admin_service.h"
 #include "controller/api/verdict_source.h"
@@ -115,6 +116,8 @@ class ControllerServerImpl : public ControllerServer {
         [scheduler] { return scheduler->AgentCounts(); });
     metrics_->SetRegionsWithoutAgentsProvider(
         [scheduler] { return scheduler->RegionsWithoutAgents(); });
+    metrics_->SetConfiguredStreamsProvider(
+        [scheduler] { return scheduler->Configured(); });
 
     SessionHubOptions ho;
     ho.heartbeat_interval = heartbeat;
@@ -167,6 +170,8 @@ class ControllerServerImpl : public ControllerServer {
     if (!c.http_listen().empty()) {
       FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.http_listen()));
       http_->Register(metrics_->collectable());
+      process_metrics_ = NewProcessMetrics({"fleetcanary-controller"});
+      http_->Register(process_metrics_);
       http_->AddPage("/status", [this] { return StatusPage(); });
     }
     pruner_ = std::thread([this] { PruneLoop(); });
@@ -325,6 +330,7 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<grpc::Server> health_server_;
   std::string health_address_;
   std::unique_ptr<MetricsHttpServer> http_;
+  std::shared_ptr<prometheus::Collectable> process_metrics_;
   std::string grpc_address_;
   std::thread pruner_;
 
