@@ -1,6 +1,6 @@
 // Reads the canary function's own platform metrics (namespace AWS/Lambda)
 // from CloudWatch GetMetricData, so the controller can reconcile what clients
-// saw with what the platform counted (phantom errors, ARCHITECTURE.md).
+// saw with what the platform counted (phantom errors, docs/architecture.md).
 //
 // Wire: AWS JSON 1.0 — POST / with Content-Type application/x-amz-json-1.0
 // and X-Amz-Target GraniteServiceVersion20100801.GetMetricData, signed with

@@ -1,8 +1,8 @@
-// Dating a single change in a Bernoulli rate (STATISTICS.md §4): the maximum
-// likelihood split of a sequence of count bins into "before" and "after", the
-// likelihood-ratio statistic against "no change", and an interval for the
-// change from the posterior over the split under Jeffreys Beta(1/2, 1/2)
-// priors on both rates (uniform prior over the split).
+// Dating a single change in a Bernoulli rate (docs/statistics.md §4): the
+// maximum likelihood split of a sequence of count bins into "before" and
+// "after", the likelihood-ratio statistic against "no change", and an interval
+// for the change from the posterior over the split under Jeffreys Beta(1/2,
+// 1/2) priors on both rates (uniform prior over the split).
 //
 // Pure function of counts: no I/O, no clocks, no globals; thread-safe.
 #ifndef FLEETCANARY_CONTROLLER_ANALYSIS_CHANGEPOINT_H_
@@ -43,7 +43,7 @@ struct ChangePointEstimate {
 
 // Errors: INVALID_ARGUMENT when there are fewer than 2 bins, a bin has
 // failures > trials, or 0 < confidence < 1 does not hold.
-// Example (STATISTICS.md §4): 10,000 single-probe bins with failures at
+// Example (docs/statistics.md §4): 10,000 single-probe bins with failures at
 // 200, 400, ..., 4000 -> split 4000, lr_statistic 36.71177.
 absl::StatusOr<ChangePointEstimate> DateSingleChangePoint(
     const std::vector<CountBin>& bins, double confidence);
