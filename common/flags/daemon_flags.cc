@@ -4,6 +4,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "common/build/build_info.h"
 
 namespace fleetcanary {
@@ -22,6 +23,12 @@ std::vector<char*> ParseDaemonFlags(int argc, char** argv,
   config.contains_helpshort_flags = IsDaemonFlagFile;
   config.contains_help_flags = IsDaemonFlagFile;
   config.version_string = [] { return *version + "\n"; };
+  // "Flags from controller/server/main.cc", not "../controller/...".
+  config.normalize_filename = [](absl::string_view f) {
+    while (absl::ConsumePrefix(&f, "../") || absl::ConsumePrefix(&f, "./")) {
+    }
+    return std::string(f);
+  };
   absl::SetFlagsUsageConfig(config);
   absl::SetProgramUsageMessage(usage);
   return absl::ParseCommandLine(argc, argv);

@@ -6,11 +6,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/build/build_info.h"
 #include "gtest/gtest.h"
 #include "tests/integration/process.h"
@@ -23,13 +27,13 @@ using testing::FieldOf;
 using testing::HttpGet;
 using testing::Process;
 
-struct Run {
+struct CmdResult {
   std::string output;
   int exit_code = -1;
 };
 
-Run RunCapture(const std::string& command) {
-  Run r;
+CmdResult RunCapture(const std::string& command) {
+  CmdResult r;
   FILE* p = popen((command + " 2>&1").c_str(), "r");
   if (p == nullptr) return r;
   char buf[4096];
@@ -65,7 +69,7 @@ std::vector<Daemon> Daemons() {
 TEST(DaemonCli, HelpListsOwnFlagsWithDefaults) {
   for (const Daemon& d : Daemons()) {
     SCOPED_TRACE(d.program);
-    const Run r = RunCapture(d.path + " --help");
+    const CmdResult r = RunCapture(d.path + " --help");
     EXPECT_FALSE(absl::StrContains(r.output, "No flags matched")) << r.output;
     for (const std::string& flag : d.own_flags) {
       EXPECT_TRUE(absl::StrContains(r.output, flag)) << flag << "\n"
@@ -74,28 +78,48 @@ TEST(DaemonCli, HelpListsOwnFlagsWithDefaults) {
     EXPECT_TRUE(absl::StrContains(r.output, "default:")) << r.output;
     // Library flags stay under --helpfull.
     EXPECT_FALSE(absl::StrContains(r.output, "--flagfile")) << r.output;
-    const Run full = RunCapture(d.path + " --helpfull");
+    const CmdResult full = RunCapture(d.path + " --helpfull");
     EXPECT_TRUE(absl::StrContains(full.output, "--flagfile"));
   }
   // The defaults are the real ones.
-  const Run c = RunCapture(Daemons()[0].path + " --help");
+  const CmdResult c = RunCapture(Daemons()[0].path + " --help");
   EXPECT_TRUE(absl::StrContains(c.output, "default: \"10s\"")) << c.output;
-  const Run e = RunCapture(Daemons()[2].path + " --help");
+  const CmdResult e = RunCapture(Daemons()[2].path + " --help");
   EXPECT_TRUE(absl::StrContains(e.output, "default: 20000")) << e.output;
 }
 
 TEST(DaemonCli, VersionPrintsVersionAndRevision) {
   for (const Daemon& d : Daemons()) {
     SCOPED_TRACE(d.program);
-    const Run r = RunCapture(d.path + " --version");
+    const CmdResult r = RunCapture(d.path + " --version");
     EXPECT_EQ(r.output, VersionLine(d.program) + "\n");
     EXPECT_FALSE(absl::StrContains(r.output, "Debug build"));
     EXPECT_EQ(r.exit_code, 0);
   }
 }
 
+// Every family a binary serves is documented in docs/metrics.md with the
+// same type: a row "| `name` | type |".
+void ExpectDocumented(const std::string& body) {
+  std::ifstream in(std::string(FLEETCANARY_SOURCE_DIR) + "/docs/metrics.md");
+  std::stringstream doc;
+  doc << in.rdbuf();
+  int families = 0;
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (!absl::ConsumePrefix(&line, "# TYPE ")) continue;
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    ASSERT_EQ(f.size(), 2u) << line;
+    ++families;
+    EXPECT_TRUE(absl::StrContains(
+        doc.str(), absl::StrCat("| `", f[0], "` | ", f[1], " |")))
+        << "docs/metrics.md does not document " << f[0] << " (" << f[1] << ")";
+  }
+  EXPECT_GT(families, 5);
+}
+
 void ExpectStandardMetrics(const std::string& body,
                            const std::string& program) {
+  ExpectDocumented(body);
   EXPECT_TRUE(absl::StrContains(
       body, absl::StrCat("fleetcanary_build_info{program=\"", program,
                          "\",revision=\"", BuildRevision(), "\",version=\"",
@@ -139,7 +163,8 @@ TEST(DaemonCli, EveryDaemonExportsBuildInfoAndProcessMetrics) {
   auto control = (*emulator)->WaitForLine("control ", absl::Seconds(30));
   ASSERT_TRUE(control.ok()) << control.status();
   std::string url = FieldOf(*control, "url");
-  ASSERT_TRUE(absl::ConsumePrefix(&url, "http://")) << url;
+  ASSERT_TRUE(absl::StartsWith(url, "http://")) << url;
+  url = url.substr(7);
   if (!url.empty() && url.back() == '/') url.pop_back();
   ExpectStandardMetrics(HttpGet(url, "/metrics"), "function-url-emulator");
 
