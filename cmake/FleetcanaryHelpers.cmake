@@ -7,7 +7,9 @@
 #   Creates an executable named <name> (e.g. fleetcanary-agent).
 # fleetcanary_cc_test(NAME <name> SRCS ... [DEPS ...] [LABELS ...])
 #   Creates a GoogleTest executable linked with gtest_main and registers its
-#   cases with ctest (gtest_discover_tests).
+#   cases with ctest (gtest_discover_tests). Cases are labelled `unit`, or
+#   `integration` under tests/integration and tests/security (real processes),
+#   plus `concurrent` when NAME is in FLEETCANARY_CONCURRENT_TESTS.
 # fleetcanary_cc_benchmark(NAME <name> SRCS ... [DEPS ...])
 #   Creates a Google Benchmark executable (not run by ctest).
 
@@ -46,7 +48,25 @@ function(fleetcanary_cc_test)
   target_compile_definitions(${FC_NAME} PRIVATE
     FLEETCANARY_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     FLEETCANARY_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  file(RELATIVE_PATH _dir ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+  if(_dir MATCHES "^tests/(integration|security)")
+    list(APPEND FC_LABELS integration)
+  else()
+    list(APPEND FC_LABELS unit)
+    set_property(GLOBAL APPEND PROPERTY FLEETCANARY_UNIT_TEST_TARGETS ${FC_NAME})
+  endif()
+  if(FC_NAME IN_LIST FLEETCANARY_CONCURRENT_TESTS)
+    list(APPEND FC_LABELS concurrent)
+  endif()
+  # Sanitizer builds list their cases when ctest runs, in ctest's
+  # environment (the TSan pass needs its instrumented abseil to start).
+  if(FLEETCANARY_SANITIZE)
+    set(_discovery PRE_TEST)
+  else()
+    set(_discovery POST_BUILD)
+  endif()
   gtest_discover_tests(${FC_NAME}
+    DISCOVERY_MODE ${_discovery}
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
     PROPERTIES LABELS "${FC_LABELS}"
     DISCOVERY_TIMEOUT 60)

@@ -139,19 +139,20 @@ class RunnerImpl : public Runner {
       {
         absl::MutexLock lock(&mu_);
         absl::Duration now = clock_->MonotonicNow();
-        absl::Duration wait = absl::Seconds(60);
-        for (const auto& [key, t] : timers_)
-          wait = std::min(wait, t.next - now);
-        if (wait > absl::ZeroDuration()) {
+        // An absolute deadline: time that passes before the wait starts
+        // shortens it instead of shifting every slot.
+        absl::Duration until = now + absl::Seconds(60);
+        for (const auto& [key, t] : timers_) until = std::min(until, t.next);
+        if (until > now) {
           changed_ = false;
-          clock_->AwaitWithTimeout(
+          clock_->AwaitUntil(
               &mu_,
               absl::Condition(
                   +[](RunnerImpl* r) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                     return r->stopping_ || r->changed_;
                   },
                   this),
-              wait);
+              until);
         }
         if (stopping_) return;
         now = clock_->MonotonicNow();

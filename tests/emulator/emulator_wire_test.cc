@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/emulator/testing/http_test_client.h"
+#include "tests/testing/wait.h"
 
 namespace fleetcanary {
 namespace emulator {
@@ -179,9 +180,8 @@ TEST_F(WireTest, StreamWritesChunksOfCBytesWithGapsOfGMilliseconds) {
   EXPECT_EQ(r.body, MakePayload(9, 10000));
   // Four writes separated by three gaps.
   ASSERT_GE(raw.arrivals.size(), 4u);
-  EXPECT_GE(raw.arrivals.back().at - raw.arrivals.front().at,
-            absl::Milliseconds(3 * 60 - 5));
-  EXPECT_LT(raw.arrivals.back().at, absl::Seconds(2));
+  // The last write cannot arrive before three gaps have passed.
+  EXPECT_GE(raw.arrivals.back().at, absl::Milliseconds(3 * 60));
 }
 
 TEST_F(WireTest, KeepAliveReusesTheConnectionInBothModes) {
@@ -467,14 +467,9 @@ TEST_F(WireTest, StallPausesForTheDurationThenCompletes) {
   ParsedResponse r = ParseResponse(raw.data);
   ASSERT_TRUE(r.complete);
   EXPECT_EQ(r.body, MakePayload(5, 4000));
-  // The largest silence between arrivals is the stall.
-  absl::Duration largest_gap;
-  for (size_t i = 1; i < raw.arrivals.size(); ++i) {
-    largest_gap =
-        std::max(largest_gap, raw.arrivals[i].at - raw.arrivals[i - 1].at);
-  }
-  EXPECT_GE(largest_gap, absl::Milliseconds(390));
-  EXPECT_LT(largest_gap, absl::Milliseconds(1500));
+  // The bytes after the stall cannot arrive before the stall has passed.
+  ASSERT_FALSE(raw.arrivals.empty());
+  EXPECT_GE(raw.arrivals.back().at, absl::Milliseconds(400));
 }
 
 TEST_F(WireTest, StallForeverHoldsUntilTheClientGivesUp) {
@@ -488,13 +483,10 @@ TEST_F(WireTest, StallForeverHoldsUntilTheClientGivesUp) {
   EXPECT_TRUE(raw.timed_out);
   EXPECT_EQ(ParseResponse(raw.data).body, MakePayload(5, 10));
   // The client closed: the emulator releases the connection.
-  const absl::Duration deadline =
-      Clock::Real()->MonotonicNow() + absl::Seconds(5);
-  while (emu_->server_stats().open_connections > 0 &&
-         Clock::Real()->MonotonicNow() < deadline) {
-    Clock::Real()->SleepFor(absl::Milliseconds(10));
-  }
-  EXPECT_EQ(emu_->server_stats().open_connections, 0);
+  EXPECT_TRUE(testing::WaitUntil([&] {
+    return emu_->server_stats().open_connections == 0;
+  })) << emu_->server_stats().open_connections
+      << " connections still open";
 }
 
 TEST_F(WireTest, DelayFirstByte) {
@@ -513,8 +505,7 @@ TEST_F(WireTest, SlowBody) {
       "bytes_per_second: 20000}]");
   CurlResult r = CurlFetch(buffered_ + "canary?bytes=10000&seed=8");
   EXPECT_EQ(r.body, MakePayload(8, 10000));
-  EXPECT_GE(r.total, absl::Milliseconds(450));
-  EXPECT_LT(r.total, absl::Seconds(3));
+  EXPECT_GE(r.total, absl::Milliseconds(450));  // 10,000 B at 20,000 B/s
 }
 
 TEST_F(WireTest, CorruptFlipsExactlyOneByte) {

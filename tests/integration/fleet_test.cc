@@ -463,10 +463,18 @@ TEST_F(FleetTest, LostAgentsWorkMovesToTheOthersWithinTwoHeartbeats) {
       [&] {
         return assignments(agents_[1]) == 8 && assignments(agents_[3]) == 8;
       },
-      absl::Seconds(10)));
+      absl::Seconds(60)));
+  // How fast the work moves is the scheduler's liveness timeout (two
+  // heartbeats, checked every quarter heartbeat): pinned exactly on a
+  // simulated clock in
+  // SchedulerTest.HeartbeatTimeoutLosesAgentWithinTwoIntervals. Here, with real
+  // processes, the work moved at all, and not before the frozen agent missed a
+  // heartbeat.
   const absl::Duration took = Clock::Real()->Now() - start;
-  // Liveness timeout is two heartbeat intervals; allow the check period.
-  EXPECT_LE(took, 2 * heartbeat_ + absl::Milliseconds(800)) << took;
+  EXPECT_GE(took, heartbeat_) << took;
+  std::printf("lost agents' work moved after %s (heartbeat %s)\n",
+              absl::FormatDuration(took).c_str(),
+              absl::FormatDuration(heartbeat_).c_str());
   EXPECT_EQ(ControllerMetric(
                 "fleetcanary_agents{region=\"us-east-1\",state=\"LOST\"}"),
             1);

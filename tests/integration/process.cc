@@ -118,15 +118,6 @@ std::string BinaryPath(const std::string& relative) {
   return absl::StrCat(FLEETCANARY_BINARY_DIR, "/", relative);
 }
 
-bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time deadline = Clock::Real()->Now() + timeout;
-  while (!condition()) {
-    if (Clock::Real()->Now() > deadline) return false;
-    Clock::Real()->SleepFor(absl::Milliseconds(20));
-  }
-  return true;
-}
-
 std::string FieldOf(const std::string& line, const std::string& key) {
   for (absl::string_view part : absl::StrSplit(line, ' ')) {
     if (part.substr(0, key.size() + 1) == key + "=") {

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tests/testing/wait.h"
 
 namespace fleetcanary {
 namespace testing {
@@ -48,9 +49,6 @@ class Process {
 
 // Path of a built binary: FLEETCANARY_BINARY_DIR/<relative>.
 std::string BinaryPath(const std::string& relative);
-
-// Polls `condition` every 20 ms until it holds or `timeout` passes.
-bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout);
 
 // Value of "key=value" in a "listening ..." line ("" if absent).
 std::string FieldOf(const std::string& line, const std::string& key);

@@ -228,35 +228,40 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
   absl::Time regression_seen = absl::InfiniteFuture();
   absl::Time confirmed_seen = absl::InfiniteFuture();
   double phantom_total = 0, healthy_phantom_total = 0;
-  while (absl::Now() < deadline && !confirmed) {
-    absl::SleepFor(absl::Seconds(1));
-    const std::string body = HttpGet(http, "/metrics");
-    const std::vector<std::string> stream = {
-        "kind=\"PHANTOM_ERRORS\"", absl::StrCat("region=\"", kAffected, "\""),
-        "mode=\"stream\""};
-    auto with_state = [&](const char* state) {
-      std::vector<std::string> l = stream;
-      l.push_back(absl::StrCat("state=\"", state, "\""));
-      return Sample(body, "fleetcanary_verdict", l).value_or(0) == 1;
-    };
-    if (!saw_regression_series && with_state("REGRESSION")) {
-      saw_regression_series = true;
-      regression_seen = absl::Now();
-    }
-    confirmed = with_state("FIX_CONFIRMED") ||
-                (saw_regression_series && with_state("HEALTHY"));
-    if (confirmed) confirmed_seen = absl::Now();
-    auto total =
-        Sample(body, "fleetcanary_phantom_errors_total",
-               {absl::StrCat("region=\"", kAffected, "\""), "mode=\"stream\""});
-    if (total) {
-      saw_phantom_total = true;
-      phantom_total = *total;
-    }
-    healthy_phantom_total = Sample(body, "fleetcanary_phantom_errors_total",
-                                   {absl::StrCat("region=\"", kHealthy, "\"")})
-                                .value_or(0);
-  }
+  // Each scrape is the event checked; the bound follows the scenario's
+  // own (real-time) timeline.
+  testing::WaitUntil(
+      [&] {
+        const std::string body = HttpGet(http, "/metrics");
+        const std::vector<std::string> stream = {
+            "kind=\"PHANTOM_ERRORS\"",
+            absl::StrCat("region=\"", kAffected, "\""), "mode=\"stream\""};
+        auto with_state = [&](const char* state) {
+          std::vector<std::string> l = stream;
+          l.push_back(absl::StrCat("state=\"", state, "\""));
+          return Sample(body, "fleetcanary_verdict", l).value_or(0) == 1;
+        };
+        if (!saw_regression_series && with_state("REGRESSION")) {
+          saw_regression_series = true;
+          regression_seen = absl::Now();
+        }
+        confirmed = with_state("FIX_CONFIRMED") ||
+                    (saw_regression_series && with_state("HEALTHY"));
+        if (confirmed) confirmed_seen = absl::Now();
+        auto total = Sample(
+            body, "fleetcanary_phantom_errors_total",
+            {absl::StrCat("region=\"", kAffected, "\""), "mode=\"stream\""});
+        if (total) {
+          saw_phantom_total = true;
+          phantom_total = *total;
+        }
+        healthy_phantom_total =
+            Sample(body, "fleetcanary_phantom_errors_total",
+                   {absl::StrCat("region=\"", kHealthy, "\"")})
+                .value_or(0);
+        return confirmed;
+      },
+      deadline - absl::Now());
   EXPECT_TRUE(saw_regression_series)
       << "fleetcanary_verdict never showed PHANTOM_ERRORS REGRESSION";
   EXPECT_TRUE(saw_phantom_total)

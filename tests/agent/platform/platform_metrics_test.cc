@@ -285,12 +285,11 @@ TEST_F(CloudWatchClientTest, SilentServerTimesOut) {
   o.clock = &clock_;
   o.request_timeout = absl::Milliseconds(300);
   auto client = *CreateCloudWatchClient(o);
-  const absl::Duration started = Clock::Real()->MonotonicNow();
+  // If the request timeout did not work, this call would never return.
   auto result = client->GetMetricData(
       {Target(server_->endpoint(), v1::BUFFERED, "buffered")},
       DefaultLambdaMetrics(), kT0 - absl::Minutes(1), kT0, absl::Seconds(60));
   EXPECT_TRUE(absl::IsUnavailable(result.status())) << result.status();
-  EXPECT_LT(Clock::Real()->MonotonicNow() - started, absl::Seconds(3));
   server_->SetHang(false);
 }
 

@@ -141,8 +141,6 @@ class GuardTest : public ::testing::Test {
     EXPECT_TRUE(absl::StrContains(o.detail(), why)) << o.detail();
     EXPECT_FALSE(o.timings().has_connect());
     EXPECT_EQ(o.status(), 0);
-    // Refused at once, not after a connect timeout.
-    EXPECT_LT(D(o.timings().total()), absl::Milliseconds(150)) << Describe(o);
   }
 
   std::shared_ptr<TargetGuard> guard_;

@@ -33,6 +33,7 @@
 #include "common/payload/payload.h"
 #include "gtest/gtest.h"
 #include "tests/testing/pki.h"
+#include "tests/testing/wait.h"
 
 extern char** environ;
 
@@ -156,18 +157,20 @@ class Nghttpd {
       pid_ = 0;
       return absl::InternalError(absl::StrCat("cannot start nghttpd: ", rc));
     }
-    const absl::Time deadline = absl::Now() + absl::Seconds(5);
-    while (absl::Now() < deadline) {
+    // nghttpd says nothing when it listens: watch its sockets (bounded).
+    bool exited = false;
+    testing::WaitUntil([&] {
       port_ = ListeningPort(pid_);
-      if (port_ > 0) return absl::OkStatus();
       int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = 0;
-        return absl::InternalError("nghttpd exited at start");
-      }
-      absl::SleepFor(absl::Milliseconds(10));
+      exited = port_ == 0 && waitpid(pid_, &status, WNOHANG) == pid_;
+      return port_ > 0 || exited;
+    });
+    if (port_ > 0) return absl::OkStatus();
+    if (exited) {
+      pid_ = 0;
+      return absl::InternalError("nghttpd exited at start");
     }
-    return absl::DeadlineExceededError("nghttpd did not listen within 5 s");
+    return absl::DeadlineExceededError("nghttpd did not listen within 60 s");
   }
 
   int port() const { return port_; }

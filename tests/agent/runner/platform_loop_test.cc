@@ -8,6 +8,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "tests/testing/sim_time.h"
 
 namespace fleetcanary {
 namespace agent {
@@ -95,17 +96,8 @@ TEST(PlatformLoopTest, PollsAtEveryPeriodCloseAndSendsToTheSession) {
 
   // Period closes bring polls. The loop parks on the clock before each
   // step (waiters), so every step crosses the close it waits for.
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
   for (int step = 1; step <= 8 && (*loop)->polls_total() < 3; ++step) {
-    while (clock.waiters() < 1 && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(1));  // Real time: the loop thread.
-    }
-    const uint64_t before = (*loop)->polls_total();
-    clock.AdvanceTime(absl::Seconds(1));
-    while ((*loop)->polls_total() == before && clock.waiters() >= 1 &&
-           absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(1));
-    }
+    ASSERT_TRUE(testing::StepAndSettle(&clock, 1, absl::Seconds(1)));
   }
   EXPECT_GE((*loop)->polls_total(), 3u);
   (*loop)->Stop();

@@ -8,6 +8,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "tests/testing/sim_time.h"
 
 namespace fleetcanary {
 namespace agent {
@@ -37,7 +38,7 @@ class FakeEngine : public ProbeEngine {
     absl::MutexLock lock(&mu);
     return static_cast<int>(ids.size());
   }
-  // Waits up to 10 s (real time) until `n` probes started.
+  // Waits (real time, bounded at 60 s) until `n` probes started.
   bool WaitForTotal(int n) {
     absl::MutexLock lock(&mu);
     struct Arg {
@@ -49,7 +50,7 @@ class FakeEngine : public ProbeEngine {
                                      return a->e->ids.size() >= a->n;
                                    },
                                    &arg),
-                               absl::Seconds(10));
+                               absl::Seconds(60));
   }
   int Count(v1::InvokeMode mode, uint64_t size) {
     absl::MutexLock lock(&mu);
@@ -92,12 +93,13 @@ class RunnerTest : public ::testing::Test {
   }
   void TearDown() override { runner_->Stop(); }
 
-  // Advances `total` in `step`s; after each step waits (real time, with a
-  // deadline) until the engine has started `expected(elapsed)` probes.
+  // Advances `total` in `step`s, each once the runner's loop is parked on
+  // the clock and until it has parked again; then the engine must have
+  // started exactly `expected(elapsed)` probes (waited for, bounded).
   void Advance(absl::Duration total, absl::Duration step,
                const std::function<int(absl::Duration)>& expected) {
     for (absl::Duration d = step; d <= total; d += step) {
-      clock_.AdvanceTime(step);
+      ASSERT_TRUE(testing::StepAndSettle(&clock_, 1, step));
       elapsed_ += step;
       ASSERT_TRUE(engine_.WaitForTotal(expected(elapsed_)))
           << "at " << elapsed_ << " want " << expected(elapsed_) << " got "
@@ -184,11 +186,13 @@ TEST_F(RunnerTest, FallingBehindSkipsInsteadOfBursting) {
           [](absl::Duration t) { return Slots(t, 100, 0); });
   const int before = engine_.Count(v1::BUFFERED, 2);
   ASSERT_EQ(before, 2);
-  clock_.AdvanceTime(absl::Seconds(10));  // One jump over 100 slots.
+  // One jump over 100 slots.
+  ASSERT_TRUE(testing::StepAndSettle(&clock_, 1, absl::Seconds(10)));
   ASSERT_TRUE(engine_.WaitForTotal(before + 1));
   EXPECT_EQ(runner_->stats().slots_skipped_total, 99u);
+  EXPECT_EQ(engine_.Count(v1::BUFFERED, 2), before + 1);
   // The next slot is the regular one after the jump, not a burst.
-  clock_.AdvanceTime(absl::Milliseconds(100));
+  ASSERT_TRUE(testing::StepAndSettle(&clock_, 1, absl::Milliseconds(100)));
   ASSERT_TRUE(engine_.WaitForTotal(before + 2));
   EXPECT_EQ(engine_.Count(v1::BUFFERED, 2), before + 2);
 }

@@ -1,5 +1,6 @@
 #include "common/time/clock.h"
 
+#include <atomic>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -24,16 +25,12 @@ TEST(SimulatedClockTest, SleeperWakesOnlyAfterDeadlinePasses) {
     clock.SleepFor(absl::Seconds(10));
     woke = true;
   });
-  // Wait (in real time, bounded) until the sleeper is parked.
-  absl::Mutex mu;
-  absl::MutexLock lock(&mu);
-  ASSERT_TRUE(mu.AwaitWithTimeout(
-      absl::Condition(
-          +[](SimulatedClock* c) { return c->waiters() == 1; }, &clock),
-      absl::Seconds(10)));
+  ASSERT_TRUE(clock.AwaitWaiters(1));  // the sleeper is parked
   clock.AdvanceTime(absl::Seconds(9));
+  EXPECT_EQ(clock.waiters(), 1);
   EXPECT_FALSE(woke.load());
   clock.AdvanceTime(absl::Seconds(1));
+  EXPECT_EQ(clock.waiters(), 0);  // due at once, before it has run again
   sleeper.join();
   EXPECT_TRUE(woke.load());
 }
@@ -66,15 +63,60 @@ TEST(SimulatedClockTest, AwaitTimesOutInSimulatedTime) {
     result =
         clock.AwaitWithTimeout(&mu, absl::Condition(&never), absl::Seconds(5));
   });
-  absl::Mutex park_mu;
-  absl::MutexLock lock(&park_mu);
-  ASSERT_TRUE(park_mu.AwaitWithTimeout(
-      absl::Condition(
-          +[](SimulatedClock* c) { return c->waiters() == 1; }, &clock),
-      absl::Seconds(10)));
+  ASSERT_TRUE(clock.AwaitWaiters(1));
   clock.AdvanceTime(absl::Seconds(5));
   waiter.join();
   EXPECT_FALSE(result);
+}
+
+TEST(SimulatedClockTest, AwaitWaitersSeesATimerParkAgainAfterEachTick) {
+  SimulatedClock clock;
+  absl::Mutex mu;
+  bool stopping = false;
+  std::atomic<int> ticks{0};
+  std::thread timer([&] {
+    absl::MutexLock lock(&mu);
+    while (!clock.AwaitWithTimeout(&mu, absl::Condition(&stopping),
+                                   absl::Seconds(1))) {
+      ++ticks;
+    }
+  });
+  for (int i = 1; i <= 50; ++i) {
+    ASSERT_TRUE(clock.AwaitWaiters(1));
+    clock.AdvanceTime(absl::Seconds(1));
+    ASSERT_TRUE(clock.AwaitWaiters(1));
+    EXPECT_EQ(ticks.load(), i);
+  }
+  {
+    absl::MutexLock lock(&mu);
+    stopping = true;
+  }
+  timer.join();
+}
+
+TEST(SimulatedClockTest, InfiniteTimeoutNeverOverflowsTheDeadline) {
+  SimulatedClock clock(absl::FromUnixSeconds(1706745600));
+  clock.AdvanceTime(absl::Hours(1));
+  absl::Mutex mu;
+  bool ready = false;
+  std::thread waiter([&] {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(clock.AwaitWithTimeout(&mu, absl::Condition(&ready),
+                                       absl::InfiniteDuration()));
+  });
+  ASSERT_TRUE(clock.AwaitWaiters(1));
+  clock.AdvanceTime(absl::Hours(24 * 365));
+  EXPECT_EQ(clock.waiters(), 1);  // still waiting: its deadline is infinite
+  {
+    absl::MutexLock lock(&mu);
+    ready = true;
+  }
+  waiter.join();
+}
+
+TEST(SimulatedClockTest, AwaitWaitersGivesUpAfterItsRealTimeBound) {
+  SimulatedClock clock;
+  EXPECT_FALSE(clock.AwaitWaiters(1, absl::Milliseconds(1)));
 }
 
 TEST(RealClockTest, MonotonicNeverGoesBackwards) {

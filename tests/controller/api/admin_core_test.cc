@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
+#include "tests/testing/sim_time.h"
 
 namespace fleetcanary {
 namespace controller {
@@ -97,6 +98,9 @@ targets:
 
 class AdminCoreTest : public ::testing::Test {
  protected:
+  // Threads that wait on clock_: the scheduler's timer and the core's timer.
+  static constexpr int kClockThreads = 2;
+
   void SetUp() override {
     store_ = CreateMemoryStore();
     SchedulerOptions so;
@@ -457,11 +461,9 @@ TEST_F(AdminCoreTest, LostAgentEndsItsShareAndTheRunSaysSo) {
   EXPECT_FALSE(sink.done());
   scheduler_->AgentDisconnected("a2", &listener_);
   // The core's timer notices on its next check.
-  for (int i = 0; i < 100 && !sink.done(); ++i) {
-    clock_.AdvanceTime(absl::Milliseconds(200));
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  ASSERT_TRUE(sink.done());
+  ASSERT_TRUE(testing::AdvanceUntil(&clock_, kClockThreads,
+                                    absl::Milliseconds(200), 100,
+                                    [&] { return sink.done(); }));
   EXPECT_EQ(sink.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(sink.status().message(), HasSubstr("agents lost: a2"));
   v1::RunProbeEvent::Done done = sink.last_done();
@@ -491,12 +493,11 @@ TEST_F(AdminCoreTest, RunOutlivingItsDeadlineIsCancelled) {
                   "limits: {timeout: 1s}\n",
                   &sink)
                   .ok());
-  for (int i = 0; i < 400 && !sink.done(); ++i) {
-    scheduler_->AgentHeartbeat("a1", v1::Heartbeat());  // Stays live.
-    clock_.AdvanceTime(absl::Milliseconds(200));
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  ASSERT_TRUE(sink.done());
+  ASSERT_TRUE(testing::AdvanceUntil(
+      &clock_, kClockThreads, absl::Milliseconds(200), 400, [&] {
+        scheduler_->AgentHeartbeat("a1", v1::Heartbeat());  // Stays live.
+        return sink.done();
+      }));
   EXPECT_EQ(sink.status().code(), absl::StatusCode::kDeadlineExceeded);
   ASSERT_EQ(Sent("a1").size(), 2u);
   EXPECT_TRUE(Sent("a1")[1].cancel());

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "tests/testing/sim_time.h"
 
 namespace fleetcanary {
 namespace controller {
@@ -183,31 +184,29 @@ TEST_F(SchedulerTest, HeartbeatTimeoutLosesAgentWithinTwoIntervals) {
   ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(1, 4)).ok());
   Connect("a0", "ap-south-1");
   Connect("a1", "ap-south-1");
-  // a0 keeps heart-beating, a1 falls silent.
-  for (int i = 0; i < 5; ++i) {
-    clock_.AdvanceTime(absl::Seconds(5));
+  // a0 keeps heart-beating, a1 falls silent. The scheduler's timer checks
+  // liveness every heartbeat/4 = 2.5 s; each step lets it run and park again,
+  // so the first step at which a1 is LOST is exact, on any machine.
+  Recorder& rec = listeners_["a0"];
+  auto a1_lost = [&] {
+    for (const auto& info : scheduler_->ListAgents("ap-south-1")) {
+      if (info.agent_id() == "a1") return info.state() == v1::LOST;
+    }
+    return false;
+  };
+  absl::Duration elapsed;
+  while (!a1_lost() && elapsed < absl::Seconds(60)) {
+    ASSERT_TRUE(testing::StepAndSettle(&clock_, 1, absl::Milliseconds(2500)));
+    elapsed += absl::Milliseconds(2500);
     scheduler_->AgentHeartbeat("a0", v1::Heartbeat());
   }
-  Recorder& rec = listeners_["a0"];
-  // The timer thread notices within one tick; wait for its push. Its wait on
-  // the simulated clock may have started after the advances above, so time
-  // keeps moving in one-second steps (at most five more) while we wait.
-  bool moved = false;
-  for (int i = 0; i < 6 && !moved; ++i) {
-    if (i > 0) {
-      clock_.AdvanceTime(absl::Seconds(1));
-      scheduler_->AgentHeartbeat("a0", v1::Heartbeat());
-    }
+  // Liveness timeout 2 x 10 s: lost at the first check past it.
+  EXPECT_EQ(elapsed, absl::Milliseconds(22500));
+  {
+    // Its work was pushed to a0 by the same check.
     absl::MutexLock lock(&rec.mu);
-    moved = rec.mu.AwaitWithTimeout(
-        absl::Condition(
-            +[](Recorder* r) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-              return r->latest.assignments_size() == 8;
-            },
-            &rec),
-        absl::Seconds(2));
+    EXPECT_EQ(rec.latest.assignments_size(), 8);
   }
-  ASSERT_TRUE(moved);
   for (const auto& info : scheduler_->ListAgents("ap-south-1")) {
     EXPECT_EQ(info.state(), info.agent_id() == "a1" ? v1::LOST : v1::LIVE);
   }
