@@ -12,7 +12,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/clock.h"
 #include "cli/app.h"
 #include "common/build/build_info.h"
 #include "common/config/loader.h"
@@ -20,6 +19,7 @@
 #include "fleetcanary/v1/verdict.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fault_server.h"
+#include "tests/testing/wait.h"
 
 namespace fleetcanary {
 namespace cli {
@@ -143,10 +143,8 @@ TEST_F(ProbeDirectTest, JsonIsFriendlyToScripts) {
 
 TEST_F(ProbeDirectTest, CtrlCPrintsThePartialSummaryAndExits130) {
   std::thread interrupter([this] {
-    // Bounded wait for the run to be under way, then Ctrl-C.
-    for (int i = 0; i < 2000 && server_->requests() < 3; ++i) {
-      absl::SleepFor(absl::Milliseconds(5));
-    }
+    // Once the run is under way (some requests served), Ctrl-C.
+    testing::WaitUntil([this] { return server_->requests() >= 3; });
     kill(getpid(), SIGINT);
   });
   const int code =
