@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/config/loader.h"
 #include "common/log/log.h"
+#include "common/metrics/process_metrics.h"
 #include "common/sigv4/sigv4.h"
 #include "common/status/status_util.h"
 #include "emulator/function/function_url.h"
@@ -360,7 +361,12 @@ class EmulatorImpl : public Emulator {
       }
       truth_gauge_->Set(static_cast<double>(truth_.last_sequence()));
       prometheus::TextSerializer serializer;
-      SetJson(plan, 200, serializer.Serialize(registry_->Collect()),
+      std::vector<prometheus::MetricFamily> families = registry_->Collect();
+      for (prometheus::MetricFamily& f :
+           CollectProcessMetrics({"function-url-emulator"})) {
+        families.push_back(std::move(f));
+      }
+      SetJson(plan, 200, serializer.Serialize(families),
               "text/plain; version=0.0.4");
     } else if (path == "/_emulator/truth" && req.method == "GET") {
       uint64_t after = 0;

@@ -1,7 +1,7 @@
 // function-url-emulator: a local stand-in for the canary function behind
 // BUFFERED and RESPONSE_STREAM Lambda Function URLs in several regions, with
 // a fault-scenario engine, ground truth of what it injected, and the
-// platform's CloudWatch metrics (see FUNCTION_URLS.md).
+// platform's CloudWatch metrics (see docs/function-contract.md).
 //
 // Endpoints, all on loopback ports chosen at start (0 = ephemeral):
 //  - per region, one Function URL per mode: alias "buffered" (BUFFERED) and

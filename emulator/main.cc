@@ -11,10 +11,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
 #include "common/sigv4/sigv4.h"
 #include "common/time/clock.h"
@@ -158,10 +157,10 @@ int Main() {
 }  // namespace fleetcanary
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  fleetcanary::ParseDaemonFlags(
+      argc, argv, "function-url-emulator",
       "Local Lambda Function URL emulator with fault scenarios.\n"
       "  function-url-emulator --regions=us-east-1,eu-west-1 "
       "--scenario=emulator/scenarios/healthy.yaml");
-  absl::ParseCommandLine(argc, argv);
   return fleetcanary::Main();
 }

@@ -128,7 +128,7 @@ def verdict_states(samples):
         if name == "fleetcanary_verdict" and value == 1:
             key = (labels.get("kind", ""), labels.get("region", ""),
                    labels.get("target", ""), labels.get("mode", ""),
-                   labels.get("size_class", ""))
+                   labels.get("size_class", "").replace("all", ""))
             states[key] = labels.get("state", "")
     return states
 
@@ -363,11 +363,12 @@ scrape_configs:
     static_configs:
       - targets: ["{http_addr}"]
 """)
-        for region, addrs in sorted(agent_http.items()):
-            f.write(f"""  - job_name: fleetcanary-agent-{region}
+        # Agents label their own series with `region`; a `region` target
+        # label here would turn theirs into `exported_region`.
+        addrs = [a for _, group in sorted(agent_http.items()) for a in group]
+        f.write(f"""  - job_name: fleetcanary-agent
     static_configs:
       - targets: {json.dumps(addrs)}
-        labels: {{region: "{region}"}}
 """)
     p = Proc("prometheus", [
         prom_bin, "--config.file=" + cfg,

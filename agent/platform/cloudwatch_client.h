@@ -1,6 +1,6 @@
 // Reads the canary function's own platform metrics (namespace AWS/Lambda)
 // from CloudWatch GetMetricData, so the controller can reconcile what clients
-// saw with what the platform counted (phantom errors, ARCHITECTURE.md).
+// saw with what the platform counted (phantom errors, docs/architecture.md).
 //
 // Wire: AWS JSON 1.0 (the Query protocol's GetMetricData is answered with
 // the same data; see emulator/platform/cloudwatch_query.h) — POST / with

@@ -19,7 +19,9 @@
 #include "common/aws/credentials.h"
 #include "common/aws/http.h"
 #include "common/aws/partition.h"
+#include "common/build/build_info.h"
 #include "common/log/log.h"
+#include "common/metrics/process_metrics.h"
 #include "common/sigv4/sigv4.h"
 #include "common/status/status_util.h"
 #include "controller/metrics/metrics_export.h"
@@ -237,7 +239,7 @@ class AgentAppImpl : public AgentApp {
     h.set_region(c.region());
     h.set_zone(c.zone());
     h.mutable_labels()->insert(c.labels().begin(), c.labels().end());
-    h.set_version("0.1.0");
+    h.set_version(BuildVersion());
     h.add_capabilities("http2");
     h.add_capabilities("aws_iam");
     so.heartbeat_interval =
@@ -267,6 +269,8 @@ class AgentAppImpl : public AgentApp {
       http_->Register(collectable_);
       http_->AddPage("/healthz", [this] { return HealthPage(); });
       http_->AddPage("/readyz", [this] { return ReadyPage(); });
+      process_metrics_ = NewProcessMetrics({"fleetcanary-agent"});
+      http_->Register(process_metrics_);
     }
     LogInfo("agent_started", {{"agent", c.agent_id()},
                               {"region", c.region()},
@@ -545,6 +549,7 @@ class AgentAppImpl : public AgentApp {
   FanOut fan_out_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::shared_ptr<prometheus::Collectable> collectable_;
+  std::shared_ptr<prometheus::Collectable> process_metrics_;
 
   absl::Mutex mu_;
   std::unique_ptr<SessionClient> session_ ABSL_GUARDED_BY(mu_);

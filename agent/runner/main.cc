@@ -8,10 +8,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "agent/runner/agent_app.h"
 #include "common/config/loader.h"
+#include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
 #include "common/units/units.h"
 #include "google/protobuf/util/time_util.h"
@@ -82,10 +81,10 @@ absl::Status SetDuration(const std::string& flag, const char* name,
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  fleetcanary::ParseDaemonFlags(
+      argc, argv, "fleetcanary-agent",
       "fleetcanary-agent --config=agent.yaml | --agent_id=a --region=r "
       "--controller=host:port --data_dir=dir");
-  absl::ParseCommandLine(argc, argv);
 
   sigset_t signals;
   sigemptyset(&signals);

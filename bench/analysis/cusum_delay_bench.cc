@@ -1,8 +1,8 @@
 // Prints the CUSUM's detection delay and false-alarm table: for several
 // per-stream ARL0 budgets and change scenarios, the threshold h, the model
 // (Markov-chain) and simulated ARL0 and delay, and the ratio of the delay to
-// the SPRT limit of STATISTICS.md ("Limits to measure against"), which is the
-// in-process reference. Seeded; no wall time.
+// the SPRT limit of docs/statistics.md ("Limits to measure against"), which is
+// the in-process reference. Seeded; no wall time.
 #include <cmath>
 #include <cstdio>
 #include <random>

@@ -101,7 +101,8 @@ int Offline(const AnalyzeFlags& f, CliContext* ctx) {
   }
   absl::StatusOr<v1::AnalysisReport> report;
   if (f.file == "-") {
-    report = analysis::AnalyzeJsonLines(std::cin, options);
+    report = analysis::AnalyzeJsonLines(
+        ctx->in != nullptr ? *ctx->in : std::cin, options);
   } else {
     std::ifstream in(f.file, std::ios::binary);
     if (!in) {

@@ -13,6 +13,7 @@
 #ifndef FLEETCANARY_CLI_COMMANDS_COMMAND_H_
 #define FLEETCANARY_CLI_COMMANDS_COMMAND_H_
 
+#include <istream>
 #include <ostream>
 
 #include "common/time/clock.h"
@@ -29,11 +30,14 @@ inline constexpr int kExitUsage = 1;
 inline constexpr int kExitCheckFailed = 2;
 inline constexpr int kExitUnavailable = 3;
 inline constexpr int kExitUnauthorized = 4;
+// Interrupted by Ctrl-C (128 + SIGINT), after printing what was done.
+inline constexpr int kExitInterrupted = 130;
 
 // Process environment of one canaryctl run (tests pass string streams).
 struct CliContext {
   std::ostream* out = nullptr;  // Results (tables, JSON).
   std::ostream* err = nullptr;  // Progress, warnings, errors.
+  std::istream* in = nullptr;   // `-f -` / `FILE -` input (null: std::cin).
   bool err_is_tty = false;      // Progress bar by default only on a TTY.
   Clock* clock = nullptr;
 };

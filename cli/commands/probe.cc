@@ -190,7 +190,7 @@ absl::StatusOr<ProbeDirectOptions> ToOptions(const ProbeFlags& f) {
 absl::StatusOr<ProbeControllerOptions> ToRequest(const ProbeFlags& f,
                                                  const CLI::App& probe) {
   for (const char* direct_only :
-       {"--rate", "--auth", "--region", "--chunk", "--chunk-gap", "--seed"}) {
+       {"--rate", "--auth", "--chunk", "--chunk-gap", "--seed"}) {
     if (probe.count(direct_only) > 0) {
       return absl::InvalidArgumentError(
           absl::StrCat(direct_only,
@@ -200,6 +200,11 @@ absl::StatusOr<ProbeControllerOptions> ToRequest(const ProbeFlags& f,
   }
   ProbeControllerOptions o;
   v1::RunProbeRequest& r = o.request;
+  if (!f.url.empty() && f.modes.size() > 1) {
+    return absl::InvalidArgumentError(
+        "--mode: one invoke mode with --url (the mode the URL is "
+        "configured with)");
+  }
   if (!f.target.empty()) {
     if (!f.url.empty() || !f.url_buffered.empty() || !f.url_stream.empty()) {
       return absl::InvalidArgumentError(
@@ -268,6 +273,44 @@ absl::StatusOr<ProbeControllerOptions> ToRequest(const ProbeFlags& f,
   return o;
 }
 
+// Splits comma lists (`--region a,b --region c`) and maps the list flags
+// onto what --direct and --url take: one region, one mode.
+absl::StatusOr<ProbeFlags> Normalize(const ProbeFlags& in) {
+  ProbeFlags f = in;
+  auto split = [](const std::vector<std::string>& values) {
+    std::vector<std::string> out;
+    for (const std::string& v : values) {
+      for (absl::string_view part : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+        out.emplace_back(absl::StripAsciiWhitespace(part));
+      }
+    }
+    return out;
+  };
+  f.regions = split(in.regions);
+  f.modes = split(in.modes);
+  if (!f.url.empty()) {
+    if (f.modes.size() != 1) {
+      return absl::InvalidArgumentError(
+          "--url needs --mode buffered or --mode stream (which invoke mode "
+          "the URL is configured with)");
+    }
+    f.mode = f.modes[0];
+  }
+  if (f.direct) {
+    if (f.regions.size() > 1) {
+      return absl::InvalidArgumentError(
+          "--region: one region with --direct (the signing region and label)");
+    }
+    f.region = f.regions.empty() ? "" : f.regions[0];
+    if (f.url.empty() && !f.modes.empty()) {
+      return absl::InvalidArgumentError(
+          "--mode only goes with --url when probing --direct (--url-buffered "
+          "and --url-stream name their modes)");
+    }
+  }
+  return f;
+}
+
 }  // namespace
 
 void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
@@ -284,8 +327,10 @@ void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
   probe->add_option("--url-stream", flags->url_stream,
                     "Function URL in RESPONSE_STREAM invoke mode");
   probe->add_option("--url", flags->url, "One Function URL (with --mode)");
-  probe->add_option("--mode", flags->mode,
-                    "Invoke mode of --url: buffered|stream");
+  probe->add_option("--mode", flags->modes,
+                    "Invoke modes, comma-separated: buffered,stream (default "
+                    "both); with --url the one mode the URL is configured "
+                    "with");
   probe->add_option("--sizes", flags->sizes, "Body sizes, e.g. 2,1Ki,64Ki,1Mi")
       ->capture_default_str();
   probe->add_option("--count", flags->count, "Probes per mode x size")
@@ -301,8 +346,11 @@ void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
       ->add_option("--auth", flags->auth,
                    "none|iam (SigV4 with AWS_* environment credentials)")
       ->capture_default_str();
-  probe->add_option("--region", flags->region,
-                    "Signing region when the host does not name one; label");
+  probe->add_option("--region", flags->regions,
+                    "Regions, comma-separated (default: every region of the "
+                    "target; for URLs every region with a live agent); with "
+                    "--direct one region: the signing region when the host "
+                    "does not name one, and the table's label");
   probe->add_option("--timeout", flags->timeout, "Per-probe total timeout")
       ->capture_default_str();
   probe
@@ -330,7 +378,7 @@ void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
       ->add_option("--max-error-rate", flags->max_error_rate,
                    "Exit 2 when a mode x size error rate is above this")
       ->capture_default_str();
-  probe->add_option("--output", flags->output, "table|json")
+  probe->add_option("--output,-o", flags->output, "table|json")
       ->capture_default_str();
   probe->add_flag("--progress", flags->progress,
                   "Show the progress bar even when stderr is not a terminal");
@@ -343,25 +391,24 @@ void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
                    "A target registered on the controller (instead of "
                    "URLs)")
       ->group("Through the controller");
-  probe
-      ->add_option("--regions", flags->regions,
-                   "Regions, comma-separated "
-                   "(default: every region of the target; for URLs every "
-                   "region with a live agent)")
-      ->group("Through the controller");
-  probe
-      ->add_option("--modes", flags->modes,
-                   "Invoke modes: buffered,stream (default both)")
-      ->group("Through the controller");
+  // Earlier spellings, kept working but no longer listed.
+  probe->add_option("--regions", flags->regions, "Same as --region")->group("");
+  probe->add_option("--modes", flags->modes, "Same as --mode")->group("");
   AddControllerFlags(probe, &flags->controller);
   probe->footer(
       "Without --direct the probes run on the fleet's agents: the controller "
       "splits --count per region x mode x size over each region's live "
       "agents and streams their results back. Ctrl-C cancels them.");
   probe->callback([flags, ctx, exit_code, probe] {
-    if (!flags->direct) {
-      absl::StatusOr<ProbeControllerOptions> request =
-          ToRequest(*flags, *probe);
+    absl::StatusOr<ProbeFlags> normalized = Normalize(*flags);
+    if (!normalized.ok()) {
+      *ctx->err << "canaryctl probe: " << normalized.status().message() << "\n";
+      *exit_code = kExitUsage;
+      return;
+    }
+    const ProbeFlags& f = *normalized;
+    if (!f.direct) {
+      absl::StatusOr<ProbeControllerOptions> request = ToRequest(f, *probe);
       if (!request.ok()) {
         *ctx->err << "canaryctl probe: " << request.status().message() << "\n";
         *exit_code = kExitUsage;
@@ -371,8 +418,7 @@ void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
       return;
     }
     for (const char* controller_only :
-         {"--target", "--regions", "--modes", "--controller", "--token-file",
-          "--ca", "--insecure"}) {
+         {"--target", "--controller", "--token-file", "--ca", "--insecure"}) {
       if (probe->count(controller_only) > 0) {
         *ctx->err << "canaryctl probe: " << controller_only
                   << " goes with probes through the controller, not with "
@@ -381,7 +427,7 @@ void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
         return;
       }
     }
-    absl::StatusOr<ProbeDirectOptions> options = ToOptions(*flags);
+    absl::StatusOr<ProbeDirectOptions> options = ToOptions(f);
     if (!options.ok()) {
       *ctx->err << "canaryctl probe: " << options.status().message() << "\n";
       *exit_code = kExitUsage;

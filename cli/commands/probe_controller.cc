@@ -4,12 +4,14 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "cli/commands/probe_summary.h"
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
 #include "cli/ui/table.h"
@@ -116,18 +118,15 @@ int RunProbeController(const ControllerFlags& connection,
   if (!client.ok()) {
     return UsageError(ctx, command, std::string(client.status().message()));
   }
-  std::ofstream outcomes_file;
-  if (!options.outcomes_path.empty()) {
-    outcomes_file.open(options.outcomes_path, std::ios::trunc);
-    if (!outcomes_file) {
-      return UsageError(ctx, command,
-                        absl::StrCat("--outcomes: cannot write \"",
-                                     options.outcomes_path, "\""));
-    }
+  OutcomesFile outcomes_file;
+  if (absl::Status s = outcomes_file.Open(options.outcomes_path); !s.ok()) {
+    return UsageError(ctx, command, std::string(s.message()));
   }
   const bool show_progress = options.progress || ctx->err_is_tty;
   v1::RunProbeRequest request = options.request;
-  request.set_stream_outcomes(show_progress || outcomes_file.is_open());
+  // Outcomes always stream back: they make the partial summary of a run
+  // interrupted with Ctrl-C.
+  request.set_stream_outcomes(true);
 
   grpc::ClientContext rpc;
   (*client)->Prepare(&rpc, /*with_deadline=*/false);
@@ -135,12 +134,17 @@ int RunProbeController(const ControllerFlags& connection,
   // Ctrl-C cancels the call: the controller then cancels its agents.
   absl::Mutex mu;
   bool reading_done = false;
+  std::atomic<bool> interrupted{false};
+  std::map<std::string, SummaryBuilder> partial;  // By region.
   std::thread canceller([&] {
     absl::MutexLock lock(&mu);
     while (!reading_done) {
       ctx->clock->AwaitWithTimeout(&mu, absl::Condition(&reading_done),
                                    absl::Milliseconds(50));
-      if (g_interrupted.exchange(false)) rpc.TryCancel();
+      if (g_interrupted.exchange(false)) {
+        interrupted = true;
+        rpc.TryCancel();
+      }
     }
   });
   std::unique_ptr<grpc::ClientReader<v1::RunProbeEvent>> reader =
@@ -167,8 +171,9 @@ int RunProbeController(const ControllerFlags& connection,
         ++done;
         const v1::OutcomeClass c = event.outcome().outcome_class();
         if (c != v1::OK && c != v1::AGENT_ERROR) ++failed;
-        if (outcomes_file.is_open())
-          PrintJsonLine(event.outcome(), &outcomes_file);
+        outcomes_file.Add(event.outcome());
+        partial.try_emplace(event.outcome().region(), event.outcome().region())
+            .first->second.Add(event.outcome());
         if (bar) bar->Update(done, failed);
         break;
       }
@@ -189,6 +194,9 @@ int RunProbeController(const ControllerFlags& connection,
   }
   canceller.join();
   if (bar) bar->Finish();
+  if (absl::Status s = outcomes_file.Close(); !s.ok()) {
+    *ctx->err << "canaryctl " << command << ": " << s.message() << "\n";
+  }
 
   const std::vector<v1::ProbeSummary> summaries(result.summaries().begin(),
                                                 result.summaries().end());
@@ -207,7 +215,29 @@ int RunProbeController(const ControllerFlags& connection,
       *ctx->out << "\n";
     }
   }
+  if (!have_result && interrupted) {
+    // Ctrl-C: what arrived so far, then the conventional 128 + SIGINT.
+    for (const auto& [region, builder] : partial) {
+      for (v1::ProbeSummary& s : builder.Build()) {
+        *result.add_summaries() = std::move(s);
+        result.set_total_probes(result.total_probes() +
+                                result.summaries().rbegin()->probes());
+      }
+    }
+    result.set_cancelled(true);
+    if (options.json) {
+      PrintJson(result, ctx->out);
+    } else {
+      *ctx->out << RenderRegionTable(std::vector<v1::ProbeSummary>(
+          result.summaries().begin(), result.summaries().end()));
+      *ctx->out << absl::StrFormat(
+          "%d probes before Ctrl-C (partial: cancelled)\n",
+          result.total_probes());
+    }
+    return kExitInterrupted;
+  }
   if (!status.ok()) return (*client)->Fail(status, command, ctx);
+  if (interrupted) return kExitInterrupted;
   int code = kExitOk;
   for (const v1::ProbeSummary& s : summaries) {
     if (s.error_rate() > options.max_error_rate) {

@@ -1,5 +1,8 @@
 #include "cli/commands/probe_direct.h"
 
+#include <signal.h>
+
+#include <atomic>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -90,18 +93,35 @@ std::string RenderTable(const std::vector<v1::ProbeSummary>& summaries) {
   return t.Render();
 }
 
+std::atomic<bool> g_direct_interrupted{false};
+
+void OnDirectSigint(int) { g_direct_interrupted = true; }
+
+// Ctrl-C stops the run (the summary of what finished is still printed);
+// restores the previous SIGINT disposition when destroyed.
+class DirectSigintGuard {
+ public:
+  DirectSigintGuard() {
+    g_direct_interrupted = false;
+    struct sigaction sa = {};
+    sa.sa_handler = OnDirectSigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &previous_);
+  }
+  ~DirectSigintGuard() { sigaction(SIGINT, &previous_, nullptr); }
+
+ private:
+  struct sigaction previous_ = {};
+};
+
 }  // namespace
 
 int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   Clock* clock = ctx->clock;
-  std::ofstream outcomes_file;
-  if (!options.outcomes_path.empty()) {
-    outcomes_file.open(options.outcomes_path, std::ios::trunc);
-    if (!outcomes_file) {
-      *ctx->err << "canaryctl probe: --outcomes: cannot write "
-                << options.outcomes_path << "\n";
-      return kExitUsage;
-    }
+  OutcomesFile outcomes_file;
+  if (absl::Status s = outcomes_file.Open(options.outcomes_path); !s.ok()) {
+    *ctx->err << "canaryctl probe: " << s.message() << "\n";
+    return kExitUsage;
   }
   ProbeEngineOptions engine_options;
   engine_options.max_in_flight = static_cast<int>(options.concurrency);
@@ -179,8 +199,11 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   absl::Mutex mu;
   uint64_t done = 0;
   uint64_t in_flight = 0;
+  uint64_t started = 0;
+  bool stopped = false;  // Interrupted: later outcomes are cancellations.
+  DirectSigintGuard sigint;
   const absl::Duration start = clock->MonotonicNow();
-  for (size_t i = 0; i < plan.size(); ++i) {
+  for (size_t i = 0; i < plan.size() && !g_direct_interrupted; ++i) {
     if (options.rate > 0) {
       const absl::Duration slot = start + absl::Seconds(i / options.rate);
       const absl::Duration now = clock->MonotonicNow();
@@ -193,16 +216,19 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
       absl::MutexLock lock(&mu);
       const uint64_t limit = options.concurrency;
       const auto has_room = [&] { return in_flight < limit; };
-      while (!has_room()) {
+      while (!has_room() && !g_direct_interrupted) {
         clock->AwaitWithTimeout(&mu, absl::Condition(&has_room),
-                                absl::Seconds(1));
+                                absl::Milliseconds(100));
       }
+      if (g_direct_interrupted) break;
       ++in_flight;
     }
+    ++started;
     (*engine)->Start(std::move(plan[i]), [&](v1::Outcome o) {
       absl::MutexLock lock(&mu);
+      if (stopped) return;
       summary.Add(o);
-      if (outcomes_file.is_open()) PrintJsonLine(o, &outcomes_file);
+      outcomes_file.Add(o);
       ++done;
       if (options.rate > 0) --in_flight;
       progress.Update(done, summary.failures());
@@ -210,15 +236,19 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   }
   {
     absl::MutexLock lock(&mu);
-    const uint64_t total = plan.size();
-    const auto all_done = [&] { return done >= total; };
-    while (!all_done()) {
+    const auto all_done = [&] { return done >= started; };
+    while (!all_done() && !g_direct_interrupted) {
       clock->AwaitWithTimeout(&mu, absl::Condition(&all_done),
-                              absl::Seconds(1));
+                              absl::Milliseconds(100));
     }
+    stopped = true;
   }
   (*engine)->Shutdown();
+  const bool interrupted = g_direct_interrupted;
   progress.Finish();
+  if (absl::Status s = outcomes_file.Close(); !s.ok()) {
+    *ctx->err << "canaryctl probe: " << s.message() << "\n";
+  }
   const absl::Duration elapsed = clock->MonotonicNow() - start;
 
   const std::vector<v1::ProbeSummary> summaries = summary.Build();
@@ -227,6 +257,7 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
     result.set_adhoc_id("direct");
     for (const v1::ProbeSummary& s : summaries) *result.add_summaries() = s;
     result.set_total_probes(summary.total());
+    result.set_cancelled(interrupted);
     PrintJson(result, ctx->out);
   } else {
     *ctx->out << RenderTable(summaries);
@@ -235,7 +266,12 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
         summary.total(), FormatMs(elapsed),
         summary.total() / std::max(1e-9, absl::ToDoubleSeconds(elapsed)),
         summary.failures(), summary.agent_errors());
+    if (interrupted) {
+      *ctx->out << "interrupted by Ctrl-C: partial summary of the probes "
+                   "that finished\n";
+    }
   }
+  if (interrupted) return kExitInterrupted;
 
   if (summary.agent_errors() > 0) {
     *ctx->err << "canaryctl probe: " << summary.agent_errors()

@@ -1,7 +1,9 @@
 #include "cli/commands/schedules.h"
 
 #include <CLI/CLI.hpp>
+#include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -53,8 +55,17 @@ absl::StatusOr<std::unique_ptr<ControllerClient>> Connect(
 int Apply(const SchedulesFlags& f, CliContext* ctx) {
   const std::string command = "schedules apply";
   v1::FleetConfig fleet;
-  if (absl::Status s = LoadYamlFile(f.file, &fleet); !s.ok()) {
-    return UsageError(ctx, command, std::string(s.message()));
+  absl::Status loaded;
+  if (f.file == "-") {
+    // `-f -`: the fleet file from stdin (e.g. a generated or templated one).
+    std::ostringstream text;
+    text << (ctx->in != nullptr ? ctx->in->rdbuf() : std::cin.rdbuf());
+    loaded = ParseYamlToMessage(text.str(), "stdin", &fleet);
+  } else {
+    loaded = LoadYamlFile(f.file, &fleet);
+  }
+  if (!loaded.ok()) {
+    return UsageError(ctx, command, std::string(loaded.message()));
   }
   int exit_code = kExitOk;
   auto client = Connect(f, ctx, command, &exit_code);
@@ -187,7 +198,8 @@ void InstallSchedulesCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
       "apply",
       "Create or replace the targets and schedules of a fleet file (YAML of "
       "fleetcanary.v1.FleetConfig); idempotent, all or nothing");
-  apply->add_option("-f,--file", flags->file, "Fleet file (YAML)")
+  apply
+      ->add_option("-f,--file", flags->file, "Fleet file (YAML); - reads stdin")
       ->required()
       ->check(CLI::ExistingFile);
   apply->add_flag("--prune", flags->prune,

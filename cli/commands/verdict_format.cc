@@ -1,10 +1,15 @@
 #include "cli/commands/verdict_format.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <tuple>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cli/ui/table.h"
+#include "common/units/units.h"
 
 namespace fleetcanary {
 namespace cli {
@@ -36,7 +41,23 @@ std::string Evidence(const v1::Verdict& v) {
 
 }  // namespace
 
-std::string VerdictTable(const std::vector<v1::Verdict>& verdicts) {
+std::string VerdictTable(const std::vector<v1::Verdict>& unsorted) {
+  // Kind, region, target, mode, then size by value (2B before 1KiB, not as
+  // text); verdicts over all sizes first.
+  std::vector<v1::Verdict> verdicts = unsorted;
+  auto size_of = [](const v1::Verdict& v) -> int64_t {
+    if (v.key().size_class().empty()) return -1;
+    absl::StatusOr<uint64_t> b = ParseBytes(v.key().size_class());
+    return b.ok() ? static_cast<int64_t>(*b) : INT64_MAX;
+  };
+  std::stable_sort(
+      verdicts.begin(), verdicts.end(),
+      [&](const v1::Verdict& a, const v1::Verdict& b) {
+        return std::make_tuple(a.kind(), a.key().region(), a.key().target(),
+                               a.key().mode(), size_of(a)) <
+               std::make_tuple(b.kind(), b.key().region(), b.key().target(),
+                               b.key().mode(), size_of(b));
+      });
   Table t({"KIND", "STATE", "REGION", "TARGET", "MODE", "SIZE", "SINCE",
            "EVIDENCE"});
   for (const v1::Verdict& v : verdicts) {

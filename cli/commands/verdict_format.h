@@ -15,7 +15,8 @@
 namespace fleetcanary {
 namespace cli {
 
-// KIND, STATE, REGION, TARGET, MODE, SIZE, SINCE, EVIDENCE columns.
+// KIND, STATE, REGION, TARGET, MODE, SIZE, SINCE, EVIDENCE columns; rows by
+// kind, region, target, mode and size (by value).
 std::string VerdictTable(const std::vector<v1::Verdict>& verdicts);
 
 // "2024-01-30T10:00:00Z  STREAM_HEALTH  healthy -> suspect  us-east-1/canary/

@@ -55,8 +55,15 @@ int Run(const VerdictsFlags& f, CliContext* ctx) {
         (*client)->stub()->WatchVerdicts(&rpc, request);
     v1::Verdict v;
     while (reader->Read(&v)) {
+      // As without --watch: healthy streams only with --all, but a return
+      // to HEALTHY is a transition worth a line.
+      if (!f.all && v.state() == v1::HEALTHY &&
+          (v.previous_state() == v1::VERDICT_STATE_UNSPECIFIED ||
+           v.previous_state() == v1::HEALTHY)) {
+        continue;
+      }
       if (f.output == "json") {
-        PrintJsonLine(v, ctx->out);
+        *ctx->out << FriendlyJson(v, /*pretty=*/false) << "\n";
       } else {
         *ctx->out << TransitionLine(v);
       }

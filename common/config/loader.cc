@@ -4,6 +4,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/config/yaml_limits.h"
 #include "common/units/units.h"
@@ -210,6 +212,13 @@ class YamlConverter {
 
   const std::map<std::string, Mark>& marks() const { return marks_; }
 
+  // Errors of fields and list items that were skipped so that conversion
+  // could go on and report every error of the file at once.
+  void Record(const absl::Status& s) {
+    if (!s.ok()) errors_.push_back(std::string(s.message()));
+  }
+  const std::vector<std::string>& errors() const { return errors_; }
+
   absl::Status Error(const YAML::Node& node, const std::string& path,
                      absl::string_view message) const {
     Mark m = MarkOf(node);
@@ -238,7 +247,50 @@ class YamlConverter {
 
   std::string source_;
   std::map<std::string, Mark> marks_;
+  std::vector<std::string> errors_;
 };
+
+// Edit distance of two short names (insert, delete, substitute: 1 each).
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1,
+                         diagonal + (absl::ascii_tolower(a[i - 1]) ==
+                                             absl::ascii_tolower(b[j - 1])
+                                         ? 0
+                                         : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "; did you mean \"rate_per_second\"?" when a field of `d` is close to
+// `key` (at most a third of its letters wrong), else "".
+std::string DidYouMean(const Descriptor* d, absl::string_view key) {
+  const FieldDescriptor* best = nullptr;
+  size_t best_distance = 0;
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    for (absl::string_view name :
+         {absl::string_view(f->name()), absl::string_view(f->json_name())}) {
+      const size_t distance = EditDistance(key, name);
+      if (best == nullptr || distance < best_distance) {
+        best = f;
+        best_distance = distance;
+      }
+    }
+  }
+  if (best == nullptr || best_distance > std::max<size_t>(2, key.size() / 3)) {
+    return "";
+  }
+  return absl::StrCat("; did you mean \"", best->name(), "\"?");
+}
 
 const FieldDescriptor* FindField(const Descriptor* d, const std::string& key) {
   if (const FieldDescriptor* f = d->FindFieldByName(key)) return f;
@@ -261,6 +313,10 @@ std::string UpperSnake(absl::string_view camel) {
 const EnumValueDescriptor* FindEnumValue(const EnumDescriptor* e,
                                          absl::string_view text) {
   std::string upper = absl::AsciiStrToUpper(text);
+  // The short name every output uses (metric labels, canaryctl tables).
+  if (e->full_name() == "fleetcanary.v1.InvokeMode" && upper == "STREAM") {
+    upper = "RESPONSE_STREAM";
+  }
   if (const EnumValueDescriptor* v = e->FindValueByName(upper)) return v;
   return e->FindValueByName(absl::StrCat(UpperSnake(e->name()), "_", upper));
 }
@@ -273,6 +329,9 @@ std::string EnumChoices(const EnumDescriptor* e) {
     absl::string_view name = e->value(i)->name();
     if (absl::StartsWith(name, prefix)) name.remove_prefix(prefix.size());
     absl::StrAppend(&out, out.empty() ? "" : ", ", absl::AsciiStrToLower(name));
+  }
+  if (e->full_name() == "fleetcanary.v1.InvokeMode") {
+    absl::StrAppend(&out, " (or stream)");
   }
   return out;
 }
@@ -324,13 +383,18 @@ absl::Status YamlConverter::ConvertMessage(const YAML::Node& node,
     const FieldDescriptor* f = FindField(d, key);
     const std::string child = JoinPath(path, key);
     if (f == nullptr) {
-      return Error(kv.first, child,
-                   absl::StrCat("unknown field for ", d->name()));
+      Record(Error(
+          kv.first, child,
+          absl::StrCat("unknown field for ", d->name(), DidYouMean(d, key))));
+      continue;
     }
     json value;
     absl::Status s =
         ConvertField(kv.second, f, JoinPath(path, f->name()), &value);
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      Record(s);
+      continue;
+    }
     if (!value.is_null()) (*out)[f->json_name()] = std::move(value);
   }
   return absl::OkStatus();
@@ -357,7 +421,10 @@ absl::Status YamlConverter::ConvertField(const YAML::Node& node,
           val_f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE
               ? ConvertMessage(kv.second, val_f->message_type(), item, &v)
               : ConvertScalar(kv.second, val_f, item, &v);
-      if (!s.ok()) return s;
+      if (!s.ok()) {
+        Record(s);
+        continue;
+      }
       (*out)[kv.first.Scalar()] = std::move(v);
     }
     return absl::OkStatus();
@@ -375,7 +442,10 @@ absl::Status YamlConverter::ConvertField(const YAML::Node& node,
           f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE
               ? ConvertMessage(node[i], f->message_type(), item, &v)
               : ConvertScalar(node[i], f, item, &v);
-      if (!s.ok()) return s;
+      if (!s.ok()) {
+        Record(s);
+        continue;
+      }
       out->push_back(std::move(v));
     }
     return absl::OkStatus();
@@ -465,10 +535,8 @@ absl::Status YamlConverter::ConvertScalar(const YAML::Node& node,
   }
 }
 
-absl::Status ViolationsToStatus(const std::vector<Violation>& violations,
-                                const YamlConverter* converter) {
-  if (violations.empty()) return absl::OkStatus();
-  const Violation& v = violations.front();
+absl::Status ViolationToStatus(const Violation& v,
+                               const YamlConverter* converter) {
   if (converter != nullptr) {
     // Point at the field itself, or at the nearest ancestor that was written.
     std::string path = v.path;
@@ -484,6 +552,21 @@ absl::Status ViolationsToStatus(const std::vector<Violation>& violations,
     return converter->ErrorAt(Mark{}, v.path, v.message);
   }
   return absl::InvalidArgumentError(absl::StrCat(v.path, ": ", v.message));
+}
+
+// One INVALID_ARGUMENT naming every error, one per line.
+absl::Status AllErrors(const std::vector<std::string>& errors) {
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+}
+
+absl::Status ViolationsToStatus(const std::vector<Violation>& violations,
+                                const YamlConverter* converter) {
+  std::vector<std::string> errors;
+  for (const Violation& v : violations) {
+    errors.push_back(std::string(ViolationToStatus(v, converter).message()));
+  }
+  return AllErrors(errors);
 }
 
 }  // namespace
@@ -510,9 +593,9 @@ absl::Status ParseYamlToMessage(absl::string_view yaml,
                      ": invalid YAML: ", e.msg));
   }
   json doc;
-  absl::Status s =
-      converter.ConvertMessage(root, msg->GetDescriptor(), "", &doc);
-  if (!s.ok()) return s;
+  converter.Record(
+      converter.ConvertMessage(root, msg->GetDescriptor(), "", &doc));
+  if (!converter.errors().empty()) return AllErrors(converter.errors());
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   auto parsed =

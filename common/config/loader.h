@@ -10,7 +10,13 @@
 //   - integer fields marked `bytes: true` take "64Ki", "1Mi";
 //   - enum fields take the value name in any case, with or without the enum's
 //     prefix (`phantom_error` for FAULT_EFFECT_PHANTOM_ERROR);
-//   - field names in snake_case or lowerCamelCase.
+//   - field names in snake_case or lowerCamelCase;
+//   - invoke modes also as `stream` (RESPONSE_STREAM), the name every output
+//     uses.
+// Every error of a file is reported at once, one per line of the status
+// message (a field that could not be converted is skipped so the rest is
+// still checked; rule violations are reported once the file converts), and an
+// unknown field names the closest known one ("did you mean ...").
 // The converted tree is handed to protobuf's JSON parser, so the result is
 // exactly what JsonStringToMessage would produce from the equivalent JSON.
 //

@@ -1,5 +1,5 @@
-// The canary function contract's body (ARCHITECTURE.md, "Canary function
-// contract"): exactly N bytes of a deterministic, seekable pseudo-random
+// The canary function contract's body (docs/function-contract.md, "Body"):
+// exactly N bytes of a deterministic, seekable pseudo-random
 // stream derived from a seed S. Word i (bytes 8i..8i+7) is the little-endian
 // encoding of SplitMix64(S + i). Any byte can be produced or checked from its
 // offset alone, so bodies are generated and verified incrementally, in any

@@ -1,4 +1,4 @@
-// Dating a single change in a Bernoulli rate (STATISTICS.md §4): the maximum
+// Dating a single change in a Bernoulli rate (docs/statistics.md §4): the maximum
 // likelihood split of a sequence of count bins into "before" and "after", the
 // likelihood-ratio statistic against "no change", and a profile-likelihood
 // interval for the change: every split whose profile log-likelihood is within
@@ -51,7 +51,7 @@ struct ChangePointEstimate {
 
 // Errors: INVALID_ARGUMENT when there are fewer than 2 bins, a bin has
 // failures > trials, or 0 < confidence < 1 does not hold.
-// Example (STATISTICS.md §4): 10,000 single-probe bins with failures at
+// Example (docs/statistics.md §4): 10,000 single-probe bins with failures at
 // 200, 400, ..., 4000 -> split 4000, lr_statistic 36.71177.
 absl::StatusOr<ChangePointEstimate> DateSingleChangePoint(
     const std::vector<CountBin>& bins, double confidence);

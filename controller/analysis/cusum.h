@@ -1,4 +1,4 @@
-// Regression detection on one Bernoulli stream (STATISTICS.md §1, §5):
+// Regression detection on one Bernoulli stream (docs/statistics.md §1, §5):
 // the Bernoulli CUSUM, its threshold from a false-alarm budget, the hard-down
 // rule, and Wald's SPRT.
 //
@@ -21,7 +21,7 @@ namespace fleetcanary::analysis {
 // After an alarm S is reset to 0. The onset estimate is the last step at
 // which S was 0 (the change happened right after it).
 //
-// Example (STATISTICS.md §1):
+// Example (docs/statistics.md §1):
 //   BernoulliCusum c(0.001, 0.01, 4.6);
 //   for (uint64_t t = 1; t <= 1500; ++t) if (c.Observe(1, err(t))) ...
 //   // alarms at t = 1100 with last_zero_step() == 899.

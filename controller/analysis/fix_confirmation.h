@@ -1,6 +1,6 @@
-// Any-time-valid fix confirmation (STATISTICS.md §4). From a start declared
-// in advance (a deploy time, the moment confirmation was requested, or a
-// RECOVERING entry decided by a stopping rule - never an estimate such as the
+// Any-time-valid fix confirmation (docs/statistics.md §4). From a start
+// declared in advance (a deploy time, the moment confirmation was requested, or
+// a RECOVERING entry decided by a stopping rule - never an estimate such as the
 // last pre-fix failure), test H0: p >= p_bad against H1: p = p_good with the
 // likelihood ratio
 //   LR_n = (p_good/p_bad)^k ((1-p_good)/(1-p_bad))^(n-k)

@@ -1,5 +1,5 @@
 // Confidence intervals for a binomial proportion, and the zero-failure sample
-// size (STATISTICS.md §5). Pure functions of counts: no I/O, no clocks, no
+// size (docs/statistics.md §5). Pure functions of counts: no I/O, no clocks, no
 // globals; thread-safe.
 //
 // Special functions come from Boost.Math (regularized incomplete beta inverse,

@@ -1,7 +1,7 @@
-// Hypothesis tests on counts (STATISTICS.md §2, §3): Fisher's exact test, the
-// exact binomial test, the conditional stream-vs-buffered error-split test with
-// its SPRT and Beta(1,1)-mixture monitors, the Cochran-Armitage size-trend test
-// (asymptotic and exact permutation), and Benjamini-Hochberg.
+// Hypothesis tests on counts (docs/statistics.md §2, §3): Fisher's exact test,
+// the exact binomial test, the conditional stream-vs-buffered error-split test
+// with its SPRT and Beta(1,1)-mixture monitors, the Cochran-Armitage size-trend
+// test (asymptotic and exact permutation), and Benjamini-Hochberg.
 //
 // Pure functions of counts: no I/O, no clocks, no globals; thread-safe.
 //
@@ -42,7 +42,7 @@ double SplitLogLikelihoodRatio(uint64_t x_s, uint64_t x_b, double pi0,
 // exceeds 1/alpha with probability at most alpha, ever (Ville).
 double SplitMixtureLikelihoodRatio(uint64_t x_s, uint64_t x_b, double pi0);
 
-// The conditional stream-vs-buffered error-split test (STATISTICS.md §2).
+// The conditional stream-vs-buffered error-split test (docs/statistics.md §2).
 struct ErrorSplit {
   double pi0 = 0;      // n_s / (n_s + n_b).
   double pi_hat = 0;   // x_s / (x_s + x_b); 0 when there are no errors.
@@ -60,7 +60,7 @@ ErrorSplit ErrorSplitTest(uint64_t x_s, uint64_t n_s, uint64_t x_b,
                           uint64_t n_b, double confidence, double rr1);
 
 // Cochran-Armitage test for a trend in proportions x_i/n_i over scores s_i
-// (STATISTICS.md §3; scores are log2(bytes) for body sizes).
+// (docs/statistics.md §3; scores are log2(bytes) for body sizes).
 struct TrendTest {
   double z = 0;             // Asymptotic Z; positive = rising with the score.
   double chi2 = 0;          // Z^2.

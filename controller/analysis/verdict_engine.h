@@ -1,7 +1,7 @@
 // The verdict engine: an incremental, deterministic state machine that turns
-// per-stream counts into verdicts (ARCHITECTURE.md "Verdicts",
-// STATISTICS.md). The controller runs one live; `canaryctl analyze` runs the
-// same engine offline over exported outcomes (offline.h).
+// per-stream counts into verdicts (docs/architecture.md "Verdicts",
+// docs/statistics.md). The controller runs one live; `canaryctl analyze` runs
+// the same engine offline over exported outcomes (offline.h).
 //
 // Verdicts move HEALTHY -> SUSPECT -> REGRESSION -> RECOVERING ->
 // FIX_CONFIRMED -> HEALTHY, SUSPECT being the explicit pending state

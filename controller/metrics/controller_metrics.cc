@@ -1,5 +1,7 @@
 #include "controller/metrics/controller_metrics.h"
 
+#include <algorithm>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -21,7 +23,21 @@ MetricLabels StreamLabels(const StreamKey& k) {
           {"size_class", FormatBytes(k.size_bytes)}};
 }
 
+// Verdict keys spanning every size carry "all", never an empty label.
+std::string SizeClassLabel(const std::string& size_class) {
+  return size_class.empty() ? "all" : size_class;
+}
+
+using Triple = std::tuple<std::string, std::string, std::string>;
+
 }  // namespace
+
+std::string AdhocSizeClass(uint64_t size_bytes,
+                           const std::vector<uint64_t>& ladder) {
+  return std::find(ladder.begin(), ladder.end(), size_bytes) != ladder.end()
+             ? FormatBytes(size_bytes)
+             : "other";
+}
 
 std::string PlatformCounterName(const std::string& metric,
                                 const std::string& region,
@@ -112,6 +128,12 @@ void ControllerMetrics::SetRegionsWithoutAgentsProvider(
   regions_without_agents_ = std::move(fn);
 }
 
+void ControllerMetrics::SetConfiguredStreamsProvider(
+    std::function<std::vector<ConfiguredStreams>()> fn) {
+  absl::MutexLock lock(&mu_);
+  configured_ = std::move(fn);
+}
+
 StreamStats ControllerMetrics::stream(const StreamKey& key) const {
   absl::MutexLock lock(&mu_);
   auto it = streams_.find(key);
@@ -143,16 +165,35 @@ void ControllerMetrics::SetLeader(bool leader) {
 std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
   std::function<std::vector<AgentCount>()> agent_counts;
   std::function<std::vector<std::string>()> regions_without;
+  std::function<std::vector<ConfiguredStreams>()> configured_fn;
   {
     absl::MutexLock lock(&mu_);
     agent_counts = agent_counts_;
     regions_without = regions_without_agents_;
+    configured_fn = configured_;
   }
   // Providers take their own locks; call them without ours.
   std::vector<AgentCount> agents;
   if (agent_counts) agents = agent_counts();
   std::vector<std::string> lonely;
   if (regions_without) lonely = regions_without();
+  // What the schedules configure: scheduled stream keys, (region, target,
+  // mode) triples with their ladders, (region, target) pairs.
+  const bool filter = static_cast<bool>(configured_fn);
+  std::set<StreamKey> scheduled;
+  std::map<Triple, std::vector<uint64_t>> ladders;
+  std::set<std::pair<std::string, std::string>> pairs;
+  if (filter) {
+    for (const ConfiguredStreams& cs : configured_fn()) {
+      const Triple t{cs.region, cs.target, ModeLabel(cs.mode)};
+      auto& ladder = ladders[t];
+      for (uint64_t size : cs.sizes) {
+        scheduled.insert({cs.region, cs.target, cs.mode, size, false});
+        ladder.push_back(size);
+      }
+      pairs.insert({cs.region, cs.target});
+    }
+  }
 
   auto probes = CounterFamily("fleetcanary_probes_total",
                               "Scheduled probe outcomes committed, by class.");
@@ -236,38 +277,86 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
   const std::vector<double> bounds(kLatencyBucketBounds.begin(),
                                    kLatencyBucketBounds.end());
   absl::MutexLock lock(&mu_);
+  // Scheduled streams: the configured ones (zero-filled), or without a
+  // provider every one counted so far.
+  static const StreamStats kZero;
+  std::map<StreamKey, const StreamStats*> exported;
+  for (const StreamKey& key : scheduled) exported[key] = &kZero;
+  // Ad-hoc: merged per exported size class.
+  std::map<std::tuple<std::string, std::string, int, std::string>,
+           std::array<uint64_t, kNumOutcomeClasses>>
+      adhoc_counts;
   for (const auto& [key, stats] : streams_) {
+    if (key.adhoc) {
+      std::string size_class = FormatBytes(key.size_bytes);
+      if (filter) {
+        auto it = ladders.find({key.region, key.target, ModeLabel(key.mode)});
+        size_class = AdhocSizeClass(
+            key.size_bytes,
+            it == ladders.end() ? std::vector<uint64_t>() : it->second);
+      }
+      auto& counts =
+          adhoc_counts[{key.region, key.target, key.mode, size_class}];
+      for (int c = 0; c < kNumOutcomeClasses; ++c) counts[c] += stats.counts[c];
+      continue;
+    }
+    if (filter && !scheduled.count(key)) continue;  // No longer configured.
+    exported[key] = &stats;
+  }
+  for (const auto& [key, stats] : exported) {
     const MetricLabels labels = StreamLabels(key);
-    for (int c = 0; c < kNumOutcomeClasses; ++c) {
-      if (stats.counts[c] == 0) continue;
+    // Zero-filled: every class a probe can end in (not UNSPECIFIED).
+    for (int c = 1; c < kNumOutcomeClasses; ++c) {
+      if (!filter && stats->counts[c] == 0) continue;
       MetricLabels l = labels;
       l.push_back({"outcome", OutcomeLabel(static_cast<v1::OutcomeClass>(c))});
-      AddSample(key.adhoc ? &adhoc : &probes, l, stats.counts[c]);
+      AddSample(&probes, l, stats->counts[c]);
     }
-    if (key.adhoc) continue;
-    AddHistogramSample(&ttfb, labels, stats.ttfb.buckets, bounds,
-                       stats.ttfb.sum);
-    AddHistogramSample(&duration, labels, stats.duration.buckets, bounds,
-                       stats.duration.sum);
-    AddSample(&bytes, labels, stats.received_bytes);
+    AddHistogramSample(&ttfb, labels, stats->ttfb.buckets, bounds,
+                       stats->ttfb.sum);
+    AddHistogramSample(&duration, labels, stats->duration.buckets, bounds,
+                       stats->duration.sum);
+    AddSample(&bytes, labels, stats->received_bytes);
   }
+  for (const auto& [k, counts] : adhoc_counts) {
+    const MetricLabels labels = {
+        {"region", std::get<0>(k)},
+        {"target", std::get<1>(k)},
+        {"mode", ModeLabel(static_cast<v1::InvokeMode>(std::get<2>(k)))},
+        {"size_class", std::get<3>(k)}};
+    for (int c = 0; c < kNumOutcomeClasses; ++c) {
+      if (counts[c] == 0) continue;
+      MetricLabels l = labels;
+      l.push_back({"outcome", OutcomeLabel(static_cast<v1::OutcomeClass>(c))});
+      AddSample(&adhoc, l, counts[c]);
+    }
+  }
+  // Platform and phantom counters: configured triples at 0 unless counted.
+  std::map<Triple, double> platform_values[3];
+  std::map<Triple, double> phantom_values;
+  for (const auto& [t, ladder] : ladders) {
+    for (auto& m : platform_values) m[t] = 0;
+    phantom_values[t] = 0;
+  }
+  auto keep = [&](const Triple& t) { return !filter || ladders.count(t); };
   for (const auto& [name, value] : counters_) {
     if (name.rfind(kPlatformPrefix, 0) == 0) {
       std::vector<std::string> p = absl::StrSplit(name, '|');
       if (p.size() != 5) continue;
-      MetricLabels l = {{"region", p[2]}, {"target", p[3]}, {"mode", p[4]}};
+      const Triple t{p[2], p[3], p[4]};
+      if (!keep(t)) continue;
       if (p[1] == "Errors") {
-        AddSample(&platform_errors, l, value);
+        platform_values[0][t] = value;
       } else if (p[1] == "Invocations") {
-        AddSample(&platform_invocations, l, value);
+        platform_values[1][t] = value;
       } else if (p[1] == "Url5xxCount") {
-        AddSample(&platform_5xx, l, value);
+        platform_values[2][t] = value;
       }
     } else if (name.rfind(kPhantomPrefix, 0) == 0) {
       std::vector<std::string> p = absl::StrSplit(name, '|');
       if (p.size() != 4) continue;
-      AddSample(&phantom, {{"region", p[1]}, {"target", p[2]}, {"mode", p[3]}},
-                value);
+      const Triple t{p[1], p[2], p[3]};
+      if (keep(t)) phantom_values[t] = value;
     } else {
       for (auto& f : ingest) {
         if (f.name == absl::StrCat("fleetcanary_", name)) {
@@ -279,7 +368,26 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
   for (auto& f : ingest) {
     if (f.metric.empty()) AddSample(&f, {}, 0);
   }
+  auto triple_labels = [](const Triple& t) -> MetricLabels {
+    return {{"region", std::get<0>(t)},
+            {"target", std::get<1>(t)},
+            {"mode", std::get<2>(t)}};
+  };
+  prometheus::MetricFamily* platform_families[3] = {
+      &platform_errors, &platform_invocations, &platform_5xx};
+  for (int i = 0; i < 3; ++i) {
+    for (const auto& [t, v] : platform_values[i]) {
+      AddSample(platform_families[i], triple_labels(t), v);
+    }
+  }
+  for (const auto& [t, v] : phantom_values) {
+    AddSample(&phantom, triple_labels(t), v);
+  }
+  auto keep_pair = [&](const std::string& region, const std::string& target) {
+    return !filter || pairs.count({region, target});
+  };
   for (const auto& [k, state] : verdicts_) {
+    if (!keep_pair(std::get<1>(k), std::get<2>(k))) continue;
     for (int s = v1::HEALTHY; s <= v1::FIX_CONFIRMED; ++s) {
       AddSample(
           &verdict,
@@ -287,17 +395,18 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
            {"region", std::get<1>(k)},
            {"target", std::get<2>(k)},
            {"mode", ModeLabel(static_cast<v1::InvokeMode>(std::get<3>(k)))},
-           {"size_class", std::get<4>(k)},
+           {"size_class", SizeClassLabel(std::get<4>(k))},
            {"state", v1::VerdictState_Name(s)}},
           s == state ? 1 : 0);
     }
   }
   for (const auto& [k, value] : upper_bounds_) {
+    if (!keep_pair(std::get<0>(k), std::get<1>(k))) continue;
     AddSample(&bound,
               {{"region", std::get<0>(k)},
                {"target", std::get<1>(k)},
                {"mode", ModeLabel(static_cast<v1::InvokeMode>(std::get<2>(k)))},
-               {"size_class", std::get<3>(k)}},
+               {"size_class", SizeClassLabel(std::get<3>(k))}},
               value);
   }
   for (const AgentCount& a : agents) {

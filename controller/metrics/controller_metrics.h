@@ -4,7 +4,7 @@
 // Restore() loads the totals the store kept (stream totals, named counters,
 // per-agent drop counts), and afterwards ingest adds exactly what it
 // committed, so a counter never goes backwards within a process and survives
-// restarts. Families exported (see ARCHITECTURE.md, "Metrics"):
+// restarts. Families exported (docs/metrics.md is the reference):
 //   fleetcanary_probes_total{region,target,mode,size_class,outcome}
 //   fleetcanary_adhoc_probes_total{region,target,mode,size_class,outcome}
 //   fleetcanary_probe_ttfb_seconds / _duration_seconds (histograms)
@@ -30,6 +30,25 @@
 //   fleetcanary_grpc_listener_restarts_total (docs/hardening.md)
 // Label values are bounded: size_class via FormatBytes, mode "buffered" /
 // "stream", outcome and state the enum names.
+//
+// Always there, never stale (once SetConfiguredStreamsProvider is set):
+//   - every (region, target, mode, size) stream the schedules configure is
+//     exported from the first scrape, each outcome class at 0 until it
+//     happens, histograms and byte counters at 0, and the platform/phantom
+//     counters of each (region, target, mode) at 0;
+//   - series of streams no schedule configures any more (deleted schedules,
+//     removed regions or sizes) are no longer exported; their totals stay in
+//     the store and come back if the stream is configured again;
+//   - ad-hoc probes of a size no schedule of the target uses are exported
+//     with size_class="other", so ad-hoc sizes cannot grow the series count;
+//   - verdict and bound series of keys that span all sizes carry
+//     size_class="all" (never an empty label beside per-size series).
+// Series count (the cardinality formula, see docs/metrics.md): with S
+// configured (region, target, mode, size) streams and M configured
+// (region, target, mode) triples,
+//   probes_total 13 S + histograms 2 * 18 S + received_bytes S = 50 S
+//   platform/phantom counters 4 M, verdicts 5 states per verdict key,
+//   ad-hoc at most 13 * (S + M) (the "other" class per triple).
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_CONTROLLER_METRICS_CONTROLLER_METRICS_H_
@@ -65,6 +84,21 @@ std::string PlatformCounterName(const std::string& metric,
                                 const std::string& target, v1::InvokeMode mode);
 std::string PhantomCounterName(const std::string& region,
                                const std::string& target, v1::InvokeMode mode);
+
+// The streams the applied schedules configure: one (region, target, mode)
+// with its size ladder.
+struct ConfiguredStreams {
+  std::string region;
+  std::string target;
+  v1::InvokeMode mode = v1::INVOKE_MODE_UNSPECIFIED;
+  std::vector<uint64_t> sizes;
+};
+
+// size_class label of an ad-hoc probe of `size_bytes`: FormatBytes when one
+// of `ladder` (the configured sizes of its region, target and mode), else
+// "other".
+std::string AdhocSizeClass(uint64_t size_bytes,
+                           const std::vector<uint64_t>& ladder);
 
 struct AgentCount {
   std::string region;
@@ -103,6 +137,10 @@ class ControllerMetrics {
   void SetAgentCountsProvider(std::function<std::vector<AgentCount>()> fn);
   void SetRegionsWithoutAgentsProvider(
       std::function<std::vector<std::string>()> fn);
+  // What the schedules configure (read at scrape time). Without it every
+  // stream ever counted is exported, without zero-filled series.
+  void SetConfiguredStreamsProvider(
+      std::function<std::vector<ConfiguredStreams>()> fn);
 
   // Reads, for tests and the admin API.
   StreamStats stream(const StreamKey& key) const;
@@ -134,6 +172,8 @@ class ControllerMetrics {
   bool leader_ ABSL_GUARDED_BY(mu_) = false;
   std::function<std::vector<AgentCount>()> agent_counts_ ABSL_GUARDED_BY(mu_);
   std::function<std::vector<std::string>()> regions_without_agents_
+      ABSL_GUARDED_BY(mu_);
+  std::function<std::vector<ConfiguredStreams>()> configured_
       ABSL_GUARDED_BY(mu_);
 
   std::shared_ptr<prometheus::Collectable> collectable_;

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -304,6 +305,37 @@ class SchedulerImpl : public Scheduler {
     std::vector<AgentCount> out;
     for (const auto& [k, n] : counts) {
       out.push_back({k.first, static_cast<v1::AgentState>(k.second), n});
+    }
+    return out;
+  }
+
+  std::vector<ConfiguredStreams> Configured() override {
+    absl::MutexLock lock(&mu_);
+    std::map<std::tuple<std::string, std::string, int>, std::set<uint64_t>>
+        ladders;
+    for (const auto& [id, s] : schedules_) {
+      auto t = targets_.find(s.target());
+      if (t == targets_.end()) continue;
+      std::vector<v1::InvokeMode> modes;
+      for (int m : s.modes()) modes.push_back(static_cast<v1::InvokeMode>(m));
+      if (modes.empty()) modes = {v1::BUFFERED, v1::RESPONSE_STREAM};
+      for (const v1::RegionEndpoints& re : t->second.regions()) {
+        if (!s.regions().empty() &&
+            std::find(s.regions().begin(), s.regions().end(), re.region()) ==
+                s.regions().end()) {
+          continue;
+        }
+        for (v1::InvokeMode mode : modes) {
+          auto& ladder = ladders[{re.region(), s.target(), mode}];
+          ladder.insert(s.sizes().begin(), s.sizes().end());
+        }
+      }
+    }
+    std::vector<ConfiguredStreams> out;
+    for (const auto& [k, sizes] : ladders) {
+      out.push_back({std::get<0>(k), std::get<1>(k),
+                     static_cast<v1::InvokeMode>(std::get<2>(k)),
+                     std::vector<uint64_t>(sizes.begin(), sizes.end())});
     }
     return out;
   }

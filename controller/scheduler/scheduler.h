@@ -130,6 +130,9 @@ class Scheduler {
   virtual std::vector<v1::AgentInfo> ListAgents(const std::string& region) = 0;
   virtual std::vector<std::string> RegionsWithoutAgents() = 0;
   virtual std::vector<AgentCount> AgentCounts() = 0;
+  // Every (region, target, mode) the schedules configure, with the union of
+  // their size ladders (sorted): the series /metrics keeps at 0 until used.
+  virtual std::vector<ConfiguredStreams> Configured() = 0;
 
   // Stops the liveness timer. Idempotent.
   virtual void Shutdown() = 0;

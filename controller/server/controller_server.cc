@@ -21,6 +21,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/metrics/process_metrics.h"
 #include "common/status/status_util.h"
 #include "controller/api/admin_service.h"
 #include "controller/api/verdict_source.h"
@@ -187,6 +188,8 @@ class ControllerServerImpl : public ControllerServer {
         [scheduler] { return scheduler->AgentCounts(); });
     metrics_->SetRegionsWithoutAgentsProvider(
         [scheduler] { return scheduler->RegionsWithoutAgents(); });
+    metrics_->SetConfiguredStreamsProvider(
+        [scheduler] { return scheduler->Configured(); });
 
     SessionHubOptions ho;
     ho.heartbeat_interval = heartbeat;
@@ -239,6 +242,8 @@ class ControllerServerImpl : public ControllerServer {
     if (!c.http_listen().empty()) {
       FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.http_listen()));
       http_->Register(metrics_->collectable());
+      process_metrics_ = NewProcessMetrics({"fleetcanary-controller"});
+      http_->Register(process_metrics_);
       http_->AddPage("/status", [this] { return StatusPage(); });
       http_->AddPage("/readyz", [this] { return ReadyPage(); });
       // Liveness: the process serves HTTP. A failing store is a readiness
@@ -774,6 +779,7 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<grpc::Server> admin_server_;
   std::string admin_address_;
   std::unique_ptr<MetricsHttpServer> http_;
+  std::shared_ptr<prometheus::Collectable> process_metrics_;
   std::string grpc_address_;
   std::thread pruner_;
   std::thread store_checker_;

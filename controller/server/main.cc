@@ -17,6 +17,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/config/loader.h"
+#include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
 #include "common/units/units.h"
 #include "controller/server/controller_server.h"
@@ -155,11 +156,11 @@ int Migrate() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  std::vector<char*> positional = fleetcanary::ParseDaemonFlags(
+      argc, argv, "fleetcanary-controller",
       "fleetcanary-controller --config=controller.yaml --fleet=fleet.yaml\n"
       "  fleetcanary-controller migrate --from=sqlite:///data/controller.db "
       "--to=postgresql://user@host:5432/fleetcanary");
-  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
     if (std::string(positional[1]) == "migrate" && positional.size() == 2) {
       return Migrate();

@@ -1,6 +1,6 @@
 // Reconciliation of the platform's own metrics with what the clients saw
-// (ARCHITECTURE.md, lesson 1): per platform-metrics period, invoke mode
-// (alias), region and target, the platform's `Errors` and `Invocations`
+// (docs/architecture.md, "Phantom errors"): per platform-metrics period, invoke
+// mode (alias), region and target, the platform's `Errors` and `Invocations`
 // (Sum) against the outcomes whose start_time falls in the period. Platform
 // errors beyond the failures clients observed are *phantom errors*.
 //

@@ -315,36 +315,40 @@ function fleetOverview() {
     'fleetcanary / Fleet overview',
     'Every region, target and invoke mode at a glance: verdicts, client-visible and phantom error ratios, probe volume and agents.',
     [
-      stat('Streams in REGRESSION', 'Verdicts (any kind) currently in REGRESSION.', { h: 4, w: 6, x: 0, y: 0 },
-        `count(fleetcanary_verdict{${SEL}, state="REGRESSION"} == 1) or vector(0)`, { steps: bad }),
-      stat('Streams SUSPECT', 'Verdicts currently SUSPECT (change pending).', { h: 4, w: 6, x: 6, y: 0 },
-        `count(fleetcanary_verdict{${SEL}, state="SUSPECT"} == 1) or vector(0)`,
-        { steps: [{ color: 'green', value: null }, { color: 'yellow', value: 1 }] }),
-      stat('Live agents', 'Agents with a live session, in the selected regions.', { h: 4, w: 6, x: 12, y: 0 },
+      // Top row: what needs attention now, then the verdicts themselves.
+      ...[
+        ['REGRESSION', 'Verdicts (any kind) currently in REGRESSION.', bad],
+        ['SUSPECT', 'Verdicts currently SUSPECT (a change is pending).', [{ color: 'green', value: null }, { color: 'yellow', value: 1 }]],
+        ['RECOVERING', 'Verdicts RECOVERING: the regression ended, the fix is not proven yet.', [{ color: 'green', value: null }, { color: 'orange', value: 1 }]],
+        ['FIX_CONFIRMED', 'Verdicts whose fix is proven (error rate below the bound with the configured confidence).', [{ color: 'green', value: null }, { color: 'blue', value: 1 }]],
+      ].map(([state, description, steps], i) =>
+        stat(state, description, { h: 4, w: 4, x: 4 * i, y: 0 },
+          `count(fleetcanary_verdict{${SEL}, state="${state}"} == 1) or vector(0)`, { steps })),
+      stat('Phantom errors (1 h)', 'Platform errors no client observed, over the last hour (0 on a healthy fleet; the series exist from the first scrape).', { h: 4, w: 4, x: 16, y: 0 },
+        `sum(increase(fleetcanary_phantom_errors_total{${SEL}}[1h])) or vector(0)`, { steps: bad }),
+      stat('Live agents', 'Agents with a live session, in the selected regions.', { h: 4, w: 4, x: 20, y: 0 },
         `sum(fleetcanary:agents_live:sum{${SEL_REGION}}) or vector(0)`,
         { steps: [{ color: 'red', value: null }, { color: 'green', value: 1 }] }),
-      stat('Scheduled regions without agents', 'Regions named in schedules with no live agent.', { h: 4, w: 6, x: 18, y: 0 },
-        'max(fleetcanary_regions_without_agents)', { steps: bad }),
+      table('Verdicts not HEALTHY', 'Current verdicts in any state but HEALTHY.', { h: 8, w: 24, x: 0, y: 4 },
+        `fleetcanary_verdict{${SEL}, state!="HEALTHY"} == 1`),
       timeseries('Client-visible error ratio by region and mode',
-        'Failed probes / probes (AGENT_ERROR excluded), over the selected targets and sizes.', { h: 9, w: 12, x: 0, y: 4 },
+        'Failed probes / probes (AGENT_ERROR excluded), over the selected targets and sizes.', { h: 9, w: 12, x: 0, y: 12 },
         [target(`sum by (region, mode) (rate(fleetcanary_probes_total{${SEL}, ${ERR}}[$__rate_interval]))\n/\nsum by (region, mode) (rate(fleetcanary_probes_total{${SEL}, ${ALL}}[$__rate_interval]))`, '{{region}} {{mode}}')],
         { unit: 'percentunit', min: 0 }),
       timeseries('Phantom error ratio by region and mode',
-        'Platform errors that no client observed, per platform invocation (the January 2024 signature).', { h: 9, w: 12, x: 12, y: 4 },
+        'Platform errors that no client observed, per platform invocation (the January 2024 signature).', { h: 9, w: 12, x: 12, y: 12 },
         [target(`fleetcanary:phantom_error_ratio:rate5m{${SEL}}`, '{{region}} {{target}} {{mode}}')],
         { unit: 'percentunit', min: 0 }),
       timeseries('Platform vs client error ratio',
-        'Platform-reported (CloudWatch Errors/Invocations) vs client-observed error ratio per mode.', { h: 9, w: 12, x: 0, y: 13 },
+        'Platform-reported (CloudWatch Errors/Invocations) vs client-observed error ratio per mode.', { h: 9, w: 12, x: 0, y: 21 },
         [
           target(`fleetcanary:platform_error_ratio:rate5m{${SEL}}`, 'platform {{region}} {{target}} {{mode}}'),
           target(`sum by (region, target, mode) (rate(fleetcanary_probes_total{${SEL}, ${ERR}}[$__rate_interval]))\n/\nsum by (region, target, mode) (rate(fleetcanary_probes_total{${SEL}, ${ALL}}[$__rate_interval]))`, 'client {{region}} {{target}} {{mode}}'),
         ],
         { unit: 'percentunit', min: 0 }),
-      timeseries('Probe rate by region', 'Client probes per second (AGENT_ERROR excluded).', { h: 9, w: 12, x: 12, y: 13 },
+      timeseries('Probe rate by region', 'Client probes per second (AGENT_ERROR excluded).', { h: 9, w: 12, x: 12, y: 21 },
         [target(`sum by (region, mode) (fleetcanary:probes:rate5m{${SEL}})`, '{{region}} {{mode}}')],
         { unit: 'reqps', min: 0 }),
-      table('Verdicts not HEALTHY', 'Current verdicts in any state but HEALTHY.', { h: 8, w: 24, x: 0, y: 22 },
-        `fleetcanary_verdict{${SEL}, state!="HEALTHY"} == 1`),
     ],
     { annotations: [regressionAnnotation(), fixAnnotation()] },
   );
@@ -432,8 +436,8 @@ function verdicts() {
     'fleetcanary / Verdicts and incident timeline',
     'Verdict state over time for every kind (STREAM_HEALTH, MODE_DIFFERENCE, SIZE_TREND, PHANTOM_ERRORS, HARD_DOWN): HEALTHY, SUSPECT, REGRESSION, RECOVERING, FIX_CONFIRMED.',
     [
-      stateTimeline('Verdict timeline', 'One row per verdict; colour = state.', { h: 14, w: 24, x: 0, y: 0 },
-        verdictCodeExpr(SEL)),
+      stateTimeline('Verdict timeline', 'One row per verdict that was not HEALTHY at some time in the dashboard range; colour = state.', { h: 14, w: 24, x: 0, y: 0 },
+        `${verdictCodeExpr(SEL)}\nand on (kind, region, target, mode, size_class)\n(max_over_time(fleetcanary_verdict{${SEL}, state!="HEALTHY"}[$__range] @ end()) == 1)`),
       table('Current verdicts not HEALTHY', 'Kind, stream and state of every verdict that is not HEALTHY now.', { h: 8, w: 12, x: 0, y: 14 },
         `fleetcanary_verdict{${SEL}, state!="HEALTHY"} == 1`),
       timeseries('Verdicts by state', 'How many verdicts are in each state.', { h: 8, w: 12, x: 12, y: 14 },
@@ -450,7 +454,7 @@ function verdicts() {
 
 function agentsPipeline() {
   nextId = 1;
-  // Agent metrics carry `region` from the scrape (PodMonitor podTargetLabels).
+  // Agent metrics carry their own `region` label (scrape configs add none).
   return dashboard(
     'fleetcanary-agents',
     'fleetcanary / Agents and pipeline health',

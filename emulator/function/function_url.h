@@ -1,6 +1,6 @@
 // One emulated Lambda Function URL: the platform in front of the canary
 // function (auth, throttling, limits, headers, metrics) plus the canary
-// function itself (ARCHITECTURE.md, "Canary function contract"), with the
+// function itself (docs/function-contract.md), with the
 // scenario engine's faults applied.
 //
 // Request handling, in the platform's order:

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Checks every PromQL expression of the Grafana dashboards and of the
 // Prometheus rules against the metric families the controller and the agents
-// export (ARCHITECTURE.md "Metrics"):
+// export (docs/metrics.md):
 //   - each expression parses (Prometheus's own Lezer grammar, and promtool:
 //     the expressions are written as recording rules into a scratch rules file
 //     that `promtool check rules` must accept);
@@ -30,14 +30,17 @@ const req = createRequire(path.join(path.resolve(npmDir), 'package.json'));
 const { parser } = req('@prometheus-io/lezer-promql');
 const YAML = req('yaml');
 
-// Labels a scrape adds to every series (Prometheus / Prometheus Operator), and
-// `region`, which the agent PodMonitor adds from the pod label.
+// Labels a scrape adds to every series (Prometheus / Prometheus Operator).
+// Agents label their own series with `region`; no scrape adds it.
 const SCRAPE_LABELS = ['instance', 'job', 'namespace', 'pod', 'service', 'container', 'endpoint'];
 const STREAM = ['region', 'target', 'mode', 'size_class'];
 const HIST = (labels) => ({ bucket: [...labels, 'le'], other: labels });
 
-// The exported families: name -> label names (ARCHITECTURE.md "Metrics").
+// The exported families: name -> label names (docs/metrics.md), and `up`,
+// which Prometheus records for every scrape target.
 const METRICS = {
+  up: [],
+  fleetcanary_ingest_commit_errors_total: [],
   fleetcanary_probes_total: [...STREAM, 'outcome'],
   fleetcanary_probe_received_bytes_total: STREAM,
   fleetcanary_platform_errors_total: ['region', 'target', 'mode'],

@@ -1,7 +1,8 @@
 // A hostile/faulty HTTP/1.1 server that speaks the canary function contract
-// (ARCHITECTURE.md): GET <base>/canary?bytes=N&chunk=C&gap_ms=G&seed=S answers
-// N bytes of the seeded payload (common/payload), echoes x-canary-probe-id and
-// declares x-canary-bytes / x-canary-seed, with keep-alive.
+// (docs/function-contract.md): GET
+// <base>/canary?bytes=N&chunk=C&gap_ms=G&seed=S answers N bytes of the seeded
+// payload (common/payload), echoes x-canary-probe-id and declares
+// x-canary-bytes / x-canary-seed, with keep-alive.
 //
 // What goes wrong is chosen per request by the base URL: BaseUrl(spec) encodes
 // a FaultSpec in the path ("/f/framing=chunked,reset_at=100/"), so one server

@@ -1,7 +1,7 @@
 // Reference canary function for real AWS Lambda Function URLs (Node.js 20).
 //
-// Two handlers over the same contract (ARCHITECTURE.md, "Canary function
-// contract"), one per invoke mode:
+// Two handlers over the same contract (docs/function-contract.md), one per
+// invoke mode:
 //   - `buffered` (index.buffered): for a Function URL with InvokeMode
 //     BUFFERED; returns the whole body base64-encoded.
 //   - `stream` (index.stream): for InvokeMode RESPONSE_STREAM; writes the

@@ -37,7 +37,7 @@ TEST(ProbeSummaryTest, WilsonIntervalAndCountsPerStream) {
   EXPECT_EQ(stream.by_class().at("TRUNCATED"), 3u);
   EXPECT_EQ(stream.by_class().at("AGENT_ERROR"), 5u);
   EXPECT_DOUBLE_EQ(stream.error_rate(), 0.003);
-  // STATISTICS.md §5 vector: Wilson 3/1000 at 95 %.
+  // docs/statistics.md §5 vector: Wilson 3/1000 at 95 %.
   EXPECT_NEAR(stream.error_rate_interval().lower(), 0.0010207839, 1e-9);
   EXPECT_NEAR(stream.error_rate_interval().upper(), 0.0087830141, 1e-9);
   EXPECT_EQ(stream.ttfb_p50().nanos(), 50 * 1000000);

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "absl/strings/str_split.h"
 #include "fleetcanary/v1/config.pb.h"
 #include "fleetcanary/v1/scenario.pb.h"
 #include "gmock/gmock.h"
@@ -63,7 +64,80 @@ TEST(ConfigLoaderTest, MisspelledFieldNamesFileLineAndPath) {
   absl::Status s = ParseYamlToMessage(yaml, "fleet.yaml", &fleet);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(),
-            "fleet.yaml:3:5: schedules[0].targte: unknown field for Schedule");
+            "fleet.yaml:3:5: schedules[0].targte: unknown field for Schedule; "
+            "did you mean \"target\"?");
+}
+
+TEST(ConfigLoaderTest, FarOffFieldNamesGetNoSuggestion) {
+  v1::FleetConfig fleet;
+  absl::Status s =
+      ParseYamlToMessage("schedules:\n  - xyzzy: 1\n", "f.yaml", &fleet);
+  EXPECT_EQ(s.message(),
+            "f.yaml:2:5: schedules[0].xyzzy: unknown field for Schedule");
+  s = ParseYamlToMessage("schedules:\n  - ratePerSecnd: 1\n", "f.yaml", &fleet);
+  EXPECT_THAT(s.message(), HasSubstr("did you mean \"rate_per_second\"?"));
+}
+
+TEST(ConfigLoaderTest, EveryErrorOfAFileIsReportedAtOnce) {
+  const char* yaml = R"(schedules:
+  - id: a
+    targte: canary
+    sizes: [2, 1Kx, 3]
+    rate_per_second: fast
+    modes: [sideways, buffered]
+  - id: b
+    chunk_gap: soon
+)";
+  v1::FleetConfig fleet;
+  absl::Status s = ParseYamlToMessage(yaml, "fleet.yaml", &fleet);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  const std::vector<std::string> lines = absl::StrSplit(s.message(), '\n');
+  EXPECT_THAT(
+      lines,
+      ::testing::ElementsAre(
+          HasSubstr("fleet.yaml:3:5: schedules[0].targte: unknown field"),
+          HasSubstr("fleet.yaml:4:16: schedules[0].sizes[1]: invalid byte"),
+          HasSubstr("fleet.yaml:5:22: schedules[0].rate_per_second: \"fast\""),
+          HasSubstr("fleet.yaml:6:13: schedules[0].modes[0]: unknown value"),
+          HasSubstr("fleet.yaml:8:16: schedules[1].chunk_gap: invalid")))
+      << s.message();
+}
+
+TEST(ConfigLoaderTest, EveryRuleViolationIsReportedAtOnce) {
+  const char* yaml = R"(schedules:
+  - id: a
+    target: canary
+    sizes: [2]
+    rate_per_second: 5000
+  - target: canary
+    sizes: [2]
+    rate_per_second: 1
+)";
+  v1::FleetConfig fleet;
+  absl::Status s = ParseYamlToMessage(yaml, "fleet.yaml", &fleet);
+  EXPECT_EQ(s.message(),
+            "fleet.yaml:5:22: schedules[0].rate_per_second: 5000 is above the "
+            "maximum 1000\n"
+            "fleet.yaml:6:5: schedules[1].id: required");
+}
+
+TEST(ConfigLoaderTest, StreamIsAnAliasOfResponseStream) {
+  v1::FleetConfig fleet;
+  absl::Status ok = ParseYamlToMessage(
+      "schedules:\n  - id: a\n    target: t\n    sizes: [2]\n"
+      "    rate_per_second: 1\n    modes: [stream, buffered]\n"
+      "targets:\n  - name: t\n    regions:\n      - region: r\n"
+      "        urls: [{mode: STREAM, url: \"http://x/\"}]\n",
+      "f.yaml", &fleet);
+  ASSERT_TRUE(ok.ok()) << ok;
+  EXPECT_THAT(fleet.schedules(0).modes(),
+              ::testing::ElementsAre(v1::RESPONSE_STREAM, v1::BUFFERED));
+  EXPECT_EQ(fleet.targets(0).regions(0).urls(0).mode(), v1::RESPONSE_STREAM);
+  absl::Status s =
+      ParseYamlToMessage("schedules:\n  - modes: [streem]\n", "f.yaml", &fleet);
+  EXPECT_THAT(s.message(),
+              HasSubstr("expected one of: buffered, response_stream (or "
+                        "stream)"));
 }
 
 TEST(ConfigLoaderTest, WrongTypeNamesFileLineAndPath) {

@@ -1,6 +1,6 @@
 // Seeded simulations: the ARL model against Monte-Carlo, false alarms under
 // the null within the fleet budget, and detection delays against the SPRT
-// limits of STATISTICS.md ("Limits to measure against").
+// limits of docs/statistics.md ("Limits to measure against").
 #include <cmath>
 #include <random>
 
@@ -87,7 +87,7 @@ TEST(SimulationTest, EngineFalseAlarmsWithinBudget) {
 struct DelayCase {
   double p0_true;  // 0 means "use the floor".
   double p_true;
-  double sprt_limit;  // STATISTICS.md, probes.
+  double sprt_limit;  // docs/statistics.md, probes.
 };
 
 double MeasureDelay(const DelayCase& c, std::mt19937_64* rng, double* model,

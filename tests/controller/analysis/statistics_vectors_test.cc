@@ -1,4 +1,4 @@
-// Every vector of STATISTICS.md, at 1e-6 relative tolerance unless stated.
+// Every vector of docs/statistics.md, at 1e-6 relative tolerance unless stated.
 #include <cmath>
 #include <vector>
 

@@ -103,6 +103,121 @@ TEST(ControllerMetricsTest, ServesFamiliesWithBoundedLabels) {
   EXPECT_TRUE(has("# TYPE fleetcanary_phantom_errors_total counter"));
 }
 
+std::string Scrape(ControllerMetrics& metrics) {
+  auto server = MetricsHttpServer::Create("127.0.0.1:0");
+  EXPECT_TRUE(server.ok()) << server.status();
+  (*server)->Register(metrics.collectable());
+  return Fetch("http://" + (*server)->address() + "/metrics");
+}
+
+bool Has(const std::string& text, const std::string& line) {
+  return text.find(line) != std::string::npos;
+}
+
+TEST(ControllerMetricsTest, ConfiguredStreamsExistAtZeroBeforeAnyProbe) {
+  ControllerMetrics metrics;
+  metrics.SetConfiguredStreamsProvider([] {
+    return std::vector<ConfiguredStreams>{
+        {"us-east-1", "canary", v1::RESPONSE_STREAM, {2, 1024}}};
+  });
+  const std::string text = Scrape(metrics);
+  const std::string stream =
+      "region=\"us-east-1\",target=\"canary\",mode=\"stream\"";
+  for (const char* outcome : {"OK", "HTTP_5XX", "TRUNCATED", "AGENT_ERROR"}) {
+    for (const char* size : {"2B", "1KiB"}) {
+      EXPECT_TRUE(Has(text, "fleetcanary_probes_total{" + stream +
+                                ",size_class=\"" + size + "\",outcome=\"" +
+                                outcome + "\"} 0"))
+          << outcome << " " << size << "\n"
+          << text;
+    }
+  }
+  EXPECT_FALSE(Has(text, "OUTCOME_CLASS_UNSPECIFIED"));
+  EXPECT_TRUE(Has(text, "fleetcanary_probe_ttfb_seconds_count{" + stream +
+                            ",size_class=\"2B\"} 0"));
+  EXPECT_TRUE(Has(text, "fleetcanary_probe_received_bytes_total{" + stream +
+                            ",size_class=\"1KiB\"} 0"));
+  for (const char* family :
+       {"fleetcanary_phantom_errors_total", "fleetcanary_platform_errors_total",
+        "fleetcanary_platform_invocations_total",
+        "fleetcanary_platform_url_5xx_total"}) {
+    EXPECT_TRUE(Has(text, std::string(family) + "{" + stream + "} 0"))
+        << family;
+  }
+  // Exactly the cardinality formula: 13 classes per configured stream.
+  size_t probes = 0;
+  for (size_t at = 0;
+       (at = text.find("\nfleetcanary_probes_total{", at)) != std::string::npos;
+       ++at) {
+    ++probes;
+  }
+  EXPECT_EQ(probes, 2u * 13u);
+}
+
+TEST(ControllerMetricsTest, StreamsNoLongerConfiguredExpireAndComeBack) {
+  ControllerMetrics metrics;
+  StreamKey old_size{"us-east-1", "canary", v1::BUFFERED, 4096, false};
+  StreamStats delta;
+  delta.Add(Outcome(v1::OK));
+  metrics.AddStream(old_size, delta);
+  metrics.AddCounter(PhantomCounterName("eu-west-1", "gone", v1::BUFFERED), 5);
+  std::vector<ConfiguredStreams> configured = {
+      {"us-east-1", "canary", v1::BUFFERED, {2}}};
+  metrics.SetConfiguredStreamsProvider([&] { return configured; });
+  std::string text = Scrape(metrics);
+  EXPECT_FALSE(Has(text, "size_class=\"4KiB\"")) << text;
+  EXPECT_FALSE(Has(text, "target=\"gone\"")) << text;
+  EXPECT_TRUE(Has(text, "size_class=\"2B\",outcome=\"OK\"} 0"));
+  configured[0].sizes.push_back(4096);
+  text = Scrape(metrics);
+  EXPECT_TRUE(Has(text, "size_class=\"4KiB\",outcome=\"OK\"} 1")) << text;
+  // Counting continued while it was not exported.
+  EXPECT_EQ(metrics.stream(old_size).counts[v1::OK], 1u);
+}
+
+TEST(ControllerMetricsTest, AdhocSizesOutsideTheLadderAreOther) {
+  EXPECT_EQ(AdhocSizeClass(1024, {2, 1024}), "1KiB");
+  EXPECT_EQ(AdhocSizeClass(1234, {2, 1024}), "other");
+  EXPECT_EQ(AdhocSizeClass(2, {}), "other");
+  ControllerMetrics metrics;
+  metrics.SetConfiguredStreamsProvider([] {
+    return std::vector<ConfiguredStreams>{
+        {"us-east-1", "canary", v1::BUFFERED, {2, 1024}}};
+  });
+  StreamStats one;
+  one.Add(Outcome(v1::OK));
+  for (uint64_t size : {1234, 777, 1024}) {
+    metrics.AddStream({"us-east-1", "canary", v1::BUFFERED, size, true}, one);
+  }
+  const std::string text = Scrape(metrics);
+  EXPECT_TRUE(Has(text,
+                  "fleetcanary_adhoc_probes_total{region=\"us-east-1\","
+                  "target=\"canary\",mode=\"buffered\",size_class=\"other\","
+                  "outcome=\"OK\"} 2"))
+      << text;
+  EXPECT_TRUE(Has(text, "size_class=\"1KiB\",outcome=\"OK\"} 1"));
+  EXPECT_FALSE(Has(text, "1234")) << text;
+}
+
+TEST(ControllerMetricsTest, VerdictsAcrossSizesSayAllNotEmpty) {
+  ControllerMetrics metrics;
+  v1::Verdict v;
+  v.set_kind(v1::SIZE_TREND);
+  v.set_state(v1::HEALTHY);
+  v.mutable_key()->set_region("us-east-1");
+  v.mutable_key()->set_target("canary");
+  v.mutable_key()->set_mode(v1::RESPONSE_STREAM);
+  metrics.SetVerdict(v);
+  metrics.SetErrorRateUpperBound(v.key(), 0.01);
+  const std::string text = Scrape(metrics);
+  EXPECT_TRUE(Has(text, "size_class=\"all\",state=\"HEALTHY\"} 1")) << text;
+  EXPECT_TRUE(Has(text,
+                  "fleetcanary_error_rate_upper_bound{region=\"us-east-1\","
+                  "target=\"canary\",mode=\"stream\",size_class=\"all\"}"))
+      << text;
+  EXPECT_FALSE(Has(text, "size_class=\"\"")) << text;
+}
+
 TEST(MetricsHttpServerTest, BadAddressIsAnError) {
   EXPECT_EQ(MetricsHttpServer::Create("nonsense").status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -1,0 +1,37 @@
+#include "common/flags/daemon_flags.h"
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "common/build/build_info.h"
+
+namespace fleetcanary {
+
+bool IsDaemonFlagFile(absl::string_view filename) {
+  return filename == "main.cc" || absl::EndsWith(filename, "/main.cc");
+}
+
+std::vector<char*> ParseDaemonFlags(int argc, char** argv,
+                                    absl::string_view program,
+                                    absl::string_view usage) {
+  // The usage config keeps its callbacks; the version line must outlive us.
+  static std::string* version = nullptr;
+  if (version == nullptr) version = new std::string(VersionLine(program));
+  absl::FlagsUsageConfig config;
+  config.contains_helpshort_flags = IsDaemonFlagFile;
+  config.contains_help_flags = IsDaemonFlagFile;
+  config.version_string = [] { return *version + "\n"; };
+  // "Flags from controller/server/main.cc", not "../controller/...".
+  config.normalize_filename = [](absl::string_view f) {
+    while (absl::ConsumePrefix(&f, "../") || absl::ConsumePrefix(&f, "./")) {
+    }
+    return std::string(f);
+  };
+  absl::SetFlagsUsageConfig(config);
+  absl::SetProgramUsageMessage(usage);
+  return absl::ParseCommandLine(argc, argv);
+}
+
+}  // namespace fleetcanary
