@@ -169,6 +169,8 @@ class OperabilityTest : public ::testing::Test {
         {"--tls_key", pki_->Path("server", "key")},
         {"--client_ca", pki_->ca()},
         {"--admin_tokens", dir_ + "/tokens.yaml"},
+        // Passed as the manifest has it ("" = unchanged).
+        {"--agent_id_pattern", ""},
     };
     std::vector<std::string> args;
     const std::vector<std::string> manifest = ManifestControllerArgs();
@@ -179,7 +181,8 @@ class OperabilityTest : public ::testing::Test {
       EXPECT_TRUE(it != mapped.end())
           << kManifest << " passes " << a
           << ", which this test does not map: add it here";
-      if (it != mapped.end()) args.push_back(flag + "=" + it->second);
+      if (it == mapped.end()) continue;
+      args.push_back(it->second.empty() ? a : flag + "=" + it->second);
     }
     return args;
   }
