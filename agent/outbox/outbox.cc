@@ -431,7 +431,9 @@ class OutboxImpl : public Outbox {
   // <path>.lost: 8 bytes, the cumulative count of outcomes that could not
   // be stored at all (e.g. a full disk). Allocated once at open and then
   // overwritten in place, so it can still be updated when the disk is full.
+  // An in-memory outbox (":memory:", tests) keeps the count in memory only.
   absl::Status OpenLostCounter() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (options_.path == ":memory:") return absl::OkStatus();
     const std::string path = options_.path + ".lost";
     lost_fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lost_fd_ < 0) {

@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "controller/analysis/intervals.h"
-#include "controller/analysis/verdict_engine.h"
 
 namespace fleetcanary {
 namespace cli {
@@ -25,7 +24,8 @@ constexpr double kConfidence = 0.95;
 }  // namespace
 
 bool IsPlatformFailure(v1::OutcomeClass c) {
-  return analysis::IsStreamHealthFailure(c);
+  return c != v1::OK && c != v1::AGENT_ERROR &&
+         c != v1::OUTCOME_CLASS_UNSPECIFIED;
 }
 
 absl::Duration Percentile(std::vector<absl::Duration>* values, double p) {

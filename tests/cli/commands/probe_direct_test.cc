@@ -267,8 +267,18 @@ TEST_F(ProbeDirectTest, UsageErrorsSayWhatToFix) {
 }
 
 TEST_F(ProbeDirectTest, NothingMeasuredExitsThree) {
-  // IAM auth without credentials in the environment: every probe is ours.
+  // IAM auth without credentials anywhere in the chain: every probe is ours.
+  // The chain's last resort, the instance metadata service, stays off: tests
+  // reach nothing but loopback.
   unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_ROLE_ARN");
+  unsetenv("AWS_WEB_IDENTITY_TOKEN_FILE");
+  unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  unsetenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  setenv("AWS_CONFIG_FILE", "/nonexistent/fleetcanary-test-config", 1);
+  setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcanary-test-creds",
+         1);
+  setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
   EXPECT_EQ(
       Run({"probe", "--direct", "--url-buffered", server_->BaseUrl(), "--sizes",
            "2", "--count", "3", "--auth", "iam", "--region", "us-east-1"}),
