@@ -61,6 +61,9 @@ const METRICS = {
   fleetcanary_agent_outbox_depth: ['region'],
   fleetcanary_agent_outbox_dropped_total: ['region'],
   fleetcanary_agent_session_reconnects_total: ['region'],
+  fleetcanary_agent_platform_metrics_enabled: ['region', 'target'],
+  fleetcanary_agent_platform_last_success_timestamp_seconds: ['region'],
+  fleetcanary_agent_credentials_expiry_seconds: ['region'],
 };
 for (const h of ['fleetcanary_probe_ttfb_seconds', 'fleetcanary_probe_duration_seconds']) {
   const { bucket, other } = HIST(STREAM);

@@ -16,6 +16,7 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
@@ -148,6 +149,8 @@ class OperabilityTest : public ::testing::Test {
         pki_->Leaf("operator", "URI:spiffe://fleetcanary/operator/alice").ok());
     std::ofstream(dir_ + "/tokens.yaml") << absl::StrCat(
         "tokens:\n- name: alice\n  role: OPERATOR\n  token: ", kToken, "\n");
+    // Token files must not be readable by others (docs/hardening.md).
+    chmod((dir_ + "/tokens.yaml").c_str(), 0600);
   }
 
   // The manifest's args with every file and address mapped into the
@@ -363,8 +366,8 @@ TEST_F(OperabilityTest, ControllerUnreadyWhileStoreRefusesWrites) {
                         "fleetcanary_store_check_failures_total")
                 .value_or(0),
             1);
-  EXPECT_TRUE(
-      absl::StrContains(ReadFile(dir_ + "/controller.log"), "store_unhealthy"));
+  EXPECT_TRUE(absl::StrContains(ReadFile(dir_ + "/controller.log"),
+                                "store_unavailable"));
 
   ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);

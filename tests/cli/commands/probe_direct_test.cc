@@ -283,8 +283,12 @@ TEST_F(ProbeDirectTest, NothingMeasuredExitsThree) {
       Run({"probe", "--direct", "--url-buffered", server_->BaseUrl(), "--sizes",
            "2", "--count", "3", "--auth", "iam", "--region", "us-east-1"}),
       3);
-  EXPECT_TRUE(absl::StrContains(err_.str(), "AGENT_ERROR")) << err_.str();
-  EXPECT_TRUE(absl::StrContains(out_.str(), "AGENT_ERROR:3")) << out_.str();
+  // Refused before any probe, naming every provider the chain tried.
+  EXPECT_TRUE(absl::StrContains(err_.str(), "no AWS credentials"))
+      << err_.str();
+  EXPECT_TRUE(absl::StrContains(err_.str(), "web-identity")) << err_.str();
+  EXPECT_TRUE(absl::StrContains(err_.str(), "imds")) << err_.str();
+  EXPECT_EQ(server_->requests(), 0);
 }
 
 TEST_F(ProbeDirectTest, HelpExitsZero) {
