@@ -204,6 +204,10 @@ def main():
             targets = {"controller": f"127.0.0.1:{mapping[17080]}",
                        "agents": [f"127.0.0.1:{mapping[17181]}", f"127.0.0.1:{mapping[17182]}"]}
             unexpected_empty = check_dashboards(source, work, targets)
+        if not before or before[-1].strip() != "FLEET_IS_UP":
+            # The script ended before the fleet was up: show what it did.
+            print("".join(before))
+            raise RuntimeError("the README's commands stopped before the fleet was up")
         proc.stdin.write("\n")
         proc.stdin.flush()
         rest, _ = proc.communicate(timeout=120)
