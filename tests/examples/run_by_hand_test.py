@@ -108,6 +108,7 @@ def check_dashboards(source, work, targets):
         os.killpg(prom.pid, signal.SIGKILL)
         prom.wait()
 import os
+import random
 import re
 import shutil
 import signal
@@ -121,10 +122,38 @@ import urllib.request
 import json
 
 
-def free_port():
+def _ephemeral_range():
+    try:
+        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+# The fleet's fixed ports move to ports below the kernel's ephemeral range:
+# other programs' outgoing connections and port-0 listeners (other tests)
+# take ephemeral ports, so a port picked there could be gone by the time the
+# fleet binds it.
+_RNG = random.Random(os.getpid())
+
+
+def free_port():
+    lo = 20000
+    hi = min(_ephemeral_range()[0], 32768) - 1
+    for _ in range(1000):
+        p = _RNG.randrange(lo, hi)
+        if _bindable(p):
+            return p
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def free_block(n):
