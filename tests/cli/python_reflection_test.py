@@ -101,7 +101,7 @@ class Fleet:
         self.procs.append(p)
         return p
 
-    def read_until(self, proc, prefix, timeout=20):
+    def read_until(self, proc, prefix, timeout=120):
         deadline = time.monotonic() + timeout
         lines = []
         while time.monotonic() < deadline:
@@ -244,7 +244,7 @@ class ReflectionClientTest(unittest.TestCase):
         return sorted((a.agent_id, a.region) for a in reply.agents if a.state == live)
 
     def wait_for_agents(self):
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if len(self.live_agents()) == 2:
                 return

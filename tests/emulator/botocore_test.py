@@ -188,7 +188,7 @@ def run(emu):
         ScanBy="TimestampAscending")
     # A period is visible once complete (1s here): wait for the event, with
     # a bound, never for a fixed time.
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while True:
         out = cw.get_metric_data(**query)
         results = {r["Id"]: r for r in out["MetricDataResults"]}

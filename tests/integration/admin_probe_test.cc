@@ -73,7 +73,7 @@ class AdminProbeTest : public ::testing::Test {
     AddAgent("use1-a", "us-east-1");
     AddAgent("use1-b", "us-east-1");
     AddAgent("euw1-a", "eu-west-1");
-    ASSERT_TRUE(WaitUntil([&] { return LiveAgents() == 3; }, absl::Seconds(20)))
+    ASSERT_TRUE(WaitUntil([&] { return LiveAgents() == 3; }, absl::Seconds(60)))
         << "agents did not connect; see " << dir_;
   }
 
@@ -136,7 +136,7 @@ faults:
         dir_ + "/controller.log");
     ASSERT_TRUE(p.ok()) << p.status();
     controller_ = std::move(*p);
-    auto line = controller_->WaitForLine("listening ", absl::Seconds(20));
+    auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
     ASSERT_TRUE(line.ok()) << line.status();
     grpc_ = FieldOf(*line, "grpc");
     http_ = FieldOf(*line, "http");
@@ -277,7 +277,7 @@ TEST_F(AdminProbeTest, ProbeThroughTheControllerMatchesGroundTruth) {
   // Stored through the outboxes, labelled ad-hoc, not scheduled.
   EXPECT_TRUE(WaitUntil(
       [&] { return MetricSum("fleetcanary_adhoc_probes_total") >= 480; },
-      absl::Seconds(15)))
+      absl::Seconds(60)))
       << MetricSum("fleetcanary_adhoc_probes_total");
   EXPECT_EQ(MetricSum("fleetcanary_adhoc_probes_total"), 480);
   EXPECT_EQ(MetricSum("fleetcanary_probes_total"), 0);

@@ -106,7 +106,7 @@ TEST_F(AwsCredentialsE2eTest,
   emulator_ = std::move(*emu);
   std::vector<std::string> lines;
   for (;;) {
-    auto line = emulator_->WaitForLine("", absl::Seconds(20));
+    auto line = emulator_->WaitForLine("", absl::Seconds(60));
     ASSERT_TRUE(line.ok()) << line.status();
     if (*line == "ready") break;
     lines.push_back(*line);
@@ -149,7 +149,7 @@ TEST_F(AwsCredentialsE2eTest,
       dir_ + "/controller.log");
   ASSERT_TRUE(ctl.ok()) << ctl.status();
   controller_ = std::move(*ctl);
-  auto listening = controller_->WaitForLine("listening ", absl::Seconds(20));
+  auto listening = controller_->WaitForLine("listening ", absl::Seconds(60));
   ASSERT_TRUE(listening.ok()) << listening.status();
   const std::string grpc = FieldOf(*listening, "grpc");
   const std::string controller_http = FieldOf(*listening, "http");
@@ -184,7 +184,7 @@ TEST_F(AwsCredentialsE2eTest,
       dir_ + "/agent.log");
   ASSERT_TRUE(agent.ok()) << agent.status();
   agent_ = std::move(*agent);
-  auto agent_line = agent_->WaitForLine("listening ", absl::Seconds(20));
+  auto agent_line = agent_->WaitForLine("listening ", absl::Seconds(60));
   ASSERT_TRUE(agent_line.ok()) << agent_line.status();
   const std::string agent_http = FieldOf(*agent_line, "http");
   const absl::Time started = absl::Now();

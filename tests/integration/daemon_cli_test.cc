@@ -141,7 +141,7 @@ TEST(DaemonCli, EveryDaemonExportsBuildInfoAndProcessMetrics) {
                       "--data_dir=" + dir + "/controller", "--insecure"},
                      dir + ".controller.log");
   ASSERT_TRUE(controller.ok()) << controller.status();
-  auto line = (*controller)->WaitForLine("listening ", absl::Seconds(30));
+  auto line = (*controller)->WaitForLine("listening ", absl::Seconds(60));
   ASSERT_TRUE(line.ok()) << line.status();
   ExpectStandardMetrics(HttpGet(FieldOf(*line, "http"), "/metrics"),
                         "fleetcanary-controller");
@@ -152,7 +152,7 @@ TEST(DaemonCli, EveryDaemonExportsBuildInfoAndProcessMetrics) {
        "--data_dir=" + dir + "/a1", "--http_listen=127.0.0.1:0", "--insecure"},
       dir + ".agent.log");
   ASSERT_TRUE(agent.ok()) << agent.status();
-  auto agent_line = (*agent)->WaitForLine("listening ", absl::Seconds(30));
+  auto agent_line = (*agent)->WaitForLine("listening ", absl::Seconds(60));
   ASSERT_TRUE(agent_line.ok()) << agent_line.status();
   ExpectStandardMetrics(HttpGet(FieldOf(*agent_line, "http"), "/metrics"),
                         "fleetcanary-agent");
@@ -160,7 +160,7 @@ TEST(DaemonCli, EveryDaemonExportsBuildInfoAndProcessMetrics) {
   auto emulator = Process::Spawn(Daemons()[2].path, {"--regions=us-east-1"},
                                  dir + ".emulator.log");
   ASSERT_TRUE(emulator.ok()) << emulator.status();
-  auto control = (*emulator)->WaitForLine("control ", absl::Seconds(30));
+  auto control = (*emulator)->WaitForLine("control ", absl::Seconds(60));
   ASSERT_TRUE(control.ok()) << control.status();
   std::string url = FieldOf(*control, "url");
   ASSERT_TRUE(absl::StartsWith(url, "http://")) << url;

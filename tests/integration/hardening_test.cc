@@ -86,7 +86,7 @@ class HardeningTest : public ::testing::Test {
         dir_ + "/controller.log");
     ASSERT_TRUE(p.ok()) << p.status();
     controller_ = std::move(*p);
-    auto line = controller_->WaitForLine("listening ", absl::Seconds(20));
+    auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
     ASSERT_TRUE(line.ok()) << line.status();
     grpc_ = FieldOf(*line, "grpc");
     http_ = FieldOf(*line, "http");

@@ -196,7 +196,7 @@ class OperabilityTest : public ::testing::Test {
                        args, dir_ + "/controller.log");
     ASSERT_TRUE(p.ok()) << p.status();
     controller_ = std::move(*p);
-    auto line = controller_->WaitForLine("listening ", absl::Seconds(30));
+    auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
     ASSERT_TRUE(line.ok()) << line.status()
                            << ReadFile(dir_ + "/controller.log");
     line_ = *line;
@@ -345,7 +345,7 @@ TEST_F(OperabilityTest, ControllerUnreadyWhileStoreRefusesWrites) {
   args.push_back("--store_check_interval=100ms");
   StartController(args);
   ASSERT_TRUE(
-      WaitUntil([&] { return HealthStatus(health_) == 1; }, absl::Seconds(20)));
+      WaitUntil([&] { return HealthStatus(health_) == 1; }, absl::Seconds(60)));
   EXPECT_EQ(Get(http_, "/readyz").first, 200);
 
   // Another connection holds the write lock.
@@ -374,7 +374,7 @@ TEST_F(OperabilityTest, ControllerUnreadyWhileStoreRefusesWrites) {
   EXPECT_TRUE(
       WaitUntil([&] { return HealthStatus(health_) == 1; }, absl::Seconds(60)));
   EXPECT_TRUE(WaitUntil([&] { return Get(http_, "/readyz").first == 200; },
-                        absl::Seconds(20)));
+                        absl::Seconds(60)));
 }
 
 TEST_F(OperabilityTest, AgentReadinessFollowsItsSession) {
@@ -392,7 +392,7 @@ TEST_F(OperabilityTest, AgentReadinessFollowsItsSession) {
     EXPECT_TRUE(p.ok()) << p.status();
     std::string http;
     if (p.ok()) {
-      auto line = (*p)->WaitForLine("listening ", absl::Seconds(20));
+      auto line = (*p)->WaitForLine("listening ", absl::Seconds(60));
       EXPECT_TRUE(line.ok()) << line.status();
       if (line.ok()) http = FieldOf(*line, "http");
     }
@@ -413,14 +413,14 @@ TEST_F(OperabilityTest, AgentReadinessFollowsItsSession) {
   ASSERT_NE(agent_started.first, nullptr);
   const std::string http = agent_started.second;
   EXPECT_TRUE(WaitUntil([&] { return Get(http, "/readyz").first == 200; },
-                        absl::Seconds(30)))
+                        absl::Seconds(60)))
       << Get(http, "/readyz").second << ReadFile(dir_ + "/agent-a.log");
 
   // The controller goes away: not ready, still alive.
   controller_->Signal(SIGKILL);
   controller_->Wait(absl::Seconds(10));
   EXPECT_TRUE(WaitUntil([&] { return Get(http, "/readyz").first == 503; },
-                        absl::Seconds(30)));
+                        absl::Seconds(60)));
   EXPECT_EQ(Get(http, "/healthz").first, 200);
 }
 

@@ -141,7 +141,7 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
   emulator_ = std::move(*emu);
   std::vector<std::string> endpoint_lines;
   for (;;) {
-    auto line = emulator_->WaitForLine("", absl::Seconds(20));
+    auto line = emulator_->WaitForLine("", absl::Seconds(60));
     ASSERT_TRUE(line.ok()) << line.status();
     if (*line == "ready") break;
     endpoint_lines.push_back(*line);
@@ -194,7 +194,7 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
       dir_ + "/controller.log");
   ASSERT_TRUE(ctl.ok()) << ctl.status();
   controller_ = std::move(*ctl);
-  auto listening = controller_->WaitForLine("listening ", absl::Seconds(20));
+  auto listening = controller_->WaitForLine("listening ", absl::Seconds(60));
   ASSERT_TRUE(listening.ok()) << listening.status();
   const std::string grpc = FieldOf(*listening, "grpc");
   const std::string http = FieldOf(*listening, "http");
@@ -216,7 +216,7 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
         {"--config=" + config, "--http_listen=127.0.0.1:0", "--insecure"},
         dir_ + "/" + id + ".log");
     ASSERT_TRUE(agent.ok()) << agent.status();
-    ASSERT_TRUE((*agent)->WaitForLine("listening ", absl::Seconds(20)).ok());
+    ASSERT_TRUE((*agent)->WaitForLine("listening ", absl::Seconds(60)).ok());
     agents_.push_back(std::move(*agent));
   }
 

@@ -139,7 +139,7 @@ class SecurityTest : public ::testing::Test {
                        args, dir_ + "/controller.log");
     ASSERT_TRUE(p.ok()) << p.status();
     controller_ = std::move(*p);
-    auto line = controller_->WaitForLine("listening ", absl::Seconds(20));
+    auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
     ASSERT_TRUE(line.ok()) << line.status()
                            << ReadFile(dir_ + "/controller.log");
     line_ = *line;
@@ -171,7 +171,7 @@ class SecurityTest : public ::testing::Test {
                             dir_ + "/" + id + ".log");
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return nullptr;
-    auto line = (*p)->WaitForLine("listening ", absl::Seconds(20));
+    auto line = (*p)->WaitForLine("listening ", absl::Seconds(60));
     EXPECT_TRUE(line.ok()) << line.status()
                            << ReadFile(dir_ + "/" + id + ".log");
     return std::move(*p);

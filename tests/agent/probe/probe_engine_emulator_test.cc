@@ -197,7 +197,7 @@ class EmulatorProbeTest : public ::testing::Test {
       outcome = std::move(o);
       done.Notify();
     });
-    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
     return outcome;
   }
 
@@ -252,7 +252,7 @@ TEST_F(EmulatorProbeTest, EveryFaultEffectLandsInItsClassInBothModes) {
     ASSERT_TRUE(
         mu.AwaitWithTimeout(absl::Condition(
                                 +[](int* n) { return *n == 0; }, &remaining),
-                            absl::Seconds(10)));
+                            absl::Seconds(60)));
   }
 
   const std::vector<v1::InjectedFault> truth = emu_->truth();

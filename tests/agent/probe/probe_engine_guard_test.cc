@@ -125,7 +125,7 @@ class GuardTest : public ::testing::Test {
       outcome = std::move(o);
       done.Notify();
     });
-    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
     return outcome;
   }
 
@@ -262,7 +262,7 @@ TEST(NoGuardTest, NullGuardAllowsLoopback) {
     outcome = std::move(o);
     done.Notify();
   });
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
   EXPECT_EQ(outcome.outcome_class(), v1::OK) << Describe(outcome);
 }
 

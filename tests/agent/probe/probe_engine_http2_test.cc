@@ -227,7 +227,7 @@ class Http2Test : public ::testing::Test {
       outcome = std::move(o);
       done.Notify();
     });
-    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
     return outcome;
   }
 

@@ -546,7 +546,7 @@ TEST_F(ProbeEngineTest, ManyConcurrentProbes) {
   ASSERT_TRUE(
       mu.AwaitWithTimeout(absl::Condition(
                               +[](int* d) { return *d == kProbes; }, &done),
-                          absl::Seconds(30)));
+                          absl::Seconds(60)));
   EXPECT_EQ(ok, kProbes);
   EXPECT_GT(max_seen, 256);  // Queued beyond max_in_flight, then drained.
 }
@@ -715,7 +715,7 @@ TEST(ProbeEngineClockTest, StallLimitFollowsTheInjectedClock) {
   ASSERT_EQ((*server)->requests(), 1);
   EXPECT_FALSE(done.HasBeenNotified());
   clock.AdvanceTime(absl::Seconds(11));
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
   EXPECT_EQ(outcome.outcome_class(), v1::STALLED) << Describe(outcome);
   EXPECT_EQ(D(outcome.timings().total()), absl::Seconds(11));
 }
@@ -749,7 +749,7 @@ TEST(ProbeEngineFdTest, OutOfDescriptorsIsAgentError) {
           outcome = std::move(o);
           done.Notify();
         });
-        if (!done.WaitForNotificationWithTimeout(absl::Seconds(5))) _exit(11);
+        if (!done.WaitForNotificationWithTimeout(absl::Seconds(60))) _exit(11);
         if (outcome.outcome_class() != v1::AGENT_ERROR) _exit(12);
         if (!absl::StrContains(outcome.detail(), "socket")) _exit(13);
         _exit(0);
