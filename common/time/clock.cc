@@ -74,6 +74,10 @@ bool SimulatedClock::AwaitUntil(absl::Mutex* mu, const absl::Condition& cond,
                          ? std::numeric_limits<int64_t>::max()
                          : absl::ToInt64Nanoseconds(std::max(
                                monotonic_deadline, absl::ZeroDuration()));
+  // Already done: return without ever counting as blocked, so that
+  // AwaitWaiters() cannot mistake a thread that is about to run on for a
+  // parked one.
+  if (cond.Eval() || elapsed_ns_.load() >= self.deadline_ns) return cond.Eval();
   struct Args {
     SimulatedClock* clock;
     Waiter* self;
@@ -149,8 +153,8 @@ bool SimulatedClock::AwaitWaiters(int n, absl::Duration real_timeout) {
   // Every registration passes through mu_, so its release re-evaluates this.
   absl::MutexLock lock(&mu_);
   return mu_.AwaitWithTimeout(
-      absl::Condition(+[](Args* a) { return a->blocked->load() >= a->n; },
-                      &args),
+      absl::Condition(
+          +[](Args* a) { return a->blocked->load() >= a->n; }, &args),
       real_timeout);
 }
 
