@@ -41,7 +41,9 @@ endfunction()
 
 function(fleetcanary_cc_test)
   cmake_parse_arguments(FC "" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
-  add_executable(${FC_NAME} ${FC_SRCS})
+  # Every test process gets its own TEST_TMPDIR (tests/testing/private_tmpdir.cc).
+  add_executable(${FC_NAME} ${FC_SRCS}
+    ${PROJECT_SOURCE_DIR}/tests/testing/private_tmpdir.cc)
   target_compile_options(${FC_NAME} PRIVATE ${FLEETCANARY_WARNINGS})
   target_link_libraries(${FC_NAME} PRIVATE ${FC_DEPS} GTest::gmock GTest::gtest_main)
   target_include_directories(${FC_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
