@@ -24,13 +24,33 @@ find_binary() {  # build_dir name -> path
   find "$1" -type f -perm -u+x -name "$2" -not -path '*/CMakeFiles/*' | head -n1
 }
 
-owning_package() {  # /path/lib.so -> Debian package name
-  local f=$1 alt
-  alt=$( [[ $f == /usr/* ]] && echo "${f#/usr}" || echo "/usr$f")
-  for p in "$f" "$alt" "$(readlink -f "$f")"; do
-    dpkg-query -S "$p" 2>/dev/null | head -n1 | cut -d: -f1 && return 0
+# Prints "lib package" for each shared library path on stdin, or exits 1
+# naming the first one no Debian package owns. Each library is looked up as
+# linked, as its /usr-merged twin and as its link target, with one
+# dpkg-query for all of them: every call reads the whole package database.
+owning_packages() {
+  local -a libs=() candidates=()
+  local lib alt
+  while read -r lib; do
+    libs+=("$lib")
+    alt=$( [[ $lib == /usr/* ]] && echo "${lib#/usr}" || echo "/usr$lib")
+    candidates+=("$lib" "$alt" "$(readlink -f "$lib")")
   done
-  return 1
+  declare -A owner=()
+  local pkgs path
+  while IFS= read -r line; do
+    pkgs=${line%%: /*} path=/${line#*: /}
+    owner[$path]=${pkgs%%,*}
+  done < <(dpkg-query -S "${candidates[@]}" 2>/dev/null || true)
+  local i c found
+  for i in "${!libs[@]}"; do
+    found=
+    for c in "${candidates[@]:$((3 * i)):3}"; do
+      [[ -n ${owner[$c]:-} ]] && { found=${owner[$c]}; break; }
+    done
+    [[ -n $found ]] || { echo "stage: no Debian package owns ${libs[$i]}" >&2; return 1; }
+    echo "${libs[$i]} ${found%%:*}"
+  done
 }
 
 cmd=${1:-}
@@ -58,21 +78,18 @@ case "$cmd" in
       echo "stage: not built in $build: ${missing[*]}" >&2
       exit 3
     fi
-    : >"$dest/runtime-packages.txt.tmp"
     for f in "$dest"/bin/*; do
       if ldd "$f" | grep -q 'not found'; then
         echo "stage: $f has unresolved libraries:" >&2
         ldd "$f" | grep 'not found' >&2
         exit 1
       fi
-      while read -r lib; do
-        pkg=$(owning_package "$lib") || { echo "stage: no Debian package owns $lib" >&2; exit 1; }
-        echo "$pkg" >>"$dest/runtime-packages.txt.tmp"
-      done < <(ldd "$f" | awk '/=> \//{print $3} /^\t\//{print $1}')
     done
     # Architecture qualifiers (libc6:amd64) are dropped; apt picks the native one.
-    sed 's/:.*//' "$dest/runtime-packages.txt.tmp" | sort -u >"$dest/runtime-packages.txt"
-    rm -f "$dest/runtime-packages.txt.tmp"
+    for f in "$dest"/bin/*; do ldd "$f" | awk '/=> \//{print $3} /^\t\//{print $1}'; done |
+      sort -u | owning_packages >"$dest/runtime-libraries.txt"
+    awk '{print $2}' "$dest/runtime-libraries.txt" | sort -u >"$dest/runtime-packages.txt"
+    rm -f "$dest/runtime-libraries.txt"
     install -m 0755 "$0" "$dest/build-in-image.sh"
     echo "stage: $(ls "$dest/bin" | wc -l) binaries, $(wc -l <"$dest/runtime-packages.txt") runtime packages"
     ;;
