@@ -23,6 +23,7 @@
 #include "common/log/log.h"
 #include "common/metrics/process_metrics.h"
 #include "common/status/status_util.h"
+#include "controller/api/admin_gate.h"
 #include "controller/api/admin_service.h"
 #include "controller/api/verdict_source.h"
 #include "controller/leader/leader_elector.h"
@@ -223,6 +224,10 @@ class ControllerServerImpl : public ControllerServer {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     FC_ASSIGN_OR_RETURN(credentials_, MakeServerCredentials(options_.tls));
+    // Admin tokens are checked on the headers, before a body is read.
+    admin_gate_ = CreateAdminTokenGate(admin_auth_.get());
+    credentials_ =
+        WithAdminTokenGate(credentials_, options_.tls.insecure, admin_gate_);
     {
       absl::MutexLock listeners(&listener_mu_);
       FC_RETURN_IF_ERROR(BuildMainServer(c.grpc_listen()));
@@ -429,7 +434,10 @@ class ControllerServerImpl : public ControllerServer {
   absl::Status BuildMainServer(const std::string& listen)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(listener_mu_) {
     auto service = std::make_unique<AgentSessionService>(hub_.get(), auth_);
-    auto admin = CreateAdminService({}, admin_core_.get(), admin_auth_.get());
+    AdminServiceOptions admin_options;
+    admin_options.max_request_bytes = options_.admin_max_message_bytes;
+    auto admin =
+        CreateAdminService(admin_options, admin_core_.get(), admin_auth_.get());
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort(listen, credentials_, &port);
@@ -600,11 +608,16 @@ class ControllerServerImpl : public ControllerServer {
     TlsOptions tls = options_.tls;
     tls.ca_file.clear();
     FC_ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(tls));
+    credentials = WithAdminTokenGate(credentials, tls.insecure, admin_gate_);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort(options_.admin_listen, credentials, &port);
     builder.RegisterService(admin_service_.get());
-    builder.SetMaxReceiveMessageSize(64 << 20);
+    // Only admin calls here: gRPC refuses a larger message itself.
+    builder.SetMaxReceiveMessageSize(options_.admin_max_message_bytes);
+    builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(
+                                   options_.handshake_timeout)));
     admin_server_ = builder.BuildAndStart();
     if (admin_server_ == nullptr || port == 0) {
       return absl::UnavailableError(
@@ -760,6 +773,7 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<SessionHub> hub_;
   std::unique_ptr<AgentSessionService> service_;
   std::unique_ptr<AdminAuthorizer> admin_auth_;
+  std::shared_ptr<grpc::AuthMetadataProcessor> admin_gate_;
   std::unique_ptr<VerdictSource> verdict_source_;
   std::unique_ptr<VerdictSource> admin_verdicts_;
   std::unique_ptr<AdminCore> admin_core_;

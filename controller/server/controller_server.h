@@ -89,6 +89,10 @@ struct ControllerServerOptions {
   absl::Duration max_connection_idle = absl::Minutes(5);
   int max_threads = 64;
   int max_message_bytes = 4 << 20;
+  // Largest admin API request (RESOURCE_EXHAUSTED beyond). Bearer tokens
+  // are checked on the call's headers before any of it is read
+  // (controller/api/admin_gate.h).
+  int admin_max_message_bytes = 1 << 20;
   // The health listener reports NOT_SERVING after this many failed
   // self-checks of the main port (a TCP connect to it, every
   // `self_check_interval`); 0 disables the self-check.

@@ -109,6 +109,9 @@ ABSL_FLAG(uint64_t, adhoc_max_probes, 10000,
 ABSL_FLAG(int, grpc_max_threads, 64, "Most threads serving gRPC.");
 ABSL_FLAG(int, grpc_max_message_bytes, 4 << 20,
           "Largest gRPC message accepted (agent batches are <= 1 MiB).");
+ABSL_FLAG(int, admin_max_message_bytes, 1 << 20,
+          "Largest admin API (canaryctl) request accepted; its bearer token "
+          "is checked before the request is read.");
 
 namespace {
 
@@ -282,6 +285,12 @@ int main(int argc, char** argv) {
   options.max_threads = absl::GetFlag(FLAGS_grpc_max_threads);
   options.adhoc_max_probes = absl::GetFlag(FLAGS_adhoc_max_probes);
   options.max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
+  options.admin_max_message_bytes =
+      absl::GetFlag(FLAGS_admin_max_message_bytes);
+  if (options.admin_max_message_bytes <= 0) {
+    return Fail(absl::InvalidArgumentError(
+        "admin_max_message_bytes: must be positive"));
+  }
   if (options.tls.insecure && !options.admin_tokens_file.empty()) {
     fleetcanary::LogWarning(
         "admin_tokens_over_plaintext",
