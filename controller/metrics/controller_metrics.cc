@@ -262,6 +262,9 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
            {"grpc_listener_unhealthy_total",
             "Times the gRPC listener went unhealthy (short of file "
             "descriptors or a failed accept); health said NOT_SERVING."},
+           {"grpc_connections_refused_total",
+            "Connections closed on accept because a gRPC listener had "
+            "its maximum open (--grpc_max_connections)."},
            {"grpc_listener_restarts_total",
             "Times the gRPC listeners were rebuilt after they stopped "
             "accepting."},

@@ -28,6 +28,7 @@
 #include "controller/api/verdict_source.h"
 #include "controller/leader/leader_elector.h"
 #include "controller/metrics/metrics_export.h"
+#include "controller/server/capped_listener.h"
 #include "controller/session/agent_session_service.h"
 #include "controller/session/session_hub.h"
 #include "controller/status/status_data.h"
@@ -108,6 +109,15 @@ int OpenFds() {
 }
 
 class ControllerServerImpl : public ControllerServer {
+  // The cap on the main listener: `configured`, or (0) three quarters of the
+  // descriptor limit, so the cap is reached before descriptors run out.
+  int MaxConnections(int configured) const {
+    if (configured > 0) return configured;
+    return static_cast<int>(
+        std::max<uint64_t>(16, std::min<uint64_t>(fd_limit_ * 3 / 4, 1 << 20)));
+  }
+
+ public:
  public:
   ControllerServerImpl(const ControllerServerOptions& options, Clock* clock)
       : options_(options), clock_(clock) {}
@@ -314,12 +324,14 @@ class ControllerServerImpl : public ControllerServer {
     }
     if (server_)
       server_->Shutdown(absl::ToChronoTime(Clock::Real()->Now() + timeout));
+    if (main_listener_) main_listener_->Stop();
     if (admin_core_) admin_core_->Shutdown();
     if (admin_service_) admin_service_->Shutdown();
     if (admin_server_) {
       admin_server_->Shutdown(
           absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(100)));
     }
+    if (admin_listener_) admin_listener_->Stop();
     if (hub_) hub_->Shutdown();
     if (ingest_) ingest_->Shutdown();
     if (verdicts_) verdicts_->Shutdown();
@@ -438,9 +450,23 @@ class ControllerServerImpl : public ControllerServer {
     admin_options.max_request_bytes = options_.admin_max_message_bytes;
     auto admin =
         CreateAdminService(admin_options, admin_core_.get(), admin_auth_.get());
+    // The listening socket is ours (kept across rebuilds): it caps open
+    // connections and hands each to the server.
+    if (main_listener_ == nullptr) {
+      CappedListenerOptions lo;
+      lo.name = "grpc";
+      lo.max_connections = MaxConnections(options_.max_connections);
+      lo.on_refused = [metrics = metrics_.get()](uint64_t n) {
+        metrics->AddCounter("grpc_connections_refused_total",
+                            static_cast<double>(n));
+      };
+      FC_ASSIGN_OR_RETURN(main_listener_, CappedListener::Listen(listen, lo));
+    }
     grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort(listen, credentials_, &port);
+    auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+        credentials_);
+    const int port = main_listener_->port();
     builder.RegisterService(service.get());
     // With admin_listen the admin API has its own listener (StartAdminServer).
     if (options_.admin_listen.empty()) builder.RegisterService(admin.get());
@@ -460,6 +486,7 @@ class ControllerServerImpl : public ControllerServer {
       return absl::UnavailableError(
           absl::StrCat("grpc_listen: cannot bind ", listen));
     }
+    main_listener_->SetAcceptor(std::move(acceptor));
     std::unique_ptr<grpc::Server> old = std::move(server_);
     std::unique_ptr<AgentSessionService> old_service = std::move(service_);
     // With admin_listen, the admin service lives on its own server and is
@@ -609,9 +636,20 @@ class ControllerServerImpl : public ControllerServer {
     tls.ca_file.clear();
     FC_ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(tls));
     credentials = WithAdminTokenGate(credentials, tls.insecure, admin_gate_);
+    CappedListenerOptions lo;
+    lo.name = "admin";
+    lo.max_connections = options_.admin_max_connections;
+    lo.on_refused = [metrics = metrics_.get()](uint64_t n) {
+      metrics->AddCounter("grpc_connections_refused_total",
+                          static_cast<double>(n));
+    };
+    FC_ASSIGN_OR_RETURN(admin_listener_,
+                        CappedListener::Listen(options_.admin_listen, lo));
     grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort(options_.admin_listen, credentials, &port);
+    auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+        credentials);
+    const int port = admin_listener_->port();
     builder.RegisterService(admin_service_.get());
     // Only admin calls here: gRPC refuses a larger message itself.
     builder.SetMaxReceiveMessageSize(options_.admin_max_message_bytes);
@@ -623,6 +661,7 @@ class ControllerServerImpl : public ControllerServer {
       return absl::UnavailableError(
           absl::StrCat("admin_listen: cannot bind ", options_.admin_listen));
     }
+    admin_listener_->SetAcceptor(std::move(acceptor));
     admin_address_ = absl::StrCat(HostOf(options_.admin_listen), ":", port);
     return absl::OkStatus();
   }
@@ -785,6 +824,10 @@ class ControllerServerImpl : public ControllerServer {
   std::thread guard_;
   // Guards the listeners (rebuilt by the guard, shut down by Drain).
   absl::Mutex listener_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // Declared before the servers, so destroyed after them (Drain stops them
+  // first; a connection handed to a stopped server is closed by gRPC).
+  std::unique_ptr<CappedListener> main_listener_;
+  std::unique_ptr<CappedListener> admin_listener_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;
   int grpc_port_ = 0;

@@ -93,6 +93,12 @@ struct ControllerServerOptions {
   // are checked on the call's headers before any of it is read
   // (controller/api/admin_gate.h).
   int admin_max_message_bytes = 1 << 20;
+  // Hard caps on open connections (controller/server/capped_listener.h):
+  // over them a new connection is closed at once, counted in
+  // grpc_connections_refused_total and logged once per 10 s. 0 for the main
+  // listener = three quarters of the (raised) file-descriptor limit.
+  int max_connections = 0;
+  int admin_max_connections = 256;
   // The health listener reports NOT_SERVING after this many failed
   // self-checks of the main port (a TCP connect to it, every
   // `self_check_interval`); 0 disables the self-check.

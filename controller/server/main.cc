@@ -109,6 +109,12 @@ ABSL_FLAG(uint64_t, adhoc_max_probes, 10000,
 ABSL_FLAG(int, grpc_max_threads, 64, "Most threads serving gRPC.");
 ABSL_FLAG(int, grpc_max_message_bytes, 4 << 20,
           "Largest gRPC message accepted (agent batches are <= 1 MiB).");
+ABSL_FLAG(int, grpc_max_connections, 0,
+          "Open gRPC connections at most; more are closed at once (counted "
+          "in fleetcanary_grpc_connections_refused_total). 0 = three "
+          "quarters of the file-descriptor limit.");
+ABSL_FLAG(int, admin_max_connections, 256,
+          "Open connections at most on --admin_listen.");
 ABSL_FLAG(int, admin_max_message_bytes, 1 << 20,
           "Largest admin API (canaryctl) request accepted; its bearer token "
           "is checked before the request is read.");
@@ -287,6 +293,13 @@ int main(int argc, char** argv) {
   options.max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
   options.admin_max_message_bytes =
       absl::GetFlag(FLAGS_admin_max_message_bytes);
+  options.max_connections = absl::GetFlag(FLAGS_grpc_max_connections);
+  options.admin_max_connections = absl::GetFlag(FLAGS_admin_max_connections);
+  if (options.max_connections < 0 || options.admin_max_connections <= 0) {
+    return Fail(absl::InvalidArgumentError(
+        "grpc_max_connections / admin_max_connections: must be positive "
+        "(0 = automatic for grpc_max_connections)"));
+  }
   if (options.admin_max_message_bytes <= 0) {
     return Fail(absl::InvalidArgumentError(
         "admin_max_message_bytes: must be positive"));
