@@ -243,6 +243,10 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
            {kIngestDuplicates, "Resent outcomes skipped as already applied."},
            {kIngestGaps, "Sequence numbers never received (agent drops)."},
            {kIngestCommits, "Store transactions committed by ingest."},
+           {kIngestGapsRefused,
+            "Outcome batches refused because they skip more sequence "
+            "numbers than the agent's dropped count explains (forged or "
+            "corrupt; the watermark is kept)."},
            {"ingest_commit_errors_total", "Store transactions that failed."},
            {"ingest_platform_samples_total", "Platform samples stored."},
            {"store_unavailable_total",

@@ -109,6 +109,10 @@ ABSL_FLAG(uint64_t, adhoc_max_probes, 10000,
 ABSL_FLAG(int, grpc_max_threads, 64, "Most threads serving gRPC.");
 ABSL_FLAG(int, grpc_max_message_bytes, 4 << 20,
           "Largest gRPC message accepted (agent batches are <= 1 MiB).");
+ABSL_FLAG(uint64_t, max_unexplained_sequence_gap, 1000,
+          "An outcome batch may skip this many sequence numbers beyond the "
+          "agent's reported dropped count; a larger jump (a forged or corrupt "
+          "batch) is refused and the agent's watermark kept.");
 ABSL_FLAG(int, grpc_max_connections, 0,
           "Open gRPC connections at most; more are closed at once (counted "
           "in fleetcanary_grpc_connections_refused_total). 0 = three "
@@ -300,6 +304,8 @@ int main(int argc, char** argv) {
         "grpc_max_connections / admin_max_connections: must be positive "
         "(0 = automatic for grpc_max_connections)"));
   }
+  options.ingest.max_unexplained_gap =
+      absl::GetFlag(FLAGS_max_unexplained_sequence_gap);
   if (options.admin_max_message_bytes <= 0) {
     return Fail(absl::InvalidArgumentError(
         "admin_max_message_bytes: must be positive"));
