@@ -719,6 +719,9 @@ class ControllerServerImpl : public ControllerServer {
         [core](const std::string& agent_id, const v1::AdhocResult& r) {
           core->OnAdhocResult(agent_id, r);
         });
+    hub_->SetAgentWelcomedHandler([core](const std::string& agent_id) {
+      core->OnAgentConnected(agent_id);
+    });
     ingest_->AddObserver(core);
     return absl::OkStatus();
   }
