@@ -184,6 +184,7 @@ class ControllerServerImpl : public ControllerServer {
     so.liveness_timeout = liveness;
     so.metrics = metrics_.get();
     so.forget_drained_after = options_.forget_drained_after;
+    so.target_addresses = options_.target_guard;
     FC_ASSIGN_OR_RETURN(scheduler_,
                         Scheduler::Create(so, store_.get(), clock_));
     if (options_.fleet.targets_size() > 0 ||

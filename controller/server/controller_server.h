@@ -66,7 +66,10 @@ struct ControllerServerOptions {
   std::string admin_tokens_file;
   bool admin_allow_all = false;
   // Which explicit URLs RunProbe may send agents to (hosts of registered
-  // targets are always allowed).
+  // targets are always allowed), and which addresses target URLs may name
+  // when schedules are applied (--fleet or ApplySchedules): loopback,
+  // private and link-local/metadata IP literals are refused unless allowed
+  // here (allow_loopback, allow_private, allowed_networks).
   TargetGuardOptions target_guard;
   // gRPC transport: TLS (cert_file/key_file), mTLS for agents with ca_file,
   // or plaintext only when tls.insecure is set (INVALID_ARGUMENT otherwise).

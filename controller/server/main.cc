@@ -92,8 +92,16 @@ ABSL_FLAG(std::vector<std::string>, target_allow_hosts, {},
           "name, comma-separated; hosts of registered targets and "
           "*.lambda-url.*.on.aws are always allowed.");
 ABSL_FLAG(bool, target_allow_loopback, false,
-          "Let ad-hoc RunProbe URLs reach loopback addresses (local demo "
-          "with the function-url-emulator).");
+          "Let targets (fleet file, ApplySchedules) and ad-hoc RunProbe URLs "
+          "name loopback addresses (local demo with the "
+          "function-url-emulator).");
+ABSL_FLAG(bool, target_allow_private, false,
+          "Let targets and ad-hoc URLs name private addresses (10/8, "
+          "172.16/12, 192.168/16, 100.64/10, fc00::/7).");
+ABSL_FLAG(std::vector<std::string>, target_allow_networks, {},
+          "Networks (CIDR, comma-separated) targets and ad-hoc URLs may name "
+          "even inside a refused range, e.g. 10.20.0.0/16 for a deliberate "
+          "private target.");
 ABSL_FLAG(std::string, agent_id_pattern, "",
           "Agent ids a client certificate may claim besides its own name: a "
           "regular expression matched against the whole id, {cert} standing "
@@ -280,6 +288,10 @@ int main(int argc, char** argv) {
   options.target_guard.allowed_hosts = absl::GetFlag(FLAGS_target_allow_hosts);
   options.target_guard.allow_loopback =
       absl::GetFlag(FLAGS_target_allow_loopback);
+  options.target_guard.allow_private =
+      absl::GetFlag(FLAGS_target_allow_private);
+  options.target_guard.allowed_networks =
+      absl::GetFlag(FLAGS_target_allow_networks);
   auto drain_timeout =
       fleetcanary::ParseDuration(absl::GetFlag(FLAGS_drain_timeout));
   if (!drain_timeout.ok()) return Fail(drain_timeout.status());

@@ -148,10 +148,10 @@ class FleetTest : public ::testing::Test {
       const std::string& log = "controller") {
     std::vector<std::string> args = {
         absl::StrCat("--grpc_listen=127.0.0.1:", port),
-        "--http_listen=127.0.0.1:0",
-        "--data_dir=" + dir_ + "/controller",
-        "--fleet=" + fleet_file_,
-        "--insecure",
+        "--http_listen=127.0.0.1:0", "--data_dir=" + dir_ + "/controller",
+        "--fleet=" + fleet_file_, "--insecure",
+        // The emulator's targets are on loopback: allowed deliberately.
+        "--target_allow_loopback",
         "--heartbeat_interval=" + absl::FormatDuration(heartbeat_)};
     if (!store_url_.empty()) args.push_back("--store=" + store_url_);
     for (const std::string& e : extra) args.push_back(e);

@@ -28,6 +28,7 @@ class SessionTest : public ::testing::Test {
     ingest_ = *Ingest::Create({}, store_.get(), metrics_.get(), Clock::Real());
     SchedulerOptions so;
     so.heartbeat_interval = absl::Milliseconds(200);
+    so.target_addresses.allow_loopback = true;  // The target is on loopback.
     scheduler_ = *Scheduler::Create(so, store_.get(), Clock::Real());
     v1::ApplySchedulesRequest req;
     v1::Target* t = req.add_targets();
