@@ -317,12 +317,13 @@ class FleetTest : public ::testing::Test {
   // Ground truth: Function URL requests the emulator's handler received
   // (every code, region and mode).
   double EmulatorRequests() {
-    std::string control = emulator_->control_url();
+    const std::string url = emulator_->control_url();
+    absl::string_view control = url;
     absl::ConsumePrefix(&control, "http://");
     absl::ConsumeSuffix(&control, "/");
     double total = 0;
     for (absl::string_view line :
-         absl::StrSplit(HttpGet(control, "/metrics"), '\n')) {
+         absl::StrSplit(HttpGet(std::string(control), "/metrics"), '\n')) {
       if (!absl::StartsWith(line, "fleetcanary_emulator_url_requests_total{")) {
         continue;
       }
