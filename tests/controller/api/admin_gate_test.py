@@ -199,6 +199,14 @@ class AdminGateTest(unittest.TestCase):
                                              response_deserializer=identity)(
                     b"", timeout=30)
                 self.assertEqual(answer, b"\x08\x01")  # status: SERVING
+                # Nothing about the admin service: only the whole server
+                # ("") has a status.
+                name = b"fleetcanary.v1.CanaryAdmin"
+                with self.assertRaises(grpc.RpcError) as e:
+                    channel.unary_unary(HEALTH, request_serializer=identity,
+                                        response_deserializer=identity)(
+                        b"\x0a" + bytes([len(name)]) + name, timeout=30)
+                self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
 
 
 if __name__ == "__main__":
