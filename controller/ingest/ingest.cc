@@ -281,8 +281,10 @@ class IngestImpl : public Ingest {
           // every drop. A jump its drop count does not explain (a forged or
           // corrupt batch: without mTLS the agent id is taken on trust)
           // would make every genuine outcome up to it a "duplicate":
-          // refused, nothing applied, the watermark kept.
-          if (first > wm + 1 &&
+          // refused, nothing applied, the watermark kept. An agent this
+          // store has no outcome from yet (watermark 0: a new controller
+          // database) may start anywhere.
+          if (wm > 0 && first > wm + 1 &&
               first - wm - 1 >
                   agent.dropped_total + options_.max_unexplained_gap) {
             ++gaps_refused;

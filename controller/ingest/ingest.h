@@ -7,12 +7,12 @@
 //     lost Ack or a reconnect): skipped and counted;
 //   - first_sequence > watermark + 1 is a gap (the agent's bounded outbox
 //     dropped the missing ones): counted, and the batch is applied -- unless
-//     the gap is larger than the agent's cumulative dropped count plus
-//     `max_unexplained_gap`: such a batch (forged: without mTLS an agent id
-//     is taken on trust) is refused with FAILED_PRECONDITION, nothing of it
-//     applied and the watermark kept, so it cannot turn the agent's genuine
-//     outcomes into "duplicates" (logged outcomes_gap_refused, counted
-//     durably in ingest_gaps_refused_total);
+//     the agent has a watermark and the gap is larger than its cumulative
+//     dropped count plus `max_unexplained_gap`: such a batch (forged: without
+//     mTLS an agent id is taken on trust) is refused with FAILED_PRECONDITION,
+//     nothing of it applied and the watermark kept, so it cannot turn the
+//     agent's genuine outcomes into "duplicates" (logged outcomes_gap_refused,
+//     counted durably in ingest_gaps_refused_total);
 //   - the watermark becomes the batch's last sequence.
 // Batches queued by many sessions are group-committed: one writer thread
 // drains the queue and applies up to `max_outcomes_per_commit` outcomes of

@@ -195,6 +195,7 @@ void CappedListener::AcceptLoop() {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       // Out of descriptors or memory: the connection waits in the backlog;
       // try again shortly (the cap normally keeps this from happening).
+      if (options_.on_accept_failed) options_.on_accept_failed();
       const absl::Time now = Clock::Real()->Now();
       if (now - last_accept_error >= options_.log_interval) {
         last_accept_error = now;

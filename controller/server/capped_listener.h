@@ -44,6 +44,9 @@ struct CappedListenerOptions {
   absl::Duration log_interval = absl::Seconds(10);
   // Told how many connections were refused, as they are (must not block).
   std::function<void(uint64_t)> on_refused;
+  // Told when accept fails for lack of descriptors or memory (the
+  // connection waits in the backlog; accept is retried 100 ms later).
+  std::function<void()> on_accept_failed;
 };
 
 class CappedListener {

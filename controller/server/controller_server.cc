@@ -461,6 +461,8 @@ class ControllerServerImpl : public ControllerServer {
         metrics->AddCounter("grpc_connections_refused_total",
                             static_cast<double>(n));
       };
+      // The listener guard says NOT_SERVING while accept fails.
+      lo.on_accept_failed = [this] { own_accept_failures_.fetch_add(1); };
       FC_ASSIGN_OR_RETURN(main_listener_, CappedListener::Listen(listen, lo));
     }
     grpc::ServerBuilder builder;
@@ -553,14 +555,19 @@ class ControllerServerImpl : public ControllerServer {
       const int free_fds = static_cast<int>(fd_limit_) - OpenFds();
       const int failures = g_accept_failures.load();
       const bool failed = failures != accept_failures_seen_;
-      const bool short_of_fds = free_fds < reserve;
+      // Our own listeners retry by themselves: unhealthy while it lasts,
+      // no rebuild.
+      const uint64_t own = own_accept_failures_.load();
+      const bool starved = own != own_accept_failures_seen_;
+      own_accept_failures_seen_ = own;
+      const bool short_of_fds = free_fds < reserve || starved;
       if ((failed || short_of_fds) && serving) {
         serving = false;
         metrics_->AddCounter("grpc_listener_unhealthy_total", 1);
         LogError("grpc_listener_unhealthy",
                  {{"free_fds", absl::StrCat(free_fds)},
                   {"fd_limit", absl::StrCat(fd_limit_)},
-                  {"accept_failed", failed ? "true" : "false"}});
+                  {"accept_failed", failed || starved ? "true" : "false"}});
         SetServing(false);
       }
       if (failed && !short_of_fds) {
@@ -825,6 +832,9 @@ class ControllerServerImpl : public ControllerServer {
   std::shared_ptr<grpc::ServerCredentials> credentials_;
   uint64_t fd_limit_ = 0;
   int accept_failures_seen_ = 0;  // Guard thread only.
+  // Accept failures of the capped listeners (lack of descriptors).
+  std::atomic<uint64_t> own_accept_failures_{0};
+  uint64_t own_accept_failures_seen_ = 0;  // Guard thread only.
   std::thread guard_;
   // Guards the listeners (rebuilt by the guard, shut down by Drain).
   absl::Mutex listener_mu_ ABSL_ACQUIRED_BEFORE(mu_);

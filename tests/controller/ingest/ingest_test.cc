@@ -222,6 +222,11 @@ TEST_F(IngestTest, GapExplainedByDropsIsApplied) {
   r = Submit(MakeBatch(51015, 1));
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(r.gaps, 999u);
+  // An agent this store has never seen (a new controller database while
+  // the agent kept its outbox) may start anywhere.
+  r = Submit(MakeBatch(70001, 3), "a2");
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.applied, 3u);
   EXPECT_EQ(metrics_->counter(kIngestGapsRefused), 0);
 }
 
