@@ -199,6 +199,19 @@ absl::Status TargetGuard::CheckUrl(absl::string_view url) const {
       "target guard: host ", *host, " is not in the target allowlist"));
 }
 
+absl::Status TargetGuard::CheckUrlAddress(absl::string_view url) const {
+  absl::StatusOr<std::string> host = UrlHost(url);
+  if (!host.ok()) return host.status();
+  if (*host == "localhost" || absl::EndsWith(*host, ".localhost")) {
+    absl::Status s = CheckAddressText("127.0.0.1");
+    if (s.ok()) return s;
+    return absl::Status(s.code(), absl::StrCat(*host, " (", s.message(), ")"));
+  }
+  Bytes addr;
+  if (!ParseIp(*host, &addr)) return absl::OkStatus();
+  return CheckAddressText(*host);
+}
+
 absl::Status TargetGuard::CheckAddressText(absl::string_view ip) const {
   Bytes addr;
   if (!ParseIp(ip, &addr)) {

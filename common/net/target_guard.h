@@ -71,6 +71,11 @@ class TargetGuard {
                             socklen_t length) const;
   // Same for a textual IP address.
   absl::Status CheckAddressText(absl::string_view ip) const;
+  // The address check a URL can get before any DNS lookup: on its host when
+  // that is an IP literal ("localhost" and *.localhost count as 127.0.0.1);
+  // OK for other names, which CheckAddress judges when they are connected
+  // to. INVALID_ARGUMENT for an unparsable URL.
+  absl::Status CheckUrlAddress(absl::string_view url) const;
 
  private:
   // An IP network; IPv4 is held as IPv4-mapped IPv6.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <map>
 #include <random>
 #include <set>
@@ -192,15 +193,74 @@ struct RegionPlan {
 using SendFn =
     std::function<absl::Status(const std::string&, const v1::AdhocProbe&)>;
 
+// Cancels an agent may not have received: sent while it was LOST (its
+// stream closed, or about to be) or when it had no session. An agent keeps
+// probing an ad-hoc run across reconnects, so they are sent again when its
+// next session is welcomed, until `ttl` (the longest a run may last) ends.
+class PendingCancels {
+ public:
+  PendingCancels(Clock* clock, absl::Duration ttl) : clock_(clock), ttl_(ttl) {}
+
+  void Add(const std::string& agent_id, const v1::AdhocProbe& cancel) {
+    absl::MutexLock lock(&mu_);
+    std::deque<Entry>& q = pending_[agent_id];
+    for (const Entry& e : q) {
+      if (e.cancel.adhoc_id() == cancel.adhoc_id()) return;
+    }
+    q.push_back({cancel, clock_->MonotonicNow() + ttl_});
+    while (q.size() > kMaxPerAgent) {
+      LogWarning("adhoc_cancel_forgotten",
+                 {{"agent", agent_id},
+                  {"adhoc_id", q.front().cancel.adhoc_id()},
+                  {"reason", "too many pending cancels for this agent"}});
+      q.pop_front();
+    }
+  }
+
+  // Removes and returns the agent's unexpired pending cancels.
+  std::vector<v1::AdhocProbe> Take(const std::string& agent_id) {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::AdhocProbe> out;
+    auto it = pending_.find(agent_id);
+    if (it == pending_.end()) return out;
+    const absl::Duration now = clock_->MonotonicNow();
+    for (Entry& e : it->second) {
+      if (e.expires > now) out.push_back(std::move(e.cancel));
+    }
+    pending_.erase(it);
+    return out;
+  }
+
+  size_t size() {
+    absl::MutexLock lock(&mu_);
+    size_t n = 0;
+    for (const auto& [id, q] : pending_) n += q.size();
+    return n;
+  }
+
+ private:
+  static constexpr size_t kMaxPerAgent = 64;
+  struct Entry {
+    v1::AdhocProbe cancel;
+    absl::Duration expires;
+  };
+  Clock* const clock_;
+  const absl::Duration ttl_;
+  absl::Mutex mu_;
+  std::map<std::string, std::deque<Entry>> pending_ ABSL_GUARDED_BY(mu_);
+};
+
 class RunImpl : public ProbeRun {
  public:
   RunImpl(std::string id, const v1::RunProbeRequest& request,
-          ProbeEventSink* sink, SendFn send, Clock* clock)
+          ProbeEventSink* sink, SendFn send, Clock* clock,
+          std::shared_ptr<PendingCancels> pending)
       : id_(std::move(id)),
         request_(request),
         sink_(sink),
         send_(std::move(send)),
-        clock_(clock) {}
+        clock_(clock),
+        pending_(std::move(pending)) {}
 
   std::string id() const override { return id_; }
   bool finished() const { return finished_.load(); }
@@ -324,12 +384,14 @@ class RunImpl : public ProbeRun {
         s.lost = true;
         lost_.push_back(id);
         LogWarning("adhoc_agent_lost", {{"adhoc_id", id_}, {"agent", id}});
-        // Its share is given up: stop its probing if it still has a stream.
+        // Its share is given up: stop its probing if it still has a stream,
+        // and again when it reconnects (its stream is being closed).
         v1::AdhocProbe p;
         p.set_adhoc_id(id_);
         p.set_region(s.region);
         p.set_cancel(true);
         send_(id, p).IgnoreError();
+        pending_->Add(id, p);
       } else if (s.reported_done && now - s.reported_at >= kDoneGrace) {
         s.done = true;
       }
@@ -362,7 +424,10 @@ class RunImpl : public ProbeRun {
       p.set_adhoc_id(id_);
       p.set_region(s.region);
       p.set_cancel(true);
-      send_(id, p).IgnoreError();
+      const absl::Status sent = send_(id, p);
+      // Not reachable now, or LOST (its stream closed or about to be):
+      // sent again when it reconnects.
+      if (!sent.ok() || s.lost) pending_->Add(id, p);
     }
   }
 
@@ -432,6 +497,7 @@ class RunImpl : public ProbeRun {
   ProbeEventSink* const sink_;
   const SendFn send_;
   Clock* const clock_;
+  const std::shared_ptr<PendingCancels> pending_;
   std::atomic<bool> finished_{false};
 
   absl::Mutex mu_;
@@ -494,7 +560,7 @@ class AdminCoreImpl : public AdminCore {
       const std::string id =
           absl::StrFormat("adhoc-%012x", rng_() & 0xffffffffffffull);
       run = std::make_shared<RunImpl>(id, request, sink, deps_.send_adhoc,
-                                      deps_.clock);
+                                      deps_.clock, pending_cancels_);
       runs_[id] = run;
     }
     const uint32_t concurrency = request.concurrency() > 0
@@ -700,6 +766,18 @@ class AdminCoreImpl : public AdminCore {
     std::shared_ptr<RunImpl> run = Find(result.adhoc_id());
     if (run) run->OnResult(agent_id, result);
   }
+
+  void OnAgentConnected(const std::string& agent_id) override {
+    for (const v1::AdhocProbe& cancel : pending_cancels_->Take(agent_id)) {
+      const absl::Status sent = deps_.send_adhoc(agent_id, cancel);
+      LogInfo("adhoc_cancel_resent", {{"adhoc_id", cancel.adhoc_id()},
+                                      {"agent", agent_id},
+                                      {"status", sent.ToString()}});
+      if (!sent.ok()) pending_cancels_->Add(agent_id, cancel);
+    }
+  }
+
+  size_t pending_cancels() override { return pending_cancels_->size(); }
 
   void OnCommitted(const CommittedBatch& batch) override {
     for (const v1::Outcome& o : batch.outcomes) {
@@ -945,6 +1023,8 @@ class AdminCoreImpl : public AdminCore {
 
   const AdminCoreOptions options_;
   const AdminCoreDeps deps_;
+  const std::shared_ptr<PendingCancels> pending_cancels_ =
+      std::make_shared<PendingCancels>(deps_.clock, options_.max_run_duration);
   std::thread timer_;
   std::atomic<int> watchers_{0};
 

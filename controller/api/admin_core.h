@@ -134,6 +134,14 @@ class AdminCore : public IngestObserver {
   virtual void OnAdhocResult(const std::string& agent_id,
                              const v1::AdhocResult& result) = 0;
 
+  // An agent's session was welcomed (SessionHub's handler): cancels it may
+  // have missed while LOST or unreachable are sent again (log
+  // adhoc_cancel_resent). An agent keeps probing a run across reconnects,
+  // so without this a run cancelled while its agent was LOST would go on.
+  virtual void OnAgentConnected(const std::string& agent_id) = 0;
+  // Cancels waiting for their agent to reconnect.
+  virtual size_t pending_cancels() = 0;
+
   // Runs in progress.
   virtual int active_runs() = 0;
   // Cancels every run and stops the timer. Idempotent.

@@ -22,7 +22,21 @@ std::string AuthorizationOf(grpc::CallbackServerContext* ctx) {
 }
 
 absl::Status Authorize(const AdminAuthorizer* auth,
-                       grpc::CallbackServerContext* ctx, const char* method) {
+                       grpc::CallbackServerContext* ctx, const char* method,
+                       const google::protobuf::MessageLite& request,
+                       size_t max_request_bytes) {
+  // The listener's own limit may be larger (agent batches share it).
+  if (request.ByteSizeLong() > max_request_bytes) {
+    LogWarning("admin_request_too_large",
+               {{"method", method},
+                {"bytes", absl::StrCat(request.ByteSizeLong())},
+                {"limit", absl::StrCat(max_request_bytes)},
+                {"peer", ctx->peer()}});
+    return absl::ResourceExhaustedError(
+        absl::StrCat(method, " request of ", request.ByteSizeLong(),
+                     " bytes is over the admin API's limit of ",
+                     max_request_bytes, " bytes"));
+  }
   if (auth == nullptr) {
     return absl::UnauthenticatedError(
         "the admin API is closed: start fleetcanary-controller with "
@@ -46,8 +60,9 @@ class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeEvent> {
 
   void Start(AdminCore* core, const AdminAuthorizer* auth,
              grpc::CallbackServerContext* ctx,
-             const v1::RunProbeRequest* request) {
-    absl::Status s = Authorize(auth, ctx, "RunProbe");
+             const v1::RunProbeRequest* request, size_t max_request_bytes) {
+    absl::Status s =
+        Authorize(auth, ctx, "RunProbe", *request, max_request_bytes);
     if (!s.ok()) {
       Done(s);
       return;
@@ -181,8 +196,10 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::Verdict> {
 
   void Start(AdminCore* core, const AdminAuthorizer* auth,
              grpc::CallbackServerContext* ctx,
-             const v1::WatchVerdictsRequest* request) {
-    absl::Status s = Authorize(auth, ctx, "WatchVerdicts");
+             const v1::WatchVerdictsRequest* request,
+             size_t max_request_bytes) {
+    absl::Status s =
+        Authorize(auth, ctx, "WatchVerdicts", *request, max_request_bytes);
     if (!s.ok()) {
       RequestFinish(ToGrpcStatus(s));
       return;
@@ -313,7 +330,7 @@ class AdminServiceImpl : public AdminService {
       grpc::CallbackServerContext* ctx,
       const v1::RunProbeRequest* request) override {
     auto* reactor = new RunProbeReactor(options_.max_queued_messages);
-    reactor->Start(core_, auth_, ctx, request);
+    reactor->Start(core_, auth_, ctx, request, options_.max_request_bytes);
     return reactor;
   }
 
@@ -321,38 +338,38 @@ class AdminServiceImpl : public AdminService {
       grpc::CallbackServerContext* ctx,
       const v1::WatchVerdictsRequest* request) override {
     auto* reactor = new WatchReactor(options_.max_queued_messages);
-    reactor->Start(core_, auth_, ctx, request);
+    reactor->Start(core_, auth_, ctx, request, options_.max_request_bytes);
     return reactor;
   }
 
   grpc::ServerUnaryReactor* ApplySchedules(
       grpc::CallbackServerContext* ctx, const v1::ApplySchedulesRequest* req,
       v1::ApplySchedulesResponse* resp) override {
-    return Unary(ctx, "ApplySchedules",
+    return Unary(ctx, "ApplySchedules", *req,
                  [&] { return Fill(core_->ApplySchedules(*req), resp); });
   }
   grpc::ServerUnaryReactor* ListSchedules(
       grpc::CallbackServerContext* ctx, const v1::ListSchedulesRequest* req,
       v1::ListSchedulesResponse* resp) override {
-    return Unary(ctx, "ListSchedules",
+    return Unary(ctx, "ListSchedules", *req,
                  [&] { return Fill(core_->ListSchedules(*req), resp); });
   }
   grpc::ServerUnaryReactor* DeleteSchedule(
       grpc::CallbackServerContext* ctx, const v1::DeleteScheduleRequest* req,
       v1::DeleteScheduleResponse*) override {
-    return Unary(ctx, "DeleteSchedule",
+    return Unary(ctx, "DeleteSchedule", *req,
                  [&] { return core_->DeleteSchedule(*req); });
   }
   grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
                                        const v1::ListAgentsRequest* req,
                                        v1::ListAgentsResponse* resp) override {
-    return Unary(ctx, "ListAgents",
+    return Unary(ctx, "ListAgents", *req,
                  [&] { return Fill(core_->ListAgents(*req), resp); });
   }
   grpc::ServerUnaryReactor* GetVerdicts(
       grpc::CallbackServerContext* ctx, const v1::GetVerdictsRequest* req,
       v1::GetVerdictsResponse* resp) override {
-    return Unary(ctx, "GetVerdicts",
+    return Unary(ctx, "GetVerdicts", *req,
                  [&] { return Fill(core_->GetVerdicts(*req), resp); });
   }
 
@@ -360,7 +377,8 @@ class AdminServiceImpl : public AdminService {
                                     const v1::AnalyzeRequest* req,
                                     v1::AnalysisReport* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    absl::Status s = Authorize(auth_, ctx, "Analyze");
+    absl::Status s =
+        Authorize(auth_, ctx, "Analyze", *req, options_.max_request_bytes);
     if (!s.ok()) {
       reactor->Finish(ToGrpcStatus(s));
       return reactor;
@@ -395,9 +413,12 @@ class AdminServiceImpl : public AdminService {
 
   template <typename F>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx,
-                                  const char* method, F&& body) {
+                                  const char* method,
+                                  const google::protobuf::MessageLite& req,
+                                  F&& body) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    absl::Status s = Authorize(auth_, ctx, method);
+    absl::Status s =
+        Authorize(auth_, ctx, method, req, options_.max_request_bytes);
     if (s.ok()) s = body();
     reactor->Finish(ToGrpcStatus(s));
     return reactor;

@@ -28,18 +28,23 @@
 namespace fleetcanary {
 namespace controller {
 
+// Default largest admin request: small, since it is buffered whole before
+// the service sees it (the bearer token is checked earlier, see
+// admin_gate.h).
+inline constexpr int kAdminMaxRequestBytes = 1 << 20;
+
 struct AdminServiceOptions {
   // Events queued per stream before outcome events are dropped (RunProbe)
   // or the stream is ended (WatchVerdicts).
   size_t max_queued_messages = 10000;
   // Analyze calls running at once (RESOURCE_EXHAUSTED beyond).
   int max_concurrent_analyze = 4;
+  // Largest request accepted (RESOURCE_EXHAUSTED beyond, logged
+  // admin_request_too_large). A listener shared with agent sessions
+  // receives up to its own, larger limit; an admin-only listener should set
+  // SetMaxReceiveMessageSize to this, so gRPC refuses before parsing.
+  size_t max_request_bytes = kAdminMaxRequestBytes;
 };
-
-// Largest request the controller's gRPC server should accept
-// (grpc::ServerBuilder::SetMaxReceiveMessageSize): an ApplySchedules of
-// 1000 targets and 10000 schedules fits.
-inline constexpr int kAdminMaxRequestBytes = 16 << 20;
 
 class AdminService;
 

@@ -234,7 +234,8 @@ class IngestImpl : public Ingest {
     std::map<std::pair<StreamKey, int64_t>, StreamStats> minutes;
     WriteBatch batch;
     CommittedBatch committed;
-    uint64_t batches = 0, applied = 0, duplicates = 0, gaps = 0, rejected = 0;
+    uint64_t batches = 0, applied = 0, duplicates = 0, gaps = 0, rejected = 0,
+             gaps_refused = 0;
     int failures_kept = 0;
     for (size_t i = 0; i < items.size(); ++i) {
       Item& item = items[i];
@@ -276,6 +277,33 @@ class IngestImpl : public Ingest {
           const uint64_t first = b.first_sequence();
           const uint64_t last = first + n - 1;
           const uint64_t wm = agent.applied_sequence;
+          // A gap is what the agent's outbox dropped, and the agent counts
+          // every drop. A jump its drop count does not explain (a forged or
+          // corrupt batch: without mTLS the agent id is taken on trust)
+          // would make every genuine outcome up to it a "duplicate":
+          // refused, nothing applied, the watermark kept. An agent this
+          // store has no outcome from yet (watermark 0: a new controller
+          // database) may start anywhere.
+          if (wm > 0 && first > wm + 1 &&
+              first - wm - 1 >
+                  agent.dropped_total + options_.max_unexplained_gap) {
+            ++gaps_refused;
+            LogError("outcomes_gap_refused",
+                     {{"agent", item.agent_id},
+                      {"region", item.region},
+                      {"watermark", absl::StrCat(wm)},
+                      {"first_sequence", absl::StrCat(first)},
+                      {"dropped_total", absl::StrCat(agent.dropped_total)},
+                      {"outcomes", absl::StrCat(n)}});
+            r.status = absl::FailedPreconditionError(absl::StrCat(
+                "outcomes.first_sequence: ", first, " skips ", first - wm - 1,
+                " sequence numbers after the applied ", wm,
+                ", more than the agent's dropped count ", agent.dropped_total,
+                " explains (allowed extra: ", options_.max_unexplained_gap,
+                "); batch refused"));
+            r.applied_sequence = wm;
+            break;
+          }
           if (n == 0 || last <= wm) {
             r.duplicates = n;
           } else {
@@ -330,6 +358,7 @@ class IngestImpl : public Ingest {
     add(kIngestDuplicates, duplicates);
     add(kIngestGaps, gaps);
     add("outcomes_rejected_total", rejected);
+    add(kIngestGapsRefused, gaps_refused);
     add(kPlatformSamples, batch.platform_samples.size());
     batch.counter_deltas[kIngestCommits] = 1;
 

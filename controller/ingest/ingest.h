@@ -6,7 +6,13 @@
 //   - outcomes with sequence <= watermark are duplicates (a resend after a
 //     lost Ack or a reconnect): skipped and counted;
 //   - first_sequence > watermark + 1 is a gap (the agent's bounded outbox
-//     dropped the missing ones): counted, and the batch is applied;
+//     dropped the missing ones): counted, and the batch is applied -- unless
+//     the agent has a watermark and the gap is larger than its cumulative
+//     dropped count plus `max_unexplained_gap`: such a batch (forged: without
+//     mTLS an agent id is taken on trust) is refused with FAILED_PRECONDITION,
+//     nothing of it applied and the watermark kept, so it cannot turn the
+//     agent's genuine outcomes into "duplicates" (logged outcomes_gap_refused,
+//     counted durably in ingest_gaps_refused_total);
 //   - the watermark becomes the batch's last sequence.
 // Batches queued by many sessions are group-committed: one writer thread
 // drains the queue and applies up to `max_outcomes_per_commit` outcomes of
@@ -45,6 +51,9 @@ struct IngestOptions {
   int max_outcomes_per_commit = 50000;
   // Raw failures kept per transaction at most (the rest only counted).
   int max_failures_per_commit = 10000;
+  // Sequence numbers a batch may skip beyond the agent's reported dropped
+  // count (which explains every genuine gap) before it is refused.
+  uint64_t max_unexplained_gap = 1000;
   // Told the result of every commit attempt (OK or the store's error), on
   // the writer thread; must not block. The controller turns it into
   // readiness and fleetcanary_store_up.

@@ -243,6 +243,10 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
            {kIngestDuplicates, "Resent outcomes skipped as already applied."},
            {kIngestGaps, "Sequence numbers never received (agent drops)."},
            {kIngestCommits, "Store transactions committed by ingest."},
+           {kIngestGapsRefused,
+            "Outcome batches refused because they skip more sequence "
+            "numbers than the agent's dropped count explains (forged or "
+            "corrupt; the watermark is kept)."},
            {"ingest_commit_errors_total", "Store transactions that failed."},
            {"ingest_platform_samples_total", "Platform samples stored."},
            {"store_unavailable_total",
@@ -262,6 +266,9 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
            {"grpc_listener_unhealthy_total",
             "Times the gRPC listener went unhealthy (short of file "
             "descriptors or a failed accept); health said NOT_SERVING."},
+           {"grpc_connections_refused_total",
+            "Connections closed on accept because a gRPC listener had "
+            "its maximum open (--grpc_max_connections)."},
            {"grpc_listener_restarts_total",
             "Times the gRPC listeners were rebuilt after they stopped "
             "accepting."},

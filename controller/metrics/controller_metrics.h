@@ -78,6 +78,7 @@ inline constexpr char kIngestOutcomes[] = "ingest_outcomes_total";
 inline constexpr char kIngestDuplicates[] = "ingest_duplicates_total";
 inline constexpr char kIngestGaps[] = "ingest_gaps_total";
 inline constexpr char kIngestCommits[] = "ingest_commits_total";
+inline constexpr char kIngestGapsRefused[] = "ingest_gaps_refused_total";
 // Per-stream platform totals: PlatformCounterName("Errors", ...).
 std::string PlatformCounterName(const std::string& metric,
                                 const std::string& region,

@@ -96,6 +96,8 @@ class SchedulerImpl : public Scheduler {
   ~SchedulerImpl() override { Shutdown(); }
 
   absl::Status Init() {
+    FC_ASSIGN_OR_RETURN(address_guard_,
+                        TargetGuard::Create(options_.target_addresses));
     FC_ASSIGN_OR_RETURN(v1::FleetConfig fleet, store_->LoadFleet());
     absl::MutexLock lock(&mu_);
     for (const v1::Target& t : fleet.targets()) targets_[t.name()] = t;
@@ -111,6 +113,7 @@ class SchedulerImpl : public Scheduler {
   absl::StatusOr<v1::ApplySchedulesResponse> ApplySchedules(
       const v1::ApplySchedulesRequest& request) override {
     FC_RETURN_IF_ERROR(ValidateMessage(request));
+    FC_RETURN_IF_ERROR(CheckTargetAddresses(request));
     absl::MutexLock lock(&mu_);
     std::map<std::string, v1::Target> targets = targets_;
     for (const v1::Target& t : request.targets()) targets[t.name()] = t;
@@ -159,6 +162,28 @@ class SchedulerImpl : public Scheduler {
       response.add_regions_without_agents(r);
     }
     return response;
+  }
+
+  // Private, loopback and metadata addresses are no canary targets unless
+  // allowed: refused before anything is stored.
+  absl::Status CheckTargetAddresses(const v1::ApplySchedulesRequest& request) {
+    for (int i = 0; i < request.targets_size(); ++i) {
+      const v1::Target& t = request.targets(i);
+      for (int r = 0; r < t.regions_size(); ++r) {
+        for (int u = 0; u < t.regions(r).urls_size(); ++u) {
+          absl::Status s =
+              address_guard_->CheckUrlAddress(t.regions(r).urls(u).url());
+          if (s.code() != absl::StatusCode::kPermissionDenied) continue;
+          return absl::InvalidArgumentError(absl::StrCat(
+              "targets[", i, "].regions[", r, "].urls[", u,
+              "].url: ", s.message(),
+              "; not a canary target unless allowed deliberately with the "
+              "controller's --target_allow_networks=CIDR, "
+              "--target_allow_private or --target_allow_loopback"));
+        }
+      }
+    }
+    return absl::OkStatus();
   }
 
   v1::ListSchedulesResponse ListSchedules() override {
@@ -648,6 +673,7 @@ class SchedulerImpl : public Scheduler {
   std::map<std::string, AgentEntry> agents_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> regions_without_agents_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<TargetGuard> address_guard_;  // Set by Init(), immutable.
 };
 
 }  // namespace

@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/net/target_guard.h"
 #include "common/time/clock.h"
 #include "controller/metrics/controller_metrics.h"
 #include "controller/store/store.h"
@@ -62,6 +63,14 @@ struct SchedulerOptions {
   // A DRAINED agent (clean shutdown) is forgotten this long after it said
   // goodbye, unless it comes back first.
   absl::Duration forget_drained_after = absl::Hours(1);
+  // Which target URL addresses ApplySchedules accepts (the fleet file and the
+  // admin API alike): a URL whose host is an IP literal or localhost in a
+  // loopback, private, link-local (cloud metadata) or otherwise special range
+  // is refused with INVALID_ARGUMENT naming the field, unless these options
+  // allow it (allow_loopback, allow_private, allow_link_local,
+  // allowed_networks). Names are judged by each agent's guard when it
+  // connects. Only the address part of the guard is used here.
+  TargetGuardOptions target_addresses;
 };
 
 // Receives the complete AssignmentSet of one connected agent, whenever it

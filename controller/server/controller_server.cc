@@ -23,10 +23,12 @@
 #include "common/log/log.h"
 #include "common/metrics/process_metrics.h"
 #include "common/status/status_util.h"
+#include "controller/api/admin_gate.h"
 #include "controller/api/admin_service.h"
 #include "controller/api/verdict_source.h"
 #include "controller/leader/leader_elector.h"
 #include "controller/metrics/metrics_export.h"
+#include "controller/server/capped_listener.h"
 #include "controller/session/agent_session_service.h"
 #include "controller/session/session_hub.h"
 #include "controller/status/status_data.h"
@@ -107,6 +109,15 @@ int OpenFds() {
 }
 
 class ControllerServerImpl : public ControllerServer {
+  // The cap on the main listener: `configured`, or (0) three quarters of the
+  // descriptor limit, so the cap is reached before descriptors run out.
+  int MaxConnections(int configured) const {
+    if (configured > 0) return configured;
+    return static_cast<int>(
+        std::max<uint64_t>(16, std::min<uint64_t>(fd_limit_ * 3 / 4, 1 << 20)));
+  }
+
+ public:
  public:
   ControllerServerImpl(const ControllerServerOptions& options, Clock* clock)
       : options_(options), clock_(clock) {}
@@ -173,6 +184,7 @@ class ControllerServerImpl : public ControllerServer {
     so.liveness_timeout = liveness;
     so.metrics = metrics_.get();
     so.forget_drained_after = options_.forget_drained_after;
+    so.target_addresses = options_.target_guard;
     FC_ASSIGN_OR_RETURN(scheduler_,
                         Scheduler::Create(so, store_.get(), clock_));
     if (options_.fleet.targets_size() > 0 ||
@@ -223,6 +235,10 @@ class ControllerServerImpl : public ControllerServer {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     FC_ASSIGN_OR_RETURN(credentials_, MakeServerCredentials(options_.tls));
+    // Admin tokens are checked on the headers, before a body is read.
+    admin_gate_ = CreateAdminTokenGate(admin_auth_.get());
+    credentials_ =
+        WithAdminTokenGate(credentials_, options_.tls.insecure, admin_gate_);
     {
       absl::MutexLock listeners(&listener_mu_);
       FC_RETURN_IF_ERROR(BuildMainServer(c.grpc_listen()));
@@ -309,12 +325,14 @@ class ControllerServerImpl : public ControllerServer {
     }
     if (server_)
       server_->Shutdown(absl::ToChronoTime(Clock::Real()->Now() + timeout));
+    if (main_listener_) main_listener_->Stop();
     if (admin_core_) admin_core_->Shutdown();
     if (admin_service_) admin_service_->Shutdown();
     if (admin_server_) {
       admin_server_->Shutdown(
           absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(100)));
     }
+    if (admin_listener_) admin_listener_->Stop();
     if (hub_) hub_->Shutdown();
     if (ingest_) ingest_->Shutdown();
     if (verdicts_) verdicts_->Shutdown();
@@ -429,10 +447,29 @@ class ControllerServerImpl : public ControllerServer {
   absl::Status BuildMainServer(const std::string& listen)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(listener_mu_) {
     auto service = std::make_unique<AgentSessionService>(hub_.get(), auth_);
-    auto admin = CreateAdminService({}, admin_core_.get(), admin_auth_.get());
+    AdminServiceOptions admin_options;
+    admin_options.max_request_bytes = options_.admin_max_message_bytes;
+    auto admin =
+        CreateAdminService(admin_options, admin_core_.get(), admin_auth_.get());
+    // The listening socket is ours (kept across rebuilds): it caps open
+    // connections and hands each to the server.
+    if (main_listener_ == nullptr) {
+      CappedListenerOptions lo;
+      lo.name = "grpc";
+      lo.max_connections = MaxConnections(options_.max_connections);
+      lo.on_refused = [metrics = metrics_.get()](uint64_t n) {
+        metrics->AddCounter("grpc_connections_refused_total",
+                            static_cast<double>(n));
+      };
+      // The listener guard says NOT_SERVING while accept fails.
+      lo.on_accept_failed = [this] { own_accept_failures_.fetch_add(1); };
+      FC_ASSIGN_OR_RETURN(main_listener_, CappedListener::Listen(listen, lo));
+    }
     grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort(listen, credentials_, &port);
+    auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+        credentials_);
+    const int port = main_listener_->port();
     builder.RegisterService(service.get());
     // With admin_listen the admin API has its own listener (StartAdminServer).
     if (options_.admin_listen.empty()) builder.RegisterService(admin.get());
@@ -452,6 +489,7 @@ class ControllerServerImpl : public ControllerServer {
       return absl::UnavailableError(
           absl::StrCat("grpc_listen: cannot bind ", listen));
     }
+    main_listener_->SetAcceptor(std::move(acceptor));
     std::unique_ptr<grpc::Server> old = std::move(server_);
     std::unique_ptr<AgentSessionService> old_service = std::move(service_);
     // With admin_listen, the admin service lives on its own server and is
@@ -517,14 +555,19 @@ class ControllerServerImpl : public ControllerServer {
       const int free_fds = static_cast<int>(fd_limit_) - OpenFds();
       const int failures = g_accept_failures.load();
       const bool failed = failures != accept_failures_seen_;
-      const bool short_of_fds = free_fds < reserve;
+      // Our own listeners retry by themselves: unhealthy while it lasts,
+      // no rebuild.
+      const uint64_t own = own_accept_failures_.load();
+      const bool starved = own != own_accept_failures_seen_;
+      own_accept_failures_seen_ = own;
+      const bool short_of_fds = free_fds < reserve || starved;
       if ((failed || short_of_fds) && serving) {
         serving = false;
         metrics_->AddCounter("grpc_listener_unhealthy_total", 1);
         LogError("grpc_listener_unhealthy",
                  {{"free_fds", absl::StrCat(free_fds)},
                   {"fd_limit", absl::StrCat(fd_limit_)},
-                  {"accept_failed", failed ? "true" : "false"}});
+                  {"accept_failed", failed || starved ? "true" : "false"}});
         SetServing(false);
       }
       if (failed && !short_of_fds) {
@@ -600,16 +643,33 @@ class ControllerServerImpl : public ControllerServer {
     TlsOptions tls = options_.tls;
     tls.ca_file.clear();
     FC_ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(tls));
+    credentials = WithAdminTokenGate(credentials, tls.insecure, admin_gate_);
+    CappedListenerOptions lo;
+    lo.name = "admin";
+    lo.max_connections = options_.admin_max_connections;
+    lo.on_refused = [metrics = metrics_.get()](uint64_t n) {
+      metrics->AddCounter("grpc_connections_refused_total",
+                          static_cast<double>(n));
+    };
+    FC_ASSIGN_OR_RETURN(admin_listener_,
+                        CappedListener::Listen(options_.admin_listen, lo));
     grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort(options_.admin_listen, credentials, &port);
+    auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+        credentials);
+    const int port = admin_listener_->port();
     builder.RegisterService(admin_service_.get());
-    builder.SetMaxReceiveMessageSize(64 << 20);
+    // Only admin calls here: gRPC refuses a larger message itself.
+    builder.SetMaxReceiveMessageSize(options_.admin_max_message_bytes);
+    builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(
+                                   options_.handshake_timeout)));
     admin_server_ = builder.BuildAndStart();
     if (admin_server_ == nullptr || port == 0) {
       return absl::UnavailableError(
           absl::StrCat("admin_listen: cannot bind ", options_.admin_listen));
     }
+    admin_listener_->SetAcceptor(std::move(acceptor));
     admin_address_ = absl::StrCat(HostOf(options_.admin_listen), ":", port);
     return absl::OkStatus();
   }
@@ -667,6 +727,9 @@ class ControllerServerImpl : public ControllerServer {
         [core](const std::string& agent_id, const v1::AdhocResult& r) {
           core->OnAdhocResult(agent_id, r);
         });
+    hub_->SetAgentWelcomedHandler([core](const std::string& agent_id) {
+      core->OnAgentConnected(agent_id);
+    });
     ingest_->AddObserver(core);
     return absl::OkStatus();
   }
@@ -760,6 +823,7 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<SessionHub> hub_;
   std::unique_ptr<AgentSessionService> service_;
   std::unique_ptr<AdminAuthorizer> admin_auth_;
+  std::shared_ptr<grpc::AuthMetadataProcessor> admin_gate_;
   std::unique_ptr<VerdictSource> verdict_source_;
   std::unique_ptr<VerdictSource> admin_verdicts_;
   std::unique_ptr<AdminCore> admin_core_;
@@ -768,9 +832,16 @@ class ControllerServerImpl : public ControllerServer {
   std::shared_ptr<grpc::ServerCredentials> credentials_;
   uint64_t fd_limit_ = 0;
   int accept_failures_seen_ = 0;  // Guard thread only.
+  // Accept failures of the capped listeners (lack of descriptors).
+  std::atomic<uint64_t> own_accept_failures_{0};
+  uint64_t own_accept_failures_seen_ = 0;  // Guard thread only.
   std::thread guard_;
   // Guards the listeners (rebuilt by the guard, shut down by Drain).
   absl::Mutex listener_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // Declared before the servers, so destroyed after them (Drain stops them
+  // first; a connection handed to a stopped server is closed by gRPC).
+  std::unique_ptr<CappedListener> main_listener_;
+  std::unique_ptr<CappedListener> admin_listener_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;
   int grpc_port_ = 0;

@@ -66,7 +66,10 @@ struct ControllerServerOptions {
   std::string admin_tokens_file;
   bool admin_allow_all = false;
   // Which explicit URLs RunProbe may send agents to (hosts of registered
-  // targets are always allowed).
+  // targets are always allowed), and which addresses target URLs may name
+  // when schedules are applied (--fleet or ApplySchedules): loopback,
+  // private and link-local/metadata IP literals are refused unless allowed
+  // here (allow_loopback, allow_private, allowed_networks).
   TargetGuardOptions target_guard;
   // gRPC transport: TLS (cert_file/key_file), mTLS for agents with ca_file,
   // or plaintext only when tls.insecure is set (INVALID_ARGUMENT otherwise).
@@ -89,6 +92,16 @@ struct ControllerServerOptions {
   absl::Duration max_connection_idle = absl::Minutes(5);
   int max_threads = 64;
   int max_message_bytes = 4 << 20;
+  // Largest admin API request (RESOURCE_EXHAUSTED beyond). Bearer tokens
+  // are checked on the call's headers before any of it is read
+  // (controller/api/admin_gate.h).
+  int admin_max_message_bytes = 1 << 20;
+  // Hard caps on open connections (controller/server/capped_listener.h):
+  // over them a new connection is closed at once, counted in
+  // grpc_connections_refused_total and logged once per 10 s. 0 for the main
+  // listener = three quarters of the (raised) file-descriptor limit.
+  int max_connections = 0;
+  int admin_max_connections = 256;
   // The health listener reports NOT_SERVING after this many failed
   // self-checks of the main port (a TCP connect to it, every
   // `self_check_interval`); 0 disables the self-check.

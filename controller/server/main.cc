@@ -92,8 +92,16 @@ ABSL_FLAG(std::vector<std::string>, target_allow_hosts, {},
           "name, comma-separated; hosts of registered targets and "
           "*.lambda-url.*.on.aws are always allowed.");
 ABSL_FLAG(bool, target_allow_loopback, false,
-          "Let ad-hoc RunProbe URLs reach loopback addresses (local demo "
-          "with the function-url-emulator).");
+          "Let targets (fleet file, ApplySchedules) and ad-hoc RunProbe URLs "
+          "name loopback addresses (local demo with the "
+          "function-url-emulator).");
+ABSL_FLAG(bool, target_allow_private, false,
+          "Let targets and ad-hoc URLs name private addresses (10/8, "
+          "172.16/12, 192.168/16, 100.64/10, fc00::/7).");
+ABSL_FLAG(std::vector<std::string>, target_allow_networks, {},
+          "Networks (CIDR, comma-separated) targets and ad-hoc URLs may name "
+          "even inside a refused range, e.g. 10.20.0.0/16 for a deliberate "
+          "private target.");
 ABSL_FLAG(std::string, agent_id_pattern, "",
           "Agent ids a client certificate may claim besides its own name: a "
           "regular expression matched against the whole id, {cert} standing "
@@ -109,6 +117,19 @@ ABSL_FLAG(uint64_t, adhoc_max_probes, 10000,
 ABSL_FLAG(int, grpc_max_threads, 64, "Most threads serving gRPC.");
 ABSL_FLAG(int, grpc_max_message_bytes, 4 << 20,
           "Largest gRPC message accepted (agent batches are <= 1 MiB).");
+ABSL_FLAG(uint64_t, max_unexplained_sequence_gap, 1000,
+          "An outcome batch may skip this many sequence numbers beyond the "
+          "agent's reported dropped count; a larger jump (a forged or corrupt "
+          "batch) is refused and the agent's watermark kept.");
+ABSL_FLAG(int, grpc_max_connections, 0,
+          "Open gRPC connections at most; more are closed at once (counted "
+          "in fleetcanary_grpc_connections_refused_total). 0 = three "
+          "quarters of the file-descriptor limit.");
+ABSL_FLAG(int, admin_max_connections, 256,
+          "Open connections at most on --admin_listen.");
+ABSL_FLAG(int, admin_max_message_bytes, 1 << 20,
+          "Largest admin API (canaryctl) request accepted; its bearer token "
+          "is checked before the request is read.");
 
 namespace {
 
@@ -267,6 +288,10 @@ int main(int argc, char** argv) {
   options.target_guard.allowed_hosts = absl::GetFlag(FLAGS_target_allow_hosts);
   options.target_guard.allow_loopback =
       absl::GetFlag(FLAGS_target_allow_loopback);
+  options.target_guard.allow_private =
+      absl::GetFlag(FLAGS_target_allow_private);
+  options.target_guard.allowed_networks =
+      absl::GetFlag(FLAGS_target_allow_networks);
   auto drain_timeout =
       fleetcanary::ParseDuration(absl::GetFlag(FLAGS_drain_timeout));
   if (!drain_timeout.ok()) return Fail(drain_timeout.status());
@@ -282,6 +307,21 @@ int main(int argc, char** argv) {
   options.max_threads = absl::GetFlag(FLAGS_grpc_max_threads);
   options.adhoc_max_probes = absl::GetFlag(FLAGS_adhoc_max_probes);
   options.max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
+  options.admin_max_message_bytes =
+      absl::GetFlag(FLAGS_admin_max_message_bytes);
+  options.max_connections = absl::GetFlag(FLAGS_grpc_max_connections);
+  options.admin_max_connections = absl::GetFlag(FLAGS_admin_max_connections);
+  if (options.max_connections < 0 || options.admin_max_connections <= 0) {
+    return Fail(absl::InvalidArgumentError(
+        "grpc_max_connections / admin_max_connections: must be positive "
+        "(0 = automatic for grpc_max_connections)"));
+  }
+  options.ingest.max_unexplained_gap =
+      absl::GetFlag(FLAGS_max_unexplained_sequence_gap);
+  if (options.admin_max_message_bytes <= 0) {
+    return Fail(absl::InvalidArgumentError(
+        "admin_max_message_bytes: must be positive"));
+  }
   if (options.tls.insecure && !options.admin_tokens_file.empty()) {
     fleetcanary::LogWarning(
         "admin_tokens_over_plaintext",

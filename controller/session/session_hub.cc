@@ -106,6 +106,8 @@ class SessionImpl : public Session,
   std::vector<bool> CheckOutcomes(const std::string& agent_id,
                                   const v1::OutcomeBatch& batch);
   void Welcome(const v1::Hello& hello, const IngestResult& r);
+  // Sends Welcome and held assignments; false when the stream has ended.
+  bool SendWelcome(const IngestResult& r);
   void OnIngested(const IngestResult& r, bool outcomes);
 
   SessionHubImpl* const hub_;
@@ -202,6 +204,21 @@ class SessionHubImpl : public SessionHub {
   void SetAdhocResultHandler(AdhocResultHandler handler) override {
     absl::MutexLock lock(&handler_mu_);
     adhoc_handler_ = std::make_shared<AdhocResultHandler>(std::move(handler));
+  }
+
+  void SetAgentWelcomedHandler(AgentWelcomedHandler handler) override {
+    absl::MutexLock lock(&handler_mu_);
+    welcomed_handler_ =
+        std::make_shared<AgentWelcomedHandler>(std::move(handler));
+  }
+
+  void OnAgentWelcomed(const std::string& agent_id) {
+    std::shared_ptr<AgentWelcomedHandler> handler;
+    {
+      absl::MutexLock lock(&handler_mu_);
+      handler = welcomed_handler_;
+    }
+    if (handler && *handler) (*handler)(agent_id);
   }
 
   void OnAdhocResult(const std::string& agent_id, const v1::AdhocResult& r) {
@@ -321,6 +338,8 @@ class SessionHubImpl : public SessionHub {
 
   absl::Mutex handler_mu_;
   std::shared_ptr<AdhocResultHandler> adhoc_handler_
+      ABSL_GUARDED_BY(handler_mu_);
+  std::shared_ptr<AgentWelcomedHandler> welcomed_handler_
       ABSL_GUARDED_BY(handler_mu_);
 };
 
@@ -484,24 +503,33 @@ bool SessionImpl::HandleHello(const v1::Hello& hello) {
 }
 
 void SessionImpl::Welcome(const v1::Hello& hello, const IngestResult& r) {
-  absl::MutexLock registration(&registration_mu_);
+  bool welcomed;
   {
-    absl::MutexLock lock(&mu_);
-    if (finished_ || sink_ == nullptr) return;
-    if (!r.status.ok()) {
-      FinishLocked(absl::UnavailableError(r.status.message()));
-      return;
+    absl::MutexLock registration(&registration_mu_);
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_ || sink_ == nullptr) return;
+      if (!r.status.ok()) {
+        FinishLocked(absl::UnavailableError(r.status.message()));
+        return;
+      }
+      // Assignments pushed while registering wait until Welcome is sent.
+      holding_assignments_ = true;
     }
-    // Assignments pushed while registering wait until Welcome is sent.
-    holding_assignments_ = true;
+    // Registered before the agent can see Welcome (and send outcomes), so
+    // the scheduler knows this agent's streams when its first batch arrives.
+    hub_->Welcomed(hello.agent_id(), shared_from_this());
+    hub_->scheduler()->AgentConnected(hello, this);
+    welcomed = SendWelcome(r);
   }
-  // Registered before the agent can see Welcome (and send outcomes), so the
-  // scheduler knows this agent's streams when its first batch arrives.
-  hub_->Welcomed(hello.agent_id(), shared_from_this());
-  hub_->scheduler()->AgentConnected(hello, this);
+  // Outside the session's locks: the handler sends on this session.
+  if (welcomed) hub_->OnAgentWelcomed(hello.agent_id());
+}
+
+bool SessionImpl::SendWelcome(const IngestResult& r) {
   absl::MutexLock lock(&mu_);
   holding_assignments_ = false;
-  if (finished_ || sink_ == nullptr) return;
+  if (finished_ || sink_ == nullptr) return false;
   v1::ControllerMessage m;
   v1::Welcome* w = m.mutable_welcome();
   w->set_controller_id(hub_->options().controller_id);
@@ -517,6 +545,7 @@ void SessionImpl::Welcome(const v1::Hello& hello, const IngestResult& r) {
     held_assignments_.reset();
     SendLocked(std::move(a));
   }
+  return true;
 }
 
 void SessionImpl::OnIngested(const IngestResult& r, bool outcomes) {

@@ -97,6 +97,12 @@ class SessionHub {
   using AdhocResultHandler = std::function<void(const std::string& agent_id,
                                                 const v1::AdhocResult& result)>;
   virtual void SetAdhocResultHandler(AdhocResultHandler handler) = 0;
+  // Called with the agent id each time an agent's session is welcomed
+  // (after Welcome was sent, so SendToAgent reaches it): the admin API
+  // re-sends cancels the agent may have missed while LOST. Called on
+  // transport/ingest threads without hub locks held; must not block.
+  using AgentWelcomedHandler = std::function<void(const std::string& agent_id)>;
+  virtual void SetAgentWelcomedHandler(AgentWelcomedHandler handler) = 0;
   // Stops the heartbeat timer. Idempotent.
   virtual void Shutdown() = 0;
 };

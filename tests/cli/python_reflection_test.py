@@ -135,7 +135,8 @@ class Fleet:
             os.path.join(b, "controller/server/fleetcanary-controller"),
             "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
             "--data_dir=" + os.path.join(self.dir, "controller"),
-            "--fleet=" + fleet_file, "--heartbeat_interval=1s", "--insecure"])
+            "--fleet=" + fleet_file, "--heartbeat_interval=1s", "--insecure",
+            "--target_allow_loopback"])
         line = self.read_until(ctl, "listening ")[-1]
         self.address = dict(kv.split("=", 1) for kv in line.split()[1:])["grpc"]
         for agent, region in (("use1", "us-east-1"), ("euw1", "eu-west-1")):

@@ -132,7 +132,7 @@ faults:
         BinaryPath("controller/server/fleetcanary-controller"),
         {"--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
          "--data_dir=" + dir_ + "/controller", "--fleet=" + fleet_file_,
-         "--heartbeat_interval=1s", "--insecure"},
+         "--heartbeat_interval=1s", "--insecure", "--target_allow_loopback"},
         dir_ + "/controller.log");
     ASSERT_TRUE(p.ok()) << p.status();
     controller_ = std::move(*p);

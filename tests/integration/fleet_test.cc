@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -27,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/time/clock.h"
 #include "controller/store/store.h"
 #include "emulator/emulator.h"
@@ -103,7 +105,8 @@ class FleetTest : public ::testing::Test {
   // Emulator regions with some injected faults, so several outcome classes
   // appear; and a fleet file probing every size in both modes.
   void StartEmulator(const std::vector<std::string>& regions, double rate,
-                     absl::Duration heartbeat) {
+                     absl::Duration heartbeat,
+                     absl::Duration first_byte_delay = absl::ZeroDuration()) {
     emulator::EmulatorOptions options;
     for (const std::string& r : regions)
       options.config.add_regions()->set_name(r);
@@ -121,6 +124,15 @@ class FleetTest : public ::testing::Test {
     f->mutable_probability()->set_base(0.08);
     f->set_effect(v1::FAULT_EFFECT_TRUNCATE);
     f->set_after_bytes(100);
+    if (first_byte_delay > absl::ZeroDuration()) {
+      // Every probe is in flight this long: a kill finds some mid-probe.
+      f = s->add_faults();
+      f->set_name("slow");
+      f->mutable_probability()->set_base(1);
+      f->set_effect(v1::FAULT_EFFECT_DELAY_FIRST_BYTE);
+      f->mutable_duration()->set_seconds(
+          absl::ToInt64Seconds(first_byte_delay));
+    }
     auto emu = emulator::Emulator::Create(options, Clock::Real());
     ASSERT_TRUE(emu.ok()) << emu.status();
     emulator_ = std::move(*emu);
@@ -148,10 +160,10 @@ class FleetTest : public ::testing::Test {
       const std::string& log = "controller") {
     std::vector<std::string> args = {
         absl::StrCat("--grpc_listen=127.0.0.1:", port),
-        "--http_listen=127.0.0.1:0",
-        "--data_dir=" + dir_ + "/controller",
-        "--fleet=" + fleet_file_,
-        "--insecure",
+        "--http_listen=127.0.0.1:0", "--data_dir=" + dir_ + "/controller",
+        "--fleet=" + fleet_file_, "--insecure",
+        // The emulator's targets are on loopback: allowed deliberately.
+        "--target_allow_loopback",
         "--heartbeat_interval=" + absl::FormatDuration(heartbeat_)};
     if (!store_url_.empty()) args.push_back("--store=" + store_url_);
     for (const std::string& e : extra) args.push_back(e);
@@ -302,6 +314,25 @@ class FleetTest : public ::testing::Test {
     EXPECT_EQ(controller_->Wait(absl::Seconds(20)), 0);
   }
 
+  // Ground truth: Function URL requests the emulator's handler received
+  // (every code, region and mode).
+  double EmulatorRequests() {
+    const std::string url = emulator_->control_url();
+    absl::string_view control = url;
+    absl::ConsumePrefix(&control, "http://");
+    absl::ConsumeSuffix(&control, "/");
+    double total = 0;
+    for (absl::string_view line :
+         absl::StrSplit(HttpGet(std::string(control), "/metrics"), '\n')) {
+      if (!absl::StartsWith(line, "fleetcanary_emulator_url_requests_total{")) {
+        continue;
+      }
+      double v = 0;
+      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) total += v;
+    }
+    return total;
+  }
+
   double ControllerMetric(const std::string& series) {
     return MetricValue(HttpGet(controller_http_, "/metrics"), series)
         .value_or(-1);
@@ -382,6 +413,62 @@ TEST_F(FleetTest, AgentKilledAndRestartedLosesAndDoublesNothing) {
   EXPECT_EQ(stored, produced)
       << "stored:   " << Counted(stored) << "\nproduced: " << Counted(produced);
   EXPECT_EQ(counters["ingest_gaps_total"], 0);
+}
+
+// kill -9 of an agent while probes are in flight (every response is held
+// back a second): after the restart its outbox drains, and against the
+// emulator's own count of requests nothing is lost or counted twice. Each
+// request the emulator received has exactly one stored outcome: the probe's,
+// or an AGENT_ERROR "interrupted" one for a probe the kill cut short (its
+// start was recorded before it ran); an interrupted probe whose request had
+// not reached the emulator yet is the only outcome without a request.
+TEST_F(FleetTest, AgentKilledMidProbeDrainsItsOutboxAgainstEmulatorTruth) {
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500), absl::Seconds(1));
+  StartController();
+  controller_target_ = grpc_address_;
+  Agent& a = AddAgent("a1", "us-east-1");
+  WaitForMore(20);
+  // Requests the emulator received that have no outcome yet: in flight.
+  ASSERT_TRUE(WaitUntil(
+      [&] { return EmulatorRequests() > static_cast<double>(AllLines()); },
+      absl::Seconds(30)));
+  a.process->Signal(SIGKILL);
+  ASSERT_TRUE(a.process->Wait(absl::Seconds(10)).has_value());
+  StartAgent(a);  // Same data dir: the outbox and sequence survive.
+  WaitForMore(20);
+  DrainAll();  // The agent finishes its probes and flushes its outbox.
+
+  Counts produced = FromJournal(a);
+  std::map<std::string, double> counters;
+  const Counts stored = FromStore(nullptr, &counters);
+  EXPECT_EQ(stored, produced)
+      << "stored:   " << Counted(stored) << "\nproduced: " << Counted(produced);
+  EXPECT_EQ(counters["ingest_gaps_total"], 0);
+  EXPECT_EQ(counters["ingest_gaps_refused_total"], 0);
+
+  auto store =
+      controller::CreateSqliteStore({dir_ + "/controller/controller.db"});
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto failures = (*store)->QueryFailures(absl::InfinitePast(), 1 << 20);
+  ASSERT_TRUE(failures.ok()) << failures.status();
+  uint64_t interrupted = 0;
+  for (const v1::Outcome& o : *failures) {
+    if (o.outcome_class() == v1::AGENT_ERROR &&
+        absl::StartsWith(o.detail(), "interrupted")) {
+      ++interrupted;
+    }
+  }
+  uint64_t total = 0;
+  for (const auto& [k, n] : stored) total += n;
+  const double requests = EmulatorRequests();
+  EXPECT_GE(interrupted, 1u) << "the kill found no probe in flight";
+  // Completed outcomes <= requests <= completed + interrupted outcomes.
+  EXPECT_LE(static_cast<double>(total - interrupted), requests);
+  EXPECT_LE(requests, static_cast<double>(total));
+  std::printf(
+      "emulator requests %.0f, stored outcomes %llu (%llu interrupted)\n",
+      requests, static_cast<unsigned long long>(total),
+      static_cast<unsigned long long>(interrupted));
 }
 
 // A rolling restart as a StatefulSet does it: one agent at a time gets

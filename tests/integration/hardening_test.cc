@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +24,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/process.h"
@@ -75,15 +77,19 @@ class HardeningTest : public ::testing::Test {
 
   // The controller with a hard file-descriptor limit of `fd_limit` (it
   // cannot raise it) and a short handshake timeout.
-  void StartController(int fd_limit) {
-    auto p = Process::Spawn(
-        "/usr/bin/prlimit",
-        {absl::StrCat("--nofile=", fd_limit, ":", fd_limit),
-         BinaryPath("controller/server/fleetcanary-controller"),
-         "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-         "--health_listen=127.0.0.1:0", "--data_dir=" + dir_ + "/controller",
-         "--insecure", "--grpc_handshake_timeout=1s"},
-        dir_ + "/controller.log");
+  void StartController(int fd_limit,
+                       const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {
+        absl::StrCat("--nofile=", fd_limit, ":", fd_limit),
+        BinaryPath("controller/server/fleetcanary-controller"),
+        "--grpc_listen=127.0.0.1:0",
+        "--http_listen=127.0.0.1:0",
+        "--health_listen=127.0.0.1:0",
+        "--data_dir=" + dir_ + "/controller",
+        "--insecure",
+        "--grpc_handshake_timeout=1s"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto p = Process::Spawn("/usr/bin/prlimit", args, dir_ + "/controller.log");
     ASSERT_TRUE(p.ok()) << p.status();
     controller_ = std::move(*p);
     auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
@@ -144,7 +150,9 @@ class HardeningTest : public ::testing::Test {
 
 TEST_F(HardeningTest, HalfOpenBurstOfTwiceTheFdLimitDoesNotWedgeThePort) {
   constexpr int kFdLimit = 200;
-  StartController(kFdLimit);
+  // No connection cap below the fd limit: this is about running out of
+  // descriptors (the cap has its own test).
+  StartController(kFdLimit, {"--grpc_max_connections=100000"});
   ASSERT_TRUE(Serving(grpc_));
   const int port = PortOf(grpc_);
   for (int i = 0; i < 2 * kFdLimit; ++i) {
@@ -175,6 +183,68 @@ TEST_F(HardeningTest, HalfOpenBurstOfTwiceTheFdLimitDoesNotWedgeThePort) {
       absl::Seconds(60)))
       << ReadLog();
   EXPECT_TRUE(absl::StrContains(ReadLog(), "grpc_listener_unhealthy"));
+}
+
+// Over --grpc_max_connections a new connection is closed at once (counted
+// and logged once per interval), while the ones within the cap stay open;
+// once those go, the port serves again.
+TEST_F(HardeningTest, ConnectionsOverTheCapAreClosedAtOnceAndCounted) {
+  constexpr int kCap = 20;
+  // A long handshake timeout: nothing within the cap is closed by it during
+  // the test, so every connection the controller closes was refused.
+  StartController(1024, {absl::StrCat("--grpc_max_connections=", kCap),
+                         "--grpc_handshake_timeout=120s"});
+  const int port = PortOf(grpc_);
+  auto closed_by_peer = [](int fd) {
+    char byte;
+    const ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+  };
+  auto refused = [&] {
+    return MetricValue(HttpGet(http_, "/metrics"),
+                       "fleetcanary_grpc_connections_refused_total")
+        .value_or(-1);
+  };
+  // Fill the cap with half-open connections, one at a time, each seen
+  // accepted (the next one over it is refused, this one is not).
+  std::vector<int> held;
+  for (int i = 0; i < kCap; ++i) {
+    const int fd = HalfOpen(port);
+    ASSERT_GE(fd, 0);
+    held.push_back(fd);
+    fds_.push_back(fd);
+  }
+  constexpr int kOver = 3 * kCap;
+  std::vector<int> over;
+  for (int i = 0; i < kOver; ++i) {
+    const int fd = HalfOpen(port);
+    ASSERT_GE(fd, 0);
+    over.push_back(fd);
+    fds_.push_back(fd);
+  }
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        int closed = 0;
+        for (int fd : over) closed += closed_by_peer(fd) ? 1 : 0;
+        return closed == kOver;
+      },
+      absl::Seconds(30)))
+      << ReadLog();
+  for (int fd : held) EXPECT_FALSE(closed_by_peer(fd)) << "within the cap";
+  EXPECT_EQ(refused(), kOver);
+  EXPECT_TRUE(absl::StrContains(ReadLog(), "grpc_connections_refused"));
+  // A client is refused too while the cap is full...
+  EXPECT_FALSE(Serving(grpc_));
+  // ...and served once the held connections go.
+  for (int fd : held) shutdown(fd, SHUT_RDWR);
+  ASSERT_TRUE(WaitUntil([&] { return Serving(grpc_); }, absl::Seconds(30)))
+      << ReadLog();
+  // Logged once per interval, not once per connection.
+  size_t lines = 0;
+  for (absl::string_view line : absl::StrSplit(ReadLog(), '\n')) {
+    if (absl::StrContains(line, "grpc_connections_refused")) ++lines;
+  }
+  EXPECT_LT(lines, static_cast<size_t>(kOver / 2));
 }
 
 }  // namespace

@@ -132,7 +132,10 @@ class SecurityTest : public ::testing::Test {
     std::vector<std::string> args = {
         "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
         "--data_dir=" + dir_ + "/controller", "--fleet=" + fleet,
-        "--heartbeat_interval=1s"};
+        "--heartbeat_interval=1s",
+        // The controller lets the loopback target in; the agents' own
+        // guard still refuses it unless they allow loopback too.
+        "--target_allow_loopback"};
     args.insert(args.end(), extra.begin(), extra.end());
     auto p =
         Process::Spawn(BinaryPath("controller/server/fleetcanary-controller"),

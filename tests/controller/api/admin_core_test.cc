@@ -473,6 +473,78 @@ TEST_F(AdminCoreTest, LostAgentEndsItsShareAndTheRunSaysSo) {
   EXPECT_EQ(done.total_probes(), 4u);
 }
 
+// An agent keeps probing an ad-hoc run across reconnects: a cancel it could
+// not receive while LOST reaches it when it is back, once.
+TEST_F(AdminCoreTest, CancelMissedWhileLostIsResentWhenTheAgentReconnects) {
+  Connect("a1", "r1");
+  Connect("a2", "r1");
+  TestSink& sink = *NewSink();
+  ASSERT_TRUE(
+      Run("target: canary\nregions: [r1]\nsizes: [2]\ncount: 4\n", &sink).ok());
+  ASSERT_EQ(Sent("a2").size(), 1u);
+  const std::string adhoc_id = Sent("a2")[0].adhoc_id();
+  Execute("a1", Sent("a1")[0],
+          [](v1::InvokeMode, uint64_t, int) { return false; });
+  // a2 is LOST and its stream is gone: the cancel cannot reach it.
+  {
+    absl::MutexLock lock(&mu_);
+    unreachable_.insert("a2");
+  }
+  scheduler_->AgentDisconnected("a2", &listener_);
+  ASSERT_TRUE(testing::AdvanceUntil(&clock_, kClockThreads,
+                                    absl::Milliseconds(200), 100,
+                                    [&] { return sink.done(); }));
+  EXPECT_EQ(Sent("a2").size(), 1u);
+  EXPECT_EQ(core_->pending_cancels(), 1u);
+  // Another agent connecting changes nothing for a2.
+  core_->OnAgentConnected("a1");
+  EXPECT_EQ(Sent("a1").size(), 1u);
+  // a2 is back.
+  {
+    absl::MutexLock lock(&mu_);
+    unreachable_.erase("a2");
+  }
+  Connect("a2", "r1");
+  core_->OnAgentConnected("a2");
+  ASSERT_EQ(Sent("a2").size(), 2u);
+  EXPECT_TRUE(Sent("a2")[1].cancel());
+  EXPECT_EQ(Sent("a2")[1].adhoc_id(), adhoc_id);
+  EXPECT_EQ(core_->pending_cancels(), 0u);
+  core_->OnAgentConnected("a2");  // Delivered: not sent again.
+  EXPECT_EQ(Sent("a2").size(), 2u);
+}
+
+// Cancelled by the operator while an agent is LOST (still unreachable when
+// it reconnects the first time): kept until it is delivered.
+TEST_F(AdminCoreTest, CancelOfLostAgentWaitsUntilItCanBeDelivered) {
+  Connect("a1", "r1");
+  TestSink& sink = *NewSink();
+  v1::RunProbeRequest req;
+  ASSERT_TRUE(ParseYamlToMessage("target: canary\nregions: [r1]\nsizes: [2]\n"
+                                 "count: 4\n",
+                                 "r", &req)
+                  .ok());
+  auto run = core_->RunProbe(req, &sink);
+  ASSERT_TRUE(run.ok());
+  {
+    absl::MutexLock lock(&mu_);
+    unreachable_.insert("a1");
+  }
+  (*run)->Cancel();
+  ASSERT_TRUE(sink.done());
+  EXPECT_EQ(core_->pending_cancels(), 1u);
+  core_->OnAgentConnected("a1");  // Still unreachable: kept.
+  EXPECT_EQ(core_->pending_cancels(), 1u);
+  {
+    absl::MutexLock lock(&mu_);
+    unreachable_.erase("a1");
+  }
+  core_->OnAgentConnected("a1");
+  ASSERT_EQ(Sent("a1").size(), 2u);
+  EXPECT_TRUE(Sent("a1")[1].cancel());
+  EXPECT_EQ(core_->pending_cancels(), 0u);
+}
+
 TEST_F(AdminCoreTest, UnreachableAgentAtDispatchIsLost) {
   Connect("a1", "r1");
   {

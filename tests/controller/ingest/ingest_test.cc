@@ -182,6 +182,54 @@ TEST_F(IngestTest, RejectsBadSequences) {
   EXPECT_EQ(Total(), 0u);
 }
 
+// Without mTLS anyone may claim an agent id. A forged batch that jumps the
+// sequence far ahead must not move the watermark: else the real agent's
+// next outcomes would all be skipped as "duplicates".
+TEST_F(IngestTest, ForgedSequenceJumpIsRefusedAndCountedDurably) {
+  ASSERT_TRUE(Submit(MakeBatch(1, 10)).status.ok());
+  IngestResult r = Submit(MakeBatch(1000011, 1));
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status.message().find("outcomes.first_sequence"),
+            std::string::npos)
+      << r.status;
+  EXPECT_EQ(r.applied_sequence, 10u);
+  EXPECT_EQ(ingest_->AppliedSequence("a1"), 10u);
+  EXPECT_EQ(metrics_->counter(kIngestGapsRefused), 1);
+  EXPECT_EQ(metrics_->counter(kIngestGaps), 0);
+  // The real agent goes on: nothing of it is a duplicate.
+  r = Submit(MakeBatch(11, 10));
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.applied, 10u);
+  EXPECT_EQ(r.duplicates, 0u);
+  EXPECT_EQ(Total(), 20u);
+  // Persisted with the commit: a restarted controller still shows it.
+  auto counters = base_->LoadCounters();
+  ASSERT_TRUE(counters.ok());
+  EXPECT_EQ((*counters)[kIngestGapsRefused], 1);
+}
+
+// A gap the agent's dropped count explains (its outbox overflowed while the
+// controller was away) is applied, however large; a small one always is.
+TEST_F(IngestTest, GapExplainedByDropsIsApplied) {
+  ASSERT_TRUE(Submit(MakeBatch(1, 10)).status.ok());
+  v1::OutcomeBatch b = MakeBatch(50011, 5);
+  b.set_dropped_total(50000);
+  IngestResult r = Submit(b);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.gaps, 50000u);
+  EXPECT_EQ(r.applied_sequence, 50015u);
+  // Within max_unexplained_gap (1000) of the dropped count: applied.
+  r = Submit(MakeBatch(51015, 1));
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.gaps, 999u);
+  // An agent this store has never seen (a new controller database while
+  // the agent kept its outbox) may start anywhere.
+  r = Submit(MakeBatch(70001, 3), "a2");
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.applied, 3u);
+  EXPECT_EQ(metrics_->counter(kIngestGapsRefused), 0);
+}
+
 TEST_F(IngestTest, FailedCommitAppliesNothingAndResendSucceeds) {
   ASSERT_TRUE(Submit(MakeBatch(1, 5)).status.ok());
   store_->fail = true;

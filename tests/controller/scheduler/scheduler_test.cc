@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/sim_time.h"
 
@@ -80,6 +81,8 @@ class SchedulerTest : public ::testing::Test {
     SchedulerOptions options;
     options.heartbeat_interval = absl::Seconds(10);
     options.metrics = &metrics_;
+    // The fixtures' URLs are on loopback (allowed deliberately).
+    options.target_addresses.allow_loopback = true;
     auto s = Scheduler::Create(options, store_.get(), &clock_);
     ASSERT_TRUE(s.ok()) << s.status();
     scheduler_ = std::move(*s);
@@ -105,6 +108,77 @@ class SchedulerTest : public ::testing::Test {
   std::unique_ptr<Scheduler> scheduler_;
   std::map<std::string, Recorder> listeners_;
 };
+
+// Targets at loopback, private, link-local or metadata addresses are refused
+// when applied, naming the field, unless deliberately allowed; nothing is
+// stored.
+TEST(SchedulerTargetAddressTest, SpecialAddressesRefusedUnlessAllowed) {
+  SimulatedClock clock(absl::FromUnixSeconds(1000));
+  auto store = CreateMemoryStore();
+  auto scheduler = Scheduler::Create({}, store.get(), &clock);
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  auto apply = [&](const std::string& url) {
+    v1::ApplySchedulesRequest req;
+    v1::Target* t = req.add_targets();
+    t->set_name("canary");
+    v1::RegionEndpoints* ok = t->add_regions();
+    ok->set_region("us-east-1");
+    v1::FunctionUrl* u = ok->add_urls();
+    u->set_mode(v1::BUFFERED);
+    u->set_url("https://abc.lambda-url.us-east-1.on.aws/");
+    v1::RegionEndpoints* re = t->add_regions();
+    re->set_region("eu-west-1");
+    u = re->add_urls();
+    u->set_mode(v1::BUFFERED);
+    u->set_url("https://abc.lambda-url.eu-west-1.on.aws/");
+    u = re->add_urls();
+    u->set_mode(v1::RESPONSE_STREAM);
+    u->set_url(url);
+    return (*scheduler)->ApplySchedules(req).status();
+  };
+  for (const char* url :
+       {"http://169.254.169.254/latest/meta-data/", "http://169.254.1.1/",
+        "http://127.0.0.1:8080/", "http://127.9.9.9/", "http://localhost:80/",
+        "http://10.1.2.3/", "http://172.16.0.1/", "http://192.168.1.1/",
+        "http://[::1]:9000/", "http://[fc00::1]/", "http://[fd12::1]/",
+        "http://[fe80::1]/", "http://[fd00:ec2::254]/"}) {
+    absl::Status s = apply(url);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << url;
+    EXPECT_THAT(s.message(),
+                ::testing::HasSubstr("targets[0].regions[1].urls[1].url: "))
+        << url;
+    EXPECT_THAT(s.message(), ::testing::HasSubstr("--target_allow_networks"));
+  }
+  EXPECT_TRUE((*scheduler)->ListSchedules().targets().empty());
+  // Public addresses and names pass (names are judged by agents on connect).
+  EXPECT_TRUE(apply("http://203.0.113.7/").ok());
+  EXPECT_TRUE(apply("https://internal.example.com/").ok());
+  (*scheduler)->Shutdown();
+
+  // Deliberately allowed: a network, or the private switch.
+  SchedulerOptions o;
+  o.target_addresses.allowed_networks = {"10.20.0.0/16"};
+  auto allowed = Scheduler::Create(o, store.get(), &clock);
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  scheduler = std::move(allowed);
+  EXPECT_TRUE(apply("http://10.20.3.4/").ok());
+  EXPECT_EQ(apply("http://10.21.3.4/").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(apply("http://169.254.169.254/").code(),
+            absl::StatusCode::kInvalidArgument);
+  (*scheduler)->Shutdown();
+  o = SchedulerOptions();
+  o.target_addresses.allow_private = true;
+  o.target_addresses.allow_loopback = true;
+  allowed = Scheduler::Create(o, store.get(), &clock);
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  scheduler = std::move(allowed);
+  EXPECT_TRUE(apply("http://192.168.1.1/").ok());
+  EXPECT_TRUE(apply("http://127.0.0.1:1/").ok());
+  EXPECT_EQ(apply("http://169.254.169.254/").code(),
+            absl::StatusCode::kInvalidArgument);
+  (*scheduler)->Shutdown();
+}
 
 TEST_F(SchedulerTest, BalancedPairsBothModesInterleaved) {
   ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(2, 8)).ok());

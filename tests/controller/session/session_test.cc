@@ -28,6 +28,7 @@ class SessionTest : public ::testing::Test {
     ingest_ = *Ingest::Create({}, store_.get(), metrics_.get(), Clock::Real());
     SchedulerOptions so;
     so.heartbeat_interval = absl::Milliseconds(200);
+    so.target_addresses.allow_loopback = true;  // The target is on loopback.
     scheduler_ = *Scheduler::Create(so, store_.get(), Clock::Real());
     v1::ApplySchedulesRequest req;
     v1::Target* t = req.add_targets();
@@ -105,6 +106,29 @@ class SessionTest : public ::testing::Test {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::AgentSession::Stub> stub_;
 };
+
+// The welcomed handler runs after Welcome went out and outside the
+// session's locks, so it can send on that very session (the admin API
+// re-sends missed cancels this way).
+TEST_F(SessionTest, WelcomedHandlerCanSendOnTheNewSession) {
+  SessionHub* hub = hub_.get();
+  hub_->SetAgentWelcomedHandler([hub](const std::string& agent_id) {
+    v1::ControllerMessage m;
+    m.mutable_adhoc_probe()->set_adhoc_id("adhoc-1");
+    m.mutable_adhoc_probe()->set_cancel(true);
+    EXPECT_TRUE(hub->SendToAgent(agent_id, std::move(m)).ok());
+  });
+  grpc::ClientContext ctx;
+  auto stream = stub_->Connect(&ctx);
+  ASSERT_TRUE(stream->Write(Hello("a1")));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(stream->Read(&m));
+  ASSERT_TRUE(m.has_welcome());
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kAdhocProbe, &m));
+  EXPECT_EQ(m.adhoc_probe().adhoc_id(), "adhoc-1");
+  EXPECT_TRUE(m.adhoc_probe().cancel());
+  ctx.TryCancel();
+}
 
 TEST_F(SessionTest, WelcomeAssignmentsAndAckAfterCommit) {
   grpc::ClientContext ctx;
