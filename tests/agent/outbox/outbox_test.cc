@@ -208,7 +208,9 @@ TEST_F(OutboxTest, WalStaysWithinItsShareOfTheBound) {
   for (int i = 1; i <= 3000; ++i) {
     auto seq = box->Append(Make(i, 1000));
     ASSERT_TRUE(seq.ok());
-    if (i % 10 == 0) ASSERT_TRUE(box->Ack(*seq).ok());
+    if (i % 10 == 0) {
+      ASSERT_TRUE(box->Ack(*seq).ok());
+    }
     struct stat st;
     if (stat((path_ + "-wal").c_str(), &st) == 0) {
       max_wal = std::max<uint64_t>(max_wal, st.st_size);
