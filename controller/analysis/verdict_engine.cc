@@ -34,6 +34,13 @@ constexpr size_t kMaxKeys = 200000;
 constexpr int kCusumFamilies = 2;  // Stream health and phantom errors.
 // A stream whose baseline exceeds this is monitored as if p0 were this.
 constexpr double kMaxP0 = 0.05;
+// h is budgeted at the baseline posterior's kIcQuantile quantile, at most
+// kMaxIcRatio x the posterior mean (docs/statistics.md "Baselines").
+constexpr double kIcQuantile = 0.9;
+constexpr double kMaxIcRatio = 2.5;
+// STREAM_HEALTH leaves REGRESSION when its rate is shown nearer p0 than
+// kRecoverRatio x p0 (see RateMonitor::StartEpisode).
+constexpr double kRecoverRatio = 4;
 // MODE_DIFFERENCE: a SUSPECT still undecided after this many paired
 // streaming probes resolves to HEALTHY (bounded horizon).
 constexpr uint64_t kSuspectHorizon = 3000;
@@ -202,11 +209,17 @@ class Recovery {
     incident_trials_ = incident_failures_ = 0;
     declared_used_ = false;
     ChooseRates();
+    recovering_ = false;
+    relapses_ = 0;
     Relapse();
   }
 
-  // Back to REGRESSION: the test and the reverse CUSUM start over.
+  // Back to REGRESSION: the test and the reverse CUSUM start over. Each
+  // relapse of the episode doubles the reverse CUSUM's threshold, so a rate
+  // hovering between "back" and "still bad" cannot cycle RECOVERING ->
+  // REGRESSION (one alarm each) for long.
   void Relapse() {
+    if (recovering_) ++relapses_;
     recovering_ = false;
     reverse_ = 0;
     fix_.emplace(p_bad_, Alternatives(), fix_alpha_);
@@ -253,7 +266,8 @@ class Recovery {
         reverse_ =
             std::max(0.0, reverse_ + static_cast<double>(n - k) * reverse_b_ -
                               static_cast<double>(k) * reverse_a_);
-        if (reverse_ >= reverse_threshold_) {
+        if (reverse_ >= std::ldexp(reverse_threshold_,
+                                   static_cast<int>(std::min(relapses_, 16)))) {
           EnterRecovering(t);
           return Event::kRecovering;
         }
@@ -337,6 +351,7 @@ class Recovery {
   double baseline_p0_ = 1e-4, p_bad_floor_ = 1e-4, cfg_p_good_ = 0;
   uint64_t incident_trials_ = 0, incident_failures_ = 0;
   bool declared_used_ = false;
+  int relapses_ = 0;
   double fix_alpha_ = 0.05, reverse_threshold_ = 4.6;
   double reverse_a_ = 0, reverse_b_ = 0, reverse_ = 0;
   bool reverse_cusum_ = true;
@@ -359,27 +374,32 @@ struct Context {
     if (x <= 0) return x;
     return std::pow(10, std::ceil(std::log10(x) * steps - 1e-9) / steps);
   }
-  // Threshold h for ARL0 >= arl0 at the given rates. Computing h is costly
-  // (a lattice ARL model inside a bisection), so h is memoized per process on
-  // rounded arguments: p0 and arl0 are rounded up to a 1/16-decade grid
-  // (at most 15 % higher: a slightly less sensitive, never more alarming
-  // CUSUM), so re-arming as the baseline moves rarely needs a new h.
-  static double Threshold(double p0, double p1_ratio, double arl0,
-                          double* p0_used) {
+  // Threshold h for ARL >= arl0 when the true in-control rate is
+  // ic_ratio x p0 (ic_ratio >= 1: p0 is an estimate and the true rate may be
+  // higher). Computing h is costly (a lattice ARL model inside a bisection),
+  // so h is memoized per process on rounded arguments: p0, ic_ratio and arl0
+  // are rounded up to a 1/16-decade grid (at most 15 % higher: a slightly
+  // less sensitive, never more alarming CUSUM), so re-arming as the baseline
+  // moves rarely needs a new h. *p0_used is the rounded p0 the CUSUM must use.
+  static double Threshold(double p0, double p1_ratio, double ic_ratio,
+                          double arl0, double* p0_used) {
     static absl::Mutex mu(absl::kConstInit);
     static auto* cache =  // Guarded by mu.
-        new std::map<std::tuple<double, double, double>, double>();
+        new std::map<std::tuple<double, double, double, double>, double>();
     const double q0 = std::min(CeilToGrid(p0, 16), kMaxP0);
     const double q1 = std::min(p1_ratio * q0, q0 + (0.999 - q0) * 0.5);
+    const double qr = std::clamp(CeilToGrid(ic_ratio, 16), 1.0, kMaxIcRatio);
     const double qa = CeilToGrid(arl0, 16);
     *p0_used = q0;
-    const auto key = std::make_tuple(q0, q1, qa);
+    const auto key = std::make_tuple(q0, q1, qr, qa);
     {
       absl::MutexLock lock(&mu);
       auto it = cache->find(key);
       if (it != cache->end()) return it->second;
     }
-    absl::StatusOr<double> h = CusumThresholdForArl0(q0, q1, qa);
+    absl::StatusOr<double> h =
+        CusumThresholdForArl0At(q0, q1, std::min(qr * q0, 0.5), qa);
+    if (!h.ok()) h = CusumThresholdForArl0(q0, q1, qa);
     // Parameters are clamped by the caller, so this cannot fail; fall back
     // to the SPRT constant if it ever does.
     const double value = h.ok() ? std::max(*h, 1e-3) : std::log(99.0);
@@ -510,10 +530,29 @@ class RateMonitor {
     const double streams = std::max(family_streams, ctx->expected_streams);
     const double arl0 = TargetArl0(kCusumFamilies * streams, per_month,
                                    cfg.false_alarms_per_month());
-    const double h = Context::Threshold(p0, cfg.p1_ratio(), arl0, &p0);
+    const double h =
+        Context::Threshold(p0, cfg.p1_ratio(), InControlRatio(cfg), arl0, &p0);
     const double p1 = std::min(cfg.p1_ratio() * p0, p0 + (0.999 - p0) * 0.5);
     cusum_.emplace(p0, p1, h);  // Only armed while S = 0.
     arl0_ = arl0;
+  }
+
+  // How much higher than BaselineP0 the true in-control rate plausibly is:
+  // the baseline posterior's kIcQuantile quantile over its mean (1 for a
+  // fixed p0). The CUSUM is designed at the mean, but h keeps ARL0 on budget
+  // at that quantile, so a short history (a wide posterior) gets a higher h
+  // rather than false alarms; with a long history the ratio goes to 1.
+  double InControlRatio(const v1::DetectionConfig& cfg) const {
+    if (!learn_baseline_) return 1;
+    const double w = cfg.p0_prior_weight();
+    const double a =
+        cfg.p0_prior() * w + static_cast<double>(baseline_failures_);
+    const double b = (1 - cfg.p0_prior()) * w +
+                     static_cast<double>(baseline_trials_ - baseline_failures_);
+    if (!(a > 0 && b > 0)) return 1;
+    const double mean = BaselineP0(cfg);
+    const double q = BetaQuantile(a, b, kIcQuantile);
+    return std::isfinite(q) && mean > 0 ? std::max(1.0, q / mean) : 1;
   }
 
   // The stream's in-control rate: Beta-prior estimate from its clean history
@@ -602,8 +641,16 @@ class RateMonitor {
         episode_rate_k_ += b.failures;
       }
     }
+    // The reverse CUSUM decides "back to p0" against "still at
+    // kRecoverRatio x p0" when p0 is an estimate: a stream whose true
+    // in-control rate is a few times a (short-history) estimate stays in
+    // REGRESSION instead of cycling RECOVERING -> REGRESSION, since the fix
+    // test could never confirm it anyway (its p_bad is 2 x p0).
+    const double reverse_p1 =
+        learn_baseline_ ? std::min(cusum_->p1(), kRecoverRatio * cusum_->p0())
+                        : cusum_->p1();
     recovery_.Start(ctx->cfg, std::min(BaselineP0(ctx->cfg), kMaxP0),
-                    cusum_->p0(), cusum_->p1(), onset_, t, true);
+                    cusum_->p0(), reverse_p1, onset_, t, true);
     for (const TimedBin& b : history_) {
       if (b.time >= onset_) recovery_.AddHistory(b.time, b.trials, b.failures);
     }

@@ -17,7 +17,11 @@
 //      history, floored at p0_floor - never a confidence bound of a short
 //      window. Clean history = probes outside episodes, added once the CUSUM
 //      is back at 0 (the run that ends in an alarm is never learnt).
-//      p1 = p1_ratio * p0; h from the false-alarm budget (below). SUSPECT at
+//      p1 = p1_ratio * p0; h from the false-alarm budget (below), met at
+//      the baseline posterior's 90 % quantile (at most 2.5 x p0) rather than
+//      at p0 itself, so an uncertain baseline costs sensitivity, not false
+//      alarms. An episode leaves REGRESSION when a reverse CUSUM prefers p0
+//      over min(p1, 4 x p0); each relapse doubles its threshold. SUSPECT at
 //      S >= suspect_fraction * h, REGRESSION at S >= h. The onset is dated by
 //      DateSingleChangePoint over the recent history (changepoint.h: point
 //      estimate inside a profile-likelihood / Jeffreys interval).
