@@ -919,6 +919,9 @@ class TrendFamily {
                   ? absl::FromUnixSeconds(life_.verdict().since().seconds())
                   : t,
               t, false);
+          // Significant windows are part of the episode the fix is dated
+          // over: without them the change is dated after the fix.
+          recovery_.AddHistory(t, n, k);
           life_.Move(v1::REGRESSION, t, ev, ctx->out);
         } else {
           life_.Move(v1::HEALTHY, t, ev, ctx->out);
@@ -933,6 +936,7 @@ class TrendFamily {
           } else {
             life_.Update(t, ev);
           }
+          recovery_.AddHistory(t, n, k);
           break;
         }
         Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
