@@ -7,6 +7,7 @@
 
 #include "absl/time/time.h"
 #include "controller/analysis/fix_confirmation.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 
 namespace fleetcanary::analysis {
@@ -73,6 +74,44 @@ TEST(VerdictEngineTest, CleanStreamStaysHealthy) {
   Feed(e.get(), Key(v1::RESPONSE_STREAM), &rng, &t, 100000, 0.0);
   EXPECT_TRUE(OfKind(e->TakeTransitions(), v1::STREAM_HEALTH).empty());
   for (const auto& v : e->Current()) EXPECT_EQ(v.state(), v1::HEALTHY);
+}
+
+// Unset times stay unset: no placeholder (1970, 1677) in the proto or its
+// JSON; every time that is set lies within the data fed.
+TEST(VerdictEngineTest, UnsetTimesAreAbsentNeverPlaceholders) {
+  auto e = NewEngine();
+  std::mt19937_64 rng(11);
+  absl::Time t = kT0;
+  const v1::StreamKey key = Key(v1::RESPONSE_STREAM);
+  Feed(e.get(), key, &rng, &t, 200, 0.0);
+  Feed(e.get(), Key(v1::BUFFERED), &rng, &t, 200, 0.0);
+  for (const v1::Verdict& v : e->Current()) {
+    EXPECT_FALSE(v.evidence().has_change_time()) << v.ShortDebugString();
+    EXPECT_FALSE(v.evidence().has_change_interval()) << v.ShortDebugString();
+    EXPECT_FALSE(v.evidence().has_confirmation_start());
+  }
+  Feed(e.get(), key, &rng, &t, 3000, 0.05);
+  std::vector<v1::Verdict> all = e->TakeTransitions();
+  for (const v1::Verdict& v : e->Current()) all.push_back(v);
+  bool dated = false;
+  for (const v1::Verdict& v : all) {
+    std::string json;
+    ASSERT_TRUE(google::protobuf::util::MessageToJsonString(v, &json).ok());
+    EXPECT_EQ(json.find("1970-01-01"), std::string::npos) << json;
+    EXPECT_EQ(json.find("1677-"), std::string::npos) << json;
+    for (const google::protobuf::Timestamp* ts :
+         {&v.since(), &v.updated(), &v.evidence().change_time(),
+          &v.evidence().change_interval().lower(),
+          &v.evidence().change_interval().upper()}) {
+      if (ts->seconds() == 0 && ts->nanos() == 0) continue;  // Unset.
+      EXPECT_GE(FromProto(*ts), kT0 - absl::Seconds(1)) << json;
+      EXPECT_LE(FromProto(*ts), t) << json;
+    }
+    if (v.state() == v1::REGRESSION && v.evidence().has_change_time()) {
+      dated = true;
+    }
+  }
+  EXPECT_TRUE(dated);
 }
 
 TEST(VerdictEngineTest, RegressionThenDeclaredFixIsConfirmed) {
