@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "controller/analysis/intervals.h"
+#include "controller/analysis/verdict_engine.h"
 
 namespace fleetcanary {
 namespace cli {
@@ -24,8 +25,7 @@ constexpr double kConfidence = 0.95;
 }  // namespace
 
 bool IsPlatformFailure(v1::OutcomeClass c) {
-  return c != v1::OK && c != v1::AGENT_ERROR &&
-         c != v1::OUTCOME_CLASS_UNSPECIFIED;
+  return analysis::IsStreamHealthFailure(c);
 }
 
 absl::Duration Percentile(std::vector<absl::Duration>* values, double p) {

@@ -54,8 +54,9 @@ class SummaryBuilder {
 // Zero for an empty input.
 absl::Duration Percentile(std::vector<absl::Duration>* values, double p);
 
-// Whether a class counts as a platform failure (everything but OK, AGENT_ERROR
-// and UNSPECIFIED).
+// Whether a class counts as a platform failure: the verdicts' definition
+// (analysis::IsStreamHealthFailure), so `canaryctl probe` and the verdicts
+// agree; HTTP_4XX and THROTTLED are trials but not failures.
 bool IsPlatformFailure(v1::OutcomeClass c);
 
 }  // namespace cli

@@ -88,6 +88,21 @@ absl::StatusOr<double> CusumAverageRunLength(double p0, double p1, double h,
 
 absl::StatusOr<double> CusumThresholdForArl0(double p0, double p1,
                                              double target_arl0) {
+  return CusumThresholdForArl0At(p0, p1, p0, target_arl0);
+}
+
+absl::StatusOr<double> CusumThresholdForArl0At(double p0, double p1,
+                                               double p_in_control,
+                                               double target_arl0) {
+  if (!(p_in_control > 0 && p_in_control < 1) ||
+      !(p0 > 0 && p1 > p0 && p1 < 1) ||
+      p_in_control * std::log(p1 / p0) -
+              (1 - p_in_control) * (std::log1p(-p0) - std::log1p(-p1)) >=
+          0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no threshold: the CUSUM(", p0, ", ", p1,
+                     ") drifts upwards at ", p_in_control));
+  }
   if (!(target_arl0 >= 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("target ARL0 must be >= 1, got ", target_arl0));
@@ -95,7 +110,8 @@ absl::StatusOr<double> CusumThresholdForArl0(double p0, double p1,
   double lo = 1e-6;
   double hi = 1.0;
   for (;;) {
-    absl::StatusOr<double> arl = CusumAverageRunLength(p0, p1, hi, p0);
+    absl::StatusOr<double> arl =
+        CusumAverageRunLength(p0, p1, hi, p_in_control);
     if (!arl.ok()) return arl.status();
     if (*arl >= target_arl0) break;
     lo = hi;
@@ -106,7 +122,8 @@ absl::StatusOr<double> CusumThresholdForArl0(double p0, double p1,
   }
   while (hi - lo > 1e-4 * hi) {
     const double mid = (lo + hi) / 2;
-    absl::StatusOr<double> arl = CusumAverageRunLength(p0, p1, mid, p0);
+    absl::StatusOr<double> arl =
+        CusumAverageRunLength(p0, p1, mid, p_in_control);
     if (!arl.ok()) return arl.status();
     (*arl >= target_arl0 ? hi : lo) = mid;
   }

@@ -85,6 +85,15 @@ absl::StatusOr<double> CusumAverageRunLength(double p0, double p1, double h,
 absl::StatusOr<double> CusumThresholdForArl0(double p0, double p1,
                                              double target_arl0);
 
+// Smallest h whose ARL, when the true in-control rate is `p_in_control`
+// rather than the design rate p0, is >= target_arl0 (same bisection). Used
+// when p0 is an estimate: h is budgeted against a plausible higher true rate.
+// Errors as above; INVALID_ARGUMENT when p_in_control is so far above p0 that
+// the CUSUM drifts upwards (no h reaches the target).
+absl::StatusOr<double> CusumThresholdForArl0At(double p0, double p1,
+                                               double p_in_control,
+                                               double target_arl0);
+
 // Per-stream ARL0 that keeps a fleet within its false-alarm budget:
 // streams * probes_per_stream_per_month / false_alarms_per_month.
 double TargetArl0(double streams, double probes_per_stream_per_month,

@@ -10,11 +10,20 @@
 // With p_bad = 0.001, p_good = 1e-5, alpha = 0.05: 3025 clean probes confirm,
 // and each failure costs 4649 more.
 //
+// Mixture form: with several alternatives p_good_1..J (all < p_bad) the
+// statistic is the equal-weight mixture LR = (1/J) sum_j LR_j. Each LR_j is a
+// non-negative supermartingale under every p >= p_bad, so the mixture is too
+// and Ville's bound still holds. A single p_good = p_bad/100 only gains
+// evidence while the true rate is below ~p_bad/4.6; the verdict engine mixes
+// p_bad/100, p_bad/10 and p_bad/2 so that a stream back at a non-zero
+// baseline (p_bad = 2 x baseline) is confirmed too, just more slowly.
+//
 // Value type; not thread-safe (one owner).
 #ifndef FLEETCANARY_CONTROLLER_ANALYSIS_FIX_CONFIRMATION_H_
 #define FLEETCANARY_CONTROLLER_ANALYSIS_FIX_CONFIRMATION_H_
 
 #include <cstdint>
+#include <vector>
 
 namespace fleetcanary::analysis {
 
@@ -22,25 +31,32 @@ class FixConfirmation {
  public:
   // REQUIRES: 0 < p_good < p_bad < 1, 0 < alpha < 1.
   FixConfirmation(double p_bad, double p_good, double alpha);
+  // Mixture of the alternatives `p_goods` (see above). REQUIRES: non-empty,
+  // each 0 < p_good < p_bad.
+  FixConfirmation(double p_bad, const std::vector<double>& p_goods,
+                  double alpha);
 
   // Adds probes observed at or after the start. Once LR has reached 1/alpha
   // the fix stays confirmed (the first crossing is the decision).
   void Observe(uint64_t trials, uint64_t failures);
 
   bool Confirmed() const { return confirmed_; }
+  // Log of the (mixture) likelihood ratio.
   double log_lr() const { return log_lr_; }
   // ln(1/alpha).
   double log_threshold() const { return log_threshold_; }
   uint64_t trials() const { return trials_; }
   uint64_t failures() const { return failures_; }
   double p_bad() const { return p_bad_; }
+  // The smallest alternative.
   double p_good() const { return p_good_; }
   double alpha() const { return alpha_; }
   // One-sided Clopper-Pearson upper bound at 1 - alpha on the rate since the
   // start.
   double UpperBound() const;
   // Clean probes still needed to confirm if no further failure occurs (0 once
-  // confirmed).
+  // confirmed; for a mixture, those after which one component alone
+  // suffices, an upper bound).
   uint64_t RemainingCleanProbes() const;
 
   // Clean probes needed from the start when `failures` failures occur among
@@ -53,8 +69,12 @@ class FixConfirmation {
   static double FailureCostInCleanProbes(double p_bad, double p_good);
 
  private:
+  void Recompute();
+
   double p_bad_, p_good_, alpha_;
-  double log_fail_, log_clean_, log_threshold_;
+  double log_threshold_;
+  // Per alternative: log LR increments and the running log LR.
+  std::vector<double> log_fail_, log_clean_, llr_;
   double log_lr_ = 0;
   uint64_t trials_ = 0;
   uint64_t failures_ = 0;

@@ -53,4 +53,8 @@ uint64_t ZeroFailureSampleSize(double p_star, double alpha) {
       std::ceil(std::log(alpha) / std::log1p(-p_star)));
 }
 
+double BetaQuantile(double a, double b, double prob) {
+  return boost::math::ibeta_inv(a, b, prob, NoThrowPolicy());
+}
+
 }  // namespace fleetcanary::analysis

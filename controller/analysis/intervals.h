@@ -41,6 +41,10 @@ double ClopperPearsonUpperBound(uint64_t failures, uint64_t trials,
 // REQUIRES: 0 < p_star < 1, 0 < alpha < 1.
 uint64_t ZeroFailureSampleSize(double p_star, double alpha);
 
+// The `prob` quantile of a Beta(a, b) distribution (e.g. a posterior over a
+// rate). REQUIRES: a > 0, b > 0, 0 < prob < 1.
+double BetaQuantile(double a, double b, double prob);
+
 }  // namespace fleetcanary::analysis
 
 #endif  // FLEETCANARY_CONTROLLER_ANALYSIS_INTERVALS_H_

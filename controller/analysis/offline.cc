@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/units/units.h"
+#include "controller/analysis/replay.h"
 #include "controller/analysis/verdict_engine.h"
 
 namespace fleetcanary::analysis {
@@ -46,9 +47,12 @@ struct Probe {
   v1::OutcomeClass cls;
 };
 
-struct PlatformPeriod {
-  double errors = 0;
-  double invocations = 0;
+// An outcome as the platform reconciliation sees it (ad-hoc ones included:
+// they invoke the same function).
+struct ClientOutcome {
+  absl::Time time;
+  uint32_t stream;  // Index into client_keys.
+  v1::OutcomeClass cls;
 };
 
 }  // namespace
@@ -65,13 +69,13 @@ absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
   std::vector<std::string> agents;
   std::map<std::string, uint32_t> agent_index;
   std::vector<Probe> probes;
-  // (mode key, period start, period) -> sums.
-  std::map<std::tuple<ModeKey, absl::Time, absl::Duration>, PlatformPeriod>
-      platform;
+  std::vector<ModeKey> client_keys;
+  std::map<ModeKey, uint32_t> client_key_index;
+  std::vector<ClientOutcome> client_outcomes;
+  PlatformPeriodTable platform;
   v1::AnalysisReport report;
   uint64_t outcomes = 0, samples = 0;
   absl::Time last_outcome = absl::InfinitePast();
-  absl::Time last_period = absl::InfinitePast();
 
   google::protobuf::util::JsonParseOptions parse_options;
   parse_options.ignore_unknown_fields = false;
@@ -131,6 +135,13 @@ absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
       if (outcomes == 0) *report.mutable_first_outcome() = o.start_time();
       *report.mutable_last_outcome() = o.start_time();
       ++outcomes;
+      const ModeKey mk{o.region(), o.target(), o.mode()};
+      auto cit = client_key_index.find(mk);
+      if (cit == client_key_index.end()) {
+        cit = client_key_index.emplace(mk, client_keys.size()).first;
+        client_keys.push_back(mk);
+      }
+      client_outcomes.push_back({t, cit->second, o.outcome_class()});
       if (!o.adhoc_id().empty()) continue;
       const std::string size = FormatBytes(o.requested_bytes());
       auto key = std::make_tuple(o.region(), o.target(),
@@ -152,43 +163,13 @@ absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
       }
       probes.push_back({t, it->second, ait->second, o.outcome_class()});
     } else if (record.has_platform_sample()) {
-      const v1::PlatformMetricSample& s = record.platform_sample();
-      if (!ValidMode(s.mode())) {
-        return LineError(
-            line_no,
-            "platform_sample.mode must be BUFFERED or RESPONSE_STREAM");
+      // Re-read, duplicated and out-of-order datapoints are fine: the table
+      // keeps one value per period (replay.h).
+      absl::StatusOr<bool> added = platform.AddSample(record.platform_sample());
+      if (!added.ok()) {
+        return LineError(line_no, std::string(added.status().message()));
       }
-      if (s.region().empty()) {
-        return LineError(line_no, "platform_sample.region is empty");
-      }
-      if (s.target().empty()) {
-        return LineError(line_no, "platform_sample.target is empty");
-      }
-      if (!s.has_period_start()) {
-        return LineError(line_no, "platform_sample.period_start is missing");
-      }
-      if (!std::isfinite(s.value()) || s.value() < 0) {
-        return LineError(line_no, "platform_sample.value must be >= 0");
-      }
-      const absl::Duration period = absl::Seconds(s.period().seconds()) +
-                                    absl::Nanoseconds(s.period().nanos());
-      if (period <= absl::ZeroDuration()) {
-        return LineError(line_no, "platform_sample.period must be > 0");
-      }
-      const absl::Time start = FromProto(s.period_start());
-      if (start < last_period) {
-        return LineError(line_no,
-                         absl::StrCat("platform_sample.period_start ",
-                                      absl::FormatTime(start),
-                                      " is before the previous sample's"));
-      }
-      last_period = start;
       ++samples;
-      if (!s.stat().empty() && s.stat() != "Sum") continue;
-      PlatformPeriod& p =
-          platform[{ModeKey{s.region(), s.target(), s.mode()}, start, period}];
-      if (s.metric() == "Errors") p.errors += s.value();
-      if (s.metric() == "Invocations") p.invocations += s.value();
     } else {
       return LineError(line_no,
                        "expected {\"outcome\": {...}} or "
@@ -196,42 +177,15 @@ absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
     }
   }
 
-  // Client counts per platform period, from the outcomes of that mode key.
-  std::map<ModeKey, std::vector<const Probe*>> by_mode;
-  for (const Probe& p : probes) {
-    const v1::StreamKey& k = streams[p.stream];
-    by_mode[ModeKey{k.region(), k.target(), k.mode()}].push_back(&p);
+  // Client counts per platform period (replay.h), from every outcome of
+  // that mode key.
+  for (const ClientOutcome& c : client_outcomes) {
+    const ModeKey& k = client_keys[c.stream];
+    platform.AddOutcome(std::get<0>(k), std::get<1>(k),
+                        static_cast<v1::InvokeMode>(std::get<2>(k)), c.time,
+                        c.cls);
   }
-  struct PlatformEvent {
-    absl::Time end;
-    ModeKey key;
-    absl::Time start;
-    PlatformPeriod sums;
-    uint64_t client_failures = 0;
-    uint64_t client_probes = 0;
-  };
-  std::vector<PlatformEvent> events;
-  for (const auto& [k, sums] : platform) {
-    const auto& [mode_key, start, period] = k;
-    PlatformEvent ev{start + period, mode_key, start, sums};
-    auto it = by_mode.find(mode_key);
-    if (it != by_mode.end()) {
-      const auto& v = it->second;
-      auto lo = std::lower_bound(
-          v.begin(), v.end(), start,
-          [](const Probe* p, absl::Time t) { return p->time < t; });
-      for (; lo != v.end() && (*lo)->time < start + period; ++lo) {
-        if (!IsTrial((*lo)->cls)) continue;
-        ++ev.client_probes;
-        if (IsPlatformVisibleFailure((*lo)->cls)) ++ev.client_failures;
-      }
-    }
-    events.push_back(std::move(ev));
-  }
-  std::stable_sort(events.begin(), events.end(),
-                   [](const PlatformEvent& a, const PlatformEvent& b) {
-                     return std::tie(a.end, a.key) < std::tie(b.end, b.key);
-                   });
+  const std::vector<PlatformPeriod> events = platform.CompletePeriods();
 
   VerdictEngine& e = **engine;
   if (options.declared_fix_time) {
@@ -240,16 +194,16 @@ absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
   }
   size_t next_event = 0;
   auto feed_platform_until = [&](absl::Time t) -> absl::Status {
-    for (; next_event < events.size() && events[next_event].end <= t;
+    for (; next_event < events.size() &&
+           events[next_event].start + events[next_event].length <= t;
          ++next_event) {
-      const PlatformEvent& ev = events[next_event];
+      const PlatformPeriod& ev = events[next_event];
       v1::StreamKey k;
-      k.set_region(std::get<0>(ev.key));
-      k.set_target(std::get<1>(ev.key));
-      k.set_mode(static_cast<v1::InvokeMode>(std::get<2>(ev.key)));
-      absl::Status s =
-          e.ObservePlatform(k, ev.start, ev.sums.errors, ev.sums.invocations,
-                            ev.client_failures, ev.client_probes);
+      k.set_region(ev.region);
+      k.set_target(ev.target);
+      k.set_mode(ev.mode);
+      absl::Status s = e.ObservePlatform(k, ev.start, ev.errors, ev.invocations,
+                                         ev.client_failures, ev.client_probes);
       if (!s.ok()) return s;
     }
     return absl::OkStatus();

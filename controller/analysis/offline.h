@@ -7,13 +7,12 @@
 //   {"outcome": {...v1::Outcome...}}
 //   {"platform_sample": {...v1::PlatformMetricSample...}}
 // so one file can carry both (blank lines are skipped). Outcomes must be in
-// non-decreasing start_time; platform samples in non-decreasing period_start.
-// Outcomes with an adhoc_id are counted but never feed verdicts; AGENT_ERROR
-// outcomes are never counted against the platform. Platform samples used:
-// metric "Errors" and "Invocations" with stat "Sum" (or no stat); others are
-// read and ignored. Phantom errors per period = Errors minus the outcomes of
-// the same region/target/mode whose start_time falls in the period and whose
-// class the platform sees (IsPlatformVisibleFailure).
+// non-decreasing start_time; platform samples may come in any order, re-read
+// and duplicated (one value per period, replay.h). Outcomes with an adhoc_id
+// are counted (and explain platform errors) but never feed stream verdicts;
+// AGENT_ERROR outcomes are never counted against the platform. The
+// reconciliation of platform Errors with client outcomes is replay.h's, the
+// same as the live service's and the store-backed Analyze's.
 //
 // Bounded: lines longer than max_line_bytes and inputs with more than
 // max_records records are refused.

@@ -8,13 +8,16 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "common/units/units.h"
 #include "controller/analysis/changepoint.h"
 #include "controller/analysis/cusum.h"
 #include "controller/analysis/fix_confirmation.h"
 #include "controller/analysis/intervals.h"
+#include "controller/analysis/replay.h"
 #include "controller/analysis/tests.h"
 
 namespace fleetcanary::analysis {
@@ -29,8 +32,18 @@ constexpr size_t kMaxEpisodeBins = 8192;
 constexpr size_t kMaxHistoryBins = 2048;
 constexpr size_t kMaxKeys = 200000;
 constexpr int kCusumFamilies = 2;  // Stream health and phantom errors.
-// A stream whose baseline bound exceeds this is monitored as if p0 were this.
+// A stream whose baseline exceeds this is monitored as if p0 were this.
 constexpr double kMaxP0 = 0.05;
+// h is budgeted at the baseline posterior's kIcQuantile quantile, at most
+// kMaxIcRatio x the posterior mean (docs/statistics.md "Baselines").
+constexpr double kIcQuantile = 0.9;
+constexpr double kMaxIcRatio = 2.5;
+// STREAM_HEALTH leaves REGRESSION when its rate is shown nearer p0 than
+// kRecoverRatio x p0 (see RateMonitor::StartEpisode).
+constexpr double kRecoverRatio = 4;
+// MODE_DIFFERENCE: a SUSPECT still undecided after this many paired
+// streaming probes resolves to HEALTHY (bounded horizon).
+constexpr uint64_t kSuspectHorizon = 3000;
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
   google::protobuf::Timestamp out;
@@ -44,6 +57,10 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
   out.set_seconds(secs);
   out.set_nanos(static_cast<int32_t>(nanos));
   return out;
+}
+
+bool IsFinite(absl::Time t) {
+  return t != absl::InfinitePast() && t != absl::InfiniteFuture();
 }
 
 absl::Time FloorTo(absl::Time t, absl::Duration d) {
@@ -73,6 +90,16 @@ void SetClasses(v1::Evidence* ev, bool platform) {
       ev->add_classes(oc);
     }
   }
+}
+
+// In-control rate from `k` failures in `n` clean probes: the posterior mean
+// under a Beta prior of mean p0_prior and weight p0_prior_weight probes,
+// floored at p0_floor.
+double BaselineRate(const v1::DetectionConfig& cfg, uint64_t k, uint64_t n) {
+  const double w = cfg.p0_prior_weight();
+  const double mean = (cfg.p0_prior() * w + static_cast<double>(k)) /
+                      (w + static_cast<double>(n));
+  return std::max(cfg.p0_floor(), std::isfinite(mean) ? mean : 0.0);
 }
 
 // A bin of counts with the time of its last observation.
@@ -109,10 +136,17 @@ void DateInto(const std::vector<TimedBin>& bins, double confidence,
   absl::StatusOr<ChangePointEstimate> cp =
       DateSingleChangePoint(counts, confidence);
   if (!cp.ok()) return;
+  // Split s puts the change after bin s-1 and at or before bin s. A bin
+  // covers (previous bin's time, its time] and may hold several probes (one
+  // batch, or merged bins), so the change may lie anywhere inside bin s-1 as
+  // well: the split set [lo, hi] spans from the start of bin lo-1 to the end
+  // of bin hi in time - never zero width, and exactly the bins' periods when
+  // the data pin the change to one split.
   *ev->mutable_change_time() = ToProto(bins[cp->split - 1].time);
   v1::TimeInterval* iv = ev->mutable_change_interval();
-  *iv->mutable_lower() = ToProto(bins[cp->interval_lower - 1].time);
-  *iv->mutable_upper() = ToProto(bins[cp->interval_upper - 1].time);
+  const size_t lo = cp->interval_lower - 1;
+  *iv->mutable_lower() = ToProto(bins[lo > 0 ? lo - 1 : 0].time);
+  *iv->mutable_upper() = ToProto(bins[cp->interval_upper].time);
   iv->set_confidence(confidence);
 }
 
@@ -153,38 +187,51 @@ class Recovery {
  public:
   enum class Event { kNone, kRecovering, kConfirmed };
 
-  void Start(const v1::DetectionConfig& cfg, double p0, double p1,
-             absl::Time onset, absl::Time alarm, bool reverse_cusum) {
+  // `baseline_p0` is the pre-incident in-control rate the fix must return
+  // near; `p0`/`p1` tune the reverse CUSUM (back to p0 from p1).
+  void Start(const v1::DetectionConfig& cfg, double baseline_p0, double p0,
+             double p1, absl::Time onset, absl::Time alarm,
+             bool reverse_cusum) {
     p0_ = std::clamp(p0, 1e-12, 0.5);
     p1_ = std::clamp(p1, p0_ * 1.01, 0.999);
+    baseline_p0_ = std::clamp(baseline_p0, 1e-12, 0.5);
     onset_ = onset;
     alarm_ = alarm;
     reverse_cusum_ = reverse_cusum;
-    p_bad_ = std::min(0.5, std::max(cfg.fix_p_bad(), 10 * p0_));
-    p_good_ = (cfg.fix_p_good() > 0 && cfg.fix_p_good() < p_bad_)
-                  ? cfg.fix_p_good()
-                  : p_bad_ / 100;
+    p_bad_floor_ = cfg.fix_p_bad() > 0 ? cfg.fix_p_bad() : cfg.p0_floor();
+    cfg_p_good_ = cfg.fix_p_good();
     fix_alpha_ = cfg.fix_alpha();
     reverse_threshold_ = std::log((1 - cfg.alpha()) / cfg.alpha());
     reverse_a_ = std::log(p1_ / p0_);
     reverse_b_ = std::log1p(-p0_) - std::log1p(-p1_);
     bins_.clear();
     episode_trials_ = episode_failures_ = 0;
+    incident_trials_ = incident_failures_ = 0;
+    declared_used_ = false;
+    ChooseRates();
+    recovering_ = false;
+    relapses_ = 0;
     Relapse();
   }
 
-  // Back to REGRESSION: the test and the reverse CUSUM start over.
+  // Back to REGRESSION: the test and the reverse CUSUM start over. Each
+  // relapse of the episode doubles the reverse CUSUM's threshold, so a rate
+  // hovering between "back" and "still bad" cannot cycle RECOVERING ->
+  // REGRESSION (one alarm each) for long.
   void Relapse() {
+    if (recovering_) ++relapses_;
     recovering_ = false;
     reverse_ = 0;
-    fix_.emplace(p_bad_, p_good_, fix_alpha_);
+    fix_.emplace(p_bad_, Alternatives(), fix_alpha_);
   }
 
-  // Enters RECOVERING at `t` (probes after it count).
+  // Enters RECOVERING at `t` (probes after it count). The test's rates are
+  // fixed here, before any of its probes are seen.
   void EnterRecovering(absl::Time t) {
     recovering_ = true;
     start_ = t;
-    fix_.emplace(p_bad_, p_good_, fix_alpha_);
+    ChooseRates();
+    fix_.emplace(p_bad_, Alternatives(), fix_alpha_);
   }
 
   // Adds counts seen before the alarm to the episode (for dating only).
@@ -192,17 +239,26 @@ class Recovery {
     AppendBin(&bins_, t, n, k, kMaxEpisodeBins);
     episode_trials_ += n;
     episode_failures_ += k;
+    if (!recovering_ && k > 0) {
+      // The incident-rate estimate runs from the onset to the latest failure
+      // before the test starts (the clean run that ends a fault is not part
+      // of the fault).
+      incident_trials_ = episode_trials_;
+      incident_failures_ = episode_failures_;
+    }
   }
 
   Event Observe(absl::Time t, uint64_t n, uint64_t k,
                 const std::optional<absl::Time>& declared_fix) {
     AddHistory(t, n, k);
     if (!recovering_) {
-      if (declared_fix.has_value() && *declared_fix >= onset_ &&
-          t >= std::max(*declared_fix, alarm_)) {
-        recovering_ = true;
-        start_ = std::max(*declared_fix, alarm_);
-        fix_.emplace(p_bad_, p_good_, fix_alpha_);
+      // A declared fix starts the test once per episode: after a relapse
+      // it would restart the test right after the latest failure (a start
+      // chosen by the data), so the reverse CUSUM decides again instead.
+      if (declared_fix.has_value() && !declared_used_ &&
+          *declared_fix >= onset_ && t >= std::max(*declared_fix, alarm_)) {
+        declared_used_ = true;
+        EnterRecovering(std::max(*declared_fix, alarm_));
         fix_->Observe(n, k);
         return fix_->Confirmed() ? Event::kConfirmed : Event::kRecovering;
       }
@@ -210,7 +266,8 @@ class Recovery {
         reverse_ =
             std::max(0.0, reverse_ + static_cast<double>(n - k) * reverse_b_ -
                               static_cast<double>(k) * reverse_a_);
-        if (reverse_ >= reverse_threshold_) {
+        if (reverse_ >= std::ldexp(reverse_threshold_,
+                                   static_cast<int>(std::min(relapses_, 16)))) {
           EnterRecovering(t);
           return Event::kRecovering;
         }
@@ -240,26 +297,61 @@ class Recovery {
     ev->set_proven_upper_bound(fix_->UpperBound());
     ev->set_null_rate(p_bad_);
     ev->set_alternative_rate(p_good_);
-    *ev->mutable_confirmation_start() = ToProto(start_);
+    if (IsFinite(start_)) *ev->mutable_confirmation_start() = ToProto(start_);
     if (date) DateInto(bins_, 0.95, ev);
     ev->set_summary(absl::StrFormat(
-        "fix test from %s: %d failures in %d probes, LR %.4g (need %.4g); "
-        "rate < %.3g proven at %.0f%%; %d more clean probes needed",
+        "fix test from %s: %d failures in %d probes, LR %.4g (need %.4g) "
+        "for rate <= %.3g (2 x pre-incident p0 %.3g, at most half the "
+        "incident rate %.3g) against >= %.3g; rate < %.3g proven at %.0f%%; "
+        "%d more clean probes needed",
         absl::FormatTime(start_, absl::UTCTimeZone()), fix_->failures(),
         fix_->trials(), std::exp(std::min(700.0, fix_->log_lr())),
-        1 / fix_->alpha(), fix_->UpperBound(), 100 * (1 - fix_->alpha()),
+        1 / fix_->alpha(), p_good_, baseline_p0_, incident_rate(), p_bad_,
+        fix_->UpperBound(), 100 * (1 - fix_->alpha()),
         fix_->RemainingCleanProbes()));
   }
 
+  // Clean probes FIX_CONFIRMED holds before HEALTHY: as many as the
+  // confirmation took.
   uint64_t hold_trials() const {
-    return FixConfirmation::CleanProbesNeeded(p_bad_, p_good_, fix_alpha_, 0);
+    return std::max<uint64_t>(1, fix_ ? fix_->trials() : 0);
+  }
+  double p_bad() const { return p_bad_; }
+  double baseline_p0() const { return baseline_p0_; }
+  // Failures per trial from the onset to the last failure before the test.
+  double incident_rate() const {
+    return incident_trials_ > 0 ? static_cast<double>(incident_failures_) /
+                                      static_cast<double>(incident_trials_)
+                                : 0;
   }
   uint64_t episode_trials() const { return episode_trials_; }
   uint64_t episode_failures() const { return episode_failures_; }
   bool recovering() const { return recovering_; }
 
  private:
+  // p_bad = max(floor, 2 x baseline p0), capped at half the incident rate;
+  // p_good = the configured one when below p_bad, else p_bad/100.
+  void ChooseRates() {
+    double p_bad = std::max(p_bad_floor_, 2 * baseline_p0_);
+    const double incident = incident_rate();
+    if (incident > 0) p_bad = std::min(p_bad, incident / 2);
+    p_bad_ = std::clamp(p_bad, 1e-9, 0.5);
+    p_good_ =
+        (cfg_p_good_ > 0 && cfg_p_good_ < p_bad_) ? cfg_p_good_ : p_bad_ / 100;
+  }
+
+  // The fix test's alternatives: the configured p_good alone, else the
+  // mixture p_bad/100, p_bad/10, p_bad/2 (fix_confirmation.h).
+  std::vector<double> Alternatives() const {
+    if (cfg_p_good_ > 0 && cfg_p_good_ < p_bad_) return {p_good_};
+    return {p_bad_ / 100, p_bad_ / 10, p_bad_ / 2};
+  }
+
   double p0_ = 1e-4, p1_ = 1e-3, p_bad_ = 1e-3, p_good_ = 1e-5;
+  double baseline_p0_ = 1e-4, p_bad_floor_ = 1e-4, cfg_p_good_ = 0;
+  uint64_t incident_trials_ = 0, incident_failures_ = 0;
+  bool declared_used_ = false;
+  int relapses_ = 0;
   double fix_alpha_ = 0.05, reverse_threshold_ = 4.6;
   double reverse_a_ = 0, reverse_b_ = 0, reverse_ = 0;
   bool reverse_cusum_ = true;
@@ -276,24 +368,43 @@ struct Context {
   int expected_streams = 0;
   std::optional<absl::Time> declared_fix;
   std::vector<v1::Verdict>* out = nullptr;
-  // (p0, p1, arl0) rounded -> h.
-  std::map<std::tuple<double, double, double>, double> h_cache;
 
-  static double Round3(double x) {
+  // Rounds x > 0 up to the grid of `steps` points per decade.
+  static double CeilToGrid(double x, double steps) {
     if (x <= 0) return x;
-    const double scale = std::pow(10, std::floor(std::log10(x)) - 2);
-    return std::round(x / scale) * scale;
+    return std::pow(10, std::ceil(std::log10(x) * steps - 1e-9) / steps);
   }
-  double Threshold(double p0, double p1, double arl0) {
-    const auto key = std::make_tuple(Round3(p0), Round3(p1), Round3(arl0));
-    auto it = h_cache.find(key);
-    if (it != h_cache.end()) return it->second;
-    absl::StatusOr<double> h = CusumThresholdForArl0(
-        std::get<0>(key), std::get<1>(key), std::get<2>(key));
+  // Threshold h for ARL >= arl0 when the true in-control rate is
+  // ic_ratio x p0 (ic_ratio >= 1: p0 is an estimate and the true rate may be
+  // higher). Computing h is costly (a lattice ARL model inside a bisection),
+  // so h is memoized per process on rounded arguments: p0, ic_ratio and arl0
+  // are rounded up to a 1/16-decade grid (at most 15 % higher: a slightly
+  // less sensitive, never more alarming CUSUM), so re-arming as the baseline
+  // moves rarely needs a new h. *p0_used is the rounded p0 the CUSUM must use.
+  static double Threshold(double p0, double p1_ratio, double ic_ratio,
+                          double arl0, double* p0_used) {
+    static absl::Mutex mu(absl::kConstInit);
+    static auto* cache =  // Guarded by mu.
+        new std::map<std::tuple<double, double, double, double>, double>();
+    const double q0 = std::min(CeilToGrid(p0, 16), kMaxP0);
+    const double q1 = std::min(p1_ratio * q0, q0 + (0.999 - q0) * 0.5);
+    const double qr = std::clamp(CeilToGrid(ic_ratio, 16), 1.0, kMaxIcRatio);
+    const double qa = CeilToGrid(arl0, 16);
+    *p0_used = q0;
+    const auto key = std::make_tuple(q0, q1, qr, qa);
+    {
+      absl::MutexLock lock(&mu);
+      auto it = cache->find(key);
+      if (it != cache->end()) return it->second;
+    }
+    absl::StatusOr<double> h =
+        CusumThresholdForArl0At(q0, q1, std::min(qr * q0, 0.5), qa);
+    if (!h.ok()) h = CusumThresholdForArl0(q0, q1, qa);
     // Parameters are clamped by the caller, so this cannot fail; fall back
     // to the SPRT constant if it ever does.
     const double value = h.ok() ? std::max(*h, 1e-3) : std::log(99.0);
-    h_cache.emplace(key, value);
+    absl::MutexLock lock(&mu);
+    cache->emplace(key, value);
     return value;
   }
 };
@@ -316,10 +427,6 @@ class RateMonitor {
     history_.push_back({t, n, k});
     if (history_.size() > kMaxHistoryBins) history_.pop_front();
     const VerdictState state = life_.state();
-    if (state == v1::HEALTHY) {
-      baseline_trials_ += n;
-      baseline_failures_ += k;
-    }
     if (!cusum_ || (state == v1::HEALTHY && cusum_->statistic() == 0 &&
                     (total_trials_ >= next_rearm_ ||
                      family_streams >= 2 * armed_streams_))) {
@@ -327,6 +434,20 @@ class RateMonitor {
     }
     if (cusum_->statistic() == 0) last_zero_time_ = t;
     const bool alarm = cusum_->Observe(n, k);
+    // Clean history: probes outside episodes join the baseline once the
+    // CUSUM is back at 0 (a run that ends in an alarm never does).
+    if (state == v1::HEALTHY || state == v1::SUSPECT ||
+        state == v1::FIX_CONFIRMED) {
+      pending_trials_ += n;
+      pending_failures_ += k;
+      if (alarm) {
+        pending_trials_ = pending_failures_ = 0;
+      } else if (cusum_->statistic() == 0) {
+        baseline_trials_ += pending_trials_;
+        baseline_failures_ += pending_failures_;
+        pending_trials_ = pending_failures_ = 0;
+      }
+    }
     if (cusum_->statistic() > 0 && run_start_ <= last_zero_time_) {
       run_start_ = t;  // First observation after S left 0.
     }
@@ -350,7 +471,7 @@ class RateMonitor {
       case v1::REGRESSION: {
         const Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
         if (e == Recovery::Event::kNone) {
-          if (alarm) life_.Update(t, AlarmEvidence(t, extra));
+          if (alarm) life_.Update(t, AlarmEvidence(t, extra, /*date=*/false));
         } else {
           v1::Evidence ev = extra;
           recovery_.FillEvidence(&ev, e == Recovery::Event::kConfirmed);
@@ -393,15 +514,10 @@ class RateMonitor {
  private:
   void Arm(Context* ctx, int family_streams) {
     const v1::DetectionConfig& cfg = ctx->cfg;
-    double p0 = cfg.p0_floor();
-    if (learn_baseline_) {
-      p0 = std::max(
-          p0, WilsonInterval(baseline_failures_, baseline_trials_, 0.95).upper);
-    }
+    double p0 = BaselineP0(cfg);
     next_rearm_ = std::max<uint64_t>(100, 2 * total_trials_);
     armed_streams_ = family_streams;
     p0 = std::clamp(p0, 1e-9, kMaxP0);
-    const double p1 = std::min(cfg.p1_ratio() * p0, p0 + (0.999 - p0) * 0.5);
     double per_month = cfg.probes_per_stream_per_month();
     if (per_month <= 0) {
       const double span = first_time_ && last_time_ > *first_time_
@@ -414,9 +530,36 @@ class RateMonitor {
     const double streams = std::max(family_streams, ctx->expected_streams);
     const double arl0 = TargetArl0(kCusumFamilies * streams, per_month,
                                    cfg.false_alarms_per_month());
-    const double h = ctx->Threshold(p0, p1, arl0);
+    const double h =
+        Context::Threshold(p0, cfg.p1_ratio(), InControlRatio(cfg), arl0, &p0);
+    const double p1 = std::min(cfg.p1_ratio() * p0, p0 + (0.999 - p0) * 0.5);
     cusum_.emplace(p0, p1, h);  // Only armed while S = 0.
     arl0_ = arl0;
+  }
+
+  // How much higher than BaselineP0 the true in-control rate plausibly is:
+  // the baseline posterior's kIcQuantile quantile over its mean (1 for a
+  // fixed p0). The CUSUM is designed at the mean, but h keeps ARL0 on budget
+  // at that quantile, so a short history (a wide posterior) gets a higher h
+  // rather than false alarms; with a long history the ratio goes to 1.
+  double InControlRatio(const v1::DetectionConfig& cfg) const {
+    if (!learn_baseline_) return 1;
+    const double w = cfg.p0_prior_weight();
+    const double a =
+        cfg.p0_prior() * w + static_cast<double>(baseline_failures_);
+    const double b = (1 - cfg.p0_prior()) * w +
+                     static_cast<double>(baseline_trials_ - baseline_failures_);
+    if (!(a > 0 && b > 0)) return 1;
+    const double mean = BaselineP0(cfg);
+    const double q = BetaQuantile(a, b, kIcQuantile);
+    return std::isfinite(q) && mean > 0 ? std::max(1.0, q / mean) : 1;
+  }
+
+  // The stream's in-control rate: Beta-prior estimate from its clean history
+  // (STREAM_HEALTH) or the floor (PHANTOM_ERRORS: zero when healthy).
+  double BaselineP0(const v1::DetectionConfig& cfg) const {
+    if (!learn_baseline_) return cfg.p0_floor();
+    return BaselineRate(cfg, baseline_failures_, baseline_trials_);
   }
 
   v1::Evidence CusumEvidence(absl::Time, const v1::Evidence& extra) const {
@@ -442,7 +585,10 @@ class RateMonitor {
     return ev;
   }
 
-  v1::Evidence AlarmEvidence(absl::Time t, const v1::Evidence& extra) const {
+  // `date`: date the onset anew (a new episode or relapse); otherwise the
+  // onset already in the verdict is kept (repeated alarms of one episode).
+  v1::Evidence AlarmEvidence(absl::Time t, const v1::Evidence& extra,
+                             bool date = true) const {
     v1::Evidence ev = CusumEvidence(t, extra);
     ev.set_statistic(cusum_->alarm_statistic());
     ev.set_trials(episode_rate_n_);
@@ -457,20 +603,31 @@ class RateMonitor {
     ev.mutable_rate_interval()->set_lower(ci.lower);
     ev.mutable_rate_interval()->set_upper(ci.upper);
     ev.mutable_rate_interval()->set_confidence(0.95);
-    // Onset: right after the last time S was 0; interval from the change
-    // point over the recent history.
-    *ev.mutable_change_time() = ToProto(onset_);
-    std::vector<TimedBin> bins(history_.begin(), history_.end());
-    v1::Evidence dated;
-    DateInto(bins, 0.95, &dated);
-    if (dated.has_change_interval()) {
-      *ev.mutable_change_interval() = dated.change_interval();
+    // Onset: the change point over the recent history with its interval
+    // (the CUSUM's last zero is in the summary); the CUSUM onset alone when
+    // there is too little history to date.
+    if (date) {
+      std::vector<TimedBin> bins(history_.begin(), history_.end());
+      DateInto(bins, 0.95, &ev);
+    } else {
+      const v1::Evidence& kept = life_.verdict().evidence();
+      if (kept.has_change_time()) {
+        *ev.mutable_change_time() = kept.change_time();
+      }
+      if (kept.has_change_interval()) {
+        *ev.mutable_change_interval() = kept.change_interval();
+      }
+    }
+    if (!ev.has_change_time() && IsFinite(onset_)) {
+      *ev.mutable_change_time() = ToProto(onset_);
     }
     ev.set_summary(absl::StrFormat(
         "CUSUM alarm %.3f >= h %.3f (p0 %.3g, p1 %.3g, ARL0 %.3g probes); "
-        "%d failures in %d probes since onset",
+        "%d failures in %d probes since the CUSUM left 0 at %s",
         cusum_->alarm_statistic(), cusum_->h(), cusum_->p0(), cusum_->p1(),
-        arl0_, episode_rate_k_, episode_rate_n_));
+        arl0_, episode_rate_k_, episode_rate_n_,
+        IsFinite(onset_) ? absl::FormatTime(onset_, absl::UTCTimeZone())
+                         : std::string("-")));
     return ev;
   }
 
@@ -484,7 +641,16 @@ class RateMonitor {
         episode_rate_k_ += b.failures;
       }
     }
-    recovery_.Start(ctx->cfg, cusum_->p0(), cusum_->p1(), onset_, t, true);
+    // The reverse CUSUM decides "back to p0" against "still at
+    // kRecoverRatio x p0" when p0 is an estimate: a stream whose true
+    // in-control rate is a few times a (short-history) estimate stays in
+    // REGRESSION instead of cycling RECOVERING -> REGRESSION, since the fix
+    // test could never confirm it anyway (its p_bad is 2 x p0).
+    const double reverse_p1 =
+        learn_baseline_ ? std::min(cusum_->p1(), kRecoverRatio * cusum_->p0())
+                        : cusum_->p1();
+    recovery_.Start(ctx->cfg, std::min(BaselineP0(ctx->cfg), kMaxP0),
+                    cusum_->p0(), reverse_p1, onset_, t, true);
     for (const TimedBin& b : history_) {
       if (b.time >= onset_) recovery_.AddHistory(b.time, b.trials, b.failures);
     }
@@ -502,7 +668,9 @@ class RateMonitor {
   bool learn_baseline_;
   std::optional<BernoulliCusum> cusum_;
   double arl0_ = 0;
+  // Clean history (in control) and the probes since S last was 0.
   uint64_t baseline_trials_ = 0, baseline_failures_ = 0;
+  uint64_t pending_trials_ = 0, pending_failures_ = 0;
   uint64_t next_rearm_ = 0;
   int armed_streams_ = 0;
   std::optional<absl::Time> first_time_;
@@ -555,11 +723,16 @@ class ModeComparison {
           hold_ = 0;
           life_.Move(v1::FIX_CONFIRMED, t, ev, ctx->out);
         }
+        // The split SPRT starts over from here: failures from before the
+        // fix never count towards a new SUSPECT or REGRESSION.
+        ResetSegment(t);
+        return;
       }
     } else if (state == v1::FIX_CONFIRMED) {
       hold_ += n_s;
     }
     if (n_s == 0 || n_b == 0) return;
+    if (state == v1::SUSPECT) suspect_probes_ += n_s;
     seg_n_s_ += n_s;
     seg_x_s_ += x_s;
     seg_n_b_ += n_b;
@@ -574,12 +747,14 @@ class ModeComparison {
       if (state == v1::REGRESSION) {
         life_.Update(t, ev);
       } else {
-        const double p0 = std::max(
-            cfg.p0_floor(), WilsonInterval(seg_x_b_, seg_n_b_, 0.95).upper);
+        // The buffered control is the baseline the streaming rate must
+        // return near.
+        const double p0 =
+            std::min(BaselineRate(cfg, seg_x_b_, seg_n_b_), kMaxP0);
         const double p1 = std::max(
             static_cast<double>(seg_x_s_) / static_cast<double>(seg_n_s_),
             cfg.p1_ratio() * p0);
-        recovery_.Start(cfg, p0, p1, segment_start_, t, true);
+        recovery_.Start(cfg, p0, p0, p1, segment_start_, t, true);
         life_.Move(v1::REGRESSION, t, ev, ctx->out);
       }
       ResetSegment(t);
@@ -595,11 +770,24 @@ class ModeComparison {
     if (state == v1::HEALTHY && llr_ >= cfg.suspect_fraction() * log_a) {
       v1::Evidence ev = SplitEvidence();
       ev.set_threshold(log_a);
+      suspect_probes_ = 0;
       life_.Move(v1::SUSPECT, t, ev, ctx->out);
     } else if (state == v1::SUSPECT && llr_ <= 0) {
       life_.Move(v1::HEALTHY, t, SplitEvidence(), ctx->out);
+    } else if (state == v1::SUSPECT && suspect_probes_ >= kSuspectHorizon) {
+      // The split test only learns from failures: clean paired probes do
+      // not move it. A SUSPECT that reached no decision within the horizon
+      // resolves to HEALTHY and the test starts over.
+      v1::Evidence ev = SplitEvidence();
+      ev.set_summary(
+          absl::StrCat("no decision within ", kSuspectHorizon,
+                       " paired streaming probes; the split test starts over. ",
+                       ev.summary()));
+      life_.Move(v1::HEALTHY, t, ev, ctx->out);
+      ResetSegment(t);
     } else if (state == v1::FIX_CONFIRMED && hold_ >= recovery_.hold_trials()) {
       life_.Move(v1::HEALTHY, t, SplitEvidence(), ctx->out);
+      ResetSegment(t);
     }
   }
 
@@ -641,7 +829,9 @@ class ModeComparison {
           split.rate_ratio_interval.lower, split.rate_ratio_interval.upper,
           split.p_value, llr_, split.mixture_lr));
     }
-    *ev.mutable_change_time() = ToProto(segment_start_);
+    if (IsFinite(segment_start_)) {
+      *ev.mutable_change_time() = ToProto(segment_start_);
+    }
     return ev;
   }
 
@@ -650,6 +840,7 @@ class ModeComparison {
   uint64_t seg_n_s_ = 0, seg_x_s_ = 0, seg_n_b_ = 0, seg_x_b_ = 0;
   absl::Time segment_start_ = absl::InfinitePast();
   double llr_ = 0;
+  uint64_t suspect_probes_ = 0;  // Paired streaming probes while SUSPECT.
   Recovery recovery_;
   uint64_t hold_ = 0;
 };
@@ -722,12 +913,15 @@ class TrendFamily {
       case v1::SUSPECT:
         if (significant) {
           recovery_.Start(
-              ctx->cfg, ctx->cfg.p0_floor(),
+              ctx->cfg, ctx->cfg.p0_floor(), ctx->cfg.p0_floor(),
               ctx->cfg.p1_ratio() * ctx->cfg.p0_floor(),
               life_.verdict().since().seconds() > 0
                   ? absl::FromUnixSeconds(life_.verdict().since().seconds())
                   : t,
               t, false);
+          // Significant windows are part of the episode the fix is dated
+          // over: without them the change is dated after the fix.
+          recovery_.AddHistory(t, n, k);
           life_.Move(v1::REGRESSION, t, ev, ctx->out);
         } else {
           life_.Move(v1::HEALTHY, t, ev, ctx->out);
@@ -742,6 +936,7 @@ class TrendFamily {
           } else {
             life_.Update(t, ev);
           }
+          recovery_.AddHistory(t, n, k);
           break;
         }
         Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
@@ -755,12 +950,15 @@ class TrendFamily {
           life_.Move(v1::RECOVERING, t, rec, ctx->out);
         if (e == Recovery::Event::kConfirmed) {
           hold_ = 0;
+          confirmed_at_ = t;
           life_.Move(v1::FIX_CONFIRMED, t, rec, ctx->out);
         }
         break;
       }
       case v1::FIX_CONFIRMED:
-        if (significant) {
+        // A window that began before the confirmation holds pre-fix data:
+        // it never raises a new SUSPECT.
+        if (significant && t - window >= confirmed_at_) {
           suspect_window_start_ = t - window;
           life_.Move(v1::SUSPECT, t, ev, ctx->out);
         } else {
@@ -780,6 +978,7 @@ class TrendFamily {
   Lifecycle life_;
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> window_;
   absl::Time suspect_window_start_ = absl::InfinitePast();
+  absl::Time confirmed_at_ = absl::InfinitePast();
   Recovery recovery_;
   uint64_t hold_ = 0;
 };
@@ -815,10 +1014,9 @@ class HardDown {
       case v1::FIX_CONFIRMED:
         if (down) {
           *ev.mutable_change_time() = ToProto(t);
-          const double p0 =
-              std::max(ctx->cfg.p0_floor(),
-                       WilsonInterval(baseline_k_, baseline_n_, 0.95).upper);
-          recovery_.Start(ctx->cfg, p0, std::max(0.5, 2 * p0), t, t, false);
+          const double p0 = std::min(
+              BaselineRate(ctx->cfg, baseline_k_, baseline_n_), kMaxP0);
+          recovery_.Start(ctx->cfg, p0, p0, std::max(0.5, 2 * p0), t, t, false);
           life_.Move(v1::REGRESSION, t, ev, ctx->out);
         } else if (state == v1::HEALTHY && in_run >= 1) {
           life_.Move(v1::SUSPECT, t, ev, ctx->out);
@@ -998,11 +1196,8 @@ class VerdictEngineImpl : public VerdictEngine {
     platform_time_[k] = period_start;
     const uint64_t invocations =
         static_cast<uint64_t>(std::llround(platform_invocations));
-    const uint64_t errors =
-        static_cast<uint64_t>(std::llround(platform_errors));
-    const uint64_t phantom = std::min(
-        invocations,
-        errors > client_failures ? errors - client_failures : uint64_t{0});
+    const uint64_t phantom =
+        PhantomErrors(platform_errors, platform_invocations, client_failures);
     if (invocations == 0) return absl::OkStatus();
     auto it = phantom_.find(k);
     if (it == phantom_.end()) {
@@ -1169,7 +1364,8 @@ absl::StatusOr<v1::DetectionConfig> ResolveDetectionConfig(
   c.set_p1_ratio(dflt(c.p1_ratio(), 10));
   c.set_mode_rr1(dflt(c.mode_rr1(), 3));
   c.set_alpha(dflt(c.alpha(), 0.01));
-  c.set_fix_p_bad(dflt(c.fix_p_bad(), 1e-3));
+  c.set_p0_prior(dflt(c.p0_prior(), 5e-4));
+  c.set_p0_prior_weight(dflt(c.p0_prior_weight(), 3000));
   c.set_fix_alpha(dflt(c.fix_alpha(), 0.05));
   c.set_trend_alpha(dflt(c.trend_alpha(), 0.01));
   c.set_trend_fdr_q(dflt(c.trend_fdr_q(), 0.05));
@@ -1199,8 +1395,10 @@ absl::StatusOr<v1::DetectionConfig> ResolveDetectionConfig(
            in_range("p1_ratio", c.p1_ratio(), 1.01, 1e4, false),
            in_range("mode_rr1", c.mode_rr1(), 1.01, 1e3, false),
            in_range("alpha", c.alpha(), 0, 0.5, true),
-           in_range("fix_p_bad", c.fix_p_bad(), 0, 0.5, true),
-           in_range("fix_p_good", c.fix_p_good(), 0, c.fix_p_bad(), false),
+           in_range("fix_p_bad", c.fix_p_bad(), 0, 0.5, false),
+           in_range("fix_p_good", c.fix_p_good(), 0, 0.5, false),
+           in_range("p0_prior", c.p0_prior(), 0, 0.5, true),
+           in_range("p0_prior_weight", c.p0_prior_weight(), 0, 1e9, true),
            in_range("fix_alpha", c.fix_alpha(), 0, 0.5, true),
            in_range("trend_alpha", c.trend_alpha(), 0, 0.5, true),
            in_range("trend_fdr_q", c.trend_fdr_q(), 0, 0.5, true),
@@ -1210,7 +1408,7 @@ absl::StatusOr<v1::DetectionConfig> ResolveDetectionConfig(
        }) {
     if (!s.ok()) return s;
   }
-  if (c.fix_p_good() >= c.fix_p_bad()) {
+  if (c.fix_p_bad() > 0 && c.fix_p_good() >= c.fix_p_bad()) {
     return absl::InvalidArgumentError(
         "detection.fix_p_good must be below detection.fix_p_bad");
   }

@@ -11,23 +11,41 @@
 //  STREAM_HEALTH  key = region, target, mode, size class. Bernoulli CUSUM on
 //      the stream's failure rate. Failures = kStreamHealthClasses (client-
 //      visible platform failures); trials = every outcome except AGENT_ERROR
-//      (never counted) and OUTCOME_CLASS_UNSPECIFIED. p0 = upper 95 % Wilson
-//      bound of the stream's clean (HEALTHY) baseline, floored at p0_floor;
-//      p1 = p1_ratio * p0; h from the false-alarm budget (below). SUSPECT at
-//      S >= suspect_fraction * h, REGRESSION at S >= h, with the CUSUM onset
-//      and a change-point interval as the estimated onset.
+//      (never counted) and OUTCOME_CLASS_UNSPECIFIED. p0 = the stream's
+//      in-control rate: the posterior mean of a Beta prior (mean p0_prior,
+//      weight p0_prior_weight probes) updated with the stream's clean
+//      history, floored at p0_floor - never a confidence bound of a short
+//      window. Clean history = probes outside episodes, added once the CUSUM
+//      is back at 0 (the run that ends in an alarm is never learnt).
+//      p1 = p1_ratio * p0; h from the false-alarm budget (below), met at
+//      the baseline posterior's 90 % quantile (at most 2.5 x p0) rather than
+//      at p0 itself, so an uncertain baseline costs sensitivity, not false
+//      alarms. An episode leaves REGRESSION when a reverse CUSUM prefers p0
+//      over min(p1, 4 x p0); each relapse doubles its threshold. SUSPECT at
+//      S >= suspect_fraction * h, REGRESSION at S >= h. The onset is dated by
+//      DateSingleChangePoint over the recent history (changepoint.h: point
+//      estimate inside a profile-likelihood / Jeffreys interval).
 //  MODE_DIFFERENCE  key = region, target, size class (mode unset). The two
 //      modes are paired in aligned buckets (comparison_bucket); per bucket the
 //      split of failures given x_S + x_B is scored by Wald's SPRT of
 //      pi0 = n_S/(n_S+n_B) against pi1 for rate ratio mode_rr1, thresholds
-//      ln A, ln B at alpha = beta = `alpha`; crossing ln B restarts the SPRT,
-//      crossing ln A is a REGRESSION. Evidence: exact binomial p, RR with
+//      ln A, ln B at alpha = beta = `alpha`; crossing ln B accepts H0
+//      (SUSPECT -> HEALTHY) and restarts the SPRT, crossing ln A is a
+//      REGRESSION. SUSPECT also resolves to HEALTHY when the LLR falls back
+//      to <= 0, or when 3000 paired streaming probes pass without a decision
+//      (the split test learns only from failures, so clean probes alone
+//      never move it). The SPRT restarts at RECOVERING, FIX_CONFIRMED and
+//      the return to HEALTHY: failures from before a fix never raise a new
+//      SUSPECT. The buffered mode's Beta-prior rate is the baseline the fix
+//      test compares against. Evidence: exact binomial p, RR with
 //      Clopper-Pearson limits, SPRT LLR and Beta(1,1) mixture LR.
 //  SIZE_TREND  key = region, target, mode (size class empty). Cochran-Armitage
 //      over log2(bytes) per trend_window, exact when < 20 failures; one-sided
 //      increasing p <= trend_alpha AND a Benjamini-Hochberg rejection at
 //      trend_fdr_q across all region x target x mode families of the window.
-//      One significant window -> SUSPECT, two in a row -> REGRESSION.
+//      One significant window -> SUSPECT, two in a row -> REGRESSION. After
+//      FIX_CONFIRMED, a window that began before the confirmation never
+//      raises a new SUSPECT.
 //  PHANTOM_ERRORS  key = region, target, mode. Platform Errors minus the
 //      failures clients saw in the same period (kPlatformVisibleClasses),
 //      floored at 0, per platform invocation: a CUSUM with p0 = p0_floor
@@ -40,18 +58,32 @@
 //
 // Recovery (every kind): while in REGRESSION the engine waits for a start
 // point for fix confirmation: a declared fix time (DeclareFix, used when it is
-// not before the episode's onset; the test then counts probes from
+// not before the episode's onset, once per episode - after a relapse only the
+// reverse CUSUM starts a new test; the test counts probes from
 // max(fix time, alarm time)), otherwise the moment a reverse CUSUM (p1 back
 // to p0, threshold ln((1-alpha)/alpha)) decides the rate is back - for
 // SIZE_TREND the first non-significant window, for HARD_DOWN the end of the
 // rule. That moment is the RECOVERING entry; the estimated change time is
-// never used as a start. From it, the any-time-valid test of fix_confirmation.h
-// (p_bad = max(fix_p_bad, 10 p0), p_good = fix_p_good or p_bad/100, level
-// fix_alpha) moves the verdict to FIX_CONFIRMED, with the change time dated by
-// DateSingleChangePoint over the episode and the post-start Clopper-Pearson
-// bound. A new alarm while RECOVERING or FIX_CONFIRMED returns to REGRESSION.
-// FIX_CONFIRMED becomes HEALTHY after as many further clean probes as the
-// confirmation needed.
+// never used as a start. At that moment the test's rates are fixed:
+//   p_bad  = max(fix_p_bad or p0_floor, 2 x the pre-incident p0), and never
+//            above half the incident-rate estimate (failures per probe from
+//            the onset to the last failure before the start);
+//   p_good = fix_p_good when below p_bad, else p_bad / 100 - mixed with
+//            p_bad / 10 and p_bad / 2 (equal weights), so that a stream back
+//            at a non-zero baseline can be confirmed too.
+// From it, the any-time-valid likelihood-ratio test of fix_confirmation.h
+// (H0 p >= p_bad vs the alternative(s), LR >= 1/fix_alpha) moves the verdict to
+// FIX_CONFIRMED. So "fixed" means: the rate is proven back near the
+// pre-incident baseline (<= 2x it, or <= the floor) and far below the
+// incident rate; a continuing or partial fault (rate still well above
+// p_bad) does not pass. The confirmation carries the change time dated by
+// DateSingleChangePoint over the episode, its 95 % interval, and the
+// post-start Clopper-Pearson bound. A new alarm while RECOVERING or
+// FIX_CONFIRMED returns to REGRESSION. FIX_CONFIRMED becomes HEALTHY after as
+// many further clean probes as the confirmation needed.
+//
+// Times: unset times (no onset, no start) are left unset in the Verdict,
+// never filled with placeholders.
 //
 // Budget: each CUSUM family (stream health, phantom) gets half of
 // false_alarms_per_month; per stream ARL0 = 2 * streams * probes per stream

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
 #include "common/units/units.h"
+#include "controller/analysis/replay.h"
 #include "controller/analysis/verdict_engine.h"
 #include "controller/api/verdict_source.h"
 #include "google/protobuf/util/time_util.h"
@@ -172,7 +173,9 @@ class StoreVerdictSource : public VerdictSource {
     };
     std::vector<Minute> rows;
     using ModeKey = std::tuple<std::string, std::string, int>;
-    // Client probes and platform-visible failures per mode key and minute.
+    // Trials and platform-visible failures per mode key and minute that the
+    // raw failures do not account for (OK probes, and failures whose raw rows
+    // were pruned), ad-hoc included: they explain platform errors too.
     std::map<std::pair<ModeKey, int64_t>, std::pair<uint64_t, uint64_t>> client;
     uint64_t outcomes = 0;
     int64_t first = INT64_MAX, last = INT64_MIN;
@@ -186,10 +189,9 @@ class StoreVerdictSource : public VerdictSource {
       outcomes += m.stats.probes();
       first = std::min(first, m.minute);
       last = std::max(last, m.minute);
-      if (m.key.adhoc) continue;  // Ad-hoc probes never feed verdicts.
-      Minute row{m.minute, key, {}};
       auto& c =
           client[{ModeKey{m.key.region, m.key.target, m.key.mode}, m.minute}];
+      Minute row{m.minute, key, {}};
       for (int cls = 0;
            cls < kNumOutcomeClasses && cls < analysis::ClassCounts::kSize;
            ++cls) {
@@ -200,6 +202,7 @@ class StoreVerdictSource : public VerdictSource {
         if (analysis::IsTrial(oc)) c.first += n;
         if (analysis::IsPlatformVisibleFailure(oc)) c.second += n;
       }
+      if (m.key.adhoc) continue;  // Ad-hoc probes never feed stream verdicts.
       rows.push_back(std::move(row));
     }
     std::stable_sort(
@@ -212,13 +215,11 @@ class StoreVerdictSource : public VerdictSource {
           ToProto(absl::FromUnixSeconds(last * 60 + 59));
     }
 
-    // Platform periods: Errors and Invocations sums per mode key and period;
-    // client counts from the minutes the period starts in.
-    struct Period {
-      double errors = 0, invocations = 0;
-      absl::Duration length;
-    };
-    std::map<std::pair<absl::Time, ModeKey>, Period> periods;
+    // Platform periods (analysis/replay.h: one value per period, re-reads
+    // never added). Client counts: the raw failures by their exact start
+    // time (exact for periods shorter than a minute), then what the minute
+    // aggregates hold beyond them at the minute's start.
+    analysis::PlatformPeriodTable platform;
     uint64_t platform_samples = 0;
     for (const v1::PlatformMetricSample& s : *samples) {
       v1::StreamKey key;
@@ -227,36 +228,66 @@ class StoreVerdictSource : public VerdictSource {
       key.set_mode(s.mode());
       if (!VerdictKeyMatches(request.filter(), key)) continue;
       ++platform_samples;
-      if (!s.stat().empty() && s.stat() != "Sum") continue;
-      Period& p = periods[{FromProto(s.period_start()),
-                           ModeKey{s.region(), s.target(), s.mode()}}];
-      p.length = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(s.period()));
-      if (s.metric() == "Errors") p.errors += s.value();
-      if (s.metric() == "Invocations") p.invocations += s.value();
+      absl::StatusOr<bool> added = platform.AddSample(s);
+      if (!added.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("stored platform sample ", s.region(), "/", s.target(),
+                         "/", v1::InvokeMode_Name(s.mode()), " ", s.metric(),
+                         " at ", TimeUtil::ToString(s.period_start()), ": ",
+                         added.status().message()));
+      }
     }
+    if (!client.empty()) {
+      absl::StatusOr<std::vector<v1::Outcome>> failures = store_->QueryFailures(
+          from == absl::InfinitePast() ? absl::InfinitePast() : from,
+          kMaxHistory);
+      if (!failures.ok()) return failures.status();
+      for (const v1::Outcome& o : *failures) {
+        const absl::Time t = FromProto(o.start_time());
+        if (t >= to) break;
+        auto c = client.find(
+            {ModeKey{o.region(), o.target(), o.mode()}, MinuteOf(t)});
+        if (c == client.end() || !analysis::IsTrial(o.outcome_class())) {
+          continue;
+        }
+        const bool visible =
+            analysis::IsPlatformVisibleFailure(o.outcome_class());
+        // Never more than the aggregates hold (a row without its minute).
+        if (c->second.first == 0 || (visible && c->second.second == 0)) {
+          continue;
+        }
+        --c->second.first;
+        if (visible) --c->second.second;
+        platform.AddOutcome(o.region(), o.target(), o.mode(), t,
+                            o.outcome_class());
+      }
+      for (const auto& [k, counts] : client) {
+        const auto& [mode_key, minute] = k;
+        platform.AddClientCounts(
+            std::get<0>(mode_key), std::get<1>(mode_key),
+            static_cast<v1::InvokeMode>(std::get<2>(mode_key)),
+            absl::FromUnixSeconds(minute * 60), counts.first, counts.second);
+      }
+    }
+    const std::vector<analysis::PlatformPeriod> periods =
+        platform.CompletePeriods();
 
     if (request.has_declared_fix_time()) {
       e.DeclareFix(FromProto(request.declared_fix_time()));
       *report.mutable_declared_fix_time() = request.declared_fix_time();
     }
-    auto next_period = periods.begin();
+    size_t next_period = 0;
     auto feed_platform_until = [&](absl::Time t) -> absl::Status {
-      for (; next_period != periods.end() && next_period->first.first <= t;
+      for (; next_period < periods.size() &&
+             periods[next_period].start + periods[next_period].length <= t;
            ++next_period) {
-        const auto& [start, mode_key] = next_period->first;
-        const Period& p = next_period->second;
+        const analysis::PlatformPeriod& p = periods[next_period];
         v1::StreamKey k;
-        k.set_region(std::get<0>(mode_key));
-        k.set_target(std::get<1>(mode_key));
-        k.set_mode(static_cast<v1::InvokeMode>(std::get<2>(mode_key)));
-        uint64_t probes = 0, failures = 0;
-        auto c = client.find({mode_key, MinuteOf(start)});
-        if (c != client.end() && p.length >= absl::Minutes(1)) {
-          probes = c->second.first;
-          failures = c->second.second;
-        }
-        absl::Status s = e.ObservePlatform(k, start, p.errors, p.invocations,
-                                           failures, probes);
+        k.set_region(p.region);
+        k.set_target(p.target);
+        k.set_mode(p.mode);
+        absl::Status s = e.ObservePlatform(k, p.start, p.errors, p.invocations,
+                                           p.client_failures, p.client_probes);
         if (!s.ok()) return s;
       }
       return absl::OkStatus();

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "controller/analysis/replay.h"
 #include "controller/analysis/verdict_engine.h"
 
 namespace fleetcanary {
@@ -102,11 +103,11 @@ void Reconciler::AddOutcome(const v1::Outcome& o) {
 }
 
 void Reconciler::AddSample(const v1::PlatformMetricSample& s) {
-  const bool errors = s.metric() == "Errors";
-  const bool invocations = s.metric() == "Invocations";
-  if ((!errors && !invocations) || (!s.stat().empty() && s.stat() != "Sum") ||
-      s.region().empty() || s.target().empty() || !ValidMode(s.mode()) ||
-      !s.has_period_start() || !std::isfinite(s.value()) || s.value() < 0 ||
+  const analysis::PlatformMetric metric = analysis::ClassifyPlatformSample(s);
+  const bool errors = metric == analysis::PlatformMetric::kErrors;
+  if (metric == analysis::PlatformMetric::kOther || s.region().empty() ||
+      s.target().empty() || !ValidMode(s.mode()) || !s.has_period_start() ||
+      !std::isfinite(s.value()) || s.value() < 0 ||
       (s.has_period() && FromProto(s.period()) != options_.period)) {
     ++stats_.ignored_samples;
     return;
@@ -145,10 +146,8 @@ std::vector<ReconciledPeriod> Reconciler::Advance(absl::Time watermark) {
         r.client_failures = p.client_failures;
         r.adhoc_probes = p.adhoc_probes;
         r.scheduled_probes_by_size = p.by_size;
-        const uint64_t inv = static_cast<uint64_t>(std::llround(p.invocations));
-        const uint64_t err = static_cast<uint64_t>(std::llround(p.errors));
-        r.phantom_errors = std::min(
-            inv, err > p.client_failures ? err - p.client_failures : 0);
+        r.phantom_errors =
+            analysis::PhantomErrors(p.errors, p.invocations, p.client_failures);
         out.push_back(std::move(r));
         ++stats_.periods_reconciled;
       } else if (watermark >= end + options_.max_wait) {

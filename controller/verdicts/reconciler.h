@@ -9,7 +9,8 @@
 // platform datapoints (stamped with the invocation start time), which are
 // the same wall clock.
 //
-// Counting rules (shared with the offline analysis, analysis/offline.h):
+// Counting rules (analysis/replay.h, shared with the offline analysis and
+// the store-backed Analyze):
 //  - client_probes: outcomes that are trials (analysis::IsTrial): never
 //    AGENT_ERROR (our own fault, the request may never have left).
 //  - client_failures: outcomes the platform itself saw fail

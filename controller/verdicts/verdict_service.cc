@@ -374,8 +374,11 @@ class VerdictServiceImpl : public VerdictService {
       pub.set_previous_state(before);
       // The published state changed now, whichever view's verdict won (the
       // other view's may have been in that state for long).
-      *pub.mutable_since() = v.since();
-      *pub.mutable_updated() = v.updated();
+      // Copied only when set: an empty Timestamp would print as 1970.
+      pub.clear_since();
+      pub.clear_updated();
+      if (v.has_since()) *pub.mutable_since() = v.since();
+      if (v.has_updated()) *pub.mutable_updated() = v.updated();
       published_[id] = pub;
       if (before == pub.state()) return;  // First sight, still HEALTHY.
       out.push_back(pub);
@@ -454,7 +457,8 @@ class VerdictServiceImpl : public VerdictService {
     const v1::Verdict kept = it->second;
     it->second = IsFromView(id, w) ? FromPlatformView(*w) : *w;
     it->second.set_previous_state(kept.previous_state());
-    *it->second.mutable_since() = kept.since();
+    it->second.clear_since();
+    if (kept.has_since()) *it->second.mutable_since() = kept.since();
   }
 
   void ExportMetrics() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

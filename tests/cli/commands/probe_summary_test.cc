@@ -47,6 +47,17 @@ TEST(ProbeSummaryTest, WilsonIntervalAndCountsPerStream) {
   EXPECT_EQ(b.agent_errors(), 5u);
 }
 
+// One failure definition with the verdicts: 4XX and throttling are trials,
+// not platform failures.
+TEST(ProbeSummaryTest, ClientErrorsAreNotPlatformFailures) {
+  EXPECT_FALSE(IsPlatformFailure(v1::HTTP_4XX));
+  EXPECT_FALSE(IsPlatformFailure(v1::THROTTLED));
+  EXPECT_FALSE(IsPlatformFailure(v1::AGENT_ERROR));
+  EXPECT_FALSE(IsPlatformFailure(v1::OK));
+  EXPECT_TRUE(IsPlatformFailure(v1::TRUNCATED));
+  EXPECT_TRUE(IsPlatformFailure(v1::HTTP_5XX));
+}
+
 TEST(ProbeSummaryTest, NearestRankPercentile) {
   std::vector<absl::Duration> v = {absl::Milliseconds(3), absl::Milliseconds(1),
                                    absl::Milliseconds(2)};

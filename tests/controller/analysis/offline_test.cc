@@ -1,9 +1,13 @@
 // AnalyzeJsonLines: the offline path of the verdict engine.
 #include "controller/analysis/offline.h"
 
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -69,6 +73,9 @@ TEST(OfflineTest, PhantomErrorsDetectedAndFixConfirmed) {
   }
   AnalyzeOptions options;
   options.declared_fix_time = fix;
+  // Floor 1e-3: p_bad = 2e-3, so the 6,480 clean invocations after the fix
+  // are enough to confirm it.
+  options.detection.set_p0_floor(1e-3);
   absl::StatusOr<v1::AnalysisReport> report = Analyze(text, options);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->outcomes(), 6u * 60 * 48);
@@ -142,13 +149,97 @@ TEST(OfflineTest, MalformedInputNamesTheLine) {
   }
 }
 
-TEST(OfflineTest, PlatformPeriodsOutOfOrderAndLongLines) {
-  const std::string text =
-      SampleLine(kT0 + absl::Minutes(1), "BUFFERED", "Errors", 0) + "\n" +
-      SampleLine(kT0, "BUFFERED", "Errors", 0) + "\n";
-  absl::StatusOr<v1::AnalysisReport> r = Analyze(text);
+// Re-read, duplicated, out-of-order and missing platform datapoints give the
+// same verdicts as clean input: one value per period, the latest (largest)
+// reading, never a sum.
+TEST(OfflineTest, MessyPlatformInputGivesTheCleanVerdicts) {
+  std::mt19937_64 rng(12);
+  std::binomial_distribution<int> phantom(6, 0.05);
+  std::vector<std::string> outcomes, clean, messy;
+  for (int minute = 0; minute < 600; ++minute) {
+    const absl::Time start = kT0 + absl::Minutes(minute);
+    for (int s = 0; s < 60; s += 10) {
+      outcomes.push_back(
+          OutcomeLine(start + absl::Seconds(s), "a1", "RESPONSE_STREAM", "OK"));
+    }
+    const int errors = minute >= 200 && minute < 400 ? phantom(rng) : 0;
+    const std::string e =
+        SampleLine(start, "RESPONSE_STREAM", "Errors", errors);
+    const std::string i =
+        SampleLine(start, "RESPONSE_STREAM", "Invocations", 6);
+    clean.push_back(e);
+    clean.push_back(i);
+    // Messy: a partial first reading, then the final one (re-read), read
+    // again by a second agent (duplicate); periods in reverse order.
+    messy.push_back(
+        SampleLine(start, "RESPONSE_STREAM", "Errors", errors > 0 ? 1 : 0));
+    messy.push_back(SampleLine(start, "RESPONSE_STREAM", "Invocations", 3));
+    messy.push_back(e);
+    messy.push_back(i);
+    messy.push_back(e);
+    messy.push_back(i);
+  }
+  std::reverse(messy.begin(), messy.end());
+  // A period whose Invocations never arrived is missing in both.
+  clean.push_back(
+      SampleLine(kT0 + absl::Minutes(600), "RESPONSE_STREAM", "Errors", 3));
+  messy.push_back(
+      SampleLine(kT0 + absl::Minutes(600), "RESPONSE_STREAM", "Errors", 3));
+  auto join = [&](const std::vector<std::string>& samples) {
+    std::string text;
+    for (const std::string& l : outcomes) absl::StrAppend(&text, l, "\n");
+    for (const std::string& l : samples) absl::StrAppend(&text, l, "\n");
+    return text;
+  };
+  AnalyzeOptions options;
+  options.detection.set_p0_floor(1e-3);
+  absl::StatusOr<v1::AnalysisReport> a = Analyze(join(clean), options);
+  absl::StatusOr<v1::AnalysisReport> b = Analyze(join(messy), options);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  bool regression = false;
+  for (const auto& v : a->transitions()) {
+    if (v.kind() == v1::PHANTOM_ERRORS && v.state() == v1::REGRESSION) {
+      regression = true;
+    }
+  }
+  EXPECT_TRUE(regression);
+  ASSERT_EQ(a->transitions_size(), b->transitions_size());
+  for (int k = 0; k < a->transitions_size(); ++k) {
+    EXPECT_EQ(a->transitions(k).SerializeAsString(),
+              b->transitions(k).SerializeAsString())
+        << k;
+  }
+  ASSERT_EQ(a->verdicts_size(), b->verdicts_size());
+  for (int k = 0; k < a->verdicts_size(); ++k) {
+    EXPECT_EQ(a->verdicts(k).SerializeAsString(),
+              b->verdicts(k).SerializeAsString());
+  }
+}
+
+TEST(OfflineTest, ConflictingPeriodLengthNamesTheLine) {
+  v1::AnalysisInputLine l;
+  v1::PlatformMetricSample* s = l.mutable_platform_sample();
+  s->set_region("us-east-1");
+  s->set_target("canary");
+  s->set_mode(v1::BUFFERED);
+  s->set_metric("Errors");
+  s->set_stat("Sum");
+  s->mutable_period_start()->set_seconds(absl::ToUnixSeconds(kT0));
+  s->mutable_period()->set_seconds(60);
+  std::string a, b;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(l, &a).ok());
+  s->mutable_period()->set_seconds(30);
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(l, &b).ok());
+  absl::StatusOr<v1::AnalysisReport> r = Analyze(a + "\n" + b + "\n");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("line 2"), std::string::npos);
+  EXPECT_NE(r.status().message().find("platform_sample.period"),
+            std::string::npos);
+}
+
+TEST(OfflineTest, LongLines) {
+  absl::StatusOr<v1::AnalysisReport> r;
 
   AnalyzeOptions small;
   small.max_line_bytes = 64;

@@ -33,6 +33,21 @@ TEST(SimulationTest, ArlModelMatchesMonteCarlo) {
               0.05 * model1);
 }
 
+// h budgeted at a true in-control rate above the design p0 (an estimated
+// baseline): the ARL at that rate meets the target, and at p_in_control = p0
+// it is the plain threshold.
+TEST(SimulationTest, ThresholdAtAHigherInControlRate) {
+  const double h = *CusumThresholdForArl0(0.001, 0.01, 1e5);
+  EXPECT_DOUBLE_EQ(*CusumThresholdForArl0At(0.001, 0.01, 0.001, 1e5), h);
+  const double h2 = *CusumThresholdForArl0At(0.001, 0.01, 0.002, 1e5);
+  EXPECT_GT(h2, h);
+  const double arl = *CusumAverageRunLength(0.001, 0.01, h2, 0.002);
+  EXPECT_GE(arl, 1e5);
+  EXPECT_LT(arl, 1.01e5);
+  // A rate the CUSUM drifts up at has no threshold.
+  EXPECT_FALSE(CusumThresholdForArl0At(0.001, 0.01, 0.005, 1e5).ok());
+}
+
 TEST(SimulationTest, NullFalseAlarmsWithinBudget) {
   std::mt19937_64 rng(102);
   for (double p0 : {0.001, 1e-4}) {

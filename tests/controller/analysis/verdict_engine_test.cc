@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "controller/analysis/fix_confirmation.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 
 namespace fleetcanary::analysis {
@@ -57,6 +59,14 @@ absl::Time FromProto(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
 
+// Clean probes the engine's default fix test needs at p_bad (mixture of
+// p_bad/100, /10, /2 at alpha 0.05).
+uint64_t MixtureCleanProbes(double p_bad) {
+  FixConfirmation f(p_bad, {p_bad / 100, p_bad / 10, p_bad / 2}, 0.05);
+  while (!f.Confirmed()) f.Observe(1, 0);
+  return f.trials();
+}
+
 TEST(VerdictEngineTest, CleanStreamStaysHealthy) {
   auto e = NewEngine();
   std::mt19937_64 rng(1);
@@ -66,18 +76,56 @@ TEST(VerdictEngineTest, CleanStreamStaysHealthy) {
   for (const auto& v : e->Current()) EXPECT_EQ(v.state(), v1::HEALTHY);
 }
 
+// Unset times stay unset: no placeholder (1970, 1677) in the proto or its
+// JSON; every time that is set lies within the data fed.
+TEST(VerdictEngineTest, UnsetTimesAreAbsentNeverPlaceholders) {
+  auto e = NewEngine();
+  std::mt19937_64 rng(11);
+  absl::Time t = kT0;
+  const v1::StreamKey key = Key(v1::RESPONSE_STREAM);
+  Feed(e.get(), key, &rng, &t, 200, 0.0);
+  Feed(e.get(), Key(v1::BUFFERED), &rng, &t, 200, 0.0);
+  for (const v1::Verdict& v : e->Current()) {
+    EXPECT_FALSE(v.evidence().has_change_time()) << v.ShortDebugString();
+    EXPECT_FALSE(v.evidence().has_change_interval()) << v.ShortDebugString();
+    EXPECT_FALSE(v.evidence().has_confirmation_start());
+  }
+  Feed(e.get(), key, &rng, &t, 3000, 0.05);
+  std::vector<v1::Verdict> all = e->TakeTransitions();
+  for (const v1::Verdict& v : e->Current()) all.push_back(v);
+  bool dated = false;
+  for (const v1::Verdict& v : all) {
+    std::string json;
+    ASSERT_TRUE(google::protobuf::util::MessageToJsonString(v, &json).ok());
+    EXPECT_EQ(json.find("1970-01-01"), std::string::npos) << json;
+    EXPECT_EQ(json.find("1677-"), std::string::npos) << json;
+    for (const google::protobuf::Timestamp* ts :
+         {&v.since(), &v.updated(), &v.evidence().change_time(),
+          &v.evidence().change_interval().lower(),
+          &v.evidence().change_interval().upper()}) {
+      if (ts->seconds() == 0 && ts->nanos() == 0) continue;  // Unset.
+      EXPECT_GE(FromProto(*ts), kT0 - absl::Seconds(1)) << json;
+      EXPECT_LE(FromProto(*ts), t) << json;
+    }
+    if (v.state() == v1::REGRESSION && v.evidence().has_change_time()) {
+      dated = true;
+    }
+  }
+  EXPECT_TRUE(dated);
+}
+
 TEST(VerdictEngineTest, RegressionThenDeclaredFixIsConfirmed) {
   auto e = NewEngine();
   std::mt19937_64 rng(2);
   absl::Time t = kT0;
   const v1::StreamKey key = Key(v1::RESPONSE_STREAM);
-  Feed(e.get(), key, &rng, &t, 60000, 0.0);
+  Feed(e.get(), key, &rng, &t, 70000, 0.0);
   const absl::Time change = t;
   Feed(e.get(), key, &rng, &t, 20000, 0.01);
   // The fix is declared for a time in the future of the data fed so far.
   const absl::Time fix = t;
   e->DeclareFix(fix);
-  Feed(e.get(), key, &rng, &t, 10000, 0.0);
+  Feed(e.get(), key, &rng, &t, 45000, 0.0);
 
   const auto tr = OfKind(e->TakeTransitions(), v1::STREAM_HEALTH);
   std::vector<v1::VerdictState> states;
@@ -106,14 +154,23 @@ TEST(VerdictEngineTest, RegressionThenDeclaredFixIsConfirmed) {
   EXPECT_EQ(FromProto(recovering->since()), fix);
   const v1::Verdict& confirmed = tr[tr.size() - 2];
   const v1::Evidence& ev = confirmed.evidence();
-  EXPECT_EQ(FromProto(tr.back().since()), fix + absl::Seconds(2 * 3025 - 1));
+  // 60,000 clean probes: the Beta-prior p0 (1.5 / 63,000) is under the floor
+  // 1e-4, so p_bad = 2 x 1e-4 (far below half the 1 % incident rate) and
+  // p_good = p_bad / 100.
+  EXPECT_DOUBLE_EQ(ev.null_rate(), 2e-4);
+  EXPECT_DOUBLE_EQ(ev.alternative_rate(), 2e-6);
+  const uint64_t needed = MixtureCleanProbes(2e-4);
+  EXPECT_GT(needed, 15000u);
+  EXPECT_LT(needed, 25000u);
+  EXPECT_EQ(FromProto(tr.back().since()),
+            fix + absl::Seconds(2 * static_cast<int64_t>(needed) - 1));
   EXPECT_EQ(FromProto(ev.confirmation_start()), fix);
-  // p0 floored at 1e-4 -> p_bad 1e-3 -> 3025 clean probes from the fix.
-  EXPECT_EQ(ev.trials(), 3025u);
+  EXPECT_EQ(ev.trials(), needed);
   EXPECT_EQ(ev.failures(), 0u);
-  EXPECT_EQ(FromProto(confirmed.since()), fix + absl::Seconds(3024));
+  EXPECT_EQ(FromProto(confirmed.since()),
+            fix + absl::Seconds(static_cast<int64_t>(needed) - 1));
   EXPECT_GE(ev.likelihood_ratio(), 20.0);
-  EXPECT_LT(ev.proven_upper_bound(), 1e-3);
+  EXPECT_LT(ev.proven_upper_bound(), 2e-4);
   // Dated change: the last failure before the fix, with an interval.
   const absl::Time dated = FromProto(ev.change_time());
   EXPECT_LT(dated, fix);
@@ -129,10 +186,10 @@ TEST(VerdictEngineTest, RecoveryWithoutDeclaredFixStartsAfterLastError) {
   std::mt19937_64 rng(3);
   absl::Time t = kT0;
   const v1::StreamKey key = Key(v1::BUFFERED);
-  Feed(e.get(), key, &rng, &t, 60000, 0.0);
+  Feed(e.get(), key, &rng, &t, 70000, 0.0);
   Feed(e.get(), key, &rng, &t, 20000, 0.01);
   const absl::Time fixed = t;
-  Feed(e.get(), key, &rng, &t, 20000, 0.0);
+  Feed(e.get(), key, &rng, &t, 70000, 0.0);
   const auto tr = OfKind(e->TakeTransitions(), v1::STREAM_HEALTH);
   ASSERT_GE(tr.size(), 2u);
   EXPECT_EQ(tr[tr.size() - 2].state(), v1::FIX_CONFIRMED);
@@ -143,7 +200,10 @@ TEST(VerdictEngineTest, RecoveryWithoutDeclaredFixStartsAfterLastError) {
   const absl::Time start = FromProto(ev.confirmation_start());
   EXPECT_GT(start, fixed);
   EXPECT_GT(start, FromProto(ev.change_time()));
-  EXPECT_EQ(ev.trials(), 3025u);
+  EXPECT_EQ(ev.trials(), MixtureCleanProbes(2e-4));
+  // The fix is dated within its interval, which holds the true fix.
+  EXPECT_LE(FromProto(ev.change_interval().lower()), fixed) << ev.DebugString();
+  EXPECT_GE(FromProto(ev.change_interval().upper()), fixed);
 }
 
 TEST(VerdictEngineTest, ModeDifferenceFlagsStreamingOnlyDefect) {
@@ -175,6 +235,75 @@ TEST(VerdictEngineTest, ModeDifferenceFlagsStreamingOnlyDefect) {
     }
   }
   EXPECT_TRUE(regression);
+}
+
+// The split test learns only from failures; a SUSPECT with no further
+// failures must still resolve (bounded horizon), not hang forever.
+TEST(VerdictEngineTest, ModeDifferenceSuspectResolvesOnCleanPairedProbes) {
+  auto e = NewEngine();
+  absl::Time t = kT0;
+  for (int i = 0; i < 120; ++i) {
+    // Six streaming-only failures in the first minute: LLR 6 ln 1.5 = 2.43,
+    // over half of ln 99, under ln 99.
+    const bool fail = i < 6;
+    ASSERT_TRUE(e->ObserveProbe(Key(v1::BUFFERED), "a1", t, v1::OK).ok());
+    ASSERT_TRUE(e->ObserveProbe(Key(v1::RESPONSE_STREAM), "a1", t,
+                                fail ? v1::TRUNCATED : v1::OK)
+                    .ok());
+    t += absl::Seconds(1);
+  }
+  auto md = OfKind(e->TakeTransitions(), v1::MODE_DIFFERENCE);
+  ASSERT_EQ(md.size(), 1u);
+  EXPECT_EQ(md[0].state(), v1::SUSPECT);
+  // 15 minutes of clean paired probes do not decide; 3000 resolve it.
+  for (int i = 0; i < 3100; ++i) {
+    ASSERT_TRUE(e->ObserveProbe(Key(v1::BUFFERED), "a1", t, v1::OK).ok());
+    ASSERT_TRUE(
+        e->ObserveProbe(Key(v1::RESPONSE_STREAM), "a1", t, v1::OK).ok());
+    t += absl::Seconds(1);
+  }
+  e->Flush();
+  md = OfKind(e->TakeTransitions(), v1::MODE_DIFFERENCE);
+  ASSERT_EQ(md.size(), 1u);
+  EXPECT_EQ(md[0].state(), v1::HEALTHY);
+  EXPECT_EQ(md[0].previous_state(), v1::SUSPECT);
+  EXPECT_LE(FromProto(md[0].since()), kT0 + absl::Seconds(120 + 3060));
+}
+
+// After FIX_CONFIRMED, failures from before the fix never raise a new
+// SUSPECT or REGRESSION.
+TEST(VerdictEngineTest, ModeDifferenceNoNewSuspectFromPreFixFailures) {
+  auto e = NewEngine();
+  std::mt19937_64 rng(41);
+  absl::Time t = kT0;
+  std::bernoulli_distribution base(0.0005), bad(0.01);
+  auto pair = [&](bool faulty) {
+    ASSERT_TRUE(e->ObserveProbe(Key(v1::BUFFERED), "a1", t,
+                                base(rng) ? v1::HTTP_5XX : v1::OK)
+                    .ok());
+    ASSERT_TRUE(
+        e->ObserveProbe(Key(v1::RESPONSE_STREAM), "a1", t,
+                        (faulty ? bad(rng) : false) ? v1::TRUNCATED : v1::OK)
+            .ok());
+    t += absl::Seconds(1);
+  };
+  for (int i = 0; i < 20000; ++i) pair(i >= 5000);
+  e->DeclareFix(t);
+  for (int i = 0; i < 40000; ++i) pair(false);
+  e->Flush();
+  const auto md = OfKind(e->TakeTransitions(), v1::MODE_DIFFERENCE);
+  size_t confirmed = md.size();
+  for (size_t i = 0; i < md.size(); ++i) {
+    if (md[i].state() == v1::FIX_CONFIRMED) {
+      confirmed = i;
+      break;
+    }
+  }
+  ASSERT_LT(confirmed, md.size()) << "never confirmed";
+  for (size_t i = confirmed + 1; i < md.size(); ++i) {
+    EXPECT_EQ(md[i].state(), v1::HEALTHY) << i;
+  }
+  EXPECT_EQ(md.back().state(), v1::HEALTHY);
 }
 
 TEST(VerdictEngineTest, SizeTrendNeedsTwoSignificantWindows) {
