@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace fleetcanary {
@@ -29,6 +30,12 @@ std::string CloudWatchEndpoint(absl::string_view region);
 // "https://sts.<region>.<dns_suffix>" (regional STS, what SDKs use by
 // default since 2022); "https://sts.amazonaws.com" when `region` is empty.
 std::string StsEndpoint(absl::string_view region);
+// Checks an IAM role ARN: "arn:<partition>:iam::<12-digit account>:role/
+// <path/>name", partition aws, aws-cn or aws-us-gov, name of 1-64 of
+// [A-Za-z0-9+=,.@_-], whole path at most 512 characters. INVALID_ARGUMENT
+// saying what is wrong (callers prefix the field name).
+absl::Status ValidateRoleArn(absl::string_view arn);
+
 // Host patterns (target guard syntax, `*` = one label) of Function URLs in
 // every partition.
 inline constexpr const char* kFunctionUrlHostPatterns[] = {

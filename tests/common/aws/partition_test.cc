@@ -23,6 +23,32 @@ TEST(Partition, ByRegionPrefix) {
             "on.amazonwebservices.com.cn");
 }
 
+TEST(Partition, RoleArns) {
+  for (const char* good :
+       {"arn:aws:iam::123456789012:role/canary",
+        "arn:aws-cn:iam::123456789012:role/path/to/canary-reader",
+        "arn:aws-us-gov:iam::000000000001:role/a+b=c,d.e@f_g-h"}) {
+    EXPECT_TRUE(ValidateRoleArn(good).ok()) << good;
+  }
+  for (const char* bad :
+       {"", "canary", "arn:aws:iam::123456789012:user/canary",
+        "arn:aws:iam::12345678901:role/canary",
+        "arn:aws:iam::1234567890123:role/canary",
+        "arn:aws:iam::12345678901x:role/canary",
+        "arn:aws:iam:us-east-1:123456789012:role/canary",
+        "arn:aws:sts::123456789012:role/canary",
+        "arn:aws-eu:iam::123456789012:role/canary",
+        "arn:aws:iam::123456789012:role/", "arn:aws:iam::123456789012:role/a/",
+        "arn:aws:iam::123456789012:role/has space",
+        "arn:aws:iam::123456789012:role/"
+        "a2345678901234567890123456789012345678901234567890123456789012345"}) {
+    const absl::Status s = ValidateRoleArn(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("is not an IAM role ARN"), std::string::npos)
+        << s;
+  }
+}
+
 }  // namespace
 }  // namespace aws
 }  // namespace fleetcanary
