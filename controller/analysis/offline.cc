@@ -49,6 +49,7 @@ struct Probe {
 struct PlatformPeriod {
   double errors = 0;
   double invocations = 0;
+  double url_5xx = -1;  // Url5xxCount; < 0 when absent.
 };
 
 }  // namespace
@@ -189,6 +190,9 @@ absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
           platform[{ModeKey{s.region(), s.target(), s.mode()}, start, period}];
       if (s.metric() == "Errors") p.errors += s.value();
       if (s.metric() == "Invocations") p.invocations += s.value();
+      if (s.metric() == "Url5xxCount") {
+        p.url_5xx = std::max(0.0, p.url_5xx) + s.value();
+      }
     } else {
       return LineError(line_no,
                        "expected {\"outcome\": {...}} or "
@@ -247,9 +251,16 @@ absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
       k.set_region(std::get<0>(ev.key));
       k.set_target(std::get<1>(ev.key));
       k.set_mode(static_cast<v1::InvokeMode>(std::get<2>(ev.key)));
+      // The live reconciler's rule (controller/verdicts/reconciler.h): an
+      // error the URL answered with a 5xx was visible, outcome or not.
+      const uint64_t visible = std::max<uint64_t>(
+          ev.client_failures,
+          ev.sums.url_5xx < 0
+              ? 0
+              : static_cast<uint64_t>(std::llround(ev.sums.url_5xx)));
       absl::Status s =
           e.ObservePlatform(k, ev.start, ev.sums.errors, ev.sums.invocations,
-                            ev.client_failures, ev.client_probes);
+                            visible, ev.client_probes);
       if (!s.ok()) return s;
     }
     return absl::OkStatus();

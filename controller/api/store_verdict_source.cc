@@ -1,5 +1,6 @@
 // The store-backed VerdictSource (see verdict_source.h).
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <thread>
@@ -216,6 +217,7 @@ class StoreVerdictSource : public VerdictSource {
     // client counts from the minutes the period starts in.
     struct Period {
       double errors = 0, invocations = 0;
+      double url_5xx = -1;  // Url5xxCount; < 0 when absent.
       absl::Duration length;
     };
     std::map<std::pair<absl::Time, ModeKey>, Period> periods;
@@ -233,6 +235,9 @@ class StoreVerdictSource : public VerdictSource {
       p.length = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(s.period()));
       if (s.metric() == "Errors") p.errors += s.value();
       if (s.metric() == "Invocations") p.invocations += s.value();
+      if (s.metric() == "Url5xxCount") {
+        p.url_5xx = std::max(0.0, p.url_5xx) + s.value();
+      }
     }
 
     if (request.has_declared_fix_time()) {
@@ -254,6 +259,11 @@ class StoreVerdictSource : public VerdictSource {
         if (c != client.end() && p.length >= absl::Minutes(1)) {
           probes = c->second.first;
           failures = c->second.second;
+        }
+        // As the live reconciler: a 5xx the URL sent was visible.
+        if (p.url_5xx >= 0) {
+          failures = std::max<uint64_t>(
+              failures, static_cast<uint64_t>(std::llround(p.url_5xx)));
         }
         absl::Status s = e.ObservePlatform(k, start, p.errors, p.invocations,
                                            failures, probes);

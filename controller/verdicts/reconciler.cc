@@ -104,9 +104,13 @@ void Reconciler::AddOutcome(const v1::Outcome& o) {
 void Reconciler::AddSample(const v1::PlatformMetricSample& s) {
   const bool errors = s.metric() == "Errors";
   const bool invocations = s.metric() == "Invocations";
-  if ((!errors && !invocations) || (!s.stat().empty() && s.stat() != "Sum") ||
-      s.region().empty() || s.target().empty() || !ValidMode(s.mode()) ||
-      !s.has_period_start() || !std::isfinite(s.value()) || s.value() < 0 ||
+  const bool url_requests = s.metric() == "UrlRequestCount";
+  const bool url_4xx = s.metric() == "Url4xxCount";
+  const bool url_5xx = s.metric() == "Url5xxCount";
+  if ((!errors && !invocations && !url_requests && !url_4xx && !url_5xx) ||
+      (!s.stat().empty() && s.stat() != "Sum") || s.region().empty() ||
+      s.target().empty() || !ValidMode(s.mode()) || !s.has_period_start() ||
+      !std::isfinite(s.value()) || s.value() < 0 ||
       (s.has_period() && FromProto(s.period()) != options_.period)) {
     ++stats_.ignored_samples;
     return;
@@ -121,7 +125,11 @@ void Reconciler::AddSample(const v1::PlatformMetricSample& s) {
     ++stats_.late_samples;
     return;
   }
-  double& slot = errors ? p->errors : p->invocations;
+  double& slot = errors         ? p->errors
+                 : invocations  ? p->invocations
+                 : url_requests ? p->url_requests
+                 : url_4xx      ? p->url_4xx
+                                : p->url_5xx;
   slot = std::max(slot, s.value());
 }
 
@@ -145,10 +153,23 @@ std::vector<ReconciledPeriod> Reconciler::Advance(absl::Time watermark) {
         r.client_failures = p.client_failures;
         r.adhoc_probes = p.adhoc_probes;
         r.scheduled_probes_by_size = p.by_size;
+        r.platform_url_requests = p.url_requests;
+        r.platform_url_4xx = p.url_4xx;
+        r.platform_url_5xx = p.url_5xx;
         const uint64_t inv = static_cast<uint64_t>(std::llround(p.invocations));
         const uint64_t err = static_cast<uint64_t>(std::llround(p.errors));
-        r.phantom_errors = std::min(
-            inv, err > p.client_failures ? err - p.client_failures : 0);
+        uint64_t visible = p.client_failures;
+        if (p.url_5xx >= 0) {
+          visible = std::max<uint64_t>(
+              visible, static_cast<uint64_t>(std::llround(p.url_5xx)));
+        }
+        r.phantom_errors = std::min(inv, err > visible ? err - visible : 0);
+        if (p.url_requests >= 0) {
+          const uint64_t requests =
+              static_cast<uint64_t>(std::llround(p.url_requests));
+          r.unattributed_requests =
+              requests > p.client_probes ? requests - p.client_probes : 0;
+        }
         out.push_back(std::move(r));
         ++stats_.periods_reconciled;
       } else if (watermark >= end + options_.max_wait) {
