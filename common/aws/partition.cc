@@ -12,7 +12,10 @@ namespace aws {
 
 Partition PartitionForRegion(absl::string_view region) {
   if (absl::StartsWith(region, "cn-")) {
-    return {"aws-cn", "amazonaws.com.cn", "on.amazonwebservices.com.cn"};
+    // Function URLs are <id>.lambda-url.<region>.on.aws in the China
+    // regions too (the aws-cn Lambda documentation); only the service
+    // endpoints use amazonaws.com.cn.
+    return {"aws-cn", "amazonaws.com.cn", "on.aws"};
   }
   if (absl::StartsWith(region, "us-gov-")) {
     return {"aws-us-gov", "amazonaws.com", "on.aws"};

@@ -18,8 +18,10 @@ namespace aws {
 struct Partition {
   std::string name;        // "aws", "aws-cn", "aws-us-gov".
   std::string dns_suffix;  // "amazonaws.com", "amazonaws.com.cn".
-  // Function URL hosts are "<url-id>.lambda-url.<region>.<suffix>".
-  std::string function_url_suffix;  // "on.aws", "on.amazonwebservices.com.cn".
+  // Function URL hosts are "<url-id>.lambda-url.<region>.<suffix>"; "on.aws"
+  // in every partition (aws-cn included, as its Lambda documentation gives
+  // the format), unlike dns_suffix.
+  std::string function_url_suffix;
 };
 
 // The partition of `region` (never fails: unknown prefixes are "aws").
@@ -39,7 +41,7 @@ absl::Status ValidateRoleArn(absl::string_view arn);
 // Host patterns (target guard syntax, `*` = one label) of Function URLs in
 // every partition.
 inline constexpr const char* kFunctionUrlHostPatterns[] = {
-    "*.lambda-url.*.on.aws", "*.lambda-url.*.on.amazonwebservices.com.cn"};
+    "*.lambda-url.*.on.aws"};
 // Host patterns of CloudWatch endpoints in every partition, including the
 // FIPS ones and interface VPC endpoints
 // ("vpce-<id>-<suffix>.monitoring.<region>.vpce.amazonaws.com").

@@ -19,8 +19,10 @@ TEST(Partition, ByRegionPrefix) {
   EXPECT_EQ(StsEndpoint("cn-north-1"),
             "https://sts.cn-north-1.amazonaws.com.cn");
   EXPECT_EQ(StsEndpoint(""), "https://sts.amazonaws.com");
-  EXPECT_EQ(PartitionForRegion("cn-north-1").function_url_suffix,
-            "on.amazonwebservices.com.cn");
+  // Function URLs are lambda-url.<region>.on.aws in China too, although the
+  // service endpoints there end in amazonaws.com.cn.
+  EXPECT_EQ(PartitionForRegion("cn-north-1").function_url_suffix, "on.aws");
+  EXPECT_EQ(PartitionForRegion("us-gov-west-1").function_url_suffix, "on.aws");
 }
 
 TEST(Partition, RoleArns) {
