@@ -127,6 +127,7 @@ class EmulatorImpl : public Emulator {
     context_.shape_streaming =
         !config.has_shape_streaming() || config.shape_streaming();
     context_.request_id_seed = options_.request_id_seed;
+    context_.canary_limits = CanaryLimitsFromConfig(config.canary_limits());
 
     HttpServerOptions server_options;
     server_options.host = config.listen_host();
