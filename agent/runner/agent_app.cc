@@ -161,6 +161,21 @@ class RoleCredentials {
     return it != caches_.end() ? it->second->stats() : aws::CacheStats();
   }
 
+  // The role of each assigned target ("" = the chain's own credentials).
+  void SetTargetRoles(std::map<std::string, std::string> roles) {
+    absl::MutexLock lock(&mu_);
+    target_roles_ = std::move(roles);
+  }
+  // Whether the credentials that read `target`'s CloudWatch metrics are
+  // held: its role's, or `chain_held` for a target without a role.
+  bool HeldFor(const std::string& target, bool chain_held) {
+    absl::MutexLock lock(&mu_);
+    auto t = target_roles_.find(target);
+    if (t == target_roles_.end() || t->second.empty()) return chain_held;
+    auto it = caches_.find(t->second);
+    return it != caches_.end() && it->second->stats().has_credentials;
+  }
+
   // Sums over every role: refreshes and failed refreshes.
   std::pair<uint64_t, uint64_t> totals() {
     absl::MutexLock lock(&mu_);
@@ -199,6 +214,7 @@ class RoleCredentials {
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<aws::CredentialsCache>> caches_
       ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> target_roles_ ABSL_GUARDED_BY(mu_);
 };
 
 // Starts the credential chain the first time an assignment needs AWS
@@ -212,6 +228,11 @@ class CredentialsDemandSink : public AssignmentSink {
                         bool unsigned_metrics)
       : cache_(cache), roles_(roles), unsigned_metrics_(unsigned_metrics) {}
   void OnAssignments(const v1::AssignmentSet& set) override {
+    std::map<std::string, std::string> target_roles;
+    for (const v1::Assignment& a : set.assignments()) {
+      target_roles[a.target()] = a.role_arn();
+    }
+    roles_->SetTargetRoles(std::move(target_roles));
     for (const v1::Assignment& a : set.assignments()) {
       const bool needs_aws = a.url().auth() == v1::AWS_IAM ||
                              (a.url().has_cloudwatch() && !unsigned_metrics_);
@@ -615,11 +636,13 @@ class AgentAppImpl : public AgentApp {
           "1 while the CloudWatch metrics of a target that has them "
           "configured are being read (credentials held or unsigned, endpoint "
           "allowed), 0 when reading is off.");
-      const bool can_read =
-          platform_loop_ != nullptr &&
-          (options_.config.cloudwatch_unsigned() || cs.has_credentials);
       if (platform_guard_sink_) {
         for (const auto& [key, allowed] : platform_guard_sink_->targets()) {
+          // A target with a role reads with the role's credentials.
+          const bool can_read =
+              platform_loop_ != nullptr &&
+              (options_.config.cloudwatch_unsigned() ||
+               roles_->HeldFor(key.second, cs.has_credentials));
           AddSample(&f, {{"region", key.first}, {"target", key.second}},
                     allowed && can_read ? 1 : 0);
         }

@@ -446,6 +446,12 @@ TEST_F(AwsCredentialsE2eTest, TargetRoleSignsItsProbesAndReadsAcrossRefresh) {
                    {region_label})
                 .value_or(-1),
             0);
+  // The target's metrics are read with its role's credentials, which are
+  // held.
+  EXPECT_EQ(Sample(a, "fleetcanary_agent_platform_metrics_enabled",
+                   {region_label, "target=\"canary\""})
+                .value_or(-1),
+            1);
   for (const char* outcome : {"AGENT_ERROR", "HTTP_4XX"}) {
     EXPECT_EQ(Sample(c, "fleetcanary_probes_total",
                      {region_label, absl::StrCat("outcome=\"", outcome, "\"")})
