@@ -4,6 +4,7 @@
 // runs as the real canaryctl binary, reading its stdout line by line.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -143,7 +144,9 @@ class ControllerCommandsTest : public ::testing::Test {
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     address_ = absl::StrCat("127.0.0.1:", port);
-    token_file_ = ::testing::TempDir() + "/canaryctl.token";
+    // Per process: ctest runs each case as its own process, in parallel.
+    token_file_ =
+        absl::StrCat(::testing::TempDir(), "/canaryctl_", getpid(), ".token");
     std::ofstream(token_file_) << kToken << "\n";
     v1::Hello h;
     h.set_agent_id("agent-1");
@@ -180,7 +183,8 @@ class ControllerCommandsTest : public ::testing::Test {
   }
 
   std::string File(const std::string& name, const std::string& text) {
-    const std::string path = ::testing::TempDir() + "/" + name;
+    const std::string path =
+        absl::StrCat(::testing::TempDir(), "/", getpid(), "_", name);
     std::ofstream(path) << text;
     return path;
   }
@@ -425,7 +429,7 @@ TEST_F(ControllerCommandsTest, WatchPrintsOnlyMatchingVerdicts) {
       testing::BinaryPath("cli/canaryctl"),
       {"verdicts", "--watch", "--region", "us-east-1", "-o", "json",
        "--controller", address_, "--insecure", "--token-file", token_file_},
-      ::testing::TempDir() + "/watch.stderr");
+      absl::StrCat(::testing::TempDir(), "/watch_", getpid(), ".stderr"));
   ASSERT_TRUE(watch.ok()) << watch.status();
   auto next_summary = [&]() -> std::string {
     auto line = (*watch)->WaitForLine("{", absl::Seconds(30));
