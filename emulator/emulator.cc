@@ -119,7 +119,7 @@ class EmulatorImpl : public Emulator {
                                                  options_.request_id_seed);
     CredentialIssuer* issuer = issuer_.get();
     context_.lookup = [issuer](absl::string_view key) {
-      return issuer->Lookup(key);
+      return issuer->Lookup(key, "lambda");
     };
     context_.max_clock_skew = config.has_max_clock_skew()
                                   ? FromProto(config.max_clock_skew())
@@ -127,6 +127,7 @@ class EmulatorImpl : public Emulator {
     context_.shape_streaming =
         !config.has_shape_streaming() || config.shape_streaming();
     context_.request_id_seed = options_.request_id_seed;
+    context_.canary_limits = CanaryLimitsFromConfig(config.canary_limits());
 
     HttpServerOptions server_options;
     server_options.host = config.listen_host();
@@ -324,7 +325,13 @@ class EmulatorImpl : public Emulator {
       verify.region = region->config.name();
       verify.now = now;
       verify.max_skew = context_.max_clock_skew;
-      absl::Status ok = sigv4::VerifyRequest(view, context_.lookup, verify);
+      CredentialIssuer* issuer = issuer_.get();
+      absl::Status ok = sigv4::VerifyRequest(
+          view,
+          [issuer](absl::string_view key) {
+            return issuer->Lookup(key, "monitoring");
+          },
+          verify);
       if (!ok.ok()) {
         const bool expired = absl::StartsWith(ok.message(), "ExpiredToken");
         fail(403,
@@ -380,6 +387,24 @@ class EmulatorImpl : public Emulator {
       std::string body;
       for (const v1::InjectedFault& f : truth_.Since(after)) {
         absl::StrAppend(&body, MessageToJson(f), "\n");
+      }
+      SetJson(plan, 200, std::move(body), "application/x-ndjson");
+    } else if (path == "/_emulator/sessions" && req.method == "GET") {
+      // Issued temporary credentials and what presented them (no secrets).
+      std::string body;
+      for (const IssuedCredentials& c : issuer_->Sessions()) {
+        nlohmann::json uses = nlohmann::json::object();
+        for (const auto& [service, n] : c.uses) uses[service] = n;
+        absl::StrAppend(
+            &body,
+            nlohmann::json{{"access_key_id", c.keys.access_key_id},
+                           {"role_arn", c.role_arn},
+                           {"expiration",
+                            absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", c.expiration,
+                                             absl::UTCTimeZone())},
+                           {"uses", uses}}
+                .dump(),
+            "\n");
       }
       SetJson(plan, 200, std::move(body), "application/x-ndjson");
     } else if (path == "/_emulator/truth" && req.method == "DELETE") {

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -164,6 +165,7 @@ class CloudWatchClient : public PlatformMetricsClient {
  private:
   // Runs one batch (≤ 500 queries, one endpoint and region), all pages.
   absl::Status RunBatch(const Endpoint& endpoint, const std::string& region,
+                        const std::string& role_arn,
                         const std::vector<MetricsTarget>& targets,
                         const std::vector<MetricSpec>& metrics,
                         const std::vector<QueryRef>& queries, absl::Time start,
@@ -171,6 +173,7 @@ class CloudWatchClient : public PlatformMetricsClient {
                         MetricDataResult* result);
   absl::StatusOr<HttpResult> Post(const Endpoint& endpoint,
                                   const std::string& region,
+                                  const std::string& role_arn,
                                   const std::string& body);
 
   const CloudWatchClientOptions options_;
@@ -197,8 +200,11 @@ absl::StatusOr<MetricDataResult> CloudWatchClient::GetMetricData(
           "GetMetricData: metric name and stat must be set");
     }
   }
-  // Group targets by (endpoint, region): one signed call sequence each.
-  std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
+  // Group targets by (endpoint, region, role): one signed call sequence
+  // each.
+  std::map<std::tuple<std::string, std::string, std::string>,
+           std::vector<size_t>>
+      groups;
   for (size_t i = 0; i < targets.size(); ++i) {
     const MetricsTarget& t = targets[i];
     if (t.region.empty()) {
@@ -209,12 +215,13 @@ absl::StatusOr<MetricDataResult> CloudWatchClient::GetMetricData(
       return absl::InvalidArgumentError(absl::StrCat(
           "GetMetricData: targets[", i, "].cloudwatch.function_name is empty"));
     }
-    groups[{EndpointFor(t, options_.default_endpoint), t.region}].push_back(i);
+    groups[{EndpointFor(t, options_.default_endpoint), t.region, t.role_arn}]
+        .push_back(i);
   }
 
   MetricDataResult result;
   for (const auto& [key, indices] : groups) {
-    FC_ASSIGN_OR_RETURN(Endpoint endpoint, ParseEndpoint(key.first));
+    FC_ASSIGN_OR_RETURN(Endpoint endpoint, ParseEndpoint(std::get<0>(key)));
     std::vector<QueryRef> queries;
     for (size_t t : indices) {
       for (size_t m = 0; m < metrics.size(); ++m) queries.push_back({t, m});
@@ -225,8 +232,9 @@ absl::StatusOr<MetricDataResult> CloudWatchClient::GetMetricData(
           queries.begin() + first,
           queries.begin() +
               std::min(queries.size(), first + kMaxQueriesPerCall));
-      FC_RETURN_IF_ERROR(RunBatch(endpoint, key.second, targets, metrics, batch,
-                                  start, end, period, &result));
+      FC_RETURN_IF_ERROR(RunBatch(endpoint, std::get<1>(key), std::get<2>(key),
+                                  targets, metrics, batch, start, end, period,
+                                  &result));
     }
   }
   return result;
@@ -234,7 +242,7 @@ absl::StatusOr<MetricDataResult> CloudWatchClient::GetMetricData(
 
 absl::Status CloudWatchClient::RunBatch(
     const Endpoint& endpoint, const std::string& region,
-    const std::vector<MetricsTarget>& targets,
+    const std::string& role_arn, const std::vector<MetricsTarget>& targets,
     const std::vector<MetricSpec>& metrics,
     const std::vector<QueryRef>& queries, absl::Time start, absl::Time end,
     absl::Duration period, MetricDataResult* result) {
@@ -285,7 +293,7 @@ absl::Status CloudWatchClient::RunBatch(
       request["NextToken"] = next_token;
     }
     FC_ASSIGN_OR_RETURN(HttpResult http,
-                        Post(endpoint, region, request.dump()));
+                        Post(endpoint, region, role_arn, request.dump()));
     if (http.status != 200) return HttpError(http.status, http.body);
     json response = json::parse(http.body, nullptr, /*allow_exceptions=*/false);
     if (!response.is_object()) {
@@ -389,6 +397,7 @@ absl::Status CloudWatchClient::RunBatch(
 
 absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
                                                   const std::string& region,
+                                                  const std::string& role_arn,
                                                   const std::string& body) {
   std::vector<sigv4::HeaderView> headers = {
       {"Host", endpoint.host_header},
@@ -403,7 +412,18 @@ absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
   sigv4::SigningResult signed_request;
   if (options_.sign) {
     sigv4::Credentials credentials = options_.credentials;
-    if (options_.credentials_source) {
+    if (!role_arn.empty()) {
+      absl::StatusOr<sigv4::Credentials> role =
+          options_.role_credentials
+              ? options_.role_credentials(role_arn)
+              : absl::FailedPreconditionError("no role credentials source");
+      if (!role.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("GetMetricData: no AWS credentials for role ",
+                         role_arn, ": ", role.status().message()));
+      }
+      credentials = *std::move(role);
+    } else if (options_.credentials_source) {
       absl::StatusOr<sigv4::Credentials> fresh = options_.credentials_source();
       if (!fresh.ok()) {
         return absl::UnavailableError(absl::StrCat(

@@ -38,6 +38,9 @@ struct MetricsTarget {
   std::string target;  // Target name (metric label).
   v1::InvokeMode mode = v1::INVOKE_MODE_UNSPECIFIED;
   v1::CloudWatchIdentity identity;
+  // Target.role_arn: read with that role's credentials
+  // (CloudWatchClientOptions::role_credentials); empty = the client's own.
+  std::string role_arn;
 };
 
 // A metric and the statistic read for it.
@@ -82,6 +85,11 @@ struct CloudWatchClientOptions {
   // the call with UNAVAILABLE naming it), else the static `credentials`.
   sigv4::Credentials credentials;
   std::function<absl::StatusOr<sigv4::Credentials>()> credentials_source;
+  // Credentials of an assumed role, for targets with a role_arn (asked
+  // before every request; must not block). Unset: such targets fail with
+  // UNAVAILABLE.
+  std::function<absl::StatusOr<sigv4::Credentials>(const std::string& role_arn)>
+      role_credentials;
   // Endpoint for targets without their own (AWS_ENDPOINT_URL_CLOUDWATCH);
   // empty = the partition's regional endpoint.
   std::string default_endpoint;

@@ -69,6 +69,10 @@ struct ProbeRequest {
   std::string target;
   std::string schedule_id;
   std::string adhoc_id;
+  // AWS_IAM only: the target's role (Target.role_arn); its credentials
+  // (ProbeEngineOptions::role_credentials) sign the request instead of the
+  // agent's own. Empty = ProbeEngineOptions::credentials.
+  std::string role_arn;
 };
 
 // The labels of the outcome `r` will produce (probe id, stream, seed), what
@@ -100,6 +104,10 @@ struct ProbeEngineOptions {
   // variables (sigv4::CredentialsFromEnvironment). An error makes the probe
   // AGENT_ERROR with the error's message.
   std::function<absl::StatusOr<sigv4::Credentials>()> credentials;
+  // Credentials of an assumed role, for requests with a role_arn; unset =
+  // such requests are AGENT_ERROR. Must not block (return what is held).
+  std::function<absl::StatusOr<sigv4::Credentials>(const std::string& role_arn)>
+      role_credentials;
   // Which URLs and addresses probes may reach (see above). Null allows
   // everything: only for `canaryctl probe --direct`, where the person at the
   // keyboard chooses the URL. Agents always set one.

@@ -836,7 +836,12 @@ class ProbeEngineImpl : public ProbeEngine {
   absl::Status Sign(const ProbeRequest& r, absl::string_view host_only,
                     const std::string& host_header, const std::string& target,
                     std::vector<std::string>* headers) {
-    absl::StatusOr<sigv4::Credentials> creds = options_.credentials();
+    absl::StatusOr<sigv4::Credentials> creds =
+        r.role_arn.empty() ? options_.credentials()
+        : options_.role_credentials
+            ? options_.role_credentials(r.role_arn)
+            : absl::FailedPreconditionError(absl::StrCat(
+                  "role ", r.role_arn, ": this engine assumes no roles"));
     if (!creds.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "auth AWS_IAM needs AWS credentials: ", creds.status().message()));

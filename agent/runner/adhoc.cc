@@ -154,6 +154,7 @@ class AdhocExecutorImpl : public AdhocExecutor {
     r.agent_id = options_.agent_id;
     r.region = options_.region;
     r.target = p.target();
+    r.role_arn = p.role_arn();
     r.adhoc_id = p.adhoc_id();
     return r;
   }

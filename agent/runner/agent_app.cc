@@ -105,6 +105,118 @@ class PlatformGuardSink : public AssignmentSink {
       ABSL_GUARDED_BY(mu_);
 };
 
+// Per-target roles (Target.role_arn): one refreshing CredentialsCache per
+// role, whose provider assumes the role with STS AssumeRole using the
+// agent's chain credentials (`base`). Caches are made the first time a role
+// is needed (an assignment or ad-hoc probe names it) and kept; a fleet has
+// few roles. Get() never blocks: probes and CloudWatch reads take what is
+// held. Failed refreshes are counted and logged by each cache (at most once
+// a minute) and summed into the agent's credential counters.
+class RoleCredentials {
+ public:
+  RoleCredentials(aws::ProviderOptions options, aws::CredentialsCache* base,
+                  Clock* clock)
+      : options_(std::move(options)), base_(base), clock_(clock) {}
+
+  // Makes and starts the cache of `role_arn` if it is new, then waits
+  // (bounded) for its first fetch so the first probes do not fail for want
+  // of it. Called on the session's thread, never on a probe path.
+  void Ensure(const std::string& role_arn) {
+    if (role_arn.empty()) return;
+    // The chain's credentials are the source: have them first.
+    base_->Start();
+    base_->WaitForFirst(absl::Seconds(15)).IgnoreError();
+    aws::CredentialsCache* cache = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (caches_.count(role_arn)) return;
+      cache = MakeLocked(role_arn);
+    }
+    if (cache == nullptr) return;
+    absl::Status first = cache->WaitForFirst(absl::Seconds(15));
+    LogInfo("aws_role_credentials_needed",
+            {{"role_arn", role_arn}, {"first_fetch", first.ToString()}});
+  }
+
+  // The held credentials of `role_arn`; UNAVAILABLE when none are held yet
+  // (the cache is then made and started, without waiting).
+  absl::StatusOr<sigv4::Credentials> Get(const std::string& role_arn) {
+    aws::CredentialsCache* cache = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = caches_.find(role_arn);
+      cache = it != caches_.end() ? it->second.get() : MakeLocked(role_arn);
+    }
+    if (cache == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("role ", role_arn, ": cannot make its credentials"));
+    }
+    return cache->Get();
+  }
+
+  // Stats of `role_arn`'s cache (default stats when it has none).
+  aws::CacheStats stats(const std::string& role_arn) {
+    absl::MutexLock lock(&mu_);
+    auto it = caches_.find(role_arn);
+    return it != caches_.end() ? it->second->stats() : aws::CacheStats();
+  }
+
+  // The role of each assigned target ("" = the chain's own credentials).
+  void SetTargetRoles(std::map<std::string, std::string> roles) {
+    absl::MutexLock lock(&mu_);
+    target_roles_ = std::move(roles);
+  }
+  // Whether the credentials that read `target`'s CloudWatch metrics are
+  // held: its role's, or `chain_held` for a target without a role.
+  bool HeldFor(const std::string& target, bool chain_held) {
+    absl::MutexLock lock(&mu_);
+    auto t = target_roles_.find(target);
+    if (t == target_roles_.end() || t->second.empty()) return chain_held;
+    auto it = caches_.find(t->second);
+    return it != caches_.end() && it->second->stats().has_credentials;
+  }
+
+  // Sums over every role: refreshes and failed refreshes.
+  std::pair<uint64_t, uint64_t> totals() {
+    absl::MutexLock lock(&mu_);
+    uint64_t refreshes = 0, failures = 0;
+    for (const auto& [arn, cache] : caches_) {
+      const aws::CacheStats st = cache->stats();
+      refreshes += st.refreshes_total;
+      failures += st.refresh_failures_total;
+    }
+    return {refreshes, failures};
+  }
+
+ private:
+  aws::CredentialsCache* MakeLocked(const std::string& role_arn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // The chain's own credentials are the source: start them too.
+    base_->Start();
+    aws::CredentialsCache* base = base_;
+    auto provider = aws::NewAssumeRoleProvider(
+        options_, [base] { return base->Get(); }, role_arn);
+    absl::StatusOr<std::unique_ptr<aws::CredentialsCache>> cache =
+        aws::CredentialsCache::Create(std::move(provider), clock_);
+    if (!cache.ok()) {
+      LogError("aws_role_credentials_failed",
+               {{"role_arn", role_arn}, {"error", cache.status().ToString()}});
+      return nullptr;
+    }
+    aws::CredentialsCache* raw = cache->get();
+    caches_[role_arn] = *std::move(cache);
+    return raw;
+  }
+
+  const aws::ProviderOptions options_;
+  aws::CredentialsCache* const base_;
+  Clock* const clock_;
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<aws::CredentialsCache>> caches_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> target_roles_ ABSL_GUARDED_BY(mu_);
+};
+
 // Starts the credential chain the first time an assignment needs AWS
 // credentials (an AWS_IAM Function URL, or a CloudWatch identity read
 // signed), and waits (bounded) for that first fetch so the first probes and
@@ -112,25 +224,34 @@ class PlatformGuardSink : public AssignmentSink {
 // endpoint at all (no STS, no instance metadata).
 class CredentialsDemandSink : public AssignmentSink {
  public:
-  CredentialsDemandSink(aws::CredentialsCache* cache, bool unsigned_metrics)
-      : cache_(cache), unsigned_metrics_(unsigned_metrics) {}
+  CredentialsDemandSink(aws::CredentialsCache* cache, RoleCredentials* roles,
+                        bool unsigned_metrics)
+      : cache_(cache), roles_(roles), unsigned_metrics_(unsigned_metrics) {}
   void OnAssignments(const v1::AssignmentSet& set) override {
-    if (started_) return;
+    std::map<std::string, std::string> target_roles;
     for (const v1::Assignment& a : set.assignments()) {
-      if (a.url().auth() == v1::AWS_IAM ||
-          (a.url().has_cloudwatch() && !unsigned_metrics_)) {
+      target_roles[a.target()] = a.role_arn();
+    }
+    roles_->SetTargetRoles(std::move(target_roles));
+    for (const v1::Assignment& a : set.assignments()) {
+      const bool needs_aws = a.url().auth() == v1::AWS_IAM ||
+                             (a.url().has_cloudwatch() && !unsigned_metrics_);
+      if (!needs_aws) continue;
+      if (!started_) {
         started_ = true;
         cache_->Start();
         absl::Status first = cache_->WaitForFirst(absl::Seconds(15));
         LogInfo("aws_credentials_needed",
                 {{"target", a.target()}, {"first_fetch", first.ToString()}});
-        return;
       }
+      // The target's own role, assumed with the chain's credentials.
+      roles_->Ensure(a.role_arn());
     }
   }
 
  private:
   aws::CredentialsCache* const cache_;
+  RoleCredentials* const roles_;
   const bool unsigned_metrics_;
   bool started_ = false;  // Only touched on the session's thread.
 };
@@ -196,13 +317,18 @@ class AgentAppImpl : public AgentApp {
     FC_ASSIGN_OR_RETURN(
         credentials_,
         aws::CredentialsCache::Create(std::move(chain), clock_, cache_options));
+    roles_ = std::make_unique<RoleCredentials>(po, credentials_.get(), clock_);
     credentials_demand_ = std::make_unique<CredentialsDemandSink>(
-        credentials_.get(), c.cloudwatch_unsigned());
+        credentials_.get(), roles_.get(), c.cloudwatch_unsigned());
 
     ProbeEngineOptions eo;
     if (c.max_in_flight() > 0) eo.max_in_flight = c.max_in_flight();
     aws::CredentialsCache* cache = credentials_.get();
     eo.credentials = [cache] { return cache->Get(); };
+    RoleCredentials* roles = roles_.get();
+    eo.role_credentials = [roles](const std::string& role_arn) {
+      return roles->Get(role_arn);
+    };
     FC_ASSIGN_OR_RETURN(eo.guard, AgentTargetGuard(c));
     FC_ASSIGN_OR_RETURN(engine_, ProbeEngine::Create(eo, clock_));
 
@@ -252,7 +378,8 @@ class AgentAppImpl : public AgentApp {
       return static_cast<uint32_t>(engine->in_flight());
     };
     AdhocExecutor* adhoc = adhoc_.get();
-    so.on_adhoc_probe = [adhoc](const v1::AdhocProbe& p) {
+    so.on_adhoc_probe = [adhoc, roles](const v1::AdhocProbe& p) {
+      if (!p.cancel()) roles->Ensure(p.role_arn());
       adhoc->OnAdhocProbe(p);
     };
     FC_ASSIGN_OR_RETURN(auto session, SessionClient::Create(so, outbox_.get(),
@@ -354,6 +481,10 @@ class AgentAppImpl : public AgentApp {
     } else {
       aws::CredentialsCache* cache = credentials_.get();
       co.credentials_source = [cache] { return cache->Get(); };
+      RoleCredentials* roles = roles_.get();
+      co.role_credentials = [roles](const std::string& role_arn) {
+        return roles->Get(role_arn);
+      };
     }
     FC_ASSIGN_OR_RETURN(cloudwatch_, platform::CreateCloudWatchClient(co));
     platform::PlatformMetricsReaderOptions ro;
@@ -505,11 +636,13 @@ class AgentAppImpl : public AgentApp {
           "1 while the CloudWatch metrics of a target that has them "
           "configured are being read (credentials held or unsigned, endpoint "
           "allowed), 0 when reading is off.");
-      const bool can_read =
-          platform_loop_ != nullptr &&
-          (options_.config.cloudwatch_unsigned() || cs.has_credentials);
       if (platform_guard_sink_) {
         for (const auto& [key, allowed] : platform_guard_sink_->targets()) {
+          // A target with a role reads with the role's credentials.
+          const bool can_read =
+              platform_loop_ != nullptr &&
+              (options_.config.cloudwatch_unsigned() ||
+               roles_->HeldFor(key.second, cs.has_credentials));
           AddSample(&f, {{"region", key.first}, {"target", key.second}},
                     allowed && can_read ? 1 : 0);
         }
@@ -523,13 +656,15 @@ class AgentAppImpl : public AgentApp {
           : cs.expiration == absl::InfiniteFuture()
               ? -1
               : absl::ToDoubleSeconds(cs.expiration - clock_->Now()));
+    const auto [role_refreshes, role_failures] = roles_->totals();
     counter("fleetcanary_agent_credentials_refreshes_total",
-            "AWS credentials fetched by the provider chain.",
-            cs.refreshes_total);
+            "AWS credentials fetched by the provider chain and for targets' "
+            "roles.",
+            cs.refreshes_total + role_refreshes);
     counter("fleetcanary_agent_credentials_refresh_failures_total",
-            "Failed AWS credential fetches (old credentials kept until they "
-            "expire).",
-            cs.refresh_failures_total);
+            "Failed AWS credential fetches, chain and targets' roles (old "
+            "credentials kept until they expire).",
+            cs.refresh_failures_total + role_failures);
     return out;
   }
 
@@ -538,6 +673,7 @@ class AgentAppImpl : public AgentApp {
   std::unique_ptr<Outbox> outbox_;
   aws::EnvLookup aws_env_;
   std::unique_ptr<aws::CredentialsCache> credentials_;
+  std::unique_ptr<RoleCredentials> roles_;
   std::unique_ptr<CredentialsDemandSink> credentials_demand_;
   std::unique_ptr<ProbeEngine> engine_;
   std::unique_ptr<Runner> runner_;

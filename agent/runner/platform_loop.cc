@@ -36,6 +36,7 @@ class PlatformLoopImpl : public PlatformLoop {
       t.target = a.target();
       t.mode = a.mode();
       t.identity = a.url().cloudwatch();
+      t.role_arn = a.role_arn();
       targets[{t.region, t.target, t.mode}] = t;
     }
     std::vector<platform::MetricsTarget> list;

@@ -201,6 +201,7 @@ class RunnerImpl : public Runner {
     r.agent_id = options_.agent_id;
     r.region = options_.region;
     r.target = a.target();
+    r.role_arn = a.role_arn();
     r.schedule_id = a.schedule_id();
     return r;
   }

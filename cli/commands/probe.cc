@@ -344,7 +344,9 @@ void InstallProbeCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
       ->capture_default_str();
   probe
       ->add_option("--auth", flags->auth,
-                   "none|iam (SigV4 with AWS_* environment credentials)")
+                   "none|iam: iam signs with SigV4 using the AWS SDK "
+                   "credential chain (environment, web identity, "
+                   "AWS_PROFILE's files, container, IMDSv2; docs/aws.md)")
       ->capture_default_str();
   probe->add_option("--region", flags->regions,
                     "Regions, comma-separated (default: every region of the "

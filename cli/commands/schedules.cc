@@ -82,7 +82,8 @@ int Apply(const SchedulesFlags& f, CliContext* ctx) {
       (*client)->stub()->ApplySchedules(&rpc, request, &response);
   if (!status.ok()) {
     grpc::Status annotated(status.error_code(),
-                           absl::StrCat(f.file, ": ", status.error_message()));
+                           absl::StrCat(f.file == "-" ? "stdin" : f.file, ": ",
+                                        status.error_message()));
     return (*client)->Fail(
         status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? annotated
                                                                   : status,
@@ -201,7 +202,12 @@ void InstallSchedulesCommand(CLI::App* app, CliContext* ctx, int* exit_code) {
   apply
       ->add_option("-f,--file", flags->file, "Fleet file (YAML); - reads stdin")
       ->required()
-      ->check(CLI::ExistingFile);
+      // "-" is stdin, not a file name.
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            return v == "-" ? std::string() : CLI::ExistingFile(v);
+          },
+          "FILE|-"));
   apply->add_flag("--prune", flags->prune,
                   "Also delete the schedules the file does not name");
   apply->add_flag("--dry-run", flags->dry_run,

@@ -4,9 +4,9 @@
 //
 // Two checks, both required:
 //   1. CheckUrl, before a probe starts: the URL's scheme is http(s) and its
-//      host matches the allowlist (default `*.lambda-url.*.on.aws` and the
-//      China partition's `*.lambda-url.*.on.amazonwebservices.com.cn`, plus the
-//      hosts of the configured targets).
+//      host matches the allowlist (default `*.lambda-url.*.on.aws`, the
+//      Function URL hosts of every partition, China included, plus the hosts
+//      of the configured targets).
 //   2. CheckAddress, on the socket address actually being connected (after DNS
 //      resolution, from libcurl's open-socket callback): loopback, private,
 //      link-local (169.254.169.254 metadata among them), CGNAT, unspecified and
@@ -35,10 +35,9 @@ namespace fleetcanary {
 
 struct TargetGuardOptions {
   // Host patterns; `*` matches one whole DNS label. Matching ignores case.
-  // Default: Function URL hosts in every partition (aws and aws-us-gov use
-  // on.aws, aws-cn on.amazonwebservices.com.cn).
-  std::vector<std::string> host_patterns = {
-      "*.lambda-url.*.on.aws", "*.lambda-url.*.on.amazonwebservices.com.cn"};
+  // Default: Function URL hosts, `<id>.lambda-url.<region>.on.aws` in every
+  // partition (aws, aws-us-gov and aws-cn alike).
+  std::vector<std::string> host_patterns = {"*.lambda-url.*.on.aws"};
   // Exact hosts (names or IP literals) also allowed, e.g. those the fleet
   // file names.
   std::vector<std::string> allowed_hosts;

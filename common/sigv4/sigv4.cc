@@ -391,14 +391,13 @@ absl::StatusOr<std::string> RegionFromFunctionUrlHost(absl::string_view host) {
   }
   constexpr absl::string_view kMarker = ".lambda-url.";
   size_t marker = v.find(kMarker);
-  // aws and aws-us-gov: ".on.aws"; aws-cn: ".on.amazonwebservices.com.cn".
+  // ".on.aws" in every partition (aws, aws-us-gov, aws-cn).
   if (marker == absl::string_view::npos || marker == 0 ||
-      !(absl::ConsumeSuffix(&v, ".on.aws") ||
-        absl::ConsumeSuffix(&v, ".on.amazonwebservices.com.cn"))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "host \"", absl::CHexEscape(host.substr(0, 256)),
-        "\" is not a Function URL host (<id>.lambda-url.<region>.on.aws, or "
-        ".on.amazonwebservices.com.cn in China)"));
+      !absl::ConsumeSuffix(&v, ".on.aws")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("host \"", absl::CHexEscape(host.substr(0, 256)),
+                     "\" is not a Function URL host "
+                     "(<id>.lambda-url.<region>.on.aws)"));
   }
   absl::string_view region = v.substr(marker + kMarker.size());
   if (region.empty() || !std::all_of(region.begin(), region.end(), [](char c) {

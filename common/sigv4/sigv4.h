@@ -124,10 +124,9 @@ absl::StatusOr<SigningResult> SignRequest(const HttpRequestView& request,
                                           const Credentials& credentials,
                                           const SigningParams& params);
 
-// The region of a Function URL host "<id>.lambda-url.<region>.on.aws" (aws,
-// aws-us-gov) or "<id>.lambda-url.<region>.on.amazonwebservices.com.cn"
-// (aws-cn); an optional ":port" is ignored. INVALID_ARGUMENT for any other
-// host.
+// The region of a Function URL host "<id>.lambda-url.<region>.on.aws" (the
+// form in every partition, aws-cn included); an optional ":port" is
+// ignored. INVALID_ARGUMENT for any other host.
 absl::StatusOr<std::string> RegionFromFunctionUrlHost(absl::string_view host);
 
 // Signs a Function URL request: service "lambda", region `region`, or, when

@@ -202,8 +202,9 @@ absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
       k.set_region(ev.region);
       k.set_target(ev.target);
       k.set_mode(ev.mode);
-      absl::Status s = e.ObservePlatform(k, ev.start, ev.errors, ev.invocations,
-                                         ev.client_failures, ev.client_probes);
+      absl::Status s =
+          e.ObservePlatform(k, ev.start, ev.errors, ev.invocations,
+                            ev.visible_failures(), ev.client_probes);
       if (!s.ok()) return s;
     }
     return absl::OkStatus();

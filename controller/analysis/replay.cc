@@ -20,20 +20,53 @@ absl::Duration FromProto(const google::protobuf::Duration& d) {
 
 }  // namespace
 
+uint64_t VisibleFailures(uint64_t client_failures, double url_5xx) {
+  if (!(url_5xx >= 0)) return client_failures;
+  return std::max<uint64_t>(client_failures,
+                            static_cast<uint64_t>(std::llround(url_5xx)));
+}
+
 uint64_t PhantomErrors(double platform_errors, double platform_invocations,
-                       uint64_t client_failures) {
+                       uint64_t visible_failures) {
   if (!(platform_errors > 0) || !(platform_invocations > 0)) return 0;
   const uint64_t inv =
       static_cast<uint64_t>(std::llround(platform_invocations));
   const uint64_t err = static_cast<uint64_t>(std::llround(platform_errors));
-  return std::min(inv, err > client_failures ? err - client_failures : 0);
+  return std::min(inv, err > visible_failures ? err - visible_failures : 0);
 }
 
 PlatformMetric ClassifyPlatformSample(const v1::PlatformMetricSample& s) {
   if (!s.stat().empty() && s.stat() != "Sum") return PlatformMetric::kOther;
   if (s.metric() == "Errors") return PlatformMetric::kErrors;
   if (s.metric() == "Invocations") return PlatformMetric::kInvocations;
+  if (s.metric() == "UrlRequestCount") return PlatformMetric::kUrlRequests;
+  if (s.metric() == "Url4xxCount") return PlatformMetric::kUrl4xx;
+  if (s.metric() == "Url5xxCount") return PlatformMetric::kUrl5xx;
   return PlatformMetric::kOther;
+}
+
+void RecordReading(PlatformPeriod* p, PlatformMetric metric, double value) {
+  double* slot = nullptr;
+  switch (metric) {
+    case PlatformMetric::kErrors:
+      slot = &p->errors;
+      break;
+    case PlatformMetric::kInvocations:
+      slot = &p->invocations;
+      break;
+    case PlatformMetric::kUrlRequests:
+      slot = &p->url_requests;
+      break;
+    case PlatformMetric::kUrl4xx:
+      slot = &p->url_4xx;
+      break;
+    case PlatformMetric::kUrl5xx:
+      slot = &p->url_5xx;
+      break;
+    case PlatformMetric::kOther:
+      return;
+  }
+  *slot = std::max(*slot, value);
 }
 
 absl::Status ValidatePlatformSample(const v1::PlatformMetricSample& s) {
@@ -83,8 +116,7 @@ absl::StatusOr<bool> PlatformPeriodTable::AddSample(
                      " differs from an earlier datapoint of the same period (",
                      absl::FormatDuration(p.length), ")"));
   }
-  double& slot = metric == PlatformMetric::kErrors ? p.errors : p.invocations;
-  slot = std::max(slot, s.value());  // Latest reading = largest; never summed.
+  RecordReading(&p, metric, s.value());  // Never summed.
   return true;
 }
 

@@ -4,8 +4,11 @@
 // (controller/api/store_verdict_source.cc).
 //
 // Rules:
-//  - Which datapoints count: metric "Errors" or "Invocations", stat "Sum" or
-//    empty; other metrics and stats are read and ignored.
+//  - Which datapoints count: metric "Errors" or "Invocations", and the
+//    optional Function URL metrics "UrlRequestCount", "Url4xxCount" and
+//    "Url5xxCount", stat "Sum" or empty; other metrics and stats are read and
+//    ignored. A period is decided without the URL metrics (older agents do
+//    not read them).
 //  - One value per (region, target, mode, period start, metric): a period is
 //    re-read until CloudWatch finalises it and several agents may read the
 //    same alias, so duplicates are the *same* datapoint, never added. The
@@ -16,7 +19,12 @@
 //  - Client side of a period [T, T + period): trials (IsTrial) whose
 //    start_time falls in it, and among them the failures the platform itself
 //    saw (IsPlatformVisibleFailure). AGENT_ERROR is never a trial.
-//  - phantom = min(Invocations, max(0, Errors - client_failures)).
+//  - visible = client_failures, or max(client_failures, Url5xxCount) when the
+//    period's Url5xxCount is known: an invocation error the URL answered
+//    with a 5xx was visible to whoever sent that request, even when no
+//    outcome of ours records it (an outcome lost in transit, another caller
+//    of the alias). A phantom error is an Errors count with no 5xx response.
+//  - phantom = min(Invocations, max(0, Errors - visible)).
 //
 // Pure data structures; not thread-safe (one owner).
 #ifndef FLEETCANARY_CONTROLLER_ANALYSIS_REPLAY_H_
@@ -35,15 +43,26 @@
 
 namespace fleetcanary::analysis {
 
-// Phantom errors of one period (see above).
+// Failures visible to a caller in one period (see above); `url_5xx` < 0 when
+// the period's Url5xxCount is unknown.
+uint64_t VisibleFailures(uint64_t client_failures, double url_5xx);
+
+// Phantom errors of one period (see above), given its visible failures.
 uint64_t PhantomErrors(double platform_errors, double platform_invocations,
-                       uint64_t client_failures);
+                       uint64_t visible_failures);
 
-// Which of the two reconciled metrics a datapoint is.
-enum class PlatformMetric { kOther, kErrors, kInvocations };
+// Which of the reconciled metrics a datapoint is.
+enum class PlatformMetric {
+  kOther,
+  kErrors,
+  kInvocations,
+  kUrlRequests,
+  kUrl4xx,
+  kUrl5xx,
+};
 
-// kErrors / kInvocations for a usable datapoint (metric and stat as above),
-// kOther for one to ignore.
+// The metric of a usable datapoint (metric and stat as above), kOther for
+// one to ignore.
 PlatformMetric ClassifyPlatformSample(const v1::PlatformMetricSample& s);
 
 // Checks the fields a usable datapoint needs. Errors: INVALID_ARGUMENT naming
@@ -60,14 +79,25 @@ struct PlatformPeriod {
   absl::Duration length;
   double errors = -1;       // < 0: no datapoint seen.
   double invocations = -1;  // < 0: no datapoint seen.
+  // Function URL metrics; < 0: no datapoint seen.
+  double url_requests = -1;
+  double url_4xx = -1;
+  double url_5xx = -1;
   uint64_t client_probes = 0;
   uint64_t client_failures = 0;
 
   bool complete() const { return errors >= 0 && invocations >= 0; }
+  uint64_t visible_failures() const {
+    return VisibleFailures(client_failures, url_5xx);
+  }
   uint64_t phantom() const {
-    return PhantomErrors(errors, invocations, client_failures);
+    return PhantomErrors(errors, invocations, visible_failures());
   }
 };
+
+// Keeps the largest reading of `metric` (not kOther) in `p`: re-reads of a
+// period only grow, so the largest is the latest.
+void RecordReading(PlatformPeriod* p, PlatformMetric metric, double value);
 
 // Collects datapoints and client outcomes of many periods (offline and store
 // replays; the live reconciler keeps the same rules incrementally).

@@ -188,6 +188,8 @@ struct RegionPlan {
   std::string region;
   std::vector<v1::FunctionUrl> urls;
   std::vector<std::string> agents;
+  // The registered target's role_arn (empty for explicit URLs).
+  std::string role_arn;
 };
 
 using SendFn =
@@ -306,6 +308,7 @@ class RunImpl : public ProbeRun {
         p.set_target(request_.target());
         p.set_region(r.region);
         for (const v1::FunctionUrl& u : r.urls) *p.add_urls() = u;
+        p.set_role_arn(r.role_arn);
         *p.mutable_sizes() = request_.sizes();
         p.set_count(static_cast<uint32_t>(share));
         p.set_concurrency(per_agent_conc);
@@ -880,6 +883,7 @@ class AdminCoreImpl : public AdminCore {
     const v1::ListSchedulesResponse fleet = deps_.scheduler->ListSchedules();
     // Region -> URLs to probe there.
     std::vector<std::pair<std::string, std::vector<v1::FunctionUrl>>> wanted;
+    std::string role_arn;  // Of the registered target.
     std::map<std::string, std::vector<std::string>> live;
     std::set<std::string> known_regions;
     for (const v1::AgentInfo& a : deps_.scheduler->ListAgents("")) {
@@ -896,6 +900,7 @@ class AdminCoreImpl : public AdminCore {
             "target: \"", req.target(),
             "\" is not registered (canaryctl schedules list shows targets)"));
       }
+      role_arn = target->role_arn();
       auto urls_of = [&](const v1::RegionEndpoints& re) {
         std::vector<v1::FunctionUrl> urls;
         for (const v1::FunctionUrl& u : re.urls()) {
@@ -989,7 +994,7 @@ class AdminCoreImpl : public AdminCore {
       }
       std::vector<std::string> agents = it->second;
       std::sort(agents.begin(), agents.end());
-      plan->push_back({region, std::move(urls), std::move(agents)});
+      plan->push_back({region, std::move(urls), std::move(agents), role_arn});
     }
     return absl::OkStatus();
   }

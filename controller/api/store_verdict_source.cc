@@ -286,8 +286,9 @@ class StoreVerdictSource : public VerdictSource {
         k.set_region(p.region);
         k.set_target(p.target);
         k.set_mode(p.mode);
-        absl::Status s = e.ObservePlatform(k, p.start, p.errors, p.invocations,
-                                           p.client_failures, p.client_probes);
+        absl::Status s =
+            e.ObservePlatform(k, p.start, p.errors, p.invocations,
+                              p.visible_failures(), p.client_probes);
         if (!s.ok()) return s;
       }
       return absl::OkStatus();

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "common/aws/partition.h"
 #include "common/config/loader.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
@@ -64,6 +65,7 @@ struct Pair {
   const v1::Schedule* schedule;
   const v1::RegionEndpoints* endpoints;
   uint64_t size;
+  const v1::Target* target;
 };
 
 struct AgentEntry {
@@ -116,7 +118,16 @@ class SchedulerImpl : public Scheduler {
     FC_RETURN_IF_ERROR(CheckTargetAddresses(request));
     absl::MutexLock lock(&mu_);
     std::map<std::string, v1::Target> targets = targets_;
-    for (const v1::Target& t : request.targets()) targets[t.name()] = t;
+    for (int i = 0; i < request.targets_size(); ++i) {
+      const v1::Target& t = request.targets(i);
+      if (!t.role_arn().empty()) {
+        if (absl::Status s = aws::ValidateRoleArn(t.role_arn()); !s.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("targets[", i, "].role_arn: ", s.message()));
+        }
+      }
+      targets[t.name()] = t;
+    }
     std::set<std::string> named;
     for (int i = 0; i < request.schedules_size(); ++i) {
       const v1::Schedule& s = request.schedules(i);
@@ -518,8 +529,8 @@ class SchedulerImpl : public Scheduler {
         }
         for (uint64_t size : s.sizes()) {
           pairs[re.region()].push_back(
-              {absl::StrCat(s.id(), "|", re.region(), "|", size), &s, &re,
-               size});
+              {absl::StrCat(s.id(), "|", re.region(), "|", size), &s, &re, size,
+               &t->second});
         }
       }
     }
@@ -639,6 +650,7 @@ class SchedulerImpl : public Scheduler {
       a->set_mode(mode);
       a->set_size_bytes(p.size);
       *a->mutable_url() = *url;
+      a->set_role_arn(p.target->role_arn());
       *a->mutable_interval() = ToProto(interval);
       // Streaming runs half an interval after buffered: interleaved controls.
       const absl::Duration mode_offset =

@@ -91,9 +91,9 @@ void Reconciler::AddOutcome(const v1::Outcome& o) {
     ++stats_.late_outcomes;
     return;
   }
-  ++p->client_probes;
+  ++p->platform.client_probes;
   if (analysis::IsPlatformVisibleFailure(o.outcome_class())) {
-    ++p->client_failures;
+    ++p->platform.client_failures;
   }
   if (o.adhoc_id().empty()) {
     ++p->by_size[o.requested_bytes()];
@@ -104,7 +104,6 @@ void Reconciler::AddOutcome(const v1::Outcome& o) {
 
 void Reconciler::AddSample(const v1::PlatformMetricSample& s) {
   const analysis::PlatformMetric metric = analysis::ClassifyPlatformSample(s);
-  const bool errors = metric == analysis::PlatformMetric::kErrors;
   if (metric == analysis::PlatformMetric::kOther || s.region().empty() ||
       s.target().empty() || !ValidMode(s.mode()) || !s.has_period_start() ||
       !std::isfinite(s.value()) || s.value() < 0 ||
@@ -122,8 +121,7 @@ void Reconciler::AddSample(const v1::PlatformMetricSample& s) {
     ++stats_.late_samples;
     return;
   }
-  double& slot = errors ? p->errors : p->invocations;
-  slot = std::max(slot, s.value());
+  analysis::RecordReading(&p->platform, metric, s.value());
 }
 
 std::vector<ReconciledPeriod> Reconciler::Advance(absl::Time watermark) {
@@ -132,9 +130,9 @@ std::vector<ReconciledPeriod> Reconciler::Advance(absl::Time watermark) {
     while (!ks.open.empty()) {
       auto it = ks.open.begin();
       const absl::Time end = it->first + options_.period;
-      const Open& p = it->second;
-      const bool complete = p.errors >= 0 && p.invocations >= 0;
-      if (complete && watermark >= end + options_.settle) {
+      const Open& open = it->second;
+      const analysis::PlatformPeriod& p = open.platform;
+      if (p.complete() && watermark >= end + options_.settle) {
         ReconciledPeriod r;
         r.region = std::get<0>(key);
         r.target = std::get<1>(key);
@@ -142,12 +140,20 @@ std::vector<ReconciledPeriod> Reconciler::Advance(absl::Time watermark) {
         r.period_start = it->first;
         r.platform_errors = p.errors;
         r.platform_invocations = p.invocations;
+        r.platform_url_requests = p.url_requests;
+        r.platform_url_4xx = p.url_4xx;
+        r.platform_url_5xx = p.url_5xx;
         r.client_probes = p.client_probes;
         r.client_failures = p.client_failures;
-        r.adhoc_probes = p.adhoc_probes;
-        r.scheduled_probes_by_size = p.by_size;
-        r.phantom_errors =
-            analysis::PhantomErrors(p.errors, p.invocations, p.client_failures);
+        r.adhoc_probes = open.adhoc_probes;
+        r.scheduled_probes_by_size = open.by_size;
+        r.phantom_errors = p.phantom();
+        if (p.url_requests >= 0) {
+          const uint64_t requests =
+              static_cast<uint64_t>(std::llround(p.url_requests));
+          r.unattributed_requests =
+              requests > p.client_probes ? requests - p.client_probes : 0;
+        }
         out.push_back(std::move(r));
         ++stats_.periods_reconciled;
       } else if (watermark >= end + options_.max_wait) {

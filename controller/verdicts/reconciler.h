@@ -18,14 +18,26 @@
 //  - ad-hoc outcomes (adhoc_id set) count in both: they invoke the same
 //    function, so an ad-hoc 502 is not a phantom error. They are reported
 //    apart (adhoc_probes) and never feed stream verdicts (the caller's rule).
-//  - phantom_errors = min(Invocations, max(0, Errors - client_failures)).
+//  - phantom_errors = min(Invocations, max(0, Errors - visible)), where
+//    visible = client_failures, or, when the Function URL metrics of the
+//    period are known, max(client_failures, Url5xxCount): an invocation
+//    error the URL answered with a 5xx was visible to whoever sent that
+//    request, even when no outcome of ours records it (an outcome lost in
+//    transit, another caller of the alias), so it is not phantom. A phantom
+//    error is exactly an Errors count with no 5xx response.
+//  - unattributed_requests = max(0, UrlRequestCount - client_probes): requests
+//    the URL served that no outcome of ours accounts for (other callers,
+//    lost outcomes); it says how far client_failures can be trusted.
 //
-// Platform samples: metric "Errors" and "Invocations" with stat "Sum" (or no
-// stat) are used, others ignored (counted). Several agents may read the same
-// alias, and one agent re-reads a period until CloudWatch finalises it, so a
-// (region, target, mode, period, metric) arrives many times: the largest
-// value is kept (these sums only grow as late datapoints arrive; a re-read
-// never lowers them).
+// Platform samples: metrics "Errors", "Invocations" and the Function URL
+// metrics "UrlRequestCount", "Url4xxCount", "Url5xxCount" with stat "Sum"
+// (or no stat) are used, others ignored (counted). The URL metrics are
+// optional: a period is decided without them (agents of older versions do
+// not read them); they arrive in the same reads as Errors. Several agents may
+// read the same alias, and one agent re-reads a period until CloudWatch
+// finalises it, so a (region, target, mode, period, metric) arrives many times:
+// the largest value is kept (these sums only grow as late datapoints arrive; a
+// re-read never lowers them).
 //
 // When a period is decided: once the watermark passed the period's end by
 // `settle` and both Errors and Invocations are known for it; a period still
@@ -50,6 +62,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "controller/analysis/replay.h"
 #include "fleetcanary/v1/outcome.pb.h"
 
 namespace fleetcanary {
@@ -75,9 +88,14 @@ struct ReconciledPeriod {
   absl::Time period_start;
   double platform_errors = 0;
   double platform_invocations = 0;
-  uint64_t client_probes = 0;    // Trials, scheduled and ad hoc.
-  uint64_t client_failures = 0;  // Platform-visible failures among them.
-  uint64_t adhoc_probes = 0;     // Ad-hoc trials among client_probes.
+  // Function URL metrics of the period (Sum); < 0 when not read.
+  double platform_url_requests = -1;
+  double platform_url_4xx = -1;
+  double platform_url_5xx = -1;
+  uint64_t unattributed_requests = 0;  // See above; 0 when not read.
+  uint64_t client_probes = 0;          // Trials, scheduled and ad hoc.
+  uint64_t client_failures = 0;        // Platform-visible failures among them.
+  uint64_t adhoc_probes = 0;           // Ad-hoc trials among client_probes.
   uint64_t phantom_errors = 0;
   // Scheduled trials per requested body size: a period whose probes all had
   // one size attributes its phantom errors to that size.
@@ -120,10 +138,8 @@ class Reconciler {
 
   using ModeKey = std::tuple<std::string, std::string, int>;
   struct Open {
-    double errors = -1;  // < 0: not seen yet.
-    double invocations = -1;
-    uint64_t client_probes = 0;
-    uint64_t client_failures = 0;
+    // Platform readings and client counts (the analysis library's rules).
+    analysis::PlatformPeriod platform;
     uint64_t adhoc_probes = 0;
     std::map<uint64_t, uint64_t> by_size;
   };

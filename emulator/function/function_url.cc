@@ -3,6 +3,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -13,13 +14,12 @@
 #include "absl/strings/str_split.h"
 #include "common/payload/payload.h"
 #include "common/sigv4/sigv4.h"
+#include "emulator/function/canary_model.h"
 #include "nlohmann/json.hpp"
 
 namespace fleetcanary {
 namespace emulator {
 namespace {
-
-constexpr char kAccessDeniedBody[] = "{\"Message\":null}";
 
 // What happened to one request, for metrics.
 struct Accounting {
@@ -48,41 +48,12 @@ google::protobuf::Duration ToProto(absl::Duration d) {
   return out;
 }
 
-struct CanaryParams {
-  uint64_t bytes = 0;
-  uint64_t chunk = 0;
-  uint64_t gap_ms = 0;
-  uint64_t seed = 0;
-};
-
-// Parses the canary query; returns "" or an error naming the parameter.
-std::string ParseCanaryQuery(absl::string_view query, CanaryParams* out) {
-  bool have_bytes = false;
-  for (absl::string_view pair : absl::StrSplit(query, '&', absl::SkipEmpty())) {
-    std::pair<absl::string_view, absl::string_view> kv =
-        absl::StrSplit(pair, absl::MaxSplits('=', 1));
-    uint64_t* field = nullptr;
-    if (kv.first == "bytes") {
-      field = &out->bytes;
-      have_bytes = true;
-    } else if (kv.first == "chunk") {
-      field = &out->chunk;
-    } else if (kv.first == "gap_ms") {
-      field = &out->gap_ms;
-    } else if (kv.first == "seed") {
-      field = &out->seed;
-    } else {
-      continue;
-    }
-    if (!absl::SimpleAtoi(kv.second, field)) {
-      return absl::StrCat(std::string(kv.first),
-                          ": not a non-negative integer: '",
-                          std::string(kv.second), "'");
-    }
+// The x-canary-probe-id header's value, or nullopt when absent.
+std::optional<std::string> ProbeIdHeader(const HttpRequest& request) {
+  for (const auto& [name, value] : request.headers) {
+    if (absl::EqualsIgnoreCase(name, "x-canary-probe-id")) return value;
   }
-  if (!have_bytes) return "bytes: required";
-  if (out->gap_ms > 60000) return "gap_ms: at most 60000";
-  return "";
+  return std::nullopt;
 }
 
 }  // namespace
@@ -161,20 +132,14 @@ void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
     plan->body = body;
   };
 
-  const absl::string_view probe_id = request.Header("x-canary-probe-id");
-  CanaryParams params;
-  std::string param_error;
+  const std::optional<std::string> probe_id = ProbeIdHeader(request);
+  CanaryAdmission admission;
   std::optional<v1::FaultRule> fault;
   ScenarioTime scenario_time;
   bool took_slot = false;
 
   [&] {
-    // 1. Routing.
-    if (request.Path() != "/canary") {
-      set_json_error(403, "AccessDeniedException", kAccessDeniedBody);
-      return;
-    }
-    // 2. Auth.
+    // 1. Auth. Every path reaches the function (2.), as on AWS.
     if (region_->config.auth() == v1::AWS_IAM) {
       std::vector<sigv4::HeaderView> headers;
       headers.reserve(request.headers.size());
@@ -212,7 +177,10 @@ void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
         return;
       }
     }
-    param_error = ParseCanaryQuery(request.Query(), &params);
+    // 2. What the canary function will answer (deploy/lambda's rules).
+    admission = AdmitCanaryRequest(
+        request.method, request.Path(), request.Query(),
+        probe_id ? &*probe_id : nullptr, mode_, context_->canary_limits);
     // 3. Reserved concurrency.
     // Take a concurrency slot now; given back below unless invoked.
     const uint32_t reserved = region_->config.reserved_concurrency();
@@ -220,10 +188,10 @@ void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
     if (region_->in_flight.fetch_add(1) >= reserved && reserved > 0) {
       acct.throttled = true;
     }
-    // 4. Scenario.
-    if (!acct.throttled) {
+    // 4. Scenario: faults strike canary invocations the function accepts.
+    if (!acct.throttled && admission.status == 200) {
       FaultDecision decision = context_->scenario->Decide(
-          InvocationFacts{region_name, mode_, params.bytes});
+          InvocationFacts{region_name, mode_, admission.request.bytes});
       scenario_time = decision.time;
       fault = std::move(decision.rule);
       if (fault && fault->effect() == v1::FAULT_EFFECT_THROTTLE) {
@@ -237,29 +205,24 @@ void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
     }
     // 5. The function.
     acct.invoked = true;
-    if (!param_error.empty()) {
-      set_text(400, param_error + "\n");
+    if (admission.status != 200) {
+      plan->status = admission.status;
+      for (auto& h : admission.headers) plan->headers.push_back(std::move(h));
+      plan->body = std::move(admission.body);
       return;
     }
-    if (request.method != "GET") {
-      set_text(405, "only GET\n");
-      return;
-    }
+    const CanaryRequest& params = admission.request;
     if (mode_ == v1::BUFFERED && params.bytes > kBufferedResponseLimit) {
+      // Only with limits raised above the reference's 4 MiB: the platform's
+      // response size cap.
       acct.error = true;
       set_text(502, "Internal Server Error");
       return;
     }
-    if (mode_ == v1::RESPONSE_STREAM && params.bytes > kStreamMaxBytes) {
-      set_text(400, "bytes: at most 209715200 in RESPONSE_STREAM mode\n");
-      return;
-    }
     plan->status = 200;
-    plan->headers.emplace_back("Content-Type", "application/octet-stream");
+    for (auto& h : admission.headers) plan->headers.push_back(std::move(h));
     plan->headers.emplace_back("x-amzn-Remapped-content-length",
                                absl::StrCat(params.bytes));
-    plan->headers.emplace_back("x-canary-bytes", absl::StrCat(params.bytes));
-    plan->headers.emplace_back("x-canary-seed", absl::StrCat(params.seed));
     plan->payload = true;
     plan->payload_seed = params.seed;
     plan->payload_size = params.bytes;
@@ -273,9 +236,6 @@ void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
       }
     }
   }();
-  if (!probe_id.empty()) {
-    plan->headers.emplace_back("x-canary-probe-id", std::string(probe_id));
-  }
 
   // Apply the scenario's fault to the planned response.
   if (fault && acct.invoked) {
@@ -291,17 +251,17 @@ void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
         plan->shape_bytes_per_second = 0;
         std::vector<std::pair<std::string, std::string>> kept;
         for (auto& h : plan->headers) {
-          if (!absl::StartsWith(h.first, "x-canary-") &&
-              !absl::StartsWith(h.first, "Content-Type") &&
-              !absl::StartsWith(h.first, "x-amzn-Remapped")) {
+          // The platform's error replaces the function's response.
+          if (!absl::StartsWithIgnoreCase(h.first, "x-canary-") &&
+              !absl::EqualsIgnoreCase(h.first, "content-type") &&
+              !absl::EqualsIgnoreCase(h.first, "cache-control") &&
+              !absl::StartsWithIgnoreCase(h.first, "x-amzn-Remapped")) {
             kept.push_back(std::move(h));
           }
         }
         plan->headers = std::move(kept);
-        if (!probe_id.empty()) {
-          plan->headers.emplace_back("x-canary-probe-id",
-                                     std::string(probe_id));
-        }
+        if (probe_id)
+          plan->headers.emplace_back("x-canary-probe-id", *probe_id);
         if (status >= 500) {
           acct.error = true;
           set_text(status, "Internal Server Error");
@@ -355,11 +315,11 @@ void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
     truth.set_region(region_name);
     truth.set_alias(alias_);
     truth.set_mode(mode_);
-    truth.set_bytes(params.bytes);
+    truth.set_bytes(admission.request.bytes);
     truth.set_effect(fault->effect());
     truth.set_rule(fault->name());
     truth.set_request_id(request_id);
-    truth.set_probe_id(std::string(probe_id));
+    truth.set_probe_id(probe_id.value_or(""));
     *truth.mutable_scenario_elapsed() = ToProto(scenario_time.elapsed);
     if (fault->effect() == v1::FAULT_EFFECT_HTTP_STATUS) {
       truth.set_status(fault->status());

@@ -4,17 +4,20 @@
 // scenario engine's faults applied.
 //
 // Request handling, in the platform's order:
-//  1. Path other than /canary → 403 AccessDeniedException (no invocation).
-//  2. AuthType AWS_IAM: SigV4 (service "lambda", the region, the payload hash
+//  1. AuthType AWS_IAM: SigV4 (service "lambda", the region, the payload hash
 //     of the body received) → 403 AccessDeniedException when missing/wrong.
+//  2. Every path goes to the function, as on AWS; it answers as the
+//     reference function does (canary_model.h: 404 for another path, 405
+//     for another method, 400 for bad parameters, each an invocation).
 //  3. Reserved concurrency exhausted → 429 TooManyRequestsException,
 //     Throttles +1, no invocation.
-//  4. The scenario engine decides a fault (throttle → as 3).
-//  5. The function runs: bad parameters → 400 from the function; BUFFERED
-//     bodies over 6,291,556 bytes → 502, Errors +1 (ResponseSizeTooLarge);
-//     otherwise 200 with N payload bytes, buffered with Content-Length or
-//     streamed in C-byte chunks G ms apart, shaped to 2 MiB/s after 6 MiB
-//     when shaping is on.
+//  4. The scenario engine decides a fault (throttle → as 3) for requests
+//     the function accepts.
+//  5. The function's answer: its error, or 200 with N payload bytes,
+//     buffered with Content-Length or streamed in C-byte chunks G ms apart,
+//     shaped to 2 MiB/s after 6 MiB when shaping is on. BUFFERED bodies over
+//     6,291,556 bytes (only with canary_limits raised above the reference's
+//     4 MiB) → 502, Errors +1 (ResponseSizeTooLarge).
 // Metrics (stamped with the request's arrival time): UrlRequestCount and
 // Url4xxCount/Url5xxCount per request; Invocations, Errors (phantom_error,
 // http_status >= 500, the size cap, rules with platform_error) and Duration
@@ -35,6 +38,7 @@
 #include "absl/time/time.h"
 #include "common/sigv4/sigv4.h"
 #include "common/time/clock.h"
+#include "emulator/function/canary_model.h"
 #include "emulator/platform/metric_store.h"
 #include "emulator/scenario/engine.h"
 #include "emulator/scenario/truth_log.h"
@@ -53,7 +57,6 @@ namespace emulator {
 inline constexpr uint64_t kBufferedResponseLimit = 6291556;
 inline constexpr uint64_t kStreamUnshapedBytes = 6 * 1024 * 1024;
 inline constexpr uint64_t kStreamShapedBytesPerSecond = 2 * 1024 * 1024;
-inline constexpr uint64_t kStreamMaxBytes = 200 * 1024 * 1024;
 
 // State shared by the two URLs (aliases) of the function in one region.
 struct RegionState {
@@ -77,6 +80,8 @@ struct PlatformContext {
   sigv4::CredentialsLookup lookup;
   absl::Duration max_clock_skew = absl::Minutes(5);
   bool shape_streaming = true;
+  // The canary function's limits (EmulatorConfig.canary_limits).
+  CanaryLimits canary_limits;
   uint64_t request_id_seed = 0;
   std::atomic<uint64_t> request_counter{0};
   // Prometheus families (labels region, alias, and code class or effect);

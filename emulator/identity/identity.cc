@@ -125,8 +125,15 @@ uint64_t CredentialIssuer::issued_total() {
   return issued_;
 }
 
+std::vector<IssuedCredentials> CredentialIssuer::Sessions() {
+  absl::MutexLock lock(&mu_);
+  std::vector<IssuedCredentials> out;
+  for (const auto& [key, c] : sessions_) out.push_back(c);
+  return out;
+}
+
 absl::StatusOr<sigv4::Credentials> CredentialIssuer::Lookup(
-    absl::string_view access_key_id) {
+    absl::string_view access_key_id, absl::string_view service) {
   for (const v1::EmulatorCredential& c : static_) {
     if (c.access_key_id() == access_key_id) {
       return sigv4::Credentials{c.access_key_id(), c.secret_access_key(),
@@ -140,6 +147,7 @@ absl::StatusOr<sigv4::Credentials> CredentialIssuer::Lookup(
     return absl::PermissionDeniedError(
         "ExpiredToken: The security token included in the request is expired");
   }
+  if (!service.empty()) ++it->second.uses[std::string(service)];
   return it->second.keys;
 }
 
@@ -207,7 +215,7 @@ void CredentialIssuer::HandleSts(const HttpRequest& request,
     o.region = parsed->region;
     o.now = clock_->Now();
     return sigv4::VerifyRequest(
-        view, [this](absl::string_view k) { return Lookup(k); }, o);
+        view, [this](absl::string_view k) { return Lookup(k, "sts"); }, o);
   };
   auto code_of = [](const absl::Status& s) -> std::string {
     if (absl::StartsWith(s.message(), "ExpiredToken")) return "ExpiredToken";

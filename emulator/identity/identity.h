@@ -33,6 +33,9 @@ struct IssuedCredentials {
   sigv4::Credentials keys;
   absl::Time expiration;
   std::string role_arn;
+  // Requests that presented these keys while valid, by the service they
+  // were verified for ("lambda", "monitoring", "sts").
+  std::map<std::string, uint64_t> uses;
 };
 
 class CredentialIssuer {
@@ -50,8 +53,12 @@ class CredentialIssuer {
 
   // SigV4 lookup: static or issued credentials of `access_key_id`.
   // NOT_FOUND when unknown; PERMISSION_DENIED "ExpiredToken: ..." when the
-  // session expired.
-  absl::StatusOr<sigv4::Credentials> Lookup(absl::string_view access_key_id);
+  // session expired. A valid session counts one use of `service`.
+  absl::StatusOr<sigv4::Credentials> Lookup(absl::string_view access_key_id,
+                                            absl::string_view service = "");
+
+  // Every session issued so far (expired ones included), by access key id.
+  std::vector<IssuedCredentials> Sessions();
 
   // Handlers of the three endpoints.
   void HandleSts(const HttpRequest& request, ResponsePlan* plan);

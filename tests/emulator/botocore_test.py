@@ -8,15 +8,22 @@ ports, then:
   - STS AssumeRole and GetCallerIdentity, SigV4-signed by botocore;
   - CloudWatch GetMetricData over the Query protocol, signed with the issued
     session credentials, returns exactly the invocations made;
-  - a forged session token and a missing signature are refused.
+  - a forged session token and a missing signature are refused;
+  - a Function URL with auth AWS_IAM accepts a GET that botocore's SigV4
+    signer signed (service "lambda") with AssumeRole credentials of a
+    per-target role, refuses it unsigned or with another role's altered
+    secret, and GET /_emulator/sessions records which role's session
+    signed it (what the agent's end-to-end test reads).
 
 Usage: botocore_test.py BUILD_DIR
 """
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
@@ -29,6 +36,8 @@ ROLE = "arn:aws:iam::123456789012:role/canary"
 CONFIG = """
 regions:
   - name: us-east-1
+  - name: eu-west-1
+    auth: AWS_IAM
 listen_host: 127.0.0.1
 monitoring_auth: AWS_IAM
 credentials:
@@ -92,11 +101,15 @@ def run(emu):
             break
         kind, _, rest = line.partition(" ")
         fields = dict(kv.split("=", 1) for kv in rest.split())
-        if kind == "url":
+        if kind == "url" and fields["region"] == "us-east-1":
             urls[fields["mode"]] = fields["url"]
+        elif kind == "url":
+            urls[fields["region"] + "/" + fields["mode"]] = fields["url"]
+        elif kind == "cloudwatch" and fields["region"] != "us-east-1":
+            pass
         else:
             endpoints[kind] = fields["url"]
-    for need in ("sts", "cloudwatch", "imds", "container"):
+    for need in ("sts", "cloudwatch", "imds", "container", "control"):
         if need not in endpoints:
             fail(f"emulator printed no {need} endpoint: {endpoints}")
 
@@ -242,6 +255,68 @@ def run(emu):
     except ClientError as e:
         if e.response["ResponseMetadata"]["HTTPStatusCode"] != 403:
             fail(f"unsigned: {e}")
+
+    role_signed_function_url(session, endpoints, urls)
+
+
+TARGET_ROLE = "arn:aws:iam::210987654321:role/canary-cross-account"
+
+
+def role_signed_function_url(session, endpoints, urls):
+    """botocore signs a Function URL GET with a per-target role's session."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    signed = session.create_client(
+        "sts", region_name="us-east-1", endpoint_url=endpoints["sts"],
+        aws_access_key_id="AKIDBOTOCORE",
+        aws_secret_access_key="botocore-secret")
+    role = signed.assume_role(RoleArn=TARGET_ROLE,
+                              RoleSessionName="target")["Credentials"]
+    url = urls["eu-west-1/BUFFERED"] + "canary?bytes=64&seed=7"
+
+    def get(credentials):
+        req = AWSRequest(method="GET", url=url)
+        if credentials is not None:
+            SigV4Auth(credentials, "lambda", "eu-west-1").add_auth(req)
+        prepared = req.prepare()
+        r = urllib.request.Request(url, headers=dict(prepared.headers))
+        try:
+            with urllib.request.urlopen(r, timeout=30) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    good = Credentials(role["AccessKeyId"], role["SecretAccessKey"],
+                       role["SessionToken"])
+    status, body = get(good)
+    if status != 200 or len(body) != 64:
+        fail(f"role-signed Function URL GET: {status} {body[:200]!r}")
+    status, _ = get(None)
+    if status != 403:
+        fail(f"unsigned GET of an AWS_IAM Function URL: {status}")
+    altered = Credentials(role["AccessKeyId"], role["SecretAccessKey"] + "x",
+                          role["SessionToken"])
+    status, _ = get(altered)
+    if status != 403:
+        fail(f"GET signed with an altered secret: {status}")
+
+    control = endpoints["control"]
+    with urllib.request.urlopen(control + "_emulator/sessions",
+                                timeout=30) as resp:
+        sessions = [json.loads(l) for l in resp.read().decode().splitlines()
+                    if l]
+    mine = [s for s in sessions if s["access_key_id"] == role["AccessKeyId"]]
+    if len(mine) != 1 or mine[0]["role_arn"] != TARGET_ROLE:
+        fail(f"/_emulator/sessions has no session for the role: {sessions}")
+    # The good GET and the altered one presented the key (a valid session);
+    # the unsigned one did not.
+    if mine[0]["uses"].get("lambda") != 2:
+        fail(f"lambda uses of the role's session: {mine[0]}")
+    if "SecretAccessKey" in json.dumps(sessions) or \
+            role["SecretAccessKey"] in json.dumps(sessions):
+        fail("/_emulator/sessions shows a secret")
 
 
 if __name__ == "__main__":

@@ -201,14 +201,17 @@ TEST_F(WireTest, KeepAliveReusesTheConnectionInBothModes) {
   }
 }
 
-TEST_F(WireTest, UnknownPathIsForbiddenWithAccessDenied) {
+TEST_F(WireTest, EveryPathReachesTheFunctionWhichAnswers404) {
   for (const char* path : {"nope", "", "canary/extra?bytes=1"}) {
     CurlResult r = CurlFetch(buffered_ + path);
-    EXPECT_EQ(r.status, 403) << path;
+    EXPECT_EQ(r.status, 404) << path;
     EXPECT_EQ(r.Header("content-type"), "application/json");
-    EXPECT_EQ(r.Header("x-amzn-errortype"), "AccessDeniedException");
+    EXPECT_EQ(r.Header("cache-control"), "no-store");
+    EXPECT_EQ(r.Header("x-amzn-errortype"), "");
     EXPECT_FALSE(r.Header("x-amzn-requestid").empty());
-    EXPECT_EQ(r.body, "{\"Message\":null}");
+    EXPECT_EQ(r.body,
+              "{\"error\":\"no such path; use GET "
+              "/canary?bytes=N&chunk=C&gap_ms=G&seed=S\"}");
   }
   // The control port knows nothing of /canary.
   EXPECT_EQ(CurlFetch(emu_->control_url() + "canary?bytes=1").status, 404);
@@ -217,11 +220,24 @@ TEST_F(WireTest, UnknownPathIsForbiddenWithAccessDenied) {
 TEST_F(WireTest, BadParametersAreTheFunctionsOwn400) {
   CurlResult r = CurlFetch(buffered_ + "canary?bytes=abc");
   EXPECT_EQ(r.status, 400);
-  EXPECT_THAT(r.body, HasSubstr("bytes"));
+  EXPECT_EQ(r.body,
+            "{\"error\":\"query parameter \\\"bytes\\\" must be a decimal "
+            "integer, got \\\"abc\\\"\"}");
   EXPECT_EQ(CurlFetch(stream_ + "canary?seed=1").status, 400);
+  // The reference function's limits: 4 MiB buffered.
+  EXPECT_EQ(CurlFetch(buffered_ + "canary?bytes=4194305").status, 400);
+  EXPECT_EQ(CurlFetch(buffered_ + "canary?bytes=4194304").status, 200);
 }
 
-TEST_F(WireTest, BufferedSixMegabyteCapIs502) {
+TEST(CanaryLimitsTest, BufferedSixMegabyteCapIs502) {
+  // A function allowed more than the platform's 6 MB (CANARY_MAX_BYTES).
+  EmulatorOptions options;
+  options.config.add_regions()->set_name("us-east-1");
+  options.config.mutable_canary_limits()->set_max_bytes(8 << 20);
+  auto emu = Start(options);
+  ASSERT_NE(emu, nullptr);
+  const std::string buffered_ = emu->url("us-east-1", v1::BUFFERED);
+  const std::string stream_ = emu->url("us-east-1", v1::RESPONSE_STREAM);
   CurlResult at_cap =
       CurlFetch(absl::StrCat(buffered_, "canary?bytes=6291556&seed=1"));
   EXPECT_EQ(at_cap.status, 200);
@@ -334,6 +350,27 @@ TEST(ThrottlingTest, ReservedConcurrencyGives429WithoutInvocation) {
   EXPECT_EQ(MetricSum(*emu, "Url4xxCount", "buffered"), 1);
   EXPECT_EQ(MetricSum(*emu, "Invocations", "stream"), 2);
   EXPECT_EQ(MetricSum(*emu, "Throttles", "stream"), 0);
+}
+
+TEST(AccountingTest, TheFunctionsOwnRefusalsAreInvocationsAndUrl4xx) {
+  SimulatedClock clock(absl::FromUnixSeconds(1706659200));
+  EmulatorOptions options;
+  options.config.add_regions()->set_name("us-east-1");
+  auto emu = Start(options, &clock);
+  ASSERT_NE(emu, nullptr);
+  const std::string url = emu->url("us-east-1", v1::BUFFERED);
+  EXPECT_EQ(CurlFetch(url + "nope").status, 404);
+  EXPECT_EQ(CurlFetch(url + "canary?bytes=x").status, 400);
+  EXPECT_EQ(CurlFetch(url + "canary?bytes=1", WithMethod("POST", "")).status,
+            405);
+  EXPECT_EQ(CurlFetch(url + "canary?bytes=1").status, 200);
+  clock.AdvanceTime(absl::Minutes(2));
+  // As on AWS: every request reached the function; none is an error.
+  EXPECT_EQ(MetricSum(*emu, "UrlRequestCount", "buffered"), 4);
+  EXPECT_EQ(MetricSum(*emu, "Invocations", "buffered"), 4);
+  EXPECT_EQ(MetricSum(*emu, "Url4xxCount", "buffered"), 3);
+  EXPECT_EQ(MetricSum(*emu, "Url5xxCount", "buffered"), 0);
+  EXPECT_EQ(MetricSum(*emu, "Errors", "buffered"), 0);
 }
 
 // ---------------------------------------------------------------------------

@@ -6,7 +6,9 @@
 // --output json. Its per region x mode x size counts must equal the
 // emulator's ground truth (GET /_emulator/truth) count for count, the
 // controller must have stored them as ad-hoc (not scheduled) probes, and
-// interrupting canaryctl must stop the agents' probing within a second.
+// interrupting canaryctl (SIGINT) must stop the agents' probing and print the
+// partial summary with exit code 130. `schedules apply -f -` reads the fleet
+// file from stdin.
 #include <signal.h>
 
 #include <filesystem>
@@ -154,12 +156,15 @@ faults:
     agents_.push_back(std::move(*p));
   }
 
-  // Runs canaryctl with `args`; stdout to `out`. Returns the exit code.
+  // Runs canaryctl with `args`; stdout to `out`, stdin from `in` (if any).
+  // Returns the exit code.
   int Canaryctl(const std::vector<std::string>& args, const std::string& out,
-                std::unique_ptr<Process>* keep = nullptr) {
+                std::unique_ptr<Process>* keep = nullptr,
+                const std::string& in = "") {
     std::string cmd = absl::StrCat("exec '", BinaryPath("cli/canaryctl"), "'");
     for (const std::string& a : args) absl::StrAppend(&cmd, " '", a, "'");
     absl::StrAppend(&cmd, " > '", out, "'");
+    if (!in.empty()) absl::StrAppend(&cmd, " < '", in, "'");
     auto p = Process::Spawn("/bin/sh", {"-c", cmd}, out + ".stderr");
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return -1;
@@ -302,13 +307,64 @@ TEST_F(AdminProbeTest, RefusalsAreActionable) {
       << ReadAll(out + ".stderr");
 }
 
+TEST_F(AdminProbeTest, SchedulesApplyReadsTheFleetFileFromStdin) {
+  const std::string good = dir_ + "/stdin-fleet.yaml";
+  std::ofstream(good) << "schedules:\n- {id: from-stdin, target: canary, "
+                         "sizes: [2], rate_per_second: 0.2}\n";
+  const std::string out = dir_ + "/apply.txt";
+  ASSERT_EQ(Canaryctl({"schedules", "apply", "-f", "-", "--controller", grpc_,
+                       "--insecure"},
+                      out, nullptr, good),
+            0)
+      << ReadAll(out + ".stderr");
+  EXPECT_NE(ReadAll(out).find("from-stdin"), std::string::npos) << ReadAll(out);
+  EXPECT_NE(ReadAll(out).find("created"), std::string::npos) << ReadAll(out);
+  ASSERT_EQ(Canaryctl({"schedules", "list", "--controller", grpc_, "--insecure",
+                       "-o", "json"},
+                      out),
+            0);
+  v1::ListSchedulesResponse list;
+  ASSERT_TRUE(JsonToMessage(ReadAll(out), &list).ok()) << ReadAll(out);
+  ASSERT_EQ(list.schedules_size(), 1);
+  EXPECT_EQ(list.schedules(0).id(), "from-stdin");
+
+  // Refusals name stdin and the field: one the parser catches (with the
+  // line), one only the controller knows (the target).
+  const std::string bad = dir_ + "/stdin-bad.yaml";
+  std::ofstream(bad) << "schedules:\n- {id: x, target: canary, sizes: [2], "
+                        "rate_per_second: 5000}\n";
+  EXPECT_EQ(Canaryctl({"schedules", "apply", "-f", "-", "--controller", grpc_,
+                       "--insecure"},
+                      out, nullptr, bad),
+            1);
+  EXPECT_NE(ReadAll(out + ".stderr").find("stdin:2"), std::string::npos)
+      << ReadAll(out + ".stderr");
+  EXPECT_NE(ReadAll(out + ".stderr").find("rate_per_second"),
+            std::string::npos);
+  const std::string unknown = dir_ + "/stdin-unknown.yaml";
+  std::ofstream(unknown) << "schedules:\n- {id: x, target: nope, sizes: [2], "
+                            "rate_per_second: 1}\n";
+  EXPECT_EQ(Canaryctl({"schedules", "apply", "-f", "-", "--controller", grpc_,
+                       "--insecure"},
+                      out, nullptr, unknown),
+            1);
+  EXPECT_NE(ReadAll(out + ".stderr").find("stdin: schedules[0].target"),
+            std::string::npos)
+      << ReadAll(out + ".stderr");
+  ASSERT_EQ(Canaryctl({"schedules", "delete", "from-stdin", "--controller",
+                       grpc_, "--insecure"},
+                      out),
+            0);
+}
+
 TEST_F(AdminProbeTest, InterruptingCanaryctlStopsTheAgents) {
   const int64_t start = emulator_->server_stats().requests;
   const double adhoc_before = MetricSum("fleetcanary_adhoc_probes_total");
   std::unique_ptr<Process> probe;
-  Canaryctl({"probe", "--controller", grpc_, "--insecure", "--target", "canary",
-             "--sizes", "2", "--count", "2400", "--concurrency", "2"},
-            dir_ + "/long.txt", &probe);
+  Canaryctl(
+      {"probe", "--controller", grpc_, "--insecure", "--target", "canary",
+       "--sizes", "2", "--count", "2400", "--concurrency", "2", "-o", "json"},
+      dir_ + "/long.txt", &probe);
   ASSERT_TRUE(probe);
   // Probing is under way.
   ASSERT_TRUE(WaitUntil(
@@ -318,6 +374,22 @@ TEST_F(AdminProbeTest, InterruptingCanaryctlStopsTheAgents) {
   const std::optional<int> code = probe->Wait(absl::Seconds(60));
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 130) << ReadAll(dir_ + "/long.txt.stderr");
+  // The partial summary of what came back before Ctrl-C, marked cancelled:
+  // per-cell counts that add up to the total, some probes but not the run.
+  v1::RunProbeEvent::Done partial;
+  ASSERT_TRUE(JsonToMessage(ReadAll(dir_ + "/long.txt"), &partial).ok())
+      << ReadAll(dir_ + "/long.txt");
+  EXPECT_TRUE(partial.cancelled());
+  EXPECT_GT(partial.total_probes(), 0u);
+  EXPECT_LT(partial.total_probes(), 9600u);
+  uint64_t summed = 0;
+  for (const v1::ProbeSummary& s : partial.summaries()) {
+    uint64_t by_class = 0;
+    for (const auto& [cls, n] : s.by_class()) by_class += n;
+    EXPECT_EQ(by_class, s.probes()) << s.ShortDebugString();
+    summed += s.probes();
+  }
+  EXPECT_EQ(summed, partial.total_probes());
   // The agents stop: every request the emulator served is a probe whose
   // outcome reached the controller (probes in flight finish and report;
   // cancelled ones never start), and the run ended short of its 9,600
@@ -334,6 +406,8 @@ TEST_F(AdminProbeTest, InterruptingCanaryctlStopsTheAgents) {
       absl::Seconds(60)))
       << served << " served vs " << reported << " reported";
   EXPECT_LT(served, 9600);
+  // Canaryctl summarised only outcomes the controller had streamed to it.
+  EXPECT_LE(static_cast<double>(partial.total_probes()), reported);
 }
 
 }  // namespace

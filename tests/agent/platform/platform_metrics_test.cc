@@ -179,6 +179,57 @@ TEST_F(CloudWatchClientTest, CredentialsSourceIsAskedPerRequest) {
   EXPECT_TRUE(ok.ok()) << ok.status();
 }
 
+// A target with a role_arn is read with that role's credentials, in its own
+// signed call; other targets keep the client's own credentials.
+TEST_F(CloudWatchClientTest, TargetsWithARoleAreSignedWithTheRolesCredentials) {
+  StartServer();
+  sigv4::Credentials wrong = kCreds;
+  wrong.secret_access_key = "not-the-secret";
+  std::vector<std::string> asked;
+  CloudWatchClientOptions o;
+  o.clock = &clock_;
+  o.credentials_source = [&wrong] { return wrong; };
+  o.role_credentials =
+      [&](const std::string& role) -> absl::StatusOr<sigv4::Credentials> {
+    asked.push_back(role);
+    return kCreds;
+  };
+  auto client = CreateCloudWatchClient(o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  MetricsTarget with_role =
+      Target(server_->endpoint(), v1::RESPONSE_STREAM, "stream");
+  with_role.role_arn = "arn:aws:iam::210987654321:role/reader";
+  auto ok =
+      (*client)->GetMetricData({with_role}, DefaultLambdaMetrics(),
+                               kT0 - absl::Minutes(5), kT0, absl::Seconds(60));
+  EXPECT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(asked, std::vector<std::string>{with_role.role_arn});
+  // With a target without a role too, that one is signed with the chain's
+  // credentials (a wrong secret here): refused, so the read fails.
+  auto mixed = (*client)->GetMetricData(
+      {with_role, Target(server_->endpoint(), v1::BUFFERED, "buffered")},
+      DefaultLambdaMetrics(), kT0 - absl::Minutes(5), kT0, absl::Seconds(60));
+  EXPECT_FALSE(mixed.ok());
+  int verified = 0, refused = 0;
+  for (const auto& r : server_->requests()) {
+    (r.verify_error.empty() ? verified : refused)++;
+  }
+  EXPECT_EQ(verified, 1);
+  EXPECT_EQ(refused, 1);
+  // Without a source of role credentials, a role target cannot be read.
+  CloudWatchClientOptions plain;
+  plain.clock = &clock_;
+  plain.credentials = kCreds;
+  auto no_roles = CreateCloudWatchClient(plain);
+  ASSERT_TRUE(no_roles.ok());
+  auto refused_read = (*no_roles)->GetMetricData(
+      {with_role}, DefaultLambdaMetrics(), kT0 - absl::Minutes(5), kT0,
+      absl::Seconds(60));
+  EXPECT_EQ(refused_read.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused_read.status().message()),
+              ::testing::HasSubstr(with_role.role_arn));
+}
+
 TEST(CloudWatchEndpoint, PartitionAndOverride) {
   MetricsTarget t;
   t.region = "cn-north-1";

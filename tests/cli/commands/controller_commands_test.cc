@@ -1,8 +1,12 @@
 // canaryctl's controller commands, in process, against a real CanaryAdmin
 // gRPC server on loopback (core over a real Scheduler; agents faked at the
-// session boundary): output, JSON, errors and exit codes.
+// session boundary): output, JSON, errors and exit codes. `verdicts --watch`
+// runs as the real canaryctl binary, reading its stdout line by line.
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
@@ -22,6 +26,7 @@
 #include "controller/store/store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/process.h"
 
 namespace fleetcanary {
 namespace cli {
@@ -139,7 +144,9 @@ class ControllerCommandsTest : public ::testing::Test {
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     address_ = absl::StrCat("127.0.0.1:", port);
-    token_file_ = ::testing::TempDir() + "/canaryctl.token";
+    // Per process: ctest runs each case as its own process, in parallel.
+    token_file_ =
+        absl::StrCat(::testing::TempDir(), "/canaryctl_", getpid(), ".token");
     std::ofstream(token_file_) << kToken << "\n";
     v1::Hello h;
     h.set_agent_id("agent-1");
@@ -176,7 +183,8 @@ class ControllerCommandsTest : public ::testing::Test {
   }
 
   std::string File(const std::string& name, const std::string& text) {
-    const std::string path = ::testing::TempDir() + "/" + name;
+    const std::string path =
+        absl::StrCat(::testing::TempDir(), "/", getpid(), "_", name);
     std::ofstream(path) << text;
     return path;
   }
@@ -386,6 +394,76 @@ TEST_F(ControllerCommandsTest, OfflineAnalyze) {
   EXPECT_EQ(Run({"analyze", "/nonexistent.jsonl"}, false), kExitUsage);
   EXPECT_EQ(Run({"analyze", good, "--region", "r1"}, false), kExitUsage);
   EXPECT_THAT(err_.str(), Not(HasSubstr("Segmentation")));
+}
+
+TEST_F(ControllerCommandsTest, WatchPrintsOnlyMatchingVerdicts) {
+  // Verdicts are stored with increasing `updated` times, as the engine does.
+  absl::Time updated = absl::InfinitePast();
+  auto append = [&](v1::VerdictKind kind, const std::string& region,
+                    v1::VerdictState previous, v1::VerdictState state,
+                    const std::string& summary) {
+    v1::Verdict v;
+    v.set_kind(kind);
+    v.set_previous_state(previous);
+    v.set_state(state);
+    v.mutable_key()->set_region(region);
+    v.mutable_key()->set_target("canary");
+    v.mutable_key()->set_mode(v1::RESPONSE_STREAM);
+    v.mutable_evidence()->set_summary(summary);
+    // Transitions are read from the store by `updated`, from when the
+    // watch began: stamp them now, in increasing order.
+    updated = std::max(updated + absl::Milliseconds(1), absl::Now());
+    v.mutable_updated()->set_seconds(absl::ToUnixSeconds(updated));
+    v.mutable_updated()->set_nanos(static_cast<int32_t>(
+        (updated - absl::FromUnixSeconds(absl::ToUnixSeconds(updated))) /
+        absl::Nanoseconds(1)));
+    ASSERT_TRUE(store_->AppendVerdict(v).ok());
+  };
+  // Current state: one match, one other region.
+  append(v1::MODE_DIFFERENCE, "eu-west-1", v1::HEALTHY, v1::REGRESSION,
+         "other-region-current");
+  append(v1::MODE_DIFFERENCE, "us-east-1", v1::HEALTHY, v1::REGRESSION,
+         "match-current");
+
+  auto watch = testing::Process::Spawn(
+      testing::BinaryPath("cli/canaryctl"),
+      {"verdicts", "--watch", "--region", "us-east-1", "-o", "json",
+       "--controller", address_, "--insecure", "--token-file", token_file_},
+      absl::StrCat(::testing::TempDir(), "/watch_", getpid(), ".stderr"));
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  auto next_summary = [&]() -> std::string {
+    auto line = (*watch)->WaitForLine("{", absl::Seconds(30));
+    if (!line.ok()) return line.status().ToString();
+    v1::Verdict v;
+    if (!JsonToMessage(*line, &v).ok()) return "unparsable: " + *line;
+    return v.evidence().summary();
+  };
+  // The current verdicts come first: only the matching one.
+  EXPECT_EQ(next_summary(), "match-current");
+
+  // Transitions, in order. Each line read is the next one printed, so a
+  // filtered verdict appended before a printed one was never printed.
+  append(v1::SIZE_TREND, "eu-west-1", v1::HEALTHY, v1::SUSPECT,
+         "other-region-transition");
+  append(v1::STREAM_HEALTH, "us-east-1", v1::HEALTHY, v1::HEALTHY,
+         "healthy-refresh");
+  append(v1::SIZE_TREND, "us-east-1", v1::HEALTHY, v1::SUSPECT,
+         "match-suspect");
+  EXPECT_EQ(next_summary(), "match-suspect");
+  append(v1::MODE_DIFFERENCE, "ap-southeast-2", v1::REGRESSION, v1::HEALTHY,
+         "other-region-recovery");
+  // A return to HEALTHY is a transition worth a line.
+  append(v1::MODE_DIFFERENCE, "us-east-1", v1::REGRESSION, v1::HEALTHY,
+         "match-recovered");
+  EXPECT_EQ(next_summary(), "match-recovered");
+
+  (*watch)->Signal(SIGINT);
+  EXPECT_TRUE((*watch)->Wait(absl::Seconds(30)).has_value());
+}
+
+TEST_F(ControllerCommandsTest, WatchRefusesABadFilterNamingTheFlag) {
+  EXPECT_EQ(Run({"verdicts", "--watch", "--mode", "sideways"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--mode"));
 }
 
 }  // namespace

@@ -294,6 +294,12 @@ TEST_F(ProbeDirectTest, NothingMeasuredExitsThree) {
 TEST_F(ProbeDirectTest, HelpExitsZero) {
   EXPECT_EQ(Run({"probe", "--help"}), 0);
   EXPECT_TRUE(absl::StrContains(out_.str(), "--url-stream")) << out_.str();
+  // --auth iam uses the whole credential chain, not just AWS_* variables.
+  for (const char* provider : {"credential chain", "web identity",
+                               "AWS_PROFILE", "container", "IMDSv2"}) {
+    EXPECT_TRUE(absl::StrContains(out_.str(), provider)) << provider;
+  }
+  EXPECT_FALSE(absl::StrContains(out_.str(), "AWS_* environment credentials"));
 }
 
 }  // namespace

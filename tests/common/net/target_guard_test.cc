@@ -24,13 +24,15 @@ TEST(TargetGuardTest, DefaultAllowsOnlyFunctionUrlHosts) {
       guard->CheckUrl("https://abc123.lambda-url.us-east-1.on.aws/").ok());
   EXPECT_TRUE(
       guard->CheckUrl("https://ABC.LAMBDA-URL.eu-west-1.on.aws:443/x?y").ok());
-  EXPECT_TRUE(guard
-                  ->CheckUrl("https://abc.lambda-url.cn-north-1.on."
-                             "amazonwebservices.com.cn/")
-                  .ok());
+  // China and GovCloud Function URLs have the same form.
+  EXPECT_TRUE(
+      guard->CheckUrl("https://abc.lambda-url.cn-north-1.on.aws/").ok());
+  EXPECT_TRUE(
+      guard->CheckUrl("https://abc.lambda-url.us-gov-west-1.on.aws/").ok());
   for (const char* bad :
        {"https://example.com/", "https://a.b.lambda-url.us-east-1.on.aws/",
-        "https://abc.lambda-url.cn-north-1.on.amazonwebservices.com.cn.x/",
+        "https://abc.lambda-url.cn-north-1.on.amazonwebservices.com.cn/",
+        "https://abc.lambda-url.cn-north-1.on.aws.x/",
         "https://lambda-url.us-east-1.on.aws/", "http://169.254.169.254/",
         "https://abc.lambda-url.us-east-1.on.aws.evil.com/"}) {
     absl::Status s = guard->CheckUrl(bad);

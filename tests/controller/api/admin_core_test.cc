@@ -301,6 +301,29 @@ TEST_F(AdminCoreTest, RunProbeOnlyRequestedModes) {
   EXPECT_EQ(Sent("a1")[0].urls(0).mode(), v1::RESPONSE_STREAM);
 }
 
+TEST_F(AdminCoreTest, RunProbeCarriesTheTargetsRole) {
+  v1::ApplySchedulesRequest req;
+  ASSERT_TRUE(
+      ParseYamlToMessage("targets:\n- name: canary\n"
+                         "  role_arn: arn:aws:iam::210987654321:role/canary\n"
+                         "  regions:\n  - region: r1\n    urls:\n"
+                         "    - {mode: BUFFERED, url: "
+                         "'https://b1.lambda-url.r1.on.aws/'}\n",
+                         "fleet", &req)
+          .ok());
+  ASSERT_TRUE(core_->ApplySchedules(req).ok());
+  Connect("a1", "r1");
+  ASSERT_TRUE(Run("target: canary\nsizes: [2]\ncount: 1\n", NewSink()).ok());
+  ASSERT_EQ(Sent("a1").size(), 1u);
+  EXPECT_EQ(Sent("a1")[0].role_arn(), "arn:aws:iam::210987654321:role/canary");
+  // A malformed role is refused naming the field; nothing changes.
+  req.mutable_targets(0)->set_role_arn("arn:aws:iam::1:role/x");
+  const absl::Status bad = core_->ApplySchedules(req).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()),
+              ::testing::HasSubstr("targets[0].role_arn"));
+}
+
 struct BadCase {
   const char* yaml;
   absl::StatusCode code;

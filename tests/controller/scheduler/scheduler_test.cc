@@ -348,6 +348,31 @@ TEST_F(SchedulerTest, ReportsRegionsWithoutAgents) {
   EXPECT_EQ(counts[0].count, 1);
 }
 
+TEST_F(SchedulerTest, TargetRoleReachesEveryAssignmentAndIsValidated) {
+  v1::ApplySchedulesRequest req = Fleet(1, 2);
+  req.mutable_targets(0)->set_role_arn("arn:aws:iam::12345:role/short");
+  auto bad = scheduler_->ApplySchedules(req);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("targets[0].role_arn: "),
+            std::string::npos)
+      << bad.status();
+  EXPECT_NE(bad.status().message().find("12 digits"), std::string::npos)
+      << bad.status();
+
+  const std::string role = "arn:aws:iam::210987654321:role/canary";
+  req.mutable_targets(0)->set_role_arn(role);
+  ASSERT_TRUE(scheduler_->ApplySchedules(req).ok());
+  Connect("a", kRegions[0]);
+  v1::AssignmentSet set = scheduler_->AssignmentsFor("a");
+  ASSERT_EQ(set.assignments_size(), 4);
+  for (const auto& a : set.assignments()) EXPECT_EQ(a.role_arn(), role);
+  // Without a role (or after removing it) the agent's own credentials sign.
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(1, 2)).ok());
+  set = scheduler_->AssignmentsFor("a");
+  ASSERT_EQ(set.assignments_size(), 4);
+  for (const auto& a : set.assignments()) EXPECT_EQ(a.role_arn(), "");
+}
+
 TEST_F(SchedulerTest, RejectsBadSchedulesAndPersists) {
   v1::ApplySchedulesRequest req = Fleet(1, 2);
   req.mutable_schedules(0)->set_target("nope");

@@ -216,6 +216,54 @@ TEST(ReconcilerTest, AdhocFailuresExplainPlatformErrorsButAreKeptApart) {
   EXPECT_EQ(got[0].scheduled_probes_by_size.begin()->first, 2u);
 }
 
+TEST(ReconcilerTest, Url5xxResponsesAreNotPhantomEvenWithoutAnOutcome) {
+  auto r = Make();
+  // Minute 0: 4 stream probes recorded, one a 502. The platform counted 6
+  // requests on the URL (2 no outcome of ours records), 5 errors, and 3 of
+  // the URL's responses were 5xx: 3 errors were visible as 5xx, only 2 are
+  // phantom (the client-only rule would say 4).
+  r->AddOutcome(MakeOutcome(v1::RESPONSE_STREAM, absl::Seconds(1)));
+  r->AddOutcome(MakeOutcome(v1::RESPONSE_STREAM, absl::Seconds(2)));
+  r->AddOutcome(MakeOutcome(v1::RESPONSE_STREAM, absl::Seconds(3)));
+  r->AddOutcome(
+      MakeOutcome(v1::RESPONSE_STREAM, absl::Seconds(4), v1::HTTP_5XX));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "Errors", 5));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "Invocations", 6));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "UrlRequestCount", 6));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "Url4xxCount", 0));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "Url5xxCount", 3));
+  // A re-read with a lower (stale) value never lowers what is known.
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "Url5xxCount", 2));
+  // Minute 1: the same without the URL metrics: the client-only rule.
+  r->AddOutcome(
+      MakeOutcome(v1::RESPONSE_STREAM, absl::Seconds(61), v1::HTTP_5XX));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 1, "Errors", 5));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 1, "Invocations", 6));
+  // Minute 2: fewer 5xx responses than the clients saw (a 5xx counted in
+  // another period): client failures still bound what is visible.
+  r->AddOutcome(
+      MakeOutcome(v1::RESPONSE_STREAM, absl::Seconds(121), v1::HTTP_5XX));
+  r->AddOutcome(
+      MakeOutcome(v1::RESPONSE_STREAM, absl::Seconds(122), v1::HTTP_5XX));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 2, "Errors", 3));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 2, "Invocations", 3));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 2, "Url5xxCount", 1));
+
+  auto got = r->Advance(kT0 + absl::Minutes(5));
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].client_failures, 1u);
+  EXPECT_EQ(got[0].platform_url_5xx, 3);
+  EXPECT_EQ(got[0].platform_url_requests, 6);
+  EXPECT_EQ(got[0].platform_url_4xx, 0);
+  EXPECT_EQ(got[0].phantom_errors, 2u);
+  EXPECT_EQ(got[0].unattributed_requests, 2u);
+  EXPECT_EQ(got[1].platform_url_5xx, -1);
+  EXPECT_EQ(got[1].phantom_errors, 4u);
+  EXPECT_EQ(got[1].unattributed_requests, 0u);
+  EXPECT_EQ(got[2].phantom_errors, 1u);
+  EXPECT_EQ(r->stats().ignored_samples, 0u);
+}
+
 TEST(ReconcilerTest, AgentErrorsAreNotClientProbes) {
   auto r = Make();
   r->AddOutcome(MakeOutcome(v1::RESPONSE_STREAM, absl::Seconds(1)));
@@ -232,7 +280,8 @@ TEST(ReconcilerTest, AgentErrorsAreNotClientProbes) {
 
 TEST(ReconcilerTest, IgnoresOtherMetricsStatsAndPeriods) {
   auto r = Make();
-  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "Url5xxCount", 7));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "Duration", 7));
+  r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "UrlRequestLatency", 7));
   r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "Errors", 7, "Average"));
   v1::PlatformMetricSample wrong_period =
       MakeSample(v1::RESPONSE_STREAM, 0, "Errors", 7);
@@ -249,7 +298,7 @@ TEST(ReconcilerTest, IgnoresOtherMetricsStatsAndPeriods) {
   v1::PlatformMetricSample no_mode =
       MakeSample(v1::INVOKE_MODE_UNSPECIFIED, 0, "Errors", 1);
   r->AddSample(no_mode);
-  EXPECT_EQ(r->stats().ignored_samples, 6u);
+  EXPECT_EQ(r->stats().ignored_samples, 7u);
   EXPECT_EQ(r->stats().open_periods, 0u);
   EXPECT_TRUE(r->Advance(kT0 + absl::Hours(1)).empty());
 }
