@@ -105,6 +105,13 @@ absl::StatusOr<CopyStats> CopyStore(Store* from, Store* to,
     FC_RETURN_IF_ERROR(to->AppendVerdict(v));
     ++stats.verdicts;
   }
+  absl::StatusOr<std::string> detector_state = from->LoadDetectorState();
+  if (detector_state.ok()) {
+    FC_RETURN_IF_ERROR(to->SaveDetectorState(*detector_state));
+    stats.detector_states = 1;
+  } else if (!absl::IsNotFound(detector_state.status())) {
+    return detector_state.status();
+  }
   return stats;
 }
 

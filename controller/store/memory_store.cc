@@ -1,6 +1,7 @@
 // Store held in plain C++ containers; same semantics as the SQLite store.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <tuple>
 
 #include "absl/base/thread_annotations.h"
@@ -150,6 +151,21 @@ class MemoryStore : public Store {
     return out;
   }
 
+  absl::Status SaveDetectorState(const std::string& blob) override {
+    absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(CheckFenceLocked());
+    detector_state_ = blob;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> LoadDetectorState() override {
+    absl::MutexLock lock(&mu_);
+    if (!detector_state_.has_value()) {
+      return absl::NotFoundError("store: no detector state saved");
+    }
+    return *detector_state_;
+  }
+
   absl::StatusOr<PruneResult> Prune(
       absl::Time now, const RetentionOptions& retention) override {
     absl::MutexLock lock(&mu_);
@@ -253,6 +269,7 @@ class MemoryStore : public Store {
   std::map<std::pair<int64_t, int64_t>, v1::Verdict> verdicts_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, double> counters_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::string> detector_state_ ABSL_GUARDED_BY(mu_);
   LeaderLease lease_ ABSL_GUARDED_BY(mu_);
   int64_t fence_epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };

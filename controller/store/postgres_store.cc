@@ -98,6 +98,10 @@ CREATE TABLE leases(
   name TEXT PRIMARY KEY, holder TEXT NOT NULL, address TEXT NOT NULL,
   epoch BIGINT NOT NULL, expires_us BIGINT NOT NULL);
 )sql",
+    R"sql(
+CREATE TABLE detector_state(
+  id INTEGER PRIMARY KEY CHECK (id = 1), state BYTEA NOT NULL);
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 // Key of the advisory lock that serializes schema migrations of replicas.
@@ -449,6 +453,27 @@ class PostgresStore : public Store {
       out.push_back(std::move(v));
     }
     return out;
+  }
+
+  absl::Status SaveDetectorState(const std::string& blob) override {
+    absl::MutexLock lock(&mu_);
+    return InTransactionLocked([&]() -> absl::Status {
+      return ExecLocked(
+                 "INSERT INTO detector_state(id, state) VALUES(1, $1) "
+                 "ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+                 {Blob(blob)})
+          .status();
+    });
+  }
+
+  absl::StatusOr<std::string> LoadDetectorState() override {
+    absl::MutexLock lock(&mu_);
+    FC_ASSIGN_OR_RETURN(
+        Rows q, ExecLocked("SELECT state FROM detector_state WHERE id = 1"));
+    if (q.size() == 0) {
+      return absl::NotFoundError("store: no detector state saved");
+    }
+    return q.Bytes(0, 0);
   }
 
   absl::StatusOr<PruneResult> Prune(

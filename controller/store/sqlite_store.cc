@@ -76,6 +76,10 @@ CREATE TABLE leases(
   name TEXT PRIMARY KEY, holder TEXT NOT NULL, address TEXT NOT NULL,
   epoch INTEGER NOT NULL, expires_us INTEGER NOT NULL);
 )sql",
+    R"sql(
+CREATE TABLE detector_state(
+  id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL);
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -440,6 +444,33 @@ class SqliteStore : public Store {
     }
     if (rc != SQLITE_DONE) return Error("listing verdicts");
     return out;
+  }
+
+  absl::Status SaveDetectorState(const std::string& blob) override {
+    absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    absl::Status s = [&]() -> absl::Status {
+      FC_RETURN_IF_ERROR(CheckFenceLocked());
+      Stmt q(db_,
+             "INSERT OR REPLACE INTO detector_state(id, state) VALUES(1, ?)");
+      q.BindBlob(1, blob);
+      if (q.Step() != SQLITE_DONE) return Error("saving detector state");
+      return absl::OkStatus();
+    }();
+    if (s.ok()) s = Exec("COMMIT");
+    if (!s.ok()) Exec("ROLLBACK").IgnoreError();
+    return s;
+  }
+
+  absl::StatusOr<std::string> LoadDetectorState() override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_, "SELECT state FROM detector_state WHERE id = 1");
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) {
+      return absl::NotFoundError("store: no detector state saved");
+    }
+    if (rc != SQLITE_ROW) return Error("loading detector state");
+    return q.Blob(0);
   }
 
   absl::StatusOr<PruneResult> Prune(

@@ -1,7 +1,8 @@
 // The controller's durable state: targets and schedules, agents with their
 // applied-sequence watermark, per-minute aggregates per stream, all-time
 // totals per stream (so metrics survive restarts), recent raw failures,
-// platform metric samples, verdict history and named counter totals.
+// platform metric samples, verdict history, named counter totals and the
+// verdict engine's detector state.
 //
 // Three implementations of one interface:
 //   - CreateSqliteStore(): a SQLite file in WAL mode (synchronous=NORMAL: a
@@ -213,6 +214,11 @@ class Store {
   virtual absl::Status AppendVerdict(const v1::Verdict& verdict) = 0;
   virtual absl::StatusOr<std::vector<v1::Verdict>> ListVerdicts(
       absl::Time since, size_t limit) = 0;
+  // Detector state: the verdict engine's serialized state, one opaque blob
+  // replaced as a whole. Writes are fenced like Commit.
+  virtual absl::Status SaveDetectorState(const std::string& blob) = 0;
+  // NOT_FOUND when none was saved yet.
+  virtual absl::StatusOr<std::string> LoadDetectorState() = 0;
 
   // Checks that the store answers (a trivial read): UNAVAILABLE when not.
   virtual absl::Status Ping() { return LoadCounters().status(); }
@@ -240,10 +246,10 @@ class Store {
     return absl::UnimplementedError("store: no leader lease");
   }
   // Fencing: with epoch > 0, every later write through this object
-  // (Commit, SaveFleet, AppendVerdict, Prune) checks inside its own
-  // transaction that the lease's epoch is still `epoch`, and otherwise fails
-  // with FAILED_PRECONDITION ("fenced") applying nothing; so a stalled old
-  // leader that wakes up after a successor took over cannot write. 0 (the
+  // (Commit, SaveFleet, AppendVerdict, SaveDetectorState, Prune) checks inside
+  // its own transaction that the lease's epoch is still `epoch`, and otherwise
+  // fails with FAILED_PRECONDITION ("fenced") applying nothing; so a stalled
+  // old leader that wakes up after a successor took over cannot write. 0 (the
   // default) turns the check off.
   virtual void SetFencingEpoch(int64_t epoch) { (void)epoch; }
 
@@ -302,6 +308,7 @@ struct CopyStats {
   int64_t platform_samples = 0;
   int64_t verdicts = 0;
   int64_t counters = 0;
+  int64_t detector_states = 0;  // 0 or 1.
   int64_t targets = 0;
   int64_t schedules = 0;
 };

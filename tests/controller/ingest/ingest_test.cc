@@ -80,6 +80,12 @@ class FlakyStore : public Store {
                                                         size_t l) override {
     return base_->ListVerdicts(s, l);
   }
+  absl::Status SaveDetectorState(const std::string& blob) override {
+    return base_->SaveDetectorState(blob);
+  }
+  absl::StatusOr<std::string> LoadDetectorState() override {
+    return base_->LoadDetectorState();
+  }
   absl::StatusOr<PruneResult> Prune(absl::Time n,
                                     const RetentionOptions& r) override {
     return base_->Prune(n, r);

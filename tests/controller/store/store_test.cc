@@ -242,6 +242,39 @@ TEST_P(StoreTest, VerdictHistoryAndPrune) {
   EXPECT_EQ((*totals)[0].stats.probes(), 2u);
 }
 
+// Bytes of every value (NUL and high bytes included), some of them repeated
+// past a page so that large blobs round-trip too.
+std::string DetectorBlob(size_t n, unsigned seed) {
+  std::string out(n, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = static_cast<char>((i * 131 + seed) & 0xff);
+  }
+  return out;
+}
+
+TEST_P(StoreTest, DetectorStateSaveLoadReplace) {
+  auto none = store_->LoadDetectorState();
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound) << none.status();
+  const std::string first = DetectorBlob(300, 7);
+  ASSERT_TRUE(store_->SaveDetectorState(first).ok());
+  Reopen();
+  auto loaded = store_->LoadDetectorState();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, first);
+  // Replaced as a whole, by a longer and then by a shorter (empty) blob.
+  const std::string second = DetectorBlob(1 << 20, 3);
+  ASSERT_TRUE(store_->SaveDetectorState(second).ok());
+  Reopen();
+  loaded = store_->LoadDetectorState();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->size(), second.size());
+  EXPECT_TRUE(*loaded == second);
+  ASSERT_TRUE(store_->SaveDetectorState("").ok());
+  loaded = store_->LoadDetectorState();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, "");
+}
+
 TEST_P(StoreTest, LeaseTakeRenewExpire) {
   const absl::Time t0 = absl::FromUnixSeconds(10000);
   const absl::Duration ttl = absl::Seconds(10);
@@ -315,6 +348,8 @@ TEST_P(StoreTest, FencedWritesOfAnOldLeaderAreRefused) {
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(old_leader->Prune(t0, RetentionOptions()).status().code(),
             absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(old_leader->SaveDetectorState("stale").code(),
+            absl::StatusCode::kFailedPrecondition);
   // It cannot renew either: the lease names the successor.
   auto again = old_leader->AcquireLease("old", "old:1", t0 + ttl, ttl);
   ASSERT_TRUE(again.ok());
@@ -332,11 +367,39 @@ TEST_P(StoreTest, FencedWritesOfAnOldLeaderAreRefused) {
   auto verdicts = store_->ListVerdicts(absl::UnixEpoch(), 10);
   ASSERT_TRUE(verdicts.ok());
   EXPECT_TRUE(verdicts->empty());
+  EXPECT_EQ(store_->LoadDetectorState().status().code(),
+            absl::StatusCode::kNotFound);
 
   // The successor, fenced at its own epoch, writes fine.
   store_->SetFencingEpoch(n->epoch);
   b.agents[0].applied_sequence = 2;
   EXPECT_TRUE(store_->Commit(b, nullptr).ok());
+  EXPECT_TRUE(store_->SaveDetectorState("fresh").ok());
+  auto state = old_leader->LoadDetectorState();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(*state, "fresh");
+}
+
+// The state the old leader saved while it led stays until the successor
+// replaces it: a refused save does not clear it.
+TEST_P(StoreTest, FencedDetectorStateSaveKeepsThePreviousState) {
+  const absl::Time t0 = absl::FromUnixSeconds(20000);
+  const absl::Duration ttl = absl::Seconds(10);
+  std::unique_ptr<Store> second = impl() == Impl::kMemory ? nullptr : Open();
+  Store* old_leader = second ? second.get() : store_.get();
+  auto a = old_leader->AcquireLease("old", "old:1", t0, ttl);
+  ASSERT_TRUE(a.ok()) << a.status();
+  old_leader->SetFencingEpoch(a->epoch);
+  ASSERT_TRUE(old_leader->SaveDetectorState("epoch-1").ok());
+  auto n = store_->AcquireLease("new", "new:1", t0 + ttl, ttl);
+  ASSERT_TRUE(n.ok());
+  ASSERT_EQ(n->holder, "new");
+  absl::Status st = old_leader->SaveDetectorState("stale-epoch-1");
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("fenced"), absl::string_view::npos) << st;
+  auto state = store_->LoadDetectorState();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(*state, "epoch-1");
 }
 
 TEST_P(StoreTest, PingAnswers) { EXPECT_TRUE(store_->Ping().ok()); }
@@ -377,6 +440,36 @@ TEST(SqliteStoreTest, RefusesNewerSchema) {
   EXPECT_FALSE(CreateSqliteStore({"/nonexistent-dir/x/y.db"}).ok());
   EXPECT_EQ(CreateSqliteStore({""}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  RemoveDb(path);
+}
+
+// A file written by the previous schema (no detector_state table) gains the
+// table on open and keeps its data.
+TEST(SqliteStoreTest, MigratesVersion2FileForward) {
+  const std::string path = TempPath("v2");
+  RemoveDb(path);
+  {
+    auto s = CreateSqliteStore({path});
+    ASSERT_TRUE(s.ok());
+    v1::Target t;
+    t.set_name("kept");
+    ASSERT_TRUE((*s)->SaveFleet({t}, {}, {}).ok());
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(db, "DROP TABLE detector_state; PRAGMA user_version=2",
+                     nullptr, nullptr, nullptr),
+        SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto s = CreateSqliteStore({path});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)->LoadDetectorState().status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE((*s)->SaveDetectorState("x").ok());
+  EXPECT_EQ((*s)->LoadFleet()->targets(0).name(), "kept");
   RemoveDb(path);
 }
 
@@ -490,6 +583,7 @@ struct Contents {
   std::map<std::string, double> counters;
   std::vector<std::string> failures, samples, verdicts;
   std::string fleet;
+  std::string detector_state;
 };
 
 Contents Read(Store* s) {
@@ -509,6 +603,7 @@ Contents Read(Store* s) {
       s->ListVerdicts(absl::InfinitePast(), 1 << 20).value();
   for (const auto& v : verdicts) c.verdicts.push_back(v.SerializeAsString());
   c.fleet = s->LoadFleet().value().SerializeAsString();
+  c.detector_state = s->LoadDetectorState().value_or("<none>");
   return c;
 }
 
@@ -537,6 +632,7 @@ void ExpectSame(const Contents& a, const Contents& b) {
   EXPECT_EQ(a.samples, b.samples);
   EXPECT_EQ(a.verdicts, b.verdicts);
   EXPECT_EQ(a.fleet, b.fleet);
+  EXPECT_TRUE(a.detector_state == b.detector_state);
 }
 
 // SQLite -> PostgreSQL -> SQLite: the same contents at every step, including
@@ -587,6 +683,7 @@ TEST(CopyStoreTest, RoundTripSqlitePostgresSqlite) {
     v.mutable_updated()->set_seconds(100 + i);
     ASSERT_TRUE((*src)->AppendVerdict(v).ok());
   }
+  ASSERT_TRUE((*src)->SaveDetectorState(DetectorBlob(5000, 11)).ok());
   // Prune the oldest minutes: totals now hold more than the minutes.
   RetentionOptions retention;
   retention.aggregate_retention = absl::Seconds(60 * 20);
@@ -603,6 +700,8 @@ TEST(CopyStoreTest, RoundTripSqlitePostgresSqlite) {
   ASSERT_TRUE(copied.ok()) << copied.status();
   EXPECT_EQ(copied->minutes, static_cast<int64_t>(original.minutes.size()));
   EXPECT_EQ(copied->verdicts, 3);
+  EXPECT_EQ(copied->detector_states, 1);
+  ASSERT_EQ(original.detector_state.size(), 5000u);
   ExpectSame(original, Read(mid->get()));
   // Into a store that already has data: refused, nothing changed.
   EXPECT_EQ(CopyStore(src->get(), mid->get()).status().code(),
