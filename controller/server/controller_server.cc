@@ -351,13 +351,15 @@ class ControllerServerImpl : public ControllerServer {
         }
         void OnDone() override { delete this; }
       };
-      std::string leader;
-      {
-        absl::MutexLock lock(&mu_);
-        if (elector_ != nullptr) leader = elector_->lease().address;
-      }
+      const std::string leader = leader_address();
       return new Refuse(absl::StrCat("not the leader; leader=",
                                      leader.empty() ? "unknown" : leader));
+    }
+
+    // The leader's address as last read ("" when unknown).
+    std::string leader_address() {
+      absl::MutexLock lock(&mu_);
+      return elector_ != nullptr ? elector_->lease().address : std::string();
     }
 
    private:
@@ -387,6 +389,32 @@ class ControllerServerImpl : public ControllerServer {
     builder.AddListeningPort(c.grpc_listen(), credentials, &port);
     standby_service_ = std::make_unique<StandbySessionService>();
     builder.RegisterService(standby_service_.get());
+    // The admin API's reads from the shared store; changes and probes are
+    // refused with the leader's address.
+    FC_RETURN_IF_ERROR(LoadAdminAuth());
+    FC_ASSIGN_OR_RETURN(verdict_source_,
+                        CreateStoreVerdictSource({}, store_.get(), clock_));
+    AdminCoreDeps deps;
+    deps.verdicts = verdict_source_.get();
+    deps.clock = clock_;
+    deps.standby_store = store_.get();
+    StandbySessionService* sessions = standby_service_.get();
+    deps.leader_address = [sessions] { return sessions->leader_address(); };
+    const absl::Duration heartbeat =
+        FromProto(c.heartbeat_interval(), absl::Seconds(10));
+    deps.standby_liveness = FromProto(c.liveness_timeout(), 2 * heartbeat);
+    FC_ASSIGN_OR_RETURN(std::unique_ptr<AdminCore> standby_core,
+                        AdminCore::Create({}, deps));
+    std::unique_ptr<AdminService> standby_admin =
+        CreateAdminService({}, standby_core.get(), admin_auth_.get());
+    std::unique_ptr<grpc::Server> standby_admin_server;
+    if (options_.admin_listen.empty()) {
+      builder.RegisterService(standby_admin.get());
+    } else {
+      FC_ASSIGN_OR_RETURN(standby_admin_server,
+                          BuildAdminOnlyServer(standby_admin.get()));
+      standby_admin_server->GetHealthCheckService()->SetServingStatus(false);
+    }
     standby_ = builder.BuildAndStart();
     if (standby_ == nullptr || port == 0) {
       return absl::UnavailableError(
@@ -408,15 +436,40 @@ class ControllerServerImpl : public ControllerServer {
                           MetricsHttpServer::Create(c.http_listen()));
       standby_http->Register(metrics_->collectable());
       c.set_http_listen(standby_http->address());
+      // The status page from the store (no live agents section).
+      standby_http->AddPage("/status", [this] { return StatusPage(); });
+      standby_http->AddPage("/healthz", [] {
+        return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
+      });
+      standby_http->AddPage("/readyz", [sessions] {
+        const std::string leader = sessions->leader_address();
+        return HttpPage{"text/plain; charset=utf-8",
+                        absl::StrCat("standby; leader=",
+                                     leader.empty() ? "unknown" : leader, "\n"),
+                        503};
+      });
     }
-    LogInfo("controller_standby", {{"replica", eo.replica_id},
-                                   {"grpc", bound},
-                                   {"advertise", eo.address}});
+    LogInfo("controller_standby",
+            {{"replica", eo.replica_id},
+             {"grpc", bound},
+             {"advertise", eo.address},
+             {"http", standby_http ? standby_http->address() : ""},
+             {"admin", admin_address_}});
     absl::StatusOr<LeaderLease> lease = elector_->AwaitLeadership();
     standby_->Shutdown(
         absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(200)));
     standby_->Wait();
     standby_.reset();
+    if (standby_admin_server != nullptr) {
+      standby_admin_server->Shutdown(
+          absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(200)));
+      standby_admin_server->Wait();
+      standby_admin_server.reset();
+    }
+    standby_admin->Shutdown();
+    standby_admin.reset();
+    standby_core->Shutdown();
+    standby_core.reset();
     standby_http.reset();
     if (!lease.ok()) return lease.status();
     LogInfo("controller_leading", {{"replica", eo.replica_id},
@@ -597,21 +650,32 @@ class ControllerServerImpl : public ControllerServer {
   // controller's certificate and no client certificate requested (bearer
   // tokens authenticate), or plaintext with --insecure.
   absl::Status StartAdminServer() {
+    FC_ASSIGN_OR_RETURN(admin_server_,
+                        BuildAdminOnlyServer(admin_service_.get()));
+    return absl::OkStatus();
+  }
+
+  // A server on admin_listen serving `service` (and health); sets
+  // admin_address_ and keeps the bound port in options_.admin_listen (a
+  // standby's port stays the leader's).
+  absl::StatusOr<std::unique_ptr<grpc::Server>> BuildAdminOnlyServer(
+      grpc::Service* service) {
     TlsOptions tls = options_.tls;
     tls.ca_file.clear();
     FC_ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(tls));
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort(options_.admin_listen, credentials, &port);
-    builder.RegisterService(admin_service_.get());
+    builder.RegisterService(service);
     builder.SetMaxReceiveMessageSize(64 << 20);
-    admin_server_ = builder.BuildAndStart();
-    if (admin_server_ == nullptr || port == 0) {
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (server == nullptr || port == 0) {
       return absl::UnavailableError(
           absl::StrCat("admin_listen: cannot bind ", options_.admin_listen));
     }
     admin_address_ = absl::StrCat(HostOf(options_.admin_listen), ":", port);
-    return absl::OkStatus();
+    options_.admin_listen = admin_address_;
+    return server;
   }
 
   // GET /readyz: 200 while the store accepts writes and the controller is
@@ -630,7 +694,9 @@ class ControllerServerImpl : public ControllerServer {
 
   // The admin API: live verdicts, Analyze over the store, ad-hoc probes
   // through the hub, results live and through ingest.
-  absl::Status StartAdmin() {
+  // Loads the admin API's tokens (once: a standby's serve the leader too).
+  absl::Status LoadAdminAuth() {
+    if (admin_auth_ != nullptr) return absl::OkStatus();
     if (!options_.admin_tokens_file.empty()) {
       FC_ASSIGN_OR_RETURN(
           admin_auth_, AdminAuthorizer::FromFile(options_.admin_tokens_file));
@@ -641,6 +707,11 @@ class ControllerServerImpl : public ControllerServer {
                    "--insecure without --admin_tokens: every admin "
                    "call is allowed"}});
     }
+    return absl::OkStatus();
+  }
+
+  absl::Status StartAdmin() {
+    FC_RETURN_IF_ERROR(LoadAdminAuth());
     FC_ASSIGN_OR_RETURN(verdict_source_,
                         CreateStoreVerdictSource({}, store_.get(), clock_));
     AdminCoreDeps deps;
