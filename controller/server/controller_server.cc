@@ -27,6 +27,7 @@
 #include "controller/api/verdict_source.h"
 #include "controller/leader/leader_elector.h"
 #include "controller/metrics/metrics_export.h"
+#include "controller/retention/retention_job.h"
 #include "controller/session/agent_session_service.h"
 #include "controller/session/session_hub.h"
 #include "controller/status/status_data.h"
@@ -113,7 +114,7 @@ class ControllerServerImpl : public ControllerServer {
 
   ~ControllerServerImpl() override {
     Drain(absl::Seconds(2));
-    if (pruner_.joinable()) pruner_.join();
+    if (retention_job_) retention_job_->Stop();
     if (store_checker_.joinable()) store_checker_.join();
     if (guard_.joinable()) guard_.join();
   }
@@ -136,6 +137,12 @@ class ControllerServerImpl : public ControllerServer {
         FromProto(c.raw_retention(), absl::Hours(24 * 7));
     retention_.aggregate_retention =
         FromProto(c.aggregate_retention(), absl::Hours(24 * 90));
+    retention_.hourly_retention =
+        FromProto(c.hourly_retention(), absl::Hours(24 * 730));
+    if (c.retention_max_rows_per_transaction() > 0) {
+      retention_.max_rows_per_transaction =
+          c.retention_max_rows_per_transaction();
+    }
 
     if (options_.store_url.empty()) {
       FC_ASSIGN_OR_RETURN(
@@ -252,7 +259,14 @@ class ControllerServerImpl : public ControllerServer {
         return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
       });
     }
-    pruner_ = std::thread([this] { PruneLoop(); });
+    {
+      RetentionJobOptions ro;
+      ro.retention = retention_;
+      ro.interval = FromProto(c.retention_interval(), options_.prune_interval);
+      FC_ASSIGN_OR_RETURN(
+          retention_job_,
+          RetentionJob::Start(ro, store_.get(), metrics_.get(), clock_));
+    }
     store_checker_ = std::thread([this] { StoreCheckLoop(); });
     UpdateServing();
     LogInfo("controller_started",
@@ -302,6 +316,7 @@ class ControllerServerImpl : public ControllerServer {
       draining_ = true;
     }
     UpdateServing();
+    if (retention_job_) retention_job_->Stop();
     if (hub_) hub_->Drain("shutdown", timeout);
     if (standby_) {
       standby_->Shutdown(
@@ -801,24 +816,6 @@ class ControllerServerImpl : public ControllerServer {
     }
   }
 
-  void PruneLoop() {
-    absl::MutexLock lock(&mu_);
-    for (;;) {
-      clock_->AwaitWithTimeout(&mu_, absl::Condition(&drain_started_),
-                               options_.prune_interval);
-      if (drain_started_) return;
-      mu_.Unlock();
-      auto pruned = store_->Prune(clock_->Now(), retention_);
-      if (!pruned.ok()) {
-        LogError("prune_failed", {{"error", pruned.status().ToString()}});
-      } else {
-        LogInfo("pruned", {{"failures", absl::StrCat(pruned->failures_deleted)},
-                           {"minutes", absl::StrCat(pruned->minutes_deleted)}});
-      }
-      mu_.Lock();
-    }
-  }
-
   ControllerServerOptions options_;
   Clock* const clock_;
   RetentionOptions retention_;
@@ -852,7 +849,7 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<MetricsHttpServer> http_;
   std::shared_ptr<prometheus::Collectable> process_metrics_;
   std::string grpc_address_;
-  std::thread pruner_;
+  std::unique_ptr<RetentionJob> retention_job_;
   std::thread store_checker_;
   std::unique_ptr<LeaderElector> elector_;
   // Declared before standby_, so it outlives that server.

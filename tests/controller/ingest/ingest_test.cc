@@ -57,6 +57,10 @@ class FlakyStore : public Store {
       int64_t a, int64_t b) override {
     return base_->QueryStreamMinutes(a, b);
   }
+  absl::StatusOr<std::vector<StreamHour>> QueryStreamHours(int64_t a,
+                                                           int64_t b) override {
+    return base_->QueryStreamHours(a, b);
+  }
   absl::StatusOr<std::vector<v1::Outcome>> QueryFailures(absl::Time s,
                                                          size_t l) override {
     return base_->QueryFailures(s, l);
