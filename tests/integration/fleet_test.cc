@@ -816,6 +816,45 @@ TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
   EXPECT_STORED_EQ_PRODUCED();
 }
 
+// An agent told only a name that reaches a standby (not the leader's
+// address): the standby's refusal names the leader, the agent dials it
+// directly and its outcomes are committed there, none lost or doubled.
+TEST_F(FleetTest, AgentGivenOnlyAStandbysNameFollowsTheLeader) {
+  auto pg = testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  postgres_ = std::move(*pg);
+  auto url = postgres_->CreateDatabase("follow_leader");
+  ASSERT_TRUE(url.ok()) << url.status();
+  store_url_ = *url;
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+  StartController(FreePort(), {"--leader_lease=60s", "--replica_id=a"});
+  const int port_b = FreePort();
+  const std::string standby_http = absl::StrCat("127.0.0.1:", FreePort());
+  standby_ = SpawnController(
+      port_b,
+      {"--leader_lease=60s", "--replica_id=b", "--http_listen=" + standby_http},
+      "standby");
+  ASSERT_NE(standby_, nullptr);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return absl::StartsWith(HttpGet(standby_http, "/readyz"),
+                                "standby; leader=" + grpc_address_);
+      },
+      absl::Seconds(20)));
+  // "localhost" (a name, resolved by the agent) at the standby's port only.
+  controller_target_ = absl::StrCat("localhost:", port_b);
+  AddAgent("a1", "us-east-1");
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ControllerMetric("fleetcanary_sessions_active") == 1 &&
+               ControllerMetric("fleetcanary_ingest_outcomes_total") > 20;
+      },
+      absl::Seconds(30)));
+  WaitForMore(30);
+  DrainAll();
+  EXPECT_STORED_EQ_PRODUCED();
+}
+
 // An agent paused (SIGSTOP) long enough for the controller to declare it
 // LOST -- what a pause of (liveness - 0.5 s) does when it starts just before
 // a heartbeat was due -- and one paused until the controller also closed its
