@@ -1,6 +1,10 @@
 #include "agent/session/session_client.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <deque>
@@ -131,13 +135,21 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
         std::max<int>(1, absl::ToInt64Milliseconds(options.reconnect_max)));
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     args.SetMaxReceiveMessageSize(64 << 20);
+    credentials_ = std::move(credentials);
+    args_ = args;
     for (absl::string_view a :
          absl::StrSplit(options.controller_address, ',', absl::SkipEmpty())) {
       const std::string address(absl::StripAsciiWhitespace(a));
-      addresses_.push_back(address);
-      channels_.push_back(
-          grpc::CreateCustomChannel(address, credentials, args));
-      stubs_.push_back(v1::AgentSession::NewStub(channels_.back()));
+      // A name with several addresses (replicas behind one DNS name): one
+      // entry per address, so a refusal's leader hint can pick the leader
+      // among them; TLS still verifies the configured name.
+      const std::vector<std::string> resolved = ResolveAll(address);
+      if (resolved.size() < 2) {
+        AddAddress(address, "");
+        continue;
+      }
+      const std::string host = HostOf(address);
+      for (const std::string& r : resolved) AddAddress(r, host);
     }
     heartbeat_interval_ = options.heartbeat_interval;
     driver_ = std::thread([this] { Run(); });
@@ -259,22 +271,130 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
 
   // After a stream that got no Welcome: the controller replica that refused
   // it names the leader ("leader=host:port" in its status message) when it
-  // knows it; go there if it is one of ours, else to the next address.
+  // knows it; go there (added to the list when it is not in it yet: a
+  // replica behind a shared name, at most kMaxLeaderHints of them; TLS then
+  // verifies the name the refusing replica was reached by when the hint is
+  // an IP address), else to the next address.
   void NextAddressLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (addresses_.size() < 2) return;
     const std::string& msg = stream_status_.error_message();
     const size_t at = msg.find("leader=");
     if (at != std::string::npos) {
       std::string hint = msg.substr(at + 7);
       hint = hint.substr(0, hint.find_first_of(" ;,)"));
       for (size_t i = 0; i < addresses_.size(); ++i) {
-        if (addresses_[i] == hint && i != current_) {
+        if (addresses_[i] == hint) {
+          if (i == current_) break;  // It refused as the leader: move on.
           current_ = i;
           return;
         }
       }
+      if (ValidHint(hint) && hints_added_ < kMaxLeaderHints &&
+          std::find(addresses_.begin(), addresses_.end(), hint) ==
+              addresses_.end()) {
+        ++hints_added_;
+        const std::string& via = tls_names_[current_].empty()
+                                     ? HostOf(addresses_[current_])
+                                     : tls_names_[current_];
+        AddAddress(hint, IsIpLiteral(HostOf(hint)) ? via : "");
+        LogInfo("session_follow_leader",
+                {{"leader", hint}, {"refused_by", addresses_[current_]}});
+        current_ = addresses_.size() - 1;
+        return;
+      }
     }
+    if (addresses_.size() < 2) return;
     current_ = (current_ + 1) % addresses_.size();
+  }
+
+  static constexpr int kMaxLeaderHints = 8;
+
+  // "host" of "host:port" or "[v6]:port" (brackets removed).
+  static std::string HostOf(const std::string& address) {
+    std::string host = address.substr(0, address.rfind(':'));
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    return host;
+  }
+
+  static bool IsIpLiteral(const std::string& host) {
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host.c_str(), buf) == 1 ||
+           inet_pton(AF_INET6, host.c_str(), buf) == 1;
+  }
+
+  // host:port with a port number and a host of sane characters.
+  static bool ValidHint(const std::string& hint) {
+    const size_t colon = hint.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 >= hint.size() ||
+        hint.size() > 256) {
+      return false;
+    }
+    for (size_t i = colon + 1; i < hint.size(); ++i) {
+      if (hint[i] < '0' || hint[i] > '9') return false;
+    }
+    for (size_t i = 0; i < colon; ++i) {
+      const char c = hint[i];
+      if (!(absl::ascii_isalnum(c) || c == '.' || c == '-' || c == ':' ||
+            c == '[' || c == ']' || c == '_')) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Every address `address` (host:port) resolves to, as ip:port, in the
+  // resolver's order without duplicates; empty for an IP literal or when the
+  // name does not resolve (gRPC then resolves it itself).
+  static std::vector<std::string> ResolveAll(const std::string& address) {
+    std::vector<std::string> out;
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos) return out;
+    const std::string host = HostOf(address);
+    const std::string port = address.substr(colon + 1);
+    if (host.empty() || IsIpLiteral(host)) return out;
+    struct addrinfo hints = {};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    struct addrinfo* res = nullptr;
+    if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0) return out;
+    for (struct addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+      char ip[INET6_ADDRSTRLEN] = {};
+      if (ai->ai_family == AF_INET) {
+        inet_ntop(AF_INET,
+                  &reinterpret_cast<struct sockaddr_in*>(ai->ai_addr)->sin_addr,
+                  ip, sizeof(ip));
+      } else if (ai->ai_family == AF_INET6) {
+        inet_ntop(
+            AF_INET6,
+            &reinterpret_cast<struct sockaddr_in6*>(ai->ai_addr)->sin6_addr, ip,
+            sizeof(ip));
+      } else {
+        continue;
+      }
+      const std::string entry = ai->ai_family == AF_INET6
+                                    ? absl::StrCat("[", ip, "]:", port)
+                                    : absl::StrCat(ip, ":", port);
+      if (std::find(out.begin(), out.end(), entry) == out.end()) {
+        out.push_back(entry);
+      }
+    }
+    freeaddrinfo(res);
+    return out;
+  }
+
+  // Adds one controller address with its channel; `tls_name` (when not
+  // empty and TLS is on) is the name its certificate must carry.
+  void AddAddress(const std::string& address, const std::string& tls_name) {
+    grpc::ChannelArguments args = args_;
+    if (!tls_name.empty() && !options_.tls.insecure &&
+        options_.tls.server_name_override.empty()) {
+      args.SetSslTargetNameOverride(tls_name);
+    }
+    addresses_.push_back(address);
+    tls_names_.push_back(tls_name);
+    channels_.push_back(grpc::CreateCustomChannel(address, credentials_, args));
+    stubs_.push_back(v1::AgentSession::NewStub(channels_.back()));
   }
 
   // Runs one stream until it ends. Returns whether Welcome was received.
@@ -529,7 +649,12 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
   Clock* const clock_;
   // One channel per controller address (controller_address is a
   // comma-separated list: replicas, the leader among them).
+  // Driver thread only after construction (leader hints append).
   std::vector<std::string> addresses_;
+  std::vector<std::string> tls_names_;  // Parallel: TLS name ("" = own).
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  grpc::ChannelArguments args_;
+  int hints_added_ = 0;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<v1::AgentSession::Stub>> stubs_;
   // Driver-thread state.

@@ -47,8 +47,11 @@ struct SessionClientOptions {
   // "host:port" of the controller's gRPC listener, or a comma-separated
   // list of controller replicas: the client starts with the first, and after
   // a stream that got no Welcome goes to the leader the refusing replica
-  // named ("leader=host:port" in its status), else to the next one. (One DNS
-  // name with several addresses also works: gRPC tries each.)
+  // named ("leader=host:port" in its status), else to the next one. A name
+  // resolving to several addresses counts as that many entries (TLS still
+  // verifies the name), and a leader named by a refusal that is in no entry
+  // is dialled directly (at most 8 such), so agents follow the leader behind
+  // one DNS name too.
   std::string controller_address;
   // Transport: TLS verifying the controller against tls.ca_file (client
   // certificate cert_file/key_file for mTLS), or plaintext with tls.insecure.

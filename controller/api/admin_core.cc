@@ -547,6 +547,7 @@ class AdminCoreImpl : public AdminCore {
 
   absl::StatusOr<std::shared_ptr<ProbeRun>> RunProbe(
       const v1::RunProbeRequest& request, ProbeEventSink* sink) override {
+    if (standby()) return NotLeader();
     std::vector<RegionPlan> plan;
     FC_RETURN_IF_ERROR(Plan(request, &plan));
     std::shared_ptr<RunImpl> run;
@@ -575,6 +576,7 @@ class AdminCoreImpl : public AdminCore {
 
   absl::StatusOr<v1::ApplySchedulesResponse> ApplySchedules(
       const v1::ApplySchedulesRequest& request) override {
+    if (standby()) return NotLeader();
     FC_RETURN_IF_ERROR(ValidateMessage(request));
     std::unique_ptr<TargetGuard> syntax = TargetGuard::AllowAll();
     std::set<std::string> names;
@@ -644,11 +646,20 @@ class AdminCoreImpl : public AdminCore {
 
   absl::StatusOr<v1::ListSchedulesResponse> ListSchedules(
       const v1::ListSchedulesRequest&) override {
+    if (standby()) {
+      FC_ASSIGN_OR_RETURN(v1::FleetConfig fleet,
+                          deps_.standby_store->LoadFleet());
+      v1::ListSchedulesResponse out;
+      *out.mutable_targets() = std::move(*fleet.mutable_targets());
+      *out.mutable_schedules() = std::move(*fleet.mutable_schedules());
+      return out;
+    }
     return deps_.scheduler->ListSchedules();
   }
 
   absl::Status DeleteSchedule(
       const v1::DeleteScheduleRequest& request) override {
+    if (standby()) return NotLeader();
     FC_RETURN_IF_ERROR(ValidateMessage(request));
     absl::Status s = deps_.scheduler->DeleteSchedule(request.id());
     if (s.ok()) LogInfo("schedule_deleted", {{"id", request.id()}});
@@ -658,6 +669,7 @@ class AdminCoreImpl : public AdminCore {
   absl::StatusOr<v1::ListAgentsResponse> ListAgents(
       const v1::ListAgentsRequest& request) override {
     FC_RETURN_IF_ERROR(ValidateMessage(request));
+    if (standby()) return StandbyListAgents(request);
     std::vector<v1::AgentInfo> agents =
         deps_.scheduler->ListAgents(request.region());
     if (!request.region().empty() && agents.empty() &&
@@ -999,6 +1011,51 @@ class AdminCoreImpl : public AdminCore {
     return absl::OkStatus();
   }
 
+  bool standby() const { return deps_.standby_store != nullptr; }
+
+  absl::Status NotLeader() const {
+    std::string leader =
+        deps_.leader_address ? deps_.leader_address() : std::string();
+    return absl::UnavailableError(absl::StrCat(
+        "not the leader; leader=", leader.empty() ? "unknown" : leader));
+  }
+
+  // Agents as the shared store knows them (see AdminCoreDeps).
+  absl::StatusOr<v1::ListAgentsResponse> StandbyListAgents(
+      const v1::ListAgentsRequest& request) {
+    FC_ASSIGN_OR_RETURN(std::vector<AgentRecord> records,
+                        deps_.standby_store->LoadAgents());
+    const absl::Time now = deps_.clock->Now();
+    v1::ListAgentsResponse out;
+    std::sort(records.begin(), records.end(),
+              [](const AgentRecord& a, const AgentRecord& b) {
+                return std::tie(a.region, a.agent_id) <
+                       std::tie(b.region, b.agent_id);
+              });
+    for (const AgentRecord& r : records) {
+      if (!request.region().empty() && r.region != request.region()) continue;
+      v1::AgentInfo* a = out.add_agents();
+      a->set_agent_id(r.agent_id);
+      a->set_region(r.region);
+      a->set_applied_sequence(r.applied_sequence);
+      a->set_dropped_total(r.dropped_total);
+      const bool seen = r.last_seen > absl::UnixEpoch();
+      if (seen) {
+        *a->mutable_last_heartbeat() =
+            TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(r.last_seen));
+      }
+      a->set_state(seen && now - r.last_seen <= deps_.standby_liveness
+                       ? v1::LIVE
+                       : v1::LOST);
+    }
+    if (!request.region().empty() && out.agents_size() == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("region \"", request.region(),
+                       "\": no agent from it has committed outcomes"));
+    }
+    return out;
+  }
+
   void TimerLoop() {
     absl::MutexLock lock(&mu_);
     while (!stopping_) {
@@ -1044,7 +1101,9 @@ class AdminCoreImpl : public AdminCore {
 
 absl::StatusOr<std::unique_ptr<AdminCore>> AdminCore::Create(
     const AdminCoreOptions& options, const AdminCoreDeps& deps) {
-  if (!deps.scheduler || !deps.verdicts || !deps.send_adhoc || !deps.clock) {
+  const bool standby = deps.standby_store != nullptr;
+  if (!deps.verdicts || !deps.clock ||
+      (!standby && (!deps.scheduler || !deps.send_adhoc))) {
     return absl::InvalidArgumentError("admin core: missing dependency");
   }
   if (options.check_interval <= absl::ZeroDuration()) {

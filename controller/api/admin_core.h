@@ -17,7 +17,8 @@
 // probing never touches schedules or assignments.
 //
 // Schedules and agents delegate to the Scheduler after checks of their own;
-// verdicts and Analyze to a VerdictSource.
+// verdicts and Analyze to a VerdictSource. On a standby replica (deps'
+// standby_store) reads come from the store and changes name the leader.
 //
 // Thread-safety: all methods are thread-safe. Sinks are called without the
 // core's locks but with a run's lock held: they must not block nor call
@@ -38,6 +39,7 @@
 #include "controller/api/verdict_source.h"
 #include "controller/ingest/ingest.h"
 #include "controller/scheduler/scheduler.h"
+#include "controller/store/store.h"
 #include "fleetcanary/v1/admin.pb.h"
 #include "fleetcanary/v1/session.pb.h"
 
@@ -74,6 +76,18 @@ struct AdminCoreDeps {
                              const v1::AdhocProbe& probe)>
       send_adhoc;
   Clock* clock = nullptr;
+  // Standby replica (another replica leads; see docs/operations-postgresql.md):
+  // scheduler, ingest and send_adhoc are unused and may be null. Schedules
+  // and agents are read from `standby_store` (agents as the store knows
+  // them: watermark, drop count and last commit; state LIVE when that commit
+  // is within `standby_liveness` of now, else LOST; no zone, version or
+  // assignments), verdicts and Analyze from `verdicts`. RunProbe,
+  // ApplySchedules and DeleteSchedule are UNAVAILABLE with
+  // "not the leader; leader=<leader_address()>" (as agents are told), so a
+  // client can retry there.
+  Store* standby_store = nullptr;
+  std::function<std::string()> leader_address;
+  absl::Duration standby_liveness = absl::Seconds(20);
 };
 
 // Receives a RunProbe's events.

@@ -277,7 +277,16 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
             "for one of its ad-hoc runs."},
            {"store_check_failures_total",
             "Periodic store write checks that failed (the controller is "
-            "not ready meanwhile)."}}) {
+            "not ready meanwhile)."},
+           {"retention_runs_total", "Retention runs that completed."},
+           {"retention_runs_failed_total",
+            "Retention runs that failed (old rows stay until the next run)."},
+           {"retention_rows_deleted_total",
+            "Rows removed by retention (raw failures, verdicts, platform "
+            "samples, hourly aggregates, and per-minute aggregates rolled "
+            "up)."},
+           {"retention_minutes_rolled_up_total",
+            "Per-minute aggregate rows rolled up into hourly aggregates."}}) {
     ingest.push_back(CounterFamily(absl::StrCat("fleetcanary_", name), help));
   }
 

@@ -28,6 +28,7 @@
 #include "controller/api/verdict_source.h"
 #include "controller/leader/leader_elector.h"
 #include "controller/metrics/metrics_export.h"
+#include "controller/retention/retention_job.h"
 #include "controller/server/capped_listener.h"
 #include "controller/session/agent_session_service.h"
 #include "controller/session/session_hub.h"
@@ -124,7 +125,7 @@ class ControllerServerImpl : public ControllerServer {
 
   ~ControllerServerImpl() override {
     Drain(absl::Seconds(2));
-    if (pruner_.joinable()) pruner_.join();
+    if (retention_job_) retention_job_->Stop();
     if (store_checker_.joinable()) store_checker_.join();
     if (guard_.joinable()) guard_.join();
   }
@@ -147,6 +148,12 @@ class ControllerServerImpl : public ControllerServer {
         FromProto(c.raw_retention(), absl::Hours(24 * 7));
     retention_.aggregate_retention =
         FromProto(c.aggregate_retention(), absl::Hours(24 * 90));
+    retention_.hourly_retention =
+        FromProto(c.hourly_retention(), absl::Hours(24 * 730));
+    if (c.retention_max_rows_per_transaction() > 0) {
+      retention_.max_rows_per_transaction =
+          c.retention_max_rows_per_transaction();
+    }
 
     if (options_.store_url.empty()) {
       FC_ASSIGN_OR_RETURN(
@@ -236,7 +243,9 @@ class ControllerServerImpl : public ControllerServer {
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     FC_ASSIGN_OR_RETURN(credentials_, MakeServerCredentials(options_.tls));
     // Admin tokens are checked on the headers, before a body is read.
-    admin_gate_ = CreateAdminTokenGate(admin_auth_.get());
+    if (admin_gate_ == nullptr) {
+      admin_gate_ = CreateAdminTokenGate(admin_auth_.get());
+    }
     credentials_ =
         WithAdminTokenGate(credentials_, options_.tls.insecure, admin_gate_);
     {
@@ -268,7 +277,14 @@ class ControllerServerImpl : public ControllerServer {
         return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
       });
     }
-    pruner_ = std::thread([this] { PruneLoop(); });
+    {
+      RetentionJobOptions ro;
+      ro.retention = retention_;
+      ro.interval = FromProto(c.retention_interval(), options_.prune_interval);
+      FC_ASSIGN_OR_RETURN(
+          retention_job_,
+          RetentionJob::Start(ro, store_.get(), metrics_.get(), clock_));
+    }
     store_checker_ = std::thread([this] { StoreCheckLoop(); });
     UpdateServing();
     LogInfo("controller_started",
@@ -318,6 +334,7 @@ class ControllerServerImpl : public ControllerServer {
       draining_ = true;
     }
     UpdateServing();
+    if (retention_job_) retention_job_->Stop();
     if (hub_) hub_->Drain("shutdown", timeout);
     if (standby_) {
       standby_->Shutdown(
@@ -369,13 +386,15 @@ class ControllerServerImpl : public ControllerServer {
         }
         void OnDone() override { delete this; }
       };
-      std::string leader;
-      {
-        absl::MutexLock lock(&mu_);
-        if (elector_ != nullptr) leader = elector_->lease().address;
-      }
+      const std::string leader = leader_address();
       return new Refuse(absl::StrCat("not the leader; leader=",
                                      leader.empty() ? "unknown" : leader));
+    }
+
+    // The leader's address as last read ("" when unknown).
+    std::string leader_address() {
+      absl::MutexLock lock(&mu_);
+      return elector_ != nullptr ? elector_->lease().address : std::string();
     }
 
    private:
@@ -405,6 +424,32 @@ class ControllerServerImpl : public ControllerServer {
     builder.AddListeningPort(c.grpc_listen(), credentials, &port);
     standby_service_ = std::make_unique<StandbySessionService>();
     builder.RegisterService(standby_service_.get());
+    // The admin API's reads from the shared store; changes and probes are
+    // refused with the leader's address.
+    FC_RETURN_IF_ERROR(LoadAdminAuth());
+    FC_ASSIGN_OR_RETURN(verdict_source_,
+                        CreateStoreVerdictSource({}, store_.get(), clock_));
+    AdminCoreDeps deps;
+    deps.verdicts = verdict_source_.get();
+    deps.clock = clock_;
+    deps.standby_store = store_.get();
+    StandbySessionService* sessions = standby_service_.get();
+    deps.leader_address = [sessions] { return sessions->leader_address(); };
+    const absl::Duration heartbeat =
+        FromProto(c.heartbeat_interval(), absl::Seconds(10));
+    deps.standby_liveness = FromProto(c.liveness_timeout(), 2 * heartbeat);
+    FC_ASSIGN_OR_RETURN(std::unique_ptr<AdminCore> standby_core,
+                        AdminCore::Create({}, deps));
+    std::unique_ptr<AdminService> standby_admin =
+        CreateAdminService({}, standby_core.get(), admin_auth_.get());
+    std::unique_ptr<grpc::Server> standby_admin_server;
+    if (options_.admin_listen.empty()) {
+      builder.RegisterService(standby_admin.get());
+    } else {
+      FC_ASSIGN_OR_RETURN(standby_admin_server,
+                          BuildAdminOnlyServer(standby_admin.get()));
+      standby_admin_server->GetHealthCheckService()->SetServingStatus(false);
+    }
     standby_ = builder.BuildAndStart();
     if (standby_ == nullptr || port == 0) {
       return absl::UnavailableError(
@@ -426,15 +471,40 @@ class ControllerServerImpl : public ControllerServer {
                           MetricsHttpServer::Create(c.http_listen()));
       standby_http->Register(metrics_->collectable());
       c.set_http_listen(standby_http->address());
+      // The status page from the store (no live agents section).
+      standby_http->AddPage("/status", [this] { return StatusPage(); });
+      standby_http->AddPage("/healthz", [] {
+        return HttpPage{"text/plain; charset=utf-8", "ok\n", 200};
+      });
+      standby_http->AddPage("/readyz", [sessions] {
+        const std::string leader = sessions->leader_address();
+        return HttpPage{"text/plain; charset=utf-8",
+                        absl::StrCat("standby; leader=",
+                                     leader.empty() ? "unknown" : leader, "\n"),
+                        503};
+      });
     }
-    LogInfo("controller_standby", {{"replica", eo.replica_id},
-                                   {"grpc", bound},
-                                   {"advertise", eo.address}});
+    LogInfo("controller_standby",
+            {{"replica", eo.replica_id},
+             {"grpc", bound},
+             {"advertise", eo.address},
+             {"http", standby_http ? standby_http->address() : ""},
+             {"admin", admin_address_}});
     absl::StatusOr<LeaderLease> lease = elector_->AwaitLeadership();
     standby_->Shutdown(
         absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(200)));
     standby_->Wait();
     standby_.reset();
+    if (standby_admin_server != nullptr) {
+      standby_admin_server->Shutdown(
+          absl::ToChronoTime(Clock::Real()->Now() + absl::Milliseconds(200)));
+      standby_admin_server->Wait();
+      standby_admin_server.reset();
+    }
+    standby_admin->Shutdown();
+    standby_admin.reset();
+    standby_core->Shutdown();
+    standby_core.reset();
     standby_http.reset();
     if (!lease.ok()) return lease.status();
     LogInfo("controller_leading", {{"replica", eo.replica_id},
@@ -640,6 +710,16 @@ class ControllerServerImpl : public ControllerServer {
   // controller's certificate and no client certificate requested (bearer
   // tokens authenticate), or plaintext with --insecure.
   absl::Status StartAdminServer() {
+    FC_ASSIGN_OR_RETURN(admin_server_,
+                        BuildAdminOnlyServer(admin_service_.get()));
+    return absl::OkStatus();
+  }
+
+  // A server on admin_listen serving `service` (and health); sets
+  // admin_address_ and keeps the bound port in options_.admin_listen (a
+  // standby's port stays the leader's).
+  absl::StatusOr<std::unique_ptr<grpc::Server>> BuildAdminOnlyServer(
+      grpc::Service* service) {
     TlsOptions tls = options_.tls;
     tls.ca_file.clear();
     FC_ASSIGN_OR_RETURN(auto credentials, MakeServerCredentials(tls));
@@ -651,27 +731,32 @@ class ControllerServerImpl : public ControllerServer {
       metrics->AddCounter("grpc_connections_refused_total",
                           static_cast<double>(n));
     };
-    FC_ASSIGN_OR_RETURN(admin_listener_,
-                        CappedListener::Listen(options_.admin_listen, lo));
+    // One listening socket for the process: a standby's admin server and
+    // the leader's that replaces it take connections from the same one.
+    if (admin_listener_ == nullptr) {
+      FC_ASSIGN_OR_RETURN(admin_listener_,
+                          CappedListener::Listen(options_.admin_listen, lo));
+    }
     grpc::ServerBuilder builder;
     auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
         grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
         credentials);
     const int port = admin_listener_->port();
-    builder.RegisterService(admin_service_.get());
+    builder.RegisterService(service);
     // Only admin calls here: gRPC refuses a larger message itself.
     builder.SetMaxReceiveMessageSize(options_.admin_max_message_bytes);
     builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
                                static_cast<int>(absl::ToInt64Milliseconds(
                                    options_.handshake_timeout)));
-    admin_server_ = builder.BuildAndStart();
-    if (admin_server_ == nullptr || port == 0) {
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (server == nullptr || port == 0) {
       return absl::UnavailableError(
           absl::StrCat("admin_listen: cannot bind ", options_.admin_listen));
     }
     admin_listener_->SetAcceptor(std::move(acceptor));
     admin_address_ = absl::StrCat(HostOf(options_.admin_listen), ":", port);
-    return absl::OkStatus();
+    options_.admin_listen = admin_address_;
+    return server;
   }
 
   // GET /readyz: 200 while the store accepts writes and the controller is
@@ -690,7 +775,9 @@ class ControllerServerImpl : public ControllerServer {
 
   // The admin API: live verdicts, Analyze over the store, ad-hoc probes
   // through the hub, results live and through ingest.
-  absl::Status StartAdmin() {
+  // Loads the admin API's tokens (once: a standby's serve the leader too).
+  absl::Status LoadAdminAuth() {
+    if (admin_auth_ != nullptr) return absl::OkStatus();
     if (!options_.admin_tokens_file.empty()) {
       FC_ASSIGN_OR_RETURN(
           admin_auth_, AdminAuthorizer::FromFile(options_.admin_tokens_file));
@@ -701,6 +788,14 @@ class ControllerServerImpl : public ControllerServer {
                    "--insecure without --admin_tokens: every admin "
                    "call is allowed"}});
     }
+    // Admin tokens are checked on the headers, before a body is read (a
+    // standby's admin server too).
+    admin_gate_ = CreateAdminTokenGate(admin_auth_.get());
+    return absl::OkStatus();
+  }
+
+  absl::Status StartAdmin() {
+    FC_RETURN_IF_ERROR(LoadAdminAuth());
     FC_ASSIGN_OR_RETURN(verdict_source_,
                         CreateStoreVerdictSource({}, store_.get(), clock_));
     AdminCoreDeps deps;
@@ -793,24 +888,6 @@ class ControllerServerImpl : public ControllerServer {
     }
   }
 
-  void PruneLoop() {
-    absl::MutexLock lock(&mu_);
-    for (;;) {
-      clock_->AwaitWithTimeout(&mu_, absl::Condition(&drain_started_),
-                               options_.prune_interval);
-      if (drain_started_) return;
-      mu_.Unlock();
-      auto pruned = store_->Prune(clock_->Now(), retention_);
-      if (!pruned.ok()) {
-        LogError("prune_failed", {{"error", pruned.status().ToString()}});
-      } else {
-        LogInfo("pruned", {{"failures", absl::StrCat(pruned->failures_deleted)},
-                           {"minutes", absl::StrCat(pruned->minutes_deleted)}});
-      }
-      mu_.Lock();
-    }
-  }
-
   ControllerServerOptions options_;
   Clock* const clock_;
   RetentionOptions retention_;
@@ -852,7 +929,7 @@ class ControllerServerImpl : public ControllerServer {
   std::unique_ptr<MetricsHttpServer> http_;
   std::shared_ptr<prometheus::Collectable> process_metrics_;
   std::string grpc_address_;
-  std::thread pruner_;
+  std::unique_ptr<RetentionJob> retention_job_;
   std::thread store_checker_;
   std::unique_ptr<LeaderElector> elector_;
   // Declared before standby_, so it outlives that server.

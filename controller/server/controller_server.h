@@ -51,7 +51,9 @@ struct ControllerServerOptions {
   // Several replicas on one (PostgreSQL) store: when enabled, the process
   // first runs as a standby (gRPC health NOT_SERVING, agent sessions refused
   // with "not the leader; leader=<address>", /metrics with
-  // fleetcanary_controller_leader 0) until it wins the lease, then starts in
+  // fleetcanary_controller_leader 0, the admin API's reads and /status
+  // served from the store, admin changes and probes refused naming the
+  // leader, /readyz 503) until it wins the lease, then starts in
   // full with its store fenced at the lease's epoch. Losing the lease calls
   // leader_on_lost (main exits: the replica comes back as a standby).
   bool leader_election = false;

@@ -160,7 +160,7 @@ int Migrate() {
   std::printf(
       "migrated %s -> %s: targets=%lld schedules=%lld agents=%lld "
       "totals=%lld minutes=%lld failures=%lld platform_samples=%lld "
-      "counters=%lld verdicts=%lld\n",
+      "counters=%lld verdicts=%lld detector_state=%lld\n",
       RedactStoreUrl(from).c_str(), RedactStoreUrl(to).c_str(),
       static_cast<long long>(copied->targets),
       static_cast<long long>(copied->schedules),
@@ -170,7 +170,8 @@ int Migrate() {
       static_cast<long long>(copied->failures),
       static_cast<long long>(copied->platform_samples),
       static_cast<long long>(copied->counters),
-      static_cast<long long>(copied->verdicts));
+      static_cast<long long>(copied->verdicts),
+      static_cast<long long>(copied->detector_states));
   return 0;
 }
 

@@ -68,6 +68,14 @@ absl::StatusOr<CopyStats> CopyStore(Store* from, Store* to,
     ++stats.minutes;
     FC_RETURN_IF_ERROR(add());
   }
+  FC_ASSIGN_OR_RETURN(
+      auto hours, from->QueryStreamHours(std::numeric_limits<int64_t>::min(),
+                                         std::numeric_limits<int64_t>::max()));
+  for (StreamHour& h : hours) {
+    batch.hours.push_back(std::move(h));
+    ++stats.hours;
+    FC_RETURN_IF_ERROR(add());
+  }
   FC_ASSIGN_OR_RETURN(auto failures,
                       from->QueryFailures(absl::InfinitePast(),
                                           std::numeric_limits<size_t>::max()));
@@ -104,6 +112,13 @@ absl::StatusOr<CopyStats> CopyStore(Store* from, Store* to,
   for (const v1::Verdict& v : verdicts) {
     FC_RETURN_IF_ERROR(to->AppendVerdict(v));
     ++stats.verdicts;
+  }
+  absl::StatusOr<std::string> detector_state = from->LoadDetectorState();
+  if (detector_state.ok()) {
+    FC_RETURN_IF_ERROR(to->SaveDetectorState(*detector_state));
+    stats.detector_states = 1;
+  } else if (!absl::IsNotFound(detector_state.status())) {
+    return detector_state.status();
   }
   return stats;
 }

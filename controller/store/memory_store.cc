@@ -1,6 +1,7 @@
 // Store held in plain C++ containers; same semantics as the SQLite store.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <tuple>
 
 #include "absl/base/thread_annotations.h"
@@ -33,6 +34,9 @@ class MemoryStore : public Store {
     }
     for (const StreamTotal& t : batch.total_deltas) {
       totals_[t.key].Merge(t.stats);
+    }
+    for (const StreamHour& h : batch.hours) {
+      hours_[{h.key, h.hour}].Merge(h.stats);
     }
     for (const v1::Outcome& o : batch.failures) {
       failures_.emplace(std::make_pair(Micros(o.start_time()), next_id_++), o);
@@ -82,6 +86,18 @@ class MemoryStore : public Store {
     std::vector<StreamMinute> out;
     for (const auto& [k, stats] : minutes_) {
       if (k.second >= from_minute && k.second < to_minute) {
+        out.push_back({k.first, k.second, stats});
+      }
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<StreamHour>> QueryStreamHours(
+      int64_t from_hour, int64_t to_hour) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<StreamHour> out;
+    for (const auto& [k, stats] : hours_) {
+      if (k.second >= from_hour && k.second < to_hour) {
         out.push_back({k.first, k.second, stats});
       }
     }
@@ -150,34 +166,57 @@ class MemoryStore : public Store {
     return out;
   }
 
+  absl::Status SaveDetectorState(const std::string& blob) override {
+    absl::MutexLock lock(&mu_);
+    FC_RETURN_IF_ERROR(CheckFenceLocked());
+    detector_state_ = blob;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> LoadDetectorState() override {
+    absl::MutexLock lock(&mu_);
+    if (!detector_state_.has_value()) {
+      return absl::NotFoundError("store: no detector state saved");
+    }
+    return *detector_state_;
+  }
+
+  // One transaction: nothing to bound in memory.
   absl::StatusOr<PruneResult> Prune(
       absl::Time now, const RetentionOptions& retention) override {
     absl::MutexLock lock(&mu_);
     FC_RETURN_IF_ERROR(CheckFenceLocked());
     PruneResult result;
-    const int64_t raw_cutoff =
-        absl::ToUnixMicros(now - retention.raw_retention);
-    const int64_t agg_cutoff =
-        absl::ToUnixMicros(now - retention.aggregate_retention);
-    const int64_t minute_cutoff = MinuteOf(now - retention.aggregate_retention);
-    result.failures_deleted = EraseBefore(&failures_, raw_cutoff);
-    result.verdicts_deleted = EraseBefore(&verdicts_, raw_cutoff);
+    const PruneCutoffs cut = PruneCutoffs::At(now, retention);
+    result.failures_deleted = EraseBefore(&failures_, cut.raw_us);
+    result.verdicts_deleted = EraseBefore(&verdicts_, cut.raw_us);
     for (auto it = minutes_.begin(); it != minutes_.end();) {
-      if (it->first.second < minute_cutoff) {
+      if (it->first.second < cut.minute) {
+        hours_[{it->first.first, HourOfMinute(it->first.second)}].Merge(
+            it->second);
         it = minutes_.erase(it);
         ++result.minutes_deleted;
       } else {
         ++it;
       }
     }
+    for (auto it = hours_.begin(); it != hours_.end();) {
+      if (it->first.second < cut.hour) {
+        it = hours_.erase(it);
+        ++result.hours_deleted;
+      } else {
+        ++it;
+      }
+    }
     for (auto it = platform_.begin(); it != platform_.end();) {
-      if (std::get<0>(it->first) < agg_cutoff) {
+      if (std::get<0>(it->first) < cut.platform_us) {
         it = platform_.erase(it);
         ++result.platform_samples_deleted;
       } else {
         ++it;
       }
     }
+    result.transactions = 1;
     return result;
   }
 
@@ -240,6 +279,8 @@ class MemoryStore : public Store {
   std::map<std::string, AgentRecord> agents_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<StreamKey, int64_t>, StreamStats> minutes_
       ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<StreamKey, int64_t>, StreamStats> hours_
+      ABSL_GUARDED_BY(mu_);
   std::map<StreamKey, StreamStats> totals_ ABSL_GUARDED_BY(mu_);
   // Keyed by (start micros, insertion id).
   std::map<std::pair<int64_t, int64_t>, v1::Outcome> failures_
@@ -253,6 +294,7 @@ class MemoryStore : public Store {
   std::map<std::pair<int64_t, int64_t>, v1::Verdict> verdicts_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, double> counters_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::string> detector_state_ ABSL_GUARDED_BY(mu_);
   LeaderLease lease_ ABSL_GUARDED_BY(mu_);
   int64_t fence_epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };

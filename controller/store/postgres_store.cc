@@ -98,10 +98,37 @@ CREATE TABLE leases(
   name TEXT PRIMARY KEY, holder TEXT NOT NULL, address TEXT NOT NULL,
   epoch BIGINT NOT NULL, expires_us BIGINT NOT NULL);
 )sql",
+    R"sql(
+CREATE TABLE detector_state(
+  id INTEGER PRIMARY KEY CHECK (id = 1), state BYTEA NOT NULL);
+)sql",
+    R"sql(
+CREATE TABLE stream_hours(
+  region TEXT NOT NULL, target TEXT NOT NULL, mode INTEGER NOT NULL,
+  size_bytes BIGINT NOT NULL, adhoc BOOLEAN NOT NULL, hour BIGINT NOT NULL,
+  probes BIGINT NOT NULL, counts BIGINT[] NOT NULL,
+  ttfb_sum DOUBLE PRECISION NOT NULL, ttfb_buckets BIGINT[] NOT NULL,
+  duration_sum DOUBLE PRECISION NOT NULL, duration_buckets BIGINT[] NOT NULL,
+  received_bytes BIGINT NOT NULL,
+  PRIMARY KEY(region, target, mode, size_bytes, adhoc, hour));
+CREATE INDEX stream_hours_by_hour ON stream_hours(hour);
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 // Key of the advisory lock that serializes schema migrations of replicas.
 constexpr int64_t kMigrationLockKey = 0x666c6565746361;  // "fleetca"
+
+// UPSERT tail adding a stream row's counters to the existing ones (t).
+constexpr char kAddStats[] =
+    " probes = t.probes + excluded.probes,"
+    " counts = fleetcanary_add_counts(t.counts, excluded.counts),"
+    " ttfb_sum = t.ttfb_sum + excluded.ttfb_sum,"
+    " ttfb_buckets = fleetcanary_add_counts(t.ttfb_buckets,"
+    " excluded.ttfb_buckets),"
+    " duration_sum = t.duration_sum + excluded.duration_sum,"
+    " duration_buckets = fleetcanary_add_counts(t.duration_buckets,"
+    " excluded.duration_buckets),"
+    " received_bytes = t.received_bytes + excluded.received_bytes";
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 int64_t ToMicros(const google::protobuf::Timestamp& ts) {
@@ -329,6 +356,28 @@ class PostgresStore : public Store {
     return out;
   }
 
+  absl::StatusOr<std::vector<StreamHour>> QueryStreamHours(
+      int64_t from_hour, int64_t to_hour) override {
+    absl::MutexLock lock(&mu_);
+    FC_ASSIGN_OR_RETURN(
+        Rows q,
+        ExecLocked("SELECT region, target, mode, size_bytes, adhoc, counts, "
+                   "ttfb_sum, ttfb_buckets, duration_sum, duration_buckets, "
+                   "received_bytes, hour FROM stream_hours "
+                   "WHERE hour >= $1 AND hour < $2 ORDER BY region, "
+                   "target, mode, size_bytes, adhoc, hour",
+                   {P(from_hour), P(to_hour)}));
+    std::vector<StreamHour> out;
+    for (int i = 0; i < q.size(); ++i) {
+      StreamHour h;
+      ReadKey(q, i, 0, &h.key);
+      ReadStats(q, i, 5, &h.stats);
+      h.hour = q.Int(i, 11);
+      out.push_back(std::move(h));
+    }
+    return out;
+  }
+
   absl::StatusOr<std::vector<v1::Outcome>> QueryFailures(
       absl::Time since, size_t limit) override {
     absl::MutexLock lock(&mu_);
@@ -451,32 +500,81 @@ class PostgresStore : public Store {
     return out;
   }
 
+  absl::Status SaveDetectorState(const std::string& blob) override {
+    absl::MutexLock lock(&mu_);
+    return InTransactionLocked([&]() -> absl::Status {
+      return ExecLocked(
+                 "INSERT INTO detector_state(id, state) VALUES(1, $1) "
+                 "ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+                 {Blob(blob)})
+          .status();
+    });
+  }
+
+  absl::StatusOr<std::string> LoadDetectorState() override {
+    absl::MutexLock lock(&mu_);
+    FC_ASSIGN_OR_RETURN(
+        Rows q, ExecLocked("SELECT state FROM detector_state WHERE id = 1"));
+    if (q.size() == 0) {
+      return absl::NotFoundError("store: no detector state saved");
+    }
+    return q.Bytes(0, 0);
+  }
+
   absl::StatusOr<PruneResult> Prune(
       absl::Time now, const RetentionOptions& retention) override {
-    absl::MutexLock lock(&mu_);
+    const PruneCutoffs cut = PruneCutoffs::At(now, retention);
+    const int64_t limit =
+        std::max<int64_t>(1, retention.max_rows_per_transaction);
     PruneResult result;
-    const int64_t raw_cutoff = ToMicros(now - retention.raw_retention);
-    const int64_t agg_cutoff_us = ToMicros(now - retention.aggregate_retention);
-    const int64_t agg_cutoff_minute =
-        MinuteOf(now - retention.aggregate_retention);
-    FC_RETURN_IF_ERROR(InTransactionLocked([&]() -> absl::Status {
-      auto del = [&](const char* sql, int64_t cutoff,
-                     int64_t* count) -> absl::Status {
-        FC_ASSIGN_OR_RETURN(Rows r, ExecLocked(sql, {P(cutoff)}));
-        *count = r.Affected();
-        return absl::OkStatus();
-      };
-      FC_RETURN_IF_ERROR(del("DELETE FROM raw_failures WHERE start_us < $1",
-                             raw_cutoff, &result.failures_deleted));
-      FC_RETURN_IF_ERROR(del("DELETE FROM verdicts WHERE updated_us < $1",
-                             raw_cutoff, &result.verdicts_deleted));
-      FC_RETURN_IF_ERROR(del("DELETE FROM stream_minutes WHERE minute < $1",
-                             agg_cutoff_minute, &result.minutes_deleted));
-      FC_RETURN_IF_ERROR(
-          del("DELETE FROM platform_samples WHERE period_start_us < $1",
-              agg_cutoff_us, &result.platform_samples_deleted));
-      return absl::OkStatus();
-    }));
+    // Each step repeats bounded transactions until one touches fewer than
+    // `limit` rows; the lock is released between transactions.
+    auto repeat = [&](auto step, int64_t* count) -> absl::Status {
+      for (;;) {
+        int64_t n = 0;
+        {
+          absl::MutexLock lock(&mu_);
+          FC_RETURN_IF_ERROR(InTransactionLocked([&] { return step(&n); }));
+        }
+        ++result.transactions;
+        *count += n;
+        if (n < limit) return absl::OkStatus();
+      }
+    };
+    auto del = [&](const char* sql, int64_t cutoff) {
+      return
+          [this, sql, cutoff, limit](int64_t* n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+              mu_) -> absl::Status {
+            FC_ASSIGN_OR_RETURN(Rows r, ExecLocked(sql, {P(cutoff), P(limit)}));
+            *n = r.Affected();
+            return absl::OkStatus();
+          };
+    };
+    FC_RETURN_IF_ERROR(repeat(
+        [&](int64_t* n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return RollUpMinutesLocked(cut.minute, limit, n);
+        },
+        &result.minutes_deleted));
+    FC_RETURN_IF_ERROR(
+        repeat(del("DELETE FROM raw_failures WHERE id IN (SELECT id FROM "
+                   "raw_failures WHERE start_us < $1 LIMIT $2)",
+                   cut.raw_us),
+               &result.failures_deleted));
+    FC_RETURN_IF_ERROR(
+        repeat(del("DELETE FROM verdicts WHERE id IN (SELECT id FROM verdicts "
+                   "WHERE updated_us < $1 LIMIT $2)",
+                   cut.raw_us),
+               &result.verdicts_deleted));
+    FC_RETURN_IF_ERROR(repeat(
+        del("DELETE FROM platform_samples WHERE ctid IN (SELECT ctid FROM "
+            "platform_samples WHERE period_start_us < $1 LIMIT $2)",
+            cut.platform_us),
+        &result.platform_samples_deleted));
+    FC_RETURN_IF_ERROR(
+        repeat(del("DELETE FROM stream_hours WHERE ctid IN (SELECT ctid FROM "
+                   "stream_hours WHERE hour < $1 LIMIT $2)",
+                   cut.hour),
+               &result.hours_deleted));
     return result;
   }
 
@@ -711,6 +809,52 @@ class PostgresStore : public Store {
     return absl::OkStatus();
   }
 
+  // Adds `stats` to the hourly aggregate of (key, hour).
+  absl::Status AddHourLocked(const StreamKey& key, int64_t hour,
+                             const StreamStats& stats)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    static const std::string kSql = absl::StrCat(
+        "INSERT INTO stream_hours AS t(region, target, mode, size_bytes, "
+        "adhoc, hour, probes, counts, ttfb_sum, ttfb_buckets, duration_sum, "
+        "duration_buckets, received_bytes) VALUES($1, $2, $3, $4, $5, $6, $7, "
+        "$8, $9, $10, $11, $12, $13) ON CONFLICT (region, target, mode, "
+        "size_bytes, adhoc, hour) DO UPDATE SET",
+        kAddStats);
+    std::vector<Param> p;
+    AddKey(&p, key);
+    p.push_back(P(hour));
+    AddStats(&p, stats);
+    return ExecLocked(kSql, p).status();
+  }
+
+  // Inside a transaction: moves at most `limit` per-minute rows below
+  // `cutoff` into the hourly aggregates (rows locked, so concurrent ingest
+  // into them waits); *n = rows moved.
+  absl::Status RollUpMinutesLocked(int64_t cutoff, int64_t limit, int64_t* n)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FC_ASSIGN_OR_RETURN(
+        Rows q,
+        ExecLocked("DELETE FROM stream_minutes WHERE ctid IN (SELECT ctid "
+                   "FROM stream_minutes WHERE minute < $1 ORDER BY minute "
+                   "LIMIT $2 FOR UPDATE) RETURNING region, target, mode, "
+                   "size_bytes, adhoc, counts, ttfb_sum, ttfb_buckets, "
+                   "duration_sum, duration_buckets, received_bytes, minute",
+                   {P(cutoff), P(limit)}));
+    std::map<std::pair<StreamKey, int64_t>, StreamStats> hours;
+    for (int i = 0; i < q.size(); ++i) {
+      StreamKey key;
+      StreamStats stats;
+      ReadKey(q, i, 0, &key);
+      ReadStats(q, i, 5, &stats);
+      hours[{key, HourOfMinute(q.Int(i, 11))}].Merge(stats);
+    }
+    for (const auto& [k, stats] : hours) {
+      FC_RETURN_IF_ERROR(AddHourLocked(k.first, k.second, stats));
+    }
+    *n = q.size();
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<LeaderLease> ReadLeaseLocked(bool for_update)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     FC_ASSIGN_OR_RETURN(
@@ -776,16 +920,6 @@ class PostgresStore : public Store {
 
   absl::Status CommitLocked(const WriteBatch& batch, CommitResult* result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    static constexpr char kAddStats[] =
-        " probes = t.probes + excluded.probes,"
-        " counts = fleetcanary_add_counts(t.counts, excluded.counts),"
-        " ttfb_sum = t.ttfb_sum + excluded.ttfb_sum,"
-        " ttfb_buckets = fleetcanary_add_counts(t.ttfb_buckets,"
-        " excluded.ttfb_buckets),"
-        " duration_sum = t.duration_sum + excluded.duration_sum,"
-        " duration_buckets = fleetcanary_add_counts(t.duration_buckets,"
-        " excluded.duration_buckets),"
-        " received_bytes = t.received_bytes + excluded.received_bytes";
     static constexpr char kAddCounter[] =
         "INSERT INTO counters AS t(name, value) VALUES($1, $2) "
         "ON CONFLICT (name) DO UPDATE SET value = t.value + excluded.value";
@@ -837,6 +971,9 @@ class PostgresStore : public Store {
         AddStats(&p, stats);
         FC_RETURN_IF_ERROR(ExecLocked(kTotalSql, p).status());
       }
+    }
+    for (const StreamHour& h : batch.hours) {
+      FC_RETURN_IF_ERROR(AddHourLocked(h.key, h.hour, h.stats));
     }
     for (const v1::Outcome& o : batch.failures) {
       FC_RETURN_IF_ERROR(

@@ -5,8 +5,10 @@
 // commit is one statement per touched row whatever the number of outcomes.
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -76,6 +78,21 @@ CREATE TABLE leases(
   name TEXT PRIMARY KEY, holder TEXT NOT NULL, address TEXT NOT NULL,
   epoch INTEGER NOT NULL, expires_us INTEGER NOT NULL);
 )sql",
+    R"sql(
+CREATE TABLE detector_state(
+  id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL);
+)sql",
+    R"sql(
+CREATE TABLE stream_hours(
+  region TEXT NOT NULL, target TEXT NOT NULL, mode INTEGER NOT NULL,
+  size_bytes INTEGER NOT NULL, adhoc INTEGER NOT NULL, hour INTEGER NOT NULL,
+  probes INTEGER NOT NULL, counts BLOB NOT NULL,
+  ttfb_sum REAL NOT NULL, ttfb_buckets BLOB NOT NULL,
+  duration_sum REAL NOT NULL, duration_buckets BLOB NOT NULL,
+  received_bytes INTEGER NOT NULL,
+  PRIMARY KEY(region, target, mode, size_bytes, adhoc, hour));
+CREATE INDEX stream_hours_by_hour ON stream_hours(hour);
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -110,6 +127,17 @@ void U64AddFn(sqlite3_context* ctx, int, sqlite3_value** argv) {
   std::string packed = PackU64(a.data(), a.size());
   sqlite3_result_blob(ctx, packed.data(), packed.size(), SQLITE_TRANSIENT);
 }
+
+// UPSERT tail adding a stream row's counters to the existing ones.
+constexpr char kAddStats[] =
+    " probes = probes + excluded.probes,"
+    " counts = u64add(counts, excluded.counts),"
+    " ttfb_sum = ttfb_sum + excluded.ttfb_sum,"
+    " ttfb_buckets = u64add(ttfb_buckets, excluded.ttfb_buckets),"
+    " duration_sum = duration_sum + excluded.duration_sum,"
+    " duration_buckets = u64add(duration_buckets,"
+    " excluded.duration_buckets),"
+    " received_bytes = received_bytes + excluded.received_bytes";
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 int64_t ToMicros(const google::protobuf::Timestamp& ts) {
@@ -296,6 +324,28 @@ class SqliteStore : public Store {
     return out;
   }
 
+  absl::StatusOr<std::vector<StreamHour>> QueryStreamHours(
+      int64_t from_hour, int64_t to_hour) override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_,
+           "SELECT region, target, mode, size_bytes, adhoc, counts, ttfb_sum, "
+           "ttfb_buckets, duration_sum, duration_buckets, received_bytes, "
+           "hour FROM stream_hours WHERE hour >= ? AND hour < ? "
+           "ORDER BY region, target, mode, size_bytes, adhoc, hour");
+    q.Bind(1, from_hour).Bind(2, to_hour);
+    std::vector<StreamHour> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      StreamHour h;
+      ReadKey(q, 0, &h.key);
+      ReadStats(q, 5, &h.stats);
+      h.hour = q.Int(11);
+      out.push_back(std::move(h));
+    }
+    if (rc != SQLITE_DONE) return Error("querying stream hours");
+    return out;
+  }
+
   absl::StatusOr<std::vector<v1::Outcome>> QueryFailures(
       absl::Time since, size_t limit) override {
     absl::MutexLock lock(&mu_);
@@ -442,41 +492,92 @@ class SqliteStore : public Store {
     return out;
   }
 
-  absl::StatusOr<PruneResult> Prune(
-      absl::Time now, const RetentionOptions& retention) override {
+  absl::Status SaveDetectorState(const std::string& blob) override {
     absl::MutexLock lock(&mu_);
-    PruneResult result;
-    const int64_t raw_cutoff = ToMicros(now - retention.raw_retention);
-    const int64_t agg_cutoff_us = ToMicros(now - retention.aggregate_retention);
-    const int64_t agg_cutoff_minute =
-        MinuteOf(now - retention.aggregate_retention);
     FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     absl::Status s = [&]() -> absl::Status {
       FC_RETURN_IF_ERROR(CheckFenceLocked());
-      auto del = [&](const char* sql, int64_t cutoff,
-                     int64_t* count) -> absl::Status {
-        Stmt d(db_, sql);
-        d.Bind(1, cutoff);
-        if (d.Step() != SQLITE_DONE) return Error("pruning");
-        *count = sqlite3_changes(db_);
-        return absl::OkStatus();
-      };
-      FC_RETURN_IF_ERROR(del("DELETE FROM raw_failures WHERE start_us < ?",
-                             raw_cutoff, &result.failures_deleted));
-      FC_RETURN_IF_ERROR(del("DELETE FROM verdicts WHERE updated_us < ?",
-                             raw_cutoff, &result.verdicts_deleted));
-      FC_RETURN_IF_ERROR(del("DELETE FROM stream_minutes WHERE minute < ?",
-                             agg_cutoff_minute, &result.minutes_deleted));
-      FC_RETURN_IF_ERROR(
-          del("DELETE FROM platform_samples WHERE period_start_us < ?",
-              agg_cutoff_us, &result.platform_samples_deleted));
+      Stmt q(db_,
+             "INSERT OR REPLACE INTO detector_state(id, state) VALUES(1, ?)");
+      q.BindBlob(1, blob);
+      if (q.Step() != SQLITE_DONE) return Error("saving detector state");
       return absl::OkStatus();
     }();
-    if (!s.ok()) {
-      Exec("ROLLBACK").IgnoreError();
-      return s;
+    if (s.ok()) s = Exec("COMMIT");
+    if (!s.ok()) Exec("ROLLBACK").IgnoreError();
+    return s;
+  }
+
+  absl::StatusOr<std::string> LoadDetectorState() override {
+    absl::MutexLock lock(&mu_);
+    Stmt q(db_, "SELECT state FROM detector_state WHERE id = 1");
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) {
+      return absl::NotFoundError("store: no detector state saved");
     }
-    FC_RETURN_IF_ERROR(Exec("COMMIT"));
+    if (rc != SQLITE_ROW) return Error("loading detector state");
+    return q.Blob(0);
+  }
+
+  absl::StatusOr<PruneResult> Prune(
+      absl::Time now, const RetentionOptions& retention) override {
+    const PruneCutoffs cut = PruneCutoffs::At(now, retention);
+    const int64_t limit =
+        std::max<int64_t>(1, retention.max_rows_per_transaction);
+    PruneResult result;
+    // Each step repeats bounded transactions until one touches fewer than
+    // `limit` rows; the lock is released between transactions.
+    auto repeat = [&](auto step, int64_t* count) -> absl::Status {
+      for (;;) {
+        int64_t n = 0;
+        {
+          absl::MutexLock lock(&mu_);
+          FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+          absl::Status s = CheckFenceLocked();
+          if (s.ok()) s = step(&n);
+          if (s.ok()) s = Exec("COMMIT");
+          if (!s.ok()) {
+            Exec("ROLLBACK").IgnoreError();
+            return s;
+          }
+        }
+        ++result.transactions;
+        *count += n;
+        if (n < limit) return absl::OkStatus();
+      }
+    };
+    auto del = [&](const char* sql, int64_t cutoff) {
+      return [this, sql, cutoff, limit](int64_t* n) -> absl::Status {
+        Stmt d(db_, sql);
+        d.Bind(1, cutoff).Bind(2, limit);
+        if (d.Step() != SQLITE_DONE) return Error("pruning");
+        *n = sqlite3_changes(db_);
+        return absl::OkStatus();
+      };
+    };
+    FC_RETURN_IF_ERROR(repeat(
+        [&](int64_t* n) { return RollUpMinutesLocked(cut.minute, limit, n); },
+        &result.minutes_deleted));
+    FC_RETURN_IF_ERROR(
+        repeat(del("DELETE FROM raw_failures WHERE id IN (SELECT id FROM "
+                   "raw_failures WHERE start_us < ? LIMIT ?)",
+                   cut.raw_us),
+               &result.failures_deleted));
+    FC_RETURN_IF_ERROR(
+        repeat(del("DELETE FROM verdicts WHERE id IN (SELECT id FROM verdicts "
+                   "WHERE updated_us < ? LIMIT ?)",
+                   cut.raw_us),
+               &result.verdicts_deleted));
+    FC_RETURN_IF_ERROR(repeat(
+        del("DELETE FROM platform_samples WHERE rowid IN (SELECT rowid FROM "
+            "platform_samples WHERE period_start_us < ? LIMIT ?)",
+            cut.platform_us),
+        &result.platform_samples_deleted));
+    FC_RETURN_IF_ERROR(
+        repeat(del("DELETE FROM stream_hours WHERE rowid IN (SELECT rowid FROM "
+                   "stream_hours WHERE hour < ? LIMIT ?)",
+                   cut.hour),
+               &result.hours_deleted));
     return result;
   }
 
@@ -571,6 +672,66 @@ class SqliteStore : public Store {
     return absl::OkStatus();
   }
 
+  // Adds `stats` to the hourly aggregate of (key, hour).
+  absl::Status AddHourLocked(const StreamKey& key, int64_t hour,
+                             const StreamStats& stats)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    static const std::string kSql = absl::StrCat(
+        "INSERT INTO stream_hours(region, target, mode, size_bytes, adhoc, "
+        "hour, probes, counts, ttfb_sum, ttfb_buckets, duration_sum, "
+        "duration_buckets, received_bytes) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "?, ?, ?, ?) ON CONFLICT DO UPDATE SET",
+        kAddStats);
+    Stmt q(db_, kSql.c_str());
+    BindKey(q, 1, key);
+    q.Bind(6, hour);
+    BindStats(q, 7, stats);
+    if (q.Step() != SQLITE_DONE) return Error("adding stream hour");
+    return absl::OkStatus();
+  }
+
+  // Inside a transaction: moves at most `limit` per-minute rows below
+  // `cutoff` into the hourly aggregates; *n = rows moved.
+  absl::Status RollUpMinutesLocked(int64_t cutoff, int64_t limit, int64_t* n)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<StreamMinute> rows;
+    {
+      Stmt q(db_,
+             "SELECT region, target, mode, size_bytes, adhoc, counts, "
+             "ttfb_sum, ttfb_buckets, duration_sum, duration_buckets, "
+             "received_bytes, minute FROM stream_minutes WHERE minute < ? "
+             "ORDER BY minute LIMIT ?");
+      q.Bind(1, cutoff).Bind(2, limit);
+      int rc;
+      while ((rc = q.Step()) == SQLITE_ROW) {
+        StreamMinute m;
+        ReadKey(q, 0, &m.key);
+        ReadStats(q, 5, &m.stats);
+        m.minute = q.Int(11);
+        rows.push_back(std::move(m));
+      }
+      if (rc != SQLITE_DONE) return Error("reading minutes to roll up");
+    }
+    std::map<std::pair<StreamKey, int64_t>, StreamStats> hours;
+    for (const StreamMinute& m : rows) {
+      hours[{m.key, HourOfMinute(m.minute)}].Merge(m.stats);
+    }
+    for (const auto& [k, stats] : hours) {
+      FC_RETURN_IF_ERROR(AddHourLocked(k.first, k.second, stats));
+    }
+    Stmt d(db_,
+           "DELETE FROM stream_minutes WHERE region = ? AND target = ? AND "
+           "mode = ? AND size_bytes = ? AND adhoc = ? AND minute = ?");
+    for (const StreamMinute& m : rows) {
+      BindKey(d, 1, m.key);
+      d.Bind(6, m.minute);
+      if (d.Step() != SQLITE_DONE) return Error("deleting rolled-up minute");
+      d.Reset();
+    }
+    *n = static_cast<int64_t>(rows.size());
+    return absl::OkStatus();
+  }
+
   absl::Status Error(absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return absl::InternalError(
@@ -634,15 +795,6 @@ class SqliteStore : public Store {
 
   absl::Status CommitLocked(const WriteBatch& batch, CommitResult* result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    static constexpr char kAddStats[] =
-        " probes = probes + excluded.probes,"
-        " counts = u64add(counts, excluded.counts),"
-        " ttfb_sum = ttfb_sum + excluded.ttfb_sum,"
-        " ttfb_buckets = u64add(ttfb_buckets, excluded.ttfb_buckets),"
-        " duration_sum = duration_sum + excluded.duration_sum,"
-        " duration_buckets = u64add(duration_buckets,"
-        " excluded.duration_buckets),"
-        " received_bytes = received_bytes + excluded.received_bytes";
     static constexpr char kAddCounter[] =
         "INSERT INTO counters(name, value) VALUES(?, ?) "
         "ON CONFLICT DO UPDATE SET value = value + excluded.value";
@@ -697,6 +849,9 @@ class SqliteStore : public Store {
         if (t.Step() != SQLITE_DONE) return Error("adding stream total");
         t.Reset();
       }
+    }
+    for (const StreamHour& h : batch.hours) {
+      FC_RETURN_IF_ERROR(AddHourLocked(h.key, h.hour, h.stats));
     }
     if (!batch.failures.empty()) {
       Stmt q(db_,

@@ -1,7 +1,8 @@
 // The controller's durable state: targets and schedules, agents with their
 // applied-sequence watermark, per-minute aggregates per stream, all-time
 // totals per stream (so metrics survive restarts), recent raw failures,
-// platform metric samples, verdict history and named counter totals.
+// platform metric samples, verdict history, named counter totals and the
+// verdict engine's detector state.
 //
 // Three implementations of one interface:
 //   - CreateSqliteStore(): a SQLite file in WAL mode (synchronous=NORMAL: a
@@ -96,10 +97,21 @@ struct StreamStats {
 
 // Wall-clock minute index (Unix seconds / 60) of an outcome's start.
 int64_t MinuteOf(absl::Time t);
+// Hour index (floor(minute / 60)) of a minute index.
+int64_t HourOfMinute(int64_t minute);
 
 struct StreamMinute {
   StreamKey key;
   int64_t minute = 0;
+  StreamStats stats;
+};
+
+// Per-minute aggregates past their retention, rolled up per hour (hour =
+// Unix seconds / 3600): the same counts and histograms, so verdicts,
+// reports and dashboards over old periods keep working at hour resolution.
+struct StreamHour {
+  StreamKey key;
+  int64_t hour = 0;
   StreamStats stats;
 };
 
@@ -141,11 +153,13 @@ struct WriteBatch {
   std::vector<StreamTotal> total_deltas;
   // Whether `minutes` also add to the totals (false only for CopyStore).
   bool minutes_in_totals = true;
+  // Added to the hourly aggregates only (CopyStore).
+  std::vector<StreamHour> hours;
 
   bool empty() const {
     return agents.empty() && minutes.empty() && failures.empty() &&
            platform_samples.empty() && counter_deltas.empty() &&
-           total_deltas.empty();
+           total_deltas.empty() && hours.empty();
   }
 };
 
@@ -155,8 +169,16 @@ struct CommitResult {
 };
 
 struct RetentionOptions {
+  // Raw failures and verdict history.
   absl::Duration raw_retention = absl::Hours(24 * 7);
+  // Per-minute aggregates (then rolled up into hourly ones) and platform
+  // samples.
   absl::Duration aggregate_retention = absl::Hours(24 * 90);
+  // Hourly aggregates.
+  absl::Duration hourly_retention = absl::Hours(24 * 730);
+  // Rows one Prune transaction touches at most, so retention never holds
+  // the database (and ingest) for long.
+  int64_t max_rows_per_transaction = 5000;
 };
 
 // The leader lease that controller replicas sharing one store compete for
@@ -172,9 +194,30 @@ struct LeaderLease {
 
 struct PruneResult {
   int64_t failures_deleted = 0;
+  // Per-minute rows rolled up into hourly aggregates and deleted.
   int64_t minutes_deleted = 0;
   int64_t platform_samples_deleted = 0;
   int64_t verdicts_deleted = 0;
+  int64_t hours_deleted = 0;
+  // Transactions committed (each touching at most max_rows_per_transaction
+  // rows).
+  int64_t transactions = 0;
+
+  int64_t rows_deleted() const {
+    return failures_deleted + minutes_deleted + platform_samples_deleted +
+           verdicts_deleted + hours_deleted;
+  }
+};
+
+// What Prune removes at `now` (for implementations): rows strictly below
+// each cutoff.
+struct PruneCutoffs {
+  int64_t raw_us = 0;       // raw_failures.start_us, verdicts.updated_us.
+  int64_t minute = 0;       // stream_minutes.minute (a whole hour's first).
+  int64_t platform_us = 0;  // platform_samples.period_start_us.
+  int64_t hour = 0;         // stream_hours.hour.
+
+  static PruneCutoffs At(absl::Time now, const RetentionOptions& retention);
 };
 
 class Store {
@@ -192,6 +235,9 @@ class Store {
   // Aggregates with from_minute <= minute < to_minute, ordered by key, minute.
   virtual absl::StatusOr<std::vector<StreamMinute>> QueryStreamMinutes(
       int64_t from_minute, int64_t to_minute) = 0;
+  // Hourly aggregates with from_hour <= hour < to_hour, ordered by key, hour.
+  virtual absl::StatusOr<std::vector<StreamHour>> QueryStreamHours(
+      int64_t from_hour, int64_t to_hour) = 0;
   // Raw failures that started at or after `since`, oldest first, at most
   // `limit`.
   virtual absl::StatusOr<std::vector<v1::Outcome>> QueryFailures(
@@ -213,6 +259,11 @@ class Store {
   virtual absl::Status AppendVerdict(const v1::Verdict& verdict) = 0;
   virtual absl::StatusOr<std::vector<v1::Verdict>> ListVerdicts(
       absl::Time since, size_t limit) = 0;
+  // Detector state: the verdict engine's serialized state, one opaque blob
+  // replaced as a whole. Writes are fenced like Commit.
+  virtual absl::Status SaveDetectorState(const std::string& blob) = 0;
+  // NOT_FOUND when none was saved yet.
+  virtual absl::StatusOr<std::string> LoadDetectorState() = 0;
 
   // Checks that the store answers (a trivial read): UNAVAILABLE when not.
   virtual absl::Status Ping() { return LoadCounters().status(); }
@@ -240,16 +291,26 @@ class Store {
     return absl::UnimplementedError("store: no leader lease");
   }
   // Fencing: with epoch > 0, every later write through this object
-  // (Commit, SaveFleet, AppendVerdict, Prune) checks inside its own
-  // transaction that the lease's epoch is still `epoch`, and otherwise fails
-  // with FAILED_PRECONDITION ("fenced") applying nothing; so a stalled old
-  // leader that wakes up after a successor took over cannot write. 0 (the
+  // (Commit, SaveFleet, AppendVerdict, SaveDetectorState, Prune) checks inside
+  // its own transaction that the lease's epoch is still `epoch`, and otherwise
+  // fails with FAILED_PRECONDITION ("fenced") applying nothing; so a stalled
+  // old leader that wakes up after a successor took over cannot write. 0 (the
   // default) turns the check off.
   virtual void SetFencingEpoch(int64_t epoch) { (void)epoch; }
 
-  // Deletes raw failures (and verdict history) older than now-raw_retention
-  // and aggregates/platform samples older than now-aggregate_retention.
-  // Stream totals and counters are never pruned.
+  // Enforces `retention` at `now`, in transactions of at most
+  // max_rows_per_transaction rows each (fenced like every write; the store's
+  // lock is released between them, so ingest goes on):
+  //   - per-minute aggregates of whole hours that ended before
+  //     now - aggregate_retention are added to the hourly aggregates and
+  //     deleted in the same transaction (a late minute row of such an hour
+  //     is added at the next run);
+  //   - raw failures and verdict history older than now - raw_retention,
+  //     platform samples older than now - aggregate_retention and hourly
+  //     aggregates of hours that ended before now - hourly_retention are
+  //     deleted.
+  // Stream totals and counters are never pruned. On error, what earlier
+  // transactions did stays done (a later run goes on from there).
   virtual absl::StatusOr<PruneResult> Prune(
       absl::Time now, const RetentionOptions& retention) = 0;
 };
@@ -297,11 +358,13 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url,
 struct CopyStats {
   int64_t agents = 0;
   int64_t minutes = 0;
+  int64_t hours = 0;
   int64_t totals = 0;
   int64_t failures = 0;
   int64_t platform_samples = 0;
   int64_t verdicts = 0;
   int64_t counters = 0;
+  int64_t detector_states = 0;  // 0 or 1.
   int64_t targets = 0;
   int64_t schedules = 0;
 };

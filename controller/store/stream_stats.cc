@@ -67,5 +67,19 @@ int64_t MinuteOf(absl::Time t) {
                                      : (absl::ToUnixSeconds(t) - 59) / 60;
 }
 
+int64_t HourOfMinute(int64_t minute) {
+  return minute >= 0 ? minute / 60 : (minute - 59) / 60;
+}
+
+PruneCutoffs PruneCutoffs::At(absl::Time now,
+                              const RetentionOptions& retention) {
+  PruneCutoffs c;
+  c.raw_us = absl::ToUnixMicros(now - retention.raw_retention);
+  c.minute = HourOfMinute(MinuteOf(now - retention.aggregate_retention)) * 60;
+  c.platform_us = absl::ToUnixMicros(now - retention.aggregate_retention);
+  c.hour = HourOfMinute(MinuteOf(now - retention.hourly_retention));
+  return c;
+}
+
 }  // namespace controller
 }  // namespace fleetcanary

@@ -206,6 +206,7 @@ const need = {
   base: ['StatefulSet/fleetcanary-controller', 'PrometheusRule/fleetcanary', 'ServiceMonitor/fleetcanary-controller', 'PodMonitor/fleetcanary-agent', ...agentObjects],
   'base/namespace': ['Namespace/fleetcanary'],
   'overlays/controller': ['StatefulSet/fleetcanary-controller', 'Service/fleetcanary-controller-external', 'PrometheusRule/fleetcanary'],
+  'overlays/controller-ha': ['Deployment/fleetcanary-controller', 'Service/fleetcanary-controller-external', 'PrometheusRule/fleetcanary'],
 };
 for (const r of REGIONS) need[`overlays/${r}`] = agentObjects;
 for (const [build, kinds] of Object.entries(need)) {
@@ -295,6 +296,19 @@ for (const build of builds) {
     for (const want of ['--admin_listen=', '--client_ca=', '--admin_tokens=', '--health_listen=']) {
       if (!c.args.some((a) => a.startsWith(want))) fail(build, `controller args lack ${want}`);
     }
+  }
+  // Several replicas: the StatefulSet's flags plus a PostgreSQL store,
+  // leader election and a per-pod replica id; no single-writer StatefulSet.
+  for (const o of rendered[build] || []) {
+    if (o.kind !== 'Deployment' || o.metadata.name !== 'fleetcanary-controller') continue;
+    const c = o.spec.template.spec.containers.find((x) => x.name === 'controller');
+    for (const a of sourceArgs) if (!c.args.includes(a)) fail(build, `controller Deployment lacks ${a} of base/controller/statefulset.yaml`);
+    for (const want of ['--store=postgresql://', '--leader_election', '--replica_id=$(POD_NAME)', '--advertise_address=']) {
+      if (!c.args.some((a) => a.startsWith(want))) fail(build, `controller Deployment args lack ${want}`);
+    }
+    if (!(o.spec.replicas >= 2)) fail(build, 'controller Deployment with fewer than 2 replicas');
+    if (!(c.env || []).some((e) => e.name === 'PGPASSWORD' && e.valueFrom && e.valueFrom.secretKeyRef)) fail(build, 'PGPASSWORD not from a Secret');
+    if ((rendered[build] || []).some((x) => x.kind === 'StatefulSet' && x.metadata.name === 'fleetcanary-controller')) fail(build, 'both the StatefulSet and the Deployment of the controller');
   }
   for (const o of rendered[build] || []) {
     if (o.kind === 'Service' && o.spec.type === 'LoadBalancer') {

@@ -16,8 +16,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -787,6 +789,155 @@ TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
       },
       absl::Seconds(60)));
   WaitForMore(60);
+  DrainAll();
+  EXPECT_STORED_EQ_PRODUCED();
+}
+
+// Runs canaryctl with `args`; stdout to `out`, stderr to `out`.stderr.
+// Returns the exit code.
+int Canaryctl(const std::vector<std::string>& args, const std::string& out) {
+  std::string cmd = absl::StrCat("exec '", BinaryPath("cli/canaryctl"), "'");
+  for (const std::string& a : args) absl::StrAppend(&cmd, " '", a, "'");
+  absl::StrAppend(&cmd, " > '", out, "'");
+  auto p = Process::Spawn("/bin/sh", {"-c", cmd}, out + ".stderr");
+  EXPECT_TRUE(p.ok()) << p.status();
+  if (!p.ok()) return -1;
+  std::optional<int> code = (*p)->Wait(absl::Seconds(60));
+  EXPECT_TRUE(code.has_value()) << "canaryctl did not finish";
+  return code.value_or(-1);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Two real replicas on one real PostgreSQL: the standby answers the admin
+// API's reads (agents, schedules, verdicts, analyze) and the status page
+// from the database, and refuses changes and probes naming the leader.
+TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
+  auto pg = testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  postgres_ = std::move(*pg);
+  auto url = postgres_->CreateDatabase("standby_reads");
+  ASSERT_TRUE(url.ok()) << url.status();
+  store_url_ = *url;
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+  const int port_a = FreePort();
+  StartController(port_a, {"--leader_lease=60s", "--replica_id=a"});
+  const std::string leader = absl::StrCat("127.0.0.1:", port_a);
+  const int port_b = FreePort();
+  const std::string standby_grpc = absl::StrCat("127.0.0.1:", port_b);
+  const std::string standby_http = absl::StrCat("127.0.0.1:", FreePort());
+  standby_ = SpawnController(
+      port_b,
+      {"--leader_lease=60s", "--replica_id=b", "--http_listen=" + standby_http},
+      "standby");
+  ASSERT_NE(standby_, nullptr);
+  // Not ready (agents and load balancers go to the leader), but it names it.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return HttpGet(standby_http, "/readyz") ==
+               absl::StrCat("standby; leader=", leader, "\n");
+      },
+      absl::Seconds(20)))
+      << HttpGet(standby_http, "/readyz");
+  EXPECT_EQ(MetricValue(HttpGet(standby_http, "/metrics"),
+                        "fleetcanary_controller_leader"),
+            0);
+  controller_target_ = grpc_address_;
+  AddAgent("a1", "us-east-1");
+  WaitForMore(40);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ControllerMetric("fleetcanary_ingest_outcomes_total") > 20;
+      },
+      absl::Seconds(20)));
+
+  const std::string out = dir_ + "/ctl";
+  const std::vector<std::string> to_standby = {"--controller", standby_grpc,
+                                               "--insecure"};
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.end(), to_standby.begin(), to_standby.end());
+    return Canaryctl(args, out);
+  };
+  // Agents as the database knows them: the watermark the leader committed.
+  ASSERT_EQ(ctl({"agents", "-o", "json"}), 0) << ReadAll(out + ".stderr");
+  std::string agents = ReadAll(out);
+  EXPECT_NE(agents.find("\"a1\""), std::string::npos) << agents;
+  EXPECT_NE(agents.find("us-east-1"), std::string::npos) << agents;
+  EXPECT_NE(agents.find("LIVE"), std::string::npos) << agents;
+  std::vector<controller::AgentRecord> records;
+  FromStore(&records);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_GT(records[0].applied_sequence, 20u);
+  // Schedules the leader applied from its fleet file.
+  ASSERT_EQ(ctl({"schedules", "list"}), 0) << ReadAll(out + ".stderr");
+  EXPECT_NE(ReadAll(out).find("ladder"), std::string::npos) << ReadAll(out);
+  ASSERT_EQ(ctl({"verdicts"}), 0) << ReadAll(out + ".stderr");
+  // Analyze over the shared store: the stream's probes are there.
+  ASSERT_EQ(ctl({"analyze", "-o", "json"}), 0) << ReadAll(out + ".stderr");
+  EXPECT_NE(ReadAll(out).find("us-east-1"), std::string::npos) << ReadAll(out);
+  // The status page, rendered from the database.
+  const std::string page = HttpGet(standby_http, "/status");
+  EXPECT_NE(page.find("<html"), std::string::npos) << page.substr(0, 500);
+  EXPECT_NE(page.find("canary"), std::string::npos) << page.substr(0, 500);
+
+  // Changes and probes go to the leader: refused, naming it; nothing
+  // changed.
+  EXPECT_NE(ctl({"schedules", "delete", "ladder"}), 0);
+  EXPECT_NE(ReadAll(out + ".stderr").find("leader=" + leader),
+            std::string::npos)
+      << ReadAll(out + ".stderr");
+  EXPECT_NE(
+      ctl({"probe", "--target", "canary", "--sizes", "2", "--count", "1"}), 0);
+  EXPECT_NE(ReadAll(out + ".stderr").find("leader=" + leader),
+            std::string::npos)
+      << ReadAll(out + ".stderr");
+  ASSERT_EQ(Canaryctl({"schedules", "list", "--controller", grpc_address_,
+                       "--insecure"},
+                      out),
+            0);
+  EXPECT_NE(ReadAll(out).find("ladder"), std::string::npos);
+  DrainAll();
+  EXPECT_STORED_EQ_PRODUCED();
+}
+
+// An agent told only a name that reaches a standby (not the leader's
+// address): the standby's refusal names the leader, the agent dials it
+// directly and its outcomes are committed there, none lost or doubled.
+TEST_F(FleetTest, AgentGivenOnlyAStandbysNameFollowsTheLeader) {
+  auto pg = testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  postgres_ = std::move(*pg);
+  auto url = postgres_->CreateDatabase("follow_leader");
+  ASSERT_TRUE(url.ok()) << url.status();
+  store_url_ = *url;
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+  StartController(FreePort(), {"--leader_lease=60s", "--replica_id=a"});
+  const int port_b = FreePort();
+  const std::string standby_http = absl::StrCat("127.0.0.1:", FreePort());
+  standby_ = SpawnController(
+      port_b,
+      {"--leader_lease=60s", "--replica_id=b", "--http_listen=" + standby_http},
+      "standby");
+  ASSERT_NE(standby_, nullptr);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return absl::StartsWith(HttpGet(standby_http, "/readyz"),
+                                "standby; leader=" + grpc_address_);
+      },
+      absl::Seconds(20)));
+  // "localhost" (a name, resolved by the agent) at the standby's port only.
+  controller_target_ = absl::StrCat("localhost:", port_b);
+  AddAgent("a1", "us-east-1");
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ControllerMetric("fleetcanary_sessions_active") == 1 &&
+               ControllerMetric("fleetcanary_ingest_outcomes_total") > 20;
+      },
+      absl::Seconds(30)));
+  WaitForMore(30);
   DrainAll();
   EXPECT_STORED_EQ_PRODUCED();
 }

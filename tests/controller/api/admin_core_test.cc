@@ -894,6 +894,72 @@ TEST_F(AdminCoreTest, AnalyzeChecksTheWindowAndRunsOverTheStore) {
   EXPECT_TRUE(found);  // Ad-hoc failures did not feed the verdict.
 }
 
+// A standby replica's core: reads from the shared store, changes and probes
+// refused naming the leader.
+TEST_F(AdminCoreTest, StandbyReadsTheStoreAndRefusesChangesNamingTheLeader) {
+  WriteBatch b;
+  b.agents.push_back({"a1", "r1", 42, 3, clock_.Now() - absl::Seconds(5)});
+  b.agents.push_back({"a2", "r2", 7, 0, clock_.Now() - absl::Minutes(5)});
+  ASSERT_TRUE(store_->Commit(b, nullptr).ok());
+  ASSERT_TRUE(
+      store_->AppendVerdict(MakeVerdict("r1", v1::SUSPECT, clock_.Now())).ok());
+  AdminCoreDeps deps;
+  deps.verdicts = verdicts_.get();
+  deps.clock = &clock_;
+  deps.standby_store = store_.get();
+  deps.leader_address = [] { return std::string("ctl-0.ctl:7443"); };
+  deps.standby_liveness = absl::Seconds(20);
+  auto standby = AdminCore::Create({}, deps);
+  ASSERT_TRUE(standby.ok()) << standby.status();
+
+  auto schedules = (*standby)->ListSchedules({});
+  ASSERT_TRUE(schedules.ok()) << schedules.status();
+  auto leader_schedules = core_->ListSchedules({});
+  ASSERT_TRUE(leader_schedules.ok());
+  ASSERT_GT(leader_schedules->targets_size(), 0);
+  EXPECT_EQ(schedules->SerializeAsString(),
+            leader_schedules->SerializeAsString());
+
+  auto agents = (*standby)->ListAgents({});
+  ASSERT_TRUE(agents.ok()) << agents.status();
+  ASSERT_EQ(agents->agents_size(), 2);
+  EXPECT_EQ(agents->agents(0).agent_id(), "a1");
+  EXPECT_EQ(agents->agents(0).applied_sequence(), 42u);
+  EXPECT_EQ(agents->agents(0).dropped_total(), 3u);
+  EXPECT_EQ(agents->agents(0).state(), v1::LIVE);
+  EXPECT_EQ(agents->agents(1).agent_id(), "a2");
+  EXPECT_EQ(agents->agents(1).state(), v1::LOST);
+  v1::ListAgentsRequest by_region;
+  by_region.set_region("r2");
+  EXPECT_EQ((*standby)->ListAgents(by_region)->agents_size(), 1);
+  by_region.set_region("r9");
+  EXPECT_EQ((*standby)->ListAgents(by_region).status().code(),
+            absl::StatusCode::kNotFound);
+
+  v1::GetVerdictsRequest verdicts;
+  auto got = (*standby)->GetVerdicts(verdicts);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->verdicts_size(), 1);
+
+  const std::string refusal = "not the leader; leader=ctl-0.ctl:7443";
+  absl::Status st = (*standby)->ApplySchedules({}).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_THAT(st.message(), HasSubstr(refusal));
+  v1::DeleteScheduleRequest del;
+  del.set_id("x");
+  st = (*standby)->DeleteSchedule(del);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_THAT(st.message(), HasSubstr(refusal));
+  v1::RunProbeRequest probe;
+  st = (*standby)->RunProbe(probe, NewSink()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_THAT(st.message(), HasSubstr(refusal));
+  // Nothing changed.
+  EXPECT_EQ(core_->ListSchedules({})->SerializeAsString(),
+            leader_schedules->SerializeAsString());
+  (*standby)->Shutdown();
+}
+
 }  // namespace
 }  // namespace controller
 }  // namespace fleetcanary

@@ -57,6 +57,10 @@ class FlakyStore : public Store {
       int64_t a, int64_t b) override {
     return base_->QueryStreamMinutes(a, b);
   }
+  absl::StatusOr<std::vector<StreamHour>> QueryStreamHours(int64_t a,
+                                                           int64_t b) override {
+    return base_->QueryStreamHours(a, b);
+  }
   absl::StatusOr<std::vector<v1::Outcome>> QueryFailures(absl::Time s,
                                                          size_t l) override {
     return base_->QueryFailures(s, l);
@@ -79,6 +83,12 @@ class FlakyStore : public Store {
   absl::StatusOr<std::vector<v1::Verdict>> ListVerdicts(absl::Time s,
                                                         size_t l) override {
     return base_->ListVerdicts(s, l);
+  }
+  absl::Status SaveDetectorState(const std::string& blob) override {
+    return base_->SaveDetectorState(blob);
+  }
+  absl::StatusOr<std::string> LoadDetectorState() override {
+    return base_->LoadDetectorState();
   }
   absl::StatusOr<PruneResult> Prune(absl::Time n,
                                     const RetentionOptions& r) override {

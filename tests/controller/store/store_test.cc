@@ -226,13 +226,14 @@ TEST_P(StoreTest, VerdictHistoryAndPrune) {
   ASSERT_TRUE(store_->Commit(b, nullptr).ok());
 
   RetentionOptions retention;
-  retention.raw_retention = absl::Seconds(1500);
+  retention.raw_retention = absl::Seconds(5700);
   retention.aggregate_retention = absl::Seconds(3000);
-  auto pruned = store_->Prune(absl::FromUnixSeconds(3100), retention);
+  auto pruned = store_->Prune(absl::FromUnixSeconds(7300), retention);
   ASSERT_TRUE(pruned.ok()) << pruned.status();
   EXPECT_EQ(pruned->verdicts_deleted, 1);  // updated 1000 < 1600.
   EXPECT_EQ(pruned->failures_deleted, 1);
-  EXPECT_EQ(pruned->minutes_deleted, 1);  // Minute 0 < minute of 100 s.
+  // Minute 0's hour ended before 4300 s; minute 100's (hour 1) did not.
+  EXPECT_EQ(pruned->minutes_deleted, 1);
   auto verdicts = store_->ListVerdicts(absl::UnixEpoch(), 10);
   ASSERT_TRUE(verdicts.ok());
   EXPECT_EQ(verdicts->size(), 2u);
@@ -240,6 +241,150 @@ TEST_P(StoreTest, VerdictHistoryAndPrune) {
   auto totals = store_->LoadStreamTotals();
   ASSERT_TRUE(totals.ok());
   EXPECT_EQ((*totals)[0].stats.probes(), 2u);
+}
+
+// Bytes of every value (NUL and high bytes included), some of them repeated
+// past a page so that large blobs round-trip too.
+std::string DetectorBlob(size_t n, unsigned seed) {
+  std::string out(n, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = static_cast<char>((i * 131 + seed) & 0xff);
+  }
+  return out;
+}
+
+TEST_P(StoreTest, DetectorStateSaveLoadReplace) {
+  auto none = store_->LoadDetectorState();
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound) << none.status();
+  const std::string first = DetectorBlob(300, 7);
+  ASSERT_TRUE(store_->SaveDetectorState(first).ok());
+  Reopen();
+  auto loaded = store_->LoadDetectorState();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, first);
+  // Replaced as a whole, by a longer and then by a shorter (empty) blob.
+  const std::string second = DetectorBlob(1 << 20, 3);
+  ASSERT_TRUE(store_->SaveDetectorState(second).ok());
+  Reopen();
+  loaded = store_->LoadDetectorState();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->size(), second.size());
+  EXPECT_TRUE(*loaded == second);
+  ASSERT_TRUE(store_->SaveDetectorState("").ok());
+  loaded = store_->LoadDetectorState();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, "");
+}
+
+StreamStats StatsOf(int ok, int failed) {
+  StreamStats s;
+  for (int i = 0; i < ok; ++i) s.Add(MakeOutcome(1, v1::OK, 0));
+  for (int i = 0; i < failed; ++i) s.Add(MakeOutcome(1, v1::HTTP_5XX, 0));
+  return s;
+}
+
+// Sums of latencies are added in another order by a store than by the test:
+// equal up to rounding; every count exactly.
+void ExpectSameStats(const StreamStats& a, const StreamStats& b) {
+  EXPECT_EQ(a.counts, b.counts);
+  EXPECT_EQ(a.ttfb.buckets, b.ttfb.buckets);
+  EXPECT_EQ(a.duration.buckets, b.duration.buckets);
+  EXPECT_EQ(a.received_bytes, b.received_bytes);
+  EXPECT_NEAR(a.ttfb.sum, b.ttfb.sum, 1e-9 * (1 + b.ttfb.sum));
+  EXPECT_NEAR(a.duration.sum, b.duration.sum, 1e-9 * (1 + b.duration.sum));
+}
+
+// Per-minute aggregates of hours that ended before now - aggregate_retention
+// move into hourly aggregates (same counts and histograms), in transactions
+// of at most max_rows_per_transaction rows; late minutes of a rolled hour
+// are added at the next run; hourly aggregates go after hourly_retention.
+TEST_P(StoreTest, RetentionRollsMinutesUpIntoHoursInBoundedTransactions) {
+  StreamKey other = Key();
+  other.mode = v1::BUFFERED;
+  std::map<std::pair<StreamKey, int64_t>, StreamStats> want_hours;
+  StreamStats total;
+  for (int64_t minute = 0; minute < 200; minute += 10) {
+    WriteBatch b;
+    for (int64_t m = minute; m < minute + 10; ++m) {
+      const StreamStats s = StatsOf(1 + m % 3, m % 7 == 0 ? 1 : 0);
+      b.minutes.push_back({Key(), m, s});
+      total.Merge(s);
+      if (m < 180) want_hours[{Key(), m / 60}].Merge(s);
+    }
+    ASSERT_TRUE(store_->Commit(b, nullptr).ok());
+  }
+  WriteBatch b2;
+  for (int64_t m : {61, 62, 119}) {
+    b2.minutes.push_back({other, m, StatsOf(2, 1)});
+    want_hours[{other, 1}].Merge(StatsOf(2, 1));
+  }
+  ASSERT_TRUE(store_->Commit(b2, nullptr).ok());
+
+  RetentionOptions retention;
+  retention.raw_retention = absl::Hours(1000);
+  retention.aggregate_retention = absl::Hours(1);
+  retention.max_rows_per_transaction = 7;
+  // now - 1 h falls in hour 3 (minute 185): hours 0-2 are complete.
+  const absl::Time now = absl::FromUnixSeconds(185 * 60) + absl::Hours(1);
+  auto pruned = store_->Prune(now, retention);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(pruned->minutes_deleted, 183);
+  EXPECT_EQ(pruned->hours_deleted, 0);
+  if (impl() == Impl::kMemory) {
+    EXPECT_EQ(pruned->transactions, 1);
+  } else {
+    // 183 rows in 7s: 26 full transactions and a last one of 1, then one
+    // (empty) transaction per delete step.
+    EXPECT_EQ(pruned->transactions, 27 + 4);
+  }
+  Reopen();
+  auto hours = store_->QueryStreamHours(INT64_MIN, INT64_MAX);
+  ASSERT_TRUE(hours.ok()) << hours.status();
+  ASSERT_EQ(hours->size(), want_hours.size());
+  for (const StreamHour& h : *hours) {
+    auto it = want_hours.find({h.key, h.hour});
+    ASSERT_NE(it, want_hours.end()) << h.hour;
+    SCOPED_TRACE(h.hour);
+    ExpectSameStats(h.stats, it->second);
+  }
+  auto minutes = store_->QueryStreamMinutes(INT64_MIN, INT64_MAX);
+  ASSERT_TRUE(minutes.ok());
+  ASSERT_EQ(minutes->size(), 20u);  // 180..199.
+  EXPECT_EQ(minutes->front().minute, 180);
+  // Totals are never touched.
+  auto totals = store_->LoadStreamTotals();
+  ASSERT_TRUE(totals.ok());
+  for (const StreamTotal& t : *totals) {
+    if (t.key == Key()) ExpectSameStats(t.stats, total);
+  }
+
+  // A late minute of hour 0 (an outbox drained late) joins its hour at the
+  // next run; a second run with nothing to do changes nothing.
+  WriteBatch late;
+  late.minutes.push_back({Key(), 5, StatsOf(4, 0)});
+  ASSERT_TRUE(store_->Commit(late, nullptr).ok());
+  pruned = store_->Prune(now, retention);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(pruned->minutes_deleted, 1);
+  hours = store_->QueryStreamHours(0, 1);
+  ASSERT_TRUE(hours.ok());
+  ASSERT_EQ(hours->size(), 1u);
+  StreamStats hour0 = want_hours[{Key(), 0}];
+  hour0.Merge(StatsOf(4, 0));
+  ExpectSameStats((*hours)[0].stats, hour0);
+  pruned = store_->Prune(now, retention);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(pruned->rows_deleted(), 0);
+
+  // Hourly retention: hours that ended before now - hourly_retention go.
+  retention.hourly_retention = now - absl::FromUnixSeconds(2 * 3600 + 10);
+  pruned = store_->Prune(now, retention);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(pruned->hours_deleted, 3);  // Key's hours 0, 1; other's hour 1.
+  hours = store_->QueryStreamHours(INT64_MIN, INT64_MAX);
+  ASSERT_TRUE(hours.ok());
+  ASSERT_EQ(hours->size(), 1u);
+  EXPECT_EQ((*hours)[0].hour, 2);
 }
 
 TEST_P(StoreTest, LeaseTakeRenewExpire) {
@@ -315,6 +460,8 @@ TEST_P(StoreTest, FencedWritesOfAnOldLeaderAreRefused) {
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(old_leader->Prune(t0, RetentionOptions()).status().code(),
             absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(old_leader->SaveDetectorState("stale").code(),
+            absl::StatusCode::kFailedPrecondition);
   // It cannot renew either: the lease names the successor.
   auto again = old_leader->AcquireLease("old", "old:1", t0 + ttl, ttl);
   ASSERT_TRUE(again.ok());
@@ -332,11 +479,39 @@ TEST_P(StoreTest, FencedWritesOfAnOldLeaderAreRefused) {
   auto verdicts = store_->ListVerdicts(absl::UnixEpoch(), 10);
   ASSERT_TRUE(verdicts.ok());
   EXPECT_TRUE(verdicts->empty());
+  EXPECT_EQ(store_->LoadDetectorState().status().code(),
+            absl::StatusCode::kNotFound);
 
   // The successor, fenced at its own epoch, writes fine.
   store_->SetFencingEpoch(n->epoch);
   b.agents[0].applied_sequence = 2;
   EXPECT_TRUE(store_->Commit(b, nullptr).ok());
+  EXPECT_TRUE(store_->SaveDetectorState("fresh").ok());
+  auto state = old_leader->LoadDetectorState();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(*state, "fresh");
+}
+
+// The state the old leader saved while it led stays until the successor
+// replaces it: a refused save does not clear it.
+TEST_P(StoreTest, FencedDetectorStateSaveKeepsThePreviousState) {
+  const absl::Time t0 = absl::FromUnixSeconds(20000);
+  const absl::Duration ttl = absl::Seconds(10);
+  std::unique_ptr<Store> second = impl() == Impl::kMemory ? nullptr : Open();
+  Store* old_leader = second ? second.get() : store_.get();
+  auto a = old_leader->AcquireLease("old", "old:1", t0, ttl);
+  ASSERT_TRUE(a.ok()) << a.status();
+  old_leader->SetFencingEpoch(a->epoch);
+  ASSERT_TRUE(old_leader->SaveDetectorState("epoch-1").ok());
+  auto n = store_->AcquireLease("new", "new:1", t0 + ttl, ttl);
+  ASSERT_TRUE(n.ok());
+  ASSERT_EQ(n->holder, "new");
+  absl::Status st = old_leader->SaveDetectorState("stale-epoch-1");
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("fenced"), absl::string_view::npos) << st;
+  auto state = store_->LoadDetectorState();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(*state, "epoch-1");
 }
 
 TEST_P(StoreTest, PingAnswers) { EXPECT_TRUE(store_->Ping().ok()); }
@@ -377,6 +552,38 @@ TEST(SqliteStoreTest, RefusesNewerSchema) {
   EXPECT_FALSE(CreateSqliteStore({"/nonexistent-dir/x/y.db"}).ok());
   EXPECT_EQ(CreateSqliteStore({""}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  RemoveDb(path);
+}
+
+// A file written by an older schema (no detector_state nor stream_hours
+// table) gains the tables on open and keeps its data.
+TEST(SqliteStoreTest, MigratesVersion2FileForward) {
+  const std::string path = TempPath("v2");
+  RemoveDb(path);
+  {
+    auto s = CreateSqliteStore({path});
+    ASSERT_TRUE(s.ok());
+    v1::Target t;
+    t.set_name("kept");
+    ASSERT_TRUE((*s)->SaveFleet({t}, {}, {}).ok());
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(db,
+                     "DROP TABLE detector_state; DROP TABLE stream_hours; "
+                     "PRAGMA user_version=2",
+                     nullptr, nullptr, nullptr),
+        SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto s = CreateSqliteStore({path});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)->LoadDetectorState().status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE((*s)->SaveDetectorState("x").ok());
+  EXPECT_EQ((*s)->LoadFleet()->targets(0).name(), "kept");
   RemoveDb(path);
 }
 
@@ -487,9 +694,11 @@ struct Contents {
   std::vector<AgentRecord> agents;
   std::vector<StreamTotal> totals;
   std::vector<StreamMinute> minutes;
+  std::vector<StreamHour> hours;
   std::map<std::string, double> counters;
   std::vector<std::string> failures, samples, verdicts;
   std::string fleet;
+  std::string detector_state;
 };
 
 Contents Read(Store* s) {
@@ -497,6 +706,7 @@ Contents Read(Store* s) {
   c.agents = s->LoadAgents().value();
   c.totals = s->LoadStreamTotals().value();
   c.minutes = s->QueryStreamMinutes(INT64_MIN, INT64_MAX).value();
+  c.hours = s->QueryStreamHours(INT64_MIN, INT64_MAX).value();
   c.counters = s->LoadCounters().value();
   const std::vector<v1::Outcome> failures =
       s->QueryFailures(absl::InfinitePast(), 1 << 20).value();
@@ -509,6 +719,7 @@ Contents Read(Store* s) {
       s->ListVerdicts(absl::InfinitePast(), 1 << 20).value();
   for (const auto& v : verdicts) c.verdicts.push_back(v.SerializeAsString());
   c.fleet = s->LoadFleet().value().SerializeAsString();
+  c.detector_state = s->LoadDetectorState().value_or("<none>");
   return c;
 }
 
@@ -532,11 +743,18 @@ void ExpectSame(const Contents& a, const Contents& b) {
     EXPECT_EQ(a.minutes[i].minute, b.minutes[i].minute);
     EXPECT_EQ(a.minutes[i].stats, b.minutes[i].stats);
   }
+  ASSERT_EQ(a.hours.size(), b.hours.size());
+  for (size_t i = 0; i < a.hours.size(); ++i) {
+    EXPECT_EQ(a.hours[i].key, b.hours[i].key);
+    EXPECT_EQ(a.hours[i].hour, b.hours[i].hour);
+    EXPECT_EQ(a.hours[i].stats, b.hours[i].stats);
+  }
   EXPECT_EQ(a.counters, b.counters);
   EXPECT_EQ(a.failures, b.failures);
   EXPECT_EQ(a.samples, b.samples);
   EXPECT_EQ(a.verdicts, b.verdicts);
   EXPECT_EQ(a.fleet, b.fleet);
+  EXPECT_TRUE(a.detector_state == b.detector_state);
 }
 
 // SQLite -> PostgreSQL -> SQLite: the same contents at every step, including
@@ -551,7 +769,7 @@ TEST(CopyStoreTest, RoundTripSqlitePostgresSqlite) {
   RemoveDb(back_path);
   auto src = CreateSqliteStore({src_path});
   ASSERT_TRUE(src.ok());
-  for (uint64_t seq = 1; seq <= 30; ++seq) {
+  for (uint64_t seq = 1; seq <= 90; ++seq) {
     WriteBatch b;
     StreamStats s;
     const v1::Outcome o =
@@ -587,13 +805,16 @@ TEST(CopyStoreTest, RoundTripSqlitePostgresSqlite) {
     v.mutable_updated()->set_seconds(100 + i);
     ASSERT_TRUE((*src)->AppendVerdict(v).ok());
   }
-  // Prune the oldest minutes: totals now hold more than the minutes.
+  ASSERT_TRUE((*src)->SaveDetectorState(DetectorBlob(5000, 11)).ok());
+  // Roll the first hour's minutes up: totals now hold more than the
+  // minutes, and the hourly aggregates hold the rest.
   RetentionOptions retention;
   retention.aggregate_retention = absl::Seconds(60 * 20);
   retention.raw_retention = absl::Hours(1000);
-  ASSERT_TRUE((*src)->Prune(absl::FromUnixSeconds(60 * 31), retention).ok());
+  ASSERT_TRUE((*src)->Prune(absl::FromUnixSeconds(60 * 81), retention).ok());
   const Contents original = Read(src->get());
   ASSERT_GT(original.minutes.size(), 5u);
+  ASSERT_GT(original.hours.size(), 1u);
 
   auto url = pg->CreateDatabase("copy_round_trip");
   ASSERT_TRUE(url.ok()) << url.status();
@@ -602,7 +823,10 @@ TEST(CopyStoreTest, RoundTripSqlitePostgresSqlite) {
   auto copied = CopyStore(src->get(), mid->get(), /*rows_per_commit=*/7);
   ASSERT_TRUE(copied.ok()) << copied.status();
   EXPECT_EQ(copied->minutes, static_cast<int64_t>(original.minutes.size()));
+  EXPECT_EQ(copied->hours, static_cast<int64_t>(original.hours.size()));
   EXPECT_EQ(copied->verdicts, 3);
+  EXPECT_EQ(copied->detector_states, 1);
+  ASSERT_EQ(original.detector_state.size(), 5000u);
   ExpectSame(original, Read(mid->get()));
   // Into a store that already has data: refused, nothing changed.
   EXPECT_EQ(CopyStore(src->get(), mid->get()).status().code(),
