@@ -3,7 +3,8 @@
 // Tokens come from the --admin_tokens file (v1::AdminTokens): each has a
 // holder name, a role and the token, inline or in a file of its own (a
 // mounted Kubernetes Secret). Two roles:
-//   VIEWER   — ListSchedules, ListAgents, GetVerdicts, WatchVerdicts, Analyze
+//   VIEWER   — ListSchedules, ListAgents, GetVerdicts, WatchVerdicts, Analyze,
+//              Report
 //   OPERATOR — everything a viewer may, plus RunProbe, ApplySchedules,
 //              DeleteSchedule
 // Clients send `authorization: Bearer <token>`. Tokens are compared in
