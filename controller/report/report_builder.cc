@@ -57,6 +57,13 @@ struct Boundaries {
     if (t < fix) return v1::REPORT_PERIOD_DURING;
     return v1::REPORT_PERIOD_AFTER;
   }
+  // A span [start, end) is BEFORE when it ends by the onset, AFTER when it
+  // starts at or after the fix, DURING otherwise.
+  v1::ReportPeriod OfSpan(absl::Time start, absl::Time end) const {
+    if (end <= onset) return v1::REPORT_PERIOD_BEFORE;
+    if (start >= fix) return v1::REPORT_PERIOD_AFTER;
+    return v1::REPORT_PERIOD_DURING;
+  }
 };
 
 int Severity(v1::VerdictState s) {
@@ -72,6 +79,15 @@ int Severity(v1::VerdictState s) {
     default:
       return 0;
   }
+}
+
+// Whether a verdict time is a real instant (an unset or overflowed estimate
+// is not): after 1970 and inside the Timestamp range.
+bool IsRealTime(const google::protobuf::Timestamp& t) {
+  return t.seconds() > 0 && t.seconds() <= TimeUtil::kTimestampMaxSeconds;
+}
+bool IsRealInterval(const v1::TimeInterval& i) {
+  return IsRealTime(i.lower()) && IsRealTime(i.upper());
 }
 
 using Identity = std::tuple<int, std::string, std::string, int, std::string>;
@@ -135,12 +151,12 @@ std::vector<v1::ReportFinding> Findings(const v1::AnalysisReport& analysis,
       // The first REGRESSION of the episode carries the onset estimate.
       if (!f.has_change_time()) {
         *f.mutable_evidence() = t.evidence();
-        if (t.evidence().has_change_time()) {
+        if (IsRealTime(t.evidence().change_time())) {
           *f.mutable_change_time() = t.evidence().change_time();
         } else {
           *f.mutable_change_time() = t.since();
         }
-        if (t.evidence().has_change_interval()) {
+        if (IsRealInterval(t.evidence().change_interval())) {
           *f.mutable_change_interval() = t.evidence().change_interval();
         }
       }
@@ -149,8 +165,10 @@ std::vector<v1::ReportFinding> Findings(const v1::AnalysisReport& analysis,
     } else if (t.state() == v1::FIX_CONFIRMED) {
       v1::FixCertificate* c = f.mutable_fix();
       const v1::Evidence& e = t.evidence();
-      if (e.has_change_time()) *c->mutable_change_time() = e.change_time();
-      if (e.has_change_interval()) {
+      if (IsRealTime(e.change_time())) {
+        *c->mutable_change_time() = e.change_time();
+      }
+      if (IsRealInterval(e.change_interval())) {
         *c->mutable_change_interval() = e.change_interval();
       }
       if (e.has_confirmation_start()) {
@@ -438,7 +456,8 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
   };
   std::map<ModeKey, std::map<int64_t, ClientMinute>> client;
   for (const StreamMinute* m : minutes) {
-    const v1::ReportPeriod p = b.Of(absl::FromUnixSeconds(m->minute * 60));
+    const absl::Time start = absl::FromUnixSeconds(m->minute * 60);
+    const v1::ReportPeriod p = b.OfSpan(start, start + absl::Minutes(1));
     auto& stats = cells[CellKey{m->key.region, m->key.mode, m->key.size_bytes}];
     stats[PeriodIndex(v1::REPORT_PERIOD_WHOLE)].Merge(m->stats);
     stats[PeriodIndex(p)].Merge(m->stats);
@@ -475,47 +494,57 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
     }
   }
 
-  // Platform periods of the target, per region x mode.
-  struct Period {
+  // Platform periods of the target, per region x mode, reconciled with the
+  // client counts at the store's minute resolution: a period shorter than a
+  // minute joins the bucket of the minute it starts in, a longer one spans
+  // the minutes it covers.
+  struct Bucket {
+    int64_t end_minute = 0;  // Exclusive.
     double errors = 0, invocations = 0;
-    absl::Duration length = absl::Minutes(1);
   };
-  std::map<ModeKey, std::map<absl::Time, Period>> platform;
+  std::map<ModeKey, std::map<int64_t, Bucket>> platform;
   for (const v1::PlatformMetricSample& s : data.platform_samples) {
     if (s.target() != options.target || !region_ok(s.region())) continue;
     if (!s.stat().empty() && s.stat() != "Sum") continue;
     const absl::Time start = FromProto(s.period_start());
     if (start < options.from || start >= options.to) continue;
-    Period& p = platform[{s.region(), s.mode()}][start];
+    absl::Duration length = absl::Minutes(1);
     if (s.has_period() && TimeUtil::DurationToNanoseconds(s.period()) > 0) {
-      p.length = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(s.period()));
+      length = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(s.period()));
     }
+    const int64_t first = controller::MinuteOf(start);
+    const int64_t end = std::max(
+        first + 1,
+        controller::MinuteOf(start + length - absl::Nanoseconds(1)) + 1);
+    Bucket& p = platform[{s.region(), s.mode()}][first];
+    p.end_minute = std::max(p.end_minute, end);
     if (s.metric() == "Errors") p.errors += s.value();
     if (s.metric() == "Invocations") p.invocations += s.value();
   }
-  // Phantom periods by (region, mode) -> [start, end).
+  // Phantom buckets by (region, mode) -> [start, end).
   std::map<ModeKey, std::vector<std::pair<absl::Time, absl::Time>>> phantom_at;
   std::map<ModeKey, std::map<int64_t, std::pair<double, double>>>
       platform_minute;
-  for (const auto& [mk, periods] : platform) {
+  for (const auto& [mk, buckets] : platform) {
     std::array<v1::ReportPlatformCounts, 4> sums;
     for (v1::ReportPeriod p : kPeriods) sums[PeriodIndex(p)].set_period(p);
     const auto& cm = client[mk];
-    for (const auto& [start, p] : periods) {
+    for (const auto& [first, p] : buckets) {
+      const absl::Time start = absl::FromUnixSeconds(first * 60);
+      const absl::Time end = absl::FromUnixSeconds(p.end_minute * 60);
       uint64_t visible = 0, probes = 0;
-      for (auto it = cm.lower_bound(controller::MinuteOf(start));
-           it != cm.end() &&
-           absl::FromUnixSeconds(it->first * 60) < start + p.length;
-           ++it) {
+      for (auto it = cm.lower_bound(first);
+           it != cm.end() && it->first < p.end_minute; ++it) {
         visible += it->second.visible;
         probes += it->second.trials;
       }
       const double phantom =
           std::max(0.0, p.errors - static_cast<double>(visible));
-      auto& pm = platform_minute[mk][controller::MinuteOf(start)];
+      auto& pm = platform_minute[mk][first];
       pm.first += p.errors;
       pm.second += p.invocations;
-      for (v1::ReportPeriod per : {v1::REPORT_PERIOD_WHOLE, b.Of(start)}) {
+      for (v1::ReportPeriod per :
+           {v1::REPORT_PERIOD_WHOLE, b.OfSpan(start, end)}) {
         v1::ReportPlatformCounts& s = sums[PeriodIndex(per)];
         s.set_platform_errors(s.platform_errors() + p.errors);
         s.set_platform_invocations(s.platform_invocations() + p.invocations);
@@ -524,7 +553,7 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
         s.set_phantom_errors(s.phantom_errors() + phantom);
       }
       if (phantom > 0) {
-        phantom_at[mk].emplace_back(start, start + p.length);
+        phantom_at[mk].emplace_back(start, end);
         if (static_cast<size_t>(r.phantom_periods_size()) <
             kMaxPhantomPeriods) {
           v1::PhantomPeriod* pp = r.add_phantom_periods();
@@ -532,7 +561,7 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
           pp->set_mode(static_cast<v1::InvokeMode>(mk.second));
           *pp->mutable_period_start() = ToProto(start);
           *pp->mutable_period() = TimeUtil::NanosecondsToDuration(
-              absl::ToInt64Nanoseconds(p.length));
+              absl::ToInt64Nanoseconds(end - start));
           pp->set_platform_errors(p.errors);
           pp->set_client_visible_failures(visible);
           pp->set_phantom_errors(phantom);

@@ -8,19 +8,27 @@
 // Periods: the onset is the earliest estimated change time of the verdicts
 // that reached REGRESSION in the window; the fix time is the latest estimated
 // change time of their fix certificates, set only when every one of them
-// reached FIX_CONFIRMED. A minute belongs to BEFORE / DURING / AFTER by its
-// start (minute resolution, as the store keeps it); without an onset every
-// minute is BEFORE. The report only reads what the verdicts carry: it never
-// re-estimates change times.
+// reached FIX_CONFIRMED. The store keeps minutes, so a minute is BEFORE when
+// it ends by the onset, AFTER when it starts at or after the fix, and DURING
+// otherwise (the minutes holding the onset and the fix count as during);
+// sample probes are placed by their own start. Without an onset every minute
+// is BEFORE. The report only reads what the verdicts carry: it never
+// re-estimates change times. A REGRESSION whose evidence has no usable
+// change time (unset, or not after 1970) is dated by its transition's
+// `since` instead.
 //
 // Counts: trials = every scheduled outcome but AGENT_ERROR; failures =
 // analysis::IsStreamHealthFailure; error rate with a 95 % Wilson interval.
 // TTFB percentiles are interpolated linearly inside the latency histogram
 // bucket that holds the rank (as Prometheus' histogram_quantile). Platform
-// counts are per region x mode (CloudWatch has no size dimension); phantom
-// errors of a platform period = max(0, Errors - client failures the platform
-// would see, analysis::IsPlatformVisibleFailure, of the minutes inside the
-// period), summed. Ad-hoc outcomes are left out everywhere.
+// counts are per region x mode (CloudWatch has no size dimension) and are
+// reconciled with the client at the store's minute resolution: platform
+// periods shorter than a minute are summed per minute, longer ones cover
+// their minutes; phantom errors of such a bucket = max(0, Errors - client
+// failures the platform would see, analysis::IsPlatformVisibleFailure, in
+// its minutes), summed. (The live PHANTOM_ERRORS detector reconciles per
+// platform period, so with sub-minute periods its counts can be higher.)
+// Ad-hoc outcomes are left out everywhere.
 //
 // Pure functions; thread-safe.
 #ifndef FLEETCANARY_CONTROLLER_REPORT_REPORT_BUILDER_H_

@@ -62,8 +62,10 @@ bool Covers(const v1::Verdict& v, const MatrixCell& c) {
   switch (v.kind()) {
     case v1::STREAM_HEALTH:
       return k.mode() == c.mode && k.size_class() == FormatBytes(c.size_bytes);
-    case v1::MODE_DIFFERENCE:
-      return k.size_class() == FormatBytes(c.size_bytes);
+    case v1::MODE_DIFFERENCE:  // The mode with the higher rate.
+      return k.size_class() == FormatBytes(c.size_bytes) &&
+             c.mode == (v.evidence().rate_ratio() >= 1 ? v1::RESPONSE_STREAM
+                                                       : v1::BUFFERED);
     default:  // PHANTOM_ERRORS, SIZE_TREND, HARD_DOWN: the region x mode.
       return k.mode() == c.mode;
   }

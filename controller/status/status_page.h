@@ -32,7 +32,9 @@ struct MatrixCell {
   uint64_t size_bytes = 0;
   // Worst current state of the verdicts about this cell: its STREAM_HEALTH,
   // the PHANTOM_ERRORS / SIZE_TREND / HARD_DOWN of its region x mode, the
-  // MODE_DIFFERENCE of its size (UNSPECIFIED: no verdict yet).
+  // MODE_DIFFERENCE of its size on the mode with the higher rate (stream
+  // when the rate ratio stream/buffered is >= 1) (UNSPECIFIED: no verdict
+  // yet).
   v1::VerdictState state = v1::VERDICT_STATE_UNSPECIFIED;
   // Client error rate over the page's window.
   uint64_t trials = 0;

@@ -308,6 +308,27 @@ TEST(ReportBuilderTest, PlatformPhantomAndSamples) {
   EXPECT_THAT(r->methods(), HasSubstr("floored at 0.0001"));
 }
 
+TEST(ReportBuilderTest, SubMinutePlatformPeriodsAreReconciledPerMinute) {
+  ReportData data = StoreData();
+  data.platform_samples.clear();
+  // Two 1-second periods in minute 9, one Error each: the minute's two
+  // client truncations explain both (no phantom), counted once.
+  for (int sec : {0, 1}) {
+    v1::PlatformMetricSample s = Sample(v1::RESPONSE_STREAM, "Errors", 1, 9);
+    *s.mutable_period_start() = Ts(At(9, sec));
+    *s.mutable_period() = TimeUtil::SecondsToDuration(1);
+    data.platform_samples.push_back(s);
+  }
+  absl::StatusOr<v1::IncidentReport> r = BuildIncidentReport(data, Options());
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->platform_size(), 1);
+  const v1::ReportPlatformCounts& whole = r->platform(0).periods(0);
+  EXPECT_DOUBLE_EQ(whole.platform_errors(), 2);
+  EXPECT_EQ(whole.client_visible_failures(), 2u);
+  EXPECT_DOUBLE_EQ(whole.phantom_errors(), 0);
+  EXPECT_EQ(r->phantom_periods_size(), 0);
+}
+
 TEST(ReportBuilderTest, OutcomesFileGivesTheSameReport) {
   std::stringstream file;
   for (const v1::Outcome& o : Outcomes()) {
@@ -365,6 +386,17 @@ TEST(ReportBuilderTest, BadRequestsNameTheField) {
   o.regions = {"eu-west-1"};
   EXPECT_EQ(BuildIncidentReport(StoreData(), o).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(ReportBuilderTest, UnusableChangeTimeFallsBackToTheTransition) {
+  ReportData data = StoreData();
+  v1::Evidence* e = data.analysis.mutable_transitions(1)->mutable_evidence();
+  e->mutable_change_time()->set_seconds(-9223372037);  // Overflowed.
+  e->clear_change_interval();
+  absl::StatusOr<v1::IncidentReport> r = BuildIncidentReport(data, Options());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->onset(), Ts(At(10)));  // The REGRESSION transition's since.
+  EXPECT_FALSE(r->has_onset_interval());
 }
 
 TEST(ReportBuilderTest, NoRegressionMeansOnePeriod) {
