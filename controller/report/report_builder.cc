@@ -112,7 +112,8 @@ void FillCounts(const StreamStats& s, v1::ReportCounts* out) {
   out->set_error_rate(trials > 0 ? static_cast<double>(failures) / trials : 0);
   const analysis::RateInterval ci =
       analysis::WilsonInterval(failures, trials, kConfidence);
-  out->mutable_error_rate_interval()->set_lower(ci.lower);
+  // Wilson's lower limit is 0 exactly without failures (not rounding noise).
+  out->mutable_error_rate_interval()->set_lower(failures == 0 ? 0 : ci.lower);
   out->mutable_error_rate_interval()->set_upper(ci.upper);
   out->mutable_error_rate_interval()->set_confidence(kConfidence);
   const uint64_t n = s.ttfb.count();

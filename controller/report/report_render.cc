@@ -318,7 +318,21 @@ std::string Chart(const std::string& title, const std::vector<Line>& lines,
                   const std::vector<Band>& bands, double x_min, double x_max,
                   const std::vector<std::pair<double, std::string>>& x_ticks,
                   bool y_rate) {
-  const int w = 760, h = 260, left = 64, right = 16, top = 28, bottom = 58;
+  const int w = 760, left = 64, right = 16, top = 28;
+  // Legend entries wrap into rows under the x axis.
+  std::vector<std::pair<int, int>> legend_at;  // (x, row) per line.
+  int legend_x = left, legend_row = 0;
+  for (const Line& l : lines) {
+    const int width = 30 + 6 * static_cast<int>(l.label.size());
+    if (legend_x > left && legend_x + width > w - right) {
+      legend_x = left;
+      ++legend_row;
+    }
+    legend_at.emplace_back(legend_x, legend_row);
+    legend_x += width;
+  }
+  const int bottom = 44 + 14 * (legend_row + 1);
+  const int h = 190 + bottom;
   double y_max = y_rate ? 0.001 : 1;
   for (const Line& l : lines) {
     for (const auto& p : l.points) y_max = std::max(y_max, p.second);
@@ -330,6 +344,7 @@ std::string Chart(const std::string& title, const std::vector<Line>& lines,
     return left + (x - x_min) / (x_max - x_min) * (w - left - right);
   };
   auto Y = [&](double y) { return top + (1 - y / y_max) * (h - top - bottom); };
+  auto LegendY = [&](int row) { return h - bottom + 32 + 14 * row; };
   std::string s = absl::StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" "
       "width=\"%d\" height=\"%d\" role=\"img\" aria-label=\"%s\">"
@@ -362,8 +377,8 @@ std::string Chart(const std::string& title, const std::vector<Line>& lines,
                           "text-anchor=\"middle\">%s</text>",
                           X(x), h - bottom + 14, HtmlEscape(label));
   }
-  int legend_x = left;
-  for (const Line& l : lines) {
+  for (size_t li = 0; li < lines.size(); ++li) {
+    const Line& l = lines[li];
     std::string path;
     for (const auto& [x, y] : l.points) {
       absl::StrAppendFormat(&path, "%s%.1f,%.1f ", path.empty() ? "M" : "L",
@@ -395,10 +410,10 @@ std::string Chart(const std::string& title, const std::vector<Line>& lines,
         "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" "
         "stroke-width=\"2\"%s/><text x=\"%d\" y=\"%d\" font-size=\"10\">%s"
         "</text>",
-        legend_x, h - 14, legend_x + 18, h - 14, l.color,
-        l.dashed ? " stroke-dasharray=\"5,3\"" : "", legend_x + 22, h - 10,
-        HtmlEscape(l.label));
-    legend_x += 30 + 6 * static_cast<int>(l.label.size());
+        legend_at[li].first, LegendY(legend_at[li].second),
+        legend_at[li].first + 18, LegendY(legend_at[li].second), l.color,
+        l.dashed ? " stroke-dasharray=\"5,3\"" : "", legend_at[li].first + 22,
+        LegendY(legend_at[li].second) + 4, HtmlEscape(l.label));
   }
   absl::StrAppend(&s, "</svg>");
   return s;
@@ -411,7 +426,10 @@ std::vector<std::pair<double, std::string>> TimeTicks(absl::Time from,
   const double span = absl::ToDoubleSeconds(to - from);
   for (int i = 0; i <= 6; ++i) {
     const absl::Time t = from + absl::Seconds(span * i / 6);
-    out.emplace_back(absl::ToUnixSeconds(t), ShortTime(t));
+    out.emplace_back(absl::ToUnixSeconds(t),
+                     span < 3600
+                         ? absl::FormatTime("%H:%M:%S", t, absl::UTCTimeZone())
+                         : ShortTime(t));
   }
   return out;
 }
@@ -464,7 +482,7 @@ std::string RateOverTimeChart(const v1::IncidentReport& r) {
     l.dashed = (dashed++ / 2) % 2 == 1;
     for (const auto& [t, n] : buckets) {
       l.points.emplace_back(
-          static_cast<double>(t),
+          static_cast<double>(t + bucket * 30),  // The bucket's middle.
           n.second > 0 ? static_cast<double>(n.first) / n.second : 0);
     }
     lines.push_back(std::move(l));
@@ -546,8 +564,8 @@ std::string PlatformChart(const v1::IncidentReport& r) {
     platform.color = client.color = ModeColor(s.mode());
     client.dashed = true;
     for (const auto& [t, v] : buckets) {
-      platform.points.emplace_back(t, v.first);
-      client.points.emplace_back(t, v.second);
+      platform.points.emplace_back(t + bucket * 30, v.first);
+      client.points.emplace_back(t + bucket * 30, v.second);
     }
     lines.push_back(std::move(platform));
     lines.push_back(std::move(client));

@@ -244,6 +244,7 @@ TEST(ReportBuilderTest, CountsRatesAndLatencyPerPeriod) {
   const v1::ReportCounts& before = Period(s, v1::REPORT_PERIOD_BEFORE);
   EXPECT_EQ(before.probes(), 80u);
   EXPECT_EQ(before.failures(), 0u);
+  EXPECT_EQ(before.error_rate_interval().lower(), 0);  // Exactly.
   // TTFB: 80 observations of 30 ms in (25, 50] ms; p50 interpolates to
   // 25 + 25 * 40/80 ms, p99 to 25 + 25 * 79.2/80 ms.
   EXPECT_EQ(before.ttfb_count(), 80u);
