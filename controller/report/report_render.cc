@@ -371,11 +371,15 @@ std::string Chart(const std::string& title, const std::vector<Line>& lines,
         left, Y(y), w - right, Y(y), left - 4, Y(y) + 3,
         y_rate ? FormatRate(y) : absl::StrFormat("%.3g", y));
   }
-  for (const auto& [x, label] : x_ticks) {
-    absl::StrAppendFormat(&s,
-                          "<text x=\"%.1f\" y=\"%d\" font-size=\"10\" "
-                          "text-anchor=\"middle\">%s</text>",
-                          X(x), h - bottom + 14, HtmlEscape(label));
+  for (size_t i = 0; i < x_ticks.size(); ++i) {
+    // The last label ends at its tick so it stays inside the chart.
+    absl::StrAppendFormat(
+        &s,
+        "<text x=\"%.1f\" y=\"%d\" font-size=\"10\" "
+        "text-anchor=\"%s\">%s</text>",
+        X(x_ticks[i].first), h - bottom + 14,
+        i + 1 == x_ticks.size() && x_ticks.size() > 1 ? "end" : "middle",
+        HtmlEscape(x_ticks[i].second));
   }
   for (size_t li = 0; li < lines.size(); ++li) {
     const Line& l = lines[li];
