@@ -416,7 +416,7 @@ TEST_F(ControllerCommandsTest, OfflineReportInEveryFormat) {
   EXPECT_EQ(report.failures(), 3u);
   EXPECT_EQ(report.failing_samples_size(), 3);
   EXPECT_EQ(report.source(), file);
-  const std::string md = File("report.md", "");
+  const std::string md = File("report-out.markdown", "");
   ASSERT_EQ(Run({"report", "--file", file, "--target", "canary", "--format",
                  "markdown", "--out", md, "--from", "2024-01-30T10:00:00Z",
                  "--to", "2024-01-30T10:15:00Z"},
