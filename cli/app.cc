@@ -10,6 +10,7 @@
 #include "cli/commands/agents.h"
 #include "cli/commands/analyze.h"
 #include "cli/commands/probe.h"
+#include "cli/commands/report.h"
 #include "cli/commands/schedules.h"
 #include "cli/commands/verdicts.h"
 #include "common/build/build_info.h"
@@ -21,7 +22,7 @@ namespace {
 // Every subcommand, in the order `canaryctl --help` lists them.
 constexpr CommandInstaller kCommands[] = {
     InstallProbeCommand,    InstallAgentsCommand,  InstallSchedulesCommand,
-    InstallVerdictsCommand, InstallAnalyzeCommand,
+    InstallVerdictsCommand, InstallAnalyzeCommand, InstallReportCommand,
 };
 
 constexpr char kFooter[] =

@@ -108,8 +108,8 @@ std::unique_ptr<AdminAuthorizer> AdminAuthorizer::AllowAll() {
 
 v1::AdminRole AdminAuthorizer::RequiredRole(absl::string_view method) {
   static const std::set<std::string>* const kViewer = new std::set<std::string>{
-      "ListSchedules", "ListAgents", "GetVerdicts",
-      "WatchVerdicts", "Analyze",    "ServerReflectionInfo"};
+      "ListSchedules", "ListAgents", "GetVerdicts",         "WatchVerdicts",
+      "Analyze",       "Report",     "ServerReflectionInfo"};
   return kViewer->count(std::string(method)) > 0 ? v1::VIEWER : v1::OPERATOR;
 }
 

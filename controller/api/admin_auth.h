@@ -4,7 +4,7 @@
 // holder name, a role and the token, inline or in a file of its own (a
 // mounted Kubernetes Secret). Two roles:
 //   VIEWER   — ListSchedules, ListAgents, GetVerdicts, WatchVerdicts, Analyze,
-//              server reflection (ServerReflectionInfo)
+//              Report, server reflection (ServerReflectionInfo)
 //   OPERATOR — everything a viewer may, plus RunProbe, ApplySchedules,
 //              DeleteSchedule
 // Clients send `authorization: Bearer <token>`. Tokens are compared in

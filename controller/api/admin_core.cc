@@ -21,6 +21,7 @@
 #include "common/config/loader.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
+#include "controller/report/report_builder.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
@@ -774,6 +775,72 @@ class AdminCoreImpl : public AdminCore {
       return Invalid("from", "must be before to");
     }
     return deps_.verdicts->Analyze(request);
+  }
+
+  absl::StatusOr<v1::IncidentReport> Report(
+      const v1::ReportRequest& request) override {
+    FC_RETURN_IF_ERROR(ValidateMessage(request));
+    if (request.target().empty()) return Invalid("target", "required");
+    for (int i = 0; i < request.regions_size(); ++i) {
+      if (request.regions(i).empty()) {
+        return Invalid(absl::StrCat("regions[", i, "]"), "must not be empty");
+      }
+    }
+    for (const auto& [name, t] : std::vector<
+             std::pair<const char*, const google::protobuf::Timestamp*>>{
+             {"from", &request.from()},
+             {"to", &request.to()},
+             {"declared_fix_time", &request.declared_fix_time()}}) {
+      if (t->seconds() < TimeUtil::kTimestampMinSeconds ||
+          t->seconds() > TimeUtil::kTimestampMaxSeconds || t->nanos() < 0 ||
+          t->nanos() > 999999999) {
+        return Invalid(name, "not a valid timestamp");
+      }
+    }
+    if (!request.has_from()) return Invalid("from", "required");
+    if (!request.has_to()) return Invalid("to", "required");
+    const absl::Time from =
+        absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(request.from()));
+    const absl::Time to =
+        absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(request.to()));
+    if (from >= to) return Invalid("from", "must be before to");
+    if (deps_.store == nullptr) {
+      return absl::FailedPreconditionError("Report: no store configured");
+    }
+    v1::AnalyzeRequest analyze;
+    analyze.mutable_filter()->set_target(request.target());
+    if (request.regions_size() == 1) {
+      analyze.mutable_filter()->set_region(request.regions(0));
+    }
+    *analyze.mutable_from() = request.from();
+    *analyze.mutable_to() = request.to();
+    if (request.has_declared_fix_time()) {
+      *analyze.mutable_declared_fix_time() = request.declared_fix_time();
+    }
+    report::ReportData data;
+    FC_ASSIGN_OR_RETURN(data.analysis, deps_.verdicts->Analyze(analyze));
+    FC_ASSIGN_OR_RETURN(
+        data.minutes,
+        deps_.store->QueryStreamMinutes(
+            MinuteOf(from), MinuteOf(to - absl::Nanoseconds(1)) + 1));
+    FC_ASSIGN_OR_RETURN(data.outcomes, deps_.store->QueryFailures(
+                                           from, options_.report_max_failures));
+    FC_ASSIGN_OR_RETURN(data.platform_samples,
+                        deps_.store->QueryPlatformSamples(from, to));
+    if (deps_.scheduler != nullptr) {
+      const v1::ListSchedulesResponse fleet = deps_.scheduler->ListSchedules();
+      data.targets.assign(fleet.targets().begin(), fleet.targets().end());
+    }
+    report::ReportOptions options;
+    options.target = request.target();
+    options.regions.assign(request.regions().begin(), request.regions().end());
+    options.from = from;
+    options.to = to;
+    options.generated_at = deps_.clock->Now();
+    options.source = "controller store";
+    options.detection = options_.detection;
+    if (request.max_samples() > 0) options.max_samples = request.max_samples();
+    return report::BuildIncidentReport(data, options);
   }
 
   void OnAdhocResult(const std::string& agent_id,

@@ -19,6 +19,11 @@
 // Schedules and agents delegate to the Scheduler after checks of their own;
 // verdicts and Analyze to a VerdictSource. On a standby replica (deps'
 // standby_store) reads come from the store and changes name the leader.
+// Report validates the request (INVALID_ARGUMENT naming the field: target
+// required, from and to required with from < to), runs Analyze for the
+// target and builds the incident report (controller/report/report_builder.h)
+// from the store's per-minute aggregates, raw failures and platform samples
+// of the window.
 //
 // Thread-safety: all methods are thread-safe. Sinks are called without the
 // core's locks but with a run's lock held: they must not block nor call
@@ -63,6 +68,11 @@ struct AdminCoreOptions {
   absl::Duration check_interval = absl::Milliseconds(200);
   // Seeds ad-hoc ids.
   uint64_t seed = 0;
+  // Detector settings the verdict source's Analyze runs with (named in the
+  // report's methods paragraph; zero fields = defaults).
+  v1::DetectionConfig detection;
+  // Raw failures a Report reads at most (request id samples).
+  size_t report_max_failures = 100000;
 };
 
 struct AdminCoreDeps {
@@ -70,6 +80,8 @@ struct AdminCoreDeps {
   // Optional: applied sequences in ListAgents.
   Ingest* ingest = nullptr;
   VerdictSource* verdicts = nullptr;
+  // Optional: Report is FAILED_PRECONDITION without it.
+  Store* store = nullptr;
   // Sends one AdhocProbe to an agent's session; NOT_FOUND when it has none.
   // Must not block.
   std::function<absl::Status(const std::string& agent_id,
@@ -143,6 +155,8 @@ class AdminCore : public IngestObserver {
                 VerdictSource::Callback callback) = 0;
   virtual absl::StatusOr<v1::AnalysisReport> Analyze(
       const v1::AnalyzeRequest& request) = 0;
+  virtual absl::StatusOr<v1::IncidentReport> Report(
+      const v1::ReportRequest& request) = 0;
 
   // An agent's live ad-hoc result (SessionHub's handler).
   virtual void OnAdhocResult(const std::string& agent_id,

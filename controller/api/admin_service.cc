@@ -403,6 +403,35 @@ class AdminServiceImpl : public AdminService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* ctx,
+                                   const v1::ReportRequest* req,
+                                   v1::IncidentReport* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    absl::Status s = Authorize(auth_, ctx, "Report");
+    if (!s.ok()) {
+      reactor->Finish(ToGrpcStatus(s));
+      return reactor;
+    }
+    // Shares the Analyze limit: a report runs one Analyze and reads more.
+    {
+      absl::MutexLock lock(&analyze_->mu);
+      if (analyze_->running >= options_.max_concurrent_analyze) {
+        reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                     "too many Analyze/Report calls running; "
+                                     "retry"));
+        return reactor;
+      }
+      ++analyze_->running;
+    }
+    std::thread([core = core_, state = analyze_, reactor, req, resp] {
+      absl::Status st = Fill(core->Report(*req), resp);
+      reactor->Finish(ToGrpcStatus(st));
+      absl::MutexLock lock(&state->mu);
+      --state->running;
+    }).detach();
+    return reactor;
+  }
+
  private:
   template <typename T>
   static absl::Status Fill(absl::StatusOr<T> r, T* out) {

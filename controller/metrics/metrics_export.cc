@@ -150,8 +150,12 @@ class BeastMetricsServer : public MetricsHttpServer {
   }
 
   void AddPage(const std::string& path, PageFn page) override {
+    AddQueryPage(
+        path, [page = std::move(page)](const std::string&) { return page(); });
+  }
+  void AddQueryPage(const std::string& path, QueryPageFn page) override {
     std::lock_guard<std::mutex> lock(mu_);
-    pages_[path] = std::make_shared<PageFn>(std::move(page));
+    pages_[path] = std::make_shared<QueryPageFn>(std::move(page));
   }
 
   std::string address() const override {
@@ -209,9 +213,13 @@ class BeastMetricsServer : public MetricsHttpServer {
   void Handle(std::shared_ptr<Connection> c) {
     const auto& req = c->parser.get();
     std::string path(req.target());
+    std::string query;
     const size_t q = path.find('?');
-    if (q != std::string::npos) path.resize(q);
-    std::shared_ptr<PageFn> page;
+    if (q != std::string::npos) {
+      query = path.substr(q + 1);
+      path.resize(q);
+    }
+    std::shared_ptr<QueryPageFn> page;
     bool metrics = path == "/metrics";
     if (!metrics) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -226,11 +234,11 @@ class BeastMetricsServer : public MetricsHttpServer {
                                  get ? 404 : 405});
     }
     // Render off the I/O thread; respond back on it.
-    asio::post(render_, [this, c, page, metrics] {
+    asio::post(render_, [this, c, page, metrics, query] {
       HttpPage out = metrics ? HttpPage{"text/plain; version=0.0.4; "
                                         "charset=utf-8",
                                         Scrape()}
-                             : (*page)();
+                             : (*page)(query);
       asio::post(io_, [this, c, out = std::move(out)]() mutable {
         Respond(c, std::move(out));
       });
@@ -286,7 +294,7 @@ class BeastMetricsServer : public MetricsHttpServer {
   int open_ = 0;  // I/O thread only.
   std::mutex mu_;
   std::vector<std::weak_ptr<prometheus::Collectable>> collectables_;
-  std::map<std::string, std::shared_ptr<PageFn>> pages_;
+  std::map<std::string, std::shared_ptr<QueryPageFn>> pages_;
 };
 
 }  // namespace

@@ -88,6 +88,10 @@ class MetricsHttpServer {
   // runs on a server thread for every request and must be thread-safe.
   using PageFn = std::function<HttpPage()>;
   virtual void AddPage(const std::string& path, PageFn page) = 0;
+  // Same, for a page that reads the query string (the text after '?', raw;
+  // "" when there is none).
+  using QueryPageFn = std::function<HttpPage(const std::string& query)>;
+  virtual void AddQueryPage(const std::string& path, QueryPageFn page) = 0;
   // "host:port" actually bound.
   virtual std::string address() const = 0;
   virtual int port() const = 0;

@@ -19,15 +19,18 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
 #include "common/metrics/process_metrics.h"
 #include "common/status/status_util.h"
+#include "common/units/units.h"
 #include "controller/api/admin_gate.h"
 #include "controller/api/admin_service.h"
 #include "controller/api/verdict_source.h"
 #include "controller/leader/leader_elector.h"
 #include "controller/metrics/metrics_export.h"
+#include "controller/report/report_render.h"
 #include "controller/retention/retention_job.h"
 #include "controller/server/capped_listener.h"
 #include "controller/session/agent_session_service.h"
@@ -270,6 +273,9 @@ class ControllerServerImpl : public ControllerServer {
       process_metrics_ = NewProcessMetrics({"fleetcanary-controller"});
       http_->Register(process_metrics_);
       http_->AddPage("/status", [this] { return StatusPage(); });
+      http_->AddQueryPage("/report", [this](const std::string& query) {
+        return ReportPage(query);
+      });
       http_->AddPage("/readyz", [this] { return ReadyPage(); });
       // Liveness: the process serves HTTP. A failing store is a readiness
       // matter (a restart would not fix a full or locked disk).
@@ -427,8 +433,10 @@ class ControllerServerImpl : public ControllerServer {
     // The admin API's reads from the shared store; changes and probes are
     // refused with the leader's address.
     FC_RETURN_IF_ERROR(LoadAdminAuth());
+    StoreVerdictSourceOptions so;
+    so.detection = c.detection();
     FC_ASSIGN_OR_RETURN(verdict_source_,
-                        CreateStoreVerdictSource({}, store_.get(), clock_));
+                        CreateStoreVerdictSource(so, store_.get(), clock_));
     AdminCoreDeps deps;
     deps.verdicts = verdict_source_.get();
     deps.clock = clock_;
@@ -706,6 +714,77 @@ class ControllerServerImpl : public ControllerServer {
     return HttpPage{"text/html; charset=utf-8", RenderStatusPage(*data)};
   }
 
+  // The incident evidence report as HTML (or ?format=json|markdown):
+  // ?target=T (default: the target of the current non-healthy verdicts),
+  // ?since=DURATION (default 6h). Same numbers as the Report RPC.
+  HttpPage ReportPage(const std::string& query) {
+    auto text = [](int status, std::string body) {
+      return HttpPage{"text/plain; charset=utf-8", std::move(body) + "\n",
+                      status};
+    };
+    std::string target, format = "html";
+    absl::Duration since = absl::Hours(6);
+    for (absl::string_view kv : absl::StrSplit(query, '&', absl::SkipEmpty())) {
+      std::pair<std::string, std::string> p = absl::StrSplit(kv, '=');
+      if (p.first == "target") {
+        target = p.second;
+      } else if (p.first == "format") {
+        format = p.second;
+      } else if (p.first == "since") {
+        absl::StatusOr<absl::Duration> d = ParseDuration(p.second);
+        if (!d.ok() || *d <= absl::ZeroDuration()) {
+          return text(400, "since: not a positive duration (e.g. 6h)");
+        }
+        since = *d;
+      } else {
+        return text(400, absl::StrCat("unknown parameter \"", p.first,
+                                      "\" (target, since, format)"));
+      }
+    }
+    if (format != "html" && format != "json" && format != "markdown") {
+      return text(400, "format: html, json or markdown");
+    }
+    if (admin_core_ == nullptr) return text(503, "the admin API is not up");
+    if (target.empty()) {
+      absl::StatusOr<v1::GetVerdictsResponse> current =
+          admin_core_->GetVerdicts(v1::GetVerdictsRequest());
+      if (current.ok() && current->verdicts_size() > 0) {
+        target = current->verdicts(0).key().target();
+      }
+      if (target.empty()) {
+        return text(404,
+                    "no current incident: every verdict is healthy "
+                    "(name one with ?target=)");
+      }
+    }
+    const absl::Time now = clock_->Now();
+    v1::ReportRequest request;
+    request.set_target(target);
+    *request.mutable_from() =
+        google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+            absl::ToUnixNanos(now - since));
+    *request.mutable_to() =
+        google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+            absl::ToUnixNanos(now + absl::Seconds(1)));
+    absl::StatusOr<v1::IncidentReport> r = admin_core_->Report(request);
+    if (!r.ok()) {
+      return text(r.status().code() == absl::StatusCode::kNotFound ? 404
+                  : r.status().code() == absl::StatusCode::kInvalidArgument
+                      ? 400
+                      : 500,
+                  std::string(r.status().message()));
+    }
+    if (format == "json") {
+      return HttpPage{"application/json", report::RenderReportJson(*r), 200};
+    }
+    if (format == "markdown") {
+      return HttpPage{"text/markdown; charset=utf-8",
+                      report::RenderReportMarkdown(*r), 200};
+    }
+    return HttpPage{"text/html; charset=utf-8", report::RenderReportHtml(*r),
+                    200};
+  }
+
   // The admin API alone on admin_listen: server-side TLS with the
   // controller's certificate and no client certificate requested (bearer
   // tokens authenticate), or plaintext with --insecure.
@@ -796,11 +875,15 @@ class ControllerServerImpl : public ControllerServer {
 
   absl::Status StartAdmin() {
     FC_RETURN_IF_ERROR(LoadAdminAuth());
+    // Analyze and Report run the detectors with the configured settings.
+    StoreVerdictSourceOptions so;
+    so.detection = options_.config.detection();
     FC_ASSIGN_OR_RETURN(verdict_source_,
-                        CreateStoreVerdictSource({}, store_.get(), clock_));
+                        CreateStoreVerdictSource(so, store_.get(), clock_));
     AdminCoreDeps deps;
     deps.scheduler = scheduler_.get();
     deps.ingest = ingest_.get();
+    deps.store = store_.get();
     // Live verdicts from the engine; Analyze over the store.
     admin_verdicts_ =
         CombineVerdictSources(verdicts_.get(), verdict_source_.get());
@@ -816,6 +899,7 @@ class ControllerServerImpl : public ControllerServer {
     AdminCoreOptions ao;
     ao.guard = options_.target_guard;
     ao.max_probes_per_run = options_.adhoc_max_probes;
+    ao.detection = options_.config.detection();
     FC_ASSIGN_OR_RETURN(admin_core_, AdminCore::Create(ao, deps));
     AdminCore* core = admin_core_.get();
     hub_->SetAdhocResultHandler(

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/units/units.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
@@ -20,7 +21,16 @@ absl::Time ToTime(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(ts));
 }
 
-const char* StateColor(v1::VerdictState state) {
+}  // namespace
+
+std::string ReportCellAnchor(const std::string& region, v1::InvokeMode mode,
+                             uint64_t size_bytes) {
+  return absl::StrCat("cell-", region, "-",
+                      mode == v1::RESPONSE_STREAM ? "stream" : "buffered", "-",
+                      size_bytes);
+}
+
+const char* VerdictStateColor(v1::VerdictState state) {
   switch (state) {
     case v1::HEALTHY:
       return "#2ca02c";
@@ -36,6 +46,8 @@ const char* StateColor(v1::VerdictState state) {
       return "#999999";
   }
 }
+
+namespace {
 
 std::string ModeName(v1::InvokeMode mode) {
   switch (mode) {
@@ -256,7 +268,7 @@ std::string RenderTimelineSvg(const std::vector<v1::Verdict>& transitions,
           &svg,
           "<rect class=\"band\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
           "height=\"%d\" fill=\"%s\"><title>%s from %s</title></rect>",
-          x0, y + 3, x1 - x0, row_h - 6, StateColor(list[i]->state()),
+          x0, y + 3, x1 - x0, row_h - 6, VerdictStateColor(list[i]->state()),
           v1::VerdictState_Name(list[i]->state()), FormatUtc(from));
     }
   }
@@ -268,6 +280,81 @@ std::string RenderTimelineSvg(const std::vector<v1::Verdict>& transitions,
       left, height - 6, FormatUtc(t0), left + plot_w, height - 6,
       FormatUtc(end));
   return svg;
+}
+
+// The region x mode x size matrix: one table per target, a row per region x
+// mode, a column per size; colour = verdict state, text = client error rate
+// and phantom rate, each cell a link to its row of the incident report.
+std::string RenderMatrix(const StatusPageData& data) {
+  std::string html = "<h2>Region &times; mode &times; size</h2>";
+  if (!data.incident_targets.empty()) {
+    absl::StrAppend(&html, "<p class=\"incident\">Current incident: ");
+    for (size_t i = 0; i < data.incident_targets.size(); ++i) {
+      const std::string& t = data.incident_targets[i];
+      absl::StrAppend(
+          &html, i > 0 ? ", " : "",
+          "<a class=\"report-link\" href=\"/report?target=", HtmlEscape(t),
+          "\">evidence report for ", HtmlEscape(t), "</a>");
+    }
+    absl::StrAppend(&html, "</p>");
+  }
+  if (data.matrix.empty()) {
+    return absl::StrCat(html, "<p>No scheduled probes in the window.</p>");
+  }
+  std::map<std::string, std::vector<const MatrixCell*>> by_target;
+  for (const MatrixCell& c : data.matrix) by_target[c.target].push_back(&c);
+  for (const auto& [target, cells] : by_target) {
+    std::vector<uint64_t> sizes;
+    for (const MatrixCell* c : cells) sizes.push_back(c->size_bytes);
+    std::sort(sizes.begin(), sizes.end());
+    sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+    std::map<std::pair<std::string, int>, std::map<uint64_t, const MatrixCell*>>
+        rows;
+    for (const MatrixCell* c : cells) {
+      rows[{c->region, c->mode}][c->size_bytes] = c;
+    }
+    absl::StrAppend(&html, "<table class=\"matrix\"><thead><tr><th>",
+                    HtmlEscape(target), "</th>");
+    for (uint64_t s : sizes) {
+      absl::StrAppend(&html, "<th>", FormatBytes(s), "</th>");
+    }
+    absl::StrAppend(&html, "</tr></thead><tbody>");
+    for (const auto& [row, by_size] : rows) {
+      absl::StrAppend(&html, "<tr><th>", HtmlEscape(row.first), " ",
+                      ModeName(static_cast<v1::InvokeMode>(row.second)),
+                      "</th>");
+      for (uint64_t s : sizes) {
+        auto it = by_size.find(s);
+        if (it == by_size.end()) {
+          absl::StrAppend(&html, "<td></td>");
+          continue;
+        }
+        const MatrixCell& c = *it->second;
+        const std::string rate =
+            c.trials > 0
+                ? absl::StrFormat("%.3g %%", 100.0 * c.failures / c.trials)
+                : "-";
+        const std::string phantom =
+            c.phantom_rate >= 0
+                ? absl::StrFormat("%.3g %%", 100.0 * c.phantom_rate)
+                : "-";
+        absl::StrAppendFormat(
+            &html,
+            "<td class=\"cell\" style=\"background:%s\" title=\"%s\"><a "
+            "href=\"/report?target=%s#%s\">err %s<br>phantom %s</a></td>",
+            VerdictStateColor(c.state),
+            c.state == v1::VERDICT_STATE_UNSPECIFIED
+                ? "no verdict"
+                : v1::VerdictState_Name(c.state),
+            HtmlEscape(target),
+            HtmlEscape(ReportCellAnchor(c.region, c.mode, c.size_bytes)), rate,
+            phantom);
+      }
+      absl::StrAppend(&html, "</tr>");
+    }
+    absl::StrAppend(&html, "</tbody></table>");
+  }
+  return html;
 }
 
 std::string RenderStatusPage(const StatusPageData& data) {
@@ -283,10 +370,12 @@ std::string RenderStatusPage(const StatusPageData& data) {
       "text-align:left;vertical-align:top}"
       "th{background:#f3f3f3}.state{font-weight:bold;color:#fff;"
       "padding:2px 6px;border-radius:3px}"
+      "td.cell{text-align:center;min-width:6em}td.cell a{color:#fff;"
+      "text-decoration:none;font-weight:bold}"
       "</style></head><body><h1>",
       HtmlEscape(data.title), "</h1><p>As of ", FormatUtc(data.now),
       " UTC &middot; ", data.probes_total, " probes charted &middot; ",
-      data.agents.size(), " agents</p>");
+      data.agents.size(), " agents</p>", RenderMatrix(data));
   // Verdict table: the non-healthy first.
   std::vector<const v1::Verdict*> sorted;
   for (const v1::Verdict& v : data.verdicts) sorted.push_back(&v);
@@ -311,7 +400,7 @@ std::string RenderStatusPage(const StatusPageData& data) {
         "</span></td><td>%s</td><td>%s</td></tr>",
         v1::VerdictKind_Name(v->kind()), HtmlEscape(v->key().region()),
         HtmlEscape(v->key().target()), ModeName(v->key().mode()),
-        HtmlEscape(v->key().size_class()), StateColor(v->state()),
+        HtmlEscape(v->key().size_class()), VerdictStateColor(v->state()),
         v1::VerdictState_Name(v->state()),
         v->since().seconds() > 0 ? FormatUtc(ToTime(v->since())) : "",
         HtmlEscape(EvidenceText(v->evidence())));

@@ -7,6 +7,7 @@
 #ifndef FLEETCANARY_CONTROLLER_STATUS_STATUS_PAGE_H_
 #define FLEETCANARY_CONTROLLER_STATUS_STATUS_PAGE_H_
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +24,27 @@ struct RateSeries {
   std::vector<std::pair<absl::Time, double>> points;
 };
 
+// One cell of the region x mode x size matrix at the top of the page.
+struct MatrixCell {
+  std::string target;
+  std::string region;
+  v1::InvokeMode mode = v1::INVOKE_MODE_UNSPECIFIED;
+  uint64_t size_bytes = 0;
+  // Worst current state of the verdicts about this cell: its STREAM_HEALTH,
+  // the PHANTOM_ERRORS / SIZE_TREND / HARD_DOWN of its region x mode, the
+  // MODE_DIFFERENCE of its size on the mode with the higher rate (stream
+  // when the rate ratio stream/buffered is >= 1) (UNSPECIFIED: no verdict
+  // yet).
+  v1::VerdictState state = v1::VERDICT_STATE_UNSPECIFIED;
+  // Client error rate over the page's window.
+  uint64_t trials = 0;
+  uint64_t failures = 0;
+  // Phantom errors per platform invocation of the cell's region x mode
+  // (the platform has no size dimension); negative when there are no
+  // platform metrics.
+  double phantom_rate = -1;
+};
+
 struct StatusPageData {
   absl::Time now;
   std::string title = "fleetcanary";
@@ -35,6 +57,12 @@ struct StatusPageData {
   std::vector<v1::AgentInfo> agents;
   // Total probes the page's charts cover, shown in the header.
   uint64_t probes_total = 0;
+  // The matrix, ordered by target, region, mode, size. Each cell links to
+  // its row in the target's incident report (/report?target=...).
+  std::vector<MatrixCell> matrix;
+  // Targets with a verdict that is not HEALTHY now: the page links to
+  // their incident reports.
+  std::vector<std::string> incident_targets;
 };
 
 // The whole page (text/html; charset=utf-8).
@@ -49,6 +77,14 @@ std::string RenderRateChartSvg(const std::string& title,
 // One row per verdict key, coloured bands for the states it went through.
 std::string RenderTimelineSvg(const std::vector<v1::Verdict>& transitions,
                               absl::Time end, int width);
+
+// The id of a region x mode x size row in the incident report's HTML
+// ("cell-REGION-buffered|stream-BYTES"): the status page's matrix links there.
+std::string ReportCellAnchor(const std::string& region, v1::InvokeMode mode,
+                             uint64_t size_bytes);
+
+// Background colour of a verdict state (HEALTHY green ... REGRESSION red).
+const char* VerdictStateColor(v1::VerdictState state);
 
 // Escapes &, <, >, " and ' for HTML text and attributes.
 std::string HtmlEscape(absl::string_view text);

@@ -236,7 +236,8 @@ class ReflectionClientTest(unittest.TestCase):
         self.assertEqual(
             sorted(self.service.methods_by_name),
             sorted(["RunProbe", "ApplySchedules", "ListSchedules", "DeleteSchedule",
-                    "ListAgents", "GetVerdicts", "WatchVerdicts", "Analyze"]))
+                    "ListAgents", "GetVerdicts", "WatchVerdicts", "Analyze",
+                    "Report"]))
 
     def live_agents(self):
         In, list_agents = self.method("ListAgents")

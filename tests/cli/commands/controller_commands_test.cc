@@ -123,6 +123,7 @@ class ControllerCommandsTest : public ::testing::Test {
     controller::AdminCoreDeps d;
     d.scheduler = scheduler_.get();
     d.verdicts = verdicts_.get();
+    d.store = store_.get();
     d.clock = Clock::Real();
     AnsweringAgents* agents = &agents_;
     d.send_adhoc = [agents](const std::string& a, const v1::AdhocProbe& p) {
@@ -464,6 +465,100 @@ TEST_F(ControllerCommandsTest, WatchPrintsOnlyMatchingVerdicts) {
 TEST_F(ControllerCommandsTest, WatchRefusesABadFilterNamingTheFlag) {
   EXPECT_EQ(Run({"verdicts", "--watch", "--mode", "sideways"}), kExitUsage);
   EXPECT_THAT(err_.str(), HasSubstr("--mode"));
+}
+
+TEST_F(ControllerCommandsTest, OfflineReportInEveryFormat) {
+  std::string lines;
+  for (int i = 0; i < 30; ++i) {
+    for (const char* mode : {"BUFFERED", "RESPONSE_STREAM"}) {
+      const bool bad = i % 10 == 0 && std::string(mode) == "RESPONSE_STREAM";
+      absl::StrAppend(
+          &lines, "{\"outcome\": {\"agent_id\": \"a\", \"region\": \"r1\", ",
+          "\"target\": \"canary\", \"mode\": \"", mode,
+          "\", \"requested_bytes\": \"1024\", \"start_time\": "
+          "\"2024-01-30T10:",
+          absl::StrFormat("%02d", i), ":00Z\", \"outcome_class\": \"",
+          bad ? "TRUNCATED\", \"platform_request_id\": \"rid-" : "OK",
+          bad ? absl::StrCat(i, "\"") : "\"", "}}\n");
+    }
+  }
+  const std::string file = File("report-outcomes.jsonl", lines);
+  ASSERT_EQ(
+      Run({"report", "--file", file, "--target", "canary", "--format", "json"},
+          false),
+      kExitOk)
+      << err_.str();
+  v1::IncidentReport report;
+  ASSERT_TRUE(JsonToMessage(out_.str(), &report).ok()) << out_.str();
+  EXPECT_EQ(report.probes(), 60u);
+  EXPECT_EQ(report.failures(), 3u);
+  EXPECT_EQ(report.failing_samples_size(), 3);
+  EXPECT_EQ(report.source(), file);
+  const std::string md = File("report-out.markdown", "");
+  ASSERT_EQ(Run({"report", "--file", file, "--target", "canary", "--format",
+                 "markdown", "--out", md, "--from", "2024-01-30T10:00:00Z",
+                 "--to", "2024-01-30T10:15:00Z"},
+                false),
+            kExitOk)
+      << err_.str();
+  std::ifstream in(md);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("# Incident evidence report: canary"));
+  EXPECT_THAT(text.str(), HasSubstr("`rid-10`"));
+  EXPECT_THAT(text.str(), Not(HasSubstr("`rid-20`")));  // Outside --to.
+  ASSERT_EQ(
+      Run({"report", "--file", file, "--target", "canary", "--format", "html"},
+          false),
+      kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("<svg"));
+  // Bad input names the flag.
+  EXPECT_EQ(Run({"report", "--file", file, "--format", "html"}, false),
+            kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--target"));
+  EXPECT_EQ(
+      Run({"report", "--file", file, "--target", "canary", "--format", "pdf"},
+          false),
+      kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--format"));
+  EXPECT_EQ(
+      Run({"report", "--file", file, "--target", "nope", "--format", "json"},
+          false),
+      kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("no scheduled probes"));
+  EXPECT_EQ(Run({"report", "--file", file, "--target", "canary", "--format",
+                 "json", "--since", "1h", "--from", "2024-01-30T10:00:00Z"},
+                false),
+            kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--since"));
+}
+
+TEST_F(ControllerCommandsTest, ReportThroughTheController) {
+  EXPECT_EQ(Run({"report", "--target", "canary", "--format", "json"}),
+            kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("needs a window"));
+  // Nothing stored for the target yet: NOT_FOUND from the RPC.
+  EXPECT_EQ(Run({"report", "--target", "canary", "--format", "json", "--since",
+                 "1h"}),
+            kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("no scheduled probes"));
+  controller::WriteBatch batch;
+  controller::StreamMinute m;
+  m.key = {"us-east-1", "canary", v1::BUFFERED, 2, false};
+  m.minute = controller::MinuteOf(absl::Now()) - 5;
+  m.stats.counts[v1::OK] = 40;
+  m.stats.counts[v1::HTTP_5XX] = 2;
+  batch.minutes.push_back(m);
+  ASSERT_TRUE(store_->Commit(batch, nullptr).ok());
+  ASSERT_EQ(Run({"report", "--target", "canary", "--format", "json", "--since",
+                 "1h"}),
+            kExitOk)
+      << err_.str();
+  v1::IncidentReport report;
+  ASSERT_TRUE(JsonToMessage(out_.str(), &report).ok()) << out_.str();
+  EXPECT_EQ(report.probes(), 42u);
+  EXPECT_EQ(report.failures(), 2u);
+  EXPECT_EQ(report.source(), "controller store");
 }
 
 }  // namespace

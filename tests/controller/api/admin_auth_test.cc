@@ -41,7 +41,7 @@ TEST(AdminAuthTest, ViewerCanReadButNotRunProbes) {
   auto auth = MakeAuth();
   std::string bearer = absl::StrCat("Bearer ", kViewerToken);
   for (const char* method : {"ListAgents", "ListSchedules", "GetVerdicts",
-                             "WatchVerdicts", "Analyze"}) {
+                             "WatchVerdicts", "Analyze", "Report"}) {
     absl::StatusOr<AdminPrincipal> p = auth->Authorize(bearer, method);
     ASSERT_TRUE(p.ok()) << method;
     EXPECT_EQ(p->name, "grafana");

@@ -131,6 +131,7 @@ class AdminCoreTest : public ::testing::Test {
     AdminCoreDeps d;
     d.scheduler = scheduler_.get();
     d.verdicts = verdicts_.get();
+    d.store = store_.get();
     d.clock = &clock_;
     d.send_adhoc = [this](const std::string& agent,
                           const v1::AdhocProbe& p) -> absl::Status {
@@ -958,6 +959,73 @@ TEST_F(AdminCoreTest, StandbyReadsTheStoreAndRefusesChangesNamingTheLeader) {
   EXPECT_EQ(core_->ListSchedules({})->SerializeAsString(),
             leader_schedules->SerializeAsString());
   (*standby)->Shutdown();
+}
+
+TEST_F(AdminCoreTest, ReportValidatesAndBuildsFromTheStore) {
+  v1::ReportRequest req;
+  *req.mutable_from() = TimeUtil::SecondsToTimestamp(1000);
+  *req.mutable_to() = TimeUtil::SecondsToTimestamp(2000);
+  EXPECT_THAT(core_->Report(req).status().message(), HasSubstr("target"));
+  req.set_target("canary");
+  req.clear_from();
+  EXPECT_THAT(core_->Report(req).status().message(),
+              HasSubstr("from: required"));
+  *req.mutable_from() = TimeUtil::SecondsToTimestamp(3000);
+  EXPECT_THAT(core_->Report(req).status().message(),
+              HasSubstr("from: must be before to"));
+  *req.mutable_from() = TimeUtil::SecondsToTimestamp(1000);
+  req.add_regions("");
+  EXPECT_THAT(core_->Report(req).status().message(), HasSubstr("regions[0]"));
+  req.clear_regions();
+  req.set_max_samples(5000);
+  EXPECT_EQ(core_->Report(req).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  req.set_max_samples(0);
+
+  // 30 minutes of a stream with 2 truncations a minute; one raw failure
+  // carries a request id.
+  const absl::Time start = clock_.Now();
+  WriteBatch batch;
+  for (int m = 0; m < 30; ++m) {
+    StreamMinute sm;
+    sm.key = {"r1", "canary", v1::RESPONSE_STREAM, 1024, false};
+    sm.minute = MinuteOf(start) + m;
+    sm.stats.counts[v1::OK] = 98;
+    sm.stats.counts[v1::TRUNCATED] = 2;
+    batch.minutes.push_back(sm);
+  }
+  v1::Outcome failure;
+  failure.set_region("r1");
+  failure.set_target("canary");
+  failure.set_mode(v1::RESPONSE_STREAM);
+  failure.set_requested_bytes(1024);
+  failure.set_outcome_class(v1::TRUNCATED);
+  failure.set_platform_request_id("req-1");
+  *failure.mutable_start_time() = TimeUtil::NanosecondsToTimestamp(
+      absl::ToUnixNanos(start + absl::Minutes(3)));
+  batch.failures.push_back(failure);
+  ASSERT_TRUE(store_->Commit(batch, nullptr).ok());
+  *req.mutable_from() =
+      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(start));
+  *req.mutable_to() = TimeUtil::NanosecondsToTimestamp(
+      absl::ToUnixNanos(start + absl::Hours(1)));
+  auto report = core_->Report(req);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->source(), "controller store");
+  EXPECT_EQ(report->probes(), 3000u);
+  EXPECT_EQ(report->failures(), 60u);
+  ASSERT_EQ(report->cells_size(), 1);
+  EXPECT_EQ(report->cells(0).periods(0).by_class().at("TRUNCATED"), 60u);
+  ASSERT_EQ(report->failing_samples_size(), 1);
+  EXPECT_EQ(report->failing_samples(0).platform_request_id(), "req-1");
+  // The fleet's URLs make the direct reproduction command.
+  bool direct = false;
+  for (const std::string& c : report->reproduction().commands()) {
+    direct |= c.find("--direct") != std::string::npos;
+  }
+  EXPECT_TRUE(direct);
+  req.set_target("nope");
+  EXPECT_EQ(core_->Report(req).status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -89,5 +89,84 @@ TEST(StatusDataTest, RatesByModeAndSizeFromStoreExcludingAdhocAndOurFaults) {
   EXPECT_THAT(html, ::testing::HasSubstr("stream (platform)"));
 }
 
+// A minimal verdict source: fixed current verdicts.
+class FixedVerdicts : public controller::VerdictSource {
+ public:
+  explicit FixedVerdicts(std::vector<v1::Verdict> v) : v_(std::move(v)) {}
+  absl::StatusOr<std::vector<v1::Verdict>> Current(const v1::StreamKey&,
+                                                   bool) override {
+    return v_;
+  }
+  std::unique_ptr<Subscription> Subscribe(const v1::StreamKey&,
+                                          Callback) override {
+    return nullptr;
+  }
+  absl::StatusOr<v1::AnalysisReport> Analyze(
+      const v1::AnalyzeRequest&) override {
+    return absl::UnimplementedError("not here");
+  }
+
+ private:
+  std::vector<v1::Verdict> v_;
+};
+
+TEST(StatusDataTest, MatrixHasRatesPhantomRateStateAndReportLinks) {
+  const absl::Time now = absl::FromUnixSeconds(1706745600 + 600);
+  std::unique_ptr<controller::Store> store = controller::CreateMemoryStore();
+  controller::WriteBatch batch;
+  const absl::Time t = now - absl::Minutes(2);
+  batch.minutes.push_back(
+      Minute(v1::RESPONSE_STREAM, 1024, false, t,
+             {v1::OK, v1::OK, v1::OK, v1::TRUNCATED, v1::AGENT_ERROR}));
+  batch.minutes.push_back(
+      Minute(v1::BUFFERED, 1024, false, t, {v1::OK, v1::OK, v1::OK, v1::OK}));
+  batch.platform_samples.push_back(
+      Sample(v1::RESPONSE_STREAM, "Invocations", 200, t));
+  // 3 platform errors, 1 of them seen by a client: 2 phantom.
+  batch.platform_samples.push_back(Sample(v1::RESPONSE_STREAM, "Errors", 3, t));
+  ASSERT_TRUE(store->Commit(batch, nullptr).ok());
+  v1::Verdict phantom;
+  phantom.set_kind(v1::PHANTOM_ERRORS);
+  phantom.mutable_key()->set_region("us-east-1");
+  phantom.mutable_key()->set_target("canary");
+  phantom.mutable_key()->set_mode(v1::RESPONSE_STREAM);
+  phantom.set_state(v1::REGRESSION);
+  v1::Verdict healthy;
+  healthy.set_kind(v1::STREAM_HEALTH);
+  *healthy.mutable_key() = phantom.key();
+  healthy.mutable_key()->set_size_class("1KiB");
+  healthy.set_state(v1::HEALTHY);
+  FixedVerdicts verdicts({phantom, healthy});
+
+  absl::StatusOr<StatusPageData> data = CollectStatusPageData(
+      store.get(), &verdicts, nullptr, now, absl::Minutes(30));
+  ASSERT_TRUE(data.ok()) << data.status();
+  ASSERT_EQ(data->matrix.size(), 2u);
+  const MatrixCell& buffered = data->matrix[0];
+  const MatrixCell& stream = data->matrix[1];
+  EXPECT_EQ(buffered.mode, v1::BUFFERED);
+  EXPECT_EQ(buffered.trials, 4u);
+  EXPECT_EQ(buffered.failures, 0u);
+  EXPECT_EQ(buffered.state, v1::VERDICT_STATE_UNSPECIFIED);
+  EXPECT_LT(buffered.phantom_rate, 0);  // No platform metrics.
+  EXPECT_EQ(stream.trials, 4u);
+  EXPECT_EQ(stream.failures, 1u);
+  EXPECT_DOUBLE_EQ(stream.phantom_rate, 2.0 / 200);
+  EXPECT_EQ(stream.state, v1::REGRESSION);  // Worst of HEALTHY and phantom.
+  ASSERT_EQ(data->incident_targets.size(), 1u);
+  EXPECT_EQ(data->incident_targets[0], "canary");
+
+  const std::string html = RenderStatusPage(*data);
+  EXPECT_THAT(html, ::testing::HasSubstr("class=\"matrix\""));
+  EXPECT_THAT(html, ::testing::HasSubstr(
+                        "href=\"/report?target=canary#cell-us-east-1-stream-"
+                        "1024\">err 25 %<br>phantom 1 %</a>"));
+  EXPECT_THAT(html,
+              ::testing::HasSubstr(
+                  "class=\"report-link\" href=\"/report?target=canary\""));
+  // The matrix comes before the verdict table.
+  EXPECT_LT(html.find("class=\"matrix\""), html.find("id=\"verdicts\""));
+}
+
 }  // namespace
 }  // namespace fleetcanary
