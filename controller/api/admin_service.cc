@@ -407,7 +407,8 @@ class AdminServiceImpl : public AdminService {
                                    const v1::ReportRequest* req,
                                    v1::IncidentReport* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    absl::Status s = Authorize(auth_, ctx, "Report");
+    absl::Status s =
+        Authorize(auth_, ctx, "Report", *req, options_.max_request_bytes);
     if (!s.ok()) {
       reactor->Finish(ToGrpcStatus(s));
       return reactor;

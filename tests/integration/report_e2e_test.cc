@@ -252,7 +252,7 @@ TEST_F(ReportE2eTest, ReportMatchesStoreAndGroundTruthAndRenders) {
   const std::vector<std::string> common = {
       "report", "--controller", grpc,   "--insecure", "--target",      "canary",
       "--from", Rfc3339(from),  "--to", Rfc3339(to),  "--max-samples", "1000"};
-  for (const std::string& format : {"json", "html", "markdown"}) {
+  for (const char* format : {"json", "html", "markdown"}) {
     std::vector<std::string> args = common;
     args.insert(args.end(),
                 {"--format", format, "--out", dir_ + "/report." + format});
@@ -333,7 +333,9 @@ TEST_F(ReportE2eTest, ReportMatchesStoreAndGroundTruthAndRenders) {
   const CellKey faulty{kRegion, v1::RESPONSE_STREAM, 65536};
   EXPECT_EQ(report_failures[faulty], injected);
   for (const auto& [key, failures] : report_failures) {
-    if (key != faulty) EXPECT_EQ(failures, 0u) << std::get<2>(key);
+    if (key != faulty) {
+      EXPECT_EQ(failures, 0u) << std::get<2>(key);
+    }
   }
   EXPECT_EQ(report.failures(), injected);
   EXPECT_EQ(report.failing_samples_size(), static_cast<int>(injected));
