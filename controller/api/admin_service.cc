@@ -376,44 +376,44 @@ class AdminServiceImpl : public AdminService {
   grpc::ServerUnaryReactor* Analyze(grpc::CallbackServerContext* ctx,
                                     const v1::AnalyzeRequest* req,
                                     v1::AnalysisReport* resp) override {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    absl::Status s =
-        Authorize(auth_, ctx, "Analyze", *req, options_.max_request_bytes);
-    if (!s.ok()) {
-      reactor->Finish(ToGrpcStatus(s));
-      return reactor;
-    }
-    {
-      absl::MutexLock lock(&analyze_->mu);
-      if (analyze_->running >= options_.max_concurrent_analyze) {
-        reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                     "too many Analyze calls running; retry"));
-        return reactor;
-      }
-      ++analyze_->running;
-    }
-    // The store query may take a while: off the gRPC thread. Shutdown()
-    // waits for every worker.
-    std::thread([core = core_, state = analyze_, reactor, req, resp] {
-      absl::Status st = Fill(core->Analyze(*req), resp);
-      reactor->Finish(ToGrpcStatus(st));
-      absl::MutexLock lock(&state->mu);
-      --state->running;
-    }).detach();
-    return reactor;
+    return OffThread(ctx, "Analyze", *req, [core = core_, req, resp] {
+      return Fill(core->Analyze(*req), resp);
+    });
   }
 
+  // Shares Analyze's limit: a report runs one Analyze and reads more.
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* ctx,
                                    const v1::ReportRequest* req,
                                    v1::IncidentReport* resp) override {
+    return OffThread(ctx, "Report", *req, [core = core_, req, resp] {
+      return Fill(core->Report(*req), resp);
+    });
+  }
+
+ private:
+  template <typename T>
+  static absl::Status Fill(absl::StatusOr<T> r, T* out) {
+    if (!r.ok()) return r.status();
+    *out = std::move(*r);
+    return absl::OkStatus();
+  }
+
+  // Authorizes, then runs `work` (store queries that may take a while) on a
+  // thread of its own, at most max_concurrent_analyze at once across
+  // Analyze and Report (RESOURCE_EXHAUSTED beyond). Shutdown() waits for
+  // every worker.
+  template <typename F>
+  grpc::ServerUnaryReactor* OffThread(grpc::CallbackServerContext* ctx,
+                                      const char* method,
+                                      const google::protobuf::MessageLite& req,
+                                      F work) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     absl::Status s =
-        Authorize(auth_, ctx, "Report", *req, options_.max_request_bytes);
+        Authorize(auth_, ctx, method, req, options_.max_request_bytes);
     if (!s.ok()) {
       reactor->Finish(ToGrpcStatus(s));
       return reactor;
     }
-    // Shares the Analyze limit: a report runs one Analyze and reads more.
     {
       absl::MutexLock lock(&analyze_->mu);
       if (analyze_->running >= options_.max_concurrent_analyze) {
@@ -424,21 +424,12 @@ class AdminServiceImpl : public AdminService {
       }
       ++analyze_->running;
     }
-    std::thread([core = core_, state = analyze_, reactor, req, resp] {
-      absl::Status st = Fill(core->Report(*req), resp);
-      reactor->Finish(ToGrpcStatus(st));
+    std::thread([state = analyze_, reactor, work = std::move(work)] {
+      reactor->Finish(ToGrpcStatus(work()));
       absl::MutexLock lock(&state->mu);
       --state->running;
     }).detach();
     return reactor;
-  }
-
- private:
-  template <typename T>
-  static absl::Status Fill(absl::StatusOr<T> r, T* out) {
-    if (!r.ok()) return r.status();
-    *out = std::move(*r);
-    return absl::OkStatus();
   }
 
   template <typename F>
