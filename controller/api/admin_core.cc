@@ -821,8 +821,8 @@ class AdminCoreImpl : public AdminCore {
     FC_ASSIGN_OR_RETURN(data.analysis, deps_.verdicts->Analyze(analyze));
     FC_ASSIGN_OR_RETURN(
         data.minutes,
-        deps_.store->QueryStreamMinutes(
-            MinuteOf(from), MinuteOf(to - absl::Nanoseconds(1)) + 1));
+        QueryStreamCounts(deps_.store, MinuteOf(from),
+                          MinuteOf(to - absl::Nanoseconds(1)) + 1));
     FC_ASSIGN_OR_RETURN(data.outcomes, deps_.store->QueryFailures(
                                            from, options_.report_max_failures));
     FC_ASSIGN_OR_RETURN(data.platform_samples,

@@ -154,7 +154,7 @@ class StoreVerdictSource : public VerdictSource {
                                   ? INT64_MAX / 2
                                   : MinuteOf(to - absl::Nanoseconds(1)) + 1;
     absl::StatusOr<std::vector<StreamMinute>> minutes =
-        store_->QueryStreamMinutes(from_minute, to_minute);
+        QueryStreamCounts(store_, from_minute, to_minute);
     if (!minutes.ok()) return minutes.status();
     absl::StatusOr<std::vector<v1::PlatformMetricSample>> samples =
         store_->QueryPlatformSamples(from, to);

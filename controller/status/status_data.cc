@@ -148,8 +148,8 @@ absl::StatusOr<StatusPageData> CollectStatusPageData(
   data.transitions = std::move(*history);
 
   absl::StatusOr<std::vector<controller::StreamMinute>> minutes =
-      store->QueryStreamMinutes(controller::MinuteOf(from),
-                                controller::MinuteOf(now) + 1);
+      controller::QueryStreamCounts(store, controller::MinuteOf(from),
+                                    controller::MinuteOf(now) + 1);
   if (!minutes.ok()) return minutes.status();
   std::map<std::string, std::map<absl::Time, Counts>> by_mode, by_size;
   for (const controller::StreamMinute& m : *minutes) {

@@ -329,6 +329,17 @@ absl::StatusOr<std::unique_ptr<Store>> CreateSqliteStore(
 // A store held in process memory; lost on exit. For tests.
 std::unique_ptr<Store> CreateMemoryStore();
 
+// Per-stream counts of from_minute <= minute < to_minute at the finest
+// resolution `store` still holds: every per-minute row, plus every hourly
+// rollup (Store::Prune) of an hour overlapping the range as one row at the
+// hour's first minute (minute = hour * 60, possibly before from_minute: a
+// rolled-up hour is not split). Minute and hour rows never count the same
+// outcome twice (a rollup deletes what it adds), so sums over the result are
+// the stream's counts. Ordered by key, minute. Errors: the store's.
+absl::StatusOr<std::vector<StreamMinute>> QueryStreamCounts(Store* store,
+                                                            int64_t from_minute,
+                                                            int64_t to_minute);
+
 struct PostgresStoreOptions {
   // libpq connection URL, postgresql://user[:password]@host[:port]/dbname
   // [?param=value...]; parameters in the URL override the defaults below.

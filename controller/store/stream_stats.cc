@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <tuple>
 
 #include "absl/time/time.h"
 #include "controller/store/store.h"
@@ -69,6 +70,29 @@ int64_t MinuteOf(absl::Time t) {
 
 int64_t HourOfMinute(int64_t minute) {
   return minute >= 0 ? minute / 60 : (minute - 59) / 60;
+}
+
+absl::StatusOr<std::vector<StreamMinute>> QueryStreamCounts(Store* store,
+                                                            int64_t from_minute,
+                                                            int64_t to_minute) {
+  absl::StatusOr<std::vector<StreamMinute>> minutes =
+      store->QueryStreamMinutes(from_minute, to_minute);
+  if (!minutes.ok() || from_minute >= to_minute) return minutes;
+  absl::StatusOr<std::vector<StreamHour>> hours = store->QueryStreamHours(
+      HourOfMinute(from_minute), HourOfMinute(to_minute - 1) + 1);
+  if (!hours.ok()) return hours.status();
+  if (hours->empty()) return minutes;
+  std::vector<StreamMinute> out = *std::move(minutes);
+  out.reserve(out.size() + hours->size());
+  for (StreamHour& h : *hours) {
+    out.push_back(
+        StreamMinute{std::move(h.key), h.hour * 60, std::move(h.stats)});
+  }
+  std::stable_sort(
+      out.begin(), out.end(), [](const StreamMinute& a, const StreamMinute& b) {
+        return std::tie(a.key, a.minute) < std::tie(b.key, b.minute);
+      });
+  return out;
 }
 
 PruneCutoffs PruneCutoffs::At(absl::Time now,
