@@ -445,6 +445,26 @@ TEST(EngineStateTest, OtherConfigIsFailedPrecondition) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Transitions not yet taken are not part of the state (documented in
+// verdict_engine.h): the saver still holds them, the restored engine does not.
+TEST(EngineStateTest, UntakenTransitionsAreNotSaved) {
+  auto e = NewEngine();
+  const v1::StreamKey key = Key("sa-east-1", v1::BUFFERED, "2B");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        e->ObserveProbe(key, "a1", kT0 + absl::Seconds(i), v1::CONNECT_ERROR)
+            .ok());
+  }
+  const v1::DetectorState s = e->SaveState();
+  auto r = VerdictEngine::Restore(Config(), kExpectedStreams, ThroughBytes(s));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE((*r)->TakeTransitions().empty());
+  const std::vector<v1::Verdict> pending = e->TakeTransitions();
+  ASSERT_FALSE(pending.empty());
+  // The verdicts themselves are restored.
+  ExpectSameVerdicts(e->Current(), (*r)->Current(), "current");
+}
+
 // Targeted corruptions: INVALID_ARGUMENT naming the field.
 TEST(EngineStateTest, MalformedStateNamesTheField) {
   size_t cut;
