@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -30,6 +31,41 @@ bool BernoulliCusum::Observe(uint64_t trials, uint64_t failures) {
   }
   if (s_ == 0) last_zero_step_ = steps_;
   return false;
+}
+
+BernoulliCusum::State BernoulliCusum::state() const {
+  return {p0_,
+          p1_,
+          h_,
+          s_,
+          steps_,
+          last_zero_step_,
+          alarm_statistic_,
+          alarm_onset_step_};
+}
+
+absl::StatusOr<BernoulliCusum> BernoulliCusum::FromState(const State& s) {
+  if (!(s.p0 > 0 && s.p0 < s.p1 && s.p1 < 1 && s.h > 0 && std::isfinite(s.h))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUSUM needs 0 < p0 < p1 < 1, 0 < h < inf; got p0=", s.p0,
+                     " p1=", s.p1, " h=", s.h));
+  }
+  if (!(s.statistic >= 0 && std::isfinite(s.statistic)) ||
+      !(s.alarm_statistic >= 0 && std::isfinite(s.alarm_statistic))) {
+    return absl::InvalidArgumentError(
+        "CUSUM statistics must be finite and >= 0");
+  }
+  if (s.last_zero_step > s.steps || s.alarm_onset_step > s.steps) {
+    return absl::InvalidArgumentError(
+        "CUSUM last_zero_step and alarm_onset_step must be <= steps");
+  }
+  BernoulliCusum c(s.p0, s.p1, s.h);
+  c.s_ = s.statistic;
+  c.steps_ = s.steps;
+  c.last_zero_step_ = s.last_zero_step;
+  c.alarm_statistic_ = s.alarm_statistic;
+  c.alarm_onset_step_ = s.alarm_onset_step;
+  return c;
 }
 
 absl::StatusOr<double> CusumAverageRunLength(double p0, double p1, double h,
@@ -148,6 +184,16 @@ bool HardDownRule::Observe(const std::string& agent, bool failed) {
   if (is_in && !was_in) ++agents_in_run_;
   if (!is_in && was_in) --agents_in_run_;
   return Down();
+}
+
+HardDownRule HardDownRule::FromRuns(uint32_t consecutive, uint32_t min_agents,
+                                    std::map<std::string, uint64_t> runs) {
+  HardDownRule rule(consecutive, min_agents);
+  rule.runs_ = std::move(runs);
+  for (const auto& [agent, run] : rule.runs_) {
+    if (run >= rule.consecutive_) ++rule.agents_in_run_;
+  }
+  return rule;
 }
 
 WaldSprt::WaldSprt(double p0, double p1, double alpha, double beta)

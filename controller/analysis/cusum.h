@@ -53,6 +53,22 @@ class BernoulliCusum {
   double alarm_statistic() const { return alarm_statistic_; }
   uint64_t alarm_onset_step() const { return alarm_onset_step_; }
 
+  // Everything Observe depends on, for saving a detector and restoring it
+  // exactly (VerdictEngine::SaveState / Restore).
+  struct State {
+    double p0 = 0, p1 = 0, h = 0;
+    double statistic = 0;
+    uint64_t steps = 0;
+    uint64_t last_zero_step = 0;
+    double alarm_statistic = 0;
+    uint64_t alarm_onset_step = 0;
+  };
+  State state() const;
+  // The CUSUM that continues exactly as the one whose state() `s` is.
+  // Errors: INVALID_ARGUMENT when p0, p1, h break the constructor's REQUIRES,
+  // a statistic is negative or not finite, or a step is after `steps`.
+  static absl::StatusOr<BernoulliCusum> FromState(const State& s);
+
  private:
   double p0_, p1_, a_, b_, h_;
   double s_ = 0;
@@ -112,6 +128,13 @@ class HardDownRule {
   // Number of agents whose current failure run is >= consecutive.
   uint32_t agents_in_run() const { return agents_in_run_; }
   uint32_t consecutive() const { return consecutive_; }
+
+  // Agent -> current failure run, for saving the rule.
+  const std::map<std::string, uint64_t>& runs() const { return runs_; }
+  // The rule that continues exactly as one constructed with `consecutive`
+  // and `min_agents` whose runs() are `runs`.
+  static HardDownRule FromRuns(uint32_t consecutive, uint32_t min_agents,
+                               std::map<std::string, uint64_t> runs);
 
  private:
   uint32_t consecutive_;

@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/statusor.h"
+
 namespace fleetcanary::analysis {
 
 class FixConfirmation {
@@ -68,10 +70,29 @@ class FixConfirmation {
   // ln((1-p_good)/(1-p_bad)).
   static double FailureCostInCleanProbes(double p_bad, double p_good);
 
+  // Everything Observe depends on, for saving a detector and restoring it
+  // exactly (VerdictEngine::SaveState / Restore).
+  struct State {
+    double p_bad = 0;
+    std::vector<double> p_goods;
+    double alpha = 0;
+    std::vector<double> llr;  // Per alternative, in p_goods order.
+    uint64_t trials = 0;
+    uint64_t failures = 0;
+    bool confirmed = false;
+  };
+  State state() const;
+  // The test that continues exactly as the one whose state() `s` is.
+  // Errors: INVALID_ARGUMENT when the rates break the constructor's
+  // REQUIRES, failures > trials, or `llr` does not match the alternatives
+  // and the counts (beyond rounding).
+  static absl::StatusOr<FixConfirmation> FromState(const State& s);
+
  private:
   void Recompute();
 
   double p_bad_, p_good_, alpha_;
+  std::vector<double> p_goods_;
   double log_threshold_;
   // Per alternative: log LR increments and the running log LR.
   std::vector<double> log_fail_, log_clean_, llr_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <map>
 #include <optional>
 #include <tuple>
@@ -11,7 +12,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/status/status_util.h"
 #include "common/units/units.h"
 #include "controller/analysis/changepoint.h"
 #include "controller/analysis/cusum.h"
@@ -19,6 +22,7 @@
 #include "controller/analysis/intervals.h"
 #include "controller/analysis/replay.h"
 #include "controller/analysis/tests.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace fleetcanary::analysis {
 namespace {
@@ -150,6 +154,181 @@ void DateInto(const std::vector<TimedBin>& bins, double confidence,
   iv->set_confidence(confidence);
 }
 
+// --- Saved state (detector_state.proto) -----------------------------------
+// Each detector class below has `Save(proto*) const` and `static Load(proto,
+// ..., where)`; `where` is the field path named in INVALID_ARGUMENT errors.
+
+constexpr uint32_t kStateFormatVersion = 1;
+constexpr int64_t kInfinitePastSeconds = std::numeric_limits<int64_t>::min();
+constexpr int64_t kInfiniteFutureSeconds = std::numeric_limits<int64_t>::max();
+
+absl::Status Invalid(absl::string_view where, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("detector state: ", where, ": ", what));
+}
+
+// Infinite times as the sentinels documented in detector_state.proto; finite
+// ones at nanosecond resolution.
+void SaveTime(absl::Time t, google::protobuf::Timestamp* out) {
+  if (t == absl::InfinitePast()) {
+    out->set_seconds(kInfinitePastSeconds);
+    out->set_nanos(0);
+    return;
+  }
+  if (t == absl::InfiniteFuture()) {
+    out->set_seconds(kInfiniteFutureSeconds);
+    out->set_nanos(0);
+    return;
+  }
+  const int64_t secs = absl::ToUnixSeconds(t);  // Rounds down.
+  out->set_seconds(secs);
+  out->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(secs))));
+}
+
+// A required time field (`has` = the field is set).
+absl::StatusOr<absl::Time> LoadTime(bool has,
+                                    const google::protobuf::Timestamp& ts,
+                                    absl::string_view where) {
+  if (!has) return Invalid(where, "missing");
+  if (ts.nanos() == 0 && ts.seconds() == kInfinitePastSeconds) {
+    return absl::InfinitePast();
+  }
+  if (ts.nanos() == 0 && ts.seconds() == kInfiniteFutureSeconds) {
+    return absl::InfiniteFuture();
+  }
+  if (ts.nanos() < 0 || ts.nanos() >= 1000000000) {
+    return Invalid(where, absl::StrCat("nanos ", ts.nanos(), " out of range"));
+  }
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+absl::Status CheckCounts(uint64_t trials, uint64_t failures,
+                         absl::string_view where) {
+  if (failures > trials) {
+    return Invalid(where,
+                   absl::StrCat("failures ", failures, " > trials ", trials));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckFinite(double v, absl::string_view where) {
+  if (!std::isfinite(v)) return Invalid(where, "not finite");
+  return absl::OkStatus();
+}
+
+// A rate in (0, 1).
+absl::Status CheckRate(double v, absl::string_view where) {
+  if (!(v > 0 && v < 1)) {
+    return Invalid(where, absl::StrCat("rate ", v, " is not in (0, 1)"));
+  }
+  return absl::OkStatus();
+}
+
+void SaveBin(const TimedBin& b, v1::TimedBinState* out) {
+  SaveTime(b.time, out->mutable_time());
+  out->set_trials(b.trials);
+  out->set_failures(b.failures);
+}
+
+absl::StatusOr<TimedBin> LoadBin(const v1::TimedBinState& in,
+                                 absl::string_view where) {
+  TimedBin b;
+  FC_ASSIGN_OR_RETURN(
+      b.time, LoadTime(in.has_time(), in.time(), absl::StrCat(where, ".time")));
+  FC_RETURN_IF_ERROR(CheckCounts(in.trials(), in.failures(), where));
+  b.trials = in.trials();
+  b.failures = in.failures();
+  return b;
+}
+
+void SaveCusum(const BernoulliCusum& c, v1::CusumState* out) {
+  const BernoulliCusum::State s = c.state();
+  out->set_p0(s.p0);
+  out->set_p1(s.p1);
+  out->set_h(s.h);
+  out->set_statistic(s.statistic);
+  out->set_steps(s.steps);
+  out->set_last_zero_step(s.last_zero_step);
+  out->set_alarm_statistic(s.alarm_statistic);
+  out->set_alarm_onset_step(s.alarm_onset_step);
+}
+
+absl::StatusOr<BernoulliCusum> LoadCusum(const v1::CusumState& in,
+                                         absl::string_view where) {
+  BernoulliCusum::State s;
+  s.p0 = in.p0();
+  s.p1 = in.p1();
+  s.h = in.h();
+  s.statistic = in.statistic();
+  s.steps = in.steps();
+  s.last_zero_step = in.last_zero_step();
+  s.alarm_statistic = in.alarm_statistic();
+  s.alarm_onset_step = in.alarm_onset_step();
+  absl::StatusOr<BernoulliCusum> c = BernoulliCusum::FromState(s);
+  if (!c.ok()) return Invalid(where, c.status().message());
+  return c;
+}
+
+void SaveFix(const FixConfirmation& f, v1::FixConfirmationState* out) {
+  const FixConfirmation::State s = f.state();
+  out->set_p_bad(s.p_bad);
+  for (double g : s.p_goods) out->add_p_goods(g);
+  out->set_alpha(s.alpha);
+  for (double l : s.llr) out->add_log_lr(l);
+  out->set_trials(s.trials);
+  out->set_failures(s.failures);
+  out->set_confirmed(s.confirmed);
+}
+
+absl::StatusOr<FixConfirmation> LoadFix(const v1::FixConfirmationState& in,
+                                        absl::string_view where) {
+  FixConfirmation::State s;
+  s.p_bad = in.p_bad();
+  s.p_goods.assign(in.p_goods().begin(), in.p_goods().end());
+  s.alpha = in.alpha();
+  s.llr.assign(in.log_lr().begin(), in.log_lr().end());
+  s.trials = in.trials();
+  s.failures = in.failures();
+  s.confirmed = in.confirmed();
+  absl::StatusOr<FixConfirmation> f = FixConfirmation::FromState(s);
+  if (!f.ok()) return Invalid(where, f.status().message());
+  return f;
+}
+
+// Whether a detector in `state` has an episode (and so a fix test).
+bool InEpisode(VerdictState state) {
+  return state == v1::REGRESSION || state == v1::RECOVERING ||
+         state == v1::FIX_CONFIRMED;
+}
+
+// The key shape each kind of detector has (see the header).
+absl::Status CheckStateKey(const v1::StreamKey& key, VerdictKind kind,
+                           absl::string_view where) {
+  const std::string field = absl::StrCat(where, ".key");
+  if (key.region().empty()) return Invalid(field, "region is empty");
+  if (key.target().empty()) return Invalid(field, "target is empty");
+  const bool has_mode =
+      key.mode() == v1::BUFFERED || key.mode() == v1::RESPONSE_STREAM;
+  const bool need_mode = kind != v1::MODE_DIFFERENCE;
+  if (need_mode ? !has_mode : key.mode() != v1::INVOKE_MODE_UNSPECIFIED) {
+    return Invalid(field, absl::StrCat("mode ", static_cast<int>(key.mode()),
+                                       " does not fit the verdict kind"));
+  }
+  const bool need_size =
+      kind == v1::STREAM_HEALTH || kind == v1::MODE_DIFFERENCE;
+  if (!need_size) {
+    if (!key.size_class().empty()) return Invalid(field, "size_class is set");
+    return absl::OkStatus();
+  }
+  if (absl::StatusOr<uint64_t> bytes = ParseBytes(key.size_class());
+      !bytes.ok()) {
+    return Invalid(field,
+                   absl::StrCat("size_class: ", bytes.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 // One verdict and its transitions.
 class Lifecycle {
  public:
@@ -175,6 +354,31 @@ class Lifecycle {
   void Update(absl::Time t, v1::Evidence ev) {
     *verdict_.mutable_updated() = ToProto(t);
     *verdict_.mutable_evidence() = std::move(ev);
+  }
+
+  // The verdict is the whole state; its kind and key identify the detector.
+  void Save(v1::Verdict* out) const { *out = verdict_; }
+  static absl::StatusOr<Lifecycle> Load(const v1::Verdict& in, VerdictKind kind,
+                                        absl::string_view where) {
+    const std::string field = absl::StrCat(where, ".verdict");
+    if (in.kind() != kind) {
+      return Invalid(
+          field, absl::StrCat("kind ", static_cast<int>(in.kind()),
+                              " in the list of kind ", VerdictKind_Name(kind)));
+    }
+    FC_RETURN_IF_ERROR(CheckStateKey(in.key(), kind, field));
+    if (in.state() < v1::HEALTHY || in.state() > v1::FIX_CONFIRMED) {
+      return Invalid(field, absl::StrCat("state ", static_cast<int>(in.state()),
+                                         " is not a verdict state"));
+    }
+    if (!v1::VerdictState_IsValid(in.previous_state())) {
+      return Invalid(field, absl::StrCat("previous_state ",
+                                         static_cast<int>(in.previous_state()),
+                                         " is not a verdict state"));
+    }
+    Lifecycle life(kind, MakeKey(in.key()));
+    life.verdict_ = in;
+    return life;
   }
 
  private:
@@ -328,6 +532,108 @@ class Recovery {
   uint64_t episode_failures() const { return episode_failures_; }
   bool recovering() const { return recovering_; }
 
+  void Save(v1::RecoveryState* out) const {
+    out->set_p0(p0_);
+    out->set_p1(p1_);
+    out->set_reverse_a(reverse_a_);
+    out->set_reverse_b(reverse_b_);
+    out->set_reverse_threshold(reverse_threshold_);
+    out->set_reverse_statistic(reverse_);
+    out->set_reverse_cusum(reverse_cusum_);
+    out->set_relapses(static_cast<uint32_t>(relapses_));
+    out->set_p_bad(p_bad_);
+    out->set_p_good(p_good_);
+    out->set_baseline_p0(baseline_p0_);
+    out->set_p_bad_floor(p_bad_floor_);
+    out->set_configured_p_good(cfg_p_good_);
+    out->set_fix_alpha(fix_alpha_);
+    out->set_incident_trials(incident_trials_);
+    out->set_incident_failures(incident_failures_);
+    out->set_declared_fix_used(declared_used_);
+    out->set_recovering(recovering_);
+    SaveTime(onset_, out->mutable_onset());
+    SaveTime(alarm_, out->mutable_alarm());
+    SaveTime(start_, out->mutable_start());
+    if (fix_) SaveFix(*fix_, out->mutable_fix());
+    for (const TimedBin& b : bins_) SaveBin(b, out->add_bins());
+    out->set_episode_trials(episode_trials_);
+    out->set_episode_failures(episode_failures_);
+  }
+
+  // `need_fix`: the detector is in an episode, so the fix test must exist.
+  static absl::StatusOr<Recovery> Load(const v1::RecoveryState& in,
+                                       bool need_fix, absl::string_view where) {
+    auto field = [&](absl::string_view name) {
+      return absl::StrCat(where, ".", name);
+    };
+    Recovery r;
+    for (const auto& [name, v] : {std::pair<const char*, double>{"p0", in.p0()},
+                                  {"p1", in.p1()},
+                                  {"p_bad", in.p_bad()},
+                                  {"p_good", in.p_good()},
+                                  {"baseline_p0", in.baseline_p0()},
+                                  {"p_bad_floor", in.p_bad_floor()},
+                                  {"fix_alpha", in.fix_alpha()}}) {
+      FC_RETURN_IF_ERROR(CheckRate(v, field(name)));
+    }
+    for (const auto& [name, v] :
+         {std::pair<const char*, double>{"reverse_a", in.reverse_a()},
+          {"reverse_b", in.reverse_b()},
+          {"reverse_threshold", in.reverse_threshold()},
+          {"reverse_statistic", in.reverse_statistic()},
+          {"configured_p_good", in.configured_p_good()}}) {
+      FC_RETURN_IF_ERROR(CheckFinite(v, field(name)));
+    }
+    if (in.relapses() > (1u << 20)) {
+      return Invalid(field("relapses"), "out of range");
+    }
+    FC_RETURN_IF_ERROR(CheckCounts(in.incident_trials(), in.incident_failures(),
+                                   field("incident")));
+    FC_RETURN_IF_ERROR(CheckCounts(in.episode_trials(), in.episode_failures(),
+                                   field("episode")));
+    r.p0_ = in.p0();
+    r.p1_ = in.p1();
+    r.reverse_a_ = in.reverse_a();
+    r.reverse_b_ = in.reverse_b();
+    r.reverse_threshold_ = in.reverse_threshold();
+    r.reverse_ = in.reverse_statistic();
+    r.reverse_cusum_ = in.reverse_cusum();
+    r.relapses_ = static_cast<int>(in.relapses());
+    r.p_bad_ = in.p_bad();
+    r.p_good_ = in.p_good();
+    r.baseline_p0_ = in.baseline_p0();
+    r.p_bad_floor_ = in.p_bad_floor();
+    r.cfg_p_good_ = in.configured_p_good();
+    r.fix_alpha_ = in.fix_alpha();
+    r.incident_trials_ = in.incident_trials();
+    r.incident_failures_ = in.incident_failures();
+    r.declared_used_ = in.declared_fix_used();
+    r.recovering_ = in.recovering();
+    FC_ASSIGN_OR_RETURN(r.onset_,
+                        LoadTime(in.has_onset(), in.onset(), field("onset")));
+    FC_ASSIGN_OR_RETURN(r.alarm_,
+                        LoadTime(in.has_alarm(), in.alarm(), field("alarm")));
+    FC_ASSIGN_OR_RETURN(r.start_,
+                        LoadTime(in.has_start(), in.start(), field("start")));
+    if (in.has_fix()) {
+      FC_ASSIGN_OR_RETURN(r.fix_, LoadFix(in.fix(), field("fix")));
+    } else if (need_fix) {
+      return Invalid(field("fix"), "missing in an episode");
+    }
+    if (in.bins_size() > static_cast<int>(kMaxEpisodeBins)) {
+      return Invalid(field("bins"), "too many");
+    }
+    for (int i = 0; i < in.bins_size(); ++i) {
+      FC_ASSIGN_OR_RETURN(
+          TimedBin b,
+          LoadBin(in.bins(i), field(absl::StrCat("bins[", i, "]"))));
+      r.bins_.push_back(b);
+    }
+    r.episode_trials_ = in.episode_trials();
+    r.episode_failures_ = in.episode_failures();
+    return r;
+  }
+
  private:
   // p_bad = max(floor, 2 x baseline p0), capped at half the incident rate;
   // p_good = the configured one when below p_bad, else p_bad/100.
@@ -417,6 +723,95 @@ class RateMonitor {
       : life_(kind, key), learn_baseline_(learn_baseline) {}
 
   const Lifecycle& life() const { return life_; }
+
+  void Save(v1::RateMonitorState* out) const {
+    life_.Save(out->mutable_verdict());
+    if (cusum_) SaveCusum(*cusum_, out->mutable_cusum());
+    out->set_arl0(arl0_);
+    out->set_baseline_trials(baseline_trials_);
+    out->set_baseline_failures(baseline_failures_);
+    out->set_pending_trials(pending_trials_);
+    out->set_pending_failures(pending_failures_);
+    out->set_next_rearm_trials(next_rearm_);
+    out->set_armed_streams(armed_streams_);
+    if (first_time_) SaveTime(*first_time_, out->mutable_first_time());
+    SaveTime(last_time_, out->mutable_last_time());
+    out->set_total_trials(total_trials_);
+    SaveTime(last_zero_time_, out->mutable_last_zero_time());
+    SaveTime(run_start_, out->mutable_run_start());
+    SaveTime(onset_, out->mutable_onset());
+    for (const TimedBin& b : history_) SaveBin(b, out->add_history());
+    out->set_episode_trials(episode_rate_n_);
+    out->set_episode_failures(episode_rate_k_);
+    recovery_.Save(out->mutable_recovery());
+    out->set_hold_trials(hold_);
+  }
+
+  // `kind`: STREAM_HEALTH (learns its baseline) or PHANTOM_ERRORS.
+  static absl::StatusOr<RateMonitor> Load(const v1::RateMonitorState& in,
+                                          VerdictKind kind,
+                                          absl::string_view where) {
+    auto field = [&](absl::string_view name) {
+      return absl::StrCat(where, ".", name);
+    };
+    FC_ASSIGN_OR_RETURN(Lifecycle life,
+                        Lifecycle::Load(in.verdict(), kind, where));
+    RateMonitor m(kind, MakeKey(in.verdict().key()), kind == v1::STREAM_HEALTH);
+    m.life_ = std::move(life);
+    if (in.has_cusum()) {
+      FC_ASSIGN_OR_RETURN(m.cusum_, LoadCusum(in.cusum(), field("cusum")));
+    }
+    FC_RETURN_IF_ERROR(CheckFinite(in.arl0(), field("arl0")));
+    FC_RETURN_IF_ERROR(CheckCounts(in.baseline_trials(), in.baseline_failures(),
+                                   field("baseline")));
+    FC_RETURN_IF_ERROR(CheckCounts(in.pending_trials(), in.pending_failures(),
+                                   field("pending")));
+    FC_RETURN_IF_ERROR(CheckCounts(in.episode_trials(), in.episode_failures(),
+                                   field("episode")));
+    if (in.armed_streams() < 0 ||
+        in.armed_streams() > static_cast<int>(kMaxKeys)) {
+      return Invalid(field("armed_streams"), "out of range");
+    }
+    m.arl0_ = in.arl0();
+    m.baseline_trials_ = in.baseline_trials();
+    m.baseline_failures_ = in.baseline_failures();
+    m.pending_trials_ = in.pending_trials();
+    m.pending_failures_ = in.pending_failures();
+    m.next_rearm_ = in.next_rearm_trials();
+    m.armed_streams_ = in.armed_streams();
+    if (in.has_first_time()) {
+      FC_ASSIGN_OR_RETURN(m.first_time_,
+                          LoadTime(true, in.first_time(), field("first_time")));
+    }
+    FC_ASSIGN_OR_RETURN(
+        m.last_time_,
+        LoadTime(in.has_last_time(), in.last_time(), field("last_time")));
+    m.total_trials_ = in.total_trials();
+    FC_ASSIGN_OR_RETURN(m.last_zero_time_,
+                        LoadTime(in.has_last_zero_time(), in.last_zero_time(),
+                                 field("last_zero_time")));
+    FC_ASSIGN_OR_RETURN(
+        m.run_start_,
+        LoadTime(in.has_run_start(), in.run_start(), field("run_start")));
+    FC_ASSIGN_OR_RETURN(m.onset_,
+                        LoadTime(in.has_onset(), in.onset(), field("onset")));
+    if (in.history_size() > static_cast<int>(kMaxHistoryBins)) {
+      return Invalid(field("history"), "too many bins");
+    }
+    for (int i = 0; i < in.history_size(); ++i) {
+      FC_ASSIGN_OR_RETURN(
+          TimedBin b,
+          LoadBin(in.history(i), field(absl::StrCat("history[", i, "]"))));
+      m.history_.push_back(b);
+    }
+    m.episode_rate_n_ = in.episode_trials();
+    m.episode_rate_k_ = in.episode_failures();
+    FC_ASSIGN_OR_RETURN(
+        m.recovery_, Recovery::Load(in.recovery(), InEpisode(m.life_.state()),
+                                    field("recovery")));
+    m.hold_ = in.hold_trials();
+    return m;
+  }
 
   void Observe(Context* ctx, int family_streams, absl::Time t, uint64_t n,
                uint64_t k, const v1::Evidence& extra) {
@@ -691,6 +1086,66 @@ class ModeComparison {
   explicit ModeComparison(const Key& key) : life_(v1::MODE_DIFFERENCE, key) {}
   const Lifecycle& life() const { return life_; }
 
+  void Save(v1::ModeComparisonState* out) const {
+    life_.Save(out->mutable_verdict());
+    out->set_bucket_stream_trials(n_s_);
+    out->set_bucket_stream_failures(x_s_);
+    out->set_bucket_buffered_trials(n_b_);
+    out->set_bucket_buffered_failures(x_b_);
+    out->set_segment_stream_trials(seg_n_s_);
+    out->set_segment_stream_failures(seg_x_s_);
+    out->set_segment_buffered_trials(seg_n_b_);
+    out->set_segment_buffered_failures(seg_x_b_);
+    SaveTime(segment_start_, out->mutable_segment_start());
+    out->set_llr(llr_);
+    out->set_suspect_probes(suspect_probes_);
+    recovery_.Save(out->mutable_recovery());
+    out->set_hold_trials(hold_);
+  }
+
+  static absl::StatusOr<ModeComparison> Load(const v1::ModeComparisonState& in,
+                                             absl::string_view where) {
+    auto field = [&](absl::string_view name) {
+      return absl::StrCat(where, ".", name);
+    };
+    FC_ASSIGN_OR_RETURN(
+        Lifecycle life,
+        Lifecycle::Load(in.verdict(), v1::MODE_DIFFERENCE, where));
+    ModeComparison c(MakeKey(in.verdict().key()));
+    c.life_ = std::move(life);
+    FC_RETURN_IF_ERROR(CheckCounts(in.bucket_stream_trials(),
+                                   in.bucket_stream_failures(),
+                                   field("bucket_stream")));
+    FC_RETURN_IF_ERROR(CheckCounts(in.bucket_buffered_trials(),
+                                   in.bucket_buffered_failures(),
+                                   field("bucket_buffered")));
+    FC_RETURN_IF_ERROR(CheckCounts(in.segment_stream_trials(),
+                                   in.segment_stream_failures(),
+                                   field("segment_stream")));
+    FC_RETURN_IF_ERROR(CheckCounts(in.segment_buffered_trials(),
+                                   in.segment_buffered_failures(),
+                                   field("segment_buffered")));
+    FC_RETURN_IF_ERROR(CheckFinite(in.llr(), field("llr")));
+    c.n_s_ = in.bucket_stream_trials();
+    c.x_s_ = in.bucket_stream_failures();
+    c.n_b_ = in.bucket_buffered_trials();
+    c.x_b_ = in.bucket_buffered_failures();
+    c.seg_n_s_ = in.segment_stream_trials();
+    c.seg_x_s_ = in.segment_stream_failures();
+    c.seg_n_b_ = in.segment_buffered_trials();
+    c.seg_x_b_ = in.segment_buffered_failures();
+    FC_ASSIGN_OR_RETURN(c.segment_start_,
+                        LoadTime(in.has_segment_start(), in.segment_start(),
+                                 field("segment_start")));
+    c.llr_ = in.llr();
+    c.suspect_probes_ = in.suspect_probes();
+    FC_ASSIGN_OR_RETURN(
+        c.recovery_, Recovery::Load(in.recovery(), InEpisode(c.life_.state()),
+                                    field("recovery")));
+    c.hold_ = in.hold_trials();
+    return c;
+  }
+
   void Add(v1::InvokeMode mode, uint64_t n, uint64_t k) {
     if (mode == v1::RESPONSE_STREAM) {
       n_s_ += n;
@@ -851,6 +1306,53 @@ class TrendFamily {
   explicit TrendFamily(const Key& key) : life_(v1::SIZE_TREND, key) {}
   const Lifecycle& life() const { return life_; }
 
+  void Save(v1::TrendFamilyState* out) const {
+    life_.Save(out->mutable_verdict());
+    for (const auto& [bytes, c] : window_) {
+      v1::SizeCounts* w = out->add_window();
+      w->set_bytes(bytes);
+      w->set_trials(c.first);
+      w->set_failures(c.second);
+    }
+    SaveTime(suspect_window_start_, out->mutable_suspect_window_start());
+    SaveTime(confirmed_at_, out->mutable_confirmed_at());
+    recovery_.Save(out->mutable_recovery());
+    out->set_hold_trials(hold_);
+  }
+
+  static absl::StatusOr<TrendFamily> Load(const v1::TrendFamilyState& in,
+                                          absl::string_view where) {
+    auto field = [&](absl::string_view name) {
+      return absl::StrCat(where, ".", name);
+    };
+    FC_ASSIGN_OR_RETURN(Lifecycle life,
+                        Lifecycle::Load(in.verdict(), v1::SIZE_TREND, where));
+    TrendFamily f(MakeKey(in.verdict().key()));
+    f.life_ = std::move(life);
+    for (int i = 0; i < in.window_size(); ++i) {
+      const v1::SizeCounts& w = in.window(i);
+      const std::string name = field(absl::StrCat("window[", i, "]"));
+      FC_RETURN_IF_ERROR(CheckCounts(w.trials(), w.failures(), name));
+      if (!f.window_
+               .emplace(w.bytes(), std::make_pair(w.trials(), w.failures()))
+               .second) {
+        return Invalid(name, absl::StrCat("size ", w.bytes(), " repeated"));
+      }
+    }
+    FC_ASSIGN_OR_RETURN(
+        f.suspect_window_start_,
+        LoadTime(in.has_suspect_window_start(), in.suspect_window_start(),
+                 field("suspect_window_start")));
+    FC_ASSIGN_OR_RETURN(f.confirmed_at_,
+                        LoadTime(in.has_confirmed_at(), in.confirmed_at(),
+                                 field("confirmed_at")));
+    FC_ASSIGN_OR_RETURN(
+        f.recovery_, Recovery::Load(in.recovery(), InEpisode(f.life_.state()),
+                                    field("recovery")));
+    f.hold_ = in.hold_trials();
+    return f;
+  }
+
   void Add(uint64_t bytes, uint64_t n, uint64_t k) {
     auto& c = window_[bytes];
     c.first += n;
@@ -990,6 +1492,50 @@ class HardDown {
       : life_(v1::HARD_DOWN, key),
         rule_(cfg.hard_down_consecutive(), cfg.hard_down_agents()) {}
   const Lifecycle& life() const { return life_; }
+
+  void Save(v1::HardDownState* out) const {
+    life_.Save(out->mutable_verdict());
+    for (const auto& [agent, run] : rule_.runs()) {
+      v1::AgentRun* r = out->add_runs();
+      r->set_agent(agent);
+      r->set_run(run);
+    }
+    recovery_.Save(out->mutable_recovery());
+    out->set_baseline_trials(baseline_n_);
+    out->set_baseline_failures(baseline_k_);
+    out->set_hold_trials(hold_);
+  }
+
+  static absl::StatusOr<HardDown> Load(const v1::HardDownState& in,
+                                       const v1::DetectionConfig& cfg,
+                                       absl::string_view where) {
+    auto field = [&](absl::string_view name) {
+      return absl::StrCat(where, ".", name);
+    };
+    FC_ASSIGN_OR_RETURN(Lifecycle life,
+                        Lifecycle::Load(in.verdict(), v1::HARD_DOWN, where));
+    HardDown h(MakeKey(in.verdict().key()), cfg);
+    h.life_ = std::move(life);
+    std::map<std::string, uint64_t> runs;
+    for (int i = 0; i < in.runs_size(); ++i) {
+      if (!runs.emplace(in.runs(i).agent(), in.runs(i).run()).second) {
+        return Invalid(
+            field(absl::StrCat("runs[", i, "]")),
+            absl::StrCat("agent \"", in.runs(i).agent(), "\" repeated"));
+      }
+    }
+    h.rule_ = HardDownRule::FromRuns(cfg.hard_down_consecutive(),
+                                     cfg.hard_down_agents(), std::move(runs));
+    FC_RETURN_IF_ERROR(CheckCounts(in.baseline_trials(), in.baseline_failures(),
+                                   field("baseline")));
+    h.baseline_n_ = in.baseline_trials();
+    h.baseline_k_ = in.baseline_failures();
+    FC_ASSIGN_OR_RETURN(
+        h.recovery_, Recovery::Load(in.recovery(), InEpisode(h.life_.state()),
+                                    field("recovery")));
+    h.hold_ = in.hold_trials();
+    return h;
+  }
 
   void Observe(Context* ctx, const std::string& agent, absl::Time t,
                bool failed) {
@@ -1238,7 +1784,121 @@ class VerdictEngineImpl : public VerdictEngine {
     return out;
   }
 
+  v1::DetectorState SaveState() const override {
+    v1::DetectorState out;
+    out.set_format_version(kStateFormatVersion);
+    *out.mutable_fingerprint() = Fingerprint();
+    SaveTime(watermark_, out.mutable_watermark());
+    SaveTime(bucket_start_, out.mutable_bucket_start());
+    SaveTime(window_start_, out.mutable_window_start());
+    if (ctx_.declared_fix) {
+      SaveTime(*ctx_.declared_fix, out.mutable_declared_fix());
+    }
+    for (const auto& [k, m] : streams_) m.Save(out.add_stream_health());
+    for (const auto& [k, c] : comparisons_) c.Save(out.add_mode_difference());
+    for (const auto& [k, f] : trends_) f.Save(out.add_size_trend());
+    for (const auto& [k, m] : phantom_) m.Save(out.add_phantom_errors());
+    for (const auto& [k, h] : hard_down_) h.Save(out.add_hard_down());
+    for (const auto& [k, t] : platform_time_) {
+      v1::PlatformPeriod* p = out.add_platform_periods();
+      *p->mutable_key() = ToStreamKey(k);
+      SaveTime(t, p->mutable_period_start());
+    }
+    return out;
+  }
+
+  // Replaces the state of this freshly created engine with `in` (see
+  // VerdictEngine::Restore for the errors).
+  absl::Status LoadState(const v1::DetectorState& in) {
+    if (in.format_version() != kStateFormatVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("detector state: format_version ", in.format_version(),
+                       " is not the supported ", kStateFormatVersion));
+    }
+    std::string diff;
+    google::protobuf::util::MessageDifferencer differencer;
+    differencer.ReportDifferencesToString(&diff);
+    if (!differencer.Compare(Fingerprint(), in.fingerprint())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "detector state was saved under another detection config or "
+          "expected_streams (current vs saved): ",
+          diff));
+    }
+    FC_ASSIGN_OR_RETURN(
+        watermark_, LoadTime(in.has_watermark(), in.watermark(), "watermark"));
+    FC_ASSIGN_OR_RETURN(
+        bucket_start_,
+        LoadTime(in.has_bucket_start(), in.bucket_start(), "bucket_start"));
+    FC_ASSIGN_OR_RETURN(
+        window_start_,
+        LoadTime(in.has_window_start(), in.window_start(), "window_start"));
+    if (in.has_declared_fix()) {
+      FC_ASSIGN_OR_RETURN(ctx_.declared_fix,
+                          LoadTime(true, in.declared_fix(), "declared_fix"));
+    }
+    FC_RETURN_IF_ERROR(
+        LoadMap(in.stream_health(), "stream_health", &streams_,
+                [](const v1::RateMonitorState& m, const std::string& where) {
+                  return RateMonitor::Load(m, v1::STREAM_HEALTH, where);
+                }));
+    FC_RETURN_IF_ERROR(LoadMap(in.mode_difference(), "mode_difference",
+                               &comparisons_, &ModeComparison::Load));
+    FC_RETURN_IF_ERROR(
+        LoadMap(in.size_trend(), "size_trend", &trends_, &TrendFamily::Load));
+    FC_RETURN_IF_ERROR(
+        LoadMap(in.phantom_errors(), "phantom_errors", &phantom_,
+                [](const v1::RateMonitorState& m, const std::string& where) {
+                  return RateMonitor::Load(m, v1::PHANTOM_ERRORS, where);
+                }));
+    FC_RETURN_IF_ERROR(
+        LoadMap(in.hard_down(), "hard_down", &hard_down_,
+                [this](const v1::HardDownState& h, const std::string& where) {
+                  return HardDown::Load(h, ctx_.cfg, where);
+                }));
+    if (in.platform_periods_size() > static_cast<int>(kMaxKeys)) {
+      return Invalid("platform_periods", "too many");
+    }
+    for (int i = 0; i < in.platform_periods_size(); ++i) {
+      const v1::PlatformPeriod& p = in.platform_periods(i);
+      const std::string where = absl::StrCat("platform_periods[", i, "]");
+      FC_RETURN_IF_ERROR(CheckStateKey(p.key(), v1::PHANTOM_ERRORS, where));
+      FC_ASSIGN_OR_RETURN(absl::Time t,
+                          LoadTime(p.has_period_start(), p.period_start(),
+                                   absl::StrCat(where, ".period_start")));
+      if (!platform_time_.emplace(MakeKey(p.key()), t).second) {
+        return Invalid(where, "key repeated");
+      }
+    }
+    return absl::OkStatus();
+  }
+
  private:
+  v1::DetectorFingerprint Fingerprint() const {
+    v1::DetectorFingerprint f;
+    *f.mutable_resolved_config() = ctx_.cfg;
+    f.set_expected_streams(ctx_.expected_streams);
+    return f;
+  }
+
+  // Loads the detectors of one list into `*out`, keyed by their verdicts'
+  // keys (each key once).
+  template <typename Proto, typename Detector, typename LoadFn>
+  static absl::Status LoadMap(
+      const google::protobuf::RepeatedPtrField<Proto>& in,
+      absl::string_view name, std::map<Key, Detector>* out, LoadFn load) {
+    if (in.size() > static_cast<int>(kMaxKeys))
+      return Invalid(name, "too many");
+    for (int i = 0; i < in.size(); ++i) {
+      const std::string where = absl::StrCat(name, "[", i, "]");
+      FC_ASSIGN_OR_RETURN(Detector d, load(in.Get(i), where));
+      const Key key = MakeKey(in.Get(i).verdict().key());
+      if (!out->emplace(key, std::move(d)).second) {
+        return Invalid(where, "key repeated");
+      }
+    }
+    return absl::OkStatus();
+  }
+
   // Closes buckets and windows that end at or before `time`.
   void AdvanceTo(absl::Time time) {
     if (watermark_ == absl::InfinitePast()) {
@@ -1428,6 +2088,20 @@ absl::StatusOr<std::unique_ptr<VerdictEngine>> VerdictEngine::Create(
   }
   return std::unique_ptr<VerdictEngine>(
       new VerdictEngineImpl(*resolved, expected_streams));
+}
+
+absl::StatusOr<std::unique_ptr<VerdictEngine>> VerdictEngine::Restore(
+    const v1::DetectionConfig& config, int expected_streams,
+    const v1::DetectorState& state) {
+  absl::StatusOr<v1::DetectionConfig> resolved = ResolveDetectionConfig(config);
+  if (!resolved.ok()) return resolved.status();
+  if (expected_streams < 0) {
+    return absl::InvalidArgumentError("expected_streams must be >= 0");
+  }
+  auto engine =
+      std::make_unique<VerdictEngineImpl>(*resolved, expected_streams);
+  FC_RETURN_IF_ERROR(engine->LoadState(state));
+  return std::unique_ptr<VerdictEngine>(std::move(engine));
 }
 
 }  // namespace fleetcanary::analysis

@@ -97,6 +97,13 @@
 // deterministic: transitions in the order they happen; within one event,
 // by kind then key.
 //
+// Restart: SaveState() captures the detectors (proto/fleetcanary/v1/
+// detector_state.proto) and Restore() rebuilds an engine that continues
+// exactly as the saved one would have: the same transitions and the same
+// Current() for the same further input. The memoized CUSUM thresholds are not
+// saved: each is a pure function of its (rounded) arguments, and the armed
+// thresholds live in the saved CUSUMs.
+//
 // Thread-safety: not thread-safe; one owner calls it (the controller
 // serializes calls).
 #ifndef FLEETCANARY_CONTROLLER_ANALYSIS_VERDICT_ENGINE_H_
@@ -112,6 +119,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "fleetcanary/v1/config.pb.h"
+#include "fleetcanary/v1/detector_state.pb.h"
 #include "fleetcanary/v1/outcome.pb.h"
 #include "fleetcanary/v1/verdict.pb.h"
 
@@ -191,6 +199,32 @@ class VerdictEngine {
   virtual std::vector<v1::Verdict> Current() const = 0;
   // Transitions since the last call, in the order they happened.
   virtual std::vector<v1::Verdict> TakeTransitions() = 0;
+
+  // Serializes every piece of detector state needed to continue exactly as
+  // this engine would (plus a fingerprint of the resolved DetectionConfig and
+  // expected_streams). Transitions not yet taken are NOT part of the state:
+  // call TakeTransitions() (and persist what it returns) before saving, or a
+  // restored engine will not report them. Times are kept at nanosecond
+  // resolution (that of every Timestamp the engine is fed). Never fails.
+  virtual v1::DetectorState SaveState() const = 0;
+
+  // Creates an engine from `config`/`expected_streams` (as Create) and a
+  // state saved by SaveState(); it has no pending transitions.
+  // Errors: INVALID_ARGUMENT from the config; FAILED_PRECONDITION when the
+  // state was saved under another resolved detection config or
+  // expected_streams (fingerprint differs) or has another format_version -
+  // callers then start fresh with Create; INVALID_ARGUMENT naming the field
+  // for a malformed or inconsistent state (unknown enum, bad or duplicate
+  // key, failures > trials, out-of-range rates, ...). Never crashes on
+  // hostile input: a state that passes the checks yields a working engine.
+  // Example:
+  //   v1::DetectorState saved = engine->SaveState();  // After TakeTransitions.
+  //   ... restart ...
+  //   auto e = VerdictEngine::Restore(config, streams, saved);
+  //   if (absl::IsFailedPrecondition(e.status())) e = Create(config, streams);
+  static absl::StatusOr<std::unique_ptr<VerdictEngine>> Restore(
+      const v1::DetectionConfig& config, int expected_streams,
+      const v1::DetectorState& state);
 };
 
 }  // namespace fleetcanary::analysis
