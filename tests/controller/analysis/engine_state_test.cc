@@ -374,6 +374,7 @@ TEST(EngineStateTest, StateHoldsEveryDetector) {
   EXPECT_EQ(s.hard_down_size(), 1);
   EXPECT_EQ(s.platform_periods_size(), 1);
   EXPECT_EQ(s.hard_down(0).runs_size(), 4);
+  RecordProperty("state_bytes", static_cast<int>(s.ByteSizeLong()));
   EXPECT_EQ(s.fingerprint().expected_streams(), kExpectedStreams);
   EXPECT_EQ(s.fingerprint().resolved_config().p1_ratio(), 10);  // Resolved.
 }
@@ -672,7 +673,7 @@ TEST(EngineStateTest, HostileStatesNeverCrash) {
   const v1::DetectorState good = RichState(2, &cut, &events);
   std::mt19937_64 rng(99);
   int restored = 0, rejected = 0;
-  for (int iter = 0; iter < 400; ++iter) {
+  for (int iter = 0; iter < 300; ++iter) {
     v1::DetectorState s = good;
     const int mutations = 1 + static_cast<int>(rng() % 3);
     for (int m = 0; m < mutations; ++m) {
