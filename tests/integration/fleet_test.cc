@@ -186,6 +186,30 @@ class FleetTest : public ::testing::Test {
     controller_http_ = FieldOf(*line, "http");
   }
 
+  // A fresh PostgreSQL server with an empty `database` as the controllers'
+  // --store.
+  void UsePostgres(const std::string& database) {
+    auto pg = testing::PostgresServer::Start();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    postgres_ = std::move(*pg);
+    auto url = postgres_->CreateDatabase(database);
+    ASSERT_TRUE(url.ok()) << url.status();
+    store_url_ = *url;
+  }
+
+  // kill -9 of the leader (controller_), then waits until the standby
+  // (standby_) leads: it becomes controller_, with its addresses.
+  void KillLeaderUntilStandbyLeads() {
+    controller_->Signal(SIGKILL);
+    ASSERT_TRUE(controller_->Wait(absl::Seconds(10)).has_value());
+    // The standby prints its listening line once it leads.
+    auto line = standby_->WaitForLine("listening ", absl::Seconds(60));
+    ASSERT_TRUE(line.ok()) << line.status();
+    controller_ = std::move(standby_);
+    grpc_address_ = FieldOf(*line, "grpc");
+    controller_http_ = FieldOf(*line, "http");
+  }
+
   int ControllerPort() const {
     int port = 0;
     absl::SimpleAtoi(grpc_address_.substr(grpc_address_.rfind(':') + 1), &port);
@@ -703,12 +727,7 @@ TEST_F(FleetTest, LostAgentsWorkMovesToTheOthersWithinTwoHeartbeats) {
 // store_unavailable_total), and agents keep their outcomes; afterwards every
 // outcome is in the database exactly once.
 TEST_F(FleetTest, PostgresStoppedMidIngestLosesAndDoublesNothing) {
-  auto pg = testing::PostgresServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  postgres_ = std::move(*pg);
-  auto url = postgres_->CreateDatabase("fleet");
-  ASSERT_TRUE(url.ok()) << url.status();
-  store_url_ = *url;
+  ASSERT_NO_FATAL_FAILURE(UsePostgres("fleet"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
   // A lease longer than the outage: this replica stays the leader.
   StartController(0, {"--leader_lease=300s"});
@@ -746,12 +765,7 @@ TEST_F(FleetTest, PostgresStoppedMidIngestLosesAndDoublesNothing) {
 // addresses) follow it and drain their outboxes into it: nothing lost or
 // applied twice.
 TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
-  auto pg = testing::PostgresServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  postgres_ = std::move(*pg);
-  auto url = postgres_->CreateDatabase("failover");
-  ASSERT_TRUE(url.ok()) << url.status();
-  store_url_ = *url;
+  ASSERT_NO_FATAL_FAILURE(UsePostgres("failover"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
   const int port_a = FreePort();
   StartController(port_a, {"--leader_lease=3s", "--replica_id=a"});
@@ -771,14 +785,8 @@ TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
       },
       absl::Seconds(60)));
 
-  controller_->Signal(SIGKILL);
-  ASSERT_TRUE(controller_->Wait(absl::Seconds(10)).has_value());
-  // The standby prints its listening line once it leads.
-  auto line = standby_->WaitForLine("listening ", absl::Seconds(60));
-  ASSERT_TRUE(line.ok()) << line.status();
-  controller_ = std::move(standby_);
-  controller_http_ = FieldOf(*line, "http");
-  EXPECT_EQ(FieldOf(*line, "grpc"), absl::StrCat("127.0.0.1:", port_b));
+  ASSERT_NO_FATAL_FAILURE(KillLeaderUntilStandbyLeads());
+  EXPECT_EQ(grpc_address_, absl::StrCat("127.0.0.1:", port_b));
   EXPECT_EQ(ControllerMetric("fleetcanary_controller_leader"), 1);
   // The new leader schedules: both agents come to it and their outcomes are
   // committed there.
@@ -816,12 +824,7 @@ std::string ReadAll(const std::string& path) {
 // API's reads (agents, schedules, verdicts, analyze) and the status page
 // from the database, and refuses changes and probes naming the leader.
 TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
-  auto pg = testing::PostgresServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  postgres_ = std::move(*pg);
-  auto url = postgres_->CreateDatabase("standby_reads");
-  ASSERT_TRUE(url.ok()) << url.status();
-  store_url_ = *url;
+  ASSERT_NO_FATAL_FAILURE(UsePostgres("standby_reads"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
   const int port_a = FreePort();
   StartController(port_a, {"--leader_lease=60s", "--replica_id=a"});
@@ -907,12 +910,7 @@ TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
 // address): the standby's refusal names the leader, the agent dials it
 // directly and its outcomes are committed there, none lost or doubled.
 TEST_F(FleetTest, AgentGivenOnlyAStandbysNameFollowsTheLeader) {
-  auto pg = testing::PostgresServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  postgres_ = std::move(*pg);
-  auto url = postgres_->CreateDatabase("follow_leader");
-  ASSERT_TRUE(url.ok()) << url.status();
-  store_url_ = *url;
+  ASSERT_NO_FATAL_FAILURE(UsePostgres("follow_leader"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
   StartController(FreePort(), {"--leader_lease=60s", "--replica_id=a"});
   const int port_b = FreePort();
