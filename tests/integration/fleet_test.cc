@@ -8,6 +8,11 @@
 // controller, (2) kill -9 of an agent, (3) the controller unreachable
 // (SIGSTOP) for a while, (4) an agent's outbox overflowing its bound — there
 // exactly the counted drops are missing.
+//
+// Replica tests share one real PostgreSQL database. One of them gives the
+// agent its own /etc/hosts (a mount namespace made with util-linux
+// `unshare --mount`, as root) so that one name resolves to two replicas;
+// the machine's /etc/hosts is never touched.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -86,6 +91,11 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 class FleetTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -161,7 +171,7 @@ class FleetTest : public ::testing::Test {
       int port, const std::vector<std::string>& extra = {},
       const std::string& log = "controller") {
     std::vector<std::string> args = {
-        absl::StrCat("--grpc_listen=127.0.0.1:", port),
+        absl::StrCat("--grpc_listen=", controller_ip_, ":", port),
         "--http_listen=127.0.0.1:0", "--data_dir=" + dir_ + "/controller",
         "--fleet=" + fleet_file_, "--insecure",
         // The emulator's targets are on loopback: allowed deliberately.
@@ -182,6 +192,30 @@ class FleetTest : public ::testing::Test {
     ASSERT_NE(controller_, nullptr);
     auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
     ASSERT_TRUE(line.ok()) << line.status();
+    grpc_address_ = FieldOf(*line, "grpc");
+    controller_http_ = FieldOf(*line, "http");
+  }
+
+  // A fresh PostgreSQL server with an empty `database` as the controllers'
+  // --store.
+  void UsePostgres(const std::string& database) {
+    auto pg = testing::PostgresServer::Start();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    postgres_ = std::move(*pg);
+    auto url = postgres_->CreateDatabase(database);
+    ASSERT_TRUE(url.ok()) << url.status();
+    store_url_ = *url;
+  }
+
+  // kill -9 of the leader (controller_), then waits until the standby
+  // (standby_) leads: it becomes controller_, with its addresses.
+  void KillLeaderUntilStandbyLeads() {
+    controller_->Signal(SIGKILL);
+    ASSERT_TRUE(controller_->Wait(absl::Seconds(10)).has_value());
+    // The standby prints its listening line once it leads.
+    auto line = standby_->WaitForLine("listening ", absl::Seconds(60));
+    ASSERT_TRUE(line.ok()) << line.status();
+    controller_ = std::move(standby_);
     grpc_address_ = FieldOf(*line, "grpc");
     controller_http_ = FieldOf(*line, "http");
   }
@@ -220,13 +254,63 @@ class FleetTest : public ::testing::Test {
         "--insecure",
         "--target_allow_loopback"};
     for (const std::string& e : agent_extra_[a.id]) args.push_back(e);
-    auto p = Process::Spawn(BinaryPath("agent/runner/fleetcanary-agent"), args,
-                            dir_ + "/" + a.id + ".log");
+    std::string binary = BinaryPath("agent/runner/fleetcanary-agent");
+    if (!agent_wrapper_.empty()) {
+      args.insert(args.begin(), binary);
+      args.insert(args.begin(), agent_wrapper_.begin() + 1,
+                  agent_wrapper_.end());
+      binary = agent_wrapper_.front();
+    }
+    auto p = Process::Spawn(binary, args, dir_ + "/" + a.id + ".log");
     ASSERT_TRUE(p.ok()) << p.status();
     a.process = std::move(*p);
     auto line = a.process->WaitForLine("listening ", absl::Seconds(60));
     ASSERT_TRUE(line.ok()) << line.status();
     a.http = FieldOf(*line, "http");
+  }
+
+  // Agents started from now on run in their own mount namespace where
+  // `hosts` (lines of /etc/hosts) is /etc/hosts and /etc/host.conf says
+  // "multi on" (every address of a name, not the first); the machine's files
+  // are untouched. Fails the test, naming what is missing, when that cannot
+  // be set up (util-linux unshare, mount namespaces as root) or when `name`
+  // does not resolve there to `expected` (IPv4 addresses, in that order).
+  void AgentsResolveWith(const std::string& hosts, const std::string& name,
+                         const std::vector<std::string>& expected) {
+    const std::string hosts_file = dir_ + "/hosts";
+    const std::string host_conf = dir_ + "/host.conf";
+    std::ofstream(hosts_file) << hosts;
+    std::ofstream(host_conf) << "multi on\n";
+    // Each exec keeps the pid: signals reach the agent itself.
+    agent_wrapper_ = {
+        "/bin/sh", "-c",
+        "exec unshare --mount -- /bin/sh -c 'mount --bind \"$0\" /etc/hosts "
+        "&& mount --bind \"$1\" /etc/host.conf && shift && exec \"$@\"' "
+        "\"$0\" \"$@\"",
+        hosts_file, host_conf};
+    const std::string log = dir_ + "/resolve.log";
+    // getent ahostsv4 goes through getaddrinfo, like the agent.
+    std::vector<std::string> args(agent_wrapper_.begin() + 1,
+                                  agent_wrapper_.end());
+    args.insert(args.end(), {"getent", "ahostsv4", name});
+    auto p = Process::Spawn(agent_wrapper_.front(), args, log);
+    ASSERT_TRUE(p.ok()) << p.status();
+    std::vector<std::string> got;
+    while (true) {
+      absl::StatusOr<std::string> line =
+          (*p)->WaitForLine("", absl::Seconds(60));
+      if (!line.ok()) break;
+      std::vector<std::string> f =
+          absl::StrSplit(*line, ' ', absl::SkipWhitespace());
+      if (f.size() >= 2 && f[1] == "STREAM") got.push_back(f[0]);
+    }
+    EXPECT_EQ((*p)->Wait(absl::Seconds(60)), 0)
+        << "cannot give the agent its own /etc/hosts: needs util-linux "
+           "`unshare --mount` and bind mounts (root, mount namespaces); "
+        << log << ": " << ReadAll(log);
+    ASSERT_EQ(got, expected)
+        << name << " in a mount namespace with " << hosts_file
+        << " over /etc/hosts; " << log << ": " << ReadAll(log);
   }
 
   static size_t Lines(const std::string& path) {
@@ -354,6 +438,12 @@ class FleetTest : public ::testing::Test {
   std::string controller_target_;
   std::vector<Agent> agents_;
   std::map<std::string, std::vector<std::string>> agent_extra_;
+  // The address controllers' gRPC listens on (replicas behind one name
+  // listen on different loopback addresses).
+  std::string controller_ip_ = "127.0.0.1";
+  // Program and leading arguments agents are started through (the agent's
+  // path and flags follow); empty: the agent itself.
+  std::vector<std::string> agent_wrapper_;
 };
 
 TEST_F(FleetTest, ControllerKilledAndRestartedLosesAndDoublesNothing) {
@@ -703,12 +793,7 @@ TEST_F(FleetTest, LostAgentsWorkMovesToTheOthersWithinTwoHeartbeats) {
 // store_unavailable_total), and agents keep their outcomes; afterwards every
 // outcome is in the database exactly once.
 TEST_F(FleetTest, PostgresStoppedMidIngestLosesAndDoublesNothing) {
-  auto pg = testing::PostgresServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  postgres_ = std::move(*pg);
-  auto url = postgres_->CreateDatabase("fleet");
-  ASSERT_TRUE(url.ok()) << url.status();
-  store_url_ = *url;
+  ASSERT_NO_FATAL_FAILURE(UsePostgres("fleet"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
   // A lease longer than the outage: this replica stays the leader.
   StartController(0, {"--leader_lease=300s"});
@@ -746,12 +831,7 @@ TEST_F(FleetTest, PostgresStoppedMidIngestLosesAndDoublesNothing) {
 // addresses) follow it and drain their outboxes into it: nothing lost or
 // applied twice.
 TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
-  auto pg = testing::PostgresServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  postgres_ = std::move(*pg);
-  auto url = postgres_->CreateDatabase("failover");
-  ASSERT_TRUE(url.ok()) << url.status();
-  store_url_ = *url;
+  ASSERT_NO_FATAL_FAILURE(UsePostgres("failover"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
   const int port_a = FreePort();
   StartController(port_a, {"--leader_lease=3s", "--replica_id=a"});
@@ -771,14 +851,8 @@ TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
       },
       absl::Seconds(60)));
 
-  controller_->Signal(SIGKILL);
-  ASSERT_TRUE(controller_->Wait(absl::Seconds(10)).has_value());
-  // The standby prints its listening line once it leads.
-  auto line = standby_->WaitForLine("listening ", absl::Seconds(60));
-  ASSERT_TRUE(line.ok()) << line.status();
-  controller_ = std::move(standby_);
-  controller_http_ = FieldOf(*line, "http");
-  EXPECT_EQ(FieldOf(*line, "grpc"), absl::StrCat("127.0.0.1:", port_b));
+  ASSERT_NO_FATAL_FAILURE(KillLeaderUntilStandbyLeads());
+  EXPECT_EQ(grpc_address_, absl::StrCat("127.0.0.1:", port_b));
   EXPECT_EQ(ControllerMetric("fleetcanary_controller_leader"), 1);
   // The new leader schedules: both agents come to it and their outcomes are
   // committed there.
@@ -807,21 +881,11 @@ int Canaryctl(const std::vector<std::string>& args, const std::string& out) {
   return code.value_or(-1);
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // Two real replicas on one real PostgreSQL: the standby answers the admin
 // API's reads (agents, schedules, verdicts, analyze) and the status page
 // from the database, and refuses changes and probes naming the leader.
 TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
-  auto pg = testing::PostgresServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  postgres_ = std::move(*pg);
-  auto url = postgres_->CreateDatabase("standby_reads");
-  ASSERT_TRUE(url.ok()) << url.status();
-  store_url_ = *url;
+  ASSERT_NO_FATAL_FAILURE(UsePostgres("standby_reads"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
   const int port_a = FreePort();
   StartController(port_a, {"--leader_lease=60s", "--replica_id=a"});
@@ -907,12 +971,7 @@ TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
 // address): the standby's refusal names the leader, the agent dials it
 // directly and its outcomes are committed there, none lost or doubled.
 TEST_F(FleetTest, AgentGivenOnlyAStandbysNameFollowsTheLeader) {
-  auto pg = testing::PostgresServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  postgres_ = std::move(*pg);
-  auto url = postgres_->CreateDatabase("follow_leader");
-  ASSERT_TRUE(url.ok()) << url.status();
-  store_url_ = *url;
+  ASSERT_NO_FATAL_FAILURE(UsePostgres("follow_leader"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
   StartController(FreePort(), {"--leader_lease=60s", "--replica_id=a"});
   const int port_b = FreePort();
@@ -937,6 +996,80 @@ TEST_F(FleetTest, AgentGivenOnlyAStandbysNameFollowsTheLeader) {
                ControllerMetric("fleetcanary_ingest_outcomes_total") > 20;
       },
       absl::Seconds(30)));
+  WaitForMore(30);
+  DrainAll();
+  EXPECT_STORED_EQ_PRODUCED();
+}
+
+// An agent given ONE name that resolves to two controller replicas (its own
+// /etc/hosts: the standby's address first, then the leader's, same port):
+// the standby refuses the session naming the leader, which is among the
+// name's addresses, and the agent goes there. After kill -9 of the leader
+// the standby takes the lease and the agent moves to it, the name's other
+// address. Its outcomes are committed, none lost or doubled.
+TEST_F(FleetTest, AgentGivenOneNameOfSeveralReplicasFollowsTheLeader) {
+  const std::string name = "canary-controllers.test";
+  ASSERT_NO_FATAL_FAILURE(
+      AgentsResolveWith(absl::StrCat("127.0.0.1 localhost\n127.0.0.3 ", name,
+                                     "\n127.0.0.2 ", name, "\n"),
+                        name, {"127.0.0.3", "127.0.0.2"}));
+  ASSERT_NO_FATAL_FAILURE(UsePostgres("one_name"));
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+  controller_ip_ = "127.0.0.2";
+  StartController(0, {"--leader_lease=3s", "--replica_id=a"});
+  const int port = ControllerPort();
+  const std::string leader = absl::StrCat("127.0.0.2:", port);
+  ASSERT_EQ(grpc_address_, leader);
+  controller_ip_ = "127.0.0.3";
+  const std::string standby_http = absl::StrCat("127.0.0.1:", FreePort());
+  standby_ = SpawnController(
+      port,
+      {"--leader_lease=3s", "--replica_id=b", "--http_listen=" + standby_http},
+      "standby");
+  ASSERT_NE(standby_, nullptr);
+  // The standby listens and refuses, naming the leader, before the agent
+  // dials it.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return HttpGet(standby_http, "/readyz") ==
+               absl::StrCat("standby; leader=", leader, "\n");
+      },
+      absl::Seconds(60)))
+      << HttpGet(standby_http, "/readyz");
+
+  controller_target_ = absl::StrCat(name, ":", port);
+  AddAgent("a1", "us-east-1");
+  const std::string live =
+      "fleetcanary_agents{region=\"us-east-1\",state=\"LIVE\"}";
+  auto live_and_ingesting = [&](double above) {
+    return WaitUntil(
+        [&] {
+          return ControllerMetric("fleetcanary_sessions_active") == 1 &&
+                 ControllerMetric(live) == 1 &&
+                 ControllerMetric("fleetcanary_ingest_outcomes_total") >
+                     above + 20;
+        },
+        absl::Seconds(60));
+  };
+  ASSERT_TRUE(live_and_ingesting(0));
+  // It dialed the name's first address, the standby, and was refused; the
+  // leader it named was already one of the name's addresses (a leader
+  // outside the list is added and logged as session_follow_leader).
+  const std::string agent_log = dir_ + "/a1.log";
+  EXPECT_NE(ReadAll(agent_log).find("not the leader; leader=" + leader),
+            std::string::npos)
+      << ReadAll(agent_log);
+  EXPECT_EQ(ReadAll(agent_log).find("event=session_follow_leader"),
+            std::string::npos)
+      << ReadAll(agent_log);
+
+  ASSERT_NO_FATAL_FAILURE(KillLeaderUntilStandbyLeads());
+  EXPECT_EQ(grpc_address_, absl::StrCat("127.0.0.3:", port));
+  ASSERT_TRUE(live_and_ingesting(
+      ControllerMetric("fleetcanary_ingest_outcomes_total")));
+  EXPECT_EQ(ReadAll(agent_log).find("event=session_follow_leader"),
+            std::string::npos)
+      << ReadAll(agent_log);
   WaitForMore(30);
   DrainAll();
   EXPECT_STORED_EQ_PRODUCED();
