@@ -286,7 +286,26 @@ std::vector<prometheus::MetricFamily> ControllerMetrics::Collect() const {
             "samples, hourly aggregates, and per-minute aggregates rolled "
             "up)."},
            {"retention_minutes_rolled_up_total",
-            "Per-minute aggregate rows rolled up into hourly aggregates."}}) {
+            "Per-minute aggregate rows rolled up into hourly aggregates."},
+           {"detector_state_saves_total",
+            "Detector states (baselines, CUSUMs, fix tests) saved to the "
+            "store."},
+           {"detector_state_save_failures_total",
+            "Detector-state saves the store refused (the previous save "
+            "stays; retried next interval)."},
+           {"detector_state_restores_total",
+            "Times a controller continued from a saved detector state."},
+           {"detector_state_discarded_total",
+            "Saved detector states not used at start (another detection "
+            "config, another format, unreadable): verdicts started from "
+            "HEALTHY."},
+           {"detector_state_unseen_outcomes_total",
+            "Outcomes committed after the last detector-state save that a "
+            "restarted controller's detectors never saw."},
+           {"reconcile_before_start_total",
+            "Platform samples and outcomes of periods that began before this "
+            "controller process started: not reconciled into phantom "
+            "errors (the previous process saw part of them)."}}) {
     ingest.push_back(CounterFamily(absl::StrCat("fleetcanary_", name), help));
   }
 

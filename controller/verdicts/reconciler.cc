@@ -86,6 +86,10 @@ void Reconciler::AddOutcome(const v1::Outcome& o) {
   }
   if (!analysis::IsTrial(o.outcome_class())) return;
   const absl::Time start = PeriodStart(FromProto(o.start_time()));
+  if (start < options_.not_before) {
+    ++stats_.before_start;
+    return;
+  }
   Open* p = Find({o.region(), o.target(), o.mode()}, start);
   if (p == nullptr) {
     ++stats_.late_outcomes;
@@ -114,6 +118,10 @@ void Reconciler::AddSample(const v1::PlatformMetricSample& s) {
   const absl::Time t = FromProto(s.period_start());
   if (PeriodStart(t) != t) {  // Not aligned to our period.
     ++stats_.ignored_samples;
+    return;
+  }
+  if (t < options_.not_before) {
+    ++stats_.before_start;
     return;
   }
   Open* p = Find({s.region(), s.target(), s.mode()}, t);

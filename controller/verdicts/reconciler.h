@@ -78,6 +78,12 @@ struct ReconcilerOptions {
   // given up. >= settle.
   absl::Duration max_wait = absl::Minutes(15);
   size_t max_open_periods = 1 << 20;
+  // Periods starting before this are never reconciled; their data is
+  // counted in before_start. The verdict service sets it to the time it
+  // started: a previous controller process consumed part of those periods'
+  // client outcomes (they are acknowledged and never resent), so their
+  // platform errors would look phantom.
+  absl::Time not_before = absl::InfinitePast();
 };
 
 // One decided period of one (region, target, mode).
@@ -108,6 +114,7 @@ struct ReconcilerStats {
   uint64_t late_samples = 0;     // For a period already decided.
   uint64_t late_outcomes = 0;
   uint64_t ignored_samples = 0;  // Other metrics/stats, wrong period, bad.
+  uint64_t before_start = 0;     // Samples and outcomes before not_before.
   uint64_t open_periods = 0;
 };
 

@@ -15,6 +15,7 @@
 #include "common/units/units.h"
 #include "controller/analysis/intervals.h"
 #include "controller/analysis/verdict_engine.h"
+#include "fleetcanary/v1/verdict_state.pb.h"
 
 namespace fleetcanary {
 namespace controller {
@@ -23,6 +24,21 @@ namespace {
 absl::Time FromProto(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
+
+// Finite times only; an infinite one (none yet) stays unset.
+void TimeToProto(absl::Time t, google::protobuf::Timestamp* out) {
+  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return;
+  const int64_t ns = absl::ToUnixNanos(t);
+  const int64_t s = ns / 1000000000 - (ns % 1000000000 < 0 ? 1 : 0);
+  out->set_seconds(s);
+  out->set_nanos(static_cast<int32_t>(ns - s * 1000000000));
+}
+
+absl::Time TimeOrPast(bool has, const google::protobuf::Timestamp& ts) {
+  return has ? FromProto(ts) : absl::InfinitePast();
+}
+
+constexpr uint32_t kStateFormat = 1;
 
 int Severity(v1::VerdictState s) {
   switch (s) {
@@ -92,8 +108,10 @@ class VerdictServiceImpl : public VerdictService {
     if (options_.reorder_window < absl::ZeroDuration()) {
       return absl::InvalidArgumentError("reorder_window: must be >= 0");
     }
+    const absl::Time start = clock_->Now();
     ReconcilerOptions ro;
     ro.period = options_.metrics_period;
+    ro.not_before = start;
     ro.settle = options_.reconcile_settle > absl::ZeroDuration()
                     ? options_.reconcile_settle
                     : 5 * options_.metrics_period;
@@ -111,9 +129,16 @@ class VerdictServiceImpl : public VerdictService {
                                                 options_.expected_streams);
     if (!view.ok()) return view.status();
     platform_view_ = *std::move(view);
-    if (options_.declared_fix_time) {
-      engine_->DeclareFix(*options_.declared_fix_time);
-      platform_view_->DeclareFix(*options_.declared_fix_time);
+    {
+      absl::MutexLock lock(&mu_);
+      not_before_ = start;
+      last_save_ = start;
+      if (options_.state_save_interval > absl::ZeroDuration()) RestoreState();
+      if (options_.declared_fix_time) {
+        engine_->DeclareFix(*options_.declared_fix_time);
+        platform_view_->DeclareFix(*options_.declared_fix_time);
+      }
+      ExportMetrics();
     }
     worker_ = std::thread([this] { Loop(); });
     return absl::OkStatus();
@@ -153,6 +178,7 @@ class VerdictServiceImpl : public VerdictService {
     absl::MutexLock lock(&mu_);
     engine_->DeclareFix(time);
     platform_view_->DeclareFix(time);
+    dirty_ = true;
     LogInfo("verdicts_fix_declared", {{"time", absl::FormatTime(time)}});
   }
 
@@ -215,6 +241,7 @@ class VerdictServiceImpl : public VerdictService {
       }
       std::vector<v1::Verdict> published = Process(batches);
       Deliver(published);
+      MaybeSaveState(stop);
       absl::MutexLock lock(&queue_mu_);
       completed_rounds_ = std::max(completed_rounds_, round);
       if (stop && queued_.empty()) {
@@ -227,8 +254,13 @@ class VerdictServiceImpl : public VerdictService {
   // One round: queue -> reorder buffer and reconciler -> engines -> output.
   std::vector<v1::Verdict> Process(std::deque<CommittedBatch>& batches) {
     absl::MutexLock lock(&mu_);
+    if (!batches.empty()) dirty_ = true;
     for (CommittedBatch& b : batches) {
-      for (const v1::Outcome& o : b.outcomes) Accept(o);
+      for (const v1::Outcome& o : b.outcomes) {
+        uint64_t& seq = accepted_sequence_[o.agent_id()];
+        seq = std::max(seq, o.sequence());
+        Accept(o);
+      }
       for (const v1::PlatformMetricSample& s : b.platform_samples) {
         reconciler_->AddSample(s);
       }
@@ -292,6 +324,17 @@ class VerdictServiceImpl : public VerdictService {
 
   void Reconcile(absl::Time watermark) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<ReconciledPeriod> periods = reconciler_->Advance(watermark);
+    const uint64_t before_start = reconciler_->stats().before_start;
+    if (before_start > before_start_exported_) {
+      if (before_start_exported_ == 0) {
+        LogWarning("verdicts_periods_before_start",
+                   {{"not_before", absl::FormatTime(not_before_)}});
+      }
+      metrics_->AddCounter(
+          "reconcile_before_start_total",
+          static_cast<double>(before_start - before_start_exported_));
+      before_start_exported_ = before_start;
+    }
     std::stable_sort(periods.begin(), periods.end(),
                      [](const ReconciledPeriod& a, const ReconciledPeriod& b) {
                        return a.period_start < b.period_start;
@@ -487,6 +530,157 @@ class VerdictServiceImpl : public VerdictService {
                {{"input", what}, {"error", s.ToString()}});
   }
 
+  // Loads the saved state, if any, into the engines and the published set
+  // (see "Restarts" in the header). Never fails: an unusable state is
+  // discarded, counted and logged.
+  void RestoreState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::StatusOr<std::string> blob = store_->LoadDetectorState();
+    if (absl::IsNotFound(blob.status())) {
+      LogInfo("verdicts_state_none");
+      return;
+    }
+    auto discard = [this](const std::string& reason) {
+      metrics_->AddCounter("detector_state_discarded_total", 1);
+      LogWarning(
+          "verdicts_state_discarded",
+          {{"reason", reason}, {"effect", "verdicts start from HEALTHY"}});
+    };
+    if (!blob.ok()) return discard(blob.status().ToString());
+    v1::VerdictServiceState st;
+    if (!st.ParseFromString(*blob)) return discard("unreadable");
+    if (st.format_version() != kStateFormat) {
+      return discard(absl::StrCat("format_version ", st.format_version(),
+                                  " (this controller reads ", kStateFormat,
+                                  ")"));
+    }
+    auto client = analysis::VerdictEngine::Restore(
+        options_.detection, options_.expected_streams, st.client_view());
+    if (!client.ok()) {
+      return discard(absl::StrCat("client_view: ", client.status().ToString()));
+    }
+    auto view = analysis::VerdictEngine::Restore(
+        options_.detection, options_.expected_streams, st.platform_view());
+    if (!view.ok()) {
+      return discard(absl::StrCat("platform_view: ", view.status().ToString()));
+    }
+    engine_ = *std::move(client);
+    platform_view_ = *std::move(view);
+    engine_time_ = TimeOrPast(st.has_engine_time(), st.engine_time());
+    view_time_ = TimeOrPast(st.has_view_time(), st.view_time());
+    latest_seen_ = TimeOrPast(st.has_latest_seen(), st.latest_seen());
+    for (const v1::Verdict& v : st.published()) published_[IdOf(v)] = v;
+    for (const v1::Verdict& v : st.client_state()) client_state_[IdOf(v)] = v;
+    for (const v1::Verdict& v : st.view_state()) view_state_[IdOf(v)] = v;
+    for (const auto& r : st.rates()) {
+      rates_[{r.kind(), r.key().region(), r.key().target(), r.key().mode(),
+              r.key().size_class()}] = RateCounts{r.trials(), r.failures()};
+    }
+    for (const auto& h : st.held()) {
+      Pending p;
+      p.time = FromProto(h.time());
+      p.key = h.key();
+      p.agent_id = h.agent_id();
+      p.cls = h.outcome_class();
+      reorder_.emplace(p.time, std::move(p));
+    }
+    accepted_sequence_.insert(st.accepted_sequence().begin(),
+                              st.accepted_sequence().end());
+    uint64_t unseen = 0;
+    absl::StatusOr<std::vector<AgentRecord>> agents = store_->LoadAgents();
+    if (agents.ok()) {
+      for (const AgentRecord& a : *agents) {
+        auto it = accepted_sequence_.find(a.agent_id);
+        const uint64_t seen = it == accepted_sequence_.end() ? 0 : it->second;
+        if (a.applied_sequence > seen) unseen += a.applied_sequence - seen;
+      }
+    }
+    stats_.state_restored = true;
+    stats_.unseen_outcomes = unseen;
+    metrics_->AddCounter("detector_state_restores_total", 1);
+    metrics_->AddCounter("detector_state_unseen_outcomes_total",
+                         static_cast<double>(unseen));
+    int open = 0;
+    for (const auto& [id, v] : published_) open += v.state() != v1::HEALTHY;
+    const absl::Time saved_at = FromProto(st.saved_at());
+    LogInfo(
+        "verdicts_state_restored",
+        {{"saved_at", absl::FormatTime(saved_at)},
+         {"age", absl::FormatDuration(clock_->Now() - saved_at)},
+         {"verdicts", absl::StrCat(published_.size())},
+         {"not_healthy", absl::StrCat(open)},
+         {"unseen_outcomes", absl::StrCat(unseen)},
+         {"agents_read", agents.ok() ? "yes" : agents.status().ToString()}});
+  }
+
+  v1::VerdictServiceState BuildState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    v1::VerdictServiceState st;
+    st.set_format_version(kStateFormat);
+    TimeToProto(clock_->Now(), st.mutable_saved_at());
+    *st.mutable_client_view() = engine_->SaveState();
+    *st.mutable_platform_view() = platform_view_->SaveState();
+    if (engine_time_ != absl::InfinitePast()) {
+      TimeToProto(engine_time_, st.mutable_engine_time());
+    }
+    if (view_time_ != absl::InfinitePast()) {
+      TimeToProto(view_time_, st.mutable_view_time());
+    }
+    if (latest_seen_ != absl::InfinitePast()) {
+      TimeToProto(latest_seen_, st.mutable_latest_seen());
+    }
+    for (const auto& [id, v] : published_) *st.add_published() = v;
+    for (const auto& [id, v] : client_state_) *st.add_client_state() = v;
+    for (const auto& [id, v] : view_state_) *st.add_view_state() = v;
+    for (const auto& [id, c] : rates_) {
+      auto* r = st.add_rates();
+      r->set_kind(static_cast<v1::VerdictKind>(std::get<0>(id)));
+      r->mutable_key()->set_region(std::get<1>(id));
+      r->mutable_key()->set_target(std::get<2>(id));
+      r->mutable_key()->set_mode(static_cast<v1::InvokeMode>(std::get<3>(id)));
+      r->mutable_key()->set_size_class(std::get<4>(id));
+      r->set_trials(c.trials);
+      r->set_failures(c.failures);
+    }
+    for (const auto& [t, p] : reorder_) {
+      auto* h = st.add_held();
+      TimeToProto(p.time, h->mutable_time());
+      *h->mutable_key() = p.key;
+      h->set_agent_id(p.agent_id);
+      h->set_outcome_class(p.cls);
+    }
+    st.mutable_accepted_sequence()->insert(accepted_sequence_.begin(),
+                                           accepted_sequence_.end());
+    return st;
+  }
+
+  // Saves the state when something changed and the interval passed, or at
+  // the last round before stopping. Runs on the worker, store write outside
+  // mu_.
+  void MaybeSaveState(bool stopping) {
+    if (options_.state_save_interval <= absl::ZeroDuration()) return;
+    const absl::Time now = clock_->Now();
+    std::string blob;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!dirty_) return;
+      if (!stopping && now - last_save_ < options_.state_save_interval) return;
+      blob = BuildState().SerializeAsString();
+      dirty_ = false;
+      last_save_ = now;
+    }
+    const absl::Status s = store_->SaveDetectorState(blob);
+    absl::MutexLock lock(&mu_);
+    if (s.ok()) {
+      ++stats_.state_saves;
+      metrics_->AddCounter("detector_state_saves_total", 1);
+      return;
+    }
+    ++stats_.state_save_errors;
+    dirty_ = true;  // Try again next interval.
+    metrics_->AddCounter("detector_state_save_failures_total", 1);
+    LogError("verdicts_state_save_failed",
+             {{"error", s.ToString()}, {"bytes", absl::StrCat(blob.size())}});
+  }
+
   void Deliver(const std::vector<v1::Verdict>& verdicts) {
     if (verdicts.empty()) return;
     absl::MutexLock lock(&subs_mu_);
@@ -526,6 +720,11 @@ class VerdictServiceImpl : public VerdictService {
   std::map<VerdictId, v1::Verdict> view_state_ ABSL_GUARDED_BY(mu_);
   std::map<VerdictId, v1::Verdict> published_ ABSL_GUARDED_BY(mu_);
   std::map<VerdictId, RateCounts> rates_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, uint64_t> accepted_sequence_ ABSL_GUARDED_BY(mu_);
+  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_save_ ABSL_GUARDED_BY(mu_);
+  absl::Time not_before_ ABSL_GUARDED_BY(mu_);
+  uint64_t before_start_exported_ ABSL_GUARDED_BY(mu_) = 0;
   VerdictServiceStats stats_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex subs_mu_;

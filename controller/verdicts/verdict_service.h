@@ -42,8 +42,27 @@
 // date verdicts correctly. The clock only moves the release watermark when
 // no outcome arrives.
 //
-// Restarts: the engine's state lives in memory; after a restart verdicts
-// start from HEALTHY and learn again (the history stays in the store).
+// Restarts: every state_save_interval in which something was processed,
+// and at Shutdown, the worker saves both engines' detector state (baselines,
+// CUSUMs, fix tests, open windows), the published verdicts, the reorder
+// buffer and per agent the highest outcome sequence it accepted
+// (fleetcanary.v1.VerdictServiceState) with Store::SaveDetectorState, fenced
+// like every write, so a deposed leader cannot overwrite its successor's.
+// Create restores it: verdicts continue where they were (a regression stays
+// a regression, nothing re-alarms, no transition is appended for restored
+// states). What the restored state cannot hold is said, never silent:
+//  - outcomes committed after the last save (the store's applied sequences
+//    beyond the saved ones; at most one save interval of them) never reach
+//    the detectors: counted in detector_state_unseen_outcomes_total, logged;
+//  - platform periods that began before this process started are not
+//    reconciled (ReconcilerOptions::not_before; the previous process
+//    consumed part of their outcomes), counted in
+//    reconcile_before_start_total;
+//  - a state saved under another detection config, of another format, or
+//    unreadable is discarded (detector_state_discarded_total, logged with
+//    the reason) and verdicts start from HEALTHY, as on a first start.
+// A failed save keeps the previous one and is counted
+// (detector_state_save_failures_total) and logged.
 //
 // Thread-safety: all public methods are thread-safe. Subscription callbacks
 // run on the worker thread, in order; they must not block nor call back
@@ -89,6 +108,9 @@ struct VerdictServiceOptions {
   int expected_streams = 0;
   // How often the worker runs without new data (releases by the clock).
   absl::Duration tick = absl::Milliseconds(500);
+  // Detector state is saved at most this often (and at Shutdown) and
+  // restored by Create; 0 turns both off (verdicts start from HEALTHY).
+  absl::Duration state_save_interval = absl::Seconds(5);
   // Serves Analyze() (e.g. CreateStoreVerdictSource); not owned. Null:
   // Analyze answers UNIMPLEMENTED.
   VerdictSource* analyzer = nullptr;
@@ -104,6 +126,10 @@ struct VerdictServiceStats {
   uint64_t phantom_errors = 0;
   uint64_t transitions = 0;  // Published.
   uint64_t store_errors = 0;
+  uint64_t state_saves = 0;        // Detector-state saves written.
+  uint64_t state_save_errors = 0;  // Refused by the store (kept the last).
+  bool state_restored = false;     // Create restored a saved state.
+  uint64_t unseen_outcomes = 0;    // Committed after the restored save.
   ReconcilerStats reconciler;
 };
 

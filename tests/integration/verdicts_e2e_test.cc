@@ -11,7 +11,10 @@
 //   - after the hotfix confirm the fix (RECOVERING -> FIX_CONFIRMED) with a
 //     change-time interval containing the true hotfix time,
 // and export fleetcanary_verdict / fleetcanary_phantom_errors_total on
-// /metrics while it runs. The command lines are the demo's.
+// /metrics while it runs. The command lines are the demo's. A second run
+// kills the controller with SIGKILL mid-incident: the restarted controller
+// continues from its saved detector state (no re-alarm, the fix still
+// confirmed and dated).
 #include <signal.h>
 
 #include <cstdio>
@@ -20,6 +23,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -80,6 +84,24 @@ std::optional<double> Sample(const std::string& body, const std::string& family,
   return std::nullopt;
 }
 
+// The verdict history of the run, keyed "KIND region MODE size_class", with a
+// readable timeline (t = since the scenario was loaded).
+struct History {
+  std::vector<v1::Verdict> verdicts;
+  std::map<std::string, std::vector<const v1::Verdict*>> by_key;
+  std::vector<std::string> timeline;
+
+  const v1::Verdict* First(const std::string& key,
+                           v1::VerdictState state) const {
+    auto it = by_key.find(key);
+    if (it == by_key.end()) return nullptr;
+    for (const v1::Verdict* v : it->second) {
+      if (v->state() == state) return v;
+    }
+    return nullptr;
+  }
+};
+
 class VerdictsE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -100,133 +122,247 @@ class VerdictsE2eTest : public ::testing::Test {
     return path;
   }
 
+  // Loads the scenario (FLEETCANARY_VERDICTS_E2E_SCENARIO replays another
+  // of the same shape by hand, e.g. the demo's
+  // emulator/scenarios/feb2024-incident.yaml, about 4 minutes) and sets the
+  // real-time offsets of its onset and hotfix.
+  void LoadScenario() {
+    const char* override_path =
+        std::getenv("FLEETCANARY_VERDICTS_E2E_SCENARIO");
+    scenario_path_ = override_path != nullptr && *override_path != '\0'
+                         ? std::string(override_path)
+                         : std::string(FLEETCANARY_SOURCE_DIR) +
+                               "/tests/integration/verdicts_incident.yaml";
+    auto scenario = emulator::LoadScenarioFile(scenario_path_);
+    ASSERT_TRUE(scenario.ok()) << scenario.status();
+    ASSERT_EQ(scenario->faults_size(), 1);
+    const v1::FaultRule& rule = scenario->faults(0);
+    scale_ = scenario->time_scale();
+    onset_offset_ =
+        (FromTs(rule.start_time()) - FromTs(scenario->epoch())) / scale_;
+    hotfix_offset_ =
+        (FromTs(rule.end_time()) - FromTs(scenario->epoch())) / scale_;
+  }
+
+  // The emulator (two regions, one-second platform metrics) and the fleet
+  // file for it.
+  void StartEmulator() {
+    const std::string emu_config =
+        Write("emulator.yaml",
+              absl::StrCat("regions:\n  - name: ", kAffected,
+                           "\n  - name: ", kHealthy,
+                           "\nlisten_host: 127.0.0.1\nmetrics_period: 1s\n"
+                           "ingestion_delay: 1s\n"));
+    auto emu = Process::Spawn(
+        BinaryPath("emulator/function-url-emulator"),
+        {"--config=" + emu_config, "--scenario=" + scenario_path_},
+        dir_ + "/emulator.log");
+    ASSERT_TRUE(emu.ok()) << emu.status();
+    emulator_ = std::move(*emu);
+    std::vector<std::string> endpoint_lines;
+    for (;;) {
+      auto line = emulator_->WaitForLine("", absl::Seconds(60));
+      ASSERT_TRUE(line.ok()) << line.status();
+      if (*line == "ready") break;
+      endpoint_lines.push_back(*line);
+    }
+    std::map<std::string, std::string> cloudwatch;
+    std::string fleet = "targets:\n  - name: canary\n    regions:\n";
+    for (const char* region : {kAffected, kHealthy}) {
+      absl::StrAppend(&fleet, "      - region: ", region, "\n        urls:\n");
+      for (const std::string& l : endpoint_lines) {
+        if (l.rfind("cloudwatch ", 0) == 0) {
+          cloudwatch[FieldOf(l, "region")] = FieldOf(l, "url");
+        }
+        if (l.rfind("control ", 0) == 0) control_ = FieldOf(l, "url");
+      }
+      for (const std::string& l : endpoint_lines) {
+        if (l.rfind("url ", 0) != 0 || FieldOf(l, "region") != region) continue;
+        absl::StrAppend(
+            &fleet, "          - mode: ", FieldOf(l, "mode"),
+            "\n            url: ", FieldOf(l, "url"),
+            "\n            cloudwatch:\n              function_name: ",
+            FieldOf(l, "function"),
+            "\n              alias: ", FieldOf(l, "alias"),
+            "\n              endpoint: ", cloudwatch[region], "\n");
+      }
+    }
+    ASSERT_EQ(cloudwatch.size(), 2u);
+    ASSERT_FALSE(control_.empty());
+    // Size rotation lets the controller attribute phantom errors to sizes.
+    // 25 probes a second per stream (100 per alias): the fix test of phantom
+    // errors (p_bad = 2 x p0_floor = 0.002) needs ~2,100 clean invocations
+    // after RECOVERING, i.e. ~21 s of this local, fast emulator - the
+    // statistics are not relaxed to fit the test.
+    absl::StrAppend(&fleet,
+                    "schedules:\n  - id: ladder\n    target: canary\n"
+                    "    sizes: [2, 1Ki, 64Ki, 256Ki]\n"
+                    "    rate_per_second: 25\n    size_rotation: true\n"
+                    "    limits: {timeout: 10s, stall_limit: 5s}\n"
+                    "    transport: {keep_alive: true}\n");
+    fleet_path_ = Write("fleet.yaml", fleet);
+  }
+
+  // The controller with the demo's detection settings, on `port` (0: any);
+  // its state in dir_/controller (kept across restarts).
+  void StartController(int port = 0) {
+    const std::string config =
+        Write("controller.yaml",
+              "heartbeat_interval: 1s\nmetrics_period: 1s\n"
+              "metrics_settle: 3s\n"
+              "detection:\n  false_alarms_per_month: 1\n  p0_floor: 0.001\n"
+              "  comparison_bucket: 5s\n  trend_window: 10s\n");
+    auto ctl = Process::Spawn(
+        BinaryPath("controller/server/fleetcanary-controller"),
+        {"--config=" + config, "--fleet=" + fleet_path_,
+         absl::StrCat("--grpc_listen=127.0.0.1:", port),
+         "--http_listen=127.0.0.1:0", "--data_dir=" + dir_ + "/controller",
+         "--heartbeat_interval=1s", "--insecure", "--target_allow_loopback"},
+        absl::StrCat(dir_, "/controller.", ++controller_runs_, ".log"));
+    ASSERT_TRUE(ctl.ok()) << ctl.status();
+    controller_ = std::move(*ctl);
+    auto listening = controller_->WaitForLine("listening ", absl::Seconds(60));
+    ASSERT_TRUE(listening.ok()) << listening.status();
+    grpc_ = FieldOf(*listening, "grpc");
+    http_ = FieldOf(*listening, "http");
+  }
+
+  // One agent per region, reading the emulator's CloudWatch unsigned.
+  void StartAgents() {
+    for (const auto& [region, id] :
+         std::vector<std::pair<std::string, std::string>>{
+             {kAffected, "use1-a"}, {kHealthy, "euw1-a"}}) {
+      const std::string config = Write(
+          id + ".yaml",
+          absl::StrCat(
+              "agent_id: ", id, "\nregion: ", region,
+              "\ncontroller_address: ", grpc_, "\ndata_dir: ", dir_, "/", id,
+              "\nmetrics_period: 1s\nmetrics_poll_interval: 1s\n"
+              "metrics_ingestion_delay: 2s\n"
+              "cloudwatch_unsigned: true\n"
+              "heartbeat_interval: 1s\ntarget_allow_loopback: true\n"));
+      auto agent = Process::Spawn(
+          BinaryPath("agent/runner/fleetcanary-agent"),
+          {"--config=" + config, "--http_listen=127.0.0.1:0", "--insecure"},
+          dir_ + "/" + id + ".log");
+      ASSERT_TRUE(agent.ok()) << agent.status();
+      ASSERT_TRUE((*agent)->WaitForLine("listening ", absl::Seconds(60)).ok());
+      agents_.push_back(std::move(*agent));
+    }
+  }
+
+  // Whether /metrics `body` has the affected streaming alias's
+  // PHANTOM_ERRORS verdict in `state`.
+  static bool PhantomIn(const std::string& body, const char* state) {
+    return Sample(body, "fleetcanary_verdict",
+                  {"kind=\"PHANTOM_ERRORS\"",
+                   absl::StrCat("region=\"", kAffected, "\""),
+                   "mode=\"stream\"", absl::StrCat("state=\"", state, "\"")})
+               .value_or(0) == 1;
+  }
+
+  // Wall time the emulator loaded the scenario, from its ground truth
+  // (every injected fault is in the affected streaming alias).
+  void ReadTruth() {
+    const std::string body =
+        HttpGet(std::string(absl::StripSuffix(
+                    absl::StripPrefix(control_, "http://"), "/")),
+                "/_emulator/truth");
+    for (absl::string_view line : absl::StrSplit(body, '\n')) {
+      if (line.empty()) continue;
+      v1::InjectedFault f;
+      ASSERT_TRUE(
+          google::protobuf::util::JsonStringToMessage(std::string(line), &f)
+              .ok())
+          << line;
+      EXPECT_EQ(f.region(), kAffected);
+      EXPECT_EQ(f.mode(), v1::RESPONSE_STREAM);
+      ++injected_;
+      loaded_ = FromTs(f.time()) - FromDur(f.scenario_elapsed()) / scale_;
+    }
+    ASSERT_GT(injected_, 0u);
+  }
+
+  // Drains the agents and stops the controller, then reads the verdict
+  // history from its store; fails the test on an alarm where the defect is
+  // not (healthy region, buffered mode, client side).
+  void StopAndReadHistory(History* h) {
+    for (auto& a : agents_) a->Signal(SIGTERM);
+    for (auto& a : agents_) EXPECT_EQ(a->Wait(absl::Seconds(30)), 0);
+    controller_->Signal(SIGTERM);
+    EXPECT_EQ(controller_->Wait(absl::Seconds(20)), 0);
+    auto store =
+        controller::CreateSqliteStore({dir_ + "/controller/controller.db"});
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto history = (*store)->ListVerdicts(absl::InfinitePast(), 100000);
+    ASSERT_TRUE(history.ok()) << history.status();
+    h->verdicts = *std::move(history);
+    for (const v1::Verdict& v : h->verdicts) {
+      const std::string key = absl::StrCat(
+          v1::VerdictKind_Name(v.kind()), " ", v.key().region(), " ",
+          v.key().mode() == v1::INVOKE_MODE_UNSPECIFIED
+              ? ""
+              : v1::InvokeMode_Name(v.key().mode()),
+          " ", v.key().size_class());
+      h->by_key[key].push_back(&v);
+      h->timeline.push_back(absl::StrCat(
+          "t=", absl::FormatDuration(FromTs(v.since()) - loaded_), " ", key,
+          ": ", v1::VerdictState_Name(v.previous_state()), " -> ",
+          v1::VerdictState_Name(v.state())));
+      const bool alarm =
+          v.state() == v1::SUSPECT || v.state() == v1::REGRESSION;
+      EXPECT_FALSE(alarm &&
+                   (v.key().region() == kHealthy ||
+                    v.key().mode() == v1::BUFFERED ||
+                    v.kind() == v1::STREAM_HEALTH || v.kind() == v1::HARD_DOWN))
+          << "unexpected alarm: " << h->timeline.back();
+    }
+    std::printf(
+        "verdict timeline (t = since scenario start; onset t=%s, "
+        "hotfix t=%s):\n  %s\n",
+        absl::FormatDuration(onset_offset_).c_str(),
+        absl::FormatDuration(hotfix_offset_).c_str(),
+        absl::StrJoin(h->timeline, "\n  ").c_str());
+  }
+
+  // The fix confirmation of the phantom errors: dated with an interval that
+  // contains the true hotfix. The engine dates platform periods by their
+  // start: the change lies after the start of the `lower` period and before
+  // the end of the period after `upper` (the first post-change period may
+  // still hold pre-change invocations), i.e. in [lower, upper + 2 periods).
+  void ExpectFixDated(const v1::Verdict& fix) {
+    const absl::Time true_hotfix = loaded_ + hotfix_offset_;
+    const v1::Evidence& ev = fix.evidence();
+    EXPECT_LE(FromTs(ev.change_interval().lower()), true_hotfix);
+    EXPECT_LT(true_hotfix,
+              FromTs(ev.change_interval().upper()) + absl::Seconds(2));
+    EXPECT_GT(FromTs(fix.since()), true_hotfix);
+    EXPECT_GT(ev.proven_upper_bound(), 0);
+  }
+
   std::string dir_;
+  std::string scenario_path_;
+  double scale_ = 1;
+  absl::Duration onset_offset_, hotfix_offset_;
+  std::string control_, fleet_path_, grpc_, http_;
+  int controller_runs_ = 0;
+  absl::Time loaded_ = absl::InfinitePast();
+  uint64_t injected_ = 0;
   std::unique_ptr<Process> emulator_;
   std::unique_ptr<Process> controller_;
   std::vector<std::unique_ptr<Process>> agents_;
 };
 
 TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
-  // FLEETCANARY_VERDICTS_E2E_SCENARIO replays another scenario of the same
-  // shape by hand, e.g. the demo's emulator/scenarios/feb2024-incident.yaml
-  // (about 4 minutes).
-  const char* override_path = std::getenv("FLEETCANARY_VERDICTS_E2E_SCENARIO");
-  const std::string scenario_path =
-      override_path != nullptr && *override_path != '\0'
-          ? std::string(override_path)
-          : std::string(FLEETCANARY_SOURCE_DIR) +
-                "/tests/integration/verdicts_incident.yaml";
-  auto scenario = emulator::LoadScenarioFile(scenario_path);
-  ASSERT_TRUE(scenario.ok()) << scenario.status();
-  ASSERT_EQ(scenario->faults_size(), 1);
-  const v1::FaultRule& rule = scenario->faults(0);
-  const double scale = scenario->time_scale();
-  // Scenario offsets of the onset and the hotfix, in real time.
-  const absl::Duration onset_offset =
-      (FromTs(rule.start_time()) - FromTs(scenario->epoch())) / scale;
-  const absl::Duration hotfix_offset =
-      (FromTs(rule.end_time()) - FromTs(scenario->epoch())) / scale;
-
-  // 1. The emulator: two regions, one-second platform metrics.
-  const std::string emu_config = Write(
-      "emulator.yaml",
-      absl::StrCat("regions:\n  - name: ", kAffected, "\n  - name: ", kHealthy,
-                   "\nlisten_host: 127.0.0.1\nmetrics_period: 1s\n"
-                   "ingestion_delay: 1s\n"));
-  auto emu =
-      Process::Spawn(BinaryPath("emulator/function-url-emulator"),
-                     {"--config=" + emu_config, "--scenario=" + scenario_path},
-                     dir_ + "/emulator.log");
-  ASSERT_TRUE(emu.ok()) << emu.status();
-  emulator_ = std::move(*emu);
-  std::vector<std::string> endpoint_lines;
-  for (;;) {
-    auto line = emulator_->WaitForLine("", absl::Seconds(60));
-    ASSERT_TRUE(line.ok()) << line.status();
-    if (*line == "ready") break;
-    endpoint_lines.push_back(*line);
-  }
-  std::map<std::string, std::string> cloudwatch;
-  std::string control;
-  std::string fleet = "targets:\n  - name: canary\n    regions:\n";
-  for (const char* region : {kAffected, kHealthy}) {
-    absl::StrAppend(&fleet, "      - region: ", region, "\n        urls:\n");
-    for (const std::string& l : endpoint_lines) {
-      if (l.rfind("cloudwatch ", 0) == 0) {
-        cloudwatch[FieldOf(l, "region")] = FieldOf(l, "url");
-      }
-      if (l.rfind("control ", 0) == 0) control = FieldOf(l, "url");
-    }
-    for (const std::string& l : endpoint_lines) {
-      if (l.rfind("url ", 0) != 0 || FieldOf(l, "region") != region) continue;
-      absl::StrAppend(
-          &fleet, "          - mode: ", FieldOf(l, "mode"),
-          "\n            url: ", FieldOf(l, "url"),
-          "\n            cloudwatch:\n              function_name: ",
-          FieldOf(l, "function"),
-          "\n              alias: ", FieldOf(l, "alias"),
-          "\n              endpoint: ", cloudwatch[region], "\n");
-    }
-  }
-  ASSERT_EQ(cloudwatch.size(), 2u);
-  ASSERT_FALSE(control.empty());
-  // Size rotation lets the controller attribute phantom errors to sizes.
-  // 25 probes a second per stream (100 per alias): the fix test of phantom
-  // errors (p_bad = 2 x p0_floor = 0.002) needs ~2,100 clean invocations
-  // after RECOVERING, i.e. ~21 s of this local, fast emulator - the
-  // statistics are not relaxed to fit the test.
-  absl::StrAppend(&fleet,
-                  "schedules:\n  - id: ladder\n    target: canary\n"
-                  "    sizes: [2, 1Ki, 64Ki, 256Ki]\n"
-                  "    rate_per_second: 25\n    size_rotation: true\n"
-                  "    limits: {timeout: 10s, stall_limit: 5s}\n"
-                  "    transport: {keep_alive: true}\n");
-  const std::string fleet_path = Write("fleet.yaml", fleet);
-
-  // 2. The controller, with the demo's detection settings.
-  const std::string controller_config =
-      Write("controller.yaml",
-            "heartbeat_interval: 1s\nmetrics_period: 1s\nmetrics_settle: 3s\n"
-            "detection:\n  false_alarms_per_month: 1\n  p0_floor: 0.001\n"
-            "  comparison_bucket: 5s\n  trend_window: 10s\n");
-  auto ctl = Process::Spawn(
-      BinaryPath("controller/server/fleetcanary-controller"),
-      {"--config=" + controller_config, "--fleet=" + fleet_path,
-       "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-       "--data_dir=" + dir_ + "/controller", "--heartbeat_interval=1s",
-       "--insecure", "--target_allow_loopback"},
-      dir_ + "/controller.log");
-  ASSERT_TRUE(ctl.ok()) << ctl.status();
-  controller_ = std::move(*ctl);
-  auto listening = controller_->WaitForLine("listening ", absl::Seconds(60));
-  ASSERT_TRUE(listening.ok()) << listening.status();
-  const std::string grpc = FieldOf(*listening, "grpc");
-  const std::string http = FieldOf(*listening, "http");
-
-  // 3. One agent per region, reading the emulator's CloudWatch unsigned.
-  for (const auto& [region, id] :
-       std::vector<std::pair<std::string, std::string>>{{kAffected, "use1-a"},
-                                                        {kHealthy, "euw1-a"}}) {
-    const std::string config =
-        Write(id + ".yaml",
-              absl::StrCat(
-                  "agent_id: ", id, "\nregion: ", region,
-                  "\ncontroller_address: ", grpc, "\ndata_dir: ", dir_, "/", id,
-                  "\nmetrics_period: 1s\nmetrics_poll_interval: 1s\n"
-                  "metrics_ingestion_delay: 2s\ncloudwatch_unsigned: true\n"
-                  "heartbeat_interval: 1s\ntarget_allow_loopback: true\n"));
-    auto agent = Process::Spawn(
-        BinaryPath("agent/runner/fleetcanary-agent"),
-        {"--config=" + config, "--http_listen=127.0.0.1:0", "--insecure"},
-        dir_ + "/" + id + ".log");
-    ASSERT_TRUE(agent.ok()) << agent.status();
-    ASSERT_TRUE((*agent)->WaitForLine("listening ", absl::Seconds(60)).ok());
-    agents_.push_back(std::move(*agent));
-  }
+  LoadScenario();
+  StartEmulator();
+  StartController();
+  StartAgents();
+  if (HasFatalFailure()) return;
 
   // 4. Watch /metrics until the fix is confirmed (bounded).
   const absl::Time started = absl::Now();
-  const absl::Time deadline = started + hotfix_offset + absl::Seconds(75);
+  const absl::Time deadline = started + hotfix_offset_ + absl::Seconds(75);
   bool saw_regression_series = false, saw_phantom_total = false;
   bool confirmed = false;
   absl::Time regression_seen = absl::InfiniteFuture();
@@ -236,21 +372,13 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
   // own (real-time) timeline.
   testing::WaitUntil(
       [&] {
-        const std::string body = HttpGet(http, "/metrics");
-        const std::vector<std::string> stream = {
-            "kind=\"PHANTOM_ERRORS\"",
-            absl::StrCat("region=\"", kAffected, "\""), "mode=\"stream\""};
-        auto with_state = [&](const char* state) {
-          std::vector<std::string> l = stream;
-          l.push_back(absl::StrCat("state=\"", state, "\""));
-          return Sample(body, "fleetcanary_verdict", l).value_or(0) == 1;
-        };
-        if (!saw_regression_series && with_state("REGRESSION")) {
+        const std::string body = HttpGet(http_, "/metrics");
+        if (!saw_regression_series && PhantomIn(body, "REGRESSION")) {
           saw_regression_series = true;
           regression_seen = absl::Now();
         }
-        confirmed = with_state("FIX_CONFIRMED") ||
-                    (saw_regression_series && with_state("HEALTHY"));
+        confirmed = PhantomIn(body, "FIX_CONFIRMED") ||
+                    (saw_regression_series && PhantomIn(body, "HEALTHY"));
         if (confirmed) confirmed_seen = absl::Now();
         auto total = Sample(
             body, "fleetcanary_phantom_errors_total",
@@ -274,79 +402,18 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
   EXPECT_EQ(healthy_phantom_total, 0);
   EXPECT_TRUE(confirmed) << "no FIX_CONFIRMED within the deadline";
 
-  // 5. Ground truth: when the scenario was loaded (wall time).
-  const std::string truth_body =
-      HttpGet(std::string(absl::StripSuffix(
-                  absl::StripPrefix(control, "http://"), "/")),
-              "/_emulator/truth");
-  absl::Time loaded = absl::InfinitePast();
-  uint64_t injected = 0;
-  for (absl::string_view line : absl::StrSplit(truth_body, '\n')) {
-    if (line.empty()) continue;
-    v1::InjectedFault f;
-    ASSERT_TRUE(
-        google::protobuf::util::JsonStringToMessage(std::string(line), &f).ok())
-        << line;
-    EXPECT_EQ(f.region(), kAffected);
-    EXPECT_EQ(f.mode(), v1::RESPONSE_STREAM);
-    ++injected;
-    loaded = FromTs(f.time()) - FromDur(f.scenario_elapsed()) / scale;
-  }
-  ASSERT_GT(injected, 0u);
-  const absl::Time true_onset = loaded + onset_offset;
-  const absl::Time true_hotfix = loaded + hotfix_offset;
+  // 5. Ground truth, then the verdict history.
+  ReadTruth();
+  if (HasFatalFailure()) return;
+  const absl::Time true_onset = loaded_ + onset_offset_;
+  const absl::Time true_hotfix = loaded_ + hotfix_offset_;
+  History h;
+  StopAndReadHistory(&h);
+  if (HasFatalFailure()) return;
 
-  // 6. Drain everything, then read the verdict history.
-  for (auto& a : agents_) a->Signal(SIGTERM);
-  for (auto& a : agents_) EXPECT_EQ(a->Wait(absl::Seconds(30)), 0);
-  controller_->Signal(SIGTERM);
-  EXPECT_EQ(controller_->Wait(absl::Seconds(20)), 0);
-  auto store =
-      controller::CreateSqliteStore({dir_ + "/controller/controller.db"});
-  ASSERT_TRUE(store.ok()) << store.status();
-  auto history = (*store)->ListVerdicts(absl::InfinitePast(), 100000);
-  ASSERT_TRUE(history.ok()) << history.status();
-
-  std::map<std::string, std::vector<const v1::Verdict*>> by_key;
-  std::vector<std::string> timeline;
-  for (const v1::Verdict& v : *history) {
-    const std::string key =
-        absl::StrCat(v1::VerdictKind_Name(v.kind()), " ", v.key().region(), " ",
-                     v.key().mode() == v1::INVOKE_MODE_UNSPECIFIED
-                         ? ""
-                         : v1::InvokeMode_Name(v.key().mode()),
-                     " ", v.key().size_class());
-    by_key[key].push_back(&v);
-    timeline.push_back(
-        absl::StrCat("t=", absl::FormatDuration(FromTs(v.since()) - loaded),
-                     " ", key, ": ", v1::VerdictState_Name(v.previous_state()),
-                     " -> ", v1::VerdictState_Name(v.state())));
-    // Nothing may alarm in the healthy region, in buffered mode, or on the
-    // client side (the defect is invisible to clients).
-    const bool alarm = v.state() == v1::SUSPECT || v.state() == v1::REGRESSION;
-    EXPECT_FALSE(alarm &&
-                 (v.key().region() == kHealthy ||
-                  v.key().mode() == v1::BUFFERED ||
-                  v.kind() == v1::STREAM_HEALTH || v.kind() == v1::HARD_DOWN))
-        << "unexpected alarm: " << timeline.back();
-  }
-  std::printf(
-      "verdict timeline (t = since scenario start; onset t=%s, "
-      "hotfix t=%s):\n  %s\n",
-      absl::FormatDuration(onset_offset).c_str(),
-      absl::FormatDuration(hotfix_offset).c_str(),
-      absl::StrJoin(timeline, "\n  ").c_str());
-
-  auto first = [&](const std::string& key,
-                   v1::VerdictState state) -> const v1::Verdict* {
-    for (const v1::Verdict* v : by_key[key]) {
-      if (v->state() == state) return v;
-    }
-    return nullptr;
-  };
   const std::string phantom =
       absl::StrCat("PHANTOM_ERRORS ", kAffected, " RESPONSE_STREAM ");
-  const v1::Verdict* regression = first(phantom, v1::REGRESSION);
+  const v1::Verdict* regression = h.First(phantom, v1::REGRESSION);
   ASSERT_NE(regression, nullptr) << "no PHANTOM_ERRORS REGRESSION";
   const absl::Duration detection = FromTs(regression->since()) - true_onset;
   EXPECT_GE(detection, -absl::Seconds(1));
@@ -354,29 +421,22 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
 
   const std::string trend =
       absl::StrCat("SIZE_TREND ", kAffected, " RESPONSE_STREAM ");
-  const v1::Verdict* trend_regression = first(trend, v1::REGRESSION);
+  const v1::Verdict* trend_regression = h.First(trend, v1::REGRESSION);
   ASSERT_NE(trend_regression, nullptr) << "no SIZE_TREND REGRESSION";
   EXPECT_NE(trend_regression->evidence().summary().find("platform view"),
             std::string::npos);
-  const v1::Verdict* mode_regression = first(
+  const v1::Verdict* mode_regression = h.First(
       absl::StrCat("MODE_DIFFERENCE ", kAffected, "  256KiB"), v1::REGRESSION);
   ASSERT_NE(mode_regression, nullptr) << "no MODE_DIFFERENCE REGRESSION";
   EXPECT_GT(mode_regression->evidence().rate_ratio(), 1);
 
-  ASSERT_NE(first(phantom, v1::RECOVERING), nullptr);
-  const v1::Verdict* fix = first(phantom, v1::FIX_CONFIRMED);
+  ASSERT_NE(h.First(phantom, v1::RECOVERING), nullptr);
+  const v1::Verdict* fix = h.First(phantom, v1::FIX_CONFIRMED);
   ASSERT_NE(fix, nullptr) << "no FIX_CONFIRMED";
+  ExpectFixDated(*fix);
   const v1::Evidence& ev = fix->evidence();
   const absl::Time lower = FromTs(ev.change_interval().lower());
   const absl::Time upper = FromTs(ev.change_interval().upper());
-  // The engine dates platform periods by their start: the change lies after
-  // the start of the `lower` period and before the end of the period after
-  // `upper` (the first post-change period may still hold pre-change
-  // invocations), i.e. in [lower, upper + 2 periods).
-  EXPECT_LE(lower, true_hotfix);
-  EXPECT_LT(true_hotfix, upper + absl::Seconds(2));
-  EXPECT_GT(FromTs(fix->since()), true_hotfix);
-  EXPECT_GT(ev.proven_upper_bound(), 0);
 
   std::printf(
       "wall clock: PHANTOM_ERRORS REGRESSION on /metrics %s after the true "
@@ -391,7 +451,7 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
       "REGRESSION %s after onset (RR %.3g)\n"
       "  FIX_CONFIRMED %s after the true hotfix (%s); estimated change %s, "
       "interval [%s, %s]; proven rate < %.3g (%llu clean probes from %s)\n",
-      static_cast<unsigned long long>(injected), phantom_total,
+      static_cast<unsigned long long>(injected_), phantom_total,
       absl::FormatDuration(detection).c_str(), Fmt(true_onset).c_str(),
       static_cast<unsigned long long>(regression->evidence().failures()),
       static_cast<unsigned long long>(regression->evidence().trials()),
@@ -405,6 +465,96 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
       Fmt(lower).c_str(), Fmt(upper).c_str(), ev.proven_upper_bound(),
       static_cast<unsigned long long>(ev.trials()),
       Fmt(FromTs(ev.confirmation_start())).c_str());
+}
+
+}  // namespace
+}  // namespace fleetcanary
+
+namespace fleetcanary {
+namespace {
+
+// kill -9 of the controller mid-incident, after PHANTOM_ERRORS alarmed: the
+// restarted controller (same store, same port; the agents reconnect and
+// drain their outboxes) continues from the saved detector state. Its first
+// /metrics already shows the incident (not HEALTHY), nothing re-alarms (one
+// HEALTHY -> ... -> REGRESSION path in the whole history), and the fix is
+// still confirmed and dated inside the true hotfix's interval.
+TEST_F(VerdictsE2eTest, ControllerKilledMidIncidentContinuesItsVerdicts) {
+  LoadScenario();
+  StartEmulator();
+  StartController();
+  StartAgents();
+  if (HasFatalFailure()) return;
+  const absl::Time deadline = absl::Now() + hotfix_offset_ + absl::Seconds(75);
+
+  // The regression is on /metrics, and a detector-state save followed it.
+  double saves_at_regression = -1;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        const std::string body = HttpGet(http_, "/metrics");
+        const double saves =
+            testing::MetricValue(body, "fleetcanary_detector_state_saves_total")
+                .value_or(0);
+        if (saves_at_regression < 0 && PhantomIn(body, "REGRESSION")) {
+          saves_at_regression = saves;
+        }
+        return saves_at_regression >= 0 && saves > saves_at_regression;
+      },
+      deadline - absl::Now()))
+      << "no PHANTOM_ERRORS REGRESSION followed by a detector-state save";
+
+  const int port = std::stoi(grpc_.substr(grpc_.rfind(':') + 1));
+  const absl::Time killed = absl::Now();
+  controller_->Signal(SIGKILL);
+  ASSERT_TRUE(controller_->Wait(absl::Seconds(60)).has_value());
+  StartController(port);
+  if (HasFatalFailure()) return;
+
+  // The restored verdict is there from the first scrape.
+  const std::string first = HttpGet(http_, "/metrics");
+  EXPECT_EQ(
+      testing::MetricValue(first, "fleetcanary_detector_state_restores_total")
+          .value_or(0),
+      1);
+  EXPECT_TRUE(PhantomIn(first, "REGRESSION") ||
+              PhantomIn(first, "RECOVERING") ||
+              PhantomIn(first, "FIX_CONFIRMED"))
+      << "the restarted controller forgot the regression:\n"
+      << first.substr(0, 4000);
+  EXPECT_FALSE(PhantomIn(first, "HEALTHY"));
+
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        const std::string body = HttpGet(http_, "/metrics");
+        return PhantomIn(body, "FIX_CONFIRMED") || PhantomIn(body, "HEALTHY");
+      },
+      deadline - absl::Now()))
+      << "no FIX_CONFIRMED after the restart within the deadline";
+  ReadTruth();
+  History h;
+  StopAndReadHistory(&h);
+  if (HasFatalFailure()) return;
+
+  const std::string phantom =
+      absl::StrCat("PHANTOM_ERRORS ", kAffected, " RESPONSE_STREAM ");
+  int alarms = 0;
+  for (const v1::Verdict* v : h.by_key[phantom]) {
+    alarms += v->state() == v1::REGRESSION &&
+              v->previous_state() != v1::RECOVERING &&
+              v->previous_state() != v1::FIX_CONFIRMED;
+  }
+  EXPECT_EQ(alarms, 1) << "the restart re-alarmed (or never alarmed)";
+  const v1::Verdict* fix = h.First(phantom, v1::FIX_CONFIRMED);
+  ASSERT_NE(fix, nullptr) << "no FIX_CONFIRMED in the history";
+  ExpectFixDated(*fix);
+  std::printf(
+      "figures: kill -9 at t=%s (onset t=%s, hotfix t=%s); the fix "
+      "confirmed %s after the true hotfix\n",
+      absl::FormatDuration(killed - loaded_).c_str(),
+      absl::FormatDuration(onset_offset_).c_str(),
+      absl::FormatDuration(hotfix_offset_).c_str(),
+      absl::FormatDuration(FromTs(fix->since()) - loaded_ - hotfix_offset_)
+          .c_str());
 }
 
 }  // namespace

@@ -104,6 +104,39 @@ TEST(ReconcilerTest, MatchesPerPeriodAndCountsPhantomErrors) {
   EXPECT_EQ(r->stats().open_periods, 0u);
 }
 
+// After a restart the previous process consumed part of the straddling
+// period's client outcomes: a truncation it saw (platform error, client
+// failure) must not come back as a phantom error. Periods that began before
+// not_before are left alone and counted; later ones reconcile as usual.
+TEST(ReconcilerTest, PeriodsBeforeNotBeforeAreNeverReconciled) {
+  ReconcilerOptions o;
+  o.period = absl::Minutes(1);
+  o.settle = absl::Minutes(2);
+  o.max_wait = absl::Minutes(5);
+  o.not_before = kT0 + absl::Seconds(90);  // Restarted inside minute 1.
+  auto made = Reconciler::Create(o);
+  ASSERT_TRUE(made.ok()) << made.status();
+  Reconciler& r = **made;
+  // Minute 1: the truncation's outcome went to the previous process; only
+  // a later OK outcome and the platform's readings reach this one.
+  r.AddOutcome(MakeOutcome(v1::RESPONSE_STREAM, absl::Seconds(100)));
+  r.AddSample(MakeSample(v1::RESPONSE_STREAM, 1, "Errors", 1));
+  r.AddSample(MakeSample(v1::RESPONSE_STREAM, 1, "Invocations", 2));
+  // Minute 2: entirely after the restart.
+  r.AddOutcome(
+      MakeOutcome(v1::RESPONSE_STREAM, absl::Seconds(130), v1::TRUNCATED));
+  r.AddSample(MakeSample(v1::RESPONSE_STREAM, 2, "Errors", 1));
+  r.AddSample(MakeSample(v1::RESPONSE_STREAM, 2, "Invocations", 1));
+
+  std::vector<ReconciledPeriod> got = r.Advance(kT0 + absl::Minutes(10));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].period_start, kT0 + absl::Minutes(2));
+  EXPECT_EQ(got[0].client_failures, 1u);
+  EXPECT_EQ(got[0].phantom_errors, 0u);
+  EXPECT_EQ(r.stats().before_start, 3u);
+  EXPECT_EQ(r.stats().periods_missing, 0u);
+}
+
 TEST(ReconcilerTest, PhantomErrorsNeverExceedInvocations) {
   auto r = Make();
   r->AddSample(MakeSample(v1::RESPONSE_STREAM, 0, "Errors", 9));

@@ -373,6 +373,94 @@ TEST_F(VerdictServiceTest, DeclaredFixStartsConfirmationAtOnce) {
   EXPECT_EQ(FromTs(v.evidence().confirmation_start()), kT0 + absl::Seconds(30));
 }
 
+// A controller restart mid-incident (service stopped, a new one created on
+// the same store): the new service answers the same verdicts at once,
+// appends nothing for them, and the episode goes on to a dated fix without
+// a second alarm.
+TEST_F(VerdictServiceTest, RestartContinuesFromTheSavedDetectorState) {
+  const absl::Time fix = kT0 + absl::Seconds(40);
+  auto traffic = [&](int from, int to) {
+    for (int s = from; s < to; ++s) {
+      const absl::Time t = kT0 + absl::Seconds(s);
+      Second(t, 1024, 200, (s >= 10 && t < fix) ? 4 : 0);
+    }
+  };
+  Start();
+  traffic(0, 30);
+  Run(kT0 + absl::Seconds(35));
+  ASSERT_EQ(Find(v1::PHANTOM_ERRORS, v1::RESPONSE_STREAM, "").state(),
+            v1::REGRESSION);
+  auto before = service_->Current(v1::StreamKey(), true);
+  ASSERT_TRUE(before.ok());
+  service_->Shutdown();
+  EXPECT_GE(service_->stats().state_saves, 1u);
+  auto stored = store_->ListVerdicts(absl::InfinitePast(), 1000);
+  ASSERT_TRUE(stored.ok());
+  const size_t appended_before = stored->size();
+
+  Start();
+  EXPECT_TRUE(service_->stats().state_restored);
+  EXPECT_EQ(metrics_.counter("detector_state_restores_total"), 1);
+  auto after = service_->Current(v1::StreamKey(), true);
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->size(), before->size());
+  for (size_t i = 0; i < after->size(); ++i) {
+    EXPECT_EQ((*after)[i].SerializeAsString(), (*before)[i].SerializeAsString())
+        << (*after)[i].DebugString() << " vs " << (*before)[i].DebugString();
+  }
+  EXPECT_EQ(Series("fleetcanary_verdict", {{"kind", "PHANTOM_ERRORS"},
+                                           {"mode", "stream"},
+                                           {"state", "REGRESSION"}}),
+            1);
+  traffic(30, 400);
+  Run(kT0 + absl::Seconds(405));
+  stored = store_->ListVerdicts(absl::InfinitePast(), 1000);
+  ASSERT_TRUE(stored.ok());
+  std::vector<v1::VerdictState> states;
+  v1::Verdict confirmed;
+  for (size_t i = 0; i < stored->size(); ++i) {
+    const v1::Verdict& h = (*stored)[i];
+    if (h.kind() != v1::PHANTOM_ERRORS) continue;
+    if (i >= appended_before) states.push_back(h.state());
+    if (h.state() == v1::FIX_CONFIRMED) confirmed = h;
+  }
+  // After the restart: the rest of the episode, no second REGRESSION.
+  EXPECT_EQ(states, (std::vector<v1::VerdictState>{
+                        v1::RECOVERING, v1::FIX_CONFIRMED, v1::HEALTHY}));
+  const v1::TimeInterval& iv = confirmed.evidence().change_interval();
+  EXPECT_LE(FromTs(iv.lower()), fix);
+  EXPECT_GE(FromTs(iv.upper()) + absl::Seconds(1), fix);
+  // Periods that began before the new service started are not reconciled.
+  EXPECT_GT(service_->stats().reconciler.before_start, 0u);
+}
+
+// Another detection config: the saved state would not mean what it says.
+// It is discarded, counted, and verdicts start from HEALTHY.
+TEST_F(VerdictServiceTest, StateOfAnotherDetectionConfigIsDiscarded) {
+  Start();
+  for (int s = 0; s < 30; ++s) {
+    Second(kT0 + absl::Seconds(s), 1024, 200, s >= 10 ? 4 : 0);
+  }
+  Run(kT0 + absl::Seconds(35));
+  ASSERT_EQ(Find(v1::PHANTOM_ERRORS, v1::RESPONSE_STREAM, "").state(),
+            v1::REGRESSION);
+  service_->Shutdown();
+
+  options_.detection.set_p0_floor(0.002);
+  Start();
+  EXPECT_FALSE(service_->stats().state_restored);
+  EXPECT_EQ(metrics_.counter("detector_state_discarded_total"), 1);
+  EXPECT_TRUE(service_->Current(v1::StreamKey(), false)->empty());
+}
+
+// A garbage blob in the store never stops the controller.
+TEST_F(VerdictServiceTest, UnreadableStateIsDiscarded) {
+  ASSERT_TRUE(store_->SaveDetectorState("\xff\xff not a state").ok());
+  Start();
+  EXPECT_FALSE(service_->stats().state_restored);
+  EXPECT_EQ(metrics_.counter("detector_state_discarded_total"), 1);
+}
+
 TEST_F(VerdictServiceTest, AnalyzeWithoutAnalyzerIsUnimplemented) {
   Start();
   EXPECT_EQ(service_->Analyze(v1::AnalyzeRequest()).status().code(),
