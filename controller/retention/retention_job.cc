@@ -1,11 +1,9 @@
 #include "controller/retention/retention_job.h"
 
-#include <thread>
-
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/time/periodic_task.h"
 
 namespace fleetcanary {
 namespace controller {
@@ -15,9 +13,13 @@ class RetentionJobImpl : public RetentionJob {
  public:
   RetentionJobImpl(const RetentionJobOptions& options, Store* store,
                    ControllerMetrics* metrics, Clock* clock)
-      : options_(options), store_(store), metrics_(metrics), clock_(clock) {
-    thread_ = std::thread([this] { Loop(); });
-  }
+      : options_(options),
+        store_(store),
+        metrics_(metrics),
+        clock_(clock),
+        timer_(clock, options.interval, [this] {
+          RunOnce().IgnoreError();  // Counted and logged.
+        }) {}
   ~RetentionJobImpl() override { Stop(); }
 
   absl::StatusOr<PruneResult> RunOnce() override {
@@ -47,36 +49,17 @@ class RetentionJobImpl : public RetentionJob {
     return r;
   }
 
-  void Stop() override {
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    if (thread_.joinable()) thread_.join();
-  }
+  void Stop() override { timer_.Stop(); }
 
  private:
-  void Loop() {
-    absl::MutexLock lock(&mu_);
-    for (;;) {
-      clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopping_),
-                               options_.interval);
-      if (stopping_) return;
-      mu_.Unlock();
-      RunOnce().IgnoreError();  // Counted and logged.
-      mu_.Lock();
-      if (stopping_) return;
-    }
-  }
-
   const RetentionJobOptions options_;
   Store* const store_;
   ControllerMetrics* const metrics_;
   Clock* const clock_;
-  std::thread thread_;
   absl::Mutex run_mu_;  // One run at a time.
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Last: its runs use the members above, so it is stopped (destroyed)
+  // before they are.
+  PeriodicTask timer_;
 };
 
 }  // namespace

@@ -27,7 +27,8 @@ namespace controller {
 
 struct RetentionJobOptions {
   RetentionOptions retention;
-  // Time between runs (the first one is one interval after Start).
+  // Time between runs: run k is due k intervals after Start (a
+  // PeriodicTask: a run that overruns due times skips them).
   absl::Duration interval = absl::Hours(1);
 };
 
