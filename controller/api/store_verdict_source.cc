@@ -1,8 +1,8 @@
 // The store-backed VerdictSource (see verdict_source.h).
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <set>
-#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/time/periodic_task.h"
 #include "common/units/units.h"
 #include "controller/analysis/replay.h"
 #include "controller/analysis/verdict_engine.h"
@@ -59,41 +60,34 @@ class PollingSubscription : public VerdictSource::Subscription {
         }
       }
     }
-    thread_ = std::thread([this] { Loop(); });
+    poller_ =
+        std::make_unique<PeriodicTask>(clock_, interval_, [this] { Poll(); });
   }
-  ~PollingSubscription() override {
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    thread_.join();
-  }
+  // Stops the poller first: its runs use every member.
+  ~PollingSubscription() override { poller_->Stop(); }
 
  private:
-  void Loop() {
+  // One look for verdicts newer than since_; each new one that matches the
+  // filter goes to the callback, in store order.
+  void Poll() {
     absl::MutexLock lock(&mu_);
-    while (!stopping_) {
-      clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopping_), interval_);
-      if (stopping_) return;
-      absl::StatusOr<std::vector<v1::Verdict>> rows =
-          store_->ListVerdicts(since_, 10000);
-      if (!rows.ok()) {
-        LogWarning("verdict_poll_failed",
-                   {{"error", rows.status().ToString()}});
-        continue;
+    absl::StatusOr<std::vector<v1::Verdict>> rows =
+        store_->ListVerdicts(since_, 10000);
+    if (!rows.ok()) {
+      LogWarning("verdict_poll_failed", {{"error", rows.status().ToString()}});
+      return;
+    }
+    for (const v1::Verdict& v : *rows) {
+      const absl::Time updated = FromProto(v.updated());
+      const std::string id = v.SerializeAsString();
+      if (updated < since_) continue;
+      if (updated == since_ && seen_at_since_.count(id)) continue;
+      if (updated > since_) {
+        since_ = updated;
+        seen_at_since_.clear();
       }
-      for (const v1::Verdict& v : *rows) {
-        const absl::Time updated = FromProto(v.updated());
-        const std::string id = v.SerializeAsString();
-        if (updated < since_) continue;
-        if (updated == since_ && seen_at_since_.count(id)) continue;
-        if (updated > since_) {
-          since_ = updated;
-          seen_at_since_.clear();
-        }
-        seen_at_since_.insert(id);
-        if (VerdictKeyMatches(filter_, v.key())) callback_(v);
-      }
+      seen_at_since_.insert(id);
+      if (VerdictKeyMatches(filter_, v.key())) callback_(v);
     }
   }
 
@@ -102,13 +96,13 @@ class PollingSubscription : public VerdictSource::Subscription {
   const absl::Duration interval_;
   const v1::StreamKey filter_;
   const VerdictSource::Callback callback_;
-  std::thread thread_;
   absl::Mutex mu_;
   // State below is protected by mu_.
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time since_ ABSL_GUARDED_BY(mu_);
   // Verdicts already delivered whose `updated` equals since_.
   std::set<std::string> seen_at_since_ ABSL_GUARDED_BY(mu_);
+  // Started once the state above is set up; last, so destroyed first.
+  std::unique_ptr<PeriodicTask> poller_;
 };
 
 class StoreVerdictSource : public VerdictSource {
