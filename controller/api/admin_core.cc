@@ -6,7 +6,6 @@
 #include <map>
 #include <random>
 #include <set>
-#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -21,6 +20,7 @@
 #include "common/config/loader.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
+#include "common/time/periodic_task.h"
 #include "controller/report/report_builder.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -539,11 +539,10 @@ class AdminCoreImpl : public AdminCore {
   AdminCoreImpl(const AdminCoreOptions& options, const AdminCoreDeps& deps)
       : options_(options),
         deps_(deps),
-        rng_(options.seed != 0 ? options.seed
-                               : static_cast<uint64_t>(
-                                     absl::ToUnixNanos(deps.clock->Now()))) {
-    timer_ = std::thread([this] { TimerLoop(); });
-  }
+        rng_(options.seed != 0
+                 ? options.seed
+                 : static_cast<uint64_t>(absl::ToUnixNanos(deps.clock->Now()))),
+        timer_(deps.clock, options.check_interval, [this] { CheckRuns(); }) {}
   ~AdminCoreImpl() override { Shutdown(); }
 
   absl::StatusOr<std::shared_ptr<ProbeRun>> RunProbe(
@@ -885,7 +884,7 @@ class AdminCoreImpl : public AdminCore {
       for (auto& [id, r] : runs_) runs.push_back(r);
     }
     for (auto& r : runs) r->Cancel();
-    if (timer_.joinable()) timer_.join();
+    timer_.Stop();
   }
 
  private:
@@ -1123,13 +1122,13 @@ class AdminCoreImpl : public AdminCore {
     return out;
   }
 
-  void TimerLoop() {
-    absl::MutexLock lock(&mu_);
-    while (!stopping_) {
-      deps_.clock->AwaitWithTimeout(&mu_, absl::Condition(&stopping_),
-                                    options_.check_interval);
+  // The timer's run, every check_interval: forgets finished runs and lets
+  // each active one check its agents' states and its deadline.
+  void CheckRuns() {
+    std::vector<std::shared_ptr<RunImpl>> runs;
+    {
+      absl::MutexLock lock(&mu_);
       if (stopping_) return;
-      std::vector<std::shared_ptr<RunImpl>> runs;
       for (auto it = runs_.begin(); it != runs_.end();) {
         if (it->second->finished()) {
           it = runs_.erase(it);
@@ -1138,23 +1137,20 @@ class AdminCoreImpl : public AdminCore {
           ++it;
         }
       }
-      if (runs.empty()) continue;
-      mu_.Unlock();
-      std::map<std::string, v1::AgentState> states;
-      for (const v1::AgentInfo& a : deps_.scheduler->ListAgents("")) {
-        states[a.agent_id()] = a.state();
-      }
-      const absl::Duration now = deps_.clock->MonotonicNow();
-      for (auto& r : runs) r->Check(states, now);
-      mu_.Lock();
     }
+    if (runs.empty()) return;
+    std::map<std::string, v1::AgentState> states;
+    for (const v1::AgentInfo& a : deps_.scheduler->ListAgents("")) {
+      states[a.agent_id()] = a.state();
+    }
+    const absl::Duration now = deps_.clock->MonotonicNow();
+    for (auto& r : runs) r->Check(states, now);
   }
 
   const AdminCoreOptions options_;
   const AdminCoreDeps deps_;
   const std::shared_ptr<PendingCancels> pending_cancels_ =
       std::make_shared<PendingCancels>(deps_.clock, options_.max_run_duration);
-  std::thread timer_;
   std::atomic<int> watchers_{0};
 
   absl::Mutex mu_;
@@ -1162,6 +1158,10 @@ class AdminCoreImpl : public AdminCore {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<RunImpl>> runs_ ABSL_GUARDED_BY(mu_);
+
+  // Last: its runs use the members above, so it is stopped (destroyed)
+  // before they are.
+  PeriodicTask timer_;
 };
 
 }  // namespace
