@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <set>
-#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -16,6 +16,7 @@
 #include "common/config/loader.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
+#include "common/time/periodic_task.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -101,14 +102,21 @@ class SchedulerImpl : public Scheduler {
     FC_ASSIGN_OR_RETURN(address_guard_,
                         TargetGuard::Create(options_.target_addresses));
     FC_ASSIGN_OR_RETURN(v1::FleetConfig fleet, store_->LoadFleet());
-    absl::MutexLock lock(&mu_);
-    for (const v1::Target& t : fleet.targets()) targets_[t.name()] = t;
-    for (const v1::Schedule& s : fleet.schedules()) schedules_[s.id()] = s;
-    // Versions keep growing across controller restarts.
-    version_ = static_cast<uint64_t>(
-        std::max<int64_t>(0, absl::ToUnixMicros(clock_->Now())));
-    RecomputeLocked();
-    timer_ = std::thread([this] { TimerLoop(); });
+    {
+      absl::MutexLock lock(&mu_);
+      for (const v1::Target& t : fleet.targets()) targets_[t.name()] = t;
+      for (const v1::Schedule& s : fleet.schedules()) schedules_[s.id()] = s;
+      // Versions keep growing across controller restarts.
+      version_ = static_cast<uint64_t>(
+          std::max<int64_t>(0, absl::ToUnixMicros(clock_->Now())));
+      RecomputeLocked();
+    }
+    // The liveness check: several per heartbeat interval, so a silent agent
+    // is marked LOST soon after liveness_timeout.
+    timer_ = std::make_unique<PeriodicTask>(
+        clock_,
+        std::max(absl::Milliseconds(10), options_.heartbeat_interval / 4),
+        [this] { CheckLiveness(); });
     return absl::OkStatus();
   }
 
@@ -377,11 +385,7 @@ class SchedulerImpl : public Scheduler {
   }
 
   void Shutdown() override {
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    if (timer_.joinable()) timer_.join();
+    if (timer_ != nullptr) timer_->Stop();
   }
 
  private:
@@ -414,17 +418,6 @@ class SchedulerImpl : public Scheduler {
       }
     }
     return absl::OkStatus();
-  }
-
-  void TimerLoop() {
-    const absl::Duration tick =
-        std::max(absl::Milliseconds(10), options_.heartbeat_interval / 4);
-    absl::MutexLock lock(&mu_);
-    while (!stopping_) {
-      clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopping_), tick);
-      if (stopping_) break;
-      CheckLivenessLocked();
-    }
   }
 
   void CheckLivenessLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -675,17 +668,18 @@ class SchedulerImpl : public Scheduler {
   SchedulerOptions options_;
   Store* const store_;
   Clock* const clock_;
-  std::thread timer_;
 
   absl::Mutex mu_;
   // State below is protected by mu_.
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, v1::Target> targets_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::Schedule> schedules_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, AgentEntry> agents_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> regions_without_agents_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<TargetGuard> address_guard_;  // Set by Init(), immutable.
+  // Set by Init(). Last: its runs use the members above, so it is stopped
+  // (destroyed) before they are.
+  std::unique_ptr<PeriodicTask> timer_;
 };
 
 }  // namespace
