@@ -4,7 +4,6 @@
 #include <deque>
 #include <map>
 #include <optional>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -12,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/time/periodic_task.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
@@ -133,17 +133,12 @@ class SessionHubImpl : public SessionHub {
  public:
   SessionHubImpl(const SessionHubOptions& options, Ingest* ingest,
                  Scheduler* scheduler, ControllerMetrics* metrics, Clock* clock)
-      : options_(options),
+      : options_(WithDefaults(options)),
         ingest_(ingest),
         scheduler_(scheduler),
         metrics_(metrics),
-        clock_(clock) {
-    if (options_.liveness_timeout <= absl::ZeroDuration()) {
-      options_.liveness_timeout = 2 * options_.heartbeat_interval;
-    }
-    if (options_.max_inflight_batches < 1) options_.max_inflight_batches = 1;
-    timer_ = std::thread([this] { TimerLoop(); });
-  }
+        clock_(clock),
+        timer_(clock, options_.heartbeat_interval, [this] { Tick(); }) {}
   ~SessionHubImpl() override { Shutdown(); }
 
   std::shared_ptr<Session> Open(SessionSink* sink) override {
@@ -230,13 +225,7 @@ class SessionHubImpl : public SessionHub {
     if (handler && *handler) (*handler)(agent_id, r);
   }
 
-  void Shutdown() override {
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    if (timer_.joinable()) timer_.join();
-  }
+  void Shutdown() override { timer_.Stop(); }
 
   void Closed(SessionImpl* s) {
     absl::MutexLock lock(&mu_);
@@ -301,20 +290,27 @@ class SessionHubImpl : public SessionHub {
     return out;
   }
 
-  void TimerLoop() {
-    for (;;) {
-      std::vector<std::shared_ptr<SessionImpl>> sessions;
-      {
-        absl::MutexLock lock(&mu_);
-        clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopping_),
-                                 options_.heartbeat_interval);
-        if (stopping_) return;
-        sessions = SnapshotLocked();
-      }
-      const absl::Duration now = clock_->MonotonicNow();
-      const absl::Time wall = clock_->Now();
-      for (auto& s : sessions) s->Tick(now, wall, options_.liveness_timeout);
+  // Fills in the options' documented defaults (set before the timer starts:
+  // its runs read them).
+  static SessionHubOptions WithDefaults(SessionHubOptions options) {
+    if (options.liveness_timeout <= absl::ZeroDuration()) {
+      options.liveness_timeout = 2 * options.heartbeat_interval;
     }
+    if (options.max_inflight_batches < 1) options.max_inflight_batches = 1;
+    return options;
+  }
+
+  // The timer's run, every heartbeat_interval: each session heartbeats and
+  // checks its peer's liveness.
+  void Tick() {
+    std::vector<std::shared_ptr<SessionImpl>> sessions;
+    {
+      absl::MutexLock lock(&mu_);
+      sessions = SnapshotLocked();
+    }
+    const absl::Duration now = clock_->MonotonicNow();
+    const absl::Time wall = clock_->Now();
+    for (auto& s : sessions) s->Tick(now, wall, options_.liveness_timeout);
   }
 
   SessionHubOptions options_;
@@ -322,12 +318,10 @@ class SessionHubImpl : public SessionHub {
   Scheduler* const scheduler_;
   ControllerMetrics* const metrics_;
   Clock* const clock_;
-  std::thread timer_;
 
   absl::Mutex mu_;
   // State below is protected by mu_.
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<SessionImpl*, std::weak_ptr<SessionImpl>> sessions_
       ABSL_GUARDED_BY(mu_);
   // The welcomed session of each agent id.
@@ -341,6 +335,10 @@ class SessionHubImpl : public SessionHub {
       ABSL_GUARDED_BY(handler_mu_);
   std::shared_ptr<AgentWelcomedHandler> welcomed_handler_
       ABSL_GUARDED_BY(handler_mu_);
+
+  // Last: its runs use the members above, so it is stopped (destroyed)
+  // before they are.
+  PeriodicTask timer_;
 };
 
 bool SessionImpl::OnMessage(const v1::AgentMessage& message) {
