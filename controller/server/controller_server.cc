@@ -12,8 +12,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <regex>
-#include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -24,6 +24,7 @@
 #include "common/log/log.h"
 #include "common/metrics/process_metrics.h"
 #include "common/status/status_util.h"
+#include "common/time/periodic_task.h"
 #include "common/units/units.h"
 #include "controller/api/admin_gate.h"
 #include "controller/api/admin_service.h"
@@ -129,8 +130,9 @@ class ControllerServerImpl : public ControllerServer {
   ~ControllerServerImpl() override {
     Drain(absl::Seconds(2));
     if (retention_job_) retention_job_->Stop();
-    if (store_checker_.joinable()) store_checker_.join();
-    if (guard_.joinable()) guard_.join();
+    // Stopped before any member is destroyed: their runs use many of them.
+    if (store_checker_) store_checker_->Stop();
+    if (guard_) guard_->Stop();
   }
 
   absl::Status Start() {
@@ -265,7 +267,8 @@ class ControllerServerImpl : public ControllerServer {
       }
     }
     if (options_.self_check_interval > absl::ZeroDuration()) {
-      guard_ = std::thread([this] { GuardLoop(); });
+      guard_ = std::make_unique<PeriodicTask>(
+          clock_, options_.self_check_interval, [this] { GuardCheck(); });
     }
     if (!c.http_listen().empty()) {
       FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.http_listen()));
@@ -291,7 +294,8 @@ class ControllerServerImpl : public ControllerServer {
           retention_job_,
           RetentionJob::Start(ro, store_.get(), metrics_.get(), clock_));
     }
-    store_checker_ = std::thread([this] { StoreCheckLoop(); });
+    store_checker_ = std::make_unique<PeriodicTask>(
+        clock_, options_.store_check_interval, [this] { StoreCheck(); });
     UpdateServing();
     LogInfo("controller_started",
             {{"grpc", grpc_address_},
@@ -619,56 +623,50 @@ class ControllerServerImpl : public ControllerServer {
   // The listener guard: the health services say NOT_SERVING while the
   // process is short of file descriptors or a listener failed to accept,
   // and a failed listener is rebuilt on the same port once descriptors are
-  // free again (half-open connections end at the handshake timeout).
-  void GuardLoop() {
+  // free again (half-open connections end at the handshake timeout). One
+  // check, every self_check_interval until the drain starts.
+  void GuardCheck() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (drain_started_) return;
+    }
     const int reserve =
         static_cast<int>(std::max<uint64_t>(16, fd_limit_ / 20));
-    bool serving = true;
-    absl::MutexLock lock(&mu_);
-    for (;;) {
-      clock_->AwaitWithTimeout(&mu_, absl::Condition(&drain_started_),
-                               options_.self_check_interval);
-      if (drain_started_) return;
-      mu_.Unlock();
-      const int free_fds = static_cast<int>(fd_limit_) - OpenFds();
-      const int failures = g_accept_failures.load();
-      const bool failed = failures != accept_failures_seen_;
-      // Our own listeners retry by themselves: unhealthy while it lasts,
-      // no rebuild.
-      const uint64_t own = own_accept_failures_.load();
-      const bool starved = own != own_accept_failures_seen_;
-      own_accept_failures_seen_ = own;
-      const bool short_of_fds = free_fds < reserve || starved;
-      if ((failed || short_of_fds) && serving) {
-        serving = false;
-        metrics_->AddCounter("grpc_listener_unhealthy_total", 1);
-        LogError("grpc_listener_unhealthy",
-                 {{"free_fds", absl::StrCat(free_fds)},
-                  {"fd_limit", absl::StrCat(fd_limit_)},
-                  {"accept_failed", failed || starved ? "true" : "false"}});
-        SetServing(false);
+    const int free_fds = static_cast<int>(fd_limit_) - OpenFds();
+    const int failures = g_accept_failures.load();
+    const bool failed = failures != accept_failures_seen_;
+    // Our own listeners retry by themselves: unhealthy while it lasts,
+    // no rebuild.
+    const uint64_t own = own_accept_failures_.load();
+    const bool starved = own != own_accept_failures_seen_;
+    own_accept_failures_seen_ = own;
+    const bool short_of_fds = free_fds < reserve || starved;
+    if ((failed || short_of_fds) && guard_serving_) {
+      guard_serving_ = false;
+      metrics_->AddCounter("grpc_listener_unhealthy_total", 1);
+      LogError("grpc_listener_unhealthy",
+               {{"free_fds", absl::StrCat(free_fds)},
+                {"fd_limit", absl::StrCat(fd_limit_)},
+                {"accept_failed", failed || starved ? "true" : "false"}});
+      SetServing(false);
+    }
+    if (failed && !short_of_fds) {
+      absl::MutexLock listeners(&listener_mu_);
+      absl::Status rebuilt = RebuildListenersLocked();
+      if (rebuilt.ok()) {
+        accept_failures_seen_ = failures;
+      } else {
+        LogError("grpc_listener_rebuild_failed",
+                 {{"error", rebuilt.ToString()}});
       }
-      if (failed && !short_of_fds) {
-        absl::MutexLock listeners(&listener_mu_);
-        absl::Status rebuilt = RebuildListenersLocked();
-        if (rebuilt.ok()) {
-          accept_failures_seen_ = failures;
-        } else {
-          LogError("grpc_listener_rebuild_failed",
-                   {{"error", rebuilt.ToString()}});
-        }
-      }
-      // A rebuilt server starts SERVING: say what is true again.
-      if (failed && !short_of_fds) UpdateServing();
-      if (!serving && !short_of_fds &&
-          g_accept_failures.load() == accept_failures_seen_) {
-        serving = true;
-        LogInfo("grpc_listener_healthy",
-                {{"free_fds", absl::StrCat(free_fds)}});
-        SetServing(true);
-      }
-      mu_.Lock();
-      if (drain_started_) return;
+    }
+    // A rebuilt server starts SERVING: say what is true again.
+    if (failed && !short_of_fds) UpdateServing();
+    if (!guard_serving_ && !short_of_fds &&
+        g_accept_failures.load() == accept_failures_seen_) {
+      guard_serving_ = true;
+      LogInfo("grpc_listener_healthy", {{"free_fds", absl::StrCat(free_fds)}});
+      SetServing(true);
     }
   }
 
@@ -956,20 +954,17 @@ class ControllerServerImpl : public ControllerServer {
     }
   }
 
-  void StoreCheckLoop() {
-    absl::MutexLock lock(&mu_);
-    for (;;) {
-      clock_->AwaitWithTimeout(&mu_, absl::Condition(&drain_started_),
-                               options_.store_check_interval);
+  // One store check, every store_check_interval until the drain starts.
+  void StoreCheck() {
+    {
+      absl::MutexLock lock(&mu_);
       if (drain_started_) return;
-      mu_.Unlock();
-      // A ping, then an empty write transaction: a locked, full or read-only
-      // database may still answer reads.
-      absl::Status s = store_->Ping();
-      if (s.ok()) s = store_->Commit(WriteBatch{}, nullptr);
-      SetStoreStatus(s, "check");
-      mu_.Lock();
     }
+    // A ping, then an empty write transaction: a locked, full or read-only
+    // database may still answer reads.
+    absl::Status s = store_->Ping();
+    if (s.ok()) s = store_->Commit(WriteBatch{}, nullptr);
+    SetStoreStatus(s, "check");
   }
 
   ControllerServerOptions options_;
@@ -996,7 +991,10 @@ class ControllerServerImpl : public ControllerServer {
   // Accept failures of the capped listeners (lack of descriptors).
   std::atomic<uint64_t> own_accept_failures_{0};
   uint64_t own_accept_failures_seen_ = 0;  // Guard thread only.
-  std::thread guard_;
+  bool guard_serving_ = true;              // Guard thread only.
+  // The listener guard (GuardCheck), when self_check_interval > 0. Stopped
+  // by the destructor before members are destroyed.
+  std::unique_ptr<PeriodicTask> guard_;
   // Guards the listeners (rebuilt by the guard, shut down by Drain).
   absl::Mutex listener_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   // Declared before the servers, so destroyed after them (Drain stops them
@@ -1014,7 +1012,9 @@ class ControllerServerImpl : public ControllerServer {
   std::shared_ptr<prometheus::Collectable> process_metrics_;
   std::string grpc_address_;
   std::unique_ptr<RetentionJob> retention_job_;
-  std::thread store_checker_;
+  // StoreCheck's timer. Stopped by the destructor before members are
+  // destroyed.
+  std::unique_ptr<PeriodicTask> store_checker_;
   std::unique_ptr<LeaderElector> elector_;
   // Declared before standby_, so it outlives that server.
   std::unique_ptr<StandbySessionService> standby_service_;
