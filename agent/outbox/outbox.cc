@@ -48,7 +48,7 @@ class OutboxImpl : public Outbox {
   ~OutboxImpl() override {
     for (sqlite3_stmt* s :
          {insert_, meta_set_, oldest_, delete_upto_, delete_range_, read_,
-          started_insert_, started_delete_}) {
+          max_seq_, started_insert_, started_delete_}) {
       sqlite3_finalize(s);
     }
     sqlite3_close_v2(db_);
@@ -105,6 +105,7 @@ class OutboxImpl : public Outbox {
     FC_RETURN_IF_ERROR(Prepare(
         "SELECT seq, data FROM outcomes WHERE seq > ? ORDER BY seq LIMIT ?",
         &read_));
+    FC_RETURN_IF_ERROR(Prepare("SELECT MAX(seq) FROM outcomes", &max_seq_));
     FC_RETURN_IF_ERROR(
         Prepare("INSERT OR REPLACE INTO started(probe_id, data) VALUES(?, ?)",
                 &started_insert_));
@@ -387,6 +388,13 @@ class OutboxImpl : public Outbox {
     s.bytes = bytes_;
     s.last_sequence = next_sequence_ - 1;
     s.acked_sequence = acked_;
+    s.last_stored_sequence = acked_;
+    if (depth_ > 0 && sqlite3_step(max_seq_) == SQLITE_ROW &&
+        sqlite3_column_type(max_seq_, 0) != SQLITE_NULL) {
+      s.last_stored_sequence = std::max<uint64_t>(
+          acked_, static_cast<uint64_t>(sqlite3_column_int64(max_seq_, 0)));
+    }
+    sqlite3_reset(max_seq_);
     s.dropped_total = dropped_ + lost_;
     s.lost_total = lost_;
     s.appended_total = appended_;
@@ -478,6 +486,7 @@ class OutboxImpl : public Outbox {
   sqlite3_stmt* delete_upto_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* delete_range_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* read_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* max_seq_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* started_insert_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* started_delete_ ABSL_GUARDED_BY(mu_) = nullptr;
   int journal_fd_ ABSL_GUARDED_BY(mu_) = -1;

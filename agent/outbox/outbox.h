@@ -60,6 +60,10 @@ struct OutboxStats {
   uint64_t bytes = 0;           // Their serialized size.
   uint64_t last_sequence = 0;   // Highest sequence assigned.
   uint64_t acked_sequence = 0;  // Highest sequence acknowledged.
+  // Highest sequence still stored (acked_sequence when none is): what a
+  // flush must see acknowledged. Below last_sequence when the bound dropped
+  // the newest outcomes (those never sent: see "Bound").
+  uint64_t last_stored_sequence = 0;
   // Dropped by the bound, ever, plus lost_total: every outcome the agent
   // could not keep (what heartbeats report to the controller).
   uint64_t dropped_total = 0;

@@ -194,7 +194,9 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
   }
 
   bool WaitForFlush(absl::Duration timeout) override {
-    const uint64_t target = outbox_->stats().last_sequence;
+    // Everything stored; what the bound dropped will never be acknowledged
+    // (it is reported in dropped_total instead).
+    const uint64_t target = outbox_->stats().last_stored_sequence;
     absl::MutexLock lock(&mu_);
     struct Arg {
       SessionClientImpl* self;

@@ -116,8 +116,9 @@ class SessionClient {
   // dropped and counted.
   virtual void SendPlatformMetrics(v1::PlatformMetricBatch batch) = 0;
 
-  // Blocks until every outcome appended so far is acknowledged, or
-  // `timeout` passes. Returns whether the outbox was emptied.
+  // Blocks until every outcome stored so far is acknowledged, or `timeout`
+  // passes (outcomes the outbox's bound dropped are not waited for: they are
+  // counted in dropped_total). Returns whether the outbox was emptied.
   virtual bool WaitForFlush(absl::Duration timeout) = 0;
 
   virtual SessionClientStats stats() = 0;

@@ -140,6 +140,29 @@ TEST_F(OutboxTest, NeverDropsWhatMayHaveBeenSent) {
   EXPECT_NE(box->ReadAfter(0, 1, 1 << 20)->front().sequence(), 1u);
 }
 
+// When everything stored is in flight, the bound drops the outcome just
+// appended: it is never sent, so a flush waits for the last *stored*
+// sequence, not the last assigned one (the drain used to time out).
+TEST_F(OutboxTest, NewestDroppedWhenAllStoredAreInFlight) {
+  auto box = Open(/*max_bytes=*/5000);
+  box->ResetSent(0);
+  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(box->Append(Make(i, 200)).ok());
+  ASSERT_EQ(box->stats().dropped_total, 0u);
+  auto sent = box->ReadForSend(0, 1000, 1 << 20);
+  ASSERT_TRUE(sent.ok());
+  const uint64_t in_flight = sent->back().sequence();
+  ASSERT_TRUE(box->Append(Make(100, 6000)).ok());  // Over the bound alone.
+  OutboxStats s = box->stats();
+  EXPECT_EQ(s.last_sequence, in_flight + 1);
+  EXPECT_EQ(s.dropped_total, 1u);
+  EXPECT_EQ(s.last_stored_sequence, in_flight);
+  ASSERT_TRUE(box->Ack(in_flight).ok());
+  s = box->stats();
+  EXPECT_EQ(s.depth, 0u);
+  EXPECT_EQ(s.last_stored_sequence, in_flight);  // = acked: nothing to wait.
+  EXPECT_LT(s.last_stored_sequence, s.last_sequence);
+}
+
 TEST_F(OutboxTest, AckBeyondLastSequenceNeverReusesSequences) {
   auto box = Open();
   ASSERT_TRUE(box->Append(Make(1)).ok());
