@@ -40,7 +40,9 @@ function(fleetcanary_cc_binary)
 endfunction()
 
 function(fleetcanary_cc_test)
-  cmake_parse_arguments(FC "" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
+  # SERIAL: the cases never run beside another test (real-time scenarios
+  # whose probe rate needs the machine to themselves).
+  cmake_parse_arguments(FC "SERIAL" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
   # Every test process gets its own TEST_TMPDIR (tests/testing/private_tmpdir.cc).
   add_executable(${FC_NAME} ${FC_SRCS}
     ${PROJECT_SOURCE_DIR}/tests/testing/private_tmpdir.cc)
@@ -78,7 +80,7 @@ function(fleetcanary_cc_test)
   gtest_discover_tests(${FC_NAME}
     DISCOVERY_MODE ${_discovery}
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
-    PROPERTIES LABELS ${_label}
+    PROPERTIES LABELS ${_label} RUN_SERIAL ${FC_SERIAL}
     DISCOVERY_TIMEOUT 60)
 endfunction()
 
