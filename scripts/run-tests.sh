@@ -29,6 +29,7 @@ echo "run-tests: open-file limit $(ulimit -Sn)"
 
 passed=0
 failed=0
+failed_names=()
 # Runs ctest with the given arguments, echoes its output, adds its counts.
 run_ctest() {
   local log rc=0
@@ -43,15 +44,22 @@ run_ctest() {
     total=$(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$line")
     passed=$((passed + total - f))
     failed=$((failed + f))
+    local name
+    while IFS= read -r name; do
+      failed_names+=("$pass_name: $name")
+    done < <(sed -n '/The following tests FAILED:/,$p' "$log" |
+             sed -nE 's/^[[:space:]]+[0-9]+ - (.*)$/\1/p')
   else
     echo "run-tests: ctest ran no test (exit $rc) for: $*" >&2
     failed=$((failed + 1))
+    failed_names+=("$pass_name: ctest ran no test (exit $rc)")
   fi
   rm -f "$log"
   return 0
 }
 
 echo "run-tests: pass 1/3: main build ($build_dir)"
+pass_name=main
 run_ctest --test-dir "$build_dir"
 
 if [[ "${SANITIZERS:-1}" != 0 ]]; then
@@ -63,6 +71,7 @@ if [[ "${SANITIZERS:-1}" != 0 ]]; then
   }
 
   echo "run-tests: pass 2/3: unit tests under AddressSanitizer + UBSan (${build_dir}-asan)"
+  pass_name=asan
   configure "${build_dir}-asan" address,undefined
   cmake --build "${build_dir}-asan" -j "$(nproc)" --target fleetcanary_unit_tests
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
@@ -71,6 +80,7 @@ if [[ "${SANITIZERS:-1}" != 0 ]]; then
     run_ctest --test-dir "${build_dir}-asan" -L '^unit'
 
   echo "run-tests: pass 3/3: concurrent modules under ThreadSanitizer (${build_dir}-tsan)"
+  pass_name=tsan
   absl_tsan=${FLEETCANARY_TSAN_ABSEIL:-${XDG_CACHE_HOME:-$HOME/.cache}/fleetcanary/absl-tsan}
   bash scripts/build-tsan-abseil.sh "$absl_tsan"
   configure "${build_dir}-tsan" thread
@@ -80,5 +90,7 @@ if [[ "${SANITIZERS:-1}" != 0 ]]; then
     run_ctest --test-dir "${build_dir}-tsan" -L '^unit_concurrent$'
 fi
 
+# Every failure again, by pass, so that the end of the log names them all.
+for name in "${failed_names[@]}"; do echo "run-tests: FAILED $name"; done
 echo "tests: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -1,5 +1,7 @@
 // AgentSession.Connect over a real loopback gRPC server: the session hub and
-// its callback service, with the in-memory store.
+// its callback service, with the in-memory store. The hub's and the
+// scheduler's timers run on a SimulatedClock: heartbeats and liveness checks
+// happen only when a test advances it, never because the machine was slow.
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
@@ -12,6 +14,7 @@
 #include "controller/session/session_hub.h"
 #include "controller/store/store.h"
 #include "gtest/gtest.h"
+#include "tests/testing/sim_time.h"
 
 namespace fleetcanary {
 namespace controller {
@@ -29,7 +32,7 @@ class SessionTest : public ::testing::Test {
     SchedulerOptions so;
     so.heartbeat_interval = absl::Milliseconds(200);
     so.target_addresses.allow_loopback = true;  // The target is on loopback.
-    scheduler_ = *Scheduler::Create(so, store_.get(), Clock::Real());
+    scheduler_ = *Scheduler::Create(so, store_.get(), &clock_);
     v1::ApplySchedulesRequest req;
     v1::Target* t = req.add_targets();
     t->set_name("canary");
@@ -49,7 +52,7 @@ class SessionTest : public ::testing::Test {
     SessionHubOptions ho;
     ho.heartbeat_interval = absl::Milliseconds(200);
     hub_ = *SessionHub::Create(ho, ingest_.get(), scheduler_.get(),
-                               metrics_.get(), Clock::Real());
+                               metrics_.get(), &clock_);
     service_ = std::make_unique<AgentSessionService>(hub_.get());
     grpc::ServerBuilder builder;
     int port = 0;
@@ -97,6 +100,10 @@ class SessionTest : public ::testing::Test {
     return false;
   }
 
+  // Timer threads parked on clock_ between their runs: the scheduler's
+  // liveness check and the hub's heartbeat tick.
+  static constexpr int kTimers = 2;
+  SimulatedClock clock_{absl::FromUnixSeconds(1700000000)};
   std::unique_ptr<Store> store_;
   std::unique_ptr<ControllerMetrics> metrics_;
   std::unique_ptr<Ingest> ingest_;
@@ -156,7 +163,9 @@ TEST_F(SessionTest, WelcomeAssignmentsAndAckAfterCommit) {
   EXPECT_EQ((*store_->LoadStreamTotals())[0].stats.probes(), 7u);
   EXPECT_EQ(metrics_->counter(kIngestDuplicates), 3);
   EXPECT_EQ(metrics_->sessions_active(), 1);
-  // A heartbeat from the controller arrives within the interval.
+  // A heartbeat from the controller arrives once the interval has passed.
+  ASSERT_TRUE(
+      testing::StepAndSettle(&clock_, kTimers, absl::Milliseconds(200)));
   ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kHeartbeat, &m));
 
   stream->WritesDone();
@@ -262,6 +271,35 @@ TEST_F(SessionTest, ASecondSessionForTheSameAgentFencesTheFirst) {
   while (second->Read(&m)) {
   }
   second->Finish();
+}
+
+// An agent that says nothing after its hello gets the controller's
+// heartbeats, and once the liveness timeout (2 heartbeat intervals) passes
+// without a message its stream is closed so that it reconnects.
+TEST_F(SessionTest, SilentAgentIsClosedAfterTheLivenessTimeout) {
+  grpc::ClientContext ctx;
+  auto stream = stub_->Connect(&ctx);
+  ASSERT_TRUE(stream->Write(Hello("mute")));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kAssignments, &m));
+  ASSERT_TRUE(
+      testing::StepAndSettle(&clock_, kTimers, absl::Milliseconds(200)));
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kHeartbeat, &m));
+  EXPECT_EQ(hub_->active_sessions(), 1);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(
+        testing::StepAndSettle(&clock_, kTimers, absl::Milliseconds(200)));
+  }
+  while (stream->Read(&m)) {
+  }
+  const grpc::Status s = stream->Finish();
+  // Whichever notices first closes it: the scheduler (UNAVAILABLE, agent
+  // LOST) or the session's own check (DEADLINE_EXCEEDED).
+  EXPECT_TRUE(s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+              s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+      << s.error_code() << " " << s.error_message();
+  EXPECT_NE(s.error_message().find("liveness"), std::string::npos)
+      << s.error_message();
 }
 
 TEST_F(SessionTest, OutcomesOfStreamsNotAssignedAreCountedNotStored) {
