@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -201,11 +202,22 @@ class ControllerServerImpl : public ControllerServer {
                         Scheduler::Create(so, store_.get(), clock_));
     if (options_.fleet.targets_size() > 0 ||
         options_.fleet.schedules_size() > 0) {
+      // The fleet file is declarative: at every start the stored schedules
+      // become exactly the file's (created, updated, and pruned when no
+      // longer named), so a schedule removed from the file stops, and one
+      // changed or deleted only through the admin API is back to what the
+      // file says (docs/operations.md, "The fleet file").
       v1::ApplySchedulesRequest req;
       *req.mutable_targets() = options_.fleet.targets();
       *req.mutable_schedules() = options_.fleet.schedules();
+      req.set_prune(true);
       auto applied = scheduler_->ApplySchedules(req);
       if (!applied.ok()) return Annotate(applied.status(), "fleet");
+      LogInfo("fleet_file_applied",
+              {{"created", absl::StrJoin(applied->created(), ",")},
+               {"updated", absl::StrJoin(applied->updated(), ",")},
+               {"unchanged", absl::StrCat(applied->unchanged_size())},
+               {"deleted", absl::StrJoin(applied->deleted(), ",")}});
     }
     Scheduler* scheduler = scheduler_.get();
     metrics_->SetAgentCountsProvider(

@@ -25,8 +25,10 @@
 ABSL_FLAG(std::string, config, "",
           "Controller settings (YAML, fleetcanary.v1.ControllerConfig).");
 ABSL_FLAG(std::string, fleet, "",
-          "Targets and schedules (YAML, fleetcanary.v1.FleetConfig); "
-          "overrides the config's fleet_file.");
+          "Targets and schedules (YAML, fleetcanary.v1.FleetConfig), "
+          "declarative: at every start the stored fleet becomes exactly the "
+          "file's (schedules it no longer names are deleted); overrides the "
+          "config's fleet_file.");
 ABSL_FLAG(std::string, grpc_listen, "",
           "gRPC listen address (default from config, else 127.0.0.1:0).");
 ABSL_FLAG(std::string, http_listen, "",

@@ -11,6 +11,7 @@
 // file from stdin.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -20,6 +21,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -355,6 +357,82 @@ TEST_F(AdminProbeTest, SchedulesApplyReadsTheFleetFileFromStdin) {
                        grpc_, "--insecure"},
                       out),
             0);
+}
+
+// The fleet file is declarative across restarts: what the admin API changed
+// lasts until the next start, which makes the stored schedules exactly the
+// file's again - a schedule deleted through the API is back, one only the API
+// created is gone, and one removed from the file stops - and the start logs
+// what it did.
+TEST_F(AdminProbeTest, FleetFileIsDeclarativeAtEveryStart) {
+  const std::string targets_only = ReadAll(fleet_file_);
+  auto restart = [&] {
+    controller_->Signal(SIGTERM);
+    ASSERT_TRUE(controller_->Wait(absl::Seconds(60)).has_value());
+    StartController();
+  };
+  auto schedules = [&] {
+    const std::string out = dir_ + "/schedules.json";
+    EXPECT_EQ(Canaryctl({"schedules", "list", "--controller", grpc_,
+                         "--insecure", "-o", "json"},
+                        out),
+              0);
+    v1::ListSchedulesResponse list;
+    EXPECT_TRUE(JsonToMessage(ReadAll(out), &list).ok()) << ReadAll(out);
+    std::vector<std::string> ids;
+    for (const v1::Schedule& s : list.schedules()) ids.push_back(s.id());
+    std::sort(ids.begin(), ids.end());
+    return absl::StrJoin(ids, ",");
+  };
+  std::ofstream(fleet_file_)
+      << targets_only
+      << "schedules:\n"
+         "- {id: a, target: canary, sizes: [2], rate_per_second: 0.2}\n"
+         "- {id: b, target: canary, sizes: [2], rate_per_second: 0.2}\n";
+  restart();
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(schedules(), "a,b");
+
+  // Through the API: delete a, create c.
+  const std::string out = dir_ + "/api.txt";
+  ASSERT_EQ(Canaryctl({"schedules", "delete", "a", "--controller", grpc_,
+                       "--insecure"},
+                      out),
+            0)
+      << ReadAll(out + ".stderr");
+  const std::string extra = dir_ + "/extra.yaml";
+  std::ofstream(extra) << "schedules:\n- {id: c, target: canary, sizes: [2], "
+                          "rate_per_second: 0.2}\n";
+  ASSERT_EQ(Canaryctl({"schedules", "apply", "-f", extra, "--controller", grpc_,
+                       "--insecure"},
+                      out),
+            0)
+      << ReadAll(out + ".stderr");
+  EXPECT_EQ(schedules(), "b,c");
+
+  // The next start restores the file's fleet, and says so.
+  restart();
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(schedules(), "a,b");
+  // Logged before the controller listens: the last start's line.
+  std::string applied;
+  for (absl::string_view line :
+       absl::StrSplit(ReadAll(dir_ + "/controller.log"), '\n')) {
+    if (absl::StrContains(line, "event=fleet_file_applied")) {
+      applied = std::string(line);
+    }
+  }
+  EXPECT_TRUE(absl::StrContains(applied, "created=a ")) << applied;
+  EXPECT_TRUE(absl::StrContains(applied, "deleted=c")) << applied;
+
+  // A schedule removed from the file stops at the next start.
+  std::ofstream(fleet_file_)
+      << targets_only
+      << "schedules:\n"
+         "- {id: a, target: canary, sizes: [2], rate_per_second: 0.2}\n";
+  restart();
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(schedules(), "a");
 }
 
 TEST_F(AdminProbeTest, InterruptingCanaryctlStopsTheAgents) {
