@@ -27,6 +27,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -838,9 +839,11 @@ TEST_F(FleetTest, PostgresStoppedMidIngestLosesAndDoublesNothing) {
 }
 
 // Two replicas on one PostgreSQL database; kill -9 of the leader: the
-// standby takes the lease, starts scheduling, the agents (given both
-// addresses) follow it and drain their outboxes into it: nothing lost or
-// applied twice.
+// standby takes the lease (3 s) and leads within 10 s of the kill, continues
+// from the detector state the old leader saved, and the agents (given both
+// addresses) follow it and drain their outboxes into it. Nothing is lost or
+// applied twice: the store holds exactly the agents' journals, and exactly
+// one outcome per request the emulator served.
 TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
   ASSERT_NO_FATAL_FAILURE(UsePostgres("failover"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
@@ -856,26 +859,117 @@ TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
   AddAgent("a1", "us-east-1");
   AddAgent("a2", "us-east-1");
   WaitForMore(60);
+  // Outcomes committed and the detector state saved to the shared store.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ControllerMetric("fleetcanary_ingest_outcomes_total") > 20 &&
+               ControllerMetric("fleetcanary_detector_state_saves_total") >= 1;
+      },
+      absl::Seconds(60)));
+
+  const absl::Time killed = absl::Now();
+  ASSERT_NO_FATAL_FAILURE(KillLeaderUntilStandbyLeads());
+  const absl::Duration leading = absl::Now() - killed;
+  EXPECT_EQ(grpc_address_, absl::StrCat("127.0.0.1:", port_b));
+  EXPECT_EQ(ControllerMetric("fleetcanary_controller_leader"), 1);
+  EXPECT_EQ(ControllerMetric("fleetcanary_detector_state_restores_total"), 1)
+      << "the new leader did not continue from the saved detector state";
+  // The new leader schedules: both agents come to it and their outcomes are
+  // committed there.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ControllerMetric("fleetcanary_sessions_active") == 2 &&
+               ControllerMetric("fleetcanary_ingest_outcomes_total") > 0;
+      },
+      absl::Seconds(60)));
+  const absl::Duration committing = absl::Now() - killed;
+  // The bound with a 3 s lease: the standby notices the expired lease
+  // within one lease and needs no more than a start to lead.
+  EXPECT_LT(leading, absl::Seconds(10));
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ControllerMetric("fleetcanary_ingest_outcomes_total") > 40;
+      },
+      absl::Seconds(60)));
+  WaitForMore(60);
+  DrainAll();
+  EXPECT_STORED_EQ_PRODUCED();
+  uint64_t stored = 0;
+  for (const auto& [k, n] : FromStore()) stored += n;
+  EXPECT_EQ(static_cast<double>(stored), EmulatorRequests())
+      << "stored outcomes vs requests the emulator served";
+  std::printf(
+      "failover: kill -9 of the leader -> standby leading after %s, first "
+      "outcome committed on it after %s; %llu outcomes stored for %.0f "
+      "emulator requests\n",
+      absl::FormatDuration(leading).c_str(),
+      absl::FormatDuration(committing).c_str(),
+      static_cast<unsigned long long>(stored), EmulatorRequests());
+}
+
+// Fencing with real processes: the leader is stalled (SIGSTOP) past its
+// lease, the standby takes over and the agents follow it. When the old leader
+// wakes (SIGCONT) it finds its lease taken and exits (75, crash-only
+// demotion) without committing or acknowledging anything more: the store
+// still holds exactly the agents' journals and one outcome per request the
+// emulator served - two leaders are never visible in the data.
+TEST_F(FleetTest, StalledLeaderWakesFencedAndExitsWithoutWriting) {
+  ASSERT_NO_FATAL_FAILURE(UsePostgres("stalled"));
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+  const int port_a = FreePort();
+  StartController(port_a, {"--leader_lease=3s", "--replica_id=a"});
+  const int port_b = FreePort();
+  standby_ = SpawnController(port_b, {"--leader_lease=3s", "--replica_id=b"},
+                             "standby");
+  ASSERT_NE(standby_, nullptr);
+  controller_target_ =
+      absl::StrCat("127.0.0.1:", port_a, ",127.0.0.1:", port_b);
+  AddAgent("a1", "us-east-1");
   ASSERT_TRUE(WaitUntil(
       [&] {
         return ControllerMetric("fleetcanary_ingest_outcomes_total") > 20;
       },
       absl::Seconds(60)));
 
-  ASSERT_NO_FATAL_FAILURE(KillLeaderUntilStandbyLeads());
-  EXPECT_EQ(grpc_address_, absl::StrCat("127.0.0.1:", port_b));
-  EXPECT_EQ(ControllerMetric("fleetcanary_controller_leader"), 1);
-  // The new leader schedules: both agents come to it and their outcomes are
-  // committed there.
+  std::unique_ptr<Process> old_leader = std::move(controller_);
+  old_leader->Signal(SIGSTOP);
+  auto line = standby_->WaitForLine("listening ", absl::Seconds(60));
+  ASSERT_TRUE(line.ok()) << line.status();
+  controller_ = std::move(standby_);
+  grpc_address_ = FieldOf(*line, "grpc");
+  controller_http_ = FieldOf(*line, "http");
   ASSERT_TRUE(WaitUntil(
       [&] {
-        return ControllerMetric("fleetcanary_sessions_active") == 2 &&
-               ControllerMetric("fleetcanary_ingest_outcomes_total") > 40;
+        return ControllerMetric("fleetcanary_sessions_active") == 1 &&
+               ControllerMetric("fleetcanary_ingest_outcomes_total") > 20;
       },
-      absl::Seconds(60)));
-  WaitForMore(60);
+      absl::Seconds(60)))
+      << "the agent did not follow the new leader";
+
+  old_leader->Signal(SIGCONT);
+  EXPECT_EQ(old_leader->Wait(absl::Seconds(60)), 75)
+      << "the woken old leader did not step down";
+  std::string old_log;
+  {
+    std::ifstream in(dir_ + "/controller.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    old_log = ss.str();
+  }
+  const size_t lost_at = old_log.find("event=leadership_lost");
+  ASSERT_NE(lost_at, std::string::npos);
+  std::printf(
+      "stalled leader on waking: %s\n",
+      old_log.substr(lost_at, old_log.find('\n', lost_at) - lost_at).c_str());
+  EXPECT_EQ(ControllerMetric("fleetcanary_controller_leader"), 1);
+
+  WaitForMore(40);
   DrainAll();
   EXPECT_STORED_EQ_PRODUCED();
+  uint64_t stored = 0;
+  for (const auto& [k, n] : FromStore()) stored += n;
+  EXPECT_EQ(static_cast<double>(stored), EmulatorRequests())
+      << "stored outcomes vs requests the emulator served";
 }
 
 // Runs canaryctl with `args`; stdout to `out`, stderr to `out`.stderr.
