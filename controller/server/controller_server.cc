@@ -114,6 +114,9 @@ int OpenFds() {
   return n;
 }
 
+// How often the listener guard re-checks while it reports NOT_SERVING.
+constexpr absl::Duration kGuardRecheck = absl::Milliseconds(250);
+
 class ControllerServerImpl : public ControllerServer {
   // The cap on the main listener: `configured`, or (0) three quarters of the
   // descriptor limit, so the cap is reached before descriptors run out.
@@ -279,8 +282,12 @@ class ControllerServerImpl : public ControllerServer {
       }
     }
     if (options_.self_check_interval > absl::ZeroDuration()) {
+      // Ticks at most every kGuardRecheck: a full check every
+      // self_check_interval while healthy, every tick while not, so SERVING
+      // returns within a tick of the descriptors coming back.
       guard_ = std::make_unique<PeriodicTask>(
-          clock_, options_.self_check_interval, [this] { GuardCheck(); });
+          clock_, std::min(options_.self_check_interval, kGuardRecheck),
+          [this] { GuardCheck(); });
     }
     if (!c.http_listen().empty()) {
       FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.http_listen()));
@@ -636,12 +643,19 @@ class ControllerServerImpl : public ControllerServer {
   // process is short of file descriptors or a listener failed to accept,
   // and a failed listener is rebuilt on the same port once descriptors are
   // free again (half-open connections end at the handshake timeout). One
-  // check, every self_check_interval until the drain starts.
+  // check every self_check_interval while healthy, every kGuardRecheck while
+  // not, until the drain starts.
   void GuardCheck() {
     {
       absl::MutexLock lock(&mu_);
       if (drain_started_) return;
     }
+    const absl::Duration now = clock_->MonotonicNow();
+    if (guard_serving_ &&
+        now - last_guard_check_ < options_.self_check_interval) {
+      return;
+    }
+    last_guard_check_ = now;
     const int reserve =
         static_cast<int>(std::max<uint64_t>(16, fd_limit_ / 20));
     const int free_fds = static_cast<int>(fd_limit_) - OpenFds();
@@ -1004,6 +1018,7 @@ class ControllerServerImpl : public ControllerServer {
   std::atomic<uint64_t> own_accept_failures_{0};
   uint64_t own_accept_failures_seen_ = 0;  // Guard thread only.
   bool guard_serving_ = true;              // Guard thread only.
+  absl::Duration last_guard_check_ = -absl::InfiniteDuration();  // Ditto.
   // The listener guard (GuardCheck), when self_check_interval > 0. Stopped
   // by the destructor before members are destroyed.
   std::unique_ptr<PeriodicTask> guard_;

@@ -104,9 +104,9 @@ struct ControllerServerOptions {
   // listener = three quarters of the (raised) file-descriptor limit.
   int max_connections = 0;
   int admin_max_connections = 256;
-  // The health listener reports NOT_SERVING after this many failed
-  // self-checks of the main port (a TCP connect to it, every
-  // `self_check_interval`); 0 disables the self-check.
+  // The listener guard checks descriptors and accept failures every
+  // `self_check_interval` while healthy and every 250 ms while it reports
+  // NOT_SERVING (so SERVING returns promptly); 0 disables the guard.
   absl::Duration self_check_interval = absl::Seconds(2);
   // Optional listener serving only the admin API (CanaryAdmin) and health,
   // over server-side TLS (tls.cert_file/key_file) without asking for a client
