@@ -89,6 +89,10 @@ class Outbox {
   // start time) has started. Its outcome's Append clears the record; a
   // record left by a crash becomes an AGENT_ERROR outcome ("interrupted")
   // when the outbox is next opened, so no probe vanishes without a trace.
+  // On a disk error (UNAVAILABLE/INTERNAL) the probe must not be run (a
+  // crash during it would leave neither an outcome nor a count): the caller
+  // ends it at once with an AGENT_ERROR outcome (NotRunOutcome), which
+  // Append stores or counts as lost.
   virtual absl::Status MarkStarted(const v1::Outcome& probe) = 0;
 
   // Stored outcomes with sequence > `after`, in order, at most `max_count`

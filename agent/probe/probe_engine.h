@@ -39,6 +39,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/net/target_guard.h"
 #include "common/sigv4/sigv4.h"
@@ -88,6 +89,20 @@ inline v1::Outcome StartedSkeleton(const ProbeRequest& r) {
   o.set_schedule_id(r.schedule_id);
   o.set_adhoc_id(r.adhoc_id);
   o.set_seed(r.seed);
+  return o;
+}
+
+// The outcome of a probe that was not run because its start could not be
+// recorded (Outbox::MarkStarted failed, e.g. on a full disk): AGENT_ERROR,
+// never counted against the platform. Appending it either keeps that trace or
+// counts it as lost, so the probe never vanishes silently.
+inline v1::Outcome NotRunOutcome(const ProbeRequest& r,
+                                 const absl::Status& why) {
+  v1::Outcome o = StartedSkeleton(r);
+  o.set_outcome_class(v1::AGENT_ERROR);
+  o.set_transfer_end(v1::LOCAL_ABORT);
+  o.set_detail(absl::StrCat("not run: its start could not be recorded: ",
+                            why.message()));
   return o;
 }
 

@@ -1,6 +1,7 @@
 #include "agent/runner/adhoc.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <random>
 #include <utility>
@@ -181,12 +182,26 @@ class AdhocExecutorImpl : public AdhocExecutor {
     }
   }
 
+  // Starts `requests`. A probe whose start cannot be recorded (a full disk)
+  // is not run: it ends at once as an AGENT_ERROR outcome, and the probes
+  // that frees are started in the same loop (no recursion).
   void StartAll(std::vector<ProbeRequest> requests) {
-    for (ProbeRequest& r : requests) {
+    std::deque<ProbeRequest> queue(std::make_move_iterator(requests.begin()),
+                                   std::make_move_iterator(requests.end()));
+    while (!queue.empty()) {
+      ProbeRequest r = std::move(queue.front());
+      queue.pop_front();
       std::string id = r.adhoc_id;
       absl::Status marked = outbox_->MarkStarted(StartedSkeleton(r));
       if (!marked.ok()) {
-        LogError("outbox_mark_started_failed", {{"error", marked.ToString()}});
+        LogError("probe_not_run",
+                 {{"adhoc_id", id},
+                  {"reason", "its start could not be recorded"},
+                  {"error", marked.ToString()}});
+        for (ProbeRequest& next : Complete(id, NotRunOutcome(r, marked))) {
+          queue.push_back(std::move(next));
+        }
+        continue;
       }
       engine_->Start(std::move(r),
                      [this, id](v1::Outcome o) { OnDone(id, std::move(o)); });
@@ -195,6 +210,13 @@ class AdhocExecutorImpl : public AdhocExecutor {
 
   // Engine loop thread.
   void OnDone(const std::string& id, v1::Outcome outcome) {
+    StartAll(Complete(id, std::move(outcome)));
+  }
+
+  // Stores a finished probe's outcome, reports it, and returns the probes of
+  // its run that may start now.
+  std::vector<ProbeRequest> Complete(const std::string& id,
+                                     v1::Outcome outcome) {
     absl::StatusOr<uint64_t> seq = outbox_->Append(outcome);
     if (seq.ok()) {
       outcome.set_sequence(*seq);
@@ -228,7 +250,7 @@ class AdhocExecutorImpl : public AdhocExecutor {
     *r.mutable_outcome() = std::move(outcome);
     r.set_done(done);
     send_result_(std::move(r));
-    StartAll(std::move(start));
+    return start;
   }
 
   const AdhocExecutorOptions options_;

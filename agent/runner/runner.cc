@@ -177,7 +177,7 @@ class RunnerImpl : public Runner {
         stats_.probes_started_total += due.size();
       }
       for (ProbeRequest& r : due) {
-        MarkStarted(r);
+        if (!MarkStarted(r)) continue;
         engine_->Start(std::move(r), [this](v1::Outcome outcome) {
           OnDone(std::move(outcome));
         });
@@ -207,10 +207,16 @@ class RunnerImpl : public Runner {
   }
 
   // Before a probe runs: a crash from here on leaves an interrupted outcome.
-  void MarkStarted(const ProbeRequest& r) {
+  // When the start cannot be recorded (a full disk) the probe is not run:
+  // it ends at once as an AGENT_ERROR outcome (stored, or counted as lost if
+  // the outbox cannot store that either). Returns whether to run it.
+  bool MarkStarted(const ProbeRequest& r) {
     absl::Status s = outbox_->MarkStarted(StartedSkeleton(r));
-    if (!s.ok())
-      LogError("outbox_mark_started_failed", {{"error", s.ToString()}});
+    if (s.ok()) return true;
+    LogError("probe_not_run", {{"reason", "its start could not be recorded"},
+                               {"error", s.ToString()}});
+    OnDone(NotRunOutcome(r, s));
+    return false;
   }
 
   // Engine loop thread: persist, then tell the session.

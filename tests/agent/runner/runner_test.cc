@@ -1,12 +1,15 @@
 #include "agent/runner/runner.h"
 
+#include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "agent/runner/adhoc.h"
 #include "gtest/gtest.h"
 #include "tests/testing/sim_time.h"
 #include "tests/testing/wait.h"
@@ -209,6 +212,124 @@ TEST_F(RunnerTest, FallingBehindSkipsInsteadOfBursting) {
   ASSERT_TRUE(testing::StepAndSettle(&clock_, 1, absl::Milliseconds(100)));
   ASSERT_TRUE(engine_.WaitForTotal(before + 2));
   EXPECT_EQ(engine_.Count(v1::BUFFERED, 2), before + 2);
+}
+
+// The real outbox, except that recording a probe's start fails while
+// `refuse_starts` is set (what a full disk does).
+class StartRefusingOutbox : public Outbox {
+ public:
+  explicit StartRefusingOutbox(std::unique_ptr<Outbox> real)
+      : real_(std::move(real)) {}
+  absl::StatusOr<uint64_t> Append(v1::Outcome o) override {
+    return real_->Append(std::move(o));
+  }
+  absl::Status MarkStarted(const v1::Outcome& probe) override {
+    if (refuse_starts) {
+      return absl::UnavailableError("outbox: disk full (test)");
+    }
+    return real_->MarkStarted(probe);
+  }
+  absl::StatusOr<std::vector<v1::Outcome>> ReadAfter(
+      uint64_t after, size_t max_count, size_t max_bytes) override {
+    return real_->ReadAfter(after, max_count, max_bytes);
+  }
+  absl::StatusOr<std::vector<v1::Outcome>> ReadForSend(
+      uint64_t after, size_t max_count, size_t max_bytes) override {
+    return real_->ReadForSend(after, max_count, max_bytes);
+  }
+  absl::Status Ack(uint64_t sequence) override { return real_->Ack(sequence); }
+  void MarkSent(uint64_t sequence) override { real_->MarkSent(sequence); }
+  void ResetSent(uint64_t sequence) override { real_->ResetSent(sequence); }
+  OutboxStats stats() override { return real_->stats(); }
+
+  std::atomic<bool> refuse_starts{false};
+
+ private:
+  std::unique_ptr<Outbox> real_;
+};
+
+// A probe whose start cannot be recorded is not run (a crash during it would
+// leave neither an outcome nor a count): it ends at once as an AGENT_ERROR
+// outcome in the outbox. Once starts can be recorded, probes run again.
+TEST(RunnerStartRecordTest, ProbeWhoseStartCannotBeRecordedIsNotRun) {
+  OutboxOptions o;
+  o.path = ":memory:";
+  auto real = Outbox::Create(o);
+  ASSERT_TRUE(real.ok());
+  StartRefusingOutbox outbox(std::move(*real));
+  outbox.refuse_starts = true;
+  SimulatedClock clock{absl::FromUnixSeconds(1700000000)};
+  FakeEngine engine;
+  auto runner =
+      Runner::Create({"a1", "r", 42}, &engine, &outbox, &clock, [] {});
+  ASSERT_TRUE(runner.ok());
+  v1::AssignmentSet set;
+  set.set_version(1);
+  *set.add_assignments() = Make(v1::BUFFERED, 2, 100, 0);
+  (*runner)->OnAssignments(set);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(testing::StepAndSettle(&clock, 1, absl::Milliseconds(100)));
+  }
+  ASSERT_TRUE((*runner)->WaitIdle(absl::Seconds(60)));
+  EXPECT_EQ(engine.Total(), 0) << "a probe ran without a recorded start";
+  auto stored = outbox.ReadAfter(0, 100, 1 << 20);
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 10u);
+  for (const v1::Outcome& out : *stored) {
+    EXPECT_EQ(out.outcome_class(), v1::AGENT_ERROR);
+    EXPECT_EQ(out.schedule_id(), "s");
+    EXPECT_NE(out.detail().find("not run: its start could not be recorded"),
+              std::string::npos)
+        << out.detail();
+  }
+  EXPECT_EQ((*runner)->stats().outcomes_appended_total, 10u);
+
+  outbox.refuse_starts = false;
+  ASSERT_TRUE(testing::StepAndSettle(&clock, 1, absl::Milliseconds(100)));
+  ASSERT_TRUE(engine.WaitForTotal(1));
+  (*runner)->Stop();
+}
+
+// The same for an ad-hoc run: its probes whose start cannot be recorded end
+// as AGENT_ERROR outcomes, are sent live, and the run still completes (the
+// probes they free start in the same loop, not by recursion).
+TEST(RunnerStartRecordTest, AdhocProbesWhoseStartCannotBeRecordedAreNotRun) {
+  OutboxOptions o;
+  o.path = ":memory:";
+  auto real = Outbox::Create(o);
+  ASSERT_TRUE(real.ok());
+  StartRefusingOutbox outbox(std::move(*real));
+  outbox.refuse_starts = true;
+  FakeEngine engine;
+  absl::Mutex mu;
+  std::vector<v1::AdhocResult> results;
+  auto adhoc = AdhocExecutor::Create(
+      {"a1", "r", 7}, &engine, &outbox, [] {},
+      [&](v1::AdhocResult r) {
+        absl::MutexLock lock(&mu);
+        results.push_back(std::move(r));
+      });
+  ASSERT_TRUE(adhoc.ok());
+  v1::AdhocProbe p;
+  p.set_adhoc_id("run-1");
+  p.set_target("t");
+  p.set_region("r");
+  v1::FunctionUrl* u = p.add_urls();
+  u->set_mode(v1::BUFFERED);
+  u->set_url("http://127.0.0.1:1/");
+  p.add_sizes(2);
+  p.set_count(2000);  // Deep enough to overflow a recursive chain.
+  p.set_concurrency(1);
+  (*adhoc)->OnAdhocProbe(p);
+  ASSERT_TRUE((*adhoc)->WaitIdle(absl::Seconds(60)));
+  EXPECT_EQ(engine.Total(), 0);
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(results.size(), 2000u);
+  EXPECT_TRUE(results.back().done());
+  for (const v1::AdhocResult& r : results) {
+    EXPECT_EQ(r.outcome().outcome_class(), v1::AGENT_ERROR);
+  }
+  EXPECT_EQ(outbox.stats().last_sequence, 2000u);
 }
 
 }  // namespace
