@@ -141,6 +141,7 @@ class OutboxImpl : public Outbox {
             "outcome journal ", options_.journal_path, ": ", strerror(errno)));
       }
     }
+    HoldReserveLocked();
     FC_RETURN_IF_ERROR(RecoverInterruptedLocked());
     LogInfo("outbox_opened", {{"path", options_.path},
                               {"depth", absl::StrCat(depth_)},
@@ -191,10 +192,14 @@ class OutboxImpl : public Outbox {
       o.set_detail(
           "interrupted: the agent stopped (crash or kill) while this probe "
           "ran");
-      FC_RETURN_IF_ERROR(AppendLocked(std::move(o)).status());
+      // A failed append is counted as lost; the outbox still opens (a full
+      // disk must not keep the agent from starting and draining).
+      AppendLocked(std::move(o)).IgnoreError();
     }
     if (!interrupted.empty()) {
-      FC_RETURN_IF_ERROR(Exec("DELETE FROM started"));
+      if (absl::Status d = Exec("DELETE FROM started"); !d.ok()) {
+        LogWarning("outbox_started_not_cleared", {{"error", d.ToString()}});
+      }
       LogWarning("outbox_interrupted_probes",
                  {{"count", absl::StrCat(interrupted.size())}});
     }
@@ -332,6 +337,22 @@ class OutboxImpl : public Outbox {
   absl::Status Ack(uint64_t sequence) override {
     absl::MutexLock lock(&mu_);
     if (sequence <= acked_) return absl::OkStatus();
+    absl::Status s = AckLocked(sequence);
+    if (!s.ok() && sqlite3_errcode(db_) == SQLITE_FULL) {
+      // Deleting acknowledged outcomes is what frees space for new ones:
+      // release the reserve, move the WAL into the database, try again.
+      const bool released = ReleaseReserveLocked();
+      Exec("PRAGMA wal_checkpoint(TRUNCATE)").IgnoreError();
+      s = AckLocked(sequence);
+      LogWarning("outbox_ack_on_full_disk",
+                 {{"reserve_released", released ? "true" : "false"},
+                  {"status", s.ToString()}});
+    }
+    if (s.ok() && !reserve_held_) HoldReserveLocked();
+    return s;
+  }
+
+  absl::Status AckLocked(uint64_t sequence) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     absl::Status s = [&]() -> absl::Status {
       sqlite3_bind_int64(delete_upto_, 1, sequence);
@@ -459,6 +480,40 @@ class OutboxImpl : public Outbox {
     return absl::OkStatus();
   }
 
+  // <path>.reserve: space set aside while the disk has room (an eighth of
+  // the WAL's share, 64 KiB to 1 MiB) and given back when an acknowledgement
+  // cannot be written for lack of space. On a full disk the outbox could
+  // otherwise never delete what the controller acknowledged - the one write
+  // that frees space - and would stay full for good. Held again once an
+  // acknowledgement succeeds and the space is there.
+  uint64_t ReserveBytes() const {
+    return std::clamp<uint64_t>(WalBudget() / 8, 64 << 10, 1 << 20);
+  }
+  void HoldReserveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (options_.path == ":memory:" || reserve_held_) return;
+    const std::string path = options_.path + ".reserve";
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    const int err = posix_fallocate(fd, 0, static_cast<off_t>(ReserveBytes()));
+    close(fd);
+    if (err != 0) {
+      unlink(path.c_str());  // A partial reserve would only take space.
+      if (!reserve_warned_) {
+        reserve_warned_ = true;
+        LogWarning("outbox_reserve_unavailable",
+                   {{"path", path}, {"error", std::strerror(err)}});
+      }
+      return;
+    }
+    reserve_held_ = true;
+    reserve_warned_ = false;
+  }
+  bool ReleaseReserveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!reserve_held_) return false;
+    reserve_held_ = false;
+    return unlink((options_.path + ".reserve").c_str()) == 0;
+  }
+
   // An outcome could not be stored: count it durably (reported to the
   // controller with the drops) and say so.
   void CountLostLocked(const absl::Status& why)
@@ -490,6 +545,8 @@ class OutboxImpl : public Outbox {
   sqlite3_stmt* started_insert_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* started_delete_ ABSL_GUARDED_BY(mu_) = nullptr;
   int journal_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  bool reserve_held_ ABSL_GUARDED_BY(mu_) = false;
+  bool reserve_warned_ ABSL_GUARDED_BY(mu_) = false;
   int lost_fd_ ABSL_GUARDED_BY(mu_) = -1;
   uint64_t lost_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;

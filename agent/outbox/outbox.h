@@ -15,6 +15,11 @@
 // I/O error) is counted in <path>.lost, a counter file allocated at open and
 // rewritten in place so it survives restarts and works on a full disk; it
 // is part of dropped_total, which heartbeats report to the controller.
+// <path>.reserve holds a little space (64 KiB to 1 MiB) while the disk has
+// room; when an acknowledgement cannot be written for lack of space it is
+// given back, so deleting acknowledged outcomes - the write that frees space
+// - still works on a full disk and the outbox recovers once the controller
+// acknowledges again.
 //
 // Bound: when the stored outcomes plus the WAL exceed `max_bytes`, the oldest
 // outcomes that were never sent are deleted and counted (dropped_total,

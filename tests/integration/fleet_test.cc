@@ -15,11 +15,13 @@
 // the machine's /etc/hosts is never touched.
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -566,6 +568,75 @@ TEST_F(FleetTest, AgentKilledMidProbeDrainsItsOutboxAgainstEmulatorTruth) {
       "emulator requests %.0f, stored outcomes %llu (%llu interrupted)\n",
       requests, static_cast<unsigned long long>(total),
       static_cast<unsigned long long>(interrupted));
+}
+
+// The agent's outbox on a small tmpfs that fills while the controller is
+// away, then kill -9 of the agent, then both back: every request the
+// emulator served has an outcome in the store or is in the count the agent
+// reported (`dropped_total`, which includes what the full disk lost), and no
+// completed outcome is invented: completed <= served <= stored + counted.
+// (A probe whose outcome the full disk lost may also come back as an
+// "interrupted" outcome after the restart, its start record having
+// survived: the count errs on the side of reporting, never of hiding.)
+TEST_F(FleetTest, DiskFullThenKilledLeavesEveryServedProbeAccounted) {
+  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+  const std::string disk = dir_ + "/a1";
+  std::filesystem::create_directories(disk);
+  if (mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=2m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs for the agent's outbox (needs "
+                    "root): "
+                 << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{disk};
+  const int port = FreePort();
+  controller_target_ = absl::StrCat("127.0.0.1:", port);
+  StartController(port);
+  Agent& a = AddAgent("a1", "us-east-1", {"--outbox_max_bytes=64Mi"});
+  WaitForMore(20);
+  controller_->Signal(SIGTERM);
+  ASSERT_EQ(controller_->Wait(absl::Seconds(20)), 0);
+  // Nowhere to send: the outbox grows until the disk is full and appends
+  // fail (each counted as lost).
+  const std::string errors =
+      "fleetcanary_agent_outbox_append_errors_total{region=\"us-east-1\"}";
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return MetricValue(HttpGet(a.http, "/metrics"), errors).value_or(0) >=
+               20;
+      },
+      absl::Seconds(120)))
+      << "the agent's disk never filled";
+  a.process->Signal(SIGKILL);
+  ASSERT_TRUE(a.process->Wait(absl::Seconds(10)).has_value());
+  StartController(port);
+  StartAgent(a);  // The same full disk: it must start and drain.
+  if (HasFatalFailure()) return;
+  WaitForMore(40);
+  DrainAll();
+
+  std::vector<controller::AgentRecord> records;
+  const Counts stored_counts = FromStore(&records);
+  ASSERT_EQ(records.size(), 1u);
+  const uint64_t counted = records[0].dropped_total;
+  uint64_t stored = 0;
+  for (const auto& [k, n] : stored_counts) stored += n;
+  uint64_t agent_errors = 0;
+  for (const auto& [k, n] : stored_counts) {
+    if (std::get<3>(k) == "AGENT_ERROR") agent_errors += n;
+  }
+  const double served = EmulatorRequests();
+  EXPECT_GT(counted, 0u) << "the full disk lost nothing?";
+  EXPECT_LE(static_cast<double>(stored - agent_errors), served);
+  EXPECT_LE(served, static_cast<double>(stored + counted));
+  std::printf(
+      "disk full + kill -9: emulator served %.0f; stored %llu (%llu "
+      "AGENT_ERROR: interrupted or not run), counted lost %llu\n",
+      served, static_cast<unsigned long long>(stored),
+      static_cast<unsigned long long>(agent_errors),
+      static_cast<unsigned long long>(counted));
 }
 
 // A rolling restart as a StatefulSet does it: one agent at a time gets
