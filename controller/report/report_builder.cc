@@ -14,10 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "analysis/intervals.h"
+#include "analysis/offline.h"
+#include "analysis/verdict_engine.h"
 #include "common/units/units.h"
-#include "controller/analysis/intervals.h"
-#include "controller/analysis/offline.h"
-#include "controller/analysis/verdict_engine.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary::report {

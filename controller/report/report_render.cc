@@ -16,8 +16,8 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "analysis/intervals.h"
 #include "common/units/units.h"
-#include "controller/analysis/intervals.h"
 #include "controller/status/status_page.h"
 #include "google/protobuf/util/time_util.h"
 
