@@ -1,4 +1,4 @@
-#include "controller/metrics/metrics_export.h"
+#include "common/metrics/metrics_export.h"
 
 #include <prometheus/text_serializer.h>
 

@@ -8,8 +8,8 @@
 //
 // Thread-safety: MetricsHttpServer and FunctionCollectable are thread-safe;
 // the builder helpers are plain functions on caller-owned values.
-#ifndef FLEETCANARY_CONTROLLER_METRICS_METRICS_EXPORT_H_
-#define FLEETCANARY_CONTROLLER_METRICS_METRICS_EXPORT_H_
+#ifndef FLEETCANARY_COMMON_METRICS_METRICS_EXPORT_H_
+#define FLEETCANARY_COMMON_METRICS_METRICS_EXPORT_H_
 
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
@@ -99,4 +99,4 @@ class MetricsHttpServer {
 
 }  // namespace fleetcanary
 
-#endif  // FLEETCANARY_CONTROLLER_METRICS_METRICS_EXPORT_H_
+#endif  // FLEETCANARY_COMMON_METRICS_METRICS_EXPORT_H_
