@@ -17,11 +17,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "analysis/probe_summary.h"
+#include "analysis/report/report_builder.h"
 #include "common/config/loader.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
 #include "common/time/periodic_task.h"
-#include "controller/report/report_builder.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {

@@ -1,4 +1,4 @@
-#include "controller/report/report_builder.h"
+#include "analysis/report/report_builder.h"
 
 #include <google/protobuf/util/json_util.h>
 
@@ -23,10 +23,10 @@
 namespace fleetcanary::report {
 namespace {
 
-using controller::kNumOutcomeClasses;
-using controller::LatencyHistogram;
-using controller::StreamMinute;
-using controller::StreamStats;
+using analysis::kNumOutcomeClasses;
+using analysis::LatencyHistogram;
+using analysis::StreamMinute;
+using analysis::StreamStats;
 using google::protobuf::util::TimeUtil;
 
 constexpr double kConfidence = 0.95;
@@ -318,14 +318,14 @@ double HistogramQuantile(const LatencyHistogram& h, double q) {
   for (size_t i = 0; i < h.buckets.size(); ++i) {
     const double in_bucket = static_cast<double>(h.buckets[i]);
     if (in_bucket > 0 && seen + in_bucket >= rank) {
-      const double lower = i == 0 ? 0 : controller::kLatencyBucketBounds[i - 1];
-      if (i >= controller::kLatencyBucketBounds.size()) return lower;
-      const double upper = controller::kLatencyBucketBounds[i];
+      const double lower = i == 0 ? 0 : analysis::kLatencyBucketBounds[i - 1];
+      if (i >= analysis::kLatencyBucketBounds.size()) return lower;
+      const double upper = analysis::kLatencyBucketBounds[i];
       return lower + (upper - lower) * (rank - seen) / in_bucket;
     }
     seen += in_bucket;
   }
-  return controller::kLatencyBucketBounds.back();
+  return analysis::kLatencyBucketBounds.back();
 }
 
 absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
@@ -346,11 +346,11 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
   };
   const int64_t from_minute = options.from == absl::InfinitePast()
                                   ? INT64_MIN
-                                  : controller::MinuteOf(options.from);
+                                  : analysis::MinuteOf(options.from);
   const int64_t to_minute =
       options.to == absl::InfiniteFuture()
           ? INT64_MAX
-          : controller::MinuteOf(options.to - absl::Nanoseconds(1)) + 1;
+          : analysis::MinuteOf(options.to - absl::Nanoseconds(1)) + 1;
 
   v1::IncidentReport r;
   r.set_target(options.target);
@@ -513,10 +513,10 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
     if (s.has_period() && TimeUtil::DurationToNanoseconds(s.period()) > 0) {
       length = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(s.period()));
     }
-    const int64_t first = controller::MinuteOf(start);
-    const int64_t end = std::max(
-        first + 1,
-        controller::MinuteOf(start + length - absl::Nanoseconds(1)) + 1);
+    const int64_t first = analysis::MinuteOf(start);
+    const int64_t end =
+        std::max(first + 1,
+                 analysis::MinuteOf(start + length - absl::Nanoseconds(1)) + 1);
     Bucket& p = platform[{s.region(), s.mode()}][first];
     p.end_minute = std::max(p.end_minute, end);
     if (s.metric() == "Errors") p.errors += s.value();
@@ -690,7 +690,7 @@ absl::StatusOr<ReportData> ReadReportData(std::istream& in,
     data.analysis = std::move(*analysis);
   }
   // The engine accepted every line: now aggregate them the way ingest does.
-  std::map<std::pair<controller::StreamKey, int64_t>, StreamStats> minutes;
+  std::map<std::pair<analysis::StreamKey, int64_t>, StreamStats> minutes;
   std::istringstream lines(text);
   std::string line;
   google::protobuf::util::JsonParseOptions parse;
@@ -704,9 +704,9 @@ absl::StatusOr<ReportData> ReadReportData(std::istream& in,
       continue;
     }
     const v1::Outcome& o = record.outcome();
-    controller::StreamKey key{o.region(), o.target(), o.mode(),
-                              o.requested_bytes(), !o.adhoc_id().empty()};
-    minutes[{key, controller::MinuteOf(FromProto(o.start_time()))}].Add(o);
+    analysis::StreamKey key{o.region(), o.target(), o.mode(),
+                            o.requested_bytes(), !o.adhoc_id().empty()};
+    minutes[{key, analysis::MinuteOf(FromProto(o.start_time()))}].Add(o);
     data.outcomes.push_back(o);
   }
   for (auto& [k, stats] : minutes) {

@@ -10,8 +10,8 @@
 //     PDF" gives a readable document.
 //
 // Pure functions; thread-safe.
-#ifndef FLEETCANARY_CONTROLLER_REPORT_REPORT_RENDER_H_
-#define FLEETCANARY_CONTROLLER_REPORT_REPORT_RENDER_H_
+#ifndef FLEETCANARY_ANALYSIS_REPORT_REPORT_RENDER_H_
+#define FLEETCANARY_ANALYSIS_REPORT_REPORT_RENDER_H_
 
 #include <cstdint>
 #include <string>
@@ -29,4 +29,4 @@ std::string FormatRate(double rate);
 
 }  // namespace fleetcanary::report
 
-#endif  // FLEETCANARY_CONTROLLER_REPORT_REPORT_RENDER_H_
+#endif  // FLEETCANARY_ANALYSIS_REPORT_REPORT_RENDER_H_

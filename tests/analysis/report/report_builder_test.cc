@@ -1,14 +1,15 @@
 // The incident report's numbers against hand-computed ones from a small
 // synthetic store, the offline (outcomes file) path against the store path,
 // and the renderers.
-#include "controller/report/report_builder.h"
+#include "analysis/report/report_builder.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
 
 #include <sstream>
 
-#include "controller/report/report_render.h"
+#include "analysis/report/report_render.h"
+#include "controller/store/store.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"

@@ -1,4 +1,4 @@
-#include "controller/report/report_render.h"
+#include "analysis/report/report_render.h"
 
 #include <google/protobuf/util/json_util.h>
 
@@ -17,8 +17,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "analysis/intervals.h"
+#include "analysis/report/html.h"
 #include "common/units/units.h"
-#include "controller/status/status_page.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary::report {

@@ -31,8 +31,8 @@
 // Ad-hoc outcomes are left out everywhere.
 //
 // Pure functions; thread-safe.
-#ifndef FLEETCANARY_CONTROLLER_REPORT_REPORT_BUILDER_H_
-#define FLEETCANARY_CONTROLLER_REPORT_REPORT_BUILDER_H_
+#ifndef FLEETCANARY_ANALYSIS_REPORT_REPORT_BUILDER_H_
+#define FLEETCANARY_ANALYSIS_REPORT_REPORT_BUILDER_H_
 
 #include <cstddef>
 #include <istream>
@@ -41,7 +41,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "controller/store/store.h"
+#include "analysis/stream_stats.h"
 #include "fleetcanary/v1/config.pb.h"
 #include "fleetcanary/v1/report.pb.h"
 
@@ -50,7 +50,7 @@ namespace fleetcanary::report {
 // What the report is built from.
 struct ReportData {
   // Per-minute aggregates (any order; other targets are ignored).
-  std::vector<controller::StreamMinute> minutes;
+  std::vector<analysis::StreamMinute> minutes;
   // Raw outcomes with request ids: the store keeps failures only, an
   // outcomes file has every outcome (so phantom samples can include probes
   // the client saw as OK).
@@ -97,9 +97,8 @@ absl::StatusOr<ReportData> ReadReportData(std::istream& in,
 // Quantile q (0 < q < 1) of a latency histogram in seconds, interpolated
 // inside the bucket holding rank q * count; the +Inf bucket answers its lower
 // bound. Zero for an empty histogram.
-double HistogramQuantile(const controller::LatencyHistogram& histogram,
-                         double q);
+double HistogramQuantile(const analysis::LatencyHistogram& histogram, double q);
 
 }  // namespace fleetcanary::report
 
-#endif  // FLEETCANARY_CONTROLLER_REPORT_REPORT_BUILDER_H_
+#endif  // FLEETCANARY_ANALYSIS_REPORT_REPORT_BUILDER_H_
