@@ -21,10 +21,10 @@
 #include "common/aws/partition.h"
 #include "common/build/build_info.h"
 #include "common/log/log.h"
+#include "common/metrics/metrics_export.h"
 #include "common/metrics/process_metrics.h"
 #include "common/sigv4/sigv4.h"
 #include "common/status/status_util.h"
-#include "controller/metrics/metrics_export.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {

@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <random>
 
-#include "controller/analysis/cusum.h"
-#include "controller/analysis/simulate.h"
+#include "analysis/cusum.h"
+#include "analysis/simulate.h"
 
 using fleetcanary::analysis::CusumAverageRunLength;
 using fleetcanary::analysis::CusumThresholdForArl0;

@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
+#include "analysis/verdict_engine.h"
 #include "common/time/clock.h"
 #include "common/units/units.h"
-#include "controller/analysis/verdict_engine.h"
 #include "controller/verdicts/verdict_service.h"
 
 namespace fleetcanary {

@@ -10,11 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "analysis/offline.h"
 #include "cli/commands/controller_client.h"
 #include "cli/commands/verdict_format.h"
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
-#include "controller/analysis/offline.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {

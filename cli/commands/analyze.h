@@ -1,7 +1,7 @@
 // `canaryctl analyze`: the verdict engine over recorded data.
 //   canaryctl analyze FILE.jsonl [--fix-time T]   offline, on this machine:
 //       JSON Lines of {"outcome": ...} / {"platform_sample": ...}
-//       (controller/analysis/offline.h); "-" reads stdin.
+//       (analysis/offline.h); "-" reads stdin.
 //   canaryctl analyze --controller ADDR [--from T --to T --fix-time T ...]
 //       the controller's Analyze over its store.
 // Prints the AnalysisReport as a table and timeline, or as JSON.

@@ -11,7 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
-#include "cli/commands/probe_summary.h"
+#include "analysis/probe_summary.h"
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
 #include "cli/ui/table.h"
@@ -135,7 +135,7 @@ int RunProbeController(const ControllerFlags& connection,
   absl::Mutex mu;
   bool reading_done = false;
   std::atomic<bool> interrupted{false};
-  std::map<std::string, SummaryBuilder> partial;  // By region.
+  std::map<std::string, analysis::SummaryBuilder> partial;  // By region.
   std::thread canceller([&] {
     absl::MutexLock lock(&mu);
     while (!reading_done) {

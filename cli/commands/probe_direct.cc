@@ -12,7 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/probe/probe_engine.h"
-#include "cli/commands/probe_summary.h"
+#include "analysis/probe_summary.h"
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
 #include "cli/ui/table.h"
@@ -195,7 +195,8 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
 
   const bool show_progress = options.progress || ctx->err_is_tty;
   ProgressBar progress(ctx->err, clock, plan.size(), show_progress);
-  SummaryBuilder summary(options.region.empty() ? "local" : options.region);
+  analysis::SummaryBuilder summary(options.region.empty() ? "local"
+                                                          : options.region);
   absl::Mutex mu;
   uint64_t done = 0;
   uint64_t in_flight = 0;

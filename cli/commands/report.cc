@@ -10,10 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "analysis/report/report_builder.h"
+#include "analysis/report/report_render.h"
 #include "cli/commands/controller_client.h"
 #include "common/units/units.h"
-#include "controller/report/report_builder.h"
-#include "controller/report/report_render.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {

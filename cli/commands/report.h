@@ -6,7 +6,7 @@
 //   canaryctl report --file OUTCOMES.jsonl --target T ...
 //     builds the same report on this machine from an exported outcomes file
 //     (the `canaryctl analyze` input) with the same builder
-//     (controller/report/report_builder.h).
+//     (analysis/report/report_builder.h).
 // Writes the report to --out (default "-", stdout).
 #ifndef FLEETCANARY_CLI_COMMANDS_REPORT_H_
 #define FLEETCANARY_CLI_COMMANDS_REPORT_H_

@@ -16,12 +16,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
-#include "cli/commands/probe_summary.h"
+#include "analysis/probe_summary.h"
+#include "analysis/report/report_builder.h"
 #include "common/config/loader.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
 #include "common/time/periodic_task.h"
-#include "controller/report/report_builder.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
@@ -292,7 +292,7 @@ class RunImpl : public ProbeRun {
             : kDefaultProbeTimeout;
     for (const RegionPlan& r : plan) {
       region_order_.push_back(r.region);
-      builders_.emplace(r.region, cli::SummaryBuilder(r.region));
+      builders_.emplace(r.region, analysis::SummaryBuilder(r.region));
       const uint64_t n = r.agents.size();
       const uint32_t per_agent_conc = static_cast<uint32_t>(
           std::max<uint64_t>(1, (concurrency + n - 1) / n));
@@ -510,7 +510,8 @@ class RunImpl : public ProbeRun {
   std::vector<std::string> region_order_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::string>> region_agents_
       ABSL_GUARDED_BY(mu_);
-  std::map<std::string, cli::SummaryBuilder> builders_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, analysis::SummaryBuilder> builders_
+      ABSL_GUARDED_BY(mu_);
   std::set<std::string> summarized_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> seen_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> lost_ ABSL_GUARDED_BY(mu_);

@@ -21,7 +21,7 @@
 // standby_store) reads come from the store and changes name the leader.
 // Report validates the request (INVALID_ARGUMENT naming the field: target
 // required, from and to required with from < to), runs Analyze for the
-// target and builds the incident report (controller/report/report_builder.h)
+// target and builds the incident report (analysis/report/report_builder.h)
 // from the store's per-minute aggregates, raw failures and platform samples
 // of the window.
 //

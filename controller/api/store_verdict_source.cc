@@ -9,11 +9,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "analysis/replay.h"
+#include "analysis/verdict_engine.h"
 #include "common/log/log.h"
 #include "common/time/periodic_task.h"
 #include "common/units/units.h"
-#include "controller/analysis/replay.h"
-#include "controller/analysis/verdict_engine.h"
 #include "controller/api/verdict_source.h"
 #include "google/protobuf/util/time_util.h"
 

@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/metrics/metrics_export.h"
 #include "common/units/units.h"
-#include "controller/metrics/metrics_export.h"
 
 namespace fleetcanary {
 namespace controller {

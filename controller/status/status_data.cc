@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "analysis/report/report_builder.h"
 #include "common/units/units.h"
-#include "controller/report/report_builder.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {

@@ -17,7 +17,7 @@
 namespace fleetcanary {
 
 // Reads the last `window` before `now`. The matrix counts come from the
-// incident report's builder (controller/report/report_builder.h) over the
+// incident report's builder (analysis/report/report_builder.h) over the
 // same window, so they equal the report's whole-window numbers. `verdicts` and
 // `scheduler` may be null (their sections stay empty). Client error rate =
 // failures other than AGENT_ERROR / probes, scheduled probes only (ad-hoc

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "analysis/report/html.h"
 #include "fleetcanary/v1/admin.pb.h"
 #include "fleetcanary/v1/verdict.pb.h"
 
@@ -77,17 +78,6 @@ std::string RenderRateChartSvg(const std::string& title,
 // One row per verdict key, coloured bands for the states it went through.
 std::string RenderTimelineSvg(const std::vector<v1::Verdict>& transitions,
                               absl::Time end, int width);
-
-// The id of a region x mode x size row in the incident report's HTML
-// ("cell-REGION-buffered|stream-BYTES"): the status page's matrix links there.
-std::string ReportCellAnchor(const std::string& region, v1::InvokeMode mode,
-                             uint64_t size_bytes);
-
-// Background colour of a verdict state (HEALTHY green ... REGRESSION red).
-const char* VerdictStateColor(v1::VerdictState state);
-
-// Escapes &, <, >, " and ' for HTML text and attributes.
-std::string HtmlEscape(absl::string_view text);
 
 }  // namespace fleetcanary
 

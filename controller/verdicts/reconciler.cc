@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "controller/analysis/replay.h"
-#include "controller/analysis/verdict_engine.h"
+#include "analysis/replay.h"
+#include "analysis/verdict_engine.h"
 
 namespace fleetcanary {
 namespace controller {

@@ -62,7 +62,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "controller/analysis/replay.h"
+#include "analysis/replay.h"
 #include "fleetcanary/v1/outcome.pb.h"
 
 namespace fleetcanary {

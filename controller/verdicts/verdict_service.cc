@@ -11,10 +11,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "analysis/intervals.h"
+#include "analysis/verdict_engine.h"
 #include "common/log/log.h"
 #include "common/units/units.h"
-#include "controller/analysis/intervals.h"
-#include "controller/analysis/verdict_engine.h"
 #include "fleetcanary/v1/verdict_state.pb.h"
 
 namespace fleetcanary {

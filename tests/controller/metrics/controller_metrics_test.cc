@@ -1,16 +1,11 @@
 #include "controller/metrics/controller_metrics.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
-#include <netinet/in.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <string>
 #include <vector>
 
-#include "controller/metrics/metrics_export.h"
+#include "common/metrics/metrics_export.h"
 #include "gtest/gtest.h"
 
 namespace fleetcanary {
@@ -216,63 +211,6 @@ TEST(ControllerMetricsTest, VerdictsAcrossSizesSayAllNotEmpty) {
                   "target=\"canary\",mode=\"stream\",size_class=\"all\"}"))
       << text;
   EXPECT_FALSE(Has(text, "size_class=\"\"")) << text;
-}
-
-TEST(MetricsHttpServerTest, BadAddressIsAnError) {
-  EXPECT_EQ(MetricsHttpServer::Create("nonsense").status().code(),
-            absl::StatusCode::kInvalidArgument);
-}
-
-TEST(MetricsHttpServerTest, ServesExtraPagesBesideMetrics) {
-  auto server = MetricsHttpServer::Create("127.0.0.1:0");
-  ASSERT_TRUE(server.ok()) << server.status();
-  int calls = 0;
-  (*server)->AddPage("/status", [&calls] {
-    ++calls;
-    return HttpPage{"text/html; charset=utf-8", "<h1>fleet</h1>"};
-  });
-  EXPECT_EQ(Fetch("http://" + (*server)->address() + "/status"),
-            "<h1>fleet</h1>");
-  EXPECT_EQ(calls, 1);
-  // /metrics still answers (empty registry).
-  EXPECT_EQ(Fetch("http://" + (*server)->address() + "/metrics"), "");
-}
-
-// 1,000 idle connections (connected, nothing sent) and a few slow ones (a
-// request line that never ends) do not stop a scrape: it is answered while
-// they are all still open. Before, 4 worker threads each waited 10 s on one
-// of them and Prometheus went blind.
-TEST(MetricsHttpServerTest, IdleAndSlowConnectionsDoNotBlockAScrape) {
-  // Both ends of 1,000 connections live in this process.
-  struct rlimit rl;
-  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
-  rl.rlim_cur = rl.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &rl);
-  if (rl.rlim_cur < 2200) GTEST_SKIP() << "fd hard limit below 2200";
-  auto server = MetricsHttpServer::Create("127.0.0.1:0");
-  ASSERT_TRUE(server.ok()) << server.status();
-  (*server)->AddPage("/status", [] { return HttpPage{"text/plain", "fine"}; });
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>((*server)->port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::vector<int> fds;
-  for (int i = 0; i < 1000; ++i) {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    if (i % 100 == 0) {
-      const char partial[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
-      ASSERT_GT(send(fd, partial, sizeof(partial) - 1, 0), 0);
-    }
-    fds.push_back(fd);
-  }
-  // Fetch() gives up after 5 s (its curl timeout); the server's own
-  // per-connection read timeout is 5 s too, so a scrape that had to wait
-  // for an idle connection to time out would not arrive in time.
-  EXPECT_EQ(Fetch("http://" + (*server)->address() + "/status"), "fine");
-  EXPECT_EQ(Fetch("http://" + (*server)->address() + "/metrics"), "");
-  for (int fd : fds) close(fd);
 }
 
 }  // namespace

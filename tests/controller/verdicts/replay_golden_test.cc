@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "controller/analysis/offline.h"
+#include "analysis/offline.h"
 #include "controller/api/verdict_source.h"
 #include "controller/store/store.h"
 #include "controller/verdicts/verdict_service.h"

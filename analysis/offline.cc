@@ -1,0 +1,231 @@
+#include "analysis/offline.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "analysis/replay.h"
+#include "analysis/verdict_engine.h"
+#include "common/units/units.h"
+
+namespace fleetcanary::analysis {
+namespace {
+
+absl::Time FromProto(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp out;
+  const int64_t ns = absl::ToUnixNanos(t);
+  out.set_seconds(ns / 1000000000 - (ns % 1000000000 < 0 ? 1 : 0));
+  out.set_nanos(
+      static_cast<int32_t>(((ns % 1000000000) + 1000000000) % 1000000000));
+  return out;
+}
+
+absl::Status LineError(uint64_t line, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("line ", line, ": ", what));
+}
+
+bool ValidMode(v1::InvokeMode m) {
+  return m == v1::BUFFERED || m == v1::RESPONSE_STREAM;
+}
+
+using ModeKey = std::tuple<std::string, std::string, int>;
+
+struct Probe {
+  absl::Time time;
+  uint32_t stream;  // Index into streams.
+  uint32_t agent;   // Index into agents.
+  v1::OutcomeClass cls;
+};
+
+// An outcome as the platform reconciliation sees it (ad-hoc ones included:
+// they invoke the same function).
+struct ClientOutcome {
+  absl::Time time;
+  uint32_t stream;  // Index into client_keys.
+  v1::OutcomeClass cls;
+};
+
+}  // namespace
+
+absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
+    std::istream& in, const AnalyzeOptions& options) {
+  absl::StatusOr<std::unique_ptr<VerdictEngine>> engine =
+      VerdictEngine::Create(options.detection, options.expected_streams);
+  if (!engine.ok()) return engine.status();
+
+  std::vector<v1::StreamKey> streams;
+  std::map<std::tuple<std::string, std::string, int, std::string>, uint32_t>
+      stream_index;
+  std::vector<std::string> agents;
+  std::map<std::string, uint32_t> agent_index;
+  std::vector<Probe> probes;
+  std::vector<ModeKey> client_keys;
+  std::map<ModeKey, uint32_t> client_key_index;
+  std::vector<ClientOutcome> client_outcomes;
+  PlatformPeriodTable platform;
+  v1::AnalysisReport report;
+  uint64_t outcomes = 0, samples = 0;
+  absl::Time last_outcome = absl::InfinitePast();
+
+  google::protobuf::util::JsonParseOptions parse_options;
+  parse_options.ignore_unknown_fields = false;
+  std::string line;
+  uint64_t line_no = 0;
+  while (true) {
+    line.clear();
+    // Bounded line read.
+    bool got = false;
+    for (int c; (c = in.get()) != EOF;) {
+      got = true;
+      if (c == '\n') break;
+      if (line.size() >= options.max_line_bytes) {
+        return LineError(line_no + 1,
+                         absl::StrCat("line longer than ",
+                                      options.max_line_bytes, " bytes"));
+      }
+      line.push_back(static_cast<char>(c));
+    }
+    if (!got) break;
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (outcomes + samples >= options.max_records) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "line ", line_no, ": more than ", options.max_records, " records"));
+    }
+    v1::AnalysisInputLine record;
+    const auto parsed = google::protobuf::util::JsonStringToMessage(
+        line, &record, parse_options);
+    if (!parsed.ok()) {
+      return LineError(line_no, std::string(parsed.message()));
+    }
+    if (record.has_outcome()) {
+      const v1::Outcome& o = record.outcome();
+      if (!ValidMode(o.mode())) {
+        return LineError(line_no,
+                         "outcome.mode must be BUFFERED or RESPONSE_STREAM");
+      }
+      if (o.region().empty())
+        return LineError(line_no, "outcome.region is empty");
+      if (o.target().empty())
+        return LineError(line_no, "outcome.target is empty");
+      if (!o.has_start_time()) {
+        return LineError(line_no, "outcome.start_time is missing");
+      }
+      if (o.outcome_class() == v1::OUTCOME_CLASS_UNSPECIFIED) {
+        return LineError(line_no, "outcome.outcome_class is missing");
+      }
+      const absl::Time t = FromProto(o.start_time());
+      if (t < last_outcome) {
+        return LineError(
+            line_no, absl::StrCat("outcome.start_time ", absl::FormatTime(t),
+                                  " is before the previous outcome's ",
+                                  absl::FormatTime(last_outcome)));
+      }
+      last_outcome = t;
+      if (outcomes == 0) *report.mutable_first_outcome() = o.start_time();
+      *report.mutable_last_outcome() = o.start_time();
+      ++outcomes;
+      const ModeKey mk{o.region(), o.target(), o.mode()};
+      auto cit = client_key_index.find(mk);
+      if (cit == client_key_index.end()) {
+        cit = client_key_index.emplace(mk, client_keys.size()).first;
+        client_keys.push_back(mk);
+      }
+      client_outcomes.push_back({t, cit->second, o.outcome_class()});
+      if (!o.adhoc_id().empty()) continue;
+      const std::string size = FormatBytes(o.requested_bytes());
+      auto key = std::make_tuple(o.region(), o.target(),
+                                 static_cast<int>(o.mode()), size);
+      auto it = stream_index.find(key);
+      if (it == stream_index.end()) {
+        v1::StreamKey sk;
+        sk.set_region(o.region());
+        sk.set_target(o.target());
+        sk.set_mode(o.mode());
+        sk.set_size_class(size);
+        it = stream_index.emplace(key, streams.size()).first;
+        streams.push_back(sk);
+      }
+      auto ait = agent_index.find(o.agent_id());
+      if (ait == agent_index.end()) {
+        ait = agent_index.emplace(o.agent_id(), agents.size()).first;
+        agents.push_back(o.agent_id());
+      }
+      probes.push_back({t, it->second, ait->second, o.outcome_class()});
+    } else if (record.has_platform_sample()) {
+      // Re-read, duplicated and out-of-order datapoints are fine: the table
+      // keeps one value per period (replay.h).
+      absl::StatusOr<bool> added = platform.AddSample(record.platform_sample());
+      if (!added.ok()) {
+        return LineError(line_no, std::string(added.status().message()));
+      }
+      ++samples;
+    } else {
+      return LineError(line_no,
+                       "expected {\"outcome\": {...}} or "
+                       "{\"platform_sample\": {...}}");
+    }
+  }
+
+  // Client counts per platform period (replay.h), from every outcome of
+  // that mode key.
+  for (const ClientOutcome& c : client_outcomes) {
+    const ModeKey& k = client_keys[c.stream];
+    platform.AddOutcome(std::get<0>(k), std::get<1>(k),
+                        static_cast<v1::InvokeMode>(std::get<2>(k)), c.time,
+                        c.cls);
+  }
+  const std::vector<PlatformPeriod> events = platform.CompletePeriods();
+
+  VerdictEngine& e = **engine;
+  if (options.declared_fix_time) {
+    e.DeclareFix(*options.declared_fix_time);
+    *report.mutable_declared_fix_time() = ToProto(*options.declared_fix_time);
+  }
+  size_t next_event = 0;
+  auto feed_platform_until = [&](absl::Time t) -> absl::Status {
+    for (; next_event < events.size() &&
+           events[next_event].start + events[next_event].length <= t;
+         ++next_event) {
+      const PlatformPeriod& ev = events[next_event];
+      v1::StreamKey k;
+      k.set_region(ev.region);
+      k.set_target(ev.target);
+      k.set_mode(ev.mode);
+      absl::Status s =
+          e.ObservePlatform(k, ev.start, ev.errors, ev.invocations,
+                            ev.visible_failures(), ev.client_probes);
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  };
+  for (const Probe& p : probes) {
+    if (absl::Status s = feed_platform_until(p.time); !s.ok()) return s;
+    absl::Status s =
+        e.ObserveProbe(streams[p.stream], agents[p.agent], p.time, p.cls);
+    if (!s.ok()) return s;
+  }
+  if (absl::Status s = feed_platform_until(absl::InfiniteFuture()); !s.ok()) {
+    return s;
+  }
+  e.Flush();
+  report.set_outcomes(outcomes);
+  report.set_platform_samples(samples);
+  for (v1::Verdict& v : e.Current()) *report.add_verdicts() = std::move(v);
+  for (v1::Verdict& v : e.TakeTransitions()) {
+    *report.add_transitions() = std::move(v);
+  }
+  return report;
+}
+
+}  // namespace fleetcanary::analysis
