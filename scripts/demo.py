@@ -44,8 +44,12 @@ SCENARIO_END_S = 180.0
 # fix test needs ~2,100 clean platform invocations after RECOVERING.
 CONFIRM_DEADLINE_S = HOTFIX_S + 150.0
 # Tolerance when checking a fix-time interval against the true hotfix: one
-# platform-metrics period (1 s) plus the emulator's timestamp granularity.
-HOTFIX_TOLERANCE_S = 2.0
+# platform-metrics period (1 s) plus the emulator's timestamp granularity,
+# plus one size-rotation cycle (4 sizes x 1 s): the dating assumes one failure
+# rate before the change, and periods that probed small sizes stay silent
+# whether or not the fault still runs (docs/statistics.md, "Dating under size
+# rotation").
+HOTFIX_TOLERANCE_S = 6.0
 
 
 def log(msg):

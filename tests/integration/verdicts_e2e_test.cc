@@ -406,12 +406,18 @@ class VerdictsE2eTest : public ::testing::Test {
   // start: the change lies after the start of the `lower` period and before
   // the end of the period after `upper` (the first post-change period may
   // still hold pre-change invocations), i.e. in [lower, upper + 2 periods).
+  // One rotation cycle (4 sizes x 1 s) more is allowed at the upper end: the
+  // dating assumes one failure rate before the change, but size rotation
+  // gives each period one size, and periods of small sizes (0.1 % here) stay
+  // silent whether or not the fault still runs, so a hotfix that follows
+  // them can lie up to a cycle past the interval (docs/statistics.md,
+  // "Dating under size rotation"; seen once: 0.23 s past upper + 2 s).
   void ExpectFixDated(const v1::Verdict& fix) {
     const absl::Time true_hotfix = loaded_ + hotfix_offset_;
     const v1::Evidence& ev = fix.evidence();
     EXPECT_LE(FromTs(ev.change_interval().lower()), true_hotfix);
     EXPECT_LT(true_hotfix,
-              FromTs(ev.change_interval().upper()) + absl::Seconds(2));
+              FromTs(ev.change_interval().upper()) + absl::Seconds(2 + 4));
     EXPECT_GT(FromTs(fix.since()), true_hotfix);
     EXPECT_GT(ev.proven_upper_bound(), 0);
   }
