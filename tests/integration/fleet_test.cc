@@ -211,6 +211,32 @@ class FleetTest : public ::testing::Test {
     store_url_ = *url;
   }
 
+  // On a fresh PostgreSQL `database`: the emulator, a leader (replica a,
+  // controller_) and a standby (replica b, standby_ on *port_b), both with a
+  // 3 s lease; agents started from now on are given both addresses.
+  void StartLeaderAndStandby(const std::string& database, int* port_b) {
+    ASSERT_NO_FATAL_FAILURE(UsePostgres(database));
+    StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
+    const int port_a = FreePort();
+    StartController(port_a, {"--leader_lease=3s", "--replica_id=a"});
+    *port_b = FreePort();
+    standby_ = SpawnController(*port_b, {"--leader_lease=3s", "--replica_id=b"},
+                               "standby");
+    ASSERT_NE(standby_, nullptr);
+    controller_target_ =
+        absl::StrCat("127.0.0.1:", port_a, ",127.0.0.1:", *port_b);
+  }
+
+  // Exactly one stored outcome per request the emulator served (no agent
+  // was killed mid-probe). Returns the number stored.
+  uint64_t ExpectStoredEqualsServed() {
+    uint64_t stored = 0;
+    for (const auto& [k, n] : FromStore()) stored += n;
+    EXPECT_EQ(static_cast<double>(stored), EmulatorRequests())
+        << "stored outcomes vs requests the emulator served";
+    return stored;
+  }
+
   // kill -9 of the leader (controller_), then waits until the standby
   // (standby_) leads: it becomes controller_, with its addresses.
   void KillLeaderUntilStandbyLeads() {
@@ -916,17 +942,9 @@ TEST_F(FleetTest, PostgresStoppedMidIngestLosesAndDoublesNothing) {
 // applied twice: the store holds exactly the agents' journals, and exactly
 // one outcome per request the emulator served.
 TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
-  ASSERT_NO_FATAL_FAILURE(UsePostgres("failover"));
-  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
-  const int port_a = FreePort();
-  StartController(port_a, {"--leader_lease=3s", "--replica_id=a"});
+  int port_b = 0;
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby("failover", &port_b));
   EXPECT_EQ(ControllerMetric("fleetcanary_controller_leader"), 1);
-  const int port_b = FreePort();
-  standby_ = SpawnController(port_b, {"--leader_lease=3s", "--replica_id=b"},
-                             "standby");
-  ASSERT_NE(standby_, nullptr);
-  controller_target_ =
-      absl::StrCat("127.0.0.1:", port_a, ",127.0.0.1:", port_b);
   AddAgent("a1", "us-east-1");
   AddAgent("a2", "us-east-1");
   WaitForMore(60);
@@ -965,10 +983,7 @@ TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
   WaitForMore(60);
   DrainAll();
   EXPECT_STORED_EQ_PRODUCED();
-  uint64_t stored = 0;
-  for (const auto& [k, n] : FromStore()) stored += n;
-  EXPECT_EQ(static_cast<double>(stored), EmulatorRequests())
-      << "stored outcomes vs requests the emulator served";
+  const uint64_t stored = ExpectStoredEqualsServed();
   std::printf(
       "failover: kill -9 of the leader -> standby leading after %s, first "
       "outcome committed on it after %s; %llu outcomes stored for %.0f "
@@ -985,16 +1000,8 @@ TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
 // still holds exactly the agents' journals and one outcome per request the
 // emulator served - two leaders are never visible in the data.
 TEST_F(FleetTest, StalledLeaderWakesFencedAndExitsWithoutWriting) {
-  ASSERT_NO_FATAL_FAILURE(UsePostgres("stalled"));
-  StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
-  const int port_a = FreePort();
-  StartController(port_a, {"--leader_lease=3s", "--replica_id=a"});
-  const int port_b = FreePort();
-  standby_ = SpawnController(port_b, {"--leader_lease=3s", "--replica_id=b"},
-                             "standby");
-  ASSERT_NE(standby_, nullptr);
-  controller_target_ =
-      absl::StrCat("127.0.0.1:", port_a, ",127.0.0.1:", port_b);
+  int port_b = 0;
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby("stalled", &port_b));
   AddAgent("a1", "us-east-1");
   ASSERT_TRUE(WaitUntil(
       [&] {
@@ -1037,10 +1044,7 @@ TEST_F(FleetTest, StalledLeaderWakesFencedAndExitsWithoutWriting) {
   WaitForMore(40);
   DrainAll();
   EXPECT_STORED_EQ_PRODUCED();
-  uint64_t stored = 0;
-  for (const auto& [k, n] : FromStore()) stored += n;
-  EXPECT_EQ(static_cast<double>(stored), EmulatorRequests())
-      << "stored outcomes vs requests the emulator served";
+  ExpectStoredEqualsServed();
 }
 
 // Runs canaryctl with `args`; stdout to `out`, stderr to `out`.stderr.

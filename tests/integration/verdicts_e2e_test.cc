@@ -422,6 +422,26 @@ class VerdictsE2eTest : public ::testing::Test {
     EXPECT_GT(ev.proven_upper_bound(), 0);
   }
 
+  // Scrapes /metrics until `alarmed(body)` holds and then `more` probes of
+  // the affected streaming alias were committed after it (bounded at 5
+  // minutes); `fix_seen` says whether `fixed(body)` ever held meanwhile.
+  // Returns whether both events happened.
+  bool RunPastAlarm(const std::function<bool(const std::string&)>& alarmed,
+                    const std::function<bool(const std::string&)>& fixed,
+                    double more, bool* fix_seen) {
+    double probes_at_alarm = -1;
+    *fix_seen = false;
+    return testing::WaitUntil(
+        [&] {
+          const std::string body = HttpGet(http_, "/metrics");
+          *fix_seen |= fixed(body);
+          const double probes = ProbesOf(body, kAffected, "stream");
+          if (probes_at_alarm < 0 && alarmed(body)) probes_at_alarm = probes;
+          return probes_at_alarm >= 0 && probes >= probes_at_alarm + more;
+        },
+        absl::Minutes(5));
+  }
+
   std::string dir_;
   std::string scenario_path_;
   double scale_ = 1;
@@ -664,21 +684,17 @@ TEST_F(VerdictsE2eTest,
   StartAgents();
   if (HasFatalFailure()) return;
 
-  double probes_at_alarm = -1;
   bool fix_seen = false;
-  ASSERT_TRUE(testing::WaitUntil(
-      [&] {
-        const std::string body = HttpGet(http_, "/metrics");
-        fix_seen |= SumSamples(body, "fleetcanary_verdict",
-                               {"state=\"FIX_CONFIRMED\""}) >= 1;
-        const double probes = ProbesOf(body, kAffected, "stream");
-        if (probes_at_alarm < 0 && VerdictIn(body, "STREAM_HEALTH", kAffected,
-                                             "stream", "REGRESSION")) {
-          probes_at_alarm = probes;
-        }
-        return probes_at_alarm >= 0 && probes >= probes_at_alarm + 3000;
+  ASSERT_TRUE(RunPastAlarm(
+      [](const std::string& body) {
+        return VerdictIn(body, "STREAM_HEALTH", kAffected, "stream",
+                         "REGRESSION");
       },
-      absl::Minutes(5)))
+      [](const std::string& body) {
+        return SumSamples(body, "fleetcanary_verdict",
+                          {"state=\"FIX_CONFIRMED\""}) >= 1;
+      },
+      3000, &fix_seen))
       << "no STREAM_HEALTH REGRESSION of the truncating alias, or it stopped "
          "probing";
   EXPECT_FALSE(fix_seen) << "a FIX_CONFIRMED while both faults still ran";
@@ -747,19 +763,11 @@ TEST_F(VerdictsE2eTest, PartialFixIsNeverConfirmed) {
   StartAgents();
   if (HasFatalFailure()) return;
 
-  double probes_at_alarm = -1;
   bool fix_seen = false;
-  ASSERT_TRUE(testing::WaitUntil(
-      [&] {
-        const std::string body = HttpGet(http_, "/metrics");
-        fix_seen |= PhantomIn(body, "FIX_CONFIRMED");
-        const double probes = ProbesOf(body, kAffected, "stream");
-        if (probes_at_alarm < 0 && PhantomIn(body, "REGRESSION")) {
-          probes_at_alarm = probes;
-        }
-        return probes_at_alarm >= 0 && probes >= probes_at_alarm + 6000;
-      },
-      absl::Minutes(5)))
+  ASSERT_TRUE(RunPastAlarm(
+      [](const std::string& body) { return PhantomIn(body, "REGRESSION"); },
+      [](const std::string& body) { return PhantomIn(body, "FIX_CONFIRMED"); },
+      6000, &fix_seen))
       << "no PHANTOM_ERRORS REGRESSION, or the alias stopped probing";
   EXPECT_FALSE(fix_seen) << "FIX_CONFIRMED after a partial fix";
   ReadTruth();
