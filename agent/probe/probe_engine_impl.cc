@@ -135,20 +135,24 @@ class ProbeEngineImpl : public ProbeEngine {
       loop_.RunOnce(MaxWait(), [this](int fd) { NoteSocketActivity(fd); });
       ReapFinished();
       CheckDeadlines();
-      bool stop = false;
-      {
-        absl::MutexLock lock(&mu_);
-        for (Pending& p : incoming_) waiting_.push_back(std::move(p));
-        incoming_.clear();
-        if (stop_requested_) {
-          stopped_ = true;
-          stop = true;
-        }
-      }
-      if (stop) break;
+      if (TakeIncoming()) break;
       AdmitWaiting();
     }
-    // Shutdown: abort everything, in flight and queued.
+    AbortAll();
+  }
+
+  // Moves requests Start() queued to waiting_. Returns true once Shutdown()
+  // was requested (no request is queued after that).
+  bool TakeIncoming() {
+    absl::MutexLock lock(&mu_);
+    for (Pending& p : incoming_) waiting_.push_back(std::move(p));
+    incoming_.clear();
+    if (stop_requested_) stopped_ = true;
+    return stopped_;
+  }
+
+  // Shutdown: aborts everything, in flight and queued.
+  void AbortAll() {
     std::vector<uint64_t> ids;
     ids.reserve(active_.size());
     for (const auto& [id, t] : active_) ids.push_back(id);

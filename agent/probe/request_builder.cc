@@ -58,12 +58,10 @@ absl::Status Sign(const ProbeRequest& r, const ProbeEngineOptions& options,
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<PreparedRequest> PrepareRequest(const ProbeRequest& r,
-                                               const Limits& l,
-                                               const TargetGuard* guard) {
-  PreparedRequest p;
+// What needs no parsing: url present, size_bytes within max_body_bytes,
+// http_version known (sets p->https and p->http_version), ca_file readable.
+absl::Status CheckRequest(const ProbeRequest& r, const Limits& l,
+                          PreparedRequest* p) {
   if (r.url.empty()) return absl::InvalidArgumentError("url: required");
   if (r.size_bytes > l.max_body) {
     return absl::InvalidArgumentError(
@@ -72,9 +70,9 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const ProbeRequest& r,
   }
   const std::string& hv = r.transport.http_version();
   const bool https = absl::StartsWithIgnoreCase(r.url, "https://");
-  p.https = https;
+  p->https = https;
   if (hv == "2") {
-    p.http_version =
+    p->http_version =
         https ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
   } else if (!hv.empty() && hv != "1.1") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -87,71 +85,88 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const ProbeRequest& r,
           "transport.ca_file: cannot read ", r.transport.ca_file()));
     }
   }
+  return absl::OkStatus();
+}
 
-  // URL: base + "canary?bytes=N&chunk=C&gap_ms=G&seed=S".
-  std::string& url = p.url;
-  url = r.url;
-  if (url.back() != '/') url.push_back('/');
-  absl::StrAppend(&url, "canary?bytes=", r.size_bytes);
-  if (r.chunk_bytes > 0) absl::StrAppend(&url, "&chunk=", r.chunk_bytes);
+// Writes base + "canary?bytes=N&chunk=C&gap_ms=G&seed=S" to `url`.
+void BuildCanaryUrl(const ProbeRequest& r, std::string* url) {
+  *url = r.url;
+  if (url->back() != '/') url->push_back('/');
+  absl::StrAppend(url, "canary?bytes=", r.size_bytes);
+  if (r.chunk_bytes > 0) absl::StrAppend(url, "&chunk=", r.chunk_bytes);
   if (r.chunk_gap > absl::ZeroDuration()) {
-    absl::StrAppend(&url, "&gap_ms=", absl::ToInt64Milliseconds(r.chunk_gap));
+    absl::StrAppend(url, "&gap_ms=", absl::ToInt64Milliseconds(r.chunk_gap));
   }
-  absl::StrAppend(&url, "&seed=", r.seed);
+  absl::StrAppend(url, "&seed=", r.seed);
+}
 
-  CURLU* u = curl_url();
-  if (u == nullptr) return absl::ResourceExhaustedError("curl_url failed");
-  const CURLUcode uc = curl_url_set(u, CURLUPART_URL, url.c_str(), 0);
+// The parts of a URL libcurl parsed (null when absent); freed on
+// destruction.
+struct UrlParts {
   char* scheme = nullptr;
   char* host = nullptr;
   char* port = nullptr;
   char* path = nullptr;
   char* query = nullptr;
+
+  UrlParts() = default;
+  UrlParts(const UrlParts&) = delete;
+  UrlParts& operator=(const UrlParts&) = delete;
+  ~UrlParts() {
+    for (char* c : {scheme, host, port, path, query}) curl_free(c);
+  }
+};
+
+// Parses p->url (built from `base`, named in errors) into its host, Host
+// header and request target; the scheme must be http or https.
+absl::Status SplitUrl(const std::string& base, PreparedRequest* p) {
+  CURLU* u = curl_url();
+  if (u == nullptr) return absl::ResourceExhaustedError("curl_url failed");
+  const CURLUcode uc = curl_url_set(u, CURLUPART_URL, p->url.c_str(), 0);
+  UrlParts parts;
   absl::Status url_status = absl::OkStatus();
   if (uc != CURLUE_OK) {
     url_status = absl::InvalidArgumentError(
-        absl::StrCat("url: \"", r.url, "\": ", curl_url_strerror(uc)));
+        absl::StrCat("url: \"", base, "\": ", curl_url_strerror(uc)));
   } else {
-    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
-    curl_url_get(u, CURLUPART_HOST, &host, 0);
-    curl_url_get(u, CURLUPART_PORT, &port, 0);
-    curl_url_get(u, CURLUPART_PATH, &path, 0);
-    curl_url_get(u, CURLUPART_QUERY, &query, 0);
-    if (scheme == nullptr || (std::strcmp(scheme, "http") != 0 &&
-                              std::strcmp(scheme, "https") != 0)) {
+    curl_url_get(u, CURLUPART_SCHEME, &parts.scheme, 0);
+    curl_url_get(u, CURLUPART_HOST, &parts.host, 0);
+    curl_url_get(u, CURLUPART_PORT, &parts.port, 0);
+    curl_url_get(u, CURLUPART_PATH, &parts.path, 0);
+    curl_url_get(u, CURLUPART_QUERY, &parts.query, 0);
+    if (parts.scheme == nullptr || (std::strcmp(parts.scheme, "http") != 0 &&
+                                    std::strcmp(parts.scheme, "https") != 0)) {
       url_status = absl::InvalidArgumentError(
-          absl::StrCat("url: \"", r.url, "\": scheme must be http or https"));
+          absl::StrCat("url: \"", base, "\": scheme must be http or https"));
     }
   }
-  // Copied: the curl strings are freed below, before signing uses the host.
-  p.host_name = host != nullptr ? host : "";
-  if (url_status.ok()) {
-    p.host_header = p.host_name;
-    if (port != nullptr) absl::StrAppend(&p.host_header, ":", port);
-    p.target = absl::StrCat(path != nullptr ? path : "/", "?",
-                            query != nullptr ? query : "");
-  }
-  for (char* c : {scheme, host, port, path, query}) curl_free(c);
   curl_url_cleanup(u);
+  // Copied: the curl strings are freed on return, before signing uses them.
+  p->host_name = parts.host != nullptr ? parts.host : "";
   FC_RETURN_IF_ERROR(url_status);
-  if (guard != nullptr) {
-    const absl::Status allowed = guard->CheckUrl(url);
-    if (!allowed.ok()) {
-      const absl::string_view why = allowed.message();
-      return absl::PermissionDeniedError(
-          absl::StartsWith(why, "target guard")
-              ? std::string(why)
-              : absl::StrCat("target guard: ", why));
-    }
-  }
-  return p;
+  p->host_header = p->host_name;
+  if (parts.port != nullptr) absl::StrAppend(&p->host_header, ":", parts.port);
+  p->target = absl::StrCat(parts.path != nullptr ? parts.path : "/", "?",
+                           parts.query != nullptr ? parts.query : "");
+  return absl::OkStatus();
 }
 
-absl::Status ConfigureEasy(const PreparedRequest& p,
-                           const ProbeEngineOptions& options, Clock* clock,
-                           Transfer* t) {
+// PERMISSION_DENIED "target guard: ..." when `guard` (if any) refuses `url`.
+absl::Status CheckUrlAllowed(const TargetGuard* guard, const std::string& url) {
+  if (guard == nullptr) return absl::OkStatus();
+  const absl::Status allowed = guard->CheckUrl(url);
+  if (allowed.ok()) return absl::OkStatus();
+  const absl::string_view why = allowed.message();
+  return absl::PermissionDeniedError(absl::StartsWith(why, "target guard")
+                                         ? std::string(why)
+                                         : absl::StrCat("target guard: ", why));
+}
+
+// Everything but the headers: URL, callbacks, protocols, no proxy, timeouts,
+// HTTP version, connection reuse, TLS verification.
+void SetTransferOptions(const PreparedRequest& p,
+                        const ProbeEngineOptions& options, Transfer* t) {
   const ProbeRequest& r = t->request;
-  const Limits& l = t->limits;
   CURL* e = t->easy;
   curl_easy_setopt(e, CURLOPT_URL, p.url.c_str());
   AttachTransferCallbacks(e, t);
@@ -161,9 +176,10 @@ absl::Status ConfigureEasy(const PreparedRequest& p,
   // guard checks must be the address connected, and the timings the
   // endpoint's.
   curl_easy_setopt(e, CURLOPT_PROXY, "");
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(std::max<int64_t>(
-                       1, absl::ToInt64Milliseconds(l.connect_timeout))));
+  curl_easy_setopt(
+      e, CURLOPT_CONNECTTIMEOUT_MS,
+      static_cast<long>(std::max<int64_t>(
+          1, absl::ToInt64Milliseconds(t->limits.connect_timeout))));
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, p.http_version);
   curl_easy_setopt(e, CURLOPT_USERAGENT, options.user_agent.c_str());
   if (!r.transport.keep_alive()) {
@@ -180,7 +196,13 @@ absl::Status ConfigureEasy(const PreparedRequest& p,
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
   }
+}
 
+// Host, x-canary-probe-id and (AWS_IAM) the SigV4 headers, into t->headers.
+absl::Status SetHeaders(const PreparedRequest& p,
+                        const ProbeEngineOptions& options, Clock* clock,
+                        Transfer* t) {
+  const ProbeRequest& r = t->request;
   std::vector<std::string> headers = {"Host: " + p.host_header};
   if (!r.probe_id.empty()) {
     headers.push_back("x-canary-probe-id: " + r.probe_id);
@@ -196,8 +218,28 @@ absl::Status ConfigureEasy(const PreparedRequest& p,
     }
     t->headers = next;
   }
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+  curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<PreparedRequest> PrepareRequest(const ProbeRequest& r,
+                                               const Limits& l,
+                                               const TargetGuard* guard) {
+  PreparedRequest p;
+  FC_RETURN_IF_ERROR(CheckRequest(r, l, &p));
+  BuildCanaryUrl(r, &p.url);
+  FC_RETURN_IF_ERROR(SplitUrl(r.url, &p));
+  FC_RETURN_IF_ERROR(CheckUrlAllowed(guard, p.url));
+  return p;
+}
+
+absl::Status ConfigureEasy(const PreparedRequest& p,
+                           const ProbeEngineOptions& options, Clock* clock,
+                           Transfer* t) {
+  SetTransferOptions(p, options, t);
+  return SetHeaders(p, options, clock, t);
 }
 
 }  // namespace probe_internal

@@ -146,6 +146,49 @@ bool OnHeadersComplete(Transfer* t) {
   return true;
 }
 
+// "HTTP/1.1 200 OK" or "HTTP/2 200 ": the status and, for the first one,
+// the time to first byte.
+void OnStatusLine(Transfer* t, absl::string_view line, absl::Duration now) {
+  t->status_line_seen = true;
+  if (!t->ttfb) t->ttfb = now;
+  const size_t sp = line.find(' ');
+  int status = 0;
+  if (sp != absl::string_view::npos &&
+      absl::SimpleAtoi(line.substr(sp + 1, 3), &status)) {
+    t->status = status;
+  }
+}
+
+// One "name: value" line; the canary's headers are kept. Returns false to
+// abort the transfer (malformed x-canary-bytes).
+bool OnHeaderField(Transfer* t, absl::string_view line) {
+  const size_t colon = line.find(':');
+  if (colon == absl::string_view::npos) return true;
+  const absl::string_view name = line.substr(0, colon);
+  const absl::string_view value =
+      absl::StripAsciiWhitespace(line.substr(colon + 1));
+  uint64_t number = 0;
+  if (HeaderIs(name, "x-canary-bytes")) {
+    if (!absl::SimpleAtoi(value, &number)) {
+      t->Abort(LocalAbort::kIntegrity,
+               absl::StrCat("malformed x-canary-bytes: ", value));
+      return false;
+    }
+    t->declared_canary_bytes = number;
+  } else if (HeaderIs(name, "content-length")) {
+    if (absl::SimpleAtoi(value, &number)) t->content_length = number;
+  } else if (HeaderIs(name, "x-canary-seed")) {
+    if (absl::SimpleAtoi(value, &number)) t->declared_seed = number;
+  } else if (HeaderIs(name, "x-canary-probe-id")) {
+    t->probe_id_back = std::string(value);
+  } else if (HeaderIs(name, "x-amzn-requestid")) {
+    t->request_id = std::string(value);
+  } else if (HeaderIs(name, "x-amzn-trace-id")) {
+    t->trace_id = std::string(value);
+  }
+  return true;
+}
+
 size_t HeaderCallback(char* data, size_t size, size_t nitems, void* userp) {
   auto* t = static_cast<Transfer*>(userp);
   const size_t n = size * nitems;
@@ -162,16 +205,7 @@ size_t HeaderCallback(char* data, size_t size, size_t nitems, void* userp) {
   absl::ConsumeSuffix(&line, "\n");
   absl::ConsumeSuffix(&line, "\r");
   if (!t->status_line_seen) {
-    // "HTTP/1.1 200 OK" or "HTTP/2 200 ".
-    if (!absl::StartsWith(line, "HTTP/")) return n;
-    t->status_line_seen = true;
-    if (!t->ttfb) t->ttfb = now;
-    const size_t sp = line.find(' ');
-    int status = 0;
-    if (sp != absl::string_view::npos &&
-        absl::SimpleAtoi(line.substr(sp + 1, 3), &status)) {
-      t->status = status;
-    }
+    if (absl::StartsWith(line, "HTTP/")) OnStatusLine(t, line, now);
     return n;
   }
   if (line.empty()) {
@@ -182,31 +216,7 @@ size_t HeaderCallback(char* data, size_t size, size_t nitems, void* userp) {
     }
     return OnHeadersComplete(t) ? n : 0;
   }
-  const size_t colon = line.find(':');
-  if (colon == absl::string_view::npos) return n;
-  const absl::string_view name = line.substr(0, colon);
-  const absl::string_view value =
-      absl::StripAsciiWhitespace(line.substr(colon + 1));
-  uint64_t number = 0;
-  if (HeaderIs(name, "x-canary-bytes")) {
-    if (!absl::SimpleAtoi(value, &number)) {
-      t->Abort(LocalAbort::kIntegrity,
-               absl::StrCat("malformed x-canary-bytes: ", value));
-      return 0;
-    }
-    t->declared_canary_bytes = number;
-  } else if (HeaderIs(name, "content-length")) {
-    if (absl::SimpleAtoi(value, &number)) t->content_length = number;
-  } else if (HeaderIs(name, "x-canary-seed")) {
-    if (absl::SimpleAtoi(value, &number)) t->declared_seed = number;
-  } else if (HeaderIs(name, "x-canary-probe-id")) {
-    t->probe_id_back = std::string(value);
-  } else if (HeaderIs(name, "x-amzn-requestid")) {
-    t->request_id = std::string(value);
-  } else if (HeaderIs(name, "x-amzn-trace-id")) {
-    t->trace_id = std::string(value);
-  }
-  return n;
+  return OnHeaderField(t, line) ? n : 0;
 }
 
 size_t WriteCallback(char* data, size_t size, size_t nmemb, void* userp) {
