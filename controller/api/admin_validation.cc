@@ -160,23 +160,49 @@ absl::Status CheckFilter(const std::string& field, const v1::StreamKey& key) {
   return absl::OkStatus();
 }
 
-absl::Status CheckApplySchedules(const v1::ApplySchedulesRequest& request) {
-  FC_RETURN_IF_ERROR(ValidateMessage(request));
+namespace {
+
+// `name` of `kind` ("target", "id") at `field`: a ValidName, not in `seen`
+// (added to it).
+absl::Status CheckNewName(const std::string& field, const std::string& kind,
+                          const std::string& name,
+                          std::set<std::string>* seen) {
+  if (!ValidName(name)) {
+    return Invalid(field, absl::StrCat("\"", name,
+                                       "\" must be lowercase letters, digits "
+                                       "and '-'"));
+  }
+  if (!seen->insert(name).second) {
+    return Invalid(field, absl::StrCat("duplicate ", kind, " \"", name, "\""));
+  }
+  return absl::OkStatus();
+}
+
+// Each timestamp (unset = the epoch) within the range protobuf allows.
+absl::Status CheckTimestamps(const google::protobuf::Timestamp& from,
+                             const google::protobuf::Timestamp& to,
+                             const google::protobuf::Timestamp& fix_time) {
+  for (const auto& [name, t] :
+       std::vector<std::pair<const char*, const google::protobuf::Timestamp*>>{
+           {"from", &from}, {"to", &to}, {"declared_fix_time", &fix_time}}) {
+    if (t->seconds() < TimeUtil::kTimestampMinSeconds ||
+        t->seconds() > TimeUtil::kTimestampMaxSeconds || t->nanos() < 0 ||
+        t->nanos() > 999999999) {
+      return Invalid(name, "not a valid timestamp");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ApplySchedules' targets (see CheckApplySchedules).
+absl::Status CheckTargets(
+    const google::protobuf::RepeatedPtrField<v1::Target>& targets) {
   std::unique_ptr<TargetGuard> syntax = TargetGuard::AllowAll();
   std::set<std::string> names;
-  for (int i = 0; i < request.targets_size(); ++i) {
-    const v1::Target& t = request.targets(i);
+  for (int i = 0; i < targets.size(); ++i) {
+    const v1::Target& t = targets[i];
     const std::string f = absl::StrCat("targets[", i, "]");
-    if (!ValidName(t.name())) {
-      return Invalid(f + ".name",
-                     absl::StrCat("\"", t.name(),
-                                  "\" must be lowercase letters, digits "
-                                  "and '-'"));
-    }
-    if (!names.insert(t.name()).second) {
-      return Invalid(f + ".name",
-                     absl::StrCat("duplicate target \"", t.name(), "\""));
-    }
+    FC_RETURN_IF_ERROR(CheckNewName(f + ".name", "target", t.name(), &names));
     std::set<std::string> regions;
     for (int r = 0; r < t.regions_size(); ++r) {
       const v1::RegionEndpoints& re = t.regions(r);
@@ -188,19 +214,17 @@ absl::Status CheckApplySchedules(const v1::ApplySchedulesRequest& request) {
       FC_RETURN_IF_ERROR(CheckUrls(rf + ".urls", re.urls(), *syntax));
     }
   }
+  return absl::OkStatus();
+}
+
+// ApplySchedules' schedules (see CheckApplySchedules).
+absl::Status CheckSchedules(
+    const google::protobuf::RepeatedPtrField<v1::Schedule>& schedules) {
   std::set<std::string> ids;
-  for (int i = 0; i < request.schedules_size(); ++i) {
-    const v1::Schedule& s = request.schedules(i);
+  for (int i = 0; i < schedules.size(); ++i) {
+    const v1::Schedule& s = schedules[i];
     const std::string f = absl::StrCat("schedules[", i, "]");
-    if (!ValidName(s.id())) {
-      return Invalid(f + ".id",
-                     absl::StrCat("\"", s.id(),
-                                  "\" must be lowercase letters, digits "
-                                  "and '-'"));
-    }
-    if (!ids.insert(s.id()).second) {
-      return Invalid(f + ".id", absl::StrCat("duplicate id \"", s.id(), "\""));
-    }
+    FC_RETURN_IF_ERROR(CheckNewName(f + ".id", "id", s.id(), &ids));
     FC_RETURN_IF_ERROR(CheckRegionNames(f + ".regions", s.regions()));
     FC_RETURN_IF_ERROR(CheckModes(f + ".modes", s.modes()));
     FC_RETURN_IF_ERROR(CheckSizes(f + ".sizes", s.sizes(), s.limits()));
@@ -214,6 +238,14 @@ absl::Status CheckApplySchedules(const v1::ApplySchedulesRequest& request) {
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckApplySchedules(const v1::ApplySchedulesRequest& request) {
+  FC_RETURN_IF_ERROR(ValidateMessage(request));
+  FC_RETURN_IF_ERROR(CheckTargets(request.targets()));
+  return CheckSchedules(request.schedules());
 }
 
 absl::Status CheckRunProbeRequest(const v1::RunProbeRequest& req) {
@@ -237,17 +269,8 @@ absl::Status CheckRunProbeRequest(const v1::RunProbeRequest& req) {
 absl::Status CheckAnalyzeRequest(const v1::AnalyzeRequest& request) {
   FC_RETURN_IF_ERROR(ValidateMessage(request));
   FC_RETURN_IF_ERROR(CheckFilter("filter", request.filter()));
-  for (const auto& [name, t] :
-       std::vector<std::pair<const char*, const google::protobuf::Timestamp*>>{
-           {"from", &request.from()},
-           {"to", &request.to()},
-           {"declared_fix_time", &request.declared_fix_time()}}) {
-    if (t->seconds() < TimeUtil::kTimestampMinSeconds ||
-        t->seconds() > TimeUtil::kTimestampMaxSeconds || t->nanos() < 0 ||
-        t->nanos() > 999999999) {
-      return Invalid(name, "not a valid timestamp");
-    }
-  }
+  FC_RETURN_IF_ERROR(CheckTimestamps(request.from(), request.to(),
+                                     request.declared_fix_time()));
   if (request.has_from() && request.has_to() &&
       TimeUtil::TimestampToNanoseconds(request.from()) >=
           TimeUtil::TimestampToNanoseconds(request.to())) {
@@ -264,17 +287,8 @@ absl::Status CheckReportRequest(const v1::ReportRequest& request) {
       return Invalid(absl::StrCat("regions[", i, "]"), "must not be empty");
     }
   }
-  for (const auto& [name, t] :
-       std::vector<std::pair<const char*, const google::protobuf::Timestamp*>>{
-           {"from", &request.from()},
-           {"to", &request.to()},
-           {"declared_fix_time", &request.declared_fix_time()}}) {
-    if (t->seconds() < TimeUtil::kTimestampMinSeconds ||
-        t->seconds() > TimeUtil::kTimestampMaxSeconds || t->nanos() < 0 ||
-        t->nanos() > 999999999) {
-      return Invalid(name, "not a valid timestamp");
-    }
-  }
+  FC_RETURN_IF_ERROR(CheckTimestamps(request.from(), request.to(),
+                                     request.declared_fix_time()));
   if (!request.has_from()) return Invalid("from", "required");
   if (!request.has_to()) return Invalid("to", "required");
   const absl::Time from =

@@ -25,6 +25,15 @@ absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
 }
 
+// How long one probe may take: its limits' timeout, else the agent's
+// default.
+absl::Duration PerProbeTimeout(const v1::ProbeLimits& limits) {
+  return limits.has_timeout() &&
+                 FromProto(limits.timeout()) > absl::ZeroDuration()
+             ? FromProto(limits.timeout())
+             : kDefaultProbeTimeout;
+}
+
 }  // namespace
 
 ProbeRunImpl::ProbeRunImpl(std::string id, const v1::RunProbeRequest& request,
@@ -50,67 +59,86 @@ void ProbeRunImpl::Cancel() {
 void ProbeRunImpl::Dispatch(const std::vector<RegionPlan>& plan,
                             uint32_t concurrency, absl::Duration max_duration) {
   absl::MutexLock lock(&mu_);
-  const uint64_t per_agent_streams =
-      static_cast<uint64_t>(request_.sizes_size());
+  const absl::Duration per_probe = PerProbeTimeout(request_.limits());
   absl::Duration longest = absl::ZeroDuration();
-  const absl::Duration per_probe =
-      request_.limits().has_timeout() &&
-              FromProto(request_.limits().timeout()) > absl::ZeroDuration()
-          ? FromProto(request_.limits().timeout())
-          : kDefaultProbeTimeout;
   for (const RegionPlan& r : plan) {
-    region_order_.push_back(r.region);
-    builders_.emplace(r.region, analysis::SummaryBuilder(r.region));
-    const uint64_t n = r.agents.size();
-    const uint32_t per_agent_conc =
-        static_cast<uint32_t>(std::max<uint64_t>(1, (concurrency + n - 1) / n));
-    v1::RunProbeEvent event;
-    v1::RunProbeEvent::Dispatched* d = event.mutable_dispatched();
-    d->set_adhoc_id(id_);
-    d->set_region(r.region);
-    for (uint64_t i = 0; i < n; ++i) {
-      const uint64_t share =
-          request_.count() / n + (i < request_.count() % n ? 1 : 0);
-      if (share == 0) continue;
-      v1::AdhocProbe p;
-      p.set_adhoc_id(id_);
-      p.set_target(request_.target());
-      p.set_region(r.region);
-      for (const v1::FunctionUrl& u : r.urls) *p.add_urls() = u;
-      p.set_role_arn(r.role_arn);
-      *p.mutable_sizes() = request_.sizes();
-      p.set_count(static_cast<uint32_t>(share));
-      p.set_concurrency(per_agent_conc);
-      *p.mutable_limits() = request_.limits();
-      *p.mutable_transport() = request_.transport();
-      AgentShare& s = shares_[r.agents[i]];
-      s.agent_id = r.agents[i];
-      s.region = r.region;
-      s.expected = share * r.urls.size() * per_agent_streams;
-      region_agents_[r.region].push_back(r.agents[i]);
-      absl::Status sent = send_(r.agents[i], p);
-      if (!sent.ok()) {
-        LogWarning("adhoc_dispatch_failed", {{"adhoc_id", id_},
-                                             {"agent", r.agents[i]},
-                                             {"error", sent.ToString()}});
-        s.lost = true;
-        lost_.push_back(r.agents[i]);
-        continue;
-      }
-      d->add_agent_ids(r.agents[i]);
-      d->set_probes(d->probes() + s.expected);
-      const uint64_t waves = (s.expected + per_agent_conc - 1) / per_agent_conc;
-      longest = std::max(longest, static_cast<int64_t>(waves) * per_probe);
-    }
-    sink_->OnEvent(std::move(event));
-    LogInfo("adhoc_dispatched", {{"adhoc_id", id_},
-                                 {"region", r.region},
-                                 {"agents", absl::StrJoin(d->agent_ids(), ",")},
-                                 {"probes", absl::StrCat(d->probes())}});
+    longest =
+        std::max(longest, DispatchRegionLocked(r, concurrency, per_probe));
   }
   deadline_ = clock_->MonotonicNow() +
               std::min(max_duration, longest + absl::Seconds(30));
   MaybeFinishLocked();
+}
+
+absl::Duration ProbeRunImpl::DispatchRegionLocked(const RegionPlan& r,
+                                                  uint32_t concurrency,
+                                                  absl::Duration per_probe) {
+  const uint64_t per_agent_streams =
+      static_cast<uint64_t>(request_.sizes_size());
+  absl::Duration longest = absl::ZeroDuration();
+  region_order_.push_back(r.region);
+  builders_.emplace(r.region, analysis::SummaryBuilder(r.region));
+  const uint64_t n = r.agents.size();
+  const uint32_t per_agent_conc =
+      static_cast<uint32_t>(std::max<uint64_t>(1, (concurrency + n - 1) / n));
+  v1::RunProbeEvent event;
+  v1::RunProbeEvent::Dispatched* d = event.mutable_dispatched();
+  d->set_adhoc_id(id_);
+  d->set_region(r.region);
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t share =
+        request_.count() / n + (i < request_.count() % n ? 1 : 0);
+    if (share == 0) continue;
+    AgentShare& s = shares_[r.agents[i]];
+    s.agent_id = r.agents[i];
+    s.region = r.region;
+    s.expected = share * r.urls.size() * per_agent_streams;
+    region_agents_[r.region].push_back(r.agents[i]);
+    absl::Status sent =
+        send_(r.agents[i], ShareProbe(r, share, per_agent_conc));
+    if (!sent.ok()) {
+      LogWarning("adhoc_dispatch_failed", {{"adhoc_id", id_},
+                                           {"agent", r.agents[i]},
+                                           {"error", sent.ToString()}});
+      s.lost = true;
+      lost_.push_back(r.agents[i]);
+      continue;
+    }
+    d->add_agent_ids(r.agents[i]);
+    d->set_probes(d->probes() + s.expected);
+    const uint64_t waves = (s.expected + per_agent_conc - 1) / per_agent_conc;
+    longest = std::max(longest, static_cast<int64_t>(waves) * per_probe);
+  }
+  sink_->OnEvent(std::move(event));
+  LogInfo("adhoc_dispatched", {{"adhoc_id", id_},
+                               {"region", r.region},
+                               {"agents", absl::StrJoin(d->agent_ids(), ",")},
+                               {"probes", absl::StrCat(d->probes())}});
+  return longest;
+}
+
+v1::AdhocProbe ProbeRunImpl::ShareProbe(const RegionPlan& r, uint64_t share,
+                                        uint32_t concurrency) const {
+  v1::AdhocProbe p;
+  p.set_adhoc_id(id_);
+  p.set_target(request_.target());
+  p.set_region(r.region);
+  for (const v1::FunctionUrl& u : r.urls) *p.add_urls() = u;
+  p.set_role_arn(r.role_arn);
+  *p.mutable_sizes() = request_.sizes();
+  p.set_count(static_cast<uint32_t>(share));
+  p.set_concurrency(concurrency);
+  *p.mutable_limits() = request_.limits();
+  *p.mutable_transport() = request_.transport();
+  return p;
+}
+
+v1::AdhocProbe ProbeRunImpl::CancelProbe(const std::string& region) const {
+  v1::AdhocProbe p;
+  p.set_adhoc_id(id_);
+  p.set_region(region);
+  p.set_cancel(true);
+  return p;
 }
 
 void ProbeRunImpl::AddOutcome(const std::string& agent_id,
@@ -157,10 +185,7 @@ void ProbeRunImpl::Check(const std::map<std::string, v1::AgentState>& states,
       LogWarning("adhoc_agent_lost", {{"adhoc_id", id_}, {"agent", id}});
       // Its share is given up: stop its probing if it still has a stream,
       // and again when it reconnects (its stream is being closed).
-      v1::AdhocProbe p;
-      p.set_adhoc_id(id_);
-      p.set_region(s.region);
-      p.set_cancel(true);
+      const v1::AdhocProbe p = CancelProbe(s.region);
       send_(id, p).IgnoreError();
       pending_->Add(id, p);
     } else if (s.reported_done && now - s.reported_at >= kDoneGrace) {
@@ -190,10 +215,7 @@ void ProbeRunImpl::SendCancelLocked() {
   for (const auto& [id, s] : shares_) {
     // Lost agents too: one marked LOST may still be probing.
     if (s.done) continue;
-    v1::AdhocProbe p;
-    p.set_adhoc_id(id_);
-    p.set_region(s.region);
-    p.set_cancel(true);
+    const v1::AdhocProbe p = CancelProbe(s.region);
     const absl::Status sent = send_(id, p);
     // Not reachable now, or LOST (its stream closed or about to be):
     // sent again when it reconnects.

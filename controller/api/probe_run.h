@@ -94,6 +94,16 @@ class ProbeRunImpl : public ProbeRun {
              absl::Duration now);
 
  private:
+  // Sends the region's shares and emits its Dispatched event; returns how
+  // long its slowest agent should take.
+  absl::Duration DispatchRegionLocked(const RegionPlan& r, uint32_t concurrency,
+                                      absl::Duration per_probe)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One agent's AdhocProbe: `share` of count in region `r`.
+  v1::AdhocProbe ShareProbe(const RegionPlan& r, uint64_t share,
+                            uint32_t concurrency) const;
+  // AdhocProbe{cancel} of this run in `region`.
+  v1::AdhocProbe CancelProbe(const std::string& region) const;
   uint64_t MissingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendCancelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool RegionDoneLocked(const std::string& region)
