@@ -34,7 +34,7 @@ std::string HttpVersionName(long v) {
 
 // What libcurl measured for a transfer (CURLINFO_*).
 struct CurlInfo {
-  curl_off_t dns = 0, connect = 0, tls = 0, pretransfer = 0;  // Microseconds.
+  curl_off_t dns = 0, connect = 0, tls = 0;  // Microseconds.
   long os_errno = 0, num_connects = 0, http_version = 0;
 };
 
@@ -43,7 +43,6 @@ CurlInfo ReadCurlInfo(CURL* e) {
   curl_easy_getinfo(e, CURLINFO_NAMELOOKUP_TIME_T, &i.dns);
   curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &i.connect);
   curl_easy_getinfo(e, CURLINFO_APPCONNECT_TIME_T, &i.tls);
-  curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME_T, &i.pretransfer);
   curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &i.os_errno);
   curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &i.num_connects);
   curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &i.http_version);
@@ -86,8 +85,8 @@ void FillTimings(const Transfer& t, const CurlInfo& info, bool reused,
       ToProto(absl::Microseconds(info.connect), tm->mutable_connect());
     if (info.tls > 0) ToProto(absl::Microseconds(info.tls), tm->mutable_tls());
   }
-  if (info.pretransfer > 0 && t.connected) {
-    ToProto(absl::Microseconds(info.pretransfer), tm->mutable_request_sent());
+  if (t.request_sent) {
+    ToProto(*t.request_sent - t.start, tm->mutable_request_sent());
   }
   if (t.ttfb) ToProto(*t.ttfb - t.start, tm->mutable_headers_received());
   if (t.chunks > 0) {

@@ -54,6 +54,7 @@ int PrereqCallback(void* clientp, char*, char*, int, int) {
   if (!t->connected) t->newly_connected->push_back(t->id);
   t->connected = true;
   t->last_activity = t->clock->MonotonicNow();
+  t->request_sent = t->last_activity;
   return CURL_PREREQFUNC_OK;
 }
 

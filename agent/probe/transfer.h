@@ -71,6 +71,10 @@ struct Transfer {
   // Last time a byte arrived (or the connection was established).
   absl::Duration last_activity;
   bool connected = false;  // PREREQFUNCTION ran.
+  // When PREREQFUNCTION last ran: the request was about to be written. On the
+  // engine's clock, as every other offset, so that headers_received minus
+  // request_sent never comes out shorter than the server's real wait.
+  std::optional<absl::Duration> request_sent;
   // TCP connected although the connection was not ready for the request yet
   // (e.g. aborted during the TLS handshake).
   bool tcp_connected = false;
