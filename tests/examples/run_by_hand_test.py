@@ -19,76 +19,39 @@ definition list verdicts that are not HEALTHY.
 Usage: run_by_hand_test.py SOURCE_DIR BUILD_DIR
 """
 
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../e2e"))
+from prometheus_check import (Prometheus, dashboard_queries,  # noqa: E402
+                              free_port, panels_without_data)
+
 # Panels that by definition list what a healthy fleet does not have: verdicts
 # that are not HEALTHY (tables, the timeline of keys not HEALTHY in the
 # range). Everything else must show data, zeros included.
 EVENT_ONLY = ("not healthy", "timeline")
 
 
-def prom_query(base, expr):
-    url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as r:
-        doc = json.loads(r.read().decode())
-    if doc.get("status") != "success":
-        raise RuntimeError(f"query failed: {expr}: {doc}")
-    return doc["data"]["result"]
-
-
-def dashboard_queries(source):
-    out = []
-    folder = os.path.join(source, "dashboards/grafana")
-    for name in sorted(os.listdir(folder)):
-        if not name.endswith(".json"):
-            continue
-        panels = list(json.load(open(os.path.join(folder, name))).get("panels", []))
-        while panels:
-            p = panels.pop()
-            panels += p.get("panels", [])
-            for t in p.get("targets", []):
-                if t.get("expr"):
-                    out.append((name, p.get("title", ""), t["expr"]))
-    return out
-
-
-def grafana_expand(expr):
-    for var, value in (("$__rate_interval", "30s"), ("$__interval", "5s"),
-                       ("$__range", "5m")):
-        expr = expr.replace(var, value)
-    return re.sub(r"\$\{?(\w+)\}?", ".*", expr)
-
-
-def check_dashboards(source, work, targets):
+def check_dashboards(work, targets):
     """Starts Prometheus on the running fleet; returns the empty panels."""
-    port = free_port()
-    cfg = os.path.join(work, "prometheus.yml")
-    with open(cfg, "w") as f:
-        f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                f"rule_files:\n  - {os.path.join(source, 'dashboards/prometheus/rules.yml')}\n"
-                "scrape_configs:\n"
-                f"  - job_name: fleetcanary-controller\n    static_configs:\n"
-                f"      - targets: [\"{targets['controller']}\"]\n"
-                f"  - job_name: fleetcanary-agent\n    static_configs:\n"
-                f"      - targets: {json.dumps(targets['agents'])}\n")
-    prom = subprocess.Popen(
-        [shutil.which("prometheus") or "prometheus", "--config.file=" + cfg,
-         "--storage.tsdb.path=" + os.path.join(work, "prometheus-data"),
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "prometheus.log"), "w"),
-        start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    prom = Prometheus(work, targets["controller"], targets["agents"])
     try:
-        queries = dashboard_queries(source)
+        prom.wait_ready()
+        queries = dashboard_queries()
         empty = []
         # Bounded wait: the platform metrics take a few one-second periods
         # (ingestion delay, reconciliation) before their ratios exist.
         deadline = time.time() + 120
         while True:
             try:
-                has = {}
-                for board, title, expr in queries:
-                    key = f"{board}: {title}"
-                    has[key] = has.get(key, False) or bool(prom_query(base, grafana_expand(expr)))
-                empty = [k for k, v in has.items() if not v]
+                empty = panels_without_data(prom, "30s")
                 if not [e for e in empty if not any(a in e.lower() for a in EVENT_ONLY)]:
                     break
             except OSError:
@@ -101,59 +64,11 @@ def check_dashboards(source, work, targets):
             print(f"  no data (event-only): {e}" if any(a in e.lower() for a in EVENT_ONLY)
                   else f"  no data: {e}  <-- unexpected")
         # The agents' own series keep their region label (no exported_region).
-        if prom_query(base, "fleetcanary_agent_in_flight{exported_region!=\"\"}"):
+        if prom.query("fleetcanary_agent_in_flight{exported_region!=\"\"}"):
             empty.append("agent series carry exported_region")
         return [e for e in empty if not any(a in e.lower() for a in EVENT_ONLY)]
     finally:
-        os.killpg(prom.pid, signal.SIGKILL)
-        prom.wait()
-import os
-import random
-import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.parse
-import urllib.request
-import json
-
-
-def _ephemeral_range():
-    try:
-        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
-        return int(lo), int(hi)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _bindable(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-# The fleet's fixed ports move to ports below the kernel's ephemeral range:
-# other programs' outgoing connections and port-0 listeners (other tests)
-# take ephemeral ports, so a port picked there could be gone by the time the
-# fleet binds it.
-_RNG = random.Random(os.getpid())
-
-
-def free_port():
-    lo = 20000
-    hi = min(_ephemeral_range()[0], 32768) - 1
-    for _ in range(1000):
-        p = _RNG.randrange(lo, hi)
-        if _bindable(p):
-            return p
-    raise RuntimeError("no free loopback port below the ephemeral range")
+        prom.stop()
 
 
 def free_block(n):
@@ -232,7 +147,7 @@ def main():
         if before and before[-1].strip() == "FLEET_IS_UP":
             targets = {"controller": f"127.0.0.1:{mapping[17080]}",
                        "agents": [f"127.0.0.1:{mapping[17181]}", f"127.0.0.1:{mapping[17182]}"]}
-            unexpected_empty = check_dashboards(source, work, targets)
+            unexpected_empty = check_dashboards(work, targets)
         if not before or before[-1].strip() != "FLEET_IS_UP":
             # The script ended before the fleet was up: show what it did.
             print("".join(before))
