@@ -1,7 +1,10 @@
 #include "analysis/verdict_engine.h"
 
+#include <array>
 #include <cmath>
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -386,16 +389,33 @@ class VerdictEngineImpl : public VerdictEngine {
   std::vector<v1::Verdict> transitions_;
 };
 
+// The config an engine runs with: `config` resolved, and expected_streams
+// checked (VerdictEngine::Create and Restore).
+absl::StatusOr<v1::DetectionConfig> ResolveEngineConfig(
+    const v1::DetectionConfig& config, int expected_streams) {
+  absl::StatusOr<v1::DetectionConfig> resolved = ResolveDetectionConfig(config);
+  if (resolved.ok() && expected_streams < 0) {
+    return absl::InvalidArgumentError("expected_streams must be >= 0");
+  }
+  return resolved;
+}
+
+// The probes of `by_class` whose class satisfies `counts`.
+uint64_t CountOf(const std::array<uint64_t, ClassCounts::kSize>& by_class,
+                 bool (*counts)(v1::OutcomeClass)) {
+  uint64_t n = 0;
+  for (int c = 0; c < ClassCounts::kSize; ++c) {
+    if (counts(static_cast<v1::OutcomeClass>(c))) n += by_class[c];
+  }
+  return n;
+}
+
 }  // namespace
 
 bool IsStreamHealthFailure(v1::OutcomeClass c) {
+  if (IsPlatformVisibleFailure(c)) return true;
+  // Failures before the request reached the platform.
   switch (c) {
-    case v1::HTTP_5XX:
-    case v1::TRUNCATED:
-    case v1::RESET:
-    case v1::STALLED:
-    case v1::TIMEOUT:
-    case v1::INTEGRITY:
     case v1::CONNECT_ERROR:
     case v1::TLS_ERROR:
     case v1::DNS_ERROR:
@@ -424,45 +444,26 @@ bool IsTrial(v1::OutcomeClass c) {
          v1::OutcomeClass_IsValid(c);
 }
 
-uint64_t ClassCounts::Trials() const {
-  uint64_t n = 0;
-  for (int c = 0; c < kSize; ++c) {
-    if (IsTrial(static_cast<v1::OutcomeClass>(c))) n += by_class[c];
-  }
-  return n;
-}
+uint64_t ClassCounts::Trials() const { return CountOf(by_class, IsTrial); }
 
 uint64_t ClassCounts::StreamHealthFailures() const {
-  uint64_t n = 0;
-  for (int c = 0; c < kSize; ++c) {
-    if (IsStreamHealthFailure(static_cast<v1::OutcomeClass>(c))) {
-      n += by_class[c];
-    }
-  }
-  return n;
+  return CountOf(by_class, IsStreamHealthFailure);
 }
 
 absl::StatusOr<std::unique_ptr<VerdictEngine>> VerdictEngine::Create(
     const v1::DetectionConfig& config, int expected_streams) {
-  absl::StatusOr<v1::DetectionConfig> resolved = ResolveDetectionConfig(config);
-  if (!resolved.ok()) return resolved.status();
-  if (expected_streams < 0) {
-    return absl::InvalidArgumentError("expected_streams must be >= 0");
-  }
+  FC_ASSIGN_OR_RETURN(const v1::DetectionConfig resolved,
+                      ResolveEngineConfig(config, expected_streams));
   return std::unique_ptr<VerdictEngine>(
-      new VerdictEngineImpl(*resolved, expected_streams));
+      new VerdictEngineImpl(resolved, expected_streams));
 }
 
 absl::StatusOr<std::unique_ptr<VerdictEngine>> VerdictEngine::Restore(
     const v1::DetectionConfig& config, int expected_streams,
     const v1::DetectorState& state) {
-  absl::StatusOr<v1::DetectionConfig> resolved = ResolveDetectionConfig(config);
-  if (!resolved.ok()) return resolved.status();
-  if (expected_streams < 0) {
-    return absl::InvalidArgumentError("expected_streams must be >= 0");
-  }
-  auto engine =
-      std::make_unique<VerdictEngineImpl>(*resolved, expected_streams);
+  FC_ASSIGN_OR_RETURN(const v1::DetectionConfig resolved,
+                      ResolveEngineConfig(config, expected_streams));
+  auto engine = std::make_unique<VerdictEngineImpl>(resolved, expected_streams);
   FC_RETURN_IF_ERROR(engine->LoadState(state));
   return std::unique_ptr<VerdictEngine>(std::move(engine));
 }

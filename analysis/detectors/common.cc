@@ -54,6 +54,19 @@ void SetClasses(v1::Evidence* ev, bool platform) {
   }
 }
 
+void SetObservedRate(uint64_t trials, uint64_t failures,
+                     const RateInterval& interval, double confidence,
+                     v1::Evidence* ev) {
+  ev->set_trials(trials);
+  ev->set_failures(failures);
+  ev->set_rate(trials > 0
+                   ? static_cast<double>(failures) / static_cast<double>(trials)
+                   : 0);
+  ev->mutable_rate_interval()->set_lower(interval.lower);
+  ev->mutable_rate_interval()->set_upper(interval.upper);
+  ev->mutable_rate_interval()->set_confidence(confidence);
+}
+
 double BaselineRate(const v1::DetectionConfig& cfg, uint64_t k, uint64_t n) {
   const double w = cfg.p0_prior_weight();
   const double mean = (cfg.p0_prior() * w + static_cast<double>(k)) /

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "analysis/intervals.h"
 #include "fleetcanary/v1/config.pb.h"
 #include "fleetcanary/v1/verdict.pb.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -43,6 +44,12 @@ absl::Time FloorTo(absl::Time t, absl::Duration d);
 // Lists in ev->classes the failure classes the evidence counts: platform-
 // visible ones when `platform`, else the stream-health ones.
 void SetClasses(v1::Evidence* ev, bool platform);
+
+// Sets ev's trials, failures, rate (failures per trial, 0 without trials)
+// and rate_interval (`interval`, computed by the caller at `confidence`).
+void SetObservedRate(uint64_t trials, uint64_t failures,
+                     const RateInterval& interval, double confidence,
+                     v1::Evidence* ev);
 
 // In-control rate from `k` failures in `n` clean probes: the posterior mean
 // under a Beta prior of mean p0_prior and weight p0_prior_weight probes,

@@ -105,9 +105,6 @@ void HardDown::Save(v1::HardDownState* out) const {
 absl::StatusOr<HardDown> HardDown::Load(const v1::HardDownState& in,
                                         const v1::DetectionConfig& cfg,
                                         absl::string_view where) {
-  auto field = [&](absl::string_view name) {
-    return absl::StrCat(where, ".", name);
-  };
   FC_ASSIGN_OR_RETURN(Lifecycle life,
                       Lifecycle::Load(in.verdict(), v1::HARD_DOWN, where));
   HardDown h(MakeKey(in.verdict().key()), cfg);
@@ -116,19 +113,19 @@ absl::StatusOr<HardDown> HardDown::Load(const v1::HardDownState& in,
   for (int i = 0; i < in.runs_size(); ++i) {
     if (!runs.emplace(in.runs(i).agent(), in.runs(i).run()).second) {
       return Invalid(
-          field(absl::StrCat("runs[", i, "]")),
+          Field(where, absl::StrCat("runs[", i, "]")),
           absl::StrCat("agent \"", in.runs(i).agent(), "\" repeated"));
     }
   }
   h.rule_ = HardDownRule::FromRuns(cfg.hard_down_consecutive(),
                                    cfg.hard_down_agents(), std::move(runs));
   FC_RETURN_IF_ERROR(CheckCounts(in.baseline_trials(), in.baseline_failures(),
-                                 field("baseline")));
+                                 Field(where, "baseline")));
   h.baseline_n_ = in.baseline_trials();
   h.baseline_k_ = in.baseline_failures();
   FC_ASSIGN_OR_RETURN(h.recovery_,
                       Recovery::Load(in.recovery(), InEpisode(h.life_.state()),
-                                     field("recovery")));
+                                     Field(where, "recovery")));
   h.hold_ = in.hold_trials();
   return h;
 }

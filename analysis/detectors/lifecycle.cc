@@ -34,7 +34,7 @@ void Lifecycle::Update(absl::Time t, v1::Evidence ev) {
 absl::StatusOr<Lifecycle> Lifecycle::Load(const v1::Verdict& in,
                                           v1::VerdictKind kind,
                                           absl::string_view where) {
-  const std::string field = absl::StrCat(where, ".verdict");
+  const std::string field = Field(where, "verdict");
   if (in.kind() != kind) {
     return Invalid(field, absl::StrCat("kind ", static_cast<int>(in.kind()),
                                        " in the list of kind ",

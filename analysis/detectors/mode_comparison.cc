@@ -175,9 +175,6 @@ void ModeComparison::Save(v1::ModeComparisonState* out) const {
 
 absl::StatusOr<ModeComparison> ModeComparison::Load(
     const v1::ModeComparisonState& in, absl::string_view where) {
-  auto field = [&](absl::string_view name) {
-    return absl::StrCat(where, ".", name);
-  };
   FC_ASSIGN_OR_RETURN(
       Lifecycle life,
       Lifecycle::Load(in.verdict(), v1::MODE_DIFFERENCE, where));
@@ -185,17 +182,17 @@ absl::StatusOr<ModeComparison> ModeComparison::Load(
   c.life_ = std::move(life);
   FC_RETURN_IF_ERROR(CheckCounts(in.bucket_stream_trials(),
                                  in.bucket_stream_failures(),
-                                 field("bucket_stream")));
+                                 Field(where, "bucket_stream")));
   FC_RETURN_IF_ERROR(CheckCounts(in.bucket_buffered_trials(),
                                  in.bucket_buffered_failures(),
-                                 field("bucket_buffered")));
+                                 Field(where, "bucket_buffered")));
   FC_RETURN_IF_ERROR(CheckCounts(in.segment_stream_trials(),
                                  in.segment_stream_failures(),
-                                 field("segment_stream")));
+                                 Field(where, "segment_stream")));
   FC_RETURN_IF_ERROR(CheckCounts(in.segment_buffered_trials(),
                                  in.segment_buffered_failures(),
-                                 field("segment_buffered")));
-  FC_RETURN_IF_ERROR(CheckFinite(in.llr(), field("llr")));
+                                 Field(where, "segment_buffered")));
+  FC_RETURN_IF_ERROR(CheckFinite(in.llr(), Field(where, "llr")));
   c.n_s_ = in.bucket_stream_trials();
   c.x_s_ = in.bucket_stream_failures();
   c.n_b_ = in.bucket_buffered_trials();
@@ -206,12 +203,12 @@ absl::StatusOr<ModeComparison> ModeComparison::Load(
   c.seg_x_b_ = in.segment_buffered_failures();
   FC_ASSIGN_OR_RETURN(c.segment_start_,
                       LoadTime(in.has_segment_start(), in.segment_start(),
-                               field("segment_start")));
+                               Field(where, "segment_start")));
   c.llr_ = in.llr();
   c.suspect_probes_ = in.suspect_probes();
   FC_ASSIGN_OR_RETURN(c.recovery_,
                       Recovery::Load(in.recovery(), InEpisode(c.life_.state()),
-                                     field("recovery")));
+                                     Field(where, "recovery")));
   c.hold_ = in.hold_trials();
   return c;
 }

@@ -56,26 +56,23 @@ void RateMonitor::Save(v1::RateMonitorState* out) const {
 absl::StatusOr<RateMonitor> RateMonitor::Load(const v1::RateMonitorState& in,
                                               VerdictKind kind,
                                               absl::string_view where) {
-  auto field = [&](absl::string_view name) {
-    return absl::StrCat(where, ".", name);
-  };
   FC_ASSIGN_OR_RETURN(Lifecycle life,
                       Lifecycle::Load(in.verdict(), kind, where));
   RateMonitor m(kind, MakeKey(in.verdict().key()), kind == v1::STREAM_HEALTH);
   m.life_ = std::move(life);
   if (in.has_cusum()) {
-    FC_ASSIGN_OR_RETURN(m.cusum_, LoadCusum(in.cusum(), field("cusum")));
+    FC_ASSIGN_OR_RETURN(m.cusum_, LoadCusum(in.cusum(), Field(where, "cusum")));
   }
-  FC_RETURN_IF_ERROR(CheckFinite(in.arl0(), field("arl0")));
+  FC_RETURN_IF_ERROR(CheckFinite(in.arl0(), Field(where, "arl0")));
   FC_RETURN_IF_ERROR(CheckCounts(in.baseline_trials(), in.baseline_failures(),
-                                 field("baseline")));
+                                 Field(where, "baseline")));
   FC_RETURN_IF_ERROR(CheckCounts(in.pending_trials(), in.pending_failures(),
-                                 field("pending")));
+                                 Field(where, "pending")));
   FC_RETURN_IF_ERROR(CheckCounts(in.episode_trials(), in.episode_failures(),
-                                 field("episode")));
+                                 Field(where, "episode")));
   if (in.armed_streams() < 0 ||
       in.armed_streams() > static_cast<int>(kMaxKeys)) {
-    return Invalid(field("armed_streams"), "out of range");
+    return Invalid(Field(where, "armed_streams"), "out of range");
   }
   m.arl0_ = in.arl0();
   m.baseline_trials_ = in.baseline_trials();
@@ -85,33 +82,33 @@ absl::StatusOr<RateMonitor> RateMonitor::Load(const v1::RateMonitorState& in,
   m.next_rearm_ = in.next_rearm_trials();
   m.armed_streams_ = in.armed_streams();
   if (in.has_first_time()) {
-    FC_ASSIGN_OR_RETURN(m.first_time_,
-                        LoadTime(true, in.first_time(), field("first_time")));
+    FC_ASSIGN_OR_RETURN(m.first_time_, LoadTime(true, in.first_time(),
+                                                Field(where, "first_time")));
   }
   FC_ASSIGN_OR_RETURN(m.last_time_, LoadTime(in.has_last_time(), in.last_time(),
-                                             field("last_time")));
+                                             Field(where, "last_time")));
   m.total_trials_ = in.total_trials();
   FC_ASSIGN_OR_RETURN(m.last_zero_time_,
                       LoadTime(in.has_last_zero_time(), in.last_zero_time(),
-                               field("last_zero_time")));
+                               Field(where, "last_zero_time")));
   FC_ASSIGN_OR_RETURN(m.run_start_, LoadTime(in.has_run_start(), in.run_start(),
-                                             field("run_start")));
-  FC_ASSIGN_OR_RETURN(m.onset_,
-                      LoadTime(in.has_onset(), in.onset(), field("onset")));
+                                             Field(where, "run_start")));
+  FC_ASSIGN_OR_RETURN(
+      m.onset_, LoadTime(in.has_onset(), in.onset(), Field(where, "onset")));
   if (in.history_size() > static_cast<int>(kMaxHistoryBins)) {
-    return Invalid(field("history"), "too many bins");
+    return Invalid(Field(where, "history"), "too many bins");
   }
   for (int i = 0; i < in.history_size(); ++i) {
     FC_ASSIGN_OR_RETURN(
         TimedBin b,
-        LoadBin(in.history(i), field(absl::StrCat("history[", i, "]"))));
+        LoadBin(in.history(i), Field(where, absl::StrCat("history[", i, "]"))));
     m.history_.push_back(b);
   }
   m.episode_rate_n_ = in.episode_trials();
   m.episode_rate_k_ = in.episode_failures();
   FC_ASSIGN_OR_RETURN(m.recovery_,
                       Recovery::Load(in.recovery(), InEpisode(m.life_.state()),
-                                     field("recovery")));
+                                     Field(where, "recovery")));
   m.hold_ = in.hold_trials();
   return m;
 }
@@ -259,16 +256,9 @@ v1::Evidence RateMonitor::CusumEvidence(absl::Time,
   ev.set_threshold(cusum_->h());
   ev.set_null_rate(cusum_->p0());
   ev.set_alternative_rate(cusum_->p1());
-  ev.set_trials(baseline_trials_);
-  ev.set_failures(baseline_failures_);
-  ev.set_rate(baseline_trials_ > 0 ? static_cast<double>(baseline_failures_) /
-                                         static_cast<double>(baseline_trials_)
-                                   : 0);
-  const RateInterval w =
-      WilsonInterval(baseline_failures_, baseline_trials_, 0.95);
-  ev.mutable_rate_interval()->set_lower(w.lower);
-  ev.mutable_rate_interval()->set_upper(w.upper);
-  ev.mutable_rate_interval()->set_confidence(0.95);
+  SetObservedRate(baseline_trials_, baseline_failures_,
+                  WilsonInterval(baseline_failures_, baseline_trials_, 0.95),
+                  0.95, &ev);
   ev.set_summary(absl::StrFormat(
       "CUSUM %.3f of h %.3f (p0 %.3g, p1 %.3g, ARL0 %.3g probes)",
       cusum_->statistic(), cusum_->h(), cusum_->p0(), cusum_->p1(), arl0_));
@@ -279,18 +269,10 @@ v1::Evidence RateMonitor::AlarmEvidence(absl::Time t, const v1::Evidence& extra,
                                         bool date) const {
   v1::Evidence ev = CusumEvidence(t, extra);
   ev.set_statistic(cusum_->alarm_statistic());
-  ev.set_trials(episode_rate_n_);
-  ev.set_failures(episode_rate_k_);
-  const double rate = episode_rate_n_ > 0
-                          ? static_cast<double>(episode_rate_k_) /
-                                static_cast<double>(episode_rate_n_)
-                          : 0;
-  ev.set_rate(rate);
-  const RateInterval ci =
-      ClopperPearsonInterval(episode_rate_k_, episode_rate_n_, 0.95);
-  ev.mutable_rate_interval()->set_lower(ci.lower);
-  ev.mutable_rate_interval()->set_upper(ci.upper);
-  ev.mutable_rate_interval()->set_confidence(0.95);
+  SetObservedRate(
+      episode_rate_n_, episode_rate_k_,
+      ClopperPearsonInterval(episode_rate_k_, episode_rate_n_, 0.95), 0.95,
+      &ev);
   // Onset: the change point over the recent history with its interval
   // (the CUSUM's last zero is in the summary); the CUSUM onset alone when
   // there is too little history to date.

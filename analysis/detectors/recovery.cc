@@ -101,16 +101,9 @@ void Recovery::FillEvidence(v1::Evidence* ev, bool date) const {
   ev->set_statistic(fix_->log_lr());
   ev->set_threshold(fix_->log_threshold());
   ev->set_likelihood_ratio(std::exp(std::min(700.0, fix_->log_lr())));
-  ev->set_trials(fix_->trials());
-  ev->set_failures(fix_->failures());
-  ev->set_rate(fix_->trials() > 0 ? static_cast<double>(fix_->failures()) /
-                                        static_cast<double>(fix_->trials())
-                                  : 0);
-  const RateInterval ci =
-      ClopperPearsonInterval(fix_->failures(), fix_->trials(), 0.95);
-  ev->mutable_rate_interval()->set_lower(ci.lower);
-  ev->mutable_rate_interval()->set_upper(ci.upper);
-  ev->mutable_rate_interval()->set_confidence(0.95);
+  SetObservedRate(
+      fix_->trials(), fix_->failures(),
+      ClopperPearsonInterval(fix_->failures(), fix_->trials(), 0.95), 0.95, ev);
   ev->set_proven_upper_bound(fix_->UpperBound());
   ev->set_null_rate(p_bad_);
   ev->set_alternative_rate(p_good_);
@@ -165,9 +158,6 @@ void Recovery::Save(v1::RecoveryState* out) const {
 absl::StatusOr<Recovery> Recovery::Load(const v1::RecoveryState& in,
                                         bool need_fix,
                                         absl::string_view where) {
-  auto field = [&](absl::string_view name) {
-    return absl::StrCat(where, ".", name);
-  };
   Recovery r;
   for (const auto& [name, v] : {std::pair<const char*, double>{"p0", in.p0()},
                                 {"p1", in.p1()},
@@ -176,7 +166,7 @@ absl::StatusOr<Recovery> Recovery::Load(const v1::RecoveryState& in,
                                 {"baseline_p0", in.baseline_p0()},
                                 {"p_bad_floor", in.p_bad_floor()},
                                 {"fix_alpha", in.fix_alpha()}}) {
-    FC_RETURN_IF_ERROR(CheckRate(v, field(name)));
+    FC_RETURN_IF_ERROR(CheckRate(v, Field(where, name)));
   }
   for (const auto& [name, v] :
        {std::pair<const char*, double>{"reverse_a", in.reverse_a()},
@@ -184,15 +174,15 @@ absl::StatusOr<Recovery> Recovery::Load(const v1::RecoveryState& in,
         {"reverse_threshold", in.reverse_threshold()},
         {"reverse_statistic", in.reverse_statistic()},
         {"configured_p_good", in.configured_p_good()}}) {
-    FC_RETURN_IF_ERROR(CheckFinite(v, field(name)));
+    FC_RETURN_IF_ERROR(CheckFinite(v, Field(where, name)));
   }
   if (in.relapses() > (1u << 20)) {
-    return Invalid(field("relapses"), "out of range");
+    return Invalid(Field(where, "relapses"), "out of range");
   }
   FC_RETURN_IF_ERROR(CheckCounts(in.incident_trials(), in.incident_failures(),
-                                 field("incident")));
+                                 Field(where, "incident")));
   FC_RETURN_IF_ERROR(CheckCounts(in.episode_trials(), in.episode_failures(),
-                                 field("episode")));
+                                 Field(where, "episode")));
   r.p0_ = in.p0();
   r.p1_ = in.p1();
   r.reverse_a_ = in.reverse_a();
@@ -211,23 +201,24 @@ absl::StatusOr<Recovery> Recovery::Load(const v1::RecoveryState& in,
   r.incident_failures_ = in.incident_failures();
   r.declared_used_ = in.declared_fix_used();
   r.recovering_ = in.recovering();
-  FC_ASSIGN_OR_RETURN(r.onset_,
-                      LoadTime(in.has_onset(), in.onset(), field("onset")));
-  FC_ASSIGN_OR_RETURN(r.alarm_,
-                      LoadTime(in.has_alarm(), in.alarm(), field("alarm")));
-  FC_ASSIGN_OR_RETURN(r.start_,
-                      LoadTime(in.has_start(), in.start(), field("start")));
+  FC_ASSIGN_OR_RETURN(
+      r.onset_, LoadTime(in.has_onset(), in.onset(), Field(where, "onset")));
+  FC_ASSIGN_OR_RETURN(
+      r.alarm_, LoadTime(in.has_alarm(), in.alarm(), Field(where, "alarm")));
+  FC_ASSIGN_OR_RETURN(
+      r.start_, LoadTime(in.has_start(), in.start(), Field(where, "start")));
   if (in.has_fix()) {
-    FC_ASSIGN_OR_RETURN(r.fix_, LoadFix(in.fix(), field("fix")));
+    FC_ASSIGN_OR_RETURN(r.fix_, LoadFix(in.fix(), Field(where, "fix")));
   } else if (need_fix) {
-    return Invalid(field("fix"), "missing in an episode");
+    return Invalid(Field(where, "fix"), "missing in an episode");
   }
   if (in.bins_size() > static_cast<int>(kMaxEpisodeBins)) {
-    return Invalid(field("bins"), "too many");
+    return Invalid(Field(where, "bins"), "too many");
   }
   for (int i = 0; i < in.bins_size(); ++i) {
     FC_ASSIGN_OR_RETURN(
-        TimedBin b, LoadBin(in.bins(i), field(absl::StrCat("bins[", i, "]"))));
+        TimedBin b,
+        LoadBin(in.bins(i), Field(where, absl::StrCat("bins[", i, "]"))));
     r.bins_.push_back(b);
   }
   r.episode_trials_ = in.episode_trials();

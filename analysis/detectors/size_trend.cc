@@ -155,16 +155,13 @@ void TrendFamily::Save(v1::TrendFamilyState* out) const {
 
 absl::StatusOr<TrendFamily> TrendFamily::Load(const v1::TrendFamilyState& in,
                                               absl::string_view where) {
-  auto field = [&](absl::string_view name) {
-    return absl::StrCat(where, ".", name);
-  };
   FC_ASSIGN_OR_RETURN(Lifecycle life,
                       Lifecycle::Load(in.verdict(), v1::SIZE_TREND, where));
   TrendFamily f(MakeKey(in.verdict().key()));
   f.life_ = std::move(life);
   for (int i = 0; i < in.window_size(); ++i) {
     const v1::SizeCounts& w = in.window(i);
-    const std::string name = field(absl::StrCat("window[", i, "]"));
+    const std::string name = Field(where, absl::StrCat("window[", i, "]"));
     FC_RETURN_IF_ERROR(CheckCounts(w.trials(), w.failures(), name));
     if (!f.window_.emplace(w.bytes(), std::make_pair(w.trials(), w.failures()))
              .second) {
@@ -174,13 +171,13 @@ absl::StatusOr<TrendFamily> TrendFamily::Load(const v1::TrendFamilyState& in,
   FC_ASSIGN_OR_RETURN(
       f.suspect_window_start_,
       LoadTime(in.has_suspect_window_start(), in.suspect_window_start(),
-               field("suspect_window_start")));
+               Field(where, "suspect_window_start")));
   FC_ASSIGN_OR_RETURN(f.confirmed_at_,
                       LoadTime(in.has_confirmed_at(), in.confirmed_at(),
-                               field("confirmed_at")));
+                               Field(where, "confirmed_at")));
   FC_ASSIGN_OR_RETURN(f.recovery_,
                       Recovery::Load(in.recovery(), InEpisode(f.life_.state()),
-                                     field("recovery")));
+                                     Field(where, "recovery")));
   f.hold_ = in.hold_trials();
   return f;
 }

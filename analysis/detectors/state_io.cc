@@ -20,6 +20,10 @@ absl::Status Invalid(absl::string_view where, absl::string_view what) {
       absl::StrCat("detector state: ", where, ": ", what));
 }
 
+std::string Field(absl::string_view where, absl::string_view name) {
+  return absl::StrCat(where, ".", name);
+}
+
 void SaveTime(absl::Time t, google::protobuf::Timestamp* out) {
   if (t == absl::InfinitePast()) {
     out->set_seconds(kInfinitePastSeconds);
@@ -83,8 +87,8 @@ void SaveBin(const TimedBin& b, v1::TimedBinState* out) {
 absl::StatusOr<TimedBin> LoadBin(const v1::TimedBinState& in,
                                  absl::string_view where) {
   TimedBin b;
-  FC_ASSIGN_OR_RETURN(
-      b.time, LoadTime(in.has_time(), in.time(), absl::StrCat(where, ".time")));
+  FC_ASSIGN_OR_RETURN(b.time,
+                      LoadTime(in.has_time(), in.time(), Field(where, "time")));
   FC_RETURN_IF_ERROR(CheckCounts(in.trials(), in.failures(), where));
   b.trials = in.trials();
   b.failures = in.failures();
@@ -152,7 +156,7 @@ bool InEpisode(v1::VerdictState state) {
 
 absl::Status CheckStateKey(const v1::StreamKey& key, v1::VerdictKind kind,
                            absl::string_view where) {
-  const std::string field = absl::StrCat(where, ".key");
+  const std::string field = Field(where, "key");
   if (key.region().empty()) return Invalid(field, "region is empty");
   if (key.target().empty()) return Invalid(field, "target is empty");
   const bool has_mode =

@@ -25,6 +25,8 @@ namespace fleetcanary::analysis::detectors {
 
 // INVALID_ARGUMENT "detector state: <where>: <what>".
 absl::Status Invalid(absl::string_view where, absl::string_view what);
+// "<where>.<name>": the path of field `name` of the message at `where`.
+std::string Field(absl::string_view where, absl::string_view name);
 
 // Infinite times as the sentinels documented in detector_state.proto; finite
 // ones at nanosecond resolution.
