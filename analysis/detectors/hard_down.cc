@@ -56,36 +56,40 @@ void HardDown::Observe(Context* ctx, const std::string& agent, absl::Time t,
       }
       break;
     case v1::REGRESSION:
-    case v1::RECOVERING: {
-      if (down) {
-        if (state == v1::RECOVERING) {
-          recovery_.Relapse();
-          life_.Move(v1::REGRESSION, t, ev, ctx->out);
-        }
-        recovery_.Observe(t, 1, failed ? 1 : 0, std::nullopt);
-        break;
-      }
-      Recovery::Event e =
-          recovery_.Observe(t, 1, failed ? 1 : 0, ctx->declared_fix);
-      if (state == v1::REGRESSION && !recovery_.recovering()) {
-        recovery_.EnterRecovering(t);
-        e = Recovery::Event::kRecovering;
-      }
-      if (state == v1::REGRESSION) {
-        v1::Evidence rec = ev;
-        recovery_.FillEvidence(&rec, false);
-        life_.Move(v1::RECOVERING, t, rec, ctx->out);
-      }
-      if (e == Recovery::Event::kConfirmed) {
-        v1::Evidence rec = ev;
-        recovery_.FillEvidence(&rec, true);
-        hold_ = 0;
-        life_.Move(v1::FIX_CONFIRMED, t, rec, ctx->out);
-      }
+    case v1::RECOVERING:
+      EpisodeStep(ctx, state, t, failed, down, ev);
       break;
-    }
     default:
       break;
+  }
+}
+
+void HardDown::EpisodeStep(Context* ctx, VerdictState state, absl::Time t,
+                           bool failed, bool down, const v1::Evidence& ev) {
+  if (down) {
+    if (state == v1::RECOVERING) {
+      recovery_.Relapse();
+      life_.Move(v1::REGRESSION, t, ev, ctx->out);
+    }
+    recovery_.Observe(t, 1, failed ? 1 : 0, std::nullopt);
+    return;
+  }
+  Recovery::Event e =
+      recovery_.Observe(t, 1, failed ? 1 : 0, ctx->declared_fix);
+  if (state == v1::REGRESSION && !recovery_.recovering()) {
+    recovery_.EnterRecovering(t);
+    e = Recovery::Event::kRecovering;
+  }
+  if (state == v1::REGRESSION) {
+    v1::Evidence rec = ev;
+    recovery_.FillEvidence(&rec, false);
+    life_.Move(v1::RECOVERING, t, rec, ctx->out);
+  }
+  if (e == Recovery::Event::kConfirmed) {
+    v1::Evidence rec = ev;
+    recovery_.FillEvidence(&rec, true);
+    hold_ = 0;
+    life_.Move(v1::FIX_CONFIRMED, t, rec, ctx->out);
   }
 }
 

@@ -42,6 +42,12 @@ class HardDown {
                                        absl::string_view where);
 
  private:
+  // One probe in REGRESSION or RECOVERING (`down`: the rule holds after it):
+  // the rule holding keeps (or returns to) REGRESSION; its end starts the
+  // fix test.
+  void EpisodeStep(Context* ctx, v1::VerdictState state, absl::Time t,
+                   bool failed, bool down, const v1::Evidence& ev);
+
   Lifecycle life_;
   HardDownRule rule_;
   Recovery recovery_;

@@ -31,28 +31,9 @@ void ModeComparison::Add(v1::InvokeMode mode, uint64_t n, uint64_t k) {
 void ModeComparison::CloseBucket(Context* ctx, absl::Time t) {
   const uint64_t n_s = n_s_, x_s = x_s_, n_b = n_b_, x_b = x_b_;
   n_s_ = x_s_ = n_b_ = x_b_ = 0;
-  const v1::DetectionConfig& cfg = ctx->cfg;
-  const double log_a = std::log((1 - cfg.alpha()) / cfg.alpha());
-  const double log_b = -log_a;
   const VerdictState state = life_.state();
   if (state == v1::REGRESSION || state == v1::RECOVERING) {
-    // Recovery watches the streaming rate.
-    const Recovery::Event e = recovery_.Observe(t, n_s, x_s, ctx->declared_fix);
-    if (e != Recovery::Event::kNone) {
-      v1::Evidence ev = SplitEvidence();
-      recovery_.FillEvidence(&ev, e == Recovery::Event::kConfirmed);
-      if (state == v1::REGRESSION) {
-        life_.Move(v1::RECOVERING, t, ev, ctx->out);
-      }
-      if (e == Recovery::Event::kConfirmed) {
-        hold_ = 0;
-        life_.Move(v1::FIX_CONFIRMED, t, ev, ctx->out);
-      }
-      // The split SPRT starts over from here: failures from before the
-      // fix never count towards a new SUSPECT or REGRESSION.
-      ResetSegment(t);
-      return;
-    }
+    if (RecoveryStep(ctx, state, t, n_s, x_s)) return;
   } else if (state == v1::FIX_CONFIRMED) {
     hold_ += n_s;
   }
@@ -63,23 +44,37 @@ void ModeComparison::CloseBucket(Context* ctx, absl::Time t) {
   seg_n_b_ += n_b;
   seg_x_b_ += x_b;
   const double pi0 = static_cast<double>(n_s) / static_cast<double>(n_s + n_b);
-  const double pi1 = SplitAlternative(n_s, n_b, cfg.mode_rr1());
+  const double pi1 = SplitAlternative(n_s, n_b, ctx->cfg.mode_rr1());
   llr_ += SplitLogLikelihoodRatio(x_s, x_b, pi0, pi1);
+  Decide(ctx, state, t);
+}
+
+bool ModeComparison::RecoveryStep(Context* ctx, VerdictState state,
+                                  absl::Time t, uint64_t n_s, uint64_t x_s) {
+  // Recovery watches the streaming rate.
+  const Recovery::Event e = recovery_.Observe(t, n_s, x_s, ctx->declared_fix);
+  if (e == Recovery::Event::kNone) return false;
+  v1::Evidence ev = SplitEvidence();
+  recovery_.FillEvidence(&ev, e == Recovery::Event::kConfirmed);
+  if (state == v1::REGRESSION) {
+    life_.Move(v1::RECOVERING, t, ev, ctx->out);
+  }
+  if (e == Recovery::Event::kConfirmed) {
+    hold_ = 0;
+    life_.Move(v1::FIX_CONFIRMED, t, ev, ctx->out);
+  }
+  // The split SPRT starts over from here: failures from before the
+  // fix never count towards a new SUSPECT or REGRESSION.
+  ResetSegment(t);
+  return true;
+}
+
+void ModeComparison::Decide(Context* ctx, VerdictState state, absl::Time t) {
+  const v1::DetectionConfig& cfg = ctx->cfg;
+  const double log_a = std::log((1 - cfg.alpha()) / cfg.alpha());
+  const double log_b = -log_a;
   if (llr_ >= log_a) {
-    v1::Evidence ev = SplitEvidence();
-    ev.set_threshold(log_a);
-    if (state == v1::REGRESSION) {
-      life_.Update(t, ev);
-    } else {
-      // The buffered control is the baseline the streaming rate must
-      // return near.
-      const double p0 = std::min(BaselineRate(cfg, seg_x_b_, seg_n_b_), kMaxP0);
-      const double p1 = std::max(
-          static_cast<double>(seg_x_s_) / static_cast<double>(seg_n_s_),
-          cfg.p1_ratio() * p0);
-      recovery_.Start(cfg, p0, p0, p1, segment_start_, t, true);
-      life_.Move(v1::REGRESSION, t, ev, ctx->out);
-    }
+    Alarm(ctx, state, t, log_a);
     ResetSegment(t);
     return;
   }
@@ -112,6 +107,25 @@ void ModeComparison::CloseBucket(Context* ctx, absl::Time t) {
     life_.Move(v1::HEALTHY, t, SplitEvidence(), ctx->out);
     ResetSegment(t);
   }
+}
+
+void ModeComparison::Alarm(Context* ctx, VerdictState state, absl::Time t,
+                           double log_a) {
+  const v1::DetectionConfig& cfg = ctx->cfg;
+  v1::Evidence ev = SplitEvidence();
+  ev.set_threshold(log_a);
+  if (state == v1::REGRESSION) {
+    life_.Update(t, ev);
+    return;
+  }
+  // The buffered control is the baseline the streaming rate must
+  // return near.
+  const double p0 = std::min(BaselineRate(cfg, seg_x_b_, seg_n_b_), kMaxP0);
+  const double p1 =
+      std::max(static_cast<double>(seg_x_s_) / static_cast<double>(seg_n_s_),
+               cfg.p1_ratio() * p0);
+  recovery_.Start(cfg, p0, p0, p1, segment_start_, t, true);
+  life_.Move(v1::REGRESSION, t, ev, ctx->out);
 }
 
 void ModeComparison::ResetSegment(absl::Time t) {

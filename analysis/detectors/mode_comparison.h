@@ -49,6 +49,16 @@ class ModeComparison {
                                              absl::string_view where);
 
  private:
+  // Feeds the bucket's streaming counts to the episode's recovery (from
+  // REGRESSION or RECOVERING). Returns true when the recovery moved the
+  // verdict, which restarts the split SPRT and ends the bucket's step.
+  bool RecoveryStep(Context* ctx, v1::VerdictState state, absl::Time t,
+                    uint64_t n_s, uint64_t x_s);
+  // Moves the verdict from `state` on the SPRT's LLR after a paired bucket.
+  void Decide(Context* ctx, v1::VerdictState state, absl::Time t);
+  // The LLR crossed ln A (`log_a`): a REGRESSION, or new evidence of one.
+  void Alarm(Context* ctx, v1::VerdictState state, absl::Time t, double log_a);
+  // Restarts the split SPRT at `t`.
   void ResetSegment(absl::Time t);
   v1::Evidence SplitEvidence() const;
 

@@ -116,33 +116,9 @@ absl::StatusOr<RateMonitor> RateMonitor::Load(const v1::RateMonitorState& in,
 void RateMonitor::Observe(Context* ctx, int family_streams, absl::Time t,
                           uint64_t n, uint64_t k, const v1::Evidence& extra) {
   if (n == 0) return;
-  if (!first_time_) first_time_ = t;
-  last_time_ = t;
-  total_trials_ += n;
-  history_.push_back({t, n, k});
-  if (history_.size() > kMaxHistoryBins) history_.pop_front();
   const VerdictState state = life_.state();
-  if (!cusum_ || (state == v1::HEALTHY && cusum_->statistic() == 0 &&
-                  (total_trials_ >= next_rearm_ ||
-                   family_streams >= 2 * armed_streams_))) {
-    Arm(ctx, family_streams);
-  }
-  if (cusum_->statistic() == 0) last_zero_time_ = t;
-  const bool alarm = cusum_->Observe(n, k);
-  // Clean history: probes outside episodes join the baseline once the
-  // CUSUM is back at 0 (a run that ends in an alarm never does).
-  if (state == v1::HEALTHY || state == v1::SUSPECT ||
-      state == v1::FIX_CONFIRMED) {
-    pending_trials_ += n;
-    pending_failures_ += k;
-    if (alarm) {
-      pending_trials_ = pending_failures_ = 0;
-    } else if (cusum_->statistic() == 0) {
-      baseline_trials_ += pending_trials_;
-      baseline_failures_ += pending_failures_;
-      pending_trials_ = pending_failures_ = 0;
-    }
-  }
+  const bool alarm = Feed(ctx, family_streams, t, n, k);
+  LearnBaseline(state, alarm, n, k);
   if (cusum_->statistic() > 0 && run_start_ <= last_zero_time_) {
     run_start_ = t;  // First observation after S left 0.
   }
@@ -150,6 +126,45 @@ void RateMonitor::Observe(Context* ctx, int family_streams, absl::Time t,
     episode_rate_n_ += n;
     episode_rate_k_ += k;
   }
+  Transition(ctx, state, alarm, t, n, k, extra);
+}
+
+bool RateMonitor::Feed(Context* ctx, int family_streams, absl::Time t,
+                       uint64_t n, uint64_t k) {
+  if (!first_time_) first_time_ = t;
+  last_time_ = t;
+  total_trials_ += n;
+  history_.push_back({t, n, k});
+  if (history_.size() > kMaxHistoryBins) history_.pop_front();
+  if (!cusum_ || (life_.state() == v1::HEALTHY && cusum_->statistic() == 0 &&
+                  (total_trials_ >= next_rearm_ ||
+                   family_streams >= 2 * armed_streams_))) {
+    Arm(ctx, family_streams);
+  }
+  if (cusum_->statistic() == 0) last_zero_time_ = t;
+  return cusum_->Observe(n, k);
+}
+
+void RateMonitor::LearnBaseline(VerdictState state, bool alarm, uint64_t n,
+                                uint64_t k) {
+  if (state != v1::HEALTHY && state != v1::SUSPECT &&
+      state != v1::FIX_CONFIRMED) {
+    return;
+  }
+  pending_trials_ += n;
+  pending_failures_ += k;
+  if (alarm) {
+    pending_trials_ = pending_failures_ = 0;
+  } else if (cusum_->statistic() == 0) {
+    baseline_trials_ += pending_trials_;
+    baseline_failures_ += pending_failures_;
+    pending_trials_ = pending_failures_ = 0;
+  }
+}
+
+void RateMonitor::Transition(Context* ctx, VerdictState state, bool alarm,
+                             absl::Time t, uint64_t n, uint64_t k,
+                             const v1::Evidence& extra) {
   switch (state) {
     case v1::HEALTHY:
     case v1::SUSPECT:
@@ -163,34 +178,12 @@ void RateMonitor::Observe(Context* ctx, int family_streams, absl::Time t,
         life_.Move(v1::HEALTHY, t, CusumEvidence(t, extra), ctx->out);
       }
       break;
-    case v1::REGRESSION: {
-      const Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
-      if (e == Recovery::Event::kNone) {
-        if (alarm) life_.Update(t, AlarmEvidence(t, extra, /*date=*/false));
-      } else {
-        v1::Evidence ev = extra;
-        recovery_.FillEvidence(&ev, e == Recovery::Event::kConfirmed);
-        life_.Move(v1::RECOVERING, t, ev, ctx->out);
-        if (e == Recovery::Event::kConfirmed) Confirm(ctx, t, extra);
-      }
+    case v1::REGRESSION:
+      InRegression(ctx, alarm, t, n, k, extra);
       break;
-    }
-    case v1::RECOVERING: {
-      if (alarm) {
-        recovery_.Relapse();
-        life_.Move(v1::REGRESSION, t, AlarmEvidence(t, extra), ctx->out);
-        break;
-      }
-      const Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
-      if (e == Recovery::Event::kConfirmed) {
-        Confirm(ctx, t, extra);
-      } else {
-        v1::Evidence ev = extra;
-        recovery_.FillEvidence(&ev, false);
-        life_.Update(t, ev);
-      }
+    case v1::RECOVERING:
+      InRecovering(ctx, alarm, t, n, k, extra);
       break;
-    }
     case v1::FIX_CONFIRMED:
       if (alarm) {
         StartEpisode(ctx, t, extra);
@@ -203,6 +196,38 @@ void RateMonitor::Observe(Context* ctx, int family_streams, absl::Time t,
       break;
     default:
       break;
+  }
+}
+
+void RateMonitor::InRegression(Context* ctx, bool alarm, absl::Time t,
+                               uint64_t n, uint64_t k,
+                               const v1::Evidence& extra) {
+  const Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
+  if (e == Recovery::Event::kNone) {
+    if (alarm) life_.Update(t, AlarmEvidence(t, extra, /*date=*/false));
+    return;
+  }
+  v1::Evidence ev = extra;
+  recovery_.FillEvidence(&ev, e == Recovery::Event::kConfirmed);
+  life_.Move(v1::RECOVERING, t, ev, ctx->out);
+  if (e == Recovery::Event::kConfirmed) Confirm(ctx, t, extra);
+}
+
+void RateMonitor::InRecovering(Context* ctx, bool alarm, absl::Time t,
+                               uint64_t n, uint64_t k,
+                               const v1::Evidence& extra) {
+  if (alarm) {
+    recovery_.Relapse();
+    life_.Move(v1::REGRESSION, t, AlarmEvidence(t, extra), ctx->out);
+    return;
+  }
+  const Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
+  if (e == Recovery::Event::kConfirmed) {
+    Confirm(ctx, t, extra);
+  } else {
+    v1::Evidence ev = extra;
+    recovery_.FillEvidence(&ev, false);
+    life_.Update(t, ev);
   }
 }
 

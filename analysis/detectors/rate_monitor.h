@@ -50,6 +50,25 @@ class RateMonitor {
                                           absl::string_view where);
 
  private:
+  // Records the step in the history, re-arms the CUSUM when due (only at
+  // S = 0 while HEALTHY) and feeds it. Returns whether it alarmed.
+  bool Feed(Context* ctx, int family_streams, absl::Time t, uint64_t n,
+            uint64_t k);
+  // Clean history: probes seen in `state` outside episodes join the baseline
+  // once the CUSUM is back at 0 (a run that ends in an alarm never does).
+  void LearnBaseline(v1::VerdictState state, bool alarm, uint64_t n,
+                     uint64_t k);
+  // Moves the verdict from `state` after a step (`alarm` from Feed).
+  void Transition(Context* ctx, v1::VerdictState state, bool alarm,
+                  absl::Time t, uint64_t n, uint64_t k,
+                  const v1::Evidence& extra);
+  // Transition() from REGRESSION: recovery, or a repeated alarm.
+  void InRegression(Context* ctx, bool alarm, absl::Time t, uint64_t n,
+                    uint64_t k, const v1::Evidence& extra);
+  // Transition() from RECOVERING: relapse on an alarm, else the fix test.
+  void InRecovering(Context* ctx, bool alarm, absl::Time t, uint64_t n,
+                    uint64_t k, const v1::Evidence& extra);
+
   void Arm(Context* ctx, int family_streams);
 
   // How much higher than BaselineP0 the true in-control rate plausibly is:

@@ -49,6 +49,46 @@ void TrendFamily::CloseWindow(Context* ctx, absl::Time t, absl::Duration window,
     n += c.first;
     k += c.second;
   }
+  const v1::Evidence ev = WindowEvidence(ctx, n, k, test, adjusted_p);
+  window_.clear();
+  const VerdictState state = life_.state();
+  switch (state) {
+    case v1::HEALTHY:
+      if (significant) life_.Move(v1::SUSPECT, t, ev, ctx->out);
+      break;
+    case v1::SUSPECT:
+      if (significant) {
+        StartEpisode(ctx, t, n, k, ev);
+      } else {
+        life_.Move(v1::HEALTHY, t, ev, ctx->out);
+      }
+      break;
+    case v1::REGRESSION:
+    case v1::RECOVERING:
+      EpisodeStep(ctx, state, t, n, k, significant, ev);
+      break;
+    case v1::FIX_CONFIRMED:
+      // A window that began before the confirmation holds pre-fix data:
+      // it never raises a new SUSPECT.
+      if (significant && t - window >= confirmed_at_) {
+        suspect_window_start_ = t - window;
+        life_.Move(v1::SUSPECT, t, ev, ctx->out);
+      } else {
+        hold_ += n;
+        if (hold_ >= recovery_.hold_trials()) {
+          life_.Move(v1::HEALTHY, t, ev, ctx->out);
+        }
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+v1::Evidence TrendFamily::WindowEvidence(const Context* ctx, uint64_t n,
+                                         uint64_t k,
+                                         const std::optional<TrendTest>& test,
+                                         double adjusted_p) const {
   v1::Evidence ev;
   SetClasses(&ev, false);
   ev.set_trials(n);
@@ -71,71 +111,48 @@ void TrendFamily::CloseWindow(Context* ctx, absl::Time t, absl::Duration window,
       "adjusted %.3g;%s",
       test ? test->z : 0.0, test ? test->p_increasing : 1.0, adjusted_p,
       per_size));
-  window_.clear();
-  const VerdictState state = life_.state();
-  switch (state) {
-    case v1::HEALTHY:
-      if (significant) life_.Move(v1::SUSPECT, t, ev, ctx->out);
-      break;
-    case v1::SUSPECT:
-      if (significant) {
-        recovery_.Start(
-            ctx->cfg, ctx->cfg.p0_floor(), ctx->cfg.p0_floor(),
-            ctx->cfg.p1_ratio() * ctx->cfg.p0_floor(),
-            life_.verdict().since().seconds() > 0
-                ? absl::FromUnixSeconds(life_.verdict().since().seconds())
-                : t,
-            t, false);
-        // Significant windows are part of the episode the fix is dated
-        // over: without them the change is dated after the fix.
-        recovery_.AddHistory(t, n, k);
-        life_.Move(v1::REGRESSION, t, ev, ctx->out);
-      } else {
-        life_.Move(v1::HEALTHY, t, ev, ctx->out);
-      }
-      break;
-    case v1::REGRESSION:
-    case v1::RECOVERING: {
-      if (significant) {
-        if (state == v1::RECOVERING) {
-          recovery_.Relapse();
-          life_.Move(v1::REGRESSION, t, ev, ctx->out);
-        } else {
-          life_.Update(t, ev);
-        }
-        recovery_.AddHistory(t, n, k);
-        break;
-      }
-      Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
-      if (state == v1::REGRESSION && !recovery_.recovering()) {
-        recovery_.EnterRecovering(t);
-        e = Recovery::Event::kRecovering;
-      }
-      v1::Evidence rec = ev;
-      recovery_.FillEvidence(&rec, e == Recovery::Event::kConfirmed);
-      if (state == v1::REGRESSION) life_.Move(v1::RECOVERING, t, rec, ctx->out);
-      if (e == Recovery::Event::kConfirmed) {
-        hold_ = 0;
-        confirmed_at_ = t;
-        life_.Move(v1::FIX_CONFIRMED, t, rec, ctx->out);
-      }
-      break;
+  return ev;
+}
+
+void TrendFamily::StartEpisode(Context* ctx, absl::Time t, uint64_t n,
+                               uint64_t k, const v1::Evidence& ev) {
+  recovery_.Start(ctx->cfg, ctx->cfg.p0_floor(), ctx->cfg.p0_floor(),
+                  ctx->cfg.p1_ratio() * ctx->cfg.p0_floor(),
+                  life_.verdict().since().seconds() > 0
+                      ? absl::FromUnixSeconds(life_.verdict().since().seconds())
+                      : t,
+                  t, false);
+  // Significant windows are part of the episode the fix is dated
+  // over: without them the change is dated after the fix.
+  recovery_.AddHistory(t, n, k);
+  life_.Move(v1::REGRESSION, t, ev, ctx->out);
+}
+
+void TrendFamily::EpisodeStep(Context* ctx, VerdictState state, absl::Time t,
+                              uint64_t n, uint64_t k, bool significant,
+                              const v1::Evidence& ev) {
+  if (significant) {
+    if (state == v1::RECOVERING) {
+      recovery_.Relapse();
+      life_.Move(v1::REGRESSION, t, ev, ctx->out);
+    } else {
+      life_.Update(t, ev);
     }
-    case v1::FIX_CONFIRMED:
-      // A window that began before the confirmation holds pre-fix data:
-      // it never raises a new SUSPECT.
-      if (significant && t - window >= confirmed_at_) {
-        suspect_window_start_ = t - window;
-        life_.Move(v1::SUSPECT, t, ev, ctx->out);
-      } else {
-        hold_ += n;
-        if (hold_ >= recovery_.hold_trials()) {
-          life_.Move(v1::HEALTHY, t, ev, ctx->out);
-        }
-      }
-      break;
-    default:
-      break;
+    recovery_.AddHistory(t, n, k);
+    return;
+  }
+  Recovery::Event e = recovery_.Observe(t, n, k, ctx->declared_fix);
+  if (state == v1::REGRESSION && !recovery_.recovering()) {
+    recovery_.EnterRecovering(t);
+    e = Recovery::Event::kRecovering;
+  }
+  v1::Evidence rec = ev;
+  recovery_.FillEvidence(&rec, e == Recovery::Event::kConfirmed);
+  if (state == v1::REGRESSION) life_.Move(v1::RECOVERING, t, rec, ctx->out);
+  if (e == Recovery::Event::kConfirmed) {
+    hold_ = 0;
+    confirmed_at_ = t;
+    life_.Move(v1::FIX_CONFIRMED, t, rec, ctx->out);
   }
 }
 

@@ -53,6 +53,20 @@ class TrendFamily {
                                           absl::string_view where);
 
  private:
+  // Evidence of the open window (`n` probes, `k` failures in all).
+  v1::Evidence WindowEvidence(const Context* ctx, uint64_t n, uint64_t k,
+                              const std::optional<TrendTest>& test,
+                              double adjusted_p) const;
+  // SUSPECT -> REGRESSION on a second significant window ending at `t`.
+  void StartEpisode(Context* ctx, absl::Time t, uint64_t n, uint64_t k,
+                    const v1::Evidence& ev);
+  // A window closed in REGRESSION or RECOVERING: a significant one keeps (or
+  // returns to) REGRESSION; the first non-significant one starts the fix
+  // test.
+  void EpisodeStep(Context* ctx, v1::VerdictState state, absl::Time t,
+                   uint64_t n, uint64_t k, bool significant,
+                   const v1::Evidence& ev);
+
   Lifecycle life_;
   // Bytes -> (trials, failures) of the open window.
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> window_;
