@@ -64,6 +64,9 @@ absl::Status CheckKey(const v1::StreamKey& key, bool need_size) {
   return absl::OkStatus();
 }
 
+// Routes each observation to the detectors of its keys (one per kind and
+// key, analysis/detectors/), closes the comparison buckets and trend windows
+// as time passes, and saves / restores them all.
 class VerdictEngineImpl : public VerdictEngine {
  public:
   VerdictEngineImpl(const v1::DetectionConfig& cfg, int expected_streams) {
