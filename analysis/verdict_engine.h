@@ -118,6 +118,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "analysis/detection_config.h"  // ResolveDetectionConfig.
 #include "fleetcanary/v1/config.pb.h"
 #include "fleetcanary/v1/detector_state.pb.h"
 #include "fleetcanary/v1/outcome.pb.h"
@@ -147,11 +148,6 @@ struct ClassCounts {
   uint64_t Trials() const;
   uint64_t StreamHealthFailures() const;
 };
-
-// Fills the documented defaults into the zero fields of `config` and checks
-// ranges. Errors: INVALID_ARGUMENT naming the field.
-absl::StatusOr<v1::DetectionConfig> ResolveDetectionConfig(
-    const v1::DetectionConfig& config);
 
 class VerdictEngine {
  public:
