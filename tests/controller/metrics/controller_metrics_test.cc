@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/metrics/metrics_export.h"
+#include "controller/metrics/prometheus_view.h"
 #include "gtest/gtest.h"
 
 namespace fleetcanary {
