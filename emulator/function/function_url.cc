@@ -1,8 +1,5 @@
 #include "emulator/function/function_url.h"
 
-#include <prometheus/counter.h>
-#include <prometheus/family.h>
-
 #include <optional>
 #include <utility>
 
@@ -12,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "common/payload/payload.h"
 #include "common/sigv4/sigv4.h"
 #include "emulator/function/canary_model.h"
@@ -70,9 +68,11 @@ std::string MakeRequestId(uint64_t seed, uint64_t n) {
 }
 
 struct FunctionUrl::Counters {
-  prometheus::Counter* code_2xx = nullptr;
-  prometheus::Counter* code_4xx = nullptr;
-  prometheus::Counter* code_5xx = nullptr;
+  std::atomic<uint64_t> code_2xx{0};
+  std::atomic<uint64_t> code_4xx{0};
+  std::atomic<uint64_t> code_5xx{0};
+  absl::Mutex mu;
+  std::map<std::string, uint64_t> faults ABSL_GUARDED_BY(mu);
 };
 
 FunctionUrl::FunctionUrl(RegionState* region, v1::InvokeMode mode,
@@ -81,21 +81,19 @@ FunctionUrl::FunctionUrl(RegionState* region, v1::InvokeMode mode,
       mode_(mode),
       alias_(std::move(alias)),
       context_(context),
-      counters_(std::make_unique<Counters>()) {
-  if (context_->requests_family != nullptr) {
-    auto add = [&](const char* code) {
-      return &context_->requests_family->Add(
-          {{"region", region_->config.name()},
-           {"alias", alias_},
-           {"code", code}});
-    };
-    counters_->code_2xx = add("2xx");
-    counters_->code_4xx = add("4xx");
-    counters_->code_5xx = add("5xx");
-  }
-}
+      counters_(std::make_unique<Counters>()) {}
 
 FunctionUrl::~FunctionUrl() = default;
+
+FunctionUrlCounts FunctionUrl::counts() const {
+  FunctionUrlCounts out;
+  out.code_2xx = counters_->code_2xx.load();
+  out.code_4xx = counters_->code_4xx.load();
+  out.code_5xx = counters_->code_5xx.load();
+  absl::MutexLock lock(&counters_->mu);
+  out.faults = counters_->faults;
+  return out;
+}
 
 void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
   Clock* clock = context_->clock;
@@ -326,15 +324,10 @@ void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
     }
     truth.set_platform_error(acct.error);
     context_->truth->Append(std::move(truth));
-    if (context_->faults_family != nullptr) {
-      context_->faults_family
-          ->Add({{"region", region_name},
-                 {"alias", alias_},
-                 {"effect", absl::AsciiStrToLower(
-                                v1::FaultEffect_Name(fault->effect())
-                                    .substr(sizeof("FAULT_EFFECT_") - 1))}})
-          .Increment();
-    }
+    absl::MutexLock lock(&counters_->mu);
+    ++counters_->faults[absl::AsciiStrToLower(
+        v1::FaultEffect_Name(fault->effect())
+            .substr(sizeof("FAULT_EFFECT_") - 1))];
   }
 
   // Metrics stamped at the request's start.
@@ -354,12 +347,9 @@ void FunctionUrl::Handle(const HttpRequest& request, ResponsePlan* plan) {
              start);
   }
   if (!acct.invoked && took_slot) region_->in_flight.fetch_sub(1);
-  if (counters_->code_2xx != nullptr) {
-    (status < 400   ? counters_->code_2xx
+  ++(status < 400   ? counters_->code_2xx
      : status < 500 ? counters_->code_4xx
-                    : counters_->code_5xx)
-        ->Increment();
-  }
+                    : counters_->code_5xx);
   const bool invoked = acct.invoked;
   RegionState* region = region_;
   std::string alias = alias_;

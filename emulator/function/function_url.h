@@ -31,6 +31,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,12 +45,6 @@
 #include "emulator/scenario/truth_log.h"
 #include "emulator/server/http_server.h"
 #include "fleetcanary/v1/scenario.pb.h"
-
-namespace prometheus {
-class Counter;
-template <typename T>
-class Family;
-}  // namespace prometheus
 
 namespace fleetcanary {
 namespace emulator {
@@ -84,10 +79,17 @@ struct PlatformContext {
   CanaryLimits canary_limits;
   uint64_t request_id_seed = 0;
   std::atomic<uint64_t> request_counter{0};
-  // Prometheus families (labels region, alias, and code class or effect);
-  // may be null.
-  prometheus::Family<prometheus::Counter>* requests_family = nullptr;
-  prometheus::Family<prometheus::Counter>* faults_family = nullptr;
+};
+
+// What one Function URL counted since it was created, for /metrics.
+struct FunctionUrlCounts {
+  // Responses by status class: below 400, 4xx, 5xx and above.
+  uint64_t code_2xx = 0;
+  uint64_t code_4xx = 0;
+  uint64_t code_5xx = 0;
+  // Faults injected, by effect in lower case without the FAULT_EFFECT_
+  // prefix ("phantom_error", "truncate", ...); only effects injected.
+  std::map<std::string, uint64_t> faults;
 };
 
 class FunctionUrl {
@@ -102,6 +104,8 @@ class FunctionUrl {
 
   v1::InvokeMode mode() const { return mode_; }
   const std::string& alias() const { return alias_; }
+  const std::string& region() const { return region_->config.name(); }
+  FunctionUrlCounts counts() const;
 
  private:
   struct Counters;
