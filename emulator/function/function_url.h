@@ -99,7 +99,8 @@ class FunctionUrl {
               PlatformContext* context);
   ~FunctionUrl();
 
-  // The server's RequestHandler.
+  // The server's RequestHandler: answers as the platform and the canary
+  // function do, in the order of the steps above.
   void Handle(const HttpRequest& request, ResponsePlan* plan);
 
   v1::InvokeMode mode() const { return mode_; }
@@ -109,6 +110,31 @@ class FunctionUrl {
 
  private:
   struct Counters;
+  // One request on its way through the steps below.
+  struct Exchange;
+
+  // The steps of Handle, in order. Each writes its answer into `plan`.
+  // Request id, trace id and Date headers.
+  Exchange Begin(const HttpRequest& request, ResponsePlan* plan) const;
+  // 1. SigV4 when the region wants it; false (403 planned) when refused.
+  bool Authorize(const HttpRequest& request, const Exchange& x,
+                 ResponsePlan* plan) const;
+  // 2.-5. Admission, concurrency, the scenario's decision and the
+  // function's answer.
+  void Dispatch(const HttpRequest& request, Exchange& x, ResponsePlan* plan);
+  // 3. Takes a concurrency slot; true when over the reserved concurrency.
+  bool OverReservedConcurrency(Exchange& x);
+  // 5. The function's 200 answer in each invoke mode.
+  void WriteBuffered(Exchange& x, ResponsePlan* plan) const;
+  void WriteStream(Exchange& x, ResponsePlan* plan) const;
+  // The scenario's fault applied to the planned response of an invocation.
+  void ApplyFault(Exchange& x, ResponsePlan* plan) const;
+  void ReplaceWithPlatformError(const Exchange& x, ResponsePlan* plan) const;
+  // Ground truth and the faults counter.
+  void RecordFault(const Exchange& x);
+  // Platform metrics and the response counters; releases the concurrency
+  // slot of requests not invoked; plans the completion's metrics.
+  void Account(const Exchange& x, ResponsePlan* plan);
 
   RegionState* const region_;
   const v1::InvokeMode mode_;
