@@ -1,11 +1,5 @@
 #include "emulator/emulator.h"
 
-#include <prometheus/counter.h>
-#include <prometheus/family.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
-#include <prometheus/text_serializer.h>
-
 #include <fstream>
 #include <map>
 #include <set>
@@ -20,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/config/loader.h"
 #include "common/log/log.h"
+#include "common/metrics/metrics_export.h"
 #include "common/metrics/process_metrics.h"
 #include "common/sigv4/sigv4.h"
 #include "common/status/status_util.h"
@@ -78,36 +73,6 @@ class EmulatorImpl : public Emulator {
           absl::StrCat("scenario.", engine.status().message()));
     }
     engine_ = *std::move(engine);
-
-    registry_ = std::make_shared<prometheus::Registry>();
-    try {
-      auto& requests = prometheus::BuildCounter()
-                           .Name("fleetcanary_emulator_url_requests_total")
-                           .Help("Function URL requests by status class.")
-                           .Register(*registry_);
-      auto& faults = prometheus::BuildCounter()
-                         .Name("fleetcanary_emulator_faults_injected_total")
-                         .Help("Faults injected by the scenario engine.")
-                         .Register(*registry_);
-      auto& server = prometheus::BuildGauge()
-                         .Name("fleetcanary_emulator_server")
-                         .Help("HTTP server state and counters by kind.")
-                         .Register(*registry_);
-      for (const char* kind :
-           {"open_connections", "accepted_connections", "rejected_connections",
-            "requests", "bad_requests", "timeouts", "accept_errors"}) {
-        server_gauges_.emplace_back(kind, &server.Add({{"kind", kind}}));
-      }
-      truth_gauge_ = &prometheus::BuildGauge()
-                          .Name("fleetcanary_emulator_truth_entries")
-                          .Help("Last ground-truth sequence number.")
-                          .Register(*registry_)
-                          .Add({});
-      context_.requests_family = &requests;
-      context_.faults_family = &faults;
-    } catch (const std::exception& e) {
-      return absl::InternalError(absl::StrCat("prometheus: ", e.what()));
-    }
 
     context_.clock = clock_;
     context_.scenario = engine_.get();
@@ -353,27 +318,67 @@ class EmulatorImpl : public Emulator {
     SetJson(plan, resp.status, std::move(resp.body), kAwsJson10ContentType);
   }
 
+  // The emulator's families, then the standard process ones. Labels come in
+  // alphabetical order.
+  std::vector<prometheus::MetricFamily> CollectMetrics() const {
+    std::vector<prometheus::MetricFamily> out;
+    auto requests = CounterFamily("fleetcanary_emulator_url_requests_total",
+                                  "Function URL requests by status class.");
+    auto faults = CounterFamily("fleetcanary_emulator_faults_injected_total",
+                                "Faults injected by the scenario engine.");
+    for (const auto& fn : functions_) {
+      const FunctionUrlCounts c = fn->counts();
+      for (const auto& [code, n] :
+           {std::pair<const char*, uint64_t>{"2xx", c.code_2xx},
+            {"4xx", c.code_4xx},
+            {"5xx", c.code_5xx}}) {
+        AddSample(
+            &requests,
+            {{"alias", fn->alias()}, {"code", code}, {"region", fn->region()}},
+            static_cast<double>(n));
+      }
+      for (const auto& [effect, n] : c.faults) {
+        AddSample(&faults,
+                  {{"alias", fn->alias()},
+                   {"effect", effect},
+                   {"region", fn->region()}},
+                  static_cast<double>(n));
+      }
+    }
+    out.push_back(std::move(requests));
+    // Not exported before the first fault.
+    if (!faults.metric.empty()) out.push_back(std::move(faults));
+    auto server = GaugeFamily("fleetcanary_emulator_server",
+                              "HTTP server state and counters by kind.");
+    const HttpServerStats s = server_->stats();
+    for (const auto& [kind, value] :
+         {std::pair<const char*, int64_t>{"open_connections",
+                                          s.open_connections},
+          {"accepted_connections", s.accepted_connections},
+          {"rejected_connections", s.rejected_connections},
+          {"requests", s.requests},
+          {"bad_requests", s.bad_requests},
+          {"timeouts", s.timeouts},
+          {"accept_errors", s.accept_errors}}) {
+      AddSample(&server, {{"kind", kind}}, static_cast<double>(value));
+    }
+    out.push_back(std::move(server));
+    out.push_back(GaugeWithSample("fleetcanary_emulator_truth_entries",
+                                  "Last ground-truth sequence number.", {},
+                                  static_cast<double>(truth_.last_sequence())));
+    for (prometheus::MetricFamily& f :
+         CollectProcessMetrics({"function-url-emulator"})) {
+      out.push_back(std::move(f));
+    }
+    return out;
+  }
+
   void HandleControl(const HttpRequest& req, ResponsePlan* plan) {
     const absl::string_view path = req.Path();
     if (path == "/healthz") {
       SetJson(plan, 200, "ok\n", "text/plain");
     } else if (path == "/metrics" && req.method == "GET") {
-      const HttpServerStats s = server_->stats();
-      const int64_t values[] = {s.open_connections,     s.accepted_connections,
-                                s.rejected_connections, s.requests,
-                                s.bad_requests,         s.timeouts,
-                                s.accept_errors};
-      for (size_t i = 0; i < server_gauges_.size(); ++i) {
-        server_gauges_[i].second->Set(static_cast<double>(values[i]));
-      }
-      truth_gauge_->Set(static_cast<double>(truth_.last_sequence()));
-      prometheus::TextSerializer serializer;
-      std::vector<prometheus::MetricFamily> families = registry_->Collect();
-      for (prometheus::MetricFamily& f :
-           CollectProcessMetrics({"function-url-emulator"})) {
-        families.push_back(std::move(f));
-      }
-      SetJson(plan, 200, serializer.Serialize(families),
+      SetJson(plan, 200, ExpositionText(CollectMetrics()),
               "text/plain; version=0.0.4");
     } else if (path == "/_emulator/truth" && req.method == "GET") {
       uint64_t after = 0;
@@ -450,9 +455,6 @@ class EmulatorImpl : public Emulator {
   Clock* const clock_;
   std::unique_ptr<ScenarioEngine> engine_;
   TruthLog truth_;
-  std::shared_ptr<prometheus::Registry> registry_;
-  std::vector<std::pair<std::string, prometheus::Gauge*>> server_gauges_;
-  prometheus::Gauge* truth_gauge_ = nullptr;
   PlatformContext context_;
   std::vector<std::unique_ptr<RegionState>> regions_;
   std::vector<std::unique_ptr<FunctionUrl>> functions_;

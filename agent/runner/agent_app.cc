@@ -574,14 +574,10 @@ class AgentAppImpl : public AgentApp {
     const SessionClientStats s = session_stats();
     std::vector<prometheus::MetricFamily> out;
     auto counter = [&](const char* name, const char* help, double v) {
-      auto f = CounterFamily(name, help);
-      AddSample(&f, l, v);
-      out.push_back(std::move(f));
+      out.push_back(CounterWithSample(name, help, l, v));
     };
     auto gauge = [&](const char* name, const char* help, double v) {
-      auto f = GaugeFamily(name, help);
-      AddSample(&f, l, v);
-      out.push_back(std::move(f));
+      out.push_back(GaugeWithSample(name, help, l, v));
     };
     counter("fleetcanary_agent_probes_started_total", "Probes started.",
             r.probes_started_total);

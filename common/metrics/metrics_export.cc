@@ -77,6 +77,22 @@ void AddSample(prometheus::MetricFamily* family, const MetricLabels& labels,
   }
 }
 
+prometheus::MetricFamily CounterWithSample(std::string name, std::string help,
+                                           const MetricLabels& labels,
+                                           double value) {
+  prometheus::MetricFamily f = CounterFamily(std::move(name), std::move(help));
+  AddSample(&f, labels, value);
+  return f;
+}
+
+prometheus::MetricFamily GaugeWithSample(std::string name, std::string help,
+                                         const MetricLabels& labels,
+                                         double value) {
+  prometheus::MetricFamily f = GaugeFamily(std::move(name), std::move(help));
+  AddSample(&f, labels, value);
+  return f;
+}
+
 void AddHistogramSample(prometheus::MetricFamily* family,
                         const MetricLabels& labels,
                         const std::vector<uint64_t>& buckets,
@@ -93,6 +109,11 @@ void AddHistogramSample(prometheus::MetricFamily* family,
   }
   m.histogram.sample_count = cumulative;
   m.histogram.sample_sum = sum;
+}
+
+std::string ExpositionText(
+    const std::vector<prometheus::MetricFamily>& families) {
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 namespace {
@@ -282,7 +303,7 @@ class BeastMetricsServer : public MetricsHttpServer {
         ++it;
       }
     }
-    return prometheus::TextSerializer().Serialize(families);
+    return ExpositionText(families);
   }
 
   const std::string host_;

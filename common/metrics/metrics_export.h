@@ -39,12 +39,24 @@ prometheus::MetricFamily HistogramFamily(std::string name, std::string help);
 // Appends one sample to a counter/gauge family.
 void AddSample(prometheus::MetricFamily* family, const MetricLabels& labels,
                double value);
+// A counter/gauge family holding one sample.
+prometheus::MetricFamily CounterWithSample(std::string name, std::string help,
+                                           const MetricLabels& labels,
+                                           double value);
+prometheus::MetricFamily GaugeWithSample(std::string name, std::string help,
+                                         const MetricLabels& labels,
+                                         double value);
 // Appends one histogram sample from non-cumulative bucket counts; `bounds`
 // are the finite upper bounds, buckets.size() == bounds.size() + 1 (+Inf).
 void AddHistogramSample(prometheus::MetricFamily* family,
                         const MetricLabels& labels,
                         const std::vector<uint64_t>& buckets,
                         const std::vector<double>& bounds, double sum);
+
+// `families` in the Prometheus text exposition format (version 0.0.4), as
+// MetricsHttpServer serves them on /metrics.
+std::string ExpositionText(
+    const std::vector<prometheus::MetricFamily>& families);
 
 // A Collectable that calls `collect` on every scrape.
 class FunctionCollectable : public prometheus::Collectable {

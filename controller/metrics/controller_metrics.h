@@ -1,54 +1,12 @@
-// The controller's domain counters and gauges, and their Prometheus view.
+// The controller's domain counters and gauges. They are exported to
+// Prometheus by prometheus_view.h (collectable() below).
 //
 // Counters are cumulative over the controller's whole history: at startup
 // Restore() loads the totals the store kept (stream totals, named counters,
 // per-agent drop counts), and afterwards ingest adds exactly what it
 // committed, so a counter never goes backwards within a process and survives
-// restarts. Families exported (docs/metrics.md is the reference):
-//   fleetcanary_probes_total{region,target,mode,size_class,outcome}
-//   fleetcanary_adhoc_probes_total{region,target,mode,size_class,outcome}
-//   fleetcanary_probe_ttfb_seconds / _duration_seconds (histograms)
-//   fleetcanary_probe_received_bytes_total
-//   fleetcanary_platform_errors_total / _invocations_total / _url_5xx_total
-//     {region,target,mode}
-//   fleetcanary_phantom_errors_total{region,target,mode}
-//   fleetcanary_verdict{kind,region,target,mode,size_class,state} (state set)
-//   fleetcanary_error_rate_upper_bound{region,target,mode,size_class}
-//   fleetcanary_agents{region,state},
-//   fleetcanary_regions_without_agents{region}
-//   fleetcanary_outbox_dropped_total{region}
-//   fleetcanary_ingest_{batches,outcomes,duplicates,gaps,commits,
-//     commit_errors}_total
-//   fleetcanary_sessions_active, fleetcanary_sessions_total,
-//   fleetcanary_store_up (1 while the store answers and commits),
-//   fleetcanary_store_unavailable_total (transitions to down)
-//   fleetcanary_controller_leader (1 on the replica holding the lease)
-//   fleetcanary_session_refused_total, fleetcanary_session_fenced_total
-//   fleetcanary_agents_lost_total, fleetcanary_agents_recovered_total,
-//   fleetcanary_agent_lost_seconds_total, fleetcanary_outcomes_rejected_total
-//   fleetcanary_grpc_listener_unhealthy_total,
-//   fleetcanary_grpc_listener_restarts_total (docs/hardening.md)
-// Label values are bounded: size_class via FormatBytes, mode "buffered" /
-// "stream", outcome and state the enum names.
-//
-// Always there, never stale (once SetConfiguredStreamsProvider is set):
-//   - every (region, target, mode, size) stream the schedules configure is
-//     exported from the first scrape, each outcome class at 0 until it
-//     happens, histograms and byte counters at 0, and the platform/phantom
-//     counters of each (region, target, mode) at 0;
-//   - series of streams no schedule configures any more (deleted schedules,
-//     removed regions or sizes) are no longer exported; their totals stay in
-//     the store and come back if the stream is configured again;
-//   - ad-hoc probes of a size no schedule of the target uses are exported
-//     with size_class="other", so ad-hoc sizes cannot grow the series count;
-//   - verdict and bound series of keys that span all sizes carry
-//     size_class="all" (never an empty label beside per-size series).
-// Series count (the cardinality formula, see docs/metrics.md): with S
-// configured (region, target, mode, size) streams and M configured
-// (region, target, mode) triples,
-//   probes_total 13 S + histograms 2 * 18 S + received_bytes S = 50 S
-//   platform/phantom counters 4 M, verdicts 5 states per verdict key,
-//   ad-hoc at most 13 * (S + M) (the "other" class per triple).
+// restarts. Per-stream platform and phantom totals and verdicts are held
+// under the typed keys of metric_keys.h.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_CONTROLLER_METRICS_CONTROLLER_METRICS_H_
@@ -59,12 +17,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "controller/metrics/metric_keys.h"
 #include "controller/store/store.h"
 #include "fleetcanary/v1/admin.pb.h"
 #include "fleetcanary/v1/verdict.pb.h"
@@ -72,19 +31,14 @@
 namespace fleetcanary {
 namespace controller {
 
-// Names of the persisted counters (keys of Store::LoadCounters()).
+// Names of the persisted counters (keys of Store::LoadCounters()). Per-stream
+// platform and phantom totals are named by metric_keys.h.
 inline constexpr char kIngestBatches[] = "ingest_batches_total";
 inline constexpr char kIngestOutcomes[] = "ingest_outcomes_total";
 inline constexpr char kIngestDuplicates[] = "ingest_duplicates_total";
 inline constexpr char kIngestGaps[] = "ingest_gaps_total";
 inline constexpr char kIngestCommits[] = "ingest_commits_total";
 inline constexpr char kIngestGapsRefused[] = "ingest_gaps_refused_total";
-// Per-stream platform totals: PlatformCounterName("Errors", ...).
-std::string PlatformCounterName(const std::string& metric,
-                                const std::string& region,
-                                const std::string& target, v1::InvokeMode mode);
-std::string PhantomCounterName(const std::string& region,
-                               const std::string& target, v1::InvokeMode mode);
 
 // The streams the applied schedules configure: one (region, target, mode)
 // with its size ladder.
@@ -95,16 +49,33 @@ struct ConfiguredStreams {
   std::vector<uint64_t> sizes;
 };
 
-// size_class label of an ad-hoc probe of `size_bytes`: FormatBytes when one
-// of `ladder` (the configured sizes of its region, target and mode), else
-// "other".
-std::string AdhocSizeClass(uint64_t size_bytes,
-                           const std::vector<uint64_t>& ladder);
-
 struct AgentCount {
   std::string region;
   v1::AgentState state = v1::LIVE;
   int64_t count = 0;
+};
+
+// Everything the metrics hold at one instant, with the providers' answers:
+// what a view renders.
+struct MetricsSnapshot {
+  std::map<StreamKey, StreamStats> streams;
+  // Named counters (kIngestBatches, "session_refused_total", ...), including
+  // ones no view exports.
+  std::map<std::string, double> counters;
+  std::map<PlatformCounter, double> platform;
+  std::map<PhantomCounter, double> phantom;
+  // Outcomes agents dropped, summed per region.
+  std::map<std::string, uint64_t> dropped_by_region;
+  std::map<VerdictSeries, v1::VerdictState> verdicts;
+  std::map<SizedStream, double> error_rate_upper_bounds;
+  int64_t sessions_active = 0;
+  int64_t sessions_total = 0;
+  bool store_up = true;
+  bool leader = false;
+  std::vector<AgentCount> agents;
+  std::vector<std::string> regions_without_agents;
+  // What the schedules configure; nullopt without a provider.
+  std::optional<std::vector<ConfiguredStreams>> configured;
 };
 
 class ControllerMetrics {
@@ -118,8 +89,9 @@ class ControllerMetrics {
 
   // Adds committed per-stream counts.
   void AddStream(const StreamKey& key, const StreamStats& delta);
-  // Adds to a named counter (persisted ones above, or process-only ones such
-  // as "ingest_commit_errors_total"). Negative deltas are ignored.
+  // Adds to a counter by its persisted name: the named ones above, process-
+  // only ones such as "ingest_commit_errors_total", or a per-stream name of
+  // metric_keys.h. Negative deltas are ignored.
   void AddCounter(const std::string& name, double delta);
   // Records an agent's cumulative drop count (kept at its maximum).
   void SetAgentDropped(const std::string& agent_id, const std::string& region,
@@ -143,30 +115,42 @@ class ControllerMetrics {
   void SetConfiguredStreamsProvider(
       std::function<std::vector<ConfiguredStreams>()> fn);
 
-  // Reads, for tests and the admin API.
+  // Reads, for tests and the admin API. counter() takes the persisted name
+  // AddCounter takes.
   StreamStats stream(const StreamKey& key) const;
   double counter(const std::string& name) const;
   int64_t sessions_active() const;
+  // Everything at once; calls the providers (without holding a lock).
+  MetricsSnapshot Snapshot() const;
 
-  // The Prometheus view; register it with a MetricsHttpServer.
+  // The Prometheus view (prometheus_view.h) of Snapshot(); register it with
+  // a MetricsHttpServer.
   std::shared_ptr<prometheus::Collectable> collectable() {
     return collectable_;
   }
 
  private:
-  std::vector<prometheus::MetricFamily> Collect() const;
+  struct AgentDrops {
+    std::string region;
+    uint64_t dropped_total = 0;
+  };
+
+  void AddCounterLocked(const CounterKey& key, double delta)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetAgentDroppedLocked(const std::string& agent_id,
+                             const std::string& region, uint64_t dropped_total)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   // State below is protected by mu_.
   std::map<StreamKey, StreamStats> streams_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, double> counters_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::pair<std::string, uint64_t>> agent_dropped_
-      ABSL_GUARDED_BY(mu_);
-  // (kind, region, target, mode, size_class) -> state.
-  std::map<std::tuple<int, std::string, std::string, int, std::string>, int>
-      verdicts_ ABSL_GUARDED_BY(mu_);
-  std::map<std::tuple<std::string, std::string, int, std::string>, double>
-      upper_bounds_ ABSL_GUARDED_BY(mu_);
+  std::map<PlatformCounter, double> platform_ ABSL_GUARDED_BY(mu_);
+  std::map<PhantomCounter, double> phantom_ ABSL_GUARDED_BY(mu_);
+  // By agent id.
+  std::map<std::string, AgentDrops> agent_dropped_ ABSL_GUARDED_BY(mu_);
+  std::map<VerdictSeries, v1::VerdictState> verdicts_ ABSL_GUARDED_BY(mu_);
+  std::map<SizedStream, double> upper_bounds_ ABSL_GUARDED_BY(mu_);
   int64_t sessions_active_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t sessions_total_ ABSL_GUARDED_BY(mu_) = 0;
   bool store_up_ ABSL_GUARDED_BY(mu_) = true;

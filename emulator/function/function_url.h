@@ -31,6 +31,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,12 +45,6 @@
 #include "emulator/scenario/truth_log.h"
 #include "emulator/server/http_server.h"
 #include "fleetcanary/v1/scenario.pb.h"
-
-namespace prometheus {
-class Counter;
-template <typename T>
-class Family;
-}  // namespace prometheus
 
 namespace fleetcanary {
 namespace emulator {
@@ -84,10 +79,17 @@ struct PlatformContext {
   CanaryLimits canary_limits;
   uint64_t request_id_seed = 0;
   std::atomic<uint64_t> request_counter{0};
-  // Prometheus families (labels region, alias, and code class or effect);
-  // may be null.
-  prometheus::Family<prometheus::Counter>* requests_family = nullptr;
-  prometheus::Family<prometheus::Counter>* faults_family = nullptr;
+};
+
+// What one Function URL counted since it was created, for /metrics.
+struct FunctionUrlCounts {
+  // Responses by status class: below 400, 4xx, 5xx and above.
+  uint64_t code_2xx = 0;
+  uint64_t code_4xx = 0;
+  uint64_t code_5xx = 0;
+  // Faults injected, by effect in lower case without the FAULT_EFFECT_
+  // prefix ("phantom_error", "truncate", ...); only effects injected.
+  std::map<std::string, uint64_t> faults;
 };
 
 class FunctionUrl {
@@ -97,14 +99,42 @@ class FunctionUrl {
               PlatformContext* context);
   ~FunctionUrl();
 
-  // The server's RequestHandler.
+  // The server's RequestHandler: answers as the platform and the canary
+  // function do, in the order of the steps above.
   void Handle(const HttpRequest& request, ResponsePlan* plan);
 
   v1::InvokeMode mode() const { return mode_; }
   const std::string& alias() const { return alias_; }
+  const std::string& region() const { return region_->config.name(); }
+  FunctionUrlCounts counts() const;
 
  private:
   struct Counters;
+  // One request on its way through the steps below.
+  struct Exchange;
+
+  // The steps of Handle, in order. Each writes its answer into `plan`.
+  // Request id, trace id and Date headers.
+  Exchange Begin(const HttpRequest& request, ResponsePlan* plan) const;
+  // 1. SigV4 when the region wants it; false (403 planned) when refused.
+  bool Authorize(const HttpRequest& request, const Exchange& x,
+                 ResponsePlan* plan) const;
+  // 2.-5. Admission, concurrency, the scenario's decision and the
+  // function's answer.
+  void Dispatch(const HttpRequest& request, Exchange& x, ResponsePlan* plan);
+  // 3. Takes a concurrency slot; true when over the reserved concurrency.
+  bool OverReservedConcurrency(Exchange& x);
+  // 5. The function's 200 answer in each invoke mode.
+  void WriteBuffered(Exchange& x, ResponsePlan* plan) const;
+  void WriteStream(Exchange& x, ResponsePlan* plan) const;
+  // The scenario's fault applied to the planned response of an invocation.
+  void ApplyFault(Exchange& x, ResponsePlan* plan) const;
+  void ReplaceWithPlatformError(const Exchange& x, ResponsePlan* plan) const;
+  // Ground truth and the faults counter.
+  void RecordFault(const Exchange& x);
+  // Platform metrics and the response counters; releases the concurrency
+  // slot of requests not invoked; plans the completion's metrics.
+  void Account(const Exchange& x, ResponsePlan* plan);
 
   RegionState* const region_;
   const v1::InvokeMode mode_;

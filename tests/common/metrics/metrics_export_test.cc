@@ -1,5 +1,6 @@
-// The /metrics HTTP endpoint: bad addresses, extra pages, and scrapes that
-// get through while idle and slow connections are open.
+// The family builders, and the /metrics HTTP endpoint: bad addresses, extra
+// pages, and scrapes that get through while idle and slow connections are
+// open.
 #include "common/metrics/metrics_export.h"
 
 #include <arpa/inet.h>
@@ -31,6 +32,19 @@ std::string Fetch(const std::string& url) {
   EXPECT_EQ(curl_easy_perform(curl), CURLE_OK);
   curl_easy_cleanup(curl);
   return body;
+}
+
+TEST(MetricsExportTest, OneSampleFamiliesInTheTextFormat) {
+  EXPECT_EQ(ExpositionText(
+                {CounterWithSample("a_total", "Counted.",
+                                   {{"region", "r"}, {"mode", "stream"}}, 3),
+                 GaugeWithSample("b", "Measured.", {}, 0.5)}),
+            "# HELP a_total Counted.\n"
+            "# TYPE a_total counter\n"
+            "a_total{region=\"r\",mode=\"stream\"} 3\n"
+            "# HELP b Measured.\n"
+            "# TYPE b gauge\n"
+            "b 0.5\n");
 }
 
 TEST(MetricsHttpServerTest, BadAddressIsAnError) {

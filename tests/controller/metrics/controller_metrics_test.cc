@@ -1,11 +1,15 @@
 #include "controller/metrics/controller_metrics.h"
 
 #include <curl/curl.h>
+#include <prometheus/text_serializer.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "common/metrics/metrics_export.h"
+#include "controller/metrics/prometheus_view.h"
 #include "gtest/gtest.h"
 
 namespace fleetcanary {
@@ -211,6 +215,116 @@ TEST(ControllerMetricsTest, VerdictsAcrossSizesSayAllNotEmpty) {
                   "target=\"canary\",mode=\"stream\",size_class=\"all\"}"))
       << text;
   EXPECT_FALSE(Has(text, "size_class=\"\"")) << text;
+}
+
+// A state touching every family and every filtering rule: configured and
+// unconfigured streams, ad-hoc sizes in and out of the ladder, platform and
+// phantom counters of configured and deleted targets, per-size and all-size
+// verdicts, and the fleet gauges.
+void Populate(ControllerMetrics& metrics) {
+  StreamStats two_ok;
+  two_ok.Add(Outcome(v1::OK));
+  two_ok.Add(Outcome(v1::OK));
+  StreamTotal restored{
+      {"us-east-1", "canary", v1::RESPONSE_STREAM, 1024, false}, two_ok};
+  metrics.Restore(
+      {restored},
+      {{kIngestBatches, 7},
+       {"mystery_total", 9},
+       {PhantomCounterName("us-east-1", "canary", v1::RESPONSE_STREAM), 2}},
+      {{"a1", "us-east-1", 10, 4, absl::InfinitePast()},
+       {"a3", "eu-west-1", 3, 2, absl::InfinitePast()}});
+  StreamStats mixed;
+  mixed.Add(Outcome(v1::OK));
+  mixed.Add(Outcome(v1::HTTP_5XX));
+  mixed.Add(Outcome(v1::TRUNCATED));
+  metrics.AddStream(restored.key, mixed);
+  metrics.AddStream({"us-east-1", "canary", v1::BUFFERED, 4096, false}, mixed);
+  metrics.AddStream({"us-east-1", "canary", v1::BUFFERED, 2, true}, mixed);
+  metrics.AddStream({"us-east-1", "canary", v1::BUFFERED, 777, true}, two_ok);
+  metrics.AddStream({"us-east-1", "canary", v1::BUFFERED, 1234, true}, mixed);
+  metrics.AddStream({"eu-west-1", "other", v1::RESPONSE_STREAM, 5, true},
+                    two_ok);
+  metrics.AddCounter(kIngestBatches, 1);
+  metrics.AddCounter("retention_runs_total", 1);
+  metrics.AddCounter(
+      PlatformCounterName("Errors", "us-east-1", "canary", v1::RESPONSE_STREAM),
+      3);
+  metrics.AddCounter(PlatformCounterName("Invocations", "us-east-1", "canary",
+                                         v1::RESPONSE_STREAM),
+                     10);
+  metrics.AddCounter(
+      PlatformCounterName("Url5xxCount", "eu-west-1", "canary", v1::BUFFERED),
+      1);
+  metrics.AddCounter(
+      PlatformCounterName("Throttles", "us-east-1", "canary", v1::BUFFERED), 4);
+  metrics.AddCounter(
+      PlatformCounterName("Errors", "us-east-1", "gone", v1::BUFFERED), 6);
+  metrics.AddCounter(PhantomCounterName("us-east-1", "gone", v1::BUFFERED), 5);
+  metrics.SetAgentDropped("a2", "us-east-1", 1);
+  metrics.SetAgentDropped("a3", "eu-west-1", 1);  // Lower: kept at 2.
+  v1::Verdict v;
+  v.set_kind(v1::STREAM_HEALTH);
+  v.set_state(v1::SUSPECT);
+  v.mutable_key()->set_region("us-east-1");
+  v.mutable_key()->set_target("canary");
+  v.mutable_key()->set_mode(v1::RESPONSE_STREAM);
+  v.mutable_key()->set_size_class("1KiB");
+  metrics.SetVerdict(v);
+  v.set_kind(v1::SIZE_TREND);
+  v.set_state(v1::REGRESSION);
+  v.mutable_key()->clear_size_class();
+  metrics.SetVerdict(v);
+  metrics.SetErrorRateUpperBound(v.key(), 0.01);
+  v.set_kind(v1::PHANTOM_ERRORS);
+  v.set_state(v1::HEALTHY);
+  v.mutable_key()->set_target("gone");
+  metrics.SetVerdict(v);
+  metrics.SetErrorRateUpperBound(v.key(), 0.5);
+  metrics.SetAgentCountsProvider([] {
+    return std::vector<AgentCount>{{"us-east-1", v1::LIVE, 2},
+                                   {"eu-west-1", v1::LOST, 1}};
+  });
+  metrics.SetRegionsWithoutAgentsProvider(
+      [] { return std::vector<std::string>{"ap-south-1"}; });
+  metrics.SessionOpened();
+  metrics.SessionOpened();
+  metrics.SessionClosed();
+  metrics.SetStoreUp(false);
+  metrics.SetLeader(true);
+}
+
+std::string Exposition(ControllerMetrics& metrics) {
+  return prometheus::TextSerializer().Serialize(
+      metrics.collectable()->Collect());
+}
+
+std::string Golden(const std::string& name) {
+  std::ifstream in(std::string(FLEETCANARY_SOURCE_DIR) +
+                   "/tests/controller/metrics/testdata/" + name);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The whole exposition, byte for byte: names, help, labels, values and order
+// are what dashboards, alerts and the e2e checks read.
+TEST(ControllerMetricsTest, ExpositionIsPinnedWithoutConfiguredStreams) {
+  ControllerMetrics metrics;
+  Populate(metrics);
+  EXPECT_EQ(Exposition(metrics), Golden("exposition_all_streams.txt"));
+}
+
+TEST(ControllerMetricsTest, ExpositionIsPinnedWithConfiguredStreams) {
+  ControllerMetrics metrics;
+  Populate(metrics);
+  metrics.SetConfiguredStreamsProvider([] {
+    return std::vector<ConfiguredStreams>{
+        {"us-east-1", "canary", v1::RESPONSE_STREAM, {2, 1024}},
+        {"us-east-1", "canary", v1::BUFFERED, {2}},
+        {"eu-west-1", "canary", v1::BUFFERED, {2}}};
+  });
+  EXPECT_EQ(Exposition(metrics), Golden("exposition_configured.txt"));
 }
 
 }  // namespace
