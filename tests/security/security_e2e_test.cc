@@ -25,6 +25,7 @@
 #include "common/grpc/security.h"
 #include "fleetcanary/v1/session.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 #include "tests/testing/fault_server.h"
 #include "tests/testing/pki.h"
@@ -35,35 +36,11 @@ namespace {
 using testing::BinaryPath;
 using testing::FieldOf;
 using testing::HttpGet;
+using testing::MetricSum;
 using testing::Process;
+using testing::ReadFile;
 using testing::TestPki;
 using testing::WaitUntil;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Sum of the samples of `family` whose line contains every one of `parts`.
-double MetricSum(const std::string& text, const std::string& family,
-                 const std::vector<std::string>& parts) {
-  double sum = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (!absl::StartsWith(line, family)) continue;
-    if (line.size() > family.size() && line[family.size()] != '{' &&
-        line[family.size()] != ' ') {
-      continue;
-    }
-    bool all = true;
-    for (const std::string& p : parts) all = all && absl::StrContains(line, p);
-    if (!all) continue;
-    double v = 0;
-    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) sum += v;
-  }
-  return sum;
-}
 
 class SecurityTest : public ::testing::Test {
  protected:
