@@ -108,15 +108,11 @@ class AwsCredentialsE2eTest : public ::testing::Test {
   // The controller (`flags`, then those of a plaintext loopback controller)
   // and then the agent, with web identity only for `agent_role` and signed
   // CloudWatch reads; each must be listening within `timeout`.
-  void StartControllerAndAgent(std::vector<std::string> flags,
+  void StartControllerAndAgent(const std::vector<std::string>& flags,
                                const std::string& agent_role,
                                absl::Duration timeout) {
-    for (std::string& f :
-         testing::LoopbackControllerFlags(dir_ + "/controller")) {
-      flags.push_back(std::move(f));
-    }
-    auto ctl = testing::StartListening(testing::kControllerBinary, flags,
-                                       dir_ + "/controller.log", timeout);
+    auto ctl = testing::StartLoopbackController(
+        flags, dir_ + "/controller", 0, dir_ + "/controller.log", timeout);
     ASSERT_TRUE(ctl.ok()) << ctl.status();
     controller_ = std::move(ctl->process);
     controller_http_ = ctl->http;

@@ -118,16 +118,6 @@ absl::StatusOr<EmulatorProcess> StartEmulatorBinary(
   return absl::StatusOr<EmulatorProcess>(std::move(emulator));
 }
 
-std::vector<std::string> LoopbackControllerFlags(const std::string& data_dir,
-                                                 int grpc_port) {
-  return {absl::StrCat("--grpc_listen=127.0.0.1:", grpc_port),
-          "--http_listen=127.0.0.1:0",
-          "--data_dir=" + data_dir,
-          "--heartbeat_interval=1s",
-          "--insecure",
-          "--target_allow_loopback"};
-}
-
 std::string AgentYaml(const std::string& id, const std::string& region,
                       const std::string& controller,
                       const std::string& data_dir, bool cloudwatch_unsigned) {
@@ -154,6 +144,17 @@ absl::StatusOr<ListeningProcess> StartListening(
   daemon.grpc = FieldOf(*line, "grpc");
   daemon.http = FieldOf(*line, "http");
   return absl::StatusOr<ListeningProcess>(std::move(daemon));
+}
+
+absl::StatusOr<ListeningProcess> StartLoopbackController(
+    const std::vector<std::string>& flags, const std::string& data_dir,
+    int grpc_port, const std::string& log, absl::Duration timeout) {
+  std::vector<std::string> args = flags;
+  args.insert(args.end(), {absl::StrCat("--grpc_listen=127.0.0.1:", grpc_port),
+                           "--http_listen=127.0.0.1:0",
+                           "--data_dir=" + data_dir, "--heartbeat_interval=1s",
+                           "--insecure", "--target_allow_loopback"});
+  return StartListening(kControllerBinary, args, log, timeout);
 }
 
 absl::StatusOr<ListeningProcess> StartAgentBinary(const std::string& config,

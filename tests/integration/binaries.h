@@ -89,12 +89,6 @@ inline constexpr char kDemoDetectionYaml[] =
     "detection:\n  false_alarms_per_month: 1\n  p0_floor: 0.001\n"
     "  comparison_bucket: 5s\n  trend_window: 10s\n";
 
-// The flags of a plaintext controller on loopback (gRPC on `grpc_port`, 0 =
-// any; HTTP on any port), its state in `data_dir`, one-second heartbeats,
-// loopback targets allowed.
-std::vector<std::string> LoopbackControllerFlags(const std::string& data_dir,
-                                                 int grpc_port = 0);
-
 // An agent config: `id` in `region`, dialing `controller` (plaintext), its
 // state in `data_dir`, one-second platform metrics polled every second (2 s
 // ingestion delay; read unsigned when `cloudwatch_unsigned`), one-second
@@ -115,6 +109,14 @@ struct ListeningProcess {
 absl::StatusOr<ListeningProcess> StartListening(
     const std::string& binary, const std::vector<std::string>& args,
     const std::string& log, absl::Duration timeout);
+
+// The controller binary with `flags` and then those of a plaintext
+// controller on loopback (gRPC on `grpc_port`, 0 = any; HTTP on any port)
+// with its state in `data_dir`, one-second heartbeats and loopback targets
+// allowed; see StartListening.
+absl::StatusOr<ListeningProcess> StartLoopbackController(
+    const std::vector<std::string>& flags, const std::string& data_dir,
+    int grpc_port, const std::string& log, absl::Duration timeout);
 
 // The agent binary with --config=`config`, plaintext, its HTTP on any
 // loopback port; see StartListening.
