@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -164,6 +165,24 @@ absl::StatusOr<ListeningProcess> StartAgentBinary(const std::string& config,
       kAgentBinary,
       {"--config=" + config, "--http_listen=127.0.0.1:0", "--insecure"}, log,
       timeout);
+}
+
+int RunCanaryctl(const std::vector<std::string>& args, const std::string& out,
+                 std::unique_ptr<Process>* keep, const std::string& in) {
+  std::string cmd = absl::StrCat("exec '", BinaryPath("cli/canaryctl"), "'");
+  for (const std::string& a : args) absl::StrAppend(&cmd, " '", a, "'");
+  absl::StrAppend(&cmd, " > '", out, "'");
+  if (!in.empty()) absl::StrAppend(&cmd, " < '", in, "'");
+  auto p = Process::Spawn("/bin/sh", {"-c", cmd}, out + ".stderr");
+  EXPECT_TRUE(p.ok()) << p.status();
+  if (!p.ok()) return -1;
+  if (keep != nullptr) {
+    *keep = std::move(*p);
+    return 0;
+  }
+  std::optional<int> code = (*p)->Wait(absl::Seconds(60));
+  EXPECT_TRUE(code.has_value()) << "canaryctl did not finish";
+  return code.value_or(-1);
 }
 
 }  // namespace testing

@@ -124,6 +124,15 @@ absl::StatusOr<ListeningProcess> StartAgentBinary(const std::string& config,
                                                   const std::string& log,
                                                   absl::Duration timeout);
 
+// Runs the canaryctl binary with `args` through /bin/sh: stdout to `out`,
+// stderr to `out`.stderr, stdin from `in` unless empty. Returns its exit
+// code (-1, failing the test, when it cannot start or does not finish
+// within 60 s). With `keep`, does not wait: the running process goes to
+// *keep and 0 is returned.
+int RunCanaryctl(const std::vector<std::string>& args, const std::string& out,
+                 std::unique_ptr<Process>* keep = nullptr,
+                 const std::string& in = "");
+
 }  // namespace testing
 }  // namespace fleetcanary
 

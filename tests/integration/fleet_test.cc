@@ -998,15 +998,7 @@ TEST_F(FleetTest, StalledLeaderWakesFencedAndExitsWithoutWriting) {
 // Runs canaryctl with `args`; stdout to `out`, stderr to `out`.stderr.
 // Returns the exit code.
 int Canaryctl(const std::vector<std::string>& args, const std::string& out) {
-  std::string cmd = absl::StrCat("exec '", BinaryPath("cli/canaryctl"), "'");
-  for (const std::string& a : args) absl::StrAppend(&cmd, " '", a, "'");
-  absl::StrAppend(&cmd, " > '", out, "'");
-  auto p = Process::Spawn("/bin/sh", {"-c", cmd}, out + ".stderr");
-  EXPECT_TRUE(p.ok()) << p.status();
-  if (!p.ok()) return -1;
-  std::optional<int> code = (*p)->Wait(absl::Seconds(60));
-  EXPECT_TRUE(code.has_value()) << "canaryctl did not finish";
-  return code.value_or(-1);
+  return testing::RunCanaryctl(args, out);
 }
 
 // Two real replicas on one real PostgreSQL: the standby answers the admin
