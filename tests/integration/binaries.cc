@@ -132,16 +132,16 @@ std::string AgentYaml(const std::string& id, const std::string& region,
 }
 
 absl::StatusOr<ListeningProcess> StartListening(
-    const std::string& binary, const std::vector<std::string>& args,
+    const std::string& path, const std::vector<std::string>& args,
     const std::string& log, absl::Duration timeout) {
-  absl::StatusOr<std::unique_ptr<Process>> p =
-      Process::Spawn(BinaryPath(binary), args, log);
+  absl::StatusOr<std::unique_ptr<Process>> p = Process::Spawn(path, args, log);
   if (!p.ok()) return p.status();
   ListeningProcess daemon;
   daemon.process = *std::move(p);
   absl::StatusOr<std::string> line =
       daemon.process->WaitForLine("listening ", timeout);
   if (!line.ok()) return line.status();
+  daemon.line = *line;
   daemon.grpc = FieldOf(*line, "grpc");
   daemon.http = FieldOf(*line, "http");
   return absl::StatusOr<ListeningProcess>(std::move(daemon));
@@ -155,14 +155,14 @@ absl::StatusOr<ListeningProcess> StartLoopbackController(
                            "--http_listen=127.0.0.1:0",
                            "--data_dir=" + data_dir, "--heartbeat_interval=1s",
                            "--insecure", "--target_allow_loopback"});
-  return StartListening(kControllerBinary, args, log, timeout);
+  return StartListening(BinaryPath(kControllerBinary), args, log, timeout);
 }
 
 absl::StatusOr<ListeningProcess> StartAgentBinary(const std::string& config,
                                                   const std::string& log,
                                                   absl::Duration timeout) {
   return StartListening(
-      kAgentBinary,
+      BinaryPath(kAgentBinary),
       {"--config=" + config, "--http_listen=127.0.0.1:0", "--insecure"}, log,
       timeout);
 }

@@ -100,14 +100,16 @@ std::string AgentYaml(const std::string& id, const std::string& region,
 // A daemon that printed its "listening ..." line.
 struct ListeningProcess {
   std::unique_ptr<Process> process;
+  std::string line;  // The whole line (other fields: FieldOf).
   std::string grpc;  // grpc= of that line ("" when absent).
   std::string http;  // http= of that line.
 };
 
-// Spawns BinaryPath(`binary`) with `args`, stderr to `log`, and waits up to
-// `timeout` for its "listening " line.
+// Spawns the program at `path` (e.g. BinaryPath(kControllerBinary)) with
+// `args`, stderr to `log`, and waits up to `timeout` for its "listening "
+// line.
 absl::StatusOr<ListeningProcess> StartListening(
-    const std::string& binary, const std::vector<std::string>& args,
+    const std::string& path, const std::vector<std::string>& args,
     const std::string& log, absl::Duration timeout);
 
 // The controller binary with `flags` and then those of a plaintext

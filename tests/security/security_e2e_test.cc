@@ -84,17 +84,14 @@ class SecurityTest : public ::testing::Test {
         // guard still refuses it unless they allow loopback too.
         "--target_allow_loopback"};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto p =
-        Process::Spawn(BinaryPath("controller/server/fleetcanary-controller"),
-                       args, dir_ + "/controller.log");
-    ASSERT_TRUE(p.ok()) << p.status();
-    controller_ = std::move(*p);
-    auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
-    ASSERT_TRUE(line.ok()) << line.status()
-                           << ReadFile(dir_ + "/controller.log");
-    line_ = *line;
-    grpc_ = FieldOf(*line, "grpc");
-    http_ = FieldOf(*line, "http");
+    auto ctl =
+        testing::StartListening(BinaryPath(testing::kControllerBinary), args,
+                                dir_ + "/controller.log", absl::Seconds(60));
+    ASSERT_TRUE(ctl.ok()) << ctl.status() << ReadFile(dir_ + "/controller.log");
+    controller_ = std::move(ctl->process);
+    line_ = ctl->line;
+    grpc_ = ctl->grpc;
+    http_ = ctl->http;
   }
 
   std::vector<std::string> MtlsControllerFlags() {
