@@ -13,7 +13,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "agent/probe/probe_engine.h"
 #include "emulator/emulator.h"
 #include "gtest/gtest.h"
@@ -217,22 +216,12 @@ TEST_F(EmulatorProbeTest, EveryFaultEffectLandsInItsClassInBothModes) {
   for (v1::InvokeMode mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
     runs.push_back({cases.size(), mode, Request(mode, 65536), v1::Outcome()});
   }
-  absl::Mutex mu;
-  int remaining = static_cast<int>(runs.size());
-  for (Run& run : runs) {
-    engine_->Start(run.request, [&mu, &remaining, &run](v1::Outcome o) {
-      absl::MutexLock lock(&mu);
-      run.outcome = std::move(o);
-      --remaining;
-    });
-  }
-  {
-    absl::MutexLock lock(&mu);
-    ASSERT_TRUE(
-        mu.AwaitWithTimeout(absl::Condition(
-                                +[](int* n) { return *n == 0; }, &remaining),
-                            absl::Seconds(60)));
-  }
+  std::vector<ProbeRequest> requests;
+  for (const Run& run : runs) requests.push_back(run.request);
+  std::vector<v1::Outcome> outcomes;
+  ASSERT_TRUE(testing::RunProbesConcurrently(engine_.get(), requests,
+                                             absl::Seconds(60), &outcomes));
+  for (size_t i = 0; i < runs.size(); ++i) runs[i].outcome = outcomes[i];
 
   const std::vector<v1::InjectedFault> truth = emu_->truth();
   for (const Run& run : runs) {

@@ -272,26 +272,16 @@ std::vector<FaultCase> FaultCases() {
 TEST_F(ProbeEngineTest, EachFaultLandsInItsClass) {
   const std::vector<FaultCase> cases = FaultCases();
   // All at once: the engine and the server run every fault concurrently.
-  absl::Mutex mu;
-  std::vector<v1::Outcome> got(cases.size());
-  int remaining = static_cast<int>(cases.size());
+  std::vector<ProbeRequest> requests;
   for (size_t i = 0; i < cases.size(); ++i) {
     ProbeRequest r = Request(cases[i].spec, cases[i].size);
     SetDuration(absl::Milliseconds(300), r.limits.mutable_stall_limit());
     SetDuration(absl::Milliseconds(1500), r.limits.mutable_timeout());
-    engine_->Start(r, [&, i](v1::Outcome o) {
-      absl::MutexLock lock(&mu);
-      got[i] = std::move(o);
-      --remaining;
-    });
+    requests.push_back(std::move(r));
   }
-  {
-    absl::MutexLock lock(&mu);
-    ASSERT_TRUE(
-        mu.AwaitWithTimeout(absl::Condition(
-                                +[](int* n) { return *n == 0; }, &remaining),
-                            absl::Seconds(120)));
-  }
+  std::vector<v1::Outcome> got;
+  ASSERT_TRUE(testing::RunProbesConcurrently(engine_.get(), requests,
+                                             absl::Seconds(120), &got));
   for (size_t i = 0; i < cases.size(); ++i) {
     SCOPED_TRACE(cases[i].name);
     const v1::Outcome& o = got[i];
@@ -567,26 +557,16 @@ TEST_F(ProbeEngineTest, HostileEndpointsEndWithinLimitsInBoundedMemory) {
     hostile.push_back({"one_byte_per_second", s, 1024, absl::Milliseconds(1500),
                        absl::Milliseconds(2500), v1::TIMEOUT});
   }
-  absl::Mutex mu;
-  std::vector<v1::Outcome> got(hostile.size());
-  int remaining = static_cast<int>(hostile.size());
+  std::vector<ProbeRequest> requests;
   for (size_t i = 0; i < hostile.size(); ++i) {
     ProbeRequest r = Request(hostile[i].spec, hostile[i].size);
     SetDuration(hostile[i].stall, r.limits.mutable_stall_limit());
     SetDuration(hostile[i].timeout, r.limits.mutable_timeout());
-    engine_->Start(r, [&, i](v1::Outcome o) {
-      absl::MutexLock lock(&mu);
-      got[i] = std::move(o);
-      --remaining;
-    });
+    requests.push_back(std::move(r));
   }
-  {
-    absl::MutexLock lock(&mu);
-    ASSERT_TRUE(
-        mu.AwaitWithTimeout(absl::Condition(
-                                +[](int* n) { return *n == 0; }, &remaining),
-                            absl::Seconds(120)));
-  }
+  std::vector<v1::Outcome> got;
+  ASSERT_TRUE(testing::RunProbesConcurrently(engine_.get(), requests,
+                                             absl::Seconds(120), &got));
   for (size_t i = 0; i < hostile.size(); ++i) {
     SCOPED_TRACE(hostile[i].name);
     EXPECT_EQ(v1::OutcomeClass_Name(got[i].outcome_class()),

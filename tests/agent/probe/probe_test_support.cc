@@ -1,8 +1,10 @@
 #include "tests/agent/probe/probe_test_support.h"
 
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 
@@ -37,6 +39,37 @@ v1::Outcome RunProbe(ProbeEngine* engine, ProbeRequest request,
   });
   EXPECT_TRUE(done.WaitForNotificationWithTimeout(bound));
   return outcome;
+}
+
+bool RunProbesConcurrently(ProbeEngine* engine,
+                           const std::vector<ProbeRequest>& requests,
+                           absl::Duration bound,
+                           std::vector<v1::Outcome>* outcomes) {
+  // Shared with the callbacks, which may outlive this call on a timeout.
+  struct State {
+    absl::Mutex mu;
+    std::vector<v1::Outcome> got;
+    int remaining = 0;
+  };
+  auto state = std::make_shared<State>();
+  state->got.resize(requests.size());
+  state->remaining = static_cast<int>(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    engine->Start(requests[i], [state, i](v1::Outcome o) {
+      absl::MutexLock lock(&state->mu);
+      state->got[i] = std::move(o);
+      --state->remaining;
+    });
+  }
+  absl::MutexLock lock(&state->mu);
+  if (!state->mu.AwaitWithTimeout(
+          absl::Condition(
+              +[](int* n) { return *n == 0; }, &state->remaining),
+          bound)) {
+    return false;
+  }
+  *outcomes = state->got;
+  return true;
 }
 
 }  // namespace testing

@@ -1,12 +1,13 @@
 // What the probe engine's tests share: protobuf durations in and out, a
 // one-line description of an outcome for failure messages, and running one
-// probe to its outcome.
+// probe, or many at once, to their outcomes.
 //
 // Thread-safety: functions are thread-safe; RunProbe blocks its caller.
 #ifndef FLEETCANARY_TESTS_AGENT_PROBE_PROBE_TEST_SUPPORT_H_
 #define FLEETCANARY_TESTS_AGENT_PROBE_PROBE_TEST_SUPPORT_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "agent/probe/probe_engine.h"
@@ -30,6 +31,14 @@ std::string Describe(const v1::Outcome& o);
 // `bound`, a safety limit.
 v1::Outcome RunProbe(ProbeEngine* engine, ProbeRequest request,
                      absl::Duration bound);
+
+// Starts every request on `engine` at once and waits until all completed,
+// at most `bound` (a safety limit). Returns whether they all did; then
+// (*outcomes)[i] is the outcome of requests[i].
+bool RunProbesConcurrently(ProbeEngine* engine,
+                           const std::vector<ProbeRequest>& requests,
+                           absl::Duration bound,
+                           std::vector<v1::Outcome>* outcomes);
 
 }  // namespace testing
 }  // namespace fleetcanary
