@@ -236,6 +236,31 @@ class FleetTest : public ::testing::Test {
     }
   }
 
+  // Spawns a standby replica ("b", standby_) on `port` with a `lease`
+  // leader lease, its HTTP on a port of its own, whose address goes to
+  // *http. Does not wait.
+  void SpawnStandby(int port, const std::string& lease, std::string* http) {
+    *http = absl::StrCat("127.0.0.1:", UnusedLoopbackPort());
+    standby_ = SpawnController(
+        port,
+        {"--leader_lease=" + lease, "--replica_id=b", "--http_listen=" + *http},
+        "standby");
+    ASSERT_NE(standby_, nullptr);
+  }
+
+  // Whether the standby's /readyz at `http` says it is a standby and names
+  // `leader`, within `timeout`.
+  static bool StandbyNamesLeader(const std::string& http,
+                                 const std::string& leader,
+                                 absl::Duration timeout) {
+    return WaitUntil(
+        [&] {
+          return HttpGet(http, "/readyz") ==
+                 absl::StrCat("standby; leader=", leader, "\n");
+        },
+        timeout);
+  }
+
   // Exactly one stored outcome per request the emulator served (no agent
   // was killed mid-probe). Returns the number stored.
   uint64_t ExpectStoredEqualsServed() {
@@ -251,6 +276,12 @@ class FleetTest : public ::testing::Test {
   void KillLeaderUntilStandbyLeads() {
     controller_->Signal(SIGKILL);
     ASSERT_TRUE(controller_->Wait(absl::Seconds(10)).has_value());
+    StandbyLeads();
+  }
+
+  // Waits until the standby (standby_) leads: it becomes controller_, with
+  // its addresses.
+  void StandbyLeads() {
     // The standby prints its listening line once it leads.
     auto line = standby_->WaitForLine("listening ", absl::Seconds(60));
     ASSERT_TRUE(line.ok()) << line.status();
@@ -965,11 +996,7 @@ TEST_F(FleetTest, StalledLeaderWakesFencedAndExitsWithoutWriting) {
 
   std::unique_ptr<Process> old_leader = std::move(controller_);
   old_leader->Signal(SIGSTOP);
-  auto line = standby_->WaitForLine("listening ", absl::Seconds(60));
-  ASSERT_TRUE(line.ok()) << line.status();
-  controller_ = std::move(standby_);
-  grpc_address_ = FieldOf(*line, "grpc");
-  controller_http_ = FieldOf(*line, "http");
+  ASSERT_NO_FATAL_FAILURE(StandbyLeads());
   ASSERT_TRUE(WaitUntil(
       [&] {
         return ControllerMetric("fleetcanary_sessions_active") == 1 &&
@@ -1012,20 +1039,10 @@ TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
   const std::string leader = absl::StrCat("127.0.0.1:", port_a);
   const int port_b = UnusedLoopbackPort();
   const std::string standby_grpc = absl::StrCat("127.0.0.1:", port_b);
-  const std::string standby_http =
-      absl::StrCat("127.0.0.1:", UnusedLoopbackPort());
-  standby_ = SpawnController(
-      port_b,
-      {"--leader_lease=60s", "--replica_id=b", "--http_listen=" + standby_http},
-      "standby");
-  ASSERT_NE(standby_, nullptr);
+  std::string standby_http;
+  ASSERT_NO_FATAL_FAILURE(SpawnStandby(port_b, "60s", &standby_http));
   // Not ready (agents and load balancers go to the leader), but it names it.
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        return HttpGet(standby_http, "/readyz") ==
-               absl::StrCat("standby; leader=", leader, "\n");
-      },
-      absl::Seconds(20)))
+  ASSERT_TRUE(StandbyNamesLeader(standby_http, leader, absl::Seconds(20)))
       << HttpGet(standby_http, "/readyz");
   EXPECT_EQ(MetricValue(HttpGet(standby_http, "/metrics"),
                         "fleetcanary_controller_leader"),
@@ -1098,13 +1115,8 @@ TEST_F(FleetTest, AgentGivenOnlyAStandbysNameFollowsTheLeader) {
   StartController(UnusedLoopbackPort(),
                   {"--leader_lease=60s", "--replica_id=a"});
   const int port_b = UnusedLoopbackPort();
-  const std::string standby_http =
-      absl::StrCat("127.0.0.1:", UnusedLoopbackPort());
-  standby_ = SpawnController(
-      port_b,
-      {"--leader_lease=60s", "--replica_id=b", "--http_listen=" + standby_http},
-      "standby");
-  ASSERT_NE(standby_, nullptr);
+  std::string standby_http;
+  ASSERT_NO_FATAL_FAILURE(SpawnStandby(port_b, "60s", &standby_http));
   ASSERT_TRUE(WaitUntil(
       [&] {
         return absl::StartsWith(HttpGet(standby_http, "/readyz"),
@@ -1145,21 +1157,11 @@ TEST_F(FleetTest, AgentGivenOneNameOfSeveralReplicasFollowsTheLeader) {
   const std::string leader = absl::StrCat("127.0.0.2:", port);
   ASSERT_EQ(grpc_address_, leader);
   controller_ip_ = "127.0.0.3";
-  const std::string standby_http =
-      absl::StrCat("127.0.0.1:", UnusedLoopbackPort());
-  standby_ = SpawnController(
-      port,
-      {"--leader_lease=3s", "--replica_id=b", "--http_listen=" + standby_http},
-      "standby");
-  ASSERT_NE(standby_, nullptr);
+  std::string standby_http;
+  ASSERT_NO_FATAL_FAILURE(SpawnStandby(port, "3s", &standby_http));
   // The standby listens and refuses, naming the leader, before the agent
   // dials it.
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        return HttpGet(standby_http, "/readyz") ==
-               absl::StrCat("standby; leader=", leader, "\n");
-      },
-      absl::Seconds(60)))
+  ASSERT_TRUE(StandbyNamesLeader(standby_http, leader, absl::Seconds(60)))
       << HttpGet(standby_http, "/readyz");
 
   controller_target_ = absl::StrCat(name, ":", port);
