@@ -12,7 +12,6 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -57,12 +56,11 @@ std::string HostPort(const std::string& url) {
   return std::string(v);
 }
 
-class AdminProbeTest : public ::testing::Test {
+class AdminProbeTest : public testing::ScratchDirTest {
  protected:
+  AdminProbeTest() : ScratchDirTest("admin_probe", /*per_test=*/true) {}
   void SetUp() override {
-    dir_ = testing::FreshDir(absl::StrCat(
-        "admin_probe_", getpid(), "_",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    ScratchDirTest::SetUp();
     StartEmulator();
     StartController();
     AddAgent("use1-a", "us-east-1");
@@ -76,7 +74,7 @@ class AdminProbeTest : public ::testing::Test {
     for (auto& a : agents_) a.reset();
     controller_.reset();
     if (emulator_) emulator_->Stop();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
+    ScratchDirTest::TearDown();
   }
 
   void StartEmulator() {
@@ -196,7 +194,6 @@ faults:
     return sum;
   }
 
-  std::string dir_;
   std::string fleet_file_;
   std::string grpc_, http_;
   std::unique_ptr<emulator::Emulator> emulator_;

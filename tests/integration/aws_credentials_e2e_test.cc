@@ -12,10 +12,8 @@
 // refreshes before they expire; the emulator's record of issued sessions
 // (GET /_emulator/sessions) shows which role's keys signed what.
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -55,19 +53,14 @@ std::string SignedEmulatorYaml(const std::string& region_yaml,
                    absl::ToInt64Seconds(lifetime), "s\n"));
 }
 
-class AwsCredentialsE2eTest : public ::testing::Test {
+class AwsCredentialsE2eTest : public testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = testing::FreshDir(absl::StrCat("aws_e2e_", getpid()));
-  }
+  AwsCredentialsE2eTest() : ScratchDirTest("aws_e2e") {}
   void TearDown() override {
     agent_.reset();
     controller_.reset();
     emulator_.process.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-  }
-  std::string Write(const std::string& name, const std::string& text) {
-    return testing::WriteFile(dir_, name, text);
+    ScratchDirTest::TearDown();
   }
 
   // Starts the emulator binary with `config` (and `scenario` unless empty),
@@ -128,7 +121,6 @@ class AwsCredentialsE2eTest : public ::testing::Test {
     agent_http_ = agent->http;
   }
 
-  std::string dir_;
   std::string sts_, controller_http_, agent_http_;
   testing::EmulatorProcess emulator_;
   std::unique_ptr<Process> controller_;

@@ -1,5 +1,7 @@
 #include "tests/integration/binaries.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -32,6 +34,25 @@ std::string ReadFile(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+void ScratchDirTest::SetUp() {
+  std::string name = absl::StrCat(prefix_, "_", getpid());
+  if (per_test_) {
+    absl::StrAppend(
+        &name, "_",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+  dir_ = FreshDir(name);
+}
+
+void ScratchDirTest::TearDown() {
+  if (!HasFailure()) std::filesystem::remove_all(dir_);
+}
+
+std::string ScratchDirTest::Write(const std::string& name,
+                                  const std::string& text) const {
+  return WriteFile(dir_, name, text);
 }
 
 std::string EmulatorYaml(const std::vector<std::string>& regions,

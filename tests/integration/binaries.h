@@ -15,10 +15,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "gtest/gtest.h"
 #include "tests/integration/process.h"
 
 namespace fleetcanary {
@@ -37,6 +39,28 @@ std::string WriteFile(const std::string& dir, const std::string& name,
                       const std::string& text);
 // The whole file at `path` ("" when it cannot be read).
 std::string ReadFile(const std::string& path);
+
+// A fixture with a scratch directory dir_ for the test's files and the logs
+// of the processes it starts: <TempDir>/<prefix>_<pid>, and _<test name>
+// after that with `per_test`; fresh for each test, removed after a test that
+// passed and kept after one that failed. A subclass that stops processes in
+// TearDown does so before calling ScratchDirTest::TearDown().
+class ScratchDirTest : public ::testing::Test {
+ protected:
+  explicit ScratchDirTest(std::string prefix, bool per_test = false)
+      : prefix_(std::move(prefix)), per_test_(per_test) {}
+  void SetUp() override;
+  void TearDown() override;
+
+  // Writes `text` to dir_/`name` and returns that path.
+  std::string Write(const std::string& name, const std::string& text) const;
+
+  std::string dir_;
+
+ private:
+  const std::string prefix_;
+  const bool per_test_;
+};
 
 // An emulator config: the `regions` (each followed by `region_yaml`, lines
 // indented under the region), listening on 127.0.0.1 with one-second

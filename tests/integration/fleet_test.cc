@@ -15,7 +15,6 @@
 // the machine's /etc/hosts is never touched.
 #include <signal.h>
 #include <sys/mount.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -82,22 +81,16 @@ std::string Counted(const Counts& c) {
   return absl::StrJoin(parts, " ");
 }
 
-class FleetTest : public ::testing::Test {
+class FleetTest : public testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = absl::StrCat(
-        ::testing::TempDir(), "/fleet_", getpid(), "_",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
+  FleetTest() : ScratchDirTest("fleet", /*per_test=*/true) {}
   void TearDown() override {
     for (Agent& a : agents_) a.process.reset();
     controller_.reset();
     standby_.reset();
     postgres_.reset();
     if (emulator_) emulator_->Stop();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
+    ScratchDirTest::TearDown();
   }
 
   // Emulator regions with some injected faults, so several outcome classes
@@ -509,7 +502,6 @@ class FleetTest : public ::testing::Test {
         .value_or(-1);
   }
 
-  std::string dir_;
   std::string fleet_file_;
   // The controller's --store ("" = SQLite in its data_dir).
   std::string store_url_;

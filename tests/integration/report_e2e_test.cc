@@ -59,10 +59,11 @@ std::string Rfc3339(absl::Time t) {
   return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
 }
 
-class ReportE2eTest : public ::testing::Test {
+class ReportE2eTest : public testing::ScratchDirTest {
  protected:
+  ReportE2eTest() : ScratchDirTest("report_e2e") {}
   void SetUp() override {
-    dir_ = testing::FreshDir(absl::StrCat("report_e2e_", getpid()));
+    ScratchDirTest::SetUp();
     artifacts_ = std::string(FLEETCANARY_ARTIFACT_DIR);
     std::filesystem::create_directories(artifacts_);
   }
@@ -70,10 +71,7 @@ class ReportE2eTest : public ::testing::Test {
     agent_.reset();
     controller_.reset();
     emulator_.process.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-  }
-  std::string Write(const std::string& name, const std::string& text) {
-    return testing::WriteFile(dir_, name, text);
+    ScratchDirTest::TearDown();
   }
   // Runs a command line through /bin/sh; returns its exit code.
   int Run(const std::string& cmd, const std::string& log) {
@@ -97,7 +95,6 @@ class ReportE2eTest : public ::testing::Test {
         dir_, "/chromium-profile' ", what);
   }
 
-  std::string dir_;
   std::string artifacts_;
   testing::EmulatorProcess emulator_;
   std::unique_ptr<Process> controller_;

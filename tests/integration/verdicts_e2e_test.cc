@@ -22,7 +22,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -108,20 +107,14 @@ struct History {
   }
 };
 
-class VerdictsE2eTest : public ::testing::Test {
+class VerdictsE2eTest : public testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = testing::FreshDir(absl::StrCat("verdicts_e2e_", getpid()));
-  }
+  VerdictsE2eTest() : ScratchDirTest("verdicts_e2e") {}
   void TearDown() override {
     agents_.clear();
     controller_.reset();
     emulator_.process.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-  }
-
-  std::string Write(const std::string& name, const std::string& text) {
-    return testing::WriteFile(dir_, name, text);
+    ScratchDirTest::TearDown();
   }
 
   // Loads the scenario (FLEETCANARY_VERDICTS_E2E_SCENARIO replays another
@@ -345,7 +338,6 @@ class VerdictsE2eTest : public ::testing::Test {
         absl::Minutes(5));
   }
 
-  std::string dir_;
   std::string scenario_path_;
   double scale_ = 1;
   absl::Duration onset_offset_, hotfix_offset_;
