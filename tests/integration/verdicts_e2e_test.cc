@@ -214,6 +214,13 @@ class VerdictsE2eTest : public testing::ScratchDirTest {
     }
   }
 
+  // The emulator, the controller and the agents, in that order.
+  void StartAll() {
+    ASSERT_NO_FATAL_FAILURE(StartEmulator());
+    ASSERT_NO_FATAL_FAILURE(StartController());
+    StartAgents();
+  }
+
   // Whether /metrics `body` has the affected streaming alias's
   // PHANTOM_ERRORS verdict in `state`.
   static bool PhantomIn(const std::string& body, const char* state) {
@@ -352,9 +359,7 @@ class VerdictsE2eTest : public testing::ScratchDirTest {
 
 TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
   LoadScenario();
-  StartEmulator();
-  StartController();
-  StartAgents();
+  StartAll();
   if (HasFatalFailure()) return;
 
   // 4. Watch /metrics until the fix is confirmed (bounded).
@@ -478,9 +483,7 @@ namespace {
 // still confirmed and dated inside the true hotfix's interval.
 TEST_F(VerdictsE2eTest, ControllerKilledMidIncidentContinuesItsVerdicts) {
   LoadScenario();
-  StartEmulator();
-  StartController();
-  StartAgents();
+  StartAll();
   if (HasFatalFailure()) return;
   const absl::Time deadline = absl::Now() + hotfix_offset_ + absl::Seconds(75);
 
@@ -574,9 +577,7 @@ namespace {
 TEST_F(VerdictsE2eTest,
        LowRateTruncationIsAttributedBesideADecoyAndNeverCalledFixed) {
   LoadScenario(ScenarioPath("low-truncation-decoy.yaml"));
-  StartEmulator();
-  StartController();
-  StartAgents();
+  StartAll();
   if (HasFatalFailure()) return;
 
   bool fix_seen = false;
@@ -653,9 +654,7 @@ TEST_F(VerdictsE2eTest,
 // alias (most after the partial fix) the fix is never confirmed.
 TEST_F(VerdictsE2eTest, PartialFixIsNeverConfirmed) {
   LoadScenario(ScenarioPath("partial-fix.yaml"));
-  StartEmulator();
-  StartController();
-  StartAgents();
+  StartAll();
   if (HasFatalFailure()) return;
 
   bool fix_seen = false;
