@@ -2,9 +2,7 @@
 // down: slow headers, 1 MB header lines, garbage, half-closed sockets,
 // connection floods, and 10,000 idle connections (against the binary, so the
 // emulator and the test each have their own descriptor limit).
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -36,32 +34,13 @@ namespace fleetcanary {
 namespace emulator {
 namespace {
 
-using ::fleetcanary::testing::CurlFetch;
-using ::fleetcanary::testing::CurlResult;
-using ::fleetcanary::testing::ParseResponse;
-using ::fleetcanary::testing::PortOf;
-using ::fleetcanary::testing::RawExchange;
-using ::fleetcanary::testing::RawOptions;
-using ::fleetcanary::testing::RawResult;
-using ::fleetcanary::testing::WithCaFile;
-using ::fleetcanary::testing::WithHeaders;
-using ::fleetcanary::testing::WithMethod;
-using ::fleetcanary::testing::WithTimeout;
-
 absl::Duration Now() { return Clock::Real()->MonotonicNow(); }
 
 int Connect(int port, bool nonblocking = false) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
+  const int fd = ::fleetcanary::testing::ConnectLoopback(port);
+  if (fd >= 0 && nonblocking) {
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   }
-  if (nonblocking) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   return fd;
 }
 
@@ -119,11 +98,11 @@ class HostileTest : public ::testing::Test {
     ASSERT_TRUE(emu.ok()) << emu.status();
     emu_ = *std::move(emu);
     url_ = emu_->url("us-east-1", v1::BUFFERED);
-    port_ = PortOf(url_);
+    port_ = testing::PortOf(url_);
   }
   void TearDown() override {
     // Whatever happened, the emulator still serves.
-    CurlResult r = CurlFetch(url_ + "canary?bytes=10&seed=1");
+    testing::CurlResult r = testing::CurlFetch(url_ + "canary?bytes=10&seed=1");
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, MakePayload(1, 10));
   }
@@ -213,17 +192,18 @@ TEST_F(HostileTest, GarbageGets400AndClose) {
 }
 
 TEST_F(HostileTest, HalfClosedClientStillGetsItsResponse) {
-  RawOptions options;
+  testing::RawOptions options;
   options.half_close = true;
-  RawResult raw = RawExchange(
+  testing::RawResult raw = testing::RawExchange(
       port_, "GET /canary?bytes=3000&seed=2 HTTP/1.1\r\nHost: x\r\n\r\n",
       options);
   EXPECT_TRUE(raw.eof);
-  auto r = ParseResponse(raw.data);
+  auto r = testing::ParseResponse(raw.data);
   EXPECT_TRUE(r.complete);
   EXPECT_EQ(r.body, MakePayload(2, 3000));
   // A half-closed partial request ends without a response and without hanging.
-  RawResult partial = RawExchange(port_, "GET /canary?bytes=3000 HTT", options);
+  testing::RawResult partial =
+      testing::RawExchange(port_, "GET /canary?bytes=3000 HTT", options);
   EXPECT_TRUE(partial.eof || partial.reset);
   EXPECT_FALSE(partial.timed_out);
 }
@@ -311,7 +291,7 @@ TEST(IdleFloodTest, TenThousandIdleConnectionsStayBoundedAndAreReaped) {
     if (absl::StartsWith(l, "ready")) break;
   }
   ASSERT_FALSE(url.empty());
-  const int port = PortOf(url);
+  const int port = testing::PortOf(url);
   const int64_t rss_before = RssKiB(pid);
 
   std::vector<int> fds;
@@ -324,8 +304,8 @@ TEST(IdleFloodTest, TenThousandIdleConnectionsStayBoundedAndAreReaped) {
   }
   EXPECT_EQ(fds.size(), static_cast<size_t>(kIdle));
   // Still serving, promptly.
-  CurlResult r =
-      CurlFetch(url + "canary?bytes=100&seed=3", WithTimeout(absl::Seconds(5)));
+  testing::CurlResult r = testing::CurlFetch(
+      url + "canary?bytes=100&seed=3", testing::WithTimeout(absl::Seconds(5)));
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, MakePayload(3, 100));
   const int64_t rss_during = RssKiB(pid);

@@ -28,14 +28,6 @@ namespace fleetcanary {
 namespace emulator {
 namespace {
 
-using ::fleetcanary::testing::CurlFetch;
-using ::fleetcanary::testing::CurlOptions;
-using ::fleetcanary::testing::CurlResult;
-using ::fleetcanary::testing::PortOf;
-using ::fleetcanary::testing::WithCaFile;
-using ::fleetcanary::testing::WithHeaders;
-using ::fleetcanary::testing::WithMethod;
-using ::fleetcanary::testing::WithTimeout;
 using nlohmann::json;
 using ::testing::HasSubstr;
 
@@ -50,7 +42,7 @@ v1::Scenario Scenario(absl::string_view yaml) {
 json GetMetricData(const std::string& url, const json& request,
                    const std::vector<std::string>& extra_headers = {},
                    long* status = nullptr) {
-  CurlOptions options;
+  testing::CurlOptions options;
   options.method = "POST";
   options.body = request.dump();
   options.headers = extra_headers;
@@ -59,7 +51,7 @@ json GetMetricData(const std::string& url, const json& request,
         "Content-Type: application/x-amz-json-1.0",
         "X-Amz-Target: GraniteServiceVersion20100801.GetMetricData"};
   }
-  CurlResult r = CurlFetch(url, options);
+  testing::CurlResult r = testing::CurlFetch(url, options);
   if (status != nullptr) *status = r.status;
   EXPECT_EQ(r.Header("content-type"), "application/x-amz-json-1.0");
   return json::parse(r.body, nullptr, false);
@@ -117,9 +109,10 @@ faults:
     for (int i = 0; i < 40; ++i) {
       const std::string alias = i % 2 == 0 ? "buffered" : "stream";
       const uint64_t size = uint64_t{1} << (i % 12);
-      CurlResult r = CurlFetch(
+      testing::CurlResult r = testing::CurlFetch(
           absl::StrCat(url.at(alias), "canary?bytes=", size, "&seed=", i),
-          WithHeaders({absl::StrCat("x-canary-probe-id: m", minute, "-", i)}));
+          testing::WithHeaders(
+              {absl::StrCat("x-canary-probe-id: m", minute, "-", i)}));
       ++out.sent[{minute, alias}];
       if (r.status >= 500) ++out.client_5xx[{minute, alias}];
       if (r.status >= 400 && r.status < 500) ++out.client_4xx[{minute, alias}];
@@ -270,7 +263,7 @@ std::vector<std::string> SignedHeaders(
     const std::string& target, const std::string& body,
     const std::string& service, const std::string& region, absl::Time now,
     const sigv4::Credentials& creds, std::vector<std::string> extra = {}) {
-  const std::string host = absl::StrCat("127.0.0.1:", PortOf(url));
+  const std::string host = absl::StrCat("127.0.0.1:", testing::PortOf(url));
   std::vector<sigv4::HeaderView> headers = {{"host", host}};
   std::vector<std::pair<std::string, std::string>> extra_kv;
   for (const std::string& e : extra) {
@@ -299,14 +292,15 @@ TEST(IamTest, FunctionUrlVerifiesSigV4ForLambda) {
   const std::string url = emu->url("eu-west-1", v1::BUFFERED);
   const std::string target = "/canary?bytes=64&seed=3";
   auto fetch = [&](std::vector<std::string> headers) {
-    return CurlFetch(url + target.substr(1), WithHeaders(headers));
+    return testing::CurlFetch(url + target.substr(1),
+                              testing::WithHeaders(headers));
   };
-  CurlResult ok = fetch(SignedHeaders(url, "GET", target, "", "lambda",
-                                      "eu-west-1", clock.Now(), kCreds));
+  testing::CurlResult ok = fetch(SignedHeaders(
+      url, "GET", target, "", "lambda", "eu-west-1", clock.Now(), kCreds));
   EXPECT_EQ(ok.status, 200) << ok.body;
   EXPECT_EQ(ok.body, MakePayload(3, 64));
 
-  CurlResult missing = fetch({});
+  testing::CurlResult missing = fetch({});
   EXPECT_EQ(missing.status, 403);
   EXPECT_EQ(missing.Header("x-amzn-errortype"), "AccessDeniedException");
 
@@ -432,19 +426,20 @@ TEST(TlsTest, ServesHttpsWithTheGivenCertificate) {
   ASSERT_TRUE(emu.ok()) << emu.status();
   const std::string url = (*emu)->url("us-east-1", v1::RESPONSE_STREAM);
   ASSERT_THAT(url, ::testing::StartsWith("https://127.0.0.1:"));
-  CurlResult r =
-      CurlFetch(url + "canary?bytes=5000&chunk=100&seed=2", WithCaFile(cert));
+  testing::CurlResult r = testing::CurlFetch(
+      url + "canary?bytes=5000&chunk=100&seed=2", testing::WithCaFile(cert));
   EXPECT_EQ(r.curl_code, 0) << r.error;
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, MakePayload(2, 5000));
   // Plain HTTP to a TLS port fails instead of hanging.
-  CurlResult plain = CurlFetch(
-      absl::StrCat("http://127.0.0.1:", PortOf(url), "/canary?bytes=1"),
-      WithTimeout(absl::Seconds(5)));
+  testing::CurlResult plain =
+      testing::CurlFetch(absl::StrCat("http://127.0.0.1:", testing::PortOf(url),
+                                      "/canary?bytes=1"),
+                         testing::WithTimeout(absl::Seconds(5)));
   EXPECT_NE(plain.status, 200);
   // Unknown CA is refused by the client.
-  CurlResult untrusted =
-      CurlFetch(url + "canary?bytes=1", WithCaFile("/nonexistent"));
+  testing::CurlResult untrusted = testing::CurlFetch(
+      url + "canary?bytes=1", testing::WithCaFile("/nonexistent"));
   EXPECT_NE(untrusted.curl_code, 0);
   EmulatorOptions bad = options;
   bad.config.set_tls_key_file("/nonexistent/key.pem");

@@ -33,20 +33,6 @@ namespace fleetcanary {
 namespace emulator {
 namespace {
 
-using ::fleetcanary::testing::CurlFetch;
-using ::fleetcanary::testing::CurlOptions;
-using ::fleetcanary::testing::CurlResult;
-using ::fleetcanary::testing::CurlSession;
-using ::fleetcanary::testing::ParsedResponse;
-using ::fleetcanary::testing::ParseResponse;
-using ::fleetcanary::testing::PortOf;
-using ::fleetcanary::testing::RawExchange;
-using ::fleetcanary::testing::RawOptions;
-using ::fleetcanary::testing::RawResult;
-using ::fleetcanary::testing::WithCaFile;
-using ::fleetcanary::testing::WithHeaders;
-using ::fleetcanary::testing::WithMethod;
-using ::fleetcanary::testing::WithTimeout;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -124,9 +110,9 @@ TEST_F(WireTest, BothModesServeTheConformanceVectorsByteForByte) {
     const std::string seed = v["seed"].get<std::string>();
     const uint64_t size = v["size"].get<uint64_t>();
     for (const std::string& base : {buffered_, stream_}) {
-      CurlResult r = CurlFetch(
+      testing::CurlResult r = testing::CurlFetch(
           absl::StrCat(base, "canary?bytes=", size, "&chunk=4096&seed=", seed),
-          WithHeaders({"x-canary-probe-id: vec-1"}));
+          testing::WithHeaders({"x-canary-probe-id: vec-1"}));
       ASSERT_EQ(r.curl_code, 0) << r.error;
       EXPECT_EQ(r.status, 200);
       ASSERT_EQ(r.body.size(), size);
@@ -145,11 +131,11 @@ TEST_F(WireTest, BothModesServeTheConformanceVectorsByteForByte) {
 }
 
 TEST_F(WireTest, BufferedResponseHeadersAreThoseOfAFunctionUrl) {
-  RawResult raw = RawExchange(
-      PortOf(buffered_),
+  testing::RawResult raw = testing::RawExchange(
+      testing::PortOf(buffered_),
       Get("/canary?bytes=1000&seed=3", "x-canary-probe-id: probe-42\r\n"));
   ASSERT_TRUE(raw.eof);
-  ParsedResponse r = ParseResponse(raw.data);
+  testing::ParsedResponse r = testing::ParseResponse(raw.data);
   ASSERT_TRUE(r.complete);
   EXPECT_EQ(r.status, 200);
   EXPECT_FALSE(r.chunked);
@@ -171,10 +157,11 @@ TEST_F(WireTest, BufferedResponseHeadersAreThoseOfAFunctionUrl) {
 }
 
 TEST_F(WireTest, StreamWritesChunksOfCBytesWithGapsOfGMilliseconds) {
-  RawResult raw = RawExchange(
-      PortOf(stream_), Get("/canary?bytes=10000&chunk=3000&gap_ms=60&seed=9"));
+  testing::RawResult raw = testing::RawExchange(
+      testing::PortOf(stream_),
+      Get("/canary?bytes=10000&chunk=3000&gap_ms=60&seed=9"));
   ASSERT_TRUE(raw.eof);
-  ParsedResponse r = ParseResponse(raw.data);
+  testing::ParsedResponse r = testing::ParseResponse(raw.data);
   ASSERT_TRUE(r.complete);
   EXPECT_TRUE(r.chunked);
   EXPECT_EQ(r.Header("content-length"), "");
@@ -190,9 +177,11 @@ TEST_F(WireTest, StreamWritesChunksOfCBytesWithGapsOfGMilliseconds) {
 
 TEST_F(WireTest, KeepAliveReusesTheConnectionInBothModes) {
   for (const std::string& base : {buffered_, stream_}) {
-    CurlSession session;
-    CurlResult first = session.Fetch(base + "canary?bytes=100&chunk=10");
-    CurlResult second = session.Fetch(base + "canary?bytes=200&chunk=10");
+    testing::CurlSession session;
+    testing::CurlResult first =
+        session.Fetch(base + "canary?bytes=100&chunk=10");
+    testing::CurlResult second =
+        session.Fetch(base + "canary?bytes=200&chunk=10");
     ASSERT_EQ(first.status, 200);
     ASSERT_EQ(second.status, 200);
     EXPECT_EQ(first.new_connections, 1);
@@ -203,7 +192,7 @@ TEST_F(WireTest, KeepAliveReusesTheConnectionInBothModes) {
 
 TEST_F(WireTest, EveryPathReachesTheFunctionWhichAnswers404) {
   for (const char* path : {"nope", "", "canary/extra?bytes=1"}) {
-    CurlResult r = CurlFetch(buffered_ + path);
+    testing::CurlResult r = testing::CurlFetch(buffered_ + path);
     EXPECT_EQ(r.status, 404) << path;
     EXPECT_EQ(r.Header("content-type"), "application/json");
     EXPECT_EQ(r.Header("cache-control"), "no-store");
@@ -214,19 +203,20 @@ TEST_F(WireTest, EveryPathReachesTheFunctionWhichAnswers404) {
               "/canary?bytes=N&chunk=C&gap_ms=G&seed=S\"}");
   }
   // The control port knows nothing of /canary.
-  EXPECT_EQ(CurlFetch(emu_->control_url() + "canary?bytes=1").status, 404);
+  EXPECT_EQ(testing::CurlFetch(emu_->control_url() + "canary?bytes=1").status,
+            404);
 }
 
 TEST_F(WireTest, BadParametersAreTheFunctionsOwn400) {
-  CurlResult r = CurlFetch(buffered_ + "canary?bytes=abc");
+  testing::CurlResult r = testing::CurlFetch(buffered_ + "canary?bytes=abc");
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.body,
             "{\"error\":\"query parameter \\\"bytes\\\" must be a decimal "
             "integer, got \\\"abc\\\"\"}");
-  EXPECT_EQ(CurlFetch(stream_ + "canary?seed=1").status, 400);
+  EXPECT_EQ(testing::CurlFetch(stream_ + "canary?seed=1").status, 400);
   // The reference function's limits: 4 MiB buffered.
-  EXPECT_EQ(CurlFetch(buffered_ + "canary?bytes=4194305").status, 400);
-  EXPECT_EQ(CurlFetch(buffered_ + "canary?bytes=4194304").status, 200);
+  EXPECT_EQ(testing::CurlFetch(buffered_ + "canary?bytes=4194305").status, 400);
+  EXPECT_EQ(testing::CurlFetch(buffered_ + "canary?bytes=4194304").status, 200);
 }
 
 TEST(CanaryLimitsTest, BufferedSixMegabyteCapIs502) {
@@ -238,17 +228,17 @@ TEST(CanaryLimitsTest, BufferedSixMegabyteCapIs502) {
   ASSERT_NE(emu, nullptr);
   const std::string buffered_ = emu->url("us-east-1", v1::BUFFERED);
   const std::string stream_ = emu->url("us-east-1", v1::RESPONSE_STREAM);
-  CurlResult at_cap =
-      CurlFetch(absl::StrCat(buffered_, "canary?bytes=6291556&seed=1"));
+  testing::CurlResult at_cap = testing::CurlFetch(
+      absl::StrCat(buffered_, "canary?bytes=6291556&seed=1"));
   EXPECT_EQ(at_cap.status, 200);
   EXPECT_EQ(at_cap.body.size(), 6291556u);
-  CurlResult over =
-      CurlFetch(absl::StrCat(buffered_, "canary?bytes=6291557&seed=1"));
+  testing::CurlResult over = testing::CurlFetch(
+      absl::StrCat(buffered_, "canary?bytes=6291557&seed=1"));
   EXPECT_EQ(over.status, 502);
   EXPECT_EQ(over.body, "Internal Server Error");
   // Streaming has no such cap.
-  CurlResult stream =
-      CurlFetch(absl::StrCat(stream_, "canary?bytes=6291557&seed=1"));
+  testing::CurlResult stream =
+      testing::CurlFetch(absl::StrCat(stream_, "canary?bytes=6291557&seed=1"));
   EXPECT_EQ(stream.status, 200);
   EXPECT_EQ(stream.body.size(), 6291557u);
 }
@@ -261,7 +251,7 @@ TEST(ShapingTest, StreamsAreShapedAfterSixMebibytesUnlessSwitchedOff) {
     options.config.set_shape_streaming(shaped == 1);
     auto emu = Start(options);
     ASSERT_NE(emu, nullptr);
-    CurlResult r = CurlFetch(absl::StrCat(
+    testing::CurlResult r = testing::CurlFetch(absl::StrCat(
         emu->url("us-east-1", v1::RESPONSE_STREAM), "canary?bytes=", size));
     ASSERT_EQ(r.status, 200);
     ASSERT_EQ(r.body.size(), size);
@@ -290,11 +280,12 @@ double MetricSum(Emulator& emu, const std::string& metric,
   nlohmann::json request = {{"StartTime", 0},
                             {"EndTime", 4000000000},
                             {"MetricDataQueries", {query}}};
-  CurlOptions options = WithMethod("POST", request.dump());
+  testing::CurlOptions options = testing::WithMethod("POST", request.dump());
   options.headers = {
       "X-Amz-Target: GraniteServiceVersion20100801.GetMetricData",
       "Content-Type: application/x-amz-json-1.0"};
-  CurlResult r = CurlFetch(emu.cloudwatch_url("us-east-1"), options);
+  testing::CurlResult r =
+      testing::CurlFetch(emu.cloudwatch_url("us-east-1"), options);
   EXPECT_EQ(r.status, 200) << r.body;
   double sum = 0;
   const nlohmann::json response = nlohmann::json::parse(r.body);
@@ -318,7 +309,7 @@ TEST(ThrottlingTest, ReservedConcurrencyGives429WithoutInvocation) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(PortOf(stream)));
+  addr.sin_port = htons(static_cast<uint16_t>(testing::PortOf(stream)));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   const std::string req = Get("/canary?bytes=5&chunk=1&gap_ms=150");
@@ -331,17 +322,17 @@ TEST(ThrottlingTest, ReservedConcurrencyGives429WithoutInvocation) {
   ssize_t n = recv(fd, buf, sizeof(buf), 0);
   ASSERT_GT(n, 0);
   slow_response.append(buf, n);
-  CurlResult throttled =
-      CurlFetch(emu->url("us-east-1", v1::BUFFERED) + "canary?bytes=1");
+  testing::CurlResult throttled = testing::CurlFetch(
+      emu->url("us-east-1", v1::BUFFERED) + "canary?bytes=1");
   while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) slow_response.append(buf, n);
   close(fd);
-  EXPECT_EQ(ParseResponse(slow_response).status, 200);
-  EXPECT_EQ(ParseResponse(slow_response).body, MakePayload(0, 5));
+  EXPECT_EQ(testing::ParseResponse(slow_response).status, 200);
+  EXPECT_EQ(testing::ParseResponse(slow_response).body, MakePayload(0, 5));
   EXPECT_EQ(throttled.status, 429);
   EXPECT_EQ(throttled.Header("x-amzn-errortype"), "TooManyRequestsException");
   EXPECT_EQ(throttled.body, "{\"Message\":\"Rate Exceeded.\"}");
   // Slot free again.
-  EXPECT_EQ(CurlFetch(stream + "canary?bytes=1").status, 200);
+  EXPECT_EQ(testing::CurlFetch(stream + "canary?bytes=1").status, 200);
   // The platform counted one throttle and no invocation for it.
   clock.AdvanceTime(absl::Minutes(2));
   EXPECT_EQ(MetricSum(*emu, "Throttles", "buffered"), 1);
@@ -359,11 +350,13 @@ TEST(AccountingTest, TheFunctionsOwnRefusalsAreInvocationsAndUrl4xx) {
   auto emu = Start(options, &clock);
   ASSERT_NE(emu, nullptr);
   const std::string url = emu->url("us-east-1", v1::BUFFERED);
-  EXPECT_EQ(CurlFetch(url + "nope").status, 404);
-  EXPECT_EQ(CurlFetch(url + "canary?bytes=x").status, 400);
-  EXPECT_EQ(CurlFetch(url + "canary?bytes=1", WithMethod("POST", "")).status,
+  EXPECT_EQ(testing::CurlFetch(url + "nope").status, 404);
+  EXPECT_EQ(testing::CurlFetch(url + "canary?bytes=x").status, 400);
+  EXPECT_EQ(testing::CurlFetch(url + "canary?bytes=1",
+                               testing::WithMethod("POST", ""))
+                .status,
             405);
-  EXPECT_EQ(CurlFetch(url + "canary?bytes=1").status, 200);
+  EXPECT_EQ(testing::CurlFetch(url + "canary?bytes=1").status, 200);
   clock.AdvanceTime(absl::Minutes(2));
   // As on AWS: every request reached the function; none is an error.
   EXPECT_EQ(MetricSum(*emu, "UrlRequestCount", "buffered"), 4);
@@ -394,15 +387,16 @@ TEST_F(WireTest, PhantomErrorNeverChangesAByteTheClientReceives) {
     const std::string req = Get("/canary?bytes=5000&chunk=1000&seed=77",
                                 "x-canary-probe-id: same\r\n");
     SetScenario("faults: []");
-    RawResult clean = RawExchange(PortOf(base), req);
+    testing::RawResult clean = testing::RawExchange(testing::PortOf(base), req);
     SetScenario(
         "seed: 1\nfaults: [{name: ph, probability: {base: 1}, effect: "
         "phantom_error}]");
-    RawResult phantom = RawExchange(PortOf(base), req);
+    testing::RawResult phantom =
+        testing::RawExchange(testing::PortOf(base), req);
     ASSERT_TRUE(clean.eof && phantom.eof);
     EXPECT_EQ(StripVolatile(clean.data), StripVolatile(phantom.data));
     EXPECT_EQ(clean.data.size(), phantom.data.size());
-    ParsedResponse p = ParseResponse(phantom.data);
+    testing::ParsedResponse p = testing::ParseResponse(phantom.data);
     EXPECT_EQ(p.status, 200);
     EXPECT_EQ(p.body, MakePayload(77, 5000));
     std::vector<v1::InjectedFault> truth = emu_->truth();
@@ -418,8 +412,9 @@ TEST_F(WireTest, HttpStatusFault) {
   SetScenario(
       "faults: [{name: s, probability: {base: 1}, effect: http_status, "
       "status: 503}]");
-  CurlResult r = CurlFetch(stream_ + "canary?bytes=100",
-                           WithHeaders({"x-canary-probe-id: hs"}));
+  testing::CurlResult r =
+      testing::CurlFetch(stream_ + "canary?bytes=100",
+                         testing::WithHeaders({"x-canary-probe-id: hs"}));
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.body, "Internal Server Error");
   EXPECT_EQ(r.Header("x-canary-bytes"), "");
@@ -436,11 +431,11 @@ TEST_F(WireTest, TruncateBufferedClosesCleanlyAfterKBytes) {
   SetScenario(
       "faults: [{name: t, probability: {base: 1}, effect: truncate, "
       "after_bytes: 100}]");
-  RawResult raw =
-      RawExchange(PortOf(buffered_), Get("/canary?bytes=1000&seed=2"));
+  testing::RawResult raw = testing::RawExchange(
+      testing::PortOf(buffered_), Get("/canary?bytes=1000&seed=2"));
   EXPECT_TRUE(raw.eof);
   EXPECT_FALSE(raw.reset);
-  ParsedResponse r = ParseResponse(raw.data);
+  testing::ParsedResponse r = testing::ParseResponse(raw.data);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.Header("content-length"), "1000");
   EXPECT_FALSE(r.complete);
@@ -451,11 +446,11 @@ TEST_F(WireTest, TruncateStreamWithoutFinalChunk) {
   SetScenario(
       "faults: [{name: t, probability: {base: 1}, effect: truncate, "
       "after_bytes: 2500}]");
-  RawResult raw = RawExchange(PortOf(stream_),
-                              Get("/canary?bytes=10000&chunk=1000&seed=2"));
+  testing::RawResult raw = testing::RawExchange(
+      testing::PortOf(stream_), Get("/canary?bytes=10000&chunk=1000&seed=2"));
   EXPECT_TRUE(raw.eof);
   EXPECT_FALSE(raw.reset);
-  ParsedResponse r = ParseResponse(raw.data);
+  testing::ParsedResponse r = testing::ParseResponse(raw.data);
   EXPECT_THAT(r.chunk_sizes, ElementsAre(1000, 1000, 500));
   EXPECT_FALSE(r.final_chunk);
   EXPECT_EQ(r.body, MakePayload(2, 2500));
@@ -467,14 +462,14 @@ TEST_F(WireTest, TruncateStreamWithFinalChunkEndsTheMessageCleanly) {
   SetScenario(
       "faults: [{name: t, probability: {base: 1}, effect: truncate, "
       "after_bytes: 2500, final_chunk: true}]");
-  RawOptions options;
+  testing::RawOptions options;
   options.stop_after_response = true;
   options.timeout = absl::Seconds(3);
-  RawResult raw = RawExchange(
-      PortOf(stream_),
+  testing::RawResult raw = testing::RawExchange(
+      testing::PortOf(stream_),
       "GET /canary?bytes=10000&chunk=1000 HTTP/1.1\r\nHost: x\r\n\r\n",
       options);
-  ParsedResponse r = ParseResponse(raw.data);
+  testing::ParsedResponse r = testing::ParseResponse(raw.data);
   EXPECT_TRUE(r.complete);
   EXPECT_TRUE(r.final_chunk);
   EXPECT_THAT(r.chunk_sizes, ElementsAre(1000, 1000, 500));
@@ -488,11 +483,11 @@ TEST_F(WireTest, ResetSendsATcpRstAfterKBytes) {
       "faults: [{name: r, probability: {base: 1}, effect: reset, after_bytes: "
       "300}]");
   for (const std::string& base : {buffered_, stream_}) {
-    RawResult raw =
-        RawExchange(PortOf(base), Get("/canary?bytes=100000&chunk=100&seed=4"));
+    testing::RawResult raw = testing::RawExchange(
+        testing::PortOf(base), Get("/canary?bytes=100000&chunk=100&seed=4"));
     EXPECT_TRUE(raw.reset) << base;
     EXPECT_FALSE(raw.eof);
-    ParsedResponse r = ParseResponse(raw.data);
+    testing::ParsedResponse r = testing::ParseResponse(raw.data);
     EXPECT_LE(r.body.size(), 300u);
     EXPECT_EQ(r.body, MakePayload(4, r.body.size()));
   }
@@ -502,10 +497,10 @@ TEST_F(WireTest, StallPausesForTheDurationThenCompletes) {
   SetScenario(
       "faults: [{name: st, probability: {base: 1}, effect: stall, "
       "after_bytes: 2000, duration: 400ms}]");
-  RawResult raw =
-      RawExchange(PortOf(stream_), Get("/canary?bytes=4000&chunk=1000&seed=5"));
+  testing::RawResult raw = testing::RawExchange(
+      testing::PortOf(stream_), Get("/canary?bytes=4000&chunk=1000&seed=5"));
   ASSERT_TRUE(raw.eof);
-  ParsedResponse r = ParseResponse(raw.data);
+  testing::ParsedResponse r = testing::ParseResponse(raw.data);
   ASSERT_TRUE(r.complete);
   EXPECT_EQ(r.body, MakePayload(5, 4000));
   // The bytes after the stall cannot arrive before the stall has passed.
@@ -517,12 +512,12 @@ TEST_F(WireTest, StallForeverHoldsUntilTheClientGivesUp) {
   SetScenario(
       "faults: [{name: st, probability: {base: 1}, effect: stall, "
       "after_bytes: 10}]");
-  RawOptions options;
+  testing::RawOptions options;
   options.timeout = absl::Milliseconds(500);
-  RawResult raw =
-      RawExchange(PortOf(buffered_), Get("/canary?bytes=100&seed=5"), options);
+  testing::RawResult raw = testing::RawExchange(
+      testing::PortOf(buffered_), Get("/canary?bytes=100&seed=5"), options);
   EXPECT_TRUE(raw.timed_out);
-  EXPECT_EQ(ParseResponse(raw.data).body, MakePayload(5, 10));
+  EXPECT_EQ(testing::ParseResponse(raw.data).body, MakePayload(5, 10));
   // The client closed: the emulator releases the connection.
   EXPECT_TRUE(testing::WaitUntil([&] {
     return emu_->server_stats().open_connections == 0;
@@ -534,17 +529,19 @@ TEST_F(WireTest, DelayFirstByte) {
   SetScenario(
       "faults: [{name: d, probability: {base: 1}, effect: delay_first_byte, "
       "duration: 300ms}]");
-  RawResult raw = RawExchange(PortOf(buffered_), Get("/canary?bytes=10"));
+  testing::RawResult raw =
+      testing::RawExchange(testing::PortOf(buffered_), Get("/canary?bytes=10"));
   ASSERT_FALSE(raw.arrivals.empty());
   EXPECT_GE(raw.arrivals[0].at, absl::Milliseconds(295));
-  EXPECT_EQ(ParseResponse(raw.data).body, MakePayload(0, 10));
+  EXPECT_EQ(testing::ParseResponse(raw.data).body, MakePayload(0, 10));
 }
 
 TEST_F(WireTest, SlowBody) {
   SetScenario(
       "faults: [{name: s, probability: {base: 1}, effect: slow_body, "
       "bytes_per_second: 20000}]");
-  CurlResult r = CurlFetch(buffered_ + "canary?bytes=10000&seed=8");
+  testing::CurlResult r =
+      testing::CurlFetch(buffered_ + "canary?bytes=10000&seed=8");
   EXPECT_EQ(r.body, MakePayload(8, 10000));
   EXPECT_GE(r.total, absl::Milliseconds(450));  // 10,000 B at 20,000 B/s
 }
@@ -554,7 +551,8 @@ TEST_F(WireTest, CorruptFlipsExactlyOneByte) {
       "faults: [{name: c, probability: {base: 1}, effect: corrupt, "
       "after_bytes: 1500}]");
   for (const std::string& base : {buffered_, stream_}) {
-    CurlResult r = CurlFetch(base + "canary?bytes=4000&chunk=1000&seed=6");
+    testing::CurlResult r =
+        testing::CurlFetch(base + "canary?bytes=4000&chunk=1000&seed=6");
     ASSERT_EQ(r.body.size(), 4000u);
     const std::string good = MakePayload(6, 4000);
     std::vector<size_t> diffs;
@@ -567,7 +565,7 @@ TEST_F(WireTest, CorruptFlipsExactlyOneByte) {
 
 TEST_F(WireTest, ThrottleFaultIs429) {
   SetScenario("faults: [{name: t, probability: {base: 1}, effect: throttle}]");
-  CurlResult r = CurlFetch(buffered_ + "canary?bytes=10");
+  testing::CurlResult r = testing::CurlFetch(buffered_ + "canary?bytes=10");
   EXPECT_EQ(r.status, 429);
   EXPECT_EQ(r.Header("x-amzn-errortype"), "TooManyRequestsException");
   ASSERT_EQ(emu_->truth().size(), 1u);
@@ -585,14 +583,14 @@ faults:
     effect: http_status
     status: 502
 )");
-  EXPECT_EQ(CurlFetch(stream_ + "canary?bytes=2048").status, 200);
+  EXPECT_EQ(testing::CurlFetch(stream_ + "canary?bytes=2048").status, 200);
   const std::string eu_stream = emu_->url("eu-west-1", v1::RESPONSE_STREAM);
-  EXPECT_EQ(CurlFetch(eu_stream + "canary?bytes=1023").status, 200);
-  EXPECT_EQ(CurlFetch(eu_stream + "canary?bytes=1024").status, 502);
-  EXPECT_EQ(
-      CurlFetch(emu_->url("eu-west-1", v1::BUFFERED) + "canary?bytes=2048")
-          .status,
-      200);
+  EXPECT_EQ(testing::CurlFetch(eu_stream + "canary?bytes=1023").status, 200);
+  EXPECT_EQ(testing::CurlFetch(eu_stream + "canary?bytes=1024").status, 502);
+  EXPECT_EQ(testing::CurlFetch(emu_->url("eu-west-1", v1::BUFFERED) +
+                               "canary?bytes=2048")
+                .status,
+            200);
   ASSERT_EQ(emu_->truth().size(), 1u);
   EXPECT_EQ(emu_->truth()[0].region(), "eu-west-1");
 }
@@ -602,25 +600,27 @@ faults:
 
 TEST_F(WireTest, ControlEndpointReplacesScenarioAndServesTruth) {
   const std::string control = emu_->control_url();
-  CurlResult bad =
-      CurlFetch(control + "_emulator/scenario",
-                WithMethod("PUT", "faults:\n  - name: x\n    effect: reset\n"));
+  testing::CurlResult bad = testing::CurlFetch(
+      control + "_emulator/scenario",
+      testing::WithMethod("PUT", "faults:\n  - name: x\n    effect: reset\n"));
   EXPECT_EQ(bad.status, 400);
   EXPECT_THAT(bad.body, HasSubstr("scenario:2:5: faults[0].probability"));
-  CurlResult put = CurlFetch(
+  testing::CurlResult put = testing::CurlFetch(
       control + "_emulator/scenario",
-      WithMethod(
+      testing::WithMethod(
           "PUT",
           "name: t\nseed: 3\nfaults:\n  - {name: p, probability: {base: 1}, "
           "effect: phantom_error, modes: [RESPONSE_STREAM]}\n"));
   ASSERT_EQ(put.status, 200) << put.body;
-  EXPECT_THAT(CurlFetch(control + "_emulator/scenario").body,
+  EXPECT_THAT(testing::CurlFetch(control + "_emulator/scenario").body,
               HasSubstr("\"name\":\"t\""));
-  CurlFetch(stream_ + "canary?bytes=10", WithHeaders({"x-canary-probe-id: a"}));
-  CurlFetch(buffered_ + "canary?bytes=10",
-            WithHeaders({"x-canary-probe-id: b"}));
-  CurlFetch(stream_ + "canary?bytes=20", WithHeaders({"x-canary-probe-id: c"}));
-  CurlResult truth = CurlFetch(control + "_emulator/truth");
+  testing::CurlFetch(stream_ + "canary?bytes=10",
+                     testing::WithHeaders({"x-canary-probe-id: a"}));
+  testing::CurlFetch(buffered_ + "canary?bytes=10",
+                     testing::WithHeaders({"x-canary-probe-id: b"}));
+  testing::CurlFetch(stream_ + "canary?bytes=20",
+                     testing::WithHeaders({"x-canary-probe-id: c"}));
+  testing::CurlResult truth = testing::CurlFetch(control + "_emulator/truth");
   ASSERT_EQ(truth.status, 200);
   EXPECT_EQ(truth.Header("content-type"), "application/x-ndjson");
   std::vector<std::string> lines =
@@ -635,22 +635,24 @@ TEST_F(WireTest, ControlEndpointReplacesScenarioAndServesTruth) {
   EXPECT_FALSE(first["request_id"].get<std::string>().empty());
   EXPECT_FALSE(first["time"].get<std::string>().empty());
   const std::string second_seq = nlohmann::json::parse(lines[1])["sequence"];
-  CurlResult since =
-      CurlFetch(control + "_emulator/truth?since=" +
-                nlohmann::json::parse(lines[0])["sequence"].get<std::string>());
+  testing::CurlResult since = testing::CurlFetch(
+      control + "_emulator/truth?since=" +
+      nlohmann::json::parse(lines[0])["sequence"].get<std::string>());
   EXPECT_EQ(absl::StrSplit(since.body, '\n', absl::SkipEmpty()).begin()->size(),
             lines[1].size());
-  EXPECT_EQ(CurlFetch(control + "_emulator/truth", WithMethod("DELETE")).status,
+  EXPECT_EQ(testing::CurlFetch(control + "_emulator/truth",
+                               testing::WithMethod("DELETE"))
+                .status,
             204);
-  EXPECT_EQ(CurlFetch(control + "_emulator/truth").body, "");
-  CurlResult metrics = CurlFetch(control + "metrics");
+  EXPECT_EQ(testing::CurlFetch(control + "_emulator/truth").body, "");
+  testing::CurlResult metrics = testing::CurlFetch(control + "metrics");
   EXPECT_THAT(
       metrics.body,
       HasSubstr("fleetcanary_emulator_faults_injected_total{alias=\"stream\","
                 "effect=\"phantom_error\",region=\"us-east-1\"} 2"));
   EXPECT_THAT(metrics.body,
               HasSubstr("fleetcanary_emulator_url_requests_total"));
-  CurlResult urls = CurlFetch(control + "_emulator/urls");
+  testing::CurlResult urls = testing::CurlFetch(control + "_emulator/urls");
   EXPECT_EQ(nlohmann::json::parse(urls.body).size(), 4u);
 }
 

@@ -12,11 +12,9 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -33,15 +31,16 @@
 #include "fleetcanary/v1/admin.pb.h"
 #include "fleetcanary/v1/scenario.pb.h"
 #include "gtest/gtest.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 
 namespace fleetcanary {
 namespace {
 
 using testing::BinaryPath;
-using testing::FieldOf;
 using testing::HttpGet;
 using testing::Process;
+using testing::ReadFile;
 using testing::WaitUntil;
 
 const std::vector<std::string> kRegions = {"us-east-1", "eu-west-1"};
@@ -50,13 +49,6 @@ const std::vector<std::string> kRegions = {"us-east-1", "eu-west-1"};
 using Cells = std::map<std::tuple<std::string, int, uint64_t>,
                        std::map<std::string, uint64_t>>;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 std::string HostPort(const std::string& url) {
   absl::string_view v = url;
   absl::ConsumePrefix(&v, "http://");
@@ -64,14 +56,11 @@ std::string HostPort(const std::string& url) {
   return std::string(v);
 }
 
-class AdminProbeTest : public ::testing::Test {
+class AdminProbeTest : public testing::ScratchDirTest {
  protected:
+  AdminProbeTest() : ScratchDirTest("admin_probe", /*per_test=*/true) {}
   void SetUp() override {
-    dir_ = absl::StrCat(
-        ::testing::TempDir(), "/admin_probe_", getpid(), "_",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    ScratchDirTest::SetUp();
     StartEmulator();
     StartController();
     AddAgent("use1-a", "us-east-1");
@@ -85,7 +74,7 @@ class AdminProbeTest : public ::testing::Test {
     for (auto& a : agents_) a.reset();
     controller_.reset();
     if (emulator_) emulator_->Stop();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
+    ScratchDirTest::TearDown();
   }
 
   void StartEmulator() {
@@ -132,18 +121,13 @@ faults:
   }
 
   void StartController() {
-    auto p = Process::Spawn(
-        BinaryPath("controller/server/fleetcanary-controller"),
-        {"--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-         "--data_dir=" + dir_ + "/controller", "--fleet=" + fleet_file_,
-         "--heartbeat_interval=1s", "--insecure", "--target_allow_loopback"},
-        dir_ + "/controller.log");
-    ASSERT_TRUE(p.ok()) << p.status();
-    controller_ = std::move(*p);
-    auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
-    ASSERT_TRUE(line.ok()) << line.status();
-    grpc_ = FieldOf(*line, "grpc");
-    http_ = FieldOf(*line, "http");
+    auto ctl = testing::StartLoopbackController(
+        {"--fleet=" + fleet_file_}, dir_ + "/controller", 0,
+        dir_ + "/controller.log", absl::Seconds(60));
+    ASSERT_TRUE(ctl.ok()) << ctl.status();
+    controller_ = std::move(ctl->process);
+    grpc_ = ctl->grpc;
+    http_ = ctl->http;
   }
 
   void AddAgent(const std::string& id, const std::string& region) {
@@ -163,20 +147,7 @@ faults:
   int Canaryctl(const std::vector<std::string>& args, const std::string& out,
                 std::unique_ptr<Process>* keep = nullptr,
                 const std::string& in = "") {
-    std::string cmd = absl::StrCat("exec '", BinaryPath("cli/canaryctl"), "'");
-    for (const std::string& a : args) absl::StrAppend(&cmd, " '", a, "'");
-    absl::StrAppend(&cmd, " > '", out, "'");
-    if (!in.empty()) absl::StrAppend(&cmd, " < '", in, "'");
-    auto p = Process::Spawn("/bin/sh", {"-c", cmd}, out + ".stderr");
-    EXPECT_TRUE(p.ok()) << p.status();
-    if (!p.ok()) return -1;
-    if (keep != nullptr) {
-      *keep = std::move(*p);
-      return 0;
-    }
-    std::optional<int> code = (*p)->Wait(absl::Seconds(60));
-    EXPECT_TRUE(code.has_value()) << "canaryctl did not finish";
-    return code.value_or(-1);
+    return testing::RunCanaryctl(args, out, keep, in);
   }
 
   int LiveAgents() {
@@ -186,7 +157,7 @@ faults:
       return -1;
     }
     v1::ListAgentsResponse r;
-    if (!JsonToMessage(ReadAll(out), &r).ok()) return -1;
+    if (!JsonToMessage(ReadFile(out), &r).ok()) return -1;
     int live = 0;
     for (const v1::AgentInfo& a : r.agents()) live += a.state() == v1::LIVE;
     return live;
@@ -223,7 +194,6 @@ faults:
     return sum;
   }
 
-  std::string dir_;
   std::string fleet_file_;
   std::string grpc_, http_;
   std::unique_ptr<emulator::Emulator> emulator_;
@@ -242,9 +212,9 @@ TEST_F(AdminProbeTest, ProbeThroughTheControllerMatchesGroundTruth) {
        "6", "--timeout", "5s", "--output", "json"},
       out);
   // Failures exist, so the default --max-error-rate 0 check fails: exit 2.
-  EXPECT_EQ(code, 2) << ReadAll(out + ".stderr");
+  EXPECT_EQ(code, 2) << ReadFile(out + ".stderr");
   v1::RunProbeEvent::Done done;
-  ASSERT_TRUE(JsonToMessage(ReadAll(out), &done).ok()) << ReadAll(out);
+  ASSERT_TRUE(JsonToMessage(ReadFile(out), &done).ok()) << ReadFile(out);
   EXPECT_EQ(done.total_probes(), 2 * 2 * 3 * kCount);
   EXPECT_EQ(done.missing_probes(), 0u);
   ASSERT_EQ(done.summaries_size(), 2 * 2 * 3);
@@ -296,17 +266,17 @@ TEST_F(AdminProbeTest, RefusalsAreActionable) {
                        "nope", "--sizes", "2", "--count", "1"},
                       out),
             1);
-  EXPECT_NE(ReadAll(out + ".stderr").find("\"nope\" is not registered"),
+  EXPECT_NE(ReadFile(out + ".stderr").find("\"nope\" is not registered"),
             std::string::npos)
-      << ReadAll(out + ".stderr");
+      << ReadFile(out + ".stderr");
   EXPECT_EQ(Canaryctl({"probe", "--controller", grpc_, "--insecure", "--url",
                        "http://169.254.169.254/", "--mode", "buffered",
                        "--sizes", "2", "--count", "1"},
                       out),
             1);
-  EXPECT_NE(ReadAll(out + ".stderr").find("not in the target allowlist"),
+  EXPECT_NE(ReadFile(out + ".stderr").find("not in the target allowlist"),
             std::string::npos)
-      << ReadAll(out + ".stderr");
+      << ReadFile(out + ".stderr");
 }
 
 TEST_F(AdminProbeTest, SchedulesApplyReadsTheFleetFileFromStdin) {
@@ -318,15 +288,16 @@ TEST_F(AdminProbeTest, SchedulesApplyReadsTheFleetFileFromStdin) {
                        "--insecure"},
                       out, nullptr, good),
             0)
-      << ReadAll(out + ".stderr");
-  EXPECT_NE(ReadAll(out).find("from-stdin"), std::string::npos) << ReadAll(out);
-  EXPECT_NE(ReadAll(out).find("created"), std::string::npos) << ReadAll(out);
+      << ReadFile(out + ".stderr");
+  EXPECT_NE(ReadFile(out).find("from-stdin"), std::string::npos)
+      << ReadFile(out);
+  EXPECT_NE(ReadFile(out).find("created"), std::string::npos) << ReadFile(out);
   ASSERT_EQ(Canaryctl({"schedules", "list", "--controller", grpc_, "--insecure",
                        "-o", "json"},
                       out),
             0);
   v1::ListSchedulesResponse list;
-  ASSERT_TRUE(JsonToMessage(ReadAll(out), &list).ok()) << ReadAll(out);
+  ASSERT_TRUE(JsonToMessage(ReadFile(out), &list).ok()) << ReadFile(out);
   ASSERT_EQ(list.schedules_size(), 1);
   EXPECT_EQ(list.schedules(0).id(), "from-stdin");
 
@@ -339,9 +310,9 @@ TEST_F(AdminProbeTest, SchedulesApplyReadsTheFleetFileFromStdin) {
                        "--insecure"},
                       out, nullptr, bad),
             1);
-  EXPECT_NE(ReadAll(out + ".stderr").find("stdin:2"), std::string::npos)
-      << ReadAll(out + ".stderr");
-  EXPECT_NE(ReadAll(out + ".stderr").find("rate_per_second"),
+  EXPECT_NE(ReadFile(out + ".stderr").find("stdin:2"), std::string::npos)
+      << ReadFile(out + ".stderr");
+  EXPECT_NE(ReadFile(out + ".stderr").find("rate_per_second"),
             std::string::npos);
   const std::string unknown = dir_ + "/stdin-unknown.yaml";
   std::ofstream(unknown) << "schedules:\n- {id: x, target: nope, sizes: [2], "
@@ -350,9 +321,9 @@ TEST_F(AdminProbeTest, SchedulesApplyReadsTheFleetFileFromStdin) {
                        "--insecure"},
                       out, nullptr, unknown),
             1);
-  EXPECT_NE(ReadAll(out + ".stderr").find("stdin: schedules[0].target"),
+  EXPECT_NE(ReadFile(out + ".stderr").find("stdin: schedules[0].target"),
             std::string::npos)
-      << ReadAll(out + ".stderr");
+      << ReadFile(out + ".stderr");
   ASSERT_EQ(Canaryctl({"schedules", "delete", "from-stdin", "--controller",
                        grpc_, "--insecure"},
                       out),
@@ -365,7 +336,7 @@ TEST_F(AdminProbeTest, SchedulesApplyReadsTheFleetFileFromStdin) {
 // created is gone, and one removed from the file stops - and the start logs
 // what it did.
 TEST_F(AdminProbeTest, FleetFileIsDeclarativeAtEveryStart) {
-  const std::string targets_only = ReadAll(fleet_file_);
+  const std::string targets_only = ReadFile(fleet_file_);
   auto restart = [&] {
     controller_->Signal(SIGTERM);
     ASSERT_TRUE(controller_->Wait(absl::Seconds(60)).has_value());
@@ -378,7 +349,7 @@ TEST_F(AdminProbeTest, FleetFileIsDeclarativeAtEveryStart) {
                         out),
               0);
     v1::ListSchedulesResponse list;
-    EXPECT_TRUE(JsonToMessage(ReadAll(out), &list).ok()) << ReadAll(out);
+    EXPECT_TRUE(JsonToMessage(ReadFile(out), &list).ok()) << ReadFile(out);
     std::vector<std::string> ids;
     for (const v1::Schedule& s : list.schedules()) ids.push_back(s.id());
     std::sort(ids.begin(), ids.end());
@@ -399,7 +370,7 @@ TEST_F(AdminProbeTest, FleetFileIsDeclarativeAtEveryStart) {
                        "--insecure"},
                       out),
             0)
-      << ReadAll(out + ".stderr");
+      << ReadFile(out + ".stderr");
   const std::string extra = dir_ + "/extra.yaml";
   std::ofstream(extra) << "schedules:\n- {id: c, target: canary, sizes: [2], "
                           "rate_per_second: 0.2}\n";
@@ -407,7 +378,7 @@ TEST_F(AdminProbeTest, FleetFileIsDeclarativeAtEveryStart) {
                        "--insecure"},
                       out),
             0)
-      << ReadAll(out + ".stderr");
+      << ReadFile(out + ".stderr");
   EXPECT_EQ(schedules(), "b,c");
 
   // The next start restores the file's fleet, and says so.
@@ -417,7 +388,7 @@ TEST_F(AdminProbeTest, FleetFileIsDeclarativeAtEveryStart) {
   // Logged before the controller listens: the last start's line.
   std::string applied;
   for (absl::string_view line :
-       absl::StrSplit(ReadAll(dir_ + "/controller.log"), '\n')) {
+       absl::StrSplit(ReadFile(dir_ + "/controller.log"), '\n')) {
     if (absl::StrContains(line, "event=fleet_file_applied")) {
       applied = std::string(line);
     }
@@ -451,12 +422,12 @@ TEST_F(AdminProbeTest, InterruptingCanaryctlStopsTheAgents) {
   probe->Signal(SIGINT);
   const std::optional<int> code = probe->Wait(absl::Seconds(60));
   ASSERT_TRUE(code.has_value());
-  EXPECT_EQ(*code, 130) << ReadAll(dir_ + "/long.txt.stderr");
+  EXPECT_EQ(*code, 130) << ReadFile(dir_ + "/long.txt.stderr");
   // The partial summary of what came back before Ctrl-C, marked cancelled:
   // per-cell counts that add up to the total, some probes but not the run.
   v1::RunProbeEvent::Done partial;
-  ASSERT_TRUE(JsonToMessage(ReadAll(dir_ + "/long.txt"), &partial).ok())
-      << ReadAll(dir_ + "/long.txt");
+  ASSERT_TRUE(JsonToMessage(ReadFile(dir_ + "/long.txt"), &partial).ok())
+      << ReadFile(dir_ + "/long.txt");
   EXPECT_TRUE(partial.cancelled());
   EXPECT_GT(partial.total_probes(), 0u);
   EXPECT_LT(partial.total_probes(), 9600u);

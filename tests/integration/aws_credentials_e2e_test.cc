@@ -12,94 +12,69 @@
 // refreshes before they expire; the emulator's record of issued sessions
 // (GET /_emulator/sessions) shows which role's keys signed what.
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 
 namespace fleetcanary {
 namespace {
 
-using testing::BinaryPath;
 using testing::FieldOf;
 using testing::HttpGet;
+using testing::MetricSample;
 using testing::Process;
 
 constexpr char kRegion[] = "us-east-1";
 constexpr absl::Duration kLifetime = absl::Seconds(20);
 
-std::optional<double> Sample(const std::string& body, const std::string& family,
-                             const std::vector<std::string>& labels) {
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(family + "{", 0) != 0 && line.rfind(family + " ", 0) != 0) {
-      continue;
-    }
-    bool all = true;
-    for (const std::string& l : labels) {
-      all &= line.find(l) != std::string::npos;
-    }
-    if (!all) continue;
-    double v = 0;
-    if (std::sscanf(line.c_str() + line.rfind(' ') + 1, "%lf", &v) == 1) {
-      return v;
-    }
-  }
-  return std::nullopt;
+// An emulator config (`region_yaml` as for EmulatorYaml) whose CloudWatch
+// takes only SigV4 requests signed with credentials its STS issued, for the
+// web-identity token "e2e-token", each living `lifetime`.
+std::string SignedEmulatorYaml(const std::string& region_yaml,
+                               absl::Duration lifetime) {
+  return testing::EmulatorYaml(
+      {kRegion}, region_yaml,
+      absl::StrCat("monitoring_auth: AWS_IAM\n"
+                   "credentials:\n  - access_key_id: AKIDNOTGIVENTOAGENT\n"
+                   "    secret_access_key: unused-secret\n"
+                   "identity:\n  web_identity_tokens: [e2e-token]\n"
+                   "  credential_lifetime: ",
+                   absl::ToInt64Seconds(lifetime), "s\n"));
 }
 
-class AwsCredentialsE2eTest : public ::testing::Test {
+class AwsCredentialsE2eTest : public testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = absl::StrCat(::testing::TempDir(), "/aws_e2e_", getpid());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
+  AwsCredentialsE2eTest() : ScratchDirTest("aws_e2e") {}
   void TearDown() override {
     agent_.reset();
     controller_.reset();
-    emulator_.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-  }
-  std::string Write(const std::string& name, const std::string& text) {
-    const std::string path = dir_ + "/" + name;
-    std::ofstream(path) << text;
-    return path;
+    emulator_.process.reset();
+    ScratchDirTest::TearDown();
   }
 
-  // Starts the emulator binary with `config`; fills `lines` with the lines
-  // it printed before "ready".
-  void StartEmulator(const std::string& config, std::vector<std::string>* lines,
-                     const std::string& scenario = "") {
-    std::vector<std::string> args = {"--config=" + config};
-    if (!scenario.empty()) args.push_back("--scenario=" + scenario);
-    auto emu = Process::Spawn(BinaryPath("emulator/function-url-emulator"),
-                              args, dir_ + "/emulator.log");
+  // Starts the emulator binary with `config` (and `scenario` unless empty),
+  // each of its lines before "ready" within `line_timeout`; it must serve
+  // STS and CloudWatch.
+  void StartEmulator(const std::string& config, const std::string& scenario,
+                     absl::Duration line_timeout) {
+    auto emu = testing::StartEmulatorBinary(
+        config, scenario, dir_ + "/emulator.log", line_timeout);
     ASSERT_TRUE(emu.ok()) << emu.status();
-    emulator_ = std::move(*emu);
-    for (;;) {
-      auto line = emulator_->WaitForLine("", absl::Seconds(20));
-      ASSERT_TRUE(line.ok()) << line.status();
-      if (*line == "ready") break;
-      lines->push_back(*line);
-    }
+    emulator_ = *std::move(emu);
+    sts_ = emulator_.Url("sts");
+    ASSERT_FALSE(sts_.empty());
+    ASSERT_FALSE(emulator_.Url("cloudwatch").empty());
   }
 
   // An environment with no AWS keys anywhere, only web identity for
@@ -123,8 +98,31 @@ class AwsCredentialsE2eTest : public ::testing::Test {
     setenv("AWS_ENDPOINT_URL_STS", sts.c_str(), 1);
   }
 
-  std::string dir_;
-  std::unique_ptr<Process> emulator_;
+  // The controller (`flags`, then those of a plaintext loopback controller)
+  // and then the agent, with web identity only for `agent_role` and signed
+  // CloudWatch reads; each must be listening within `timeout`.
+  void StartControllerAndAgent(const std::vector<std::string>& flags,
+                               const std::string& agent_role,
+                               absl::Duration timeout) {
+    auto ctl = testing::StartLoopbackController(
+        flags, dir_ + "/controller", 0, dir_ + "/controller.log", timeout);
+    ASSERT_TRUE(ctl.ok()) << ctl.status();
+    controller_ = std::move(ctl->process);
+    controller_http_ = ctl->http;
+    WebIdentityOnlyEnvironment(sts_, agent_role);
+    const std::string agent_config =
+        Write("agent.yaml",
+              testing::AgentYaml("use1-a", kRegion, ctl->grpc, dir_ + "/agent",
+                                 /*cloudwatch_unsigned=*/false));
+    auto agent =
+        testing::StartAgentBinary(agent_config, dir_ + "/agent.log", timeout);
+    ASSERT_TRUE(agent.ok()) << agent.status();
+    agent_ = std::move(agent->process);
+    agent_http_ = agent->http;
+  }
+
+  std::string sts_, controller_http_, agent_http_;
+  testing::EmulatorProcess emulator_;
   std::unique_ptr<Process> controller_;
   std::unique_ptr<Process> agent_;
 };
@@ -138,105 +136,24 @@ TEST_F(AwsCredentialsE2eTest,
             "name: e2e-phantom\nseed: 11\nfaults:\n  - name: phantom\n"
             "    regions: [us-east-1]\n    modes: [RESPONSE_STREAM]\n"
             "    probability: {base: 0.2}\n    effect: phantom_error\n");
-  const std::string emu_config = Write(
-      "emulator.yaml",
-      absl::StrCat("regions:\n  - name: ", kRegion,
-                   "\nlisten_host: 127.0.0.1\nmetrics_period: 1s\n"
-                   "ingestion_delay: 1s\nmonitoring_auth: AWS_IAM\n"
-                   "credentials:\n  - access_key_id: AKIDNOTGIVENTOAGENT\n"
-                   "    secret_access_key: unused-secret\n"
-                   "identity:\n  web_identity_tokens: [e2e-token]\n"
-                   "  credential_lifetime: ",
-                   absl::ToInt64Seconds(kLifetime), "s\n"));
-  auto emu =
-      Process::Spawn(BinaryPath("emulator/function-url-emulator"),
-                     {"--config=" + emu_config, "--scenario=" + scenario},
-                     dir_ + "/emulator.log");
-  ASSERT_TRUE(emu.ok()) << emu.status();
-  emulator_ = std::move(*emu);
-  std::vector<std::string> lines;
-  for (;;) {
-    auto line = emulator_->WaitForLine("", absl::Seconds(60));
-    ASSERT_TRUE(line.ok()) << line.status();
-    if (*line == "ready") break;
-    lines.push_back(*line);
-  }
-  std::string sts, cloudwatch;
-  for (const std::string& l : lines) {
-    if (l.rfind("sts ", 0) == 0) sts = FieldOf(l, "url");
-    if (l.rfind("cloudwatch ", 0) == 0) cloudwatch = FieldOf(l, "url");
-  }
-  ASSERT_FALSE(sts.empty());
-  ASSERT_FALSE(cloudwatch.empty());
-  std::string fleet = absl::StrCat(
-      "targets:\n  - name: canary\n    regions:\n      - region: ", kRegion,
-      "\n        urls:\n");
-  for (const std::string& l : lines) {
-    if (l.rfind("url ", 0) != 0) continue;
-    absl::StrAppend(&fleet, "          - mode: ", FieldOf(l, "mode"),
-                    "\n            url: ", FieldOf(l, "url"),
-                    "\n            cloudwatch:\n              function_name: ",
-                    FieldOf(l, "function"),
-                    "\n              alias: ", FieldOf(l, "alias"),
-                    "\n              endpoint: ", cloudwatch, "\n");
-  }
-  absl::StrAppend(&fleet,
-                  "schedules:\n  - id: ladder\n    target: canary\n"
-                  "    sizes: [1Ki, 64Ki]\n    rate_per_second: 10\n"
-                  "    limits: {timeout: 10s, stall_limit: 5s}\n");
-  const std::string fleet_path = Write("fleet.yaml", fleet);
+  const std::string emu_config =
+      Write("emulator.yaml", SignedEmulatorYaml("", kLifetime));
+  StartEmulator(emu_config, scenario, absl::Seconds(60));
+  if (HasFatalFailure()) return;
+  const std::string fleet_path = Write(
+      "fleet.yaml", emulator_.CanaryFleetYaml(
+                        {kRegion},
+                        "schedules:\n  - id: ladder\n    target: canary\n"
+                        "    sizes: [1Ki, 64Ki]\n    rate_per_second: 10\n"
+                        "    limits: {timeout: 10s, stall_limit: 5s}\n"));
 
-  // 2. Controller.
+  // 2. Controller. 3. The agent: no static keys anywhere, only web identity.
   const std::string controller_config =
-      Write("controller.yaml",
-            "heartbeat_interval: 1s\nmetrics_period: 1s\nmetrics_settle: 3s\n");
-  auto ctl = Process::Spawn(
-      BinaryPath("controller/server/fleetcanary-controller"),
-      {"--config=" + controller_config, "--fleet=" + fleet_path,
-       "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-       "--data_dir=" + dir_ + "/controller", "--heartbeat_interval=1s",
-       "--insecure", "--target_allow_loopback"},
-      dir_ + "/controller.log");
-  ASSERT_TRUE(ctl.ok()) << ctl.status();
-  controller_ = std::move(*ctl);
-  auto listening = controller_->WaitForLine("listening ", absl::Seconds(60));
-  ASSERT_TRUE(listening.ok()) << listening.status();
-  const std::string grpc = FieldOf(*listening, "grpc");
-  const std::string controller_http = FieldOf(*listening, "http");
-
-  // 3. The agent: no static keys anywhere, only web identity. The child
-  // inherits this environment.
-  for (const char* name :
-       {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-        "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_CLOUDWATCH"}) {
-    unsetenv(name);
-  }
-  setenv("HOME", dir_.c_str(), 1);
-  setenv("AWS_CONFIG_FILE", "/dev/null", 1);
-  setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null", 1);
-  setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-  setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/fleetcanary-agent", 1);
-  setenv("AWS_WEB_IDENTITY_TOKEN_FILE", Write("token", "e2e-token\n").c_str(),
-         1);
-  setenv("AWS_ENDPOINT_URL_STS", sts.c_str(), 1);
-  const std::string agent_config = Write(
-      "agent.yaml",
-      absl::StrCat("agent_id: use1-a\nregion: ", kRegion,
-                   "\ncontroller_address: ", grpc, "\ndata_dir: ", dir_,
-                   "/agent\nmetrics_period: 1s\nmetrics_poll_interval: 1s\n"
-                   "metrics_ingestion_delay: 2s\nheartbeat_interval: 1s\n"
-                   "target_allow_loopback: true\n"));
-  auto agent = Process::Spawn(
-      BinaryPath("agent/runner/fleetcanary-agent"),
-      {"--config=" + agent_config, "--http_listen=127.0.0.1:0", "--insecure"},
-      dir_ + "/agent.log");
-  ASSERT_TRUE(agent.ok()) << agent.status();
-  agent_ = std::move(*agent);
-  auto agent_line = agent_->WaitForLine("listening ", absl::Seconds(60));
-  ASSERT_TRUE(agent_line.ok()) << agent_line.status();
-  const std::string agent_http = FieldOf(*agent_line, "http");
+      Write("controller.yaml", testing::kFastControllerYaml);
+  StartControllerAndAgent(
+      {"--config=" + controller_config, "--fleet=" + fleet_path},
+      "arn:aws:iam::123456789012:role/fleetcanary-agent", absl::Seconds(60));
+  if (HasFatalFailure()) return;
   const absl::Time started = absl::Now();
 
   // 4. Wait (bounded) until the first credentials have expired, the agent
@@ -247,26 +164,29 @@ TEST_F(AwsCredentialsE2eTest,
   double enabled = -1, phantom_at_expiry = -1, phantom = 0;
   const bool done = testing::WaitUntil(
       [&] {
-        const std::string a = HttpGet(agent_http, "/metrics");
-        const std::string c = HttpGet(controller_http, "/metrics");
-        refreshes = Sample(a, "fleetcanary_agent_credentials_refreshes_total",
-                           {region_label})
-                        .value_or(0);
-        failures =
-            Sample(a, "fleetcanary_agent_credentials_refresh_failures_total",
-                   {region_label})
+        const std::string a = HttpGet(agent_http_, "/metrics");
+        const std::string c = HttpGet(controller_http_, "/metrics");
+        refreshes =
+            MetricSample(a, "fleetcanary_agent_credentials_refreshes_total",
+                         {region_label})
                 .value_or(0);
-        poll_errors = Sample(a, "fleetcanary_agent_platform_poll_errors_total",
-                             {region_label})
-                          .value_or(0);
-        expiry = Sample(a, "fleetcanary_agent_credentials_expiry_seconds",
-                        {region_label})
+        failures =
+            MetricSample(a,
+                         "fleetcanary_agent_credentials_refresh_failures_total",
+                         {region_label})
+                .value_or(0);
+        poll_errors =
+            MetricSample(a, "fleetcanary_agent_platform_poll_errors_total",
+                         {region_label})
+                .value_or(0);
+        expiry = MetricSample(a, "fleetcanary_agent_credentials_expiry_seconds",
+                              {region_label})
                      .value_or(0);
-        enabled = Sample(a, "fleetcanary_agent_platform_metrics_enabled",
-                         {region_label, "target=\"canary\""})
+        enabled = MetricSample(a, "fleetcanary_agent_platform_metrics_enabled",
+                               {region_label, "target=\"canary\""})
                       .value_or(-1);
-        phantom = Sample(c, "fleetcanary_phantom_errors_total",
-                         {region_label, "mode=\"stream\""})
+        phantom = MetricSample(c, "fleetcanary_phantom_errors_total",
+                               {region_label, "mode=\"stream\""})
                       .value_or(0);
         // The first credentials were issued after `started`; once a full
         // lifetime has passed they are expired at the emulator.
@@ -300,84 +220,34 @@ TEST_F(AwsCredentialsE2eTest, TargetRoleSignsItsProbesAndReadsAcrossRefresh) {
   // it issues live 6 s (refreshed at half their lifetime).
   const std::string emu_config =
       Write("emulator.yaml",
-            absl::StrCat("regions:\n  - name: ", kRegion,
-                         "\n    auth: AWS_IAM\nlisten_host: 127.0.0.1\n"
-                         "metrics_period: 1s\ningestion_delay: 1s\n"
-                         "monitoring_auth: AWS_IAM\n"
-                         "credentials:\n"
-                         "  - access_key_id: AKIDNOTGIVENTOAGENT\n"
-                         "    secret_access_key: unused-secret\n"
-                         "identity:\n  web_identity_tokens: [e2e-token]\n"
-                         "  credential_lifetime: ",
-                         absl::ToInt64Seconds(kShortLifetime), "s\n"));
-  std::vector<std::string> lines;
-  StartEmulator(emu_config, &lines);
+            SignedEmulatorYaml("    auth: AWS_IAM\n", kShortLifetime));
+  StartEmulator(emu_config, "", absl::Seconds(20));
   if (HasFatalFailure()) return;
-  std::string sts, cloudwatch, control;
-  for (const std::string& l : lines) {
-    if (l.rfind("sts ", 0) == 0) sts = FieldOf(l, "url");
-    if (l.rfind("cloudwatch ", 0) == 0) cloudwatch = FieldOf(l, "url");
-    if (l.rfind("control ", 0) == 0) control = FieldOf(l, "url");
+  ASSERT_FALSE(emulator_.Url("control").empty());
+  for (const std::string& l : emulator_.lines) {
+    if (l.rfind("url ", 0) == 0) {
+      EXPECT_EQ(FieldOf(l, "auth"), "AWS_IAM") << l;
+    }
   }
-  ASSERT_FALSE(sts.empty());
-  ASSERT_FALSE(cloudwatch.empty());
-  ASSERT_FALSE(control.empty());
-  std::string fleet = absl::StrCat(
-      "targets:\n  - name: canary\n    role_arn: ", kTargetRole,
-      "\n    regions:\n      - region: ", kRegion, "\n        urls:\n");
-  for (const std::string& l : lines) {
-    if (l.rfind("url ", 0) != 0) continue;
-    EXPECT_EQ(FieldOf(l, "auth"), "AWS_IAM") << l;
-    absl::StrAppend(
-        &fleet, "          - mode: ", FieldOf(l, "mode"),
-        "\n            url: ", FieldOf(l, "url"), "\n            auth: AWS_IAM",
-        "\n            cloudwatch:\n              function_name: ",
-        FieldOf(l, "function"), "\n              alias: ", FieldOf(l, "alias"),
-        "\n              endpoint: ", cloudwatch, "\n");
-  }
-  absl::StrAppend(&fleet,
-                  "schedules:\n  - id: ladder\n    target: canary\n"
-                  "    sizes: [1Ki]\n    rate_per_second: 5\n"
-                  "    limits: {timeout: 10s, stall_limit: 5s}\n");
-  const std::string fleet_path = Write("fleet.yaml", fleet);
+  testing::FleetUrlOptions signed_urls;
+  signed_urls.role_arn = kTargetRole;
+  signed_urls.iam_auth = true;
+  const std::string fleet_path =
+      Write("fleet.yaml", emulator_.CanaryFleetYaml(
+                              {kRegion},
+                              "schedules:\n  - id: ladder\n    target: canary\n"
+                              "    sizes: [1Ki]\n    rate_per_second: 5\n"
+                              "    limits: {timeout: 10s, stall_limit: 5s}\n",
+                              signed_urls));
 
-  // 2. Controller.
-  auto ctl = Process::Spawn(
-      BinaryPath("controller/server/fleetcanary-controller"),
-      {"--fleet=" + fleet_path, "--grpc_listen=127.0.0.1:0",
-       "--http_listen=127.0.0.1:0", "--data_dir=" + dir_ + "/controller",
-       "--heartbeat_interval=1s", "--insecure", "--target_allow_loopback"},
-      dir_ + "/controller.log");
-  ASSERT_TRUE(ctl.ok()) << ctl.status();
-  controller_ = std::move(*ctl);
-  auto listening = controller_->WaitForLine("listening ", absl::Seconds(20));
-  ASSERT_TRUE(listening.ok()) << listening.status();
-  const std::string grpc = FieldOf(*listening, "grpc");
-  const std::string controller_http = FieldOf(*listening, "http");
-
-  // 3. The agent: web identity only, for its own role.
-  WebIdentityOnlyEnvironment(sts, kAgentRole);
-  const std::string agent_config = Write(
-      "agent.yaml",
-      absl::StrCat("agent_id: use1-a\nregion: ", kRegion,
-                   "\ncontroller_address: ", grpc, "\ndata_dir: ", dir_,
-                   "/agent\nmetrics_period: 1s\nmetrics_poll_interval: 1s\n"
-                   "metrics_ingestion_delay: 2s\nheartbeat_interval: 1s\n"
-                   "target_allow_loopback: true\n"));
-  auto agent = Process::Spawn(
-      BinaryPath("agent/runner/fleetcanary-agent"),
-      {"--config=" + agent_config, "--http_listen=127.0.0.1:0", "--insecure"},
-      dir_ + "/agent.log");
-  ASSERT_TRUE(agent.ok()) << agent.status();
-  agent_ = std::move(*agent);
-  auto agent_line = agent_->WaitForLine("listening ", absl::Seconds(20));
-  ASSERT_TRUE(agent_line.ok()) << agent_line.status();
-  const std::string agent_http = FieldOf(*agent_line, "http");
+  // 2. Controller. 3. The agent: web identity only, for its own role.
+  StartControllerAndAgent({"--fleet=" + fleet_path}, kAgentRole,
+                          absl::Seconds(20));
+  if (HasFatalFailure()) return;
 
   // 4. Wait (bounded) until a refreshed session of the target's role (its
   // second or later) has signed both probes and CloudWatch reads.
-  const std::string control_hostport(
-      absl::StripSuffix(absl::StripPrefix(control, "http://"), "/"));
+  const std::string control_hostport = emulator_.ControlAddress();
   struct Role {
     int sessions = 0;
     uint64_t lambda = 0, monitoring = 0, sts = 0;
@@ -435,28 +305,30 @@ TEST_F(AwsCredentialsE2eTest, TargetRoleSignsItsProbesAndReadsAcrossRefresh) {
 
   // Every scheduled probe so far succeeded (no AGENT_ERROR for want of
   // credentials, no 403 from the Function URL) and reads never failed.
-  const std::string a = HttpGet(agent_http, "/metrics");
-  const std::string c = HttpGet(controller_http, "/metrics");
+  const std::string a = HttpGet(agent_http_, "/metrics");
+  const std::string c = HttpGet(controller_http_, "/metrics");
   const std::string region_label = absl::StrCat("region=\"", kRegion, "\"");
-  EXPECT_EQ(
-      Sample(a, "fleetcanary_agent_platform_poll_errors_total", {region_label})
-          .value_or(-1),
-      0);
-  EXPECT_EQ(Sample(a, "fleetcanary_agent_credentials_refresh_failures_total",
-                   {region_label})
+  EXPECT_EQ(MetricSample(a, "fleetcanary_agent_platform_poll_errors_total",
+                         {region_label})
                 .value_or(-1),
             0);
+  EXPECT_EQ(
+      MetricSample(a, "fleetcanary_agent_credentials_refresh_failures_total",
+                   {region_label})
+          .value_or(-1),
+      0);
   // The target's metrics are read with its role's credentials, which are
   // held.
-  EXPECT_EQ(Sample(a, "fleetcanary_agent_platform_metrics_enabled",
-                   {region_label, "target=\"canary\""})
+  EXPECT_EQ(MetricSample(a, "fleetcanary_agent_platform_metrics_enabled",
+                         {region_label, "target=\"canary\""})
                 .value_or(-1),
             1);
   for (const char* outcome : {"AGENT_ERROR", "HTTP_4XX"}) {
-    EXPECT_EQ(Sample(c, "fleetcanary_probes_total",
+    EXPECT_EQ(
+        MetricSample(c, "fleetcanary_probes_total",
                      {region_label, absl::StrCat("outcome=\"", outcome, "\"")})
-                  .value_or(0),
-              0)
+            .value_or(0),
+        0)
         << outcome;
   }
 }

@@ -13,23 +13,18 @@
 // agent its own /etc/hosts (a mount namespace made with util-linux
 // `unshare --mount`, as root) so that one name resolves to two replicas;
 // the machine's /etc/hosts is never touched.
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/mount.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -44,7 +39,9 @@
 #include "controller/store/store.h"
 #include "emulator/emulator.h"
 #include "gtest/gtest.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
+#include "tests/testing/ports.h"
 #include "tests/testing/postgres_server.h"
 
 namespace fleetcanary {
@@ -55,6 +52,8 @@ using testing::FieldOf;
 using testing::HttpGet;
 using testing::MetricValue;
 using testing::Process;
+using testing::ReadFile;
+using testing::UnusedLoopbackPort;
 using testing::WaitUntil;
 
 // (region, mode, size, outcome class) -> count.
@@ -82,40 +81,16 @@ std::string Counted(const Counts& c) {
   return absl::StrJoin(parts, " ");
 }
 
-// A loopback port nobody listens on right now.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-class FleetTest : public ::testing::Test {
+class FleetTest : public testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = absl::StrCat(
-        ::testing::TempDir(), "/fleet_", getpid(), "_",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
+  FleetTest() : ScratchDirTest("fleet", /*per_test=*/true) {}
   void TearDown() override {
     for (Agent& a : agents_) a.process.reset();
     controller_.reset();
     standby_.reset();
     postgres_.reset();
     if (emulator_) emulator_->Stop();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
+    ScratchDirTest::TearDown();
   }
 
   // Emulator regions with some injected faults, so several outcome classes
@@ -217,14 +192,66 @@ class FleetTest : public ::testing::Test {
   void StartLeaderAndStandby(const std::string& database, int* port_b) {
     ASSERT_NO_FATAL_FAILURE(UsePostgres(database));
     StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
-    const int port_a = FreePort();
+    const int port_a = UnusedLoopbackPort();
     StartController(port_a, {"--leader_lease=3s", "--replica_id=a"});
-    *port_b = FreePort();
+    *port_b = UnusedLoopbackPort();
     standby_ = SpawnController(*port_b, {"--leader_lease=3s", "--replica_id=b"},
                                "standby");
     ASSERT_NE(standby_, nullptr);
     controller_target_ =
         absl::StrCat("127.0.0.1:", port_a, ",127.0.0.1:", *port_b);
+  }
+
+  // What the agents produced (their journals, less what their outboxes
+  // dropped), summed over the agents.
+  Counts Produced() {
+    Counts produced;
+    for (const Agent& a : agents_) {
+      for (const auto& [k, n] : FromJournal(a)) produced[k] += n;
+    }
+    return produced;
+  }
+
+  // The store holds exactly what the agents produced; with
+  // `several_streams` that is more than 8 (stream, class) entries, and with
+  // `no_gaps` the controller counted no sequence gap.
+  void ExpectStoredEqualsProduced(bool several_streams, bool no_gaps) {
+    const Counts produced = Produced();
+    std::map<std::string, double> counters;
+    const Counts stored = FromStore(nullptr, &counters);
+    EXPECT_EQ(stored, produced) << "stored:   " << Counted(stored)
+                                << "\nproduced: " << Counted(produced);
+    if (several_streams) {
+      EXPECT_GT(produced.size(), 8u);  // Several classes, modes and sizes.
+    }
+    if (no_gaps) {
+      EXPECT_EQ(counters["ingest_gaps_total"], 0);
+    }
+  }
+
+  // Spawns a standby replica ("b", standby_) on `port` with a `lease`
+  // leader lease, its HTTP on a port of its own, whose address goes to
+  // *http. Does not wait.
+  void SpawnStandby(int port, const std::string& lease, std::string* http) {
+    *http = absl::StrCat("127.0.0.1:", UnusedLoopbackPort());
+    standby_ = SpawnController(
+        port,
+        {"--leader_lease=" + lease, "--replica_id=b", "--http_listen=" + *http},
+        "standby");
+    ASSERT_NE(standby_, nullptr);
+  }
+
+  // Whether the standby's /readyz at `http` says it is a standby and names
+  // `leader`, within `timeout`.
+  static bool StandbyNamesLeader(const std::string& http,
+                                 const std::string& leader,
+                                 absl::Duration timeout) {
+    return WaitUntil(
+        [&] {
+          return HttpGet(http, "/readyz") ==
+                 absl::StrCat("standby; leader=", leader, "\n");
+        },
+        timeout);
   }
 
   // Exactly one stored outcome per request the emulator served (no agent
@@ -242,6 +269,12 @@ class FleetTest : public ::testing::Test {
   void KillLeaderUntilStandbyLeads() {
     controller_->Signal(SIGKILL);
     ASSERT_TRUE(controller_->Wait(absl::Seconds(10)).has_value());
+    StandbyLeads();
+  }
+
+  // Waits until the standby (standby_) leads: it becomes controller_, with
+  // its addresses.
+  void StandbyLeads() {
     // The standby prints its listening line once it leads.
     auto line = standby_->WaitForLine("listening ", absl::Seconds(60));
     ASSERT_TRUE(line.ok()) << line.status();
@@ -337,10 +370,10 @@ class FleetTest : public ::testing::Test {
     EXPECT_EQ((*p)->Wait(absl::Seconds(60)), 0)
         << "cannot give the agent its own /etc/hosts: needs util-linux "
            "`unshare --mount` and bind mounts (root, mount namespaces); "
-        << log << ": " << ReadAll(log);
+        << log << ": " << ReadFile(log);
     ASSERT_EQ(got, expected)
         << name << " in a mount namespace with " << hosts_file
-        << " over /etc/hosts; " << log << ": " << ReadAll(log);
+        << " over /etc/hosts; " << log << ": " << ReadFile(log);
   }
 
   static size_t Lines(const std::string& path) {
@@ -452,12 +485,23 @@ class FleetTest : public ::testing::Test {
     return total;
   }
 
+  // Whether a line of the controller's log has both `event` and `agent_id`.
+  bool ControllerLogged(const std::string& event, const std::string& agent_id) {
+    std::ifstream in(dir_ + "/controller.log");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (absl::StrContains(line, event) && absl::StrContains(line, agent_id)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   double ControllerMetric(const std::string& series) {
     return MetricValue(HttpGet(controller_http_, "/metrics"), series)
         .value_or(-1);
   }
 
-  std::string dir_;
   std::string fleet_file_;
   // The controller's --store ("" = SQLite in its data_dir).
   std::string store_url_;
@@ -502,16 +546,7 @@ TEST_F(FleetTest, ControllerKilledAndRestartedLosesAndDoublesNothing) {
   WaitForMore(60);
   DrainAll();
 
-  Counts produced;
-  for (const Agent& a : agents_) {
-    for (const auto& [k, n] : FromJournal(a)) produced[k] += n;
-  }
-  std::map<std::string, double> counters;
-  const Counts stored = FromStore(nullptr, &counters);
-  EXPECT_EQ(stored, produced)
-      << "stored:   " << Counted(stored) << "\nproduced: " << Counted(produced);
-  EXPECT_GT(produced.size(), 8u);  // Several classes, modes and sizes.
-  EXPECT_EQ(counters["ingest_gaps_total"], 0);
+  ExpectStoredEqualsProduced(/*several_streams=*/true, /*no_gaps=*/true);
 }
 
 TEST_F(FleetTest, AgentKilledAndRestartedLosesAndDoublesNothing) {
@@ -529,15 +564,7 @@ TEST_F(FleetTest, AgentKilledAndRestartedLosesAndDoublesNothing) {
   }
   DrainAll();
 
-  Counts produced;
-  for (const Agent& a : agents_) {
-    for (const auto& [k, n] : FromJournal(a)) produced[k] += n;
-  }
-  std::map<std::string, double> counters;
-  const Counts stored = FromStore(nullptr, &counters);
-  EXPECT_EQ(stored, produced)
-      << "stored:   " << Counted(stored) << "\nproduced: " << Counted(produced);
-  EXPECT_EQ(counters["ingest_gaps_total"], 0);
+  ExpectStoredEqualsProduced(/*several_streams=*/false, /*no_gaps=*/true);
 }
 
 // kill -9 of an agent while probes are in flight (every response is held
@@ -617,7 +644,7 @@ TEST_F(FleetTest, DiskFullThenKilledLeavesEveryServedProbeAccounted) {
     std::string dir;
     ~Unmount() { umount2(dir.c_str(), MNT_DETACH); }
   } unmount{disk};
-  const int port = FreePort();
+  const int port = UnusedLoopbackPort();
   controller_target_ = absl::StrCat("127.0.0.1:", port);
   StartController(port);
   Agent& a = AddAgent("a1", "us-east-1", {"--outbox_max_bytes=64Mi"});
@@ -683,19 +710,8 @@ TEST_F(FleetTest, RollingRestartWithGoodbyeLosesNothingAndLeavesNoLostAgents) {
     a.process->Signal(SIGTERM);
     ASSERT_EQ(a.process->Wait(absl::Seconds(40)), 0)
         << a.id << " did not flush its outbox";
-    const std::string drained = "event=agent_drained ";
     EXPECT_TRUE(WaitUntil(
-        [&] {
-          std::ifstream in(dir_ + "/controller.log");
-          std::string line;
-          while (std::getline(in, line)) {
-            if (absl::StrContains(line, drained) &&
-                absl::StrContains(line, a.id)) {
-              return true;
-            }
-          }
-          return false;
-        },
+        [&] { return ControllerLogged("event=agent_drained ", a.id); },
         absl::Seconds(60)))
         << a.id << " not drained";
     StartAgent(a);  // Same id and data dir: the outbox survives.
@@ -716,17 +732,7 @@ TEST_F(FleetTest, RollingRestartWithGoodbyeLosesNothingAndLeavesNoLostAgents) {
   agents_[1].process->Signal(SIGTERM);
   ASSERT_EQ(agents_[1].process->Wait(absl::Seconds(40)), 0);
   EXPECT_TRUE(WaitUntil(
-      [&] {
-        std::ifstream in(dir_ + "/controller.log");
-        std::string line;
-        while (std::getline(in, line)) {
-          if (absl::StrContains(line, "event=agent_forgotten ") &&
-              absl::StrContains(line, agents_[1].id)) {
-            return true;
-          }
-        }
-        return false;
-      },
+      [&] { return ControllerLogged("event=agent_forgotten ", agents_[1].id); },
       absl::Seconds(60)));
   agents_[0].process->Signal(SIGTERM);
   EXPECT_EQ(agents_[0].process->Wait(absl::Seconds(40)), 0);
@@ -738,15 +744,7 @@ TEST_F(FleetTest, RollingRestartWithGoodbyeLosesNothingAndLeavesNoLostAgents) {
   controller_->Signal(SIGTERM);
   EXPECT_EQ(controller_->Wait(absl::Seconds(20)), 0);
 
-  Counts produced;
-  for (const Agent& a : agents_) {
-    for (const auto& [k, n] : FromJournal(a)) produced[k] += n;
-  }
-  std::map<std::string, double> counters;
-  const Counts stored = FromStore(nullptr, &counters);
-  EXPECT_EQ(stored, produced)
-      << "stored:   " << Counted(stored) << "\nproduced: " << Counted(produced);
-  EXPECT_EQ(counters["ingest_gaps_total"], 0);
+  ExpectStoredEqualsProduced(/*several_streams=*/false, /*no_gaps=*/true);
 }
 
 TEST_F(FleetTest, ControllerUnreachableThenReachableLosesAndDoublesNothing) {
@@ -773,18 +771,12 @@ TEST_F(FleetTest, ControllerUnreachableThenReachableLosesAndDoublesNothing) {
   WaitForMore(40);
   DrainAll();
 
-  Counts produced;
-  for (const Agent& a : agents_) {
-    for (const auto& [k, n] : FromJournal(a)) produced[k] += n;
-  }
-  const Counts stored = FromStore();
-  EXPECT_EQ(stored, produced)
-      << "stored:   " << Counted(stored) << "\nproduced: " << Counted(produced);
+  ExpectStoredEqualsProduced(/*several_streams=*/false, /*no_gaps=*/false);
 }
 
 TEST_F(FleetTest, OutboxOverflowMissesExactlyTheCountedDrops) {
   StartEmulator({"us-east-1"}, 10, absl::Milliseconds(500));
-  const int port = FreePort();
+  const int port = UnusedLoopbackPort();
   controller_target_ = absl::StrCat("127.0.0.1:", port);
   StartController(port);
   AddAgent("a1", "us-east-1", {"--outbox_max_bytes=8Ki"});
@@ -882,21 +874,6 @@ TEST_F(FleetTest, LostAgentsWorkMovesToTheOthersWithinTwoHeartbeats) {
   agents_[2].process->Signal(SIGCONT);
 }
 
-// Counts the agents produced vs what the store holds.
-#define EXPECT_STORED_EQ_PRODUCED()                                     \
-  do {                                                                  \
-    Counts produced;                                                    \
-    for (const Agent& a : agents_) {                                    \
-      for (const auto& [k, n] : FromJournal(a)) produced[k] += n;       \
-    }                                                                   \
-    std::map<std::string, double> counters;                             \
-    const Counts stored = FromStore(nullptr, &counters);                \
-    EXPECT_EQ(stored, produced) << "stored:   " << Counted(stored)      \
-                                << "\nproduced: " << Counted(produced); \
-    EXPECT_GT(produced.size(), 8u);                                     \
-    EXPECT_EQ(counters["ingest_gaps_total"], 0);                        \
-  } while (0)
-
 // PostgreSQL stops in the middle of ingest and comes back: while it is down
 // the controller acknowledges nothing, says so (fleetcanary_store_up 0,
 // store_unavailable_total), and agents keep their outcomes; afterwards every
@@ -932,7 +909,7 @@ TEST_F(FleetTest, PostgresStoppedMidIngestLosesAndDoublesNothing) {
                 absl::Seconds(60)));
   WaitForMore(60);
   DrainAll();
-  EXPECT_STORED_EQ_PRODUCED();
+  ExpectStoredEqualsProduced(/*several_streams=*/true, /*no_gaps=*/true);
 }
 
 // Two replicas on one PostgreSQL database; kill -9 of the leader: the
@@ -982,7 +959,7 @@ TEST_F(FleetTest, LeaderKilledStandbyTakesOverLosesAndDoublesNothing) {
       absl::Seconds(60)));
   WaitForMore(60);
   DrainAll();
-  EXPECT_STORED_EQ_PRODUCED();
+  ExpectStoredEqualsProduced(/*several_streams=*/true, /*no_gaps=*/true);
   const uint64_t stored = ExpectStoredEqualsServed();
   std::printf(
       "failover: kill -9 of the leader -> standby leading after %s, first "
@@ -1011,11 +988,7 @@ TEST_F(FleetTest, StalledLeaderWakesFencedAndExitsWithoutWriting) {
 
   std::unique_ptr<Process> old_leader = std::move(controller_);
   old_leader->Signal(SIGSTOP);
-  auto line = standby_->WaitForLine("listening ", absl::Seconds(60));
-  ASSERT_TRUE(line.ok()) << line.status();
-  controller_ = std::move(standby_);
-  grpc_address_ = FieldOf(*line, "grpc");
-  controller_http_ = FieldOf(*line, "http");
+  ASSERT_NO_FATAL_FAILURE(StandbyLeads());
   ASSERT_TRUE(WaitUntil(
       [&] {
         return ControllerMetric("fleetcanary_sessions_active") == 1 &&
@@ -1027,13 +1000,7 @@ TEST_F(FleetTest, StalledLeaderWakesFencedAndExitsWithoutWriting) {
   old_leader->Signal(SIGCONT);
   EXPECT_EQ(old_leader->Wait(absl::Seconds(60)), 75)
       << "the woken old leader did not step down";
-  std::string old_log;
-  {
-    std::ifstream in(dir_ + "/controller.log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    old_log = ss.str();
-  }
+  const std::string old_log = ReadFile(dir_ + "/controller.log");
   const size_t lost_at = old_log.find("event=leadership_lost");
   ASSERT_NE(lost_at, std::string::npos);
   std::printf(
@@ -1043,22 +1010,14 @@ TEST_F(FleetTest, StalledLeaderWakesFencedAndExitsWithoutWriting) {
 
   WaitForMore(40);
   DrainAll();
-  EXPECT_STORED_EQ_PRODUCED();
+  ExpectStoredEqualsProduced(/*several_streams=*/true, /*no_gaps=*/true);
   ExpectStoredEqualsServed();
 }
 
 // Runs canaryctl with `args`; stdout to `out`, stderr to `out`.stderr.
 // Returns the exit code.
 int Canaryctl(const std::vector<std::string>& args, const std::string& out) {
-  std::string cmd = absl::StrCat("exec '", BinaryPath("cli/canaryctl"), "'");
-  for (const std::string& a : args) absl::StrAppend(&cmd, " '", a, "'");
-  absl::StrAppend(&cmd, " > '", out, "'");
-  auto p = Process::Spawn("/bin/sh", {"-c", cmd}, out + ".stderr");
-  EXPECT_TRUE(p.ok()) << p.status();
-  if (!p.ok()) return -1;
-  std::optional<int> code = (*p)->Wait(absl::Seconds(60));
-  EXPECT_TRUE(code.has_value()) << "canaryctl did not finish";
-  return code.value_or(-1);
+  return testing::RunCanaryctl(args, out);
 }
 
 // Two real replicas on one real PostgreSQL: the standby answers the admin
@@ -1067,24 +1026,15 @@ int Canaryctl(const std::vector<std::string>& args, const std::string& out) {
 TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
   ASSERT_NO_FATAL_FAILURE(UsePostgres("standby_reads"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
-  const int port_a = FreePort();
+  const int port_a = UnusedLoopbackPort();
   StartController(port_a, {"--leader_lease=60s", "--replica_id=a"});
   const std::string leader = absl::StrCat("127.0.0.1:", port_a);
-  const int port_b = FreePort();
+  const int port_b = UnusedLoopbackPort();
   const std::string standby_grpc = absl::StrCat("127.0.0.1:", port_b);
-  const std::string standby_http = absl::StrCat("127.0.0.1:", FreePort());
-  standby_ = SpawnController(
-      port_b,
-      {"--leader_lease=60s", "--replica_id=b", "--http_listen=" + standby_http},
-      "standby");
-  ASSERT_NE(standby_, nullptr);
+  std::string standby_http;
+  ASSERT_NO_FATAL_FAILURE(SpawnStandby(port_b, "60s", &standby_http));
   // Not ready (agents and load balancers go to the leader), but it names it.
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        return HttpGet(standby_http, "/readyz") ==
-               absl::StrCat("standby; leader=", leader, "\n");
-      },
-      absl::Seconds(20)))
+  ASSERT_TRUE(StandbyNamesLeader(standby_http, leader, absl::Seconds(20)))
       << HttpGet(standby_http, "/readyz");
   EXPECT_EQ(MetricValue(HttpGet(standby_http, "/metrics"),
                         "fleetcanary_controller_leader"),
@@ -1106,8 +1056,8 @@ TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
     return Canaryctl(args, out);
   };
   // Agents as the database knows them: the watermark the leader committed.
-  ASSERT_EQ(ctl({"agents", "-o", "json"}), 0) << ReadAll(out + ".stderr");
-  std::string agents = ReadAll(out);
+  ASSERT_EQ(ctl({"agents", "-o", "json"}), 0) << ReadFile(out + ".stderr");
+  std::string agents = ReadFile(out);
   EXPECT_NE(agents.find("\"a1\""), std::string::npos) << agents;
   EXPECT_NE(agents.find("us-east-1"), std::string::npos) << agents;
   EXPECT_NE(agents.find("LIVE"), std::string::npos) << agents;
@@ -1116,12 +1066,13 @@ TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
   ASSERT_EQ(records.size(), 1u);
   EXPECT_GT(records[0].applied_sequence, 20u);
   // Schedules the leader applied from its fleet file.
-  ASSERT_EQ(ctl({"schedules", "list"}), 0) << ReadAll(out + ".stderr");
-  EXPECT_NE(ReadAll(out).find("ladder"), std::string::npos) << ReadAll(out);
-  ASSERT_EQ(ctl({"verdicts"}), 0) << ReadAll(out + ".stderr");
+  ASSERT_EQ(ctl({"schedules", "list"}), 0) << ReadFile(out + ".stderr");
+  EXPECT_NE(ReadFile(out).find("ladder"), std::string::npos) << ReadFile(out);
+  ASSERT_EQ(ctl({"verdicts"}), 0) << ReadFile(out + ".stderr");
   // Analyze over the shared store: the stream's probes are there.
-  ASSERT_EQ(ctl({"analyze", "-o", "json"}), 0) << ReadAll(out + ".stderr");
-  EXPECT_NE(ReadAll(out).find("us-east-1"), std::string::npos) << ReadAll(out);
+  ASSERT_EQ(ctl({"analyze", "-o", "json"}), 0) << ReadFile(out + ".stderr");
+  EXPECT_NE(ReadFile(out).find("us-east-1"), std::string::npos)
+      << ReadFile(out);
   // The status page, rendered from the database.
   const std::string page = HttpGet(standby_http, "/status");
   EXPECT_NE(page.find("<html"), std::string::npos) << page.substr(0, 500);
@@ -1130,21 +1081,21 @@ TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
   // Changes and probes go to the leader: refused, naming it; nothing
   // changed.
   EXPECT_NE(ctl({"schedules", "delete", "ladder"}), 0);
-  EXPECT_NE(ReadAll(out + ".stderr").find("leader=" + leader),
+  EXPECT_NE(ReadFile(out + ".stderr").find("leader=" + leader),
             std::string::npos)
-      << ReadAll(out + ".stderr");
+      << ReadFile(out + ".stderr");
   EXPECT_NE(
       ctl({"probe", "--target", "canary", "--sizes", "2", "--count", "1"}), 0);
-  EXPECT_NE(ReadAll(out + ".stderr").find("leader=" + leader),
+  EXPECT_NE(ReadFile(out + ".stderr").find("leader=" + leader),
             std::string::npos)
-      << ReadAll(out + ".stderr");
+      << ReadFile(out + ".stderr");
   ASSERT_EQ(Canaryctl({"schedules", "list", "--controller", grpc_address_,
                        "--insecure"},
                       out),
             0);
-  EXPECT_NE(ReadAll(out).find("ladder"), std::string::npos);
+  EXPECT_NE(ReadFile(out).find("ladder"), std::string::npos);
   DrainAll();
-  EXPECT_STORED_EQ_PRODUCED();
+  ExpectStoredEqualsProduced(/*several_streams=*/true, /*no_gaps=*/true);
 }
 
 // An agent told only a name that reaches a standby (not the leader's
@@ -1153,14 +1104,11 @@ TEST_F(FleetTest, StandbyServesAdminReadsAndStatusPageFromTheDatabase) {
 TEST_F(FleetTest, AgentGivenOnlyAStandbysNameFollowsTheLeader) {
   ASSERT_NO_FATAL_FAILURE(UsePostgres("follow_leader"));
   StartEmulator({"us-east-1"}, 5, absl::Milliseconds(500));
-  StartController(FreePort(), {"--leader_lease=60s", "--replica_id=a"});
-  const int port_b = FreePort();
-  const std::string standby_http = absl::StrCat("127.0.0.1:", FreePort());
-  standby_ = SpawnController(
-      port_b,
-      {"--leader_lease=60s", "--replica_id=b", "--http_listen=" + standby_http},
-      "standby");
-  ASSERT_NE(standby_, nullptr);
+  StartController(UnusedLoopbackPort(),
+                  {"--leader_lease=60s", "--replica_id=a"});
+  const int port_b = UnusedLoopbackPort();
+  std::string standby_http;
+  ASSERT_NO_FATAL_FAILURE(SpawnStandby(port_b, "60s", &standby_http));
   ASSERT_TRUE(WaitUntil(
       [&] {
         return absl::StartsWith(HttpGet(standby_http, "/readyz"),
@@ -1178,7 +1126,7 @@ TEST_F(FleetTest, AgentGivenOnlyAStandbysNameFollowsTheLeader) {
       absl::Seconds(30)));
   WaitForMore(30);
   DrainAll();
-  EXPECT_STORED_EQ_PRODUCED();
+  ExpectStoredEqualsProduced(/*several_streams=*/true, /*no_gaps=*/true);
 }
 
 // An agent given ONE name that resolves to two controller replicas (its own
@@ -1201,20 +1149,11 @@ TEST_F(FleetTest, AgentGivenOneNameOfSeveralReplicasFollowsTheLeader) {
   const std::string leader = absl::StrCat("127.0.0.2:", port);
   ASSERT_EQ(grpc_address_, leader);
   controller_ip_ = "127.0.0.3";
-  const std::string standby_http = absl::StrCat("127.0.0.1:", FreePort());
-  standby_ = SpawnController(
-      port,
-      {"--leader_lease=3s", "--replica_id=b", "--http_listen=" + standby_http},
-      "standby");
-  ASSERT_NE(standby_, nullptr);
+  std::string standby_http;
+  ASSERT_NO_FATAL_FAILURE(SpawnStandby(port, "3s", &standby_http));
   // The standby listens and refuses, naming the leader, before the agent
   // dials it.
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        return HttpGet(standby_http, "/readyz") ==
-               absl::StrCat("standby; leader=", leader, "\n");
-      },
-      absl::Seconds(60)))
+  ASSERT_TRUE(StandbyNamesLeader(standby_http, leader, absl::Seconds(60)))
       << HttpGet(standby_http, "/readyz");
 
   controller_target_ = absl::StrCat(name, ":", port);
@@ -1236,23 +1175,23 @@ TEST_F(FleetTest, AgentGivenOneNameOfSeveralReplicasFollowsTheLeader) {
   // leader it named was already one of the name's addresses (a leader
   // outside the list is added and logged as session_follow_leader).
   const std::string agent_log = dir_ + "/a1.log";
-  EXPECT_NE(ReadAll(agent_log).find("not the leader; leader=" + leader),
+  EXPECT_NE(ReadFile(agent_log).find("not the leader; leader=" + leader),
             std::string::npos)
-      << ReadAll(agent_log);
-  EXPECT_EQ(ReadAll(agent_log).find("event=session_follow_leader"),
+      << ReadFile(agent_log);
+  EXPECT_EQ(ReadFile(agent_log).find("event=session_follow_leader"),
             std::string::npos)
-      << ReadAll(agent_log);
+      << ReadFile(agent_log);
 
   ASSERT_NO_FATAL_FAILURE(KillLeaderUntilStandbyLeads());
   EXPECT_EQ(grpc_address_, absl::StrCat("127.0.0.3:", port));
   ASSERT_TRUE(live_and_ingesting(
       ControllerMetric("fleetcanary_ingest_outcomes_total")));
-  EXPECT_EQ(ReadAll(agent_log).find("event=session_follow_leader"),
+  EXPECT_EQ(ReadFile(agent_log).find("event=session_follow_leader"),
             std::string::npos)
-      << ReadAll(agent_log);
+      << ReadFile(agent_log);
   WaitForMore(30);
   DrainAll();
-  EXPECT_STORED_EQ_PRODUCED();
+  ExpectStoredEqualsProduced(/*several_streams=*/true, /*no_gaps=*/true);
 }
 
 // An agent paused (SIGSTOP) long enough for the controller to declare it

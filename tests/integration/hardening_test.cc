@@ -27,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "common/time/clock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 
 namespace fleetcanary {
@@ -81,7 +82,7 @@ class HardeningTest : public ::testing::Test {
                        const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {
         absl::StrCat("--nofile=", fd_limit, ":", fd_limit),
-        BinaryPath("controller/server/fleetcanary-controller"),
+        BinaryPath(testing::kControllerBinary),
         "--grpc_listen=127.0.0.1:0",
         "--http_listen=127.0.0.1:0",
         "--health_listen=127.0.0.1:0",
@@ -89,14 +90,13 @@ class HardeningTest : public ::testing::Test {
         "--insecure",
         "--grpc_handshake_timeout=1s"};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto p = Process::Spawn("/usr/bin/prlimit", args, dir_ + "/controller.log");
-    ASSERT_TRUE(p.ok()) << p.status();
-    controller_ = std::move(*p);
-    auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
-    ASSERT_TRUE(line.ok()) << line.status();
-    grpc_ = FieldOf(*line, "grpc");
-    http_ = FieldOf(*line, "http");
-    health_ = FieldOf(*line, "health");
+    auto ctl = testing::StartListening(
+        "/usr/bin/prlimit", args, dir_ + "/controller.log", absl::Seconds(60));
+    ASSERT_TRUE(ctl.ok()) << ctl.status();
+    controller_ = std::move(ctl->process);
+    grpc_ = ctl->grpc;
+    http_ = ctl->http;
+    health_ = FieldOf(ctl->line, "health");
   }
 
   // One grpc.health.v1.Health/Check of the whole server on `address` with a

@@ -22,7 +22,6 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 #include "tests/testing/pki.h"
 
@@ -45,18 +45,12 @@ using testing::FieldOf;
 using testing::HttpGet;
 using testing::MetricValue;
 using testing::Process;
+using testing::ReadFile;
 using testing::TestPki;
 using testing::WaitUntil;
 
 constexpr char kManifest[] = "deploy/k8s/base/controller/statefulset.yaml";
 constexpr char kToken[] = "operator-token-for-tests";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // The controller container's args in the manifest.
 std::vector<std::string> ManifestControllerArgs() {
@@ -191,17 +185,14 @@ class OperabilityTest : public ::testing::Test {
   }
 
   void StartController(const std::vector<std::string>& args) {
-    auto p =
-        Process::Spawn(BinaryPath("controller/server/fleetcanary-controller"),
-                       args, dir_ + "/controller.log");
-    ASSERT_TRUE(p.ok()) << p.status();
-    controller_ = std::move(*p);
-    auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
-    ASSERT_TRUE(line.ok()) << line.status()
-                           << ReadFile(dir_ + "/controller.log");
-    line_ = *line;
-    grpc_ = FieldOf(line_, "grpc");
-    http_ = FieldOf(line_, "http");
+    auto ctl =
+        testing::StartListening(BinaryPath(testing::kControllerBinary), args,
+                                dir_ + "/controller.log", absl::Seconds(60));
+    ASSERT_TRUE(ctl.ok()) << ctl.status() << ReadFile(dir_ + "/controller.log");
+    controller_ = std::move(ctl->process);
+    line_ = ctl->line;
+    grpc_ = ctl->grpc;
+    http_ = ctl->http;
     health_ = FieldOf(line_, "health");
     admin_ = FieldOf(line_, "admin");
   }

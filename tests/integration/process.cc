@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -155,6 +156,45 @@ std::optional<double> MetricValue(const std::string& body,
     }
   }
   return std::nullopt;
+}
+
+namespace {
+
+// The samples of `family` whose line contains every string of `labels`.
+std::vector<double> MatchingSamples(const std::string& body,
+                                    const std::string& family,
+                                    const std::vector<std::string>& labels) {
+  std::vector<double> values;
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (!absl::StartsWith(line, family) || line.size() <= family.size() ||
+        (line[family.size()] != '{' && line[family.size()] != ' ')) {
+      continue;
+    }
+    bool all = true;
+    for (const std::string& l : labels) all = all && absl::StrContains(line, l);
+    double v = 0;
+    if (all && absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) {
+      values.push_back(v);
+    }
+  }
+  return values;
+}
+
+}  // namespace
+
+std::optional<double> MetricSample(const std::string& body,
+                                   const std::string& family,
+                                   const std::vector<std::string>& labels) {
+  const std::vector<double> values = MatchingSamples(body, family, labels);
+  if (values.empty()) return std::nullopt;
+  return values.front();
+}
+
+double MetricSum(const std::string& body, const std::string& family,
+                 const std::vector<std::string>& labels) {
+  double sum = 0;
+  for (double v : MatchingSamples(body, family, labels)) sum += v;
+  return sum;
 }
 
 }  // namespace testing

@@ -61,6 +61,17 @@ std::string HttpGet(const std::string& address, const std::string& path);
 std::optional<double> MetricValue(const std::string& body,
                                   const std::string& series);
 
+// The value of the first /metrics sample of `family` (labelled or not) whose
+// line contains every string of `labels` (e.g. "region=\"us-east-1\"");
+// nullopt when there is none.
+std::optional<double> MetricSample(const std::string& body,
+                                   const std::string& family,
+                                   const std::vector<std::string>& labels);
+
+// The sum of every such sample (0 when there is none).
+double MetricSum(const std::string& body, const std::string& family,
+                 const std::vector<std::string>& labels);
+
 }  // namespace testing
 }  // namespace fleetcanary
 

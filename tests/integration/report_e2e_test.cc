@@ -21,14 +21,12 @@
 #include <map>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/units/units.h"
 #include "controller/store/store.h"
@@ -37,6 +35,7 @@
 #include "fleetcanary/v1/scenario.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 #include "tests/testing/wait.h"
 
@@ -44,9 +43,9 @@ namespace fleetcanary {
 namespace {
 
 using testing::BinaryPath;
-using testing::FieldOf;
 using testing::HttpGet;
 using testing::Process;
+using testing::ReadFile;
 
 constexpr char kRegion[] = "us-east-1";
 
@@ -59,32 +58,20 @@ absl::Duration FromDur(const google::protobuf::Duration& d) {
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
 }
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
-class ReportE2eTest : public ::testing::Test {
+class ReportE2eTest : public testing::ScratchDirTest {
  protected:
+  ReportE2eTest() : ScratchDirTest("report_e2e") {}
   void SetUp() override {
-    dir_ = absl::StrCat(::testing::TempDir(), "/report_e2e_", getpid());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    ScratchDirTest::SetUp();
     artifacts_ = std::string(FLEETCANARY_ARTIFACT_DIR);
     std::filesystem::create_directories(artifacts_);
   }
   void TearDown() override {
     agent_.reset();
     controller_.reset();
-    emulator_.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-  }
-  std::string Write(const std::string& name, const std::string& text) {
-    const std::string path = dir_ + "/" + name;
-    std::ofstream(path) << text;
-    return path;
+    emulator_.process.reset();
+    ScratchDirTest::TearDown();
   }
   // Runs a command line through /bin/sh; returns its exit code.
   int Run(const std::string& cmd, const std::string& log) {
@@ -108,9 +95,8 @@ class ReportE2eTest : public ::testing::Test {
         dir_, "/chromium-profile' ", what);
   }
 
-  std::string dir_;
   std::string artifacts_;
-  std::unique_ptr<Process> emulator_;
+  testing::EmulatorProcess emulator_;
   std::unique_ptr<Process> controller_;
   std::unique_ptr<Process> agent_;
 };
@@ -125,84 +111,40 @@ TEST_F(ReportE2eTest, ReportMatchesStoreAndGroundTruthAndRenders) {
 
   // 1. Emulator, controller, one agent (the verdicts e2e test's setup).
   const std::string emu_config =
-      Write("emulator.yaml",
-            absl::StrCat("regions:\n  - name: ", kRegion,
-                         "\nlisten_host: 127.0.0.1\nmetrics_period: 1s\n"
-                         "ingestion_delay: 1s\n"));
-  auto emu =
-      Process::Spawn(BinaryPath("emulator/function-url-emulator"),
-                     {"--config=" + emu_config, "--scenario=" + scenario_path},
-                     dir_ + "/emulator.log");
+      Write("emulator.yaml", testing::EmulatorYaml({kRegion}));
+  auto emu = testing::StartEmulatorBinary(
+      emu_config, scenario_path, dir_ + "/emulator.log", absl::Seconds(60));
   ASSERT_TRUE(emu.ok()) << emu.status();
-  emulator_ = std::move(*emu);
-  std::vector<std::string> endpoint_lines;
-  for (;;) {
-    auto line = emulator_->WaitForLine("", absl::Seconds(60));
-    ASSERT_TRUE(line.ok()) << line.status();
-    if (*line == "ready") break;
-    endpoint_lines.push_back(*line);
-  }
-  std::string cloudwatch, control;
-  for (const std::string& l : endpoint_lines) {
-    if (l.rfind("cloudwatch ", 0) == 0) cloudwatch = FieldOf(l, "url");
-    if (l.rfind("control ", 0) == 0) control = FieldOf(l, "url");
-  }
-  std::string fleet = absl::StrCat(
-      "targets:\n  - name: canary\n    regions:\n      - region: ", kRegion,
-      "\n        urls:\n");
-  for (const std::string& l : endpoint_lines) {
-    if (l.rfind("url ", 0) != 0) continue;
-    absl::StrAppend(&fleet, "          - mode: ", FieldOf(l, "mode"),
-                    "\n            url: ", FieldOf(l, "url"),
-                    "\n            cloudwatch:\n              function_name: ",
-                    FieldOf(l, "function"),
-                    "\n              alias: ", FieldOf(l, "alias"),
-                    "\n              endpoint: ", cloudwatch, "\n");
-  }
-  absl::StrAppend(&fleet,
-                  "schedules:\n  - id: ladder\n    target: canary\n"
-                  "    sizes: [1Ki, 64Ki]\n    rate_per_second: 20\n"
-                  "    limits: {timeout: 10s, stall_limit: 5s}\n"
-                  "    transport: {keep_alive: true}\n");
-  const std::string fleet_path = Write("fleet.yaml", fleet);
-  const std::string controller_config =
-      Write("controller.yaml",
-            "heartbeat_interval: 1s\nmetrics_period: 1s\nmetrics_settle: 3s\n"
-            "detection:\n  false_alarms_per_month: 1\n  p0_floor: 0.001\n"
-            "  comparison_bucket: 5s\n  trend_window: 10s\n");
-  auto ctl = Process::Spawn(
-      BinaryPath("controller/server/fleetcanary-controller"),
-      {"--config=" + controller_config, "--fleet=" + fleet_path,
-       "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-       "--data_dir=" + dir_ + "/controller", "--heartbeat_interval=1s",
-       "--insecure", "--target_allow_loopback"},
-      dir_ + "/controller.log");
+  emulator_ = *std::move(emu);
+  const std::string fleet_path = Write(
+      "fleet.yaml", emulator_.CanaryFleetYaml(
+                        {kRegion},
+                        "schedules:\n  - id: ladder\n    target: canary\n"
+                        "    sizes: [1Ki, 64Ki]\n    rate_per_second: 20\n"
+                        "    limits: {timeout: 10s, stall_limit: 5s}\n"
+                        "    transport: {keep_alive: true}\n"));
+  const std::string controller_config = Write(
+      "controller.yaml",
+      absl::StrCat(testing::kFastControllerYaml, testing::kDemoDetectionYaml));
+  auto ctl = testing::StartLoopbackController(
+      {"--config=" + controller_config, "--fleet=" + fleet_path},
+      dir_ + "/controller", 0, dir_ + "/controller.log", absl::Seconds(60));
   ASSERT_TRUE(ctl.ok()) << ctl.status();
-  controller_ = std::move(*ctl);
-  auto listening = controller_->WaitForLine("listening ", absl::Seconds(60));
-  ASSERT_TRUE(listening.ok()) << listening.status();
-  const std::string grpc = FieldOf(*listening, "grpc");
-  const std::string http = FieldOf(*listening, "http");
+  controller_ = std::move(ctl->process);
+  const std::string grpc = ctl->grpc;
+  const std::string http = ctl->http;
   const std::string agent_config = Write(
-      "agent.yaml",
-      absl::StrCat("agent_id: use1-a\nregion: ", kRegion,
-                   "\ncontroller_address: ", grpc, "\ndata_dir: ", dir_,
-                   "/agent\nmetrics_period: 1s\nmetrics_poll_interval: 1s\n"
-                   "metrics_ingestion_delay: 2s\ncloudwatch_unsigned: true\n"
-                   "heartbeat_interval: 1s\ntarget_allow_loopback: true\n"));
-  auto agent = Process::Spawn(
-      BinaryPath("agent/runner/fleetcanary-agent"),
-      {"--config=" + agent_config, "--http_listen=127.0.0.1:0", "--insecure"},
-      dir_ + "/agent.log");
+      "agent.yaml", testing::AgentYaml("use1-a", kRegion, grpc, dir_ + "/agent",
+                                       /*cloudwatch_unsigned=*/true));
+  auto agent = testing::StartAgentBinary(agent_config, dir_ + "/agent.log",
+                                         absl::Seconds(60));
   ASSERT_TRUE(agent.ok()) << agent.status();
-  agent_ = std::move(*agent);
-  ASSERT_TRUE(agent_->WaitForLine("listening ", absl::Seconds(60)).ok());
+  agent_ = std::move(agent->process);
 
   // 2. Follow the scenario's timeline: the fault injected something, the
   // controller raised the stream's REGRESSION, and the fault window is over
   // (so every injected probe has finished and was reported).
-  const std::string control_addr(
-      absl::StripSuffix(absl::StripPrefix(control, "http://"), "/"));
+  const std::string control_addr = emulator_.ControlAddress();
   std::vector<v1::InjectedFault> truth;
   absl::Time loaded = absl::InfinitePast();
   bool regression = false;
@@ -256,11 +198,11 @@ TEST_F(ReportE2eTest, ReportMatchesStoreAndGroundTruthAndRenders) {
     std::vector<std::string> args = common;
     args.insert(args.end(),
                 {"--format", format, "--out", dir_ + "/report." + format});
-    ASSERT_EQ(Canaryctl(args), 0) << ReadAll(dir_ + "/canaryctl.log");
+    ASSERT_EQ(Canaryctl(args), 0) << ReadFile(dir_ + "/canaryctl.log");
   }
   v1::IncidentReport report;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
-                  ReadAll(dir_ + "/report.json"), &report)
+                  ReadFile(dir_ + "/report.json"), &report)
                   .ok());
   const std::string status_html = HttpGet(http, "/status");
   const std::string served_report = HttpGet(http, "/report?target=canary");
@@ -270,7 +212,8 @@ TEST_F(ReportE2eTest, ReportMatchesStoreAndGroundTruthAndRenders) {
       "report", "--controller", grpc,   "--insecure",  "--target", "canary",
       "--from", Rfc3339(to),    "--to", Rfc3339(from), "--format", "json"};
   EXPECT_EQ(Canaryctl(bad), 1);
-  EXPECT_NE(ReadAll(dir_ + "/canaryctl.log").find("--from"), std::string::npos);
+  EXPECT_NE(ReadFile(dir_ + "/canaryctl.log").find("--from"),
+            std::string::npos);
 
   controller_->Signal(SIGTERM);
   EXPECT_EQ(controller_->Wait(absl::Seconds(20)), 0);
@@ -371,11 +314,11 @@ TEST_F(ReportE2eTest, ReportMatchesStoreAndGroundTruthAndRenders) {
   EXPECT_LE(onset, loaded + fault_end);
 
   // 8. The other formats and pages carry the same numbers.
-  const std::string md = ReadAll(dir_ + "/report.markdown");
+  const std::string md = ReadFile(dir_ + "/report.markdown");
   EXPECT_NE(md.find(absl::StrCat("| ", kRegion, " | stream | 64KiB |")),
             std::string::npos);
   EXPECT_NE(md.find(truth.front().request_id()), std::string::npos);
-  const std::string html = ReadAll(dir_ + "/report.html");
+  const std::string html = ReadFile(dir_ + "/report.html");
   EXPECT_NE(html.find("<svg"), std::string::npos);
   EXPECT_NE(html.find(truth.front().request_id()), std::string::npos);
   EXPECT_NE(status_html.find("class=\"matrix\""), std::string::npos);
@@ -413,14 +356,14 @@ TEST_F(ReportE2eTest, ReportMatchesStoreAndGroundTruthAndRenders) {
                                       "/report.dom'")),
                 dir_ + "/chromium.log"),
             0);
-  EXPECT_NE(ReadAll(dir_ + "/report.dom").find("cell-us-east-1-stream-65536"),
+  EXPECT_NE(ReadFile(dir_ + "/report.dom").find("cell-us-east-1-stream-65536"),
             std::string::npos);
   for (const std::string& png : {report_png, status_png}) {
     ASSERT_TRUE(std::filesystem::exists(png)) << png;
     EXPECT_GT(std::filesystem::file_size(png), 20000u) << png;
   }
   ASSERT_TRUE(std::filesystem::exists(pdf));
-  const std::string pdf_bytes = ReadAll(pdf);
+  const std::string pdf_bytes = ReadFile(pdf);
   EXPECT_EQ(pdf_bytes.substr(0, 5), "%PDF-");
   EXPECT_GT(pdf_bytes.size(), 20000u);
   size_t pages = 0;

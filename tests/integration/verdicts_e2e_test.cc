@@ -22,35 +22,31 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "controller/store/store.h"
 #include "emulator/scenario/engine.h"
 #include "fleetcanary/v1/scenario.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 
 namespace fleetcanary {
 namespace {
 
-using testing::BinaryPath;
-using testing::FieldOf;
 using testing::HttpGet;
+using testing::MetricSample;
+using testing::MetricSum;
 using testing::Process;
 
 constexpr char kAffected[] = "us-east-1";
@@ -68,45 +64,6 @@ std::string Fmt(absl::Time t) {
   return absl::FormatTime("%H:%M:%E3S", t, absl::UTCTimeZone());
 }
 
-// Value of the /metrics sample of `family` whose labels include every
-// name="value" in `labels`; nullopt when there is none.
-std::optional<double> Sample(const std::string& body, const std::string& family,
-                             const std::vector<std::string>& labels) {
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(family + "{", 0) != 0) continue;
-    bool all = true;
-    for (const std::string& l : labels)
-      all &= line.find(l) != std::string::npos;
-    if (!all) continue;
-    double v = 0;
-    if (std::sscanf(line.c_str() + line.rfind(' ') + 1, "%lf", &v) == 1) {
-      return v;
-    }
-  }
-  return std::nullopt;
-}
-
-// Sum of every /metrics sample of `family` whose labels include every
-// name="value" in `labels` (0 when there is none).
-double SumSamples(const std::string& body, const std::string& family,
-                  const std::vector<std::string>& labels) {
-  std::istringstream in(body);
-  std::string line;
-  double sum = 0;
-  while (std::getline(in, line)) {
-    if (line.rfind(family + "{", 0) != 0) continue;
-    bool all = true;
-    for (const std::string& l : labels)
-      all &= line.find(l) != std::string::npos;
-    double v = 0;
-    if (all && std::sscanf(line.c_str() + line.rfind(' ') + 1, "%lf", &v) == 1)
-      sum += v;
-  }
-  return sum;
-}
-
 // Whether some verdict of `kind` in `region` (and `mode`, "stream" or
 // "buffered"; "" for any) is in `state` on /metrics `body`.
 bool VerdictIn(const std::string& body, const char* kind, const char* region,
@@ -115,16 +72,16 @@ bool VerdictIn(const std::string& body, const char* kind, const char* region,
                                      absl::StrCat("region=\"", region, "\""),
                                      absl::StrCat("state=\"", state, "\"")};
   if (*mode != '\0') labels.push_back(absl::StrCat("mode=\"", mode, "\""));
-  return SumSamples(body, "fleetcanary_verdict", labels) >= 1;
+  return MetricSum(body, "fleetcanary_verdict", labels) >= 1;
 }
 
 // Scheduled probes committed for one alias (`mode` "stream" or "buffered"),
 // or for every stream when `region` is "".
 double ProbesOf(const std::string& body, const char* region, const char* mode) {
-  if (*region == '\0') return SumSamples(body, "fleetcanary_probes_total", {});
-  return SumSamples(body, "fleetcanary_probes_total",
-                    {absl::StrCat("region=\"", region, "\""),
-                     absl::StrCat("mode=\"", mode, "\"")});
+  if (*region == '\0') return MetricSum(body, "fleetcanary_probes_total", {});
+  return MetricSum(body, "fleetcanary_probes_total",
+                   {absl::StrCat("region=\"", region, "\""),
+                    absl::StrCat("mode=\"", mode, "\"")});
 }
 
 std::string ScenarioPath(const std::string& name) {
@@ -150,24 +107,14 @@ struct History {
   }
 };
 
-class VerdictsE2eTest : public ::testing::Test {
+class VerdictsE2eTest : public testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = absl::StrCat(::testing::TempDir(), "/verdicts_e2e_", getpid());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
+  VerdictsE2eTest() : ScratchDirTest("verdicts_e2e") {}
   void TearDown() override {
     agents_.clear();
     controller_.reset();
-    emulator_.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-  }
-
-  std::string Write(const std::string& name, const std::string& text) {
-    const std::string path = dir_ + "/" + name;
-    std::ofstream(path) << text;
-    return path;
+    emulator_.process.reset();
+    ScratchDirTest::TearDown();
   }
 
   // Loads the scenario (FLEETCANARY_VERDICTS_E2E_SCENARIO replays another
@@ -214,83 +161,42 @@ class VerdictsE2eTest : public ::testing::Test {
   // file for it.
   void StartEmulator() {
     const std::string emu_config =
-        Write("emulator.yaml",
-              absl::StrCat("regions:\n  - name: ", kAffected,
-                           "\n  - name: ", kHealthy,
-                           "\nlisten_host: 127.0.0.1\nmetrics_period: 1s\n"
-                           "ingestion_delay: 1s\n"));
-    auto emu = Process::Spawn(
-        BinaryPath("emulator/function-url-emulator"),
-        {"--config=" + emu_config, "--scenario=" + scenario_path_},
-        dir_ + "/emulator.log");
+        Write("emulator.yaml", testing::EmulatorYaml({kAffected, kHealthy}));
+    auto emu = testing::StartEmulatorBinary(
+        emu_config, scenario_path_, dir_ + "/emulator.log", absl::Seconds(60));
     ASSERT_TRUE(emu.ok()) << emu.status();
-    emulator_ = std::move(*emu);
-    std::vector<std::string> endpoint_lines;
-    for (;;) {
-      auto line = emulator_->WaitForLine("", absl::Seconds(60));
-      ASSERT_TRUE(line.ok()) << line.status();
-      if (*line == "ready") break;
-      endpoint_lines.push_back(*line);
-    }
-    std::map<std::string, std::string> cloudwatch;
-    std::string fleet = "targets:\n  - name: canary\n    regions:\n";
-    for (const char* region : {kAffected, kHealthy}) {
-      absl::StrAppend(&fleet, "      - region: ", region, "\n        urls:\n");
-      for (const std::string& l : endpoint_lines) {
-        if (l.rfind("cloudwatch ", 0) == 0) {
-          cloudwatch[FieldOf(l, "region")] = FieldOf(l, "url");
-        }
-        if (l.rfind("control ", 0) == 0) control_ = FieldOf(l, "url");
-      }
-      for (const std::string& l : endpoint_lines) {
-        if (l.rfind("url ", 0) != 0 || FieldOf(l, "region") != region) continue;
-        absl::StrAppend(
-            &fleet, "          - mode: ", FieldOf(l, "mode"),
-            "\n            url: ", FieldOf(l, "url"),
-            "\n            cloudwatch:\n              function_name: ",
-            FieldOf(l, "function"),
-            "\n              alias: ", FieldOf(l, "alias"),
-            "\n              endpoint: ", cloudwatch[region], "\n");
-      }
-    }
-    ASSERT_EQ(cloudwatch.size(), 2u);
-    ASSERT_FALSE(control_.empty());
+    emulator_ = *std::move(emu);
+    ASSERT_EQ(emulator_.CloudWatchUrls().size(), 2u);
+    ASSERT_FALSE(emulator_.Url("control").empty());
     // Size rotation lets the controller attribute phantom errors to sizes.
     // 25 probes a second per stream (100 per alias): the fix test of phantom
     // errors (p_bad = 2 x p0_floor = 0.002) needs ~2,100 clean invocations
     // after RECOVERING, i.e. ~21 s of this local, fast emulator - the
     // statistics are not relaxed to fit the test.
-    absl::StrAppend(&fleet,
-                    "schedules:\n  - id: ladder\n    target: canary\n"
-                    "    sizes: [2, 1Ki, 64Ki, 256Ki]\n"
-                    "    rate_per_second: 25\n    size_rotation: true\n"
-                    "    limits: {timeout: 10s, stall_limit: 5s}\n"
-                    "    transport: {keep_alive: true}\n");
-    fleet_path_ = Write("fleet.yaml", fleet);
+    fleet_path_ = Write("fleet.yaml",
+                        emulator_.CanaryFleetYaml(
+                            {kAffected, kHealthy},
+                            "schedules:\n  - id: ladder\n    target: canary\n"
+                            "    sizes: [2, 1Ki, 64Ki, 256Ki]\n"
+                            "    rate_per_second: 25\n    size_rotation: true\n"
+                            "    limits: {timeout: 10s, stall_limit: 5s}\n"
+                            "    transport: {keep_alive: true}\n"));
   }
 
   // The controller with the demo's detection settings, on `port` (0: any);
   // its state in dir_/controller (kept across restarts).
   void StartController(int port = 0) {
     const std::string config =
-        Write("controller.yaml",
-              "heartbeat_interval: 1s\nmetrics_period: 1s\n"
-              "metrics_settle: 3s\n"
-              "detection:\n  false_alarms_per_month: 1\n  p0_floor: 0.001\n"
-              "  comparison_bucket: 5s\n  trend_window: 10s\n");
-    auto ctl = Process::Spawn(
-        BinaryPath("controller/server/fleetcanary-controller"),
-        {"--config=" + config, "--fleet=" + fleet_path_,
-         absl::StrCat("--grpc_listen=127.0.0.1:", port),
-         "--http_listen=127.0.0.1:0", "--data_dir=" + dir_ + "/controller",
-         "--heartbeat_interval=1s", "--insecure", "--target_allow_loopback"},
-        absl::StrCat(dir_, "/controller.", ++controller_runs_, ".log"));
+        Write("controller.yaml", absl::StrCat(testing::kFastControllerYaml,
+                                              testing::kDemoDetectionYaml));
+    auto ctl = testing::StartLoopbackController(
+        {"--config=" + config, "--fleet=" + fleet_path_}, dir_ + "/controller",
+        port, absl::StrCat(dir_, "/controller.", ++controller_runs_, ".log"),
+        absl::Seconds(60));
     ASSERT_TRUE(ctl.ok()) << ctl.status();
-    controller_ = std::move(*ctl);
-    auto listening = controller_->WaitForLine("listening ", absl::Seconds(60));
-    ASSERT_TRUE(listening.ok()) << listening.status();
-    grpc_ = FieldOf(*listening, "grpc");
-    http_ = FieldOf(*listening, "http");
+    controller_ = std::move(ctl->process);
+    grpc_ = ctl->grpc;
+    http_ = ctl->http;
   }
 
   // One agent per region, reading the emulator's CloudWatch unsigned.
@@ -299,31 +205,30 @@ class VerdictsE2eTest : public ::testing::Test {
          std::vector<std::pair<std::string, std::string>>{
              {kAffected, "use1-a"}, {kHealthy, "euw1-a"}}) {
       const std::string config = Write(
-          id + ".yaml",
-          absl::StrCat(
-              "agent_id: ", id, "\nregion: ", region,
-              "\ncontroller_address: ", grpc_, "\ndata_dir: ", dir_, "/", id,
-              "\nmetrics_period: 1s\nmetrics_poll_interval: 1s\n"
-              "metrics_ingestion_delay: 2s\n"
-              "cloudwatch_unsigned: true\n"
-              "heartbeat_interval: 1s\ntarget_allow_loopback: true\n"));
-      auto agent = Process::Spawn(
-          BinaryPath("agent/runner/fleetcanary-agent"),
-          {"--config=" + config, "--http_listen=127.0.0.1:0", "--insecure"},
-          dir_ + "/" + id + ".log");
+          id + ".yaml", testing::AgentYaml(id, region, grpc_, dir_ + "/" + id,
+                                           /*cloudwatch_unsigned=*/true));
+      auto agent = testing::StartAgentBinary(config, dir_ + "/" + id + ".log",
+                                             absl::Seconds(60));
       ASSERT_TRUE(agent.ok()) << agent.status();
-      ASSERT_TRUE((*agent)->WaitForLine("listening ", absl::Seconds(60)).ok());
-      agents_.push_back(std::move(*agent));
+      agents_.push_back(std::move(agent->process));
     }
+  }
+
+  // The emulator, the controller and the agents, in that order.
+  void StartAll() {
+    ASSERT_NO_FATAL_FAILURE(StartEmulator());
+    ASSERT_NO_FATAL_FAILURE(StartController());
+    StartAgents();
   }
 
   // Whether /metrics `body` has the affected streaming alias's
   // PHANTOM_ERRORS verdict in `state`.
   static bool PhantomIn(const std::string& body, const char* state) {
-    return Sample(body, "fleetcanary_verdict",
-                  {"kind=\"PHANTOM_ERRORS\"",
-                   absl::StrCat("region=\"", kAffected, "\""),
-                   "mode=\"stream\"", absl::StrCat("state=\"", state, "\"")})
+    return MetricSample(
+               body, "fleetcanary_verdict",
+               {"kind=\"PHANTOM_ERRORS\"",
+                absl::StrCat("region=\"", kAffected, "\""), "mode=\"stream\"",
+                absl::StrCat("state=\"", state, "\"")})
                .value_or(0) == 1;
   }
 
@@ -332,9 +237,7 @@ class VerdictsE2eTest : public ::testing::Test {
   // streaming alias.
   void ReadTruth(bool all_in_affected_stream = true) {
     const std::string body =
-        HttpGet(std::string(absl::StripSuffix(
-                    absl::StripPrefix(control_, "http://"), "/")),
-                "/_emulator/truth");
+        HttpGet(emulator_.ControlAddress(), "/_emulator/truth");
     for (absl::string_view line : absl::StrSplit(body, '\n')) {
       if (line.empty()) continue;
       v1::InjectedFault f;
@@ -442,24 +345,21 @@ class VerdictsE2eTest : public ::testing::Test {
         absl::Minutes(5));
   }
 
-  std::string dir_;
   std::string scenario_path_;
   double scale_ = 1;
   absl::Duration onset_offset_, hotfix_offset_;
-  std::string control_, fleet_path_, grpc_, http_;
+  std::string fleet_path_, grpc_, http_;
   int controller_runs_ = 0;
   absl::Time loaded_ = absl::InfinitePast();
   uint64_t injected_ = 0;
-  std::unique_ptr<Process> emulator_;
+  testing::EmulatorProcess emulator_;
   std::unique_ptr<Process> controller_;
   std::vector<std::unique_ptr<Process>> agents_;
 };
 
 TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
   LoadScenario();
-  StartEmulator();
-  StartController();
-  StartAgents();
+  StartAll();
   if (HasFatalFailure()) return;
 
   // 4. Watch /metrics until the fix is confirmed (bounded).
@@ -482,7 +382,7 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
         confirmed = PhantomIn(body, "FIX_CONFIRMED") ||
                     (saw_regression_series && PhantomIn(body, "HEALTHY"));
         if (confirmed) confirmed_seen = absl::Now();
-        auto total = Sample(
+        auto total = MetricSample(
             body, "fleetcanary_phantom_errors_total",
             {absl::StrCat("region=\"", kAffected, "\""), "mode=\"stream\""});
         if (total) {
@@ -490,8 +390,8 @@ TEST_F(VerdictsE2eTest, Feb2024IncidentIsDetectedAttributedAndFixConfirmed) {
           phantom_total = *total;
         }
         healthy_phantom_total =
-            Sample(body, "fleetcanary_phantom_errors_total",
-                   {absl::StrCat("region=\"", kHealthy, "\"")})
+            MetricSample(body, "fleetcanary_phantom_errors_total",
+                         {absl::StrCat("region=\"", kHealthy, "\"")})
                 .value_or(0);
         return confirmed;
       },
@@ -583,9 +483,7 @@ namespace {
 // still confirmed and dated inside the true hotfix's interval.
 TEST_F(VerdictsE2eTest, ControllerKilledMidIncidentContinuesItsVerdicts) {
   LoadScenario();
-  StartEmulator();
-  StartController();
-  StartAgents();
+  StartAll();
   if (HasFatalFailure()) return;
   const absl::Time deadline = absl::Now() + hotfix_offset_ + absl::Seconds(75);
 
@@ -679,9 +577,7 @@ namespace {
 TEST_F(VerdictsE2eTest,
        LowRateTruncationIsAttributedBesideADecoyAndNeverCalledFixed) {
   LoadScenario(ScenarioPath("low-truncation-decoy.yaml"));
-  StartEmulator();
-  StartController();
-  StartAgents();
+  StartAll();
   if (HasFatalFailure()) return;
 
   bool fix_seen = false;
@@ -691,8 +587,8 @@ TEST_F(VerdictsE2eTest,
                          "REGRESSION");
       },
       [](const std::string& body) {
-        return SumSamples(body, "fleetcanary_verdict",
-                          {"state=\"FIX_CONFIRMED\""}) >= 1;
+        return MetricSum(body, "fleetcanary_verdict",
+                         {"state=\"FIX_CONFIRMED\""}) >= 1;
       },
       3000, &fix_seen))
       << "no STREAM_HEALTH REGRESSION of the truncating alias, or it stopped "
@@ -758,9 +654,7 @@ TEST_F(VerdictsE2eTest,
 // alias (most after the partial fix) the fix is never confirmed.
 TEST_F(VerdictsE2eTest, PartialFixIsNeverConfirmed) {
   LoadScenario(ScenarioPath("partial-fix.yaml"));
-  StartEmulator();
-  StartController();
-  StartAgents();
+  StartAll();
   if (HasFatalFailure()) return;
 
   bool fix_seen = false;

@@ -8,12 +8,8 @@
 // - an agent whose schedule points at a loopback URL, without
 //   --target_allow_loopback, records AGENT_ERROR outcomes and never connects
 //   to the loopback listener.
-#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -29,7 +25,9 @@
 #include "common/grpc/security.h"
 #include "fleetcanary/v1/session.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
+#include "tests/testing/fault_server.h"
 #include "tests/testing/pki.h"
 
 namespace fleetcanary {
@@ -38,68 +36,11 @@ namespace {
 using testing::BinaryPath;
 using testing::FieldOf;
 using testing::HttpGet;
+using testing::MetricSum;
 using testing::Process;
+using testing::ReadFile;
 using testing::TestPki;
 using testing::WaitUntil;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Sum of the samples of `family` whose line contains every one of `parts`.
-double MetricSum(const std::string& text, const std::string& family,
-                 const std::vector<std::string>& parts) {
-  double sum = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (!absl::StartsWith(line, family)) continue;
-    if (line.size() > family.size() && line[family.size()] != '{' &&
-        line[family.size()] != ' ') {
-      continue;
-    }
-    bool all = true;
-    for (const std::string& p : parts) all = all && absl::StrContains(line, p);
-    if (!all) continue;
-    double v = 0;
-    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) sum += v;
-  }
-  return sum;
-}
-
-// A loopback TCP listener that only counts the connections it is offered.
-class CountingListener {
- public:
-  CountingListener() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    listen(fd_, 16);
-    socklen_t len = sizeof(a);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~CountingListener() { close(fd_); }
-  int port() const { return port_; }
-  // Accepts (and closes) whatever is pending; returns the total so far.
-  int Accepted() {
-    for (;;) {
-      int c = accept(fd_, nullptr, nullptr);
-      if (c < 0) break;
-      close(c);
-      ++accepted_;
-    }
-    return accepted_;
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-  int accepted_ = 0;
-};
 
 class SecurityTest : public ::testing::Test {
  protected:
@@ -116,6 +57,12 @@ class SecurityTest : public ::testing::Test {
     ASSERT_TRUE(
         pki_->Leaf("agent-a", "URI:" + AgentSpiffeId("us-east-1", "agent-a"))
             .ok());
+    // The fleet's loopback target: reads requests, never answers.
+    testing::FaultServerOptions listener;
+    listener.default_spec.silent = true;
+    auto server = testing::FaultServer::Create(listener);
+    ASSERT_TRUE(server.ok()) << server.status();
+    listener_ = std::move(*server);
   }
 
   // Starts the controller with `extra` flags and a fleet probing the loopback
@@ -125,7 +72,7 @@ class SecurityTest : public ::testing::Test {
     std::ofstream(fleet) << absl::StrCat(
         "targets:\n- name: canary\n  regions:\n  - region: us-east-1\n"
         "    urls:\n    - mode: BUFFERED\n      url: http://127.0.0.1:",
-        listener_.port(),
+        listener_->port(),
         "/\n"
         "schedules:\n- id: s\n  target: canary\n  sizes: [1024]\n"
         "  rate_per_second: 20\n  limits: {timeout: 2s, stall_limit: 1s}\n");
@@ -137,17 +84,14 @@ class SecurityTest : public ::testing::Test {
         // guard still refuses it unless they allow loopback too.
         "--target_allow_loopback"};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto p =
-        Process::Spawn(BinaryPath("controller/server/fleetcanary-controller"),
-                       args, dir_ + "/controller.log");
-    ASSERT_TRUE(p.ok()) << p.status();
-    controller_ = std::move(*p);
-    auto line = controller_->WaitForLine("listening ", absl::Seconds(60));
-    ASSERT_TRUE(line.ok()) << line.status()
-                           << ReadFile(dir_ + "/controller.log");
-    line_ = *line;
-    grpc_ = FieldOf(*line, "grpc");
-    http_ = FieldOf(*line, "http");
+    auto ctl =
+        testing::StartListening(BinaryPath(testing::kControllerBinary), args,
+                                dir_ + "/controller.log", absl::Seconds(60));
+    ASSERT_TRUE(ctl.ok()) << ctl.status() << ReadFile(dir_ + "/controller.log");
+    controller_ = std::move(ctl->process);
+    line_ = ctl->line;
+    grpc_ = ctl->grpc;
+    http_ = ctl->http;
   }
 
   std::vector<std::string> MtlsControllerFlags() {
@@ -219,7 +163,7 @@ class SecurityTest : public ::testing::Test {
 
   std::string dir_;
   std::unique_ptr<TestPki> pki_;
-  CountingListener listener_;
+  std::unique_ptr<testing::FaultServer> listener_;
   std::unique_ptr<Process> controller_;
   std::string line_, grpc_, http_;
 };
@@ -348,7 +292,7 @@ TEST_F(SecurityTest, MtlsAgentIngestsAndGuardBlocksLoopback) {
             0);
   const std::string journal = ReadFile(dir_ + "/agent-a.journal");
   EXPECT_TRUE(absl::StrContains(journal, "AGENT_ERROR")) << journal;
-  EXPECT_EQ(listener_.Accepted(), 0);
+  EXPECT_EQ(listener_->connections_accepted(), 0);
   EXPECT_EQ(MetricSum(HttpGet(http_, "/metrics"),
                       "fleetcanary_session_refused_total", {}),
             0);

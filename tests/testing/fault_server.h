@@ -18,7 +18,10 @@
 //
 // Boost.Asio on `threads` threads; loopback only; port 0 by default (read it
 // back with port()). Shared test infrastructure
-// (fleetcanary::testing_fault_server).
+// (fleetcanary::testing_fault_server): the one misbehaving HTTP server of the
+// tests. With default_spec.silent it also stands in for a listener that
+// never answers, and connections_accepted() tells whether anything connected
+// (target-guard tests).
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_TESTS_TESTING_FAULT_SERVER_H_

@@ -15,7 +15,7 @@
 #include "common/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/agent/platform/fake_cloudwatch_server.h"
+#include "tests/testing/fake_cloudwatch_server.h"
 
 namespace fleetcanary {
 namespace platform {

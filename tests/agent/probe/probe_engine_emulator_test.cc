@@ -13,11 +13,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "agent/probe/probe_engine.h"
 #include "emulator/emulator.h"
 #include "gtest/gtest.h"
+#include "tests/agent/probe/probe_test_support.h"
 #include "tests/testing/pki.h"
 
 namespace fleetcanary {
@@ -25,24 +24,9 @@ namespace {
 
 using emulator::Emulator;
 using emulator::EmulatorOptions;
-
-absl::Duration D(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t ns = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(ns / 1000000000);
-  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
-
-std::string Describe(const v1::Outcome& o) {
-  return absl::StrCat(v1::OutcomeClass_Name(o.outcome_class()), "/",
-                      v1::TransferEnd_Name(o.transfer_end()),
-                      " status=", o.status(), " http=", o.http_version(),
-                      " received=", o.received_bytes(), "/", o.expected_bytes(),
-                      " detail=", o.detail());
-}
+using testing::Describe;
+using testing::FromProto;
+using testing::SetDuration;
 
 const char* ModeName(v1::InvokeMode mode) {
   return mode == v1::RESPONSE_STREAM ? "stream" : "buffered";
@@ -191,14 +175,8 @@ class EmulatorProbeTest : public ::testing::Test {
   }
 
   v1::Outcome Run(ProbeRequest request) {
-    absl::Notification done;
-    v1::Outcome outcome;
-    engine_->Start(std::move(request), [&](v1::Outcome o) {
-      outcome = std::move(o);
-      done.Notify();
-    });
-    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
-    return outcome;
+    return testing::RunProbe(engine_.get(), std::move(request),
+                             absl::Seconds(60));
   }
 
   // The ground-truth record of the probe, if the emulator injected a fault.
@@ -238,22 +216,12 @@ TEST_F(EmulatorProbeTest, EveryFaultEffectLandsInItsClassInBothModes) {
   for (v1::InvokeMode mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
     runs.push_back({cases.size(), mode, Request(mode, 65536), v1::Outcome()});
   }
-  absl::Mutex mu;
-  int remaining = static_cast<int>(runs.size());
-  for (Run& run : runs) {
-    engine_->Start(run.request, [&mu, &remaining, &run](v1::Outcome o) {
-      absl::MutexLock lock(&mu);
-      run.outcome = std::move(o);
-      --remaining;
-    });
-  }
-  {
-    absl::MutexLock lock(&mu);
-    ASSERT_TRUE(
-        mu.AwaitWithTimeout(absl::Condition(
-                                +[](int* n) { return *n == 0; }, &remaining),
-                            absl::Seconds(60)));
-  }
+  std::vector<ProbeRequest> requests;
+  for (const Run& run : runs) requests.push_back(run.request);
+  std::vector<v1::Outcome> outcomes;
+  ASSERT_TRUE(testing::RunProbesConcurrently(engine_.get(), requests,
+                                             absl::Seconds(60), &outcomes));
+  for (size_t i = 0; i < runs.size(); ++i) runs[i].outcome = outcomes[i];
 
   const std::vector<v1::InjectedFault> truth = emu_->truth();
   for (const Run& run : runs) {
@@ -302,7 +270,8 @@ TEST_F(EmulatorProbeTest, EveryFaultEffectLandsInItsClassInBothModes) {
       case v1::FAULT_EFFECT_SLOW_BODY:
         // (size - one 1/20 s slice) / rate at the very least.
         EXPECT_EQ(o.received_bytes(), c.size);
-        EXPECT_GE(D(o.timings().last_byte()) - D(o.timings().first_body_byte()),
+        EXPECT_GE(FromProto(o.timings().last_byte()) -
+                      FromProto(o.timings().first_body_byte()),
                   absl::Milliseconds(500))
             << Describe(o);
         EXPECT_GE(o.chunk_count(), 10u);
@@ -348,8 +317,8 @@ TEST_F(EmulatorProbeTest, MeasuresTheInjectedFirstByteDelayInBothModes) {
       ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
       EXPECT_EQ(o.received_bytes(), 4096u);
       // TTFB measured from the request on the wire to the status line.
-      const absl::Duration waited =
-          D(o.timings().headers_received()) - D(o.timings().request_sent());
+      const absl::Duration waited = FromProto(o.timings().headers_received()) -
+                                    FromProto(o.timings().request_sent());
       EXPECT_GE(waited, absl::Milliseconds(200)) << waited;
       EXPECT_LE(waited, around) << waited;
       best = std::min(best, waited);
@@ -413,9 +382,11 @@ TEST_F(EmulatorTlsTest, TrustedCaIsOkWithTlsTimings) {
     EXPECT_EQ(o.http_version(), "1.1");
     ASSERT_TRUE(o.timings().has_connect());
     ASSERT_TRUE(o.timings().has_tls());
-    EXPECT_GT(D(o.timings().tls()), D(o.timings().connect()));
-    EXPECT_LE(D(o.timings().tls()), D(o.timings().request_sent()));
-    EXPECT_LE(D(o.timings().request_sent()), D(o.timings().headers_received()));
+    EXPECT_GT(FromProto(o.timings().tls()), FromProto(o.timings().connect()));
+    EXPECT_LE(FromProto(o.timings().tls()),
+              FromProto(o.timings().request_sent()));
+    EXPECT_LE(FromProto(o.timings().request_sent()),
+              FromProto(o.timings().headers_received()));
   }
 }
 

@@ -6,13 +6,6 @@
 // its open-socket hook refuses an address before connecting; and the guard is
 // checked directly to refuse them first. A short connect timeout is defence in
 // depth.
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <memory>
 #include <string>
 
@@ -22,73 +15,32 @@
 #include "agent/probe/probe_engine.h"
 #include "common/net/target_guard.h"
 #include "gtest/gtest.h"
+#include "tests/agent/probe/probe_test_support.h"
 #include "tests/testing/fault_server.h"
+#include "tests/testing/ports.h"
+#include "tests/testing/wait.h"
 
 namespace fleetcanary {
 namespace {
 
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t ns = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(ns / 1000000000);
-  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
+using testing::Describe;
+using testing::SetDuration;
 
-std::string Describe(const v1::Outcome& o) {
-  return absl::StrCat(v1::OutcomeClass_Name(o.outcome_class()), "/",
-                      v1::TransferEnd_Name(o.transfer_end()),
-                      " status=", o.status(), " detail=", o.detail());
-}
-
-// A listening socket on 127.0.0.1:0 that nobody accepts from, to tell whether
+// A loopback server that reads requests and never answers, to tell whether
 // anything connected.
-class Listener {
- public:
-  Listener() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    listen(fd_, 16);
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~Listener() { close(fd_); }
+std::unique_ptr<testing::FaultServer> SilentServer() {
+  testing::FaultServerOptions options;
+  options.default_spec.silent = true;
+  absl::StatusOr<std::unique_ptr<testing::FaultServer>> server =
+      testing::FaultServer::Create(options);
+  EXPECT_TRUE(server.ok()) << server.status();
+  return server.ok() ? std::move(*server) : nullptr;
+}
 
-  int port() const { return port_; }
-
-  // Connections that completed the handshake so far (accepted and closed);
-  // waits up to `wait` for the first one.
-  int TakeConnections(absl::Duration wait) {
-    pollfd p{fd_, POLLIN, 0};
-    poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait)));
-    int n = 0;
-    while (true) {
-      const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c < 0) break;
-      close(c);
-      ++n;
-    }
-    return n;
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
-// A loopback port nobody listens on.
-int ClosedPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
+// Whether some connection reached `server` within `wait`.
+bool Connected(const testing::FaultServer& server, absl::Duration wait) {
+  return testing::WaitUntil([&] { return server.connections_accepted() > 0; },
+                            wait);
 }
 
 class GuardTest : public ::testing::Test {
@@ -119,14 +71,7 @@ class GuardTest : public ::testing::Test {
   }
 
   static v1::Outcome Run(ProbeEngine* engine, ProbeRequest request) {
-    absl::Notification done;
-    v1::Outcome outcome;
-    engine->Start(std::move(request), [&](v1::Outcome o) {
-      outcome = std::move(o);
-      done.Notify();
-    });
-    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
-    return outcome;
+    return testing::RunProbe(engine, std::move(request), absl::Seconds(60));
   }
 
   // Refused by our policy, without a connection.
@@ -143,7 +88,8 @@ class GuardTest : public ::testing::Test {
 };
 
 TEST_F(GuardTest, RefusesForbiddenTargetsWithoutConnecting) {
-  Listener listener;
+  std::unique_ptr<testing::FaultServer> listener = SilentServer();
+  ASSERT_NE(listener, nullptr);
   // 1. The host passes the allowlist; its address (after resolution) is
   //    loopback, which this guard refuses. The listener proves that no
   //    connection was made.
@@ -156,14 +102,14 @@ TEST_F(GuardTest, RefusesForbiddenTargetsWithoutConnecting) {
 
   v1::Outcome o =
       Run(engine.get(),
-          Request(absl::StrCat("http://localhost:", listener.port(), "/")));
+          Request(absl::StrCat("http://localhost:", listener->port(), "/")));
   ExpectRefused(o, "is loopback");
   o = Run(engine.get(),
-          Request(absl::StrCat("http://127.0.0.1:", listener.port(), "/")));
+          Request(absl::StrCat("http://127.0.0.1:", listener->port(), "/")));
   ExpectRefused(o, "address 127.0.0.1 is loopback");
   // Gate: if anything connected, the hook is broken; stop before probing
   // addresses off this machine.
-  ASSERT_EQ(listener.TakeConnections(absl::Milliseconds(50)), 0)
+  ASSERT_FALSE(Connected(*listener, absl::Milliseconds(50)))
       << "the engine connected to an address the guard refuses";
   ASSERT_EQ(o.outcome_class(), v1::AGENT_ERROR);
 
@@ -185,15 +131,16 @@ TEST_F(GuardTest, RefusesForbiddenTargetsWithoutConnecting) {
   o = Run(strict.get(), Request("https://10.0.0.1/"));
   ExpectRefused(o, "host 10.0.0.1 is not in the target allowlist");
   o = Run(strict.get(),
-          Request(absl::StrCat("http://localhost:", listener.port(), "/")));
+          Request(absl::StrCat("http://localhost:", listener->port(), "/")));
   ExpectRefused(o, "host localhost is not in the target allowlist");
-  EXPECT_EQ(listener.TakeConnections(absl::Milliseconds(20)), 0);
+  EXPECT_FALSE(Connected(*listener, absl::Milliseconds(20)));
 }
 
 // The control for the listener check above: with loopback allowed, the same
 // probe does connect (and, unanswered, stalls).
 TEST_F(GuardTest, AllowedLoopbackDoesConnect) {
-  Listener listener;
+  std::unique_ptr<testing::FaultServer> listener = SilentServer();
+  ASSERT_NE(listener, nullptr);
   TargetGuardOptions options;
   options.host_patterns = {"localhost"};
   options.allow_loopback = true;
@@ -201,9 +148,9 @@ TEST_F(GuardTest, AllowedLoopbackDoesConnect) {
   ASSERT_NE(engine, nullptr);
   const v1::Outcome o =
       Run(engine.get(),
-          Request(absl::StrCat("http://localhost:", listener.port(), "/")));
+          Request(absl::StrCat("http://localhost:", listener->port(), "/")));
   EXPECT_EQ(o.outcome_class(), v1::STALLED) << Describe(o);
-  EXPECT_GE(listener.TakeConnections(absl::Milliseconds(500)), 1);
+  EXPECT_TRUE(Connected(*listener, absl::Milliseconds(500)));
 }
 
 TEST_F(GuardTest, AllowedTargetsProbeNormally) {
@@ -235,7 +182,8 @@ TEST_F(GuardTest, AllowedTargetsProbeNormally) {
         Request(absl::StrCat("http://localhost:", (*server)->port(), "/"));
     v1::Outcome o = Run(v4.get(), r);
     EXPECT_EQ(o.outcome_class(), v1::OK) << Describe(o);
-    r.url = absl::StrCat("http://localhost:", ClosedPort(), "/");
+    r.url =
+        absl::StrCat("http://localhost:", testing::UnusedLoopbackPort(), "/");
     o = Run(v4.get(), r);
     EXPECT_EQ(o.outcome_class(), v1::CONNECT_ERROR) << Describe(o);
   }

@@ -28,10 +28,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/notification.h"
 #include "agent/probe/probe_engine.h"
 #include "common/payload/payload.h"
 #include "gtest/gtest.h"
+#include "tests/agent/probe/probe_test_support.h"
 #include "tests/testing/pki.h"
 #include "tests/testing/wait.h"
 
@@ -40,23 +40,9 @@ extern char** environ;
 namespace fleetcanary {
 namespace {
 
-absl::Duration D(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t ns = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(ns / 1000000000);
-  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
-
-std::string Describe(const v1::Outcome& o) {
-  return absl::StrCat(v1::OutcomeClass_Name(o.outcome_class()), "/",
-                      v1::TransferEnd_Name(o.transfer_end()),
-                      " status=", o.status(), " http=", o.http_version(),
-                      " received=", o.received_bytes(), "/", o.expected_bytes(),
-                      " detail=", o.detail());
-}
+using testing::Describe;
+using testing::FromProto;
+using testing::SetDuration;
 
 // Finds an executable in PATH (or the sbin directories nghttpd lives in).
 std::string FindProgram(const std::string& name) {
@@ -221,14 +207,8 @@ class Http2Test : public ::testing::Test {
   }
 
   v1::Outcome Run(ProbeRequest request) {
-    absl::Notification done;
-    v1::Outcome outcome;
-    engine_->Start(std::move(request), [&](v1::Outcome o) {
-      outcome = std::move(o);
-      done.Notify();
-    });
-    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
-    return outcome;
+    return testing::RunProbe(engine_.get(), std::move(request),
+                             absl::Seconds(60));
   }
 
   static std::string* dir_;
@@ -251,8 +231,8 @@ TEST_F(Http2Test, CleartextPriorKnowledgeIsOkOverHttp2) {
   EXPECT_EQ(o.received_bytes(), kSize);
   EXPECT_EQ(o.transfer_end(), v1::COMPLETE);
   EXPECT_FALSE(o.timings().has_tls());
-  EXPECT_LE(D(o.timings().headers_received()),
-            D(o.timings().first_body_byte()));
+  EXPECT_LE(FromProto(o.timings().headers_received()),
+            FromProto(o.timings().first_body_byte()));
 
   // The same bytes with one flipped: verification runs on the HTTP/2 path.
   const v1::Outcome bad = Run(Request(base + "bad/"));
@@ -288,7 +268,7 @@ TEST_F(Http2Test, TlsWithAlpnIsOkOverHttp2) {
   EXPECT_EQ(o.http_version(), "2");
   EXPECT_EQ(o.received_bytes(), kSize);
   ASSERT_TRUE(o.timings().has_tls());
-  EXPECT_GT(D(o.timings().tls()), D(o.timings().connect()));
+  EXPECT_GT(FromProto(o.timings().tls()), FromProto(o.timings().connect()));
 }
 
 }  // namespace

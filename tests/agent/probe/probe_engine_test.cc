@@ -3,9 +3,7 @@
 #include "agent/probe/probe_engine.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -22,26 +20,21 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "tests/agent/probe/probe_test_support.h"
 #include "tests/testing/fault_server.h"
+#include "tests/testing/ports.h"
 #include "tests/testing/wait.h"
 
 namespace fleetcanary {
 namespace {
 
+using testing::Describe;
 using testing::FaultServer;
 using testing::FaultServerOptions;
 using testing::FaultSpec;
+using testing::FromProto;
+using testing::SetDuration;
 using Framing = FaultSpec::Framing;
-
-absl::Duration D(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t ns = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(ns / 1000000000);
-  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
 
 // Current resident set size of this process, from /proc.
 int64_t RssBytes() {
@@ -49,19 +42,6 @@ int64_t RssBytes() {
   int64_t pages = 0, resident = 0;
   f >> pages >> resident;
   return resident * sysconf(_SC_PAGESIZE);
-}
-
-// A loopback port nobody listens on.
-int ClosedPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 class ProbeEngineTest : public ::testing::Test {
@@ -101,14 +81,8 @@ class ProbeEngineTest : public ::testing::Test {
   }
 
   v1::Outcome Run(ProbeRequest request) {
-    absl::Notification done;
-    v1::Outcome outcome;
-    engine_->Start(std::move(request), [&](v1::Outcome o) {
-      outcome = std::move(o);
-      done.Notify();
-    });
-    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(120)));
-    return outcome;
+    return testing::RunProbe(engine_.get(), std::move(request),
+                             absl::Seconds(120));
   }
 
   std::unique_ptr<FaultServer> server_;
@@ -116,13 +90,6 @@ class ProbeEngineTest : public ::testing::Test {
   std::optional<sigv4::Credentials> credentials_;
   int probe_counter_ = 0;
 };
-
-std::string Describe(const v1::Outcome& o) {
-  return absl::StrCat(v1::OutcomeClass_Name(o.outcome_class()), "/",
-                      v1::TransferEnd_Name(o.transfer_end()),
-                      " status=", o.status(), " received=", o.received_bytes(),
-                      "/", o.expected_bytes(), " detail=", o.detail());
-}
 
 TEST_F(ProbeEngineTest, CorrectBodiesAreOkInEveryFraming) {
   for (Framing framing :
@@ -150,14 +117,18 @@ TEST_F(ProbeEngineTest, CorrectBodiesAreOkInEveryFraming) {
       EXPECT_TRUE(o.timings().has_request_sent());
       EXPECT_TRUE(o.timings().has_headers_received());
       EXPECT_FALSE(o.timings().has_tls());
-      EXPECT_LE(D(o.timings().connect()), D(o.timings().request_sent()));
-      EXPECT_LE(D(o.timings().headers_received()), D(o.timings().total()));
+      EXPECT_LE(FromProto(o.timings().connect()),
+                FromProto(o.timings().request_sent()));
+      EXPECT_LE(FromProto(o.timings().headers_received()),
+                FromProto(o.timings().total()));
       if (size > 0) {
         EXPECT_GE(o.chunk_count(), 1u);
-        EXPECT_LE(D(o.timings().headers_received()),
-                  D(o.timings().first_body_byte()));
-        EXPECT_LE(D(o.timings().first_body_byte()), D(o.timings().last_byte()));
-        EXPECT_LE(D(o.timings().last_byte()), D(o.timings().total()));
+        EXPECT_LE(FromProto(o.timings().headers_received()),
+                  FromProto(o.timings().first_body_byte()));
+        EXPECT_LE(FromProto(o.timings().first_body_byte()),
+                  FromProto(o.timings().last_byte()));
+        EXPECT_LE(FromProto(o.timings().last_byte()),
+                  FromProto(o.timings().total()));
       }
       if (framing == Framing::kChunked && size == 65536) {
         EXPECT_GE(o.chunk_count(), 2u);
@@ -301,26 +272,16 @@ std::vector<FaultCase> FaultCases() {
 TEST_F(ProbeEngineTest, EachFaultLandsInItsClass) {
   const std::vector<FaultCase> cases = FaultCases();
   // All at once: the engine and the server run every fault concurrently.
-  absl::Mutex mu;
-  std::vector<v1::Outcome> got(cases.size());
-  int remaining = static_cast<int>(cases.size());
+  std::vector<ProbeRequest> requests;
   for (size_t i = 0; i < cases.size(); ++i) {
     ProbeRequest r = Request(cases[i].spec, cases[i].size);
     SetDuration(absl::Milliseconds(300), r.limits.mutable_stall_limit());
     SetDuration(absl::Milliseconds(1500), r.limits.mutable_timeout());
-    engine_->Start(r, [&, i](v1::Outcome o) {
-      absl::MutexLock lock(&mu);
-      got[i] = std::move(o);
-      --remaining;
-    });
+    requests.push_back(std::move(r));
   }
-  {
-    absl::MutexLock lock(&mu);
-    ASSERT_TRUE(
-        mu.AwaitWithTimeout(absl::Condition(
-                                +[](int* n) { return *n == 0; }, &remaining),
-                            absl::Seconds(120)));
-  }
+  std::vector<v1::Outcome> got;
+  ASSERT_TRUE(testing::RunProbesConcurrently(engine_.get(), requests,
+                                             absl::Seconds(120), &got));
   for (size_t i = 0; i < cases.size(); ++i) {
     SCOPED_TRACE(cases[i].name);
     const v1::Outcome& o = got[i];
@@ -355,7 +316,8 @@ TEST_F(ProbeEngineTest, NetworkFailuresHaveTheirOwnClasses) {
   EXPECT_EQ(o.transfer_end(), v1::NOT_CONNECTED);
 
   ProbeRequest refused = Request(FaultSpec(), 16);
-  refused.url = absl::StrCat("http://127.0.0.1:", ClosedPort(), "/");
+  refused.url =
+      absl::StrCat("http://127.0.0.1:", testing::UnusedLoopbackPort(), "/");
   o = Run(refused);
   EXPECT_EQ(o.outcome_class(), v1::CONNECT_ERROR) << Describe(o);
   EXPECT_EQ(o.transfer_end(), v1::NOT_CONNECTED);
@@ -415,12 +377,13 @@ TEST_F(ProbeEngineTest, MeasuresAnInjectedFirstByteDelay) {
     const v1::Outcome o = Run(Request(s, 1024));
     const absl::Duration around = Clock::Real()->MonotonicNow() - before;
     ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
-    const absl::Duration waited =
-        D(o.timings().headers_received()) - D(o.timings().request_sent());
+    const absl::Duration waited = FromProto(o.timings().headers_received()) -
+                                  FromProto(o.timings().request_sent());
     EXPECT_GE(waited, absl::Milliseconds(200)) << waited;
     EXPECT_LE(waited, around) << waited;
-    EXPECT_GE(D(o.timings().first_body_byte()), absl::Milliseconds(200));
-    EXPECT_LE(D(o.timings().total()), around);
+    EXPECT_GE(FromProto(o.timings().first_body_byte()),
+              absl::Milliseconds(200));
+    EXPECT_LE(FromProto(o.timings().total()), around);
     best = std::min(best, waited);
   }
   std::printf("200 ms first-byte delay measured as %s (best of five)\n",
@@ -438,7 +401,7 @@ TEST_F(ProbeEngineTest, DetectsAStallWithinTheLimit) {
   ASSERT_EQ(o.outcome_class(), v1::STALLED) << Describe(o);
   EXPECT_EQ(o.received_bytes(), 5000u);
   const absl::Duration silent =
-      D(o.timings().total()) - D(o.timings().last_byte());
+      FromProto(o.timings().total()) - FromProto(o.timings().last_byte());
   // The stall timer fired (the class says so, long before the 60 s
   // deadline), and not before the limit.
   EXPECT_GE(silent, absl::Milliseconds(300)) << silent;
@@ -458,7 +421,7 @@ TEST_F(ProbeEngineTest, HeaderBytesTrickledSlowlyAreNotAStall) {
   const v1::Outcome o = Run(r);
   ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
   EXPECT_EQ(o.received_bytes(), 4096u);
-  EXPECT_GE(D(o.timings().first_body_byte()), absl::Milliseconds(2200));
+  EXPECT_GE(FromProto(o.timings().first_body_byte()), absl::Milliseconds(2200));
 
   SetDuration(absl::Milliseconds(50), r.limits.mutable_stall_limit());
   r.probe_id += "-b";
@@ -492,12 +455,13 @@ TEST_F(ProbeEngineTest, StreamingRecordsChunksAndGaps) {
   // The server cannot send the last chunk before three gaps have passed
   // since it read the request; the largest of the three gaps the engine saw
   // is at least their mean.
-  const absl::Duration body =
-      D(o.timings().last_byte()) - D(o.timings().first_body_byte());
-  EXPECT_GE(D(o.timings().last_byte()) - D(o.timings().request_sent()),
+  const absl::Duration body = FromProto(o.timings().last_byte()) -
+                              FromProto(o.timings().first_body_byte());
+  EXPECT_GE(FromProto(o.timings().last_byte()) -
+                FromProto(o.timings().request_sent()),
             absl::Milliseconds(120));
-  EXPECT_GE(D(o.max_gap()), body / 3);
-  EXPECT_LE(D(o.max_gap()), body);
+  EXPECT_GE(FromProto(o.max_gap()), body / 3);
+  EXPECT_LE(FromProto(o.max_gap()), body);
 }
 
 TEST_F(ProbeEngineTest, FreshConnectionPerProbeUnlessKeepAlive) {
@@ -593,26 +557,16 @@ TEST_F(ProbeEngineTest, HostileEndpointsEndWithinLimitsInBoundedMemory) {
     hostile.push_back({"one_byte_per_second", s, 1024, absl::Milliseconds(1500),
                        absl::Milliseconds(2500), v1::TIMEOUT});
   }
-  absl::Mutex mu;
-  std::vector<v1::Outcome> got(hostile.size());
-  int remaining = static_cast<int>(hostile.size());
+  std::vector<ProbeRequest> requests;
   for (size_t i = 0; i < hostile.size(); ++i) {
     ProbeRequest r = Request(hostile[i].spec, hostile[i].size);
     SetDuration(hostile[i].stall, r.limits.mutable_stall_limit());
     SetDuration(hostile[i].timeout, r.limits.mutable_timeout());
-    engine_->Start(r, [&, i](v1::Outcome o) {
-      absl::MutexLock lock(&mu);
-      got[i] = std::move(o);
-      --remaining;
-    });
+    requests.push_back(std::move(r));
   }
-  {
-    absl::MutexLock lock(&mu);
-    ASSERT_TRUE(
-        mu.AwaitWithTimeout(absl::Condition(
-                                +[](int* n) { return *n == 0; }, &remaining),
-                            absl::Seconds(120)));
-  }
+  std::vector<v1::Outcome> got;
+  ASSERT_TRUE(testing::RunProbesConcurrently(engine_.get(), requests,
+                                             absl::Seconds(120), &got));
   for (size_t i = 0; i < hostile.size(); ++i) {
     SCOPED_TRACE(hostile[i].name);
     EXPECT_EQ(v1::OutcomeClass_Name(got[i].outcome_class()),
@@ -717,7 +671,7 @@ TEST(ProbeEngineClockTest, StallLimitFollowsTheInjectedClock) {
   clock.AdvanceTime(absl::Seconds(11));
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
   EXPECT_EQ(outcome.outcome_class(), v1::STALLED) << Describe(outcome);
-  EXPECT_EQ(D(outcome.timings().total()), absl::Seconds(11));
+  EXPECT_EQ(FromProto(outcome.timings().total()), absl::Seconds(11));
 }
 
 // Out of file descriptors is our fault, not the platform's. Runs in a child

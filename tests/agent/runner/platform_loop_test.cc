@@ -1,13 +1,16 @@
 // The agent's platform-metrics loop on a simulated clock: assignments with a
 // CloudWatch identity become reader targets, the reader is polled at each
-// period close, and what it reads goes to the session.
+// period close (reading the shared fake CloudWatch over loopback), and what
+// it reads goes to the session.
 #include "agent/runner/platform_loop.h"
 
 #include <memory>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "agent/platform/cloudwatch_client.h"
 #include "gtest/gtest.h"
+#include "tests/testing/fake_cloudwatch_server.h"
 #include "tests/testing/sim_time.h"
 
 namespace fleetcanary {
@@ -15,36 +18,7 @@ namespace agent {
 namespace {
 
 const absl::Time kT0 = absl::FromUnixSeconds(1706745600);
-
-// Answers every read with Invocations = 5 for each period in the window.
-class FakeClient : public platform::PlatformMetricsClient {
- public:
-  absl::StatusOr<platform::MetricDataResult> GetMetricData(
-      const std::vector<platform::MetricsTarget>& targets,
-      const std::vector<platform::MetricSpec>&, absl::Time start,
-      absl::Time end, absl::Duration period) override {
-    platform::MetricDataResult r;
-    for (const auto& t : targets) {
-      for (absl::Time p = start; p < end; p += period) {
-        v1::PlatformMetricSample s;
-        s.set_region(t.region);
-        s.set_target(t.target);
-        s.set_mode(t.mode);
-        s.set_metric("Invocations");
-        s.set_stat("Sum");
-        s.mutable_period_start()->set_seconds(absl::ToUnixSeconds(p));
-        s.mutable_period()->set_seconds(absl::ToInt64Seconds(period));
-        s.set_value(5);
-        r.samples.push_back(s);
-      }
-    }
-    absl::MutexLock lock(&mu);
-    ++reads;
-    return r;
-  }
-  absl::Mutex mu;
-  int reads = 0;
-};
+const sigv4::Credentials kCreds{"AKIDCANARY", "canary/secret+key", ""};
 
 class FakeSession : public SessionClient {
  public:
@@ -68,14 +42,30 @@ class FakeSession : public SessionClient {
 
 TEST(PlatformLoopTest, PollsAtEveryPeriodCloseAndSendsToTheSession) {
   SimulatedClock clock(kT0 + absl::Milliseconds(300));
-  FakeClient client;
+  // CloudWatch has Invocations = 5 for the streaming alias in every period
+  // the test reaches.
+  testing::FakeCloudWatchServer::Options cw;
+  cw.credentials = kCreds;
+  cw.clock = &clock;
+  testing::FakeCloudWatchServer cloudwatch(cw);
+  for (int period = 0; period < 30; ++period) {
+    cloudwatch.Set("fn", "fn:stream", "Invocations", "Sum",
+                   kT0 + absl::Seconds(period), 5);
+  }
+  platform::CloudWatchClientOptions co;
+  co.credentials = kCreds;
+  co.clock = &clock;
+  co.default_endpoint = cloudwatch.endpoint();
+  auto client = platform::CreateCloudWatchClient(co);
+  ASSERT_TRUE(client.ok()) << client.status();
   platform::PlatformMetricsReaderOptions ro;
   ro.period = absl::Seconds(1);
   ro.ingestion_delay = absl::ZeroDuration();
   ro.initial_lookback = absl::ZeroDuration();
   ro.metrics = {{"Invocations", "Sum"}};
   ro.zero_fill_metrics = {};
-  auto reader = platform::PlatformMetricsReader::Create(ro, &client, &clock);
+  auto reader =
+      platform::PlatformMetricsReader::Create(ro, client->get(), &clock);
   ASSERT_TRUE(reader.ok()) << reader.status();
   auto loop = PlatformLoop::Create(reader->get(), &clock);
   ASSERT_TRUE(loop.ok()) << loop.status();

@@ -8,17 +8,14 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <deque>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "cli/app.h"
 #include "common/config/loader.h"
 #include "common/time/clock.h"
@@ -27,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/process.h"
+#include "tests/testing/fake_adhoc_agents.h"
 
 namespace fleetcanary {
 namespace cli {
@@ -40,73 +38,6 @@ constexpr char kToken[] = "operator-token-0123456789";
 class NullListener : public controller::AssignmentListener {
  public:
   void OnAssignments(const v1::AssignmentSet&) override {}
-};
-
-// Agents that answer every ad-hoc probe with OK outcomes, off the caller's
-// thread.
-class AnsweringAgents {
- public:
-  AnsweringAgents() {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~AnsweringAgents() {
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    thread_.join();
-  }
-  void set_core(controller::AdminCore* core) { core_ = core; }
-  absl::Status Send(const std::string& agent, const v1::AdhocProbe& p) {
-    absl::MutexLock lock(&mu_);
-    if (!p.cancel()) work_.push_back({agent, p});
-    return absl::OkStatus();
-  }
-
- private:
-  void Loop() {
-    for (;;) {
-      std::pair<std::string, v1::AdhocProbe> job;
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](AnsweringAgents* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-              return a->stopping_ || !a->work_.empty();
-            },
-            this));
-        if (stopping_) return;
-        job = work_.front();
-        work_.pop_front();
-      }
-      const v1::AdhocProbe& p = job.second;
-      const int total = p.count() * p.sizes_size() * p.urls_size();
-      int n = 0;
-      for (uint32_t i = 0; i < p.count(); ++i) {
-        for (uint64_t size : p.sizes()) {
-          for (const v1::FunctionUrl& u : p.urls()) {
-            v1::AdhocResult r;
-            r.set_adhoc_id(p.adhoc_id());
-            v1::Outcome* o = r.mutable_outcome();
-            o->set_agent_id(job.first);
-            o->set_region(p.region());
-            o->set_mode(u.mode());
-            o->set_requested_bytes(size);
-            o->set_adhoc_id(p.adhoc_id());
-            o->set_probe_id(absl::StrCat(job.first, p.adhoc_id(), n));
-            o->set_outcome_class(v1::OK);
-            r.set_done(++n == total);
-            core_->OnAdhocResult(job.first, r);
-          }
-        }
-      }
-    }
-  }
-
-  controller::AdminCore* core_ = nullptr;
-  std::thread thread_;
-  absl::Mutex mu_;
-  std::deque<std::pair<std::string, v1::AdhocProbe>> work_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class ControllerCommandsTest : public ::testing::Test {
@@ -125,7 +56,7 @@ class ControllerCommandsTest : public ::testing::Test {
     d.verdicts = verdicts_.get();
     d.store = store_.get();
     d.clock = Clock::Real();
-    AnsweringAgents* agents = &agents_;
+    testing::FakeAdhocAgents* agents = &agents_;
     d.send_adhoc = [agents](const std::string& a, const v1::AdhocProbe& p) {
       return agents->Send(a, p);
     };
@@ -201,7 +132,8 @@ class ControllerCommandsTest : public ::testing::Test {
                 "rate_per_second: 0.5}\n");
   }
 
-  AnsweringAgents agents_;
+  // Answer every ad-hoc probe with OK outcomes, off the caller's thread.
+  testing::FakeAdhocAgents agents_{Clock::Real()};
   std::unique_ptr<controller::Store> store_;
   std::unique_ptr<controller::Scheduler> scheduler_;
   std::unique_ptr<controller::VerdictSource> verdicts_;

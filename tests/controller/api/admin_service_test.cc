@@ -7,16 +7,12 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <deque>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/config/loader.h"
 #include "common/time/clock.h"
 #include "controller/store/store.h"
@@ -24,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
+#include "tests/testing/fake_adhoc_agents.h"
 #include "tests/testing/wait.h"
 
 namespace fleetcanary {
@@ -41,118 +38,6 @@ class NullListener : public AssignmentListener {
   void OnAssignments(const v1::AssignmentSet&) override {}
 };
 
-// Agents at the session boundary: records what they are sent (with the
-// monotonic time) and, when `answer` is on, executes each probe on a thread
-// of its own (never inside the core's send call).
-class FakeAgents {
- public:
-  explicit FakeAgents(Clock* clock) : clock_(clock) {
-    worker_ = std::thread([this] { Loop(); });
-  }
-  ~FakeAgents() {
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    worker_.join();
-  }
-  void set_core(AdminCore* core) { core_ = core; }
-  void set_answer(bool answer) {
-    absl::MutexLock lock(&mu_);
-    answer_ = answer;
-  }
-
-  absl::Status Send(const std::string& agent, const v1::AdhocProbe& p) {
-    absl::MutexLock lock(&mu_);
-    received_.push_back({agent, p, clock_->MonotonicNow()});
-    if (p.cancel() && !cancel_at_.count(agent)) {
-      cancel_at_[agent] = clock_->MonotonicNow();
-    }
-    if (answer_ && !p.cancel()) work_.push_back({agent, p});
-    return absl::OkStatus();
-  }
-
-  // Monotonic time at which `agent` got a cancel, waiting up to `timeout`.
-  std::optional<absl::Duration> CancelTime(const std::string& agent,
-                                           absl::Duration timeout) {
-    struct Args {
-      FakeAgents* self;
-      std::string agent;
-    } args{this, agent};
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(
-                             +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                               return a->self->cancel_at_.count(a->agent) > 0;
-                             },
-                             &args),
-                         timeout);
-    auto it = cancel_at_.find(agent);
-    if (it == cancel_at_.end()) return std::nullopt;
-    return it->second;
-  }
-
-  size_t received(const std::string& agent) {
-    absl::MutexLock lock(&mu_);
-    size_t n = 0;
-    for (const auto& r : received_) n += r.agent == agent;
-    return n;
-  }
-
- private:
-  struct Received {
-    std::string agent;
-    v1::AdhocProbe probe;
-    absl::Duration at;
-  };
-  void Loop() {
-    for (;;) {
-      std::pair<std::string, v1::AdhocProbe> job;
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](FakeAgents* f) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-              return f->stopping_ || !f->work_.empty();
-            },
-            this));
-        if (stopping_) return;
-        job = work_.front();
-        work_.pop_front();
-      }
-      const v1::AdhocProbe& p = job.second;
-      int n = 0;
-      const int total = p.count() * p.sizes_size() * p.urls_size();
-      for (uint32_t i = 0; i < p.count(); ++i) {
-        for (uint64_t size : p.sizes()) {
-          for (const v1::FunctionUrl& u : p.urls()) {
-            v1::AdhocResult r;
-            r.set_adhoc_id(p.adhoc_id());
-            v1::Outcome* o = r.mutable_outcome();
-            o->set_agent_id(job.first);
-            o->set_region(p.region());
-            o->set_mode(u.mode());
-            o->set_requested_bytes(size);
-            o->set_adhoc_id(p.adhoc_id());
-            o->set_probe_id(absl::StrCat(job.first, p.adhoc_id(), n));
-            o->set_outcome_class(v1::OK);
-            r.set_done(++n == total);
-            core_->OnAdhocResult(job.first, r);
-          }
-        }
-      }
-    }
-  }
-
-  Clock* const clock_;
-  AdminCore* core_ = nullptr;
-  std::thread worker_;
-  absl::Mutex mu_;
-  std::vector<Received> received_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, absl::Duration> cancel_at_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::pair<std::string, v1::AdhocProbe>> work_ ABSL_GUARDED_BY(mu_);
-  bool answer_ ABSL_GUARDED_BY(mu_) = true;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 class AdminServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -162,12 +47,12 @@ class AdminServiceTest : public ::testing::Test {
     StoreVerdictSourceOptions vo;
     vo.poll_interval = absl::Milliseconds(20);
     verdicts_ = std::move(*CreateStoreVerdictSource(vo, store_.get(), clock_));
-    agents_ = std::make_unique<FakeAgents>(clock_);
+    agents_ = std::make_unique<testing::FakeAdhocAgents>(clock_);
     AdminCoreDeps d;
     d.scheduler = scheduler_.get();
     d.verdicts = verdicts_.get();
     d.clock = clock_;
-    FakeAgents* agents = agents_.get();
+    testing::FakeAdhocAgents* agents = agents_.get();
     d.send_adhoc = [agents](const std::string& a, const v1::AdhocProbe& p) {
       return agents->Send(a, p);
     };
@@ -246,7 +131,7 @@ class AdminServiceTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<VerdictSource> verdicts_;
-  std::unique_ptr<FakeAgents> agents_;
+  std::unique_ptr<testing::FakeAdhocAgents> agents_;
   std::unique_ptr<AdminCore> core_;
   std::unique_ptr<AdminAuthorizer> auth_;
   std::unique_ptr<AdminService> service_, closed_service_;

@@ -123,19 +123,25 @@ CurlResult CurlFetch(const std::string& url, const CurlOptions& options) {
   return session.Fetch(url, options);
 }
 
-RawResult RawExchange(int port, absl::string_view request,
-                      const RawOptions& options) {
-  RawResult result;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return result;
+int ConnectLoopback(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return result;
+    return -1;
   }
+  return fd;
+}
+
+RawResult RawExchange(int port, absl::string_view request,
+                      const RawOptions& options) {
+  RawResult result;
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return result;
   result.connected = true;
   Clock* clock = Clock::Real();
   const absl::Duration start = clock->MonotonicNow();

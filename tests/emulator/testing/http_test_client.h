@@ -99,6 +99,10 @@ struct RawOptions {
   bool stop_after_response = false;
 };
 
+// A blocking TCP socket (close-on-exec) connected to 127.0.0.1:`port`, or
+// -1 when the connection failed. The caller closes it.
+int ConnectLoopback(int port);
+
 // Connects to 127.0.0.1:port, sends `request`, reads until close, reset or
 // the timeout.
 RawResult RawExchange(int port, absl::string_view request,

@@ -1,4 +1,4 @@
-#include "tests/agent/platform/fake_cloudwatch_server.h"
+#include "tests/testing/fake_cloudwatch_server.h"
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
@@ -10,7 +10,6 @@
 #include "gtest/gtest.h"
 
 namespace fleetcanary {
-namespace platform {
 namespace testing {
 namespace {
 
@@ -258,5 +257,4 @@ std::pair<int, std::string> FakeCloudWatchServer::Handle(
 }
 
 }  // namespace testing
-}  // namespace platform
 }  // namespace fleetcanary

@@ -1,12 +1,29 @@
 // A CloudWatch GetMetricData endpoint for tests: a real HTTP/1.1 server on
-// 127.0.0.1 (port 0), built on Boost.Beast, that checks every request's SigV4
-// signature with common/sigv4's verifier and answers AWS JSON 1.0 from an
-// in-memory table of datapoints, in pages of `page_size` datapoints.
+// 127.0.0.1 (port 0), built on Boost.Beast, that speaks what the agent's
+// CloudWatch client sends (agent/platform/cloudwatch_client.h): POST / with
+// X-Amz-Target GraniteServiceVersion20100801.GetMetricData and an AWS JSON 1.0
+// body. Shared test infrastructure (fleetcanary::testing_fake_cloudwatch).
+//
+// Contract:
+//   - Every request's SigV4 signature (service "monitoring",
+//     Options::region, Options::credentials, at Options::clock's time, 5 min
+//     skew) is checked with common/sigv4's verifier; a bad one is answered
+//     403 SignatureDoesNotMatch. Unsigned clients are therefore refused.
+//   - Answers come from an in-memory table of datapoints (Set): for each
+//     query, the datapoints of series (FunctionName, Resource, MetricName,
+//     Stat) of namespace AWS/Lambda with StartTime <= t < EndTime, in time
+//     order, `page_size` datapoints per response; a cut result is
+//     PartialData and the response carries NextToken "page-<offset>".
+//   - Faults on demand: a forced result StatusCode (ForceStatusCode), the
+//     next N requests answered with a given HTTP status and body (FailNext,
+//     checked after the signature), or requests read and never answered
+//     (SetHang).
+//   - Every request is recorded (requests()), signed or not.
 //
 // Thread-safety: all methods are thread-safe. Connections are served one at
-// a time on the server's own thread.
-#ifndef FLEETCANARY_TESTS_AGENT_PLATFORM_FAKE_CLOUDWATCH_SERVER_H_
-#define FLEETCANARY_TESTS_AGENT_PLATFORM_FAKE_CLOUDWATCH_SERVER_H_
+// a time on the server's own thread (keep-alive honoured).
+#ifndef FLEETCANARY_TESTS_TESTING_FAKE_CLOUDWATCH_SERVER_H_
+#define FLEETCANARY_TESTS_TESTING_FAKE_CLOUDWATCH_SERVER_H_
 
 #include <atomic>
 #include <map>
@@ -24,7 +41,6 @@
 #include "nlohmann/json.hpp"
 
 namespace fleetcanary {
-namespace platform {
 namespace testing {
 
 class FakeCloudWatchServer {
@@ -95,7 +111,6 @@ class FakeCloudWatchServer {
 };
 
 }  // namespace testing
-}  // namespace platform
 }  // namespace fleetcanary
 
-#endif  // FLEETCANARY_TESTS_AGENT_PLATFORM_FAKE_CLOUDWATCH_SERVER_H_
+#endif  // FLEETCANARY_TESTS_TESTING_FAKE_CLOUDWATCH_SERVER_H_
