@@ -12,8 +12,8 @@
 #include "common/config/loader.h"
 #include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
-#include "google/protobuf/util/time_util.h"
 
 ABSL_FLAG(std::string, config, "",
           "Agent settings (YAML, fleetcanary.v1.AgentConfig); flags below "
@@ -73,8 +73,7 @@ absl::Status SetDuration(const std::string& flag, const char* name,
     return absl::InvalidArgumentError(
         absl::StrCat("--", name, ": ", d.status().message()));
   }
-  *out = google::protobuf::util::TimeUtil::NanosecondsToDuration(
-      absl::ToInt64Nanoseconds(*d));
+  *out = fleetcanary::DurationToProto(*d);
   return absl::OkStatus();
 }
 

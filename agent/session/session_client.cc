@@ -20,18 +20,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "fleetcanary/v1/session.grpc.pb.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace agent {
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
-}
 
 // Receives a stream's events (implemented by the client).
 class StreamEvents {
@@ -464,8 +458,9 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
           case v1::ControllerMessage::kWelcome: {
             const v1::Welcome& w = m.welcome();
             if (w.has_heartbeat_interval() &&
-                FromProto(w.heartbeat_interval()) > absl::ZeroDuration()) {
-              heartbeat_interval_ = FromProto(w.heartbeat_interval());
+                DurationFromProto(w.heartbeat_interval()) >
+                    absl::ZeroDuration()) {
+              heartbeat_interval_ = DurationFromProto(w.heartbeat_interval());
             }
             absl::Status s = outbox_->Ack(w.applied_sequence());
             if (!s.ok())
@@ -629,8 +624,7 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
         const OutboxStats os = outbox_->stats();
         v1::AgentMessage m;
         v1::Heartbeat* h = m.mutable_heartbeat();
-        *h->mutable_time() =
-            TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(clock_->Now()));
+        *h->mutable_time() = TimeToProto(clock_->Now());
         h->set_outbox_depth(os.depth);
         h->set_outbox_bytes(os.bytes);
         h->set_dropped_total(os.dropped_total);

@@ -15,6 +15,7 @@
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
 #include "cli/ui/table.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
 
 namespace fleetcanary {
@@ -24,10 +25,6 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 
 void OnSigint(int) { g_interrupted = true; }
-
-absl::Duration D(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 std::string ModeName(v1::InvokeMode mode) {
   return mode == v1::RESPONSE_STREAM ? "stream" : "buffered";
@@ -92,10 +89,10 @@ std::string RenderRegionTable(const std::vector<v1::ProbeSummary>& summaries) {
         failures.push_back(absl::StrCat(name, ":", it->second));
       }
     }
-    const bool any_ttfb =
-        s.has_ttfb_p99() && D(s.ttfb_p99()) > absl::ZeroDuration();
+    const bool any_ttfb = s.has_ttfb_p99() && DurationFromProto(s.ttfb_p99()) >
+                                                  absl::ZeroDuration();
     const auto ttfb = [&](const google::protobuf::Duration& d) {
-      return any_ttfb ? FormatMs(D(d)) : std::string("-");
+      return any_ttfb ? FormatMs(DurationFromProto(d)) : std::string("-");
     };
     t.AddRow(
         {s.region(), ModeName(s.mode()), FormatBytes(s.size_bytes()),

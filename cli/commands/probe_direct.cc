@@ -17,16 +17,13 @@
 #include "cli/ui/progress_bar.h"
 #include "cli/ui/table.h"
 #include "common/aws/credentials.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
 #include "fleetcanary/v1/admin.pb.h"
 
 namespace fleetcanary {
 namespace cli {
 namespace {
-
-absl::Duration D(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 std::string ModeName(v1::InvokeMode mode) {
   return mode == v1::RESPONSE_STREAM ? "stream" : "buffered";
@@ -75,10 +72,10 @@ std::string RenderTable(const std::vector<v1::ProbeSummary>& summaries) {
       }
     }
     // No TTFB at all (nothing answered): "-" rather than a fake zero.
-    const bool any_ttfb =
-        s.has_ttfb_p99() && D(s.ttfb_p99()) > absl::ZeroDuration();
+    const bool any_ttfb = s.has_ttfb_p99() && DurationFromProto(s.ttfb_p99()) >
+                                                  absl::ZeroDuration();
     const auto ttfb = [&](const google::protobuf::Duration& d) {
-      return any_ttfb ? FormatMs(D(d)) : std::string("-");
+      return any_ttfb ? FormatMs(DurationFromProto(d)) : std::string("-");
     };
     t.AddRow(
         {ModeName(s.mode()), FormatBytes(s.size_bytes()),

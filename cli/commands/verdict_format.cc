@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cli/ui/table.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
 
 namespace fleetcanary {
@@ -16,9 +17,8 @@ namespace cli {
 namespace {
 
 std::string Time(const google::protobuf::Timestamp& t) {
-  if (t.seconds() == 0 && t.nanos() == 0) return "-";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                          absl::FromUnixSeconds(t.seconds()),
+  if (!IsSet(t)) return "-";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", TimeFromProto(t),
                           absl::UTCTimeZone());
 }
 

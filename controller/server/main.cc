@@ -19,6 +19,7 @@
 #include "common/config/loader.h"
 #include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
 #include "controller/server/controller_server.h"
 
@@ -222,10 +223,7 @@ int main(int argc, char** argv) {
     auto d =
         fleetcanary::ParseDuration(absl::GetFlag(FLAGS_heartbeat_interval));
     if (!d.ok()) return Fail(d.status());
-    c.mutable_heartbeat_interval()->set_seconds(absl::ToInt64Seconds(*d));
-    c.mutable_heartbeat_interval()->set_nanos(
-        static_cast<int32_t>(absl::ToInt64Nanoseconds(
-            *d - absl::Seconds(absl::ToInt64Seconds(*d)))));
+    *c.mutable_heartbeat_interval() = fleetcanary::DurationToProto(*d);
   }
   std::string fleet_path = absl::GetFlag(FLAGS_fleet);
   if (fleet_path.empty()) fleet_path = c.fleet_file();

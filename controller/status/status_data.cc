@@ -7,13 +7,11 @@
 #include <vector>
 
 #include "analysis/report/report_builder.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace {
-
-using google::protobuf::util::TimeUtil;
 
 struct Counts {
   double failures = 0;
@@ -173,8 +171,7 @@ absl::StatusOr<StatusPageData> CollectStatusPageData(
   if (!samples.ok()) return samples.status();
   for (const v1::PlatformMetricSample& s : *samples) {
     if (s.stat() != "Sum") continue;
-    const absl::Time t =
-        absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(s.period_start()));
+    const absl::Time t = TimeFromProto(s.period_start());
     Counts& c = by_mode[ModeLabel(s.mode()) + " (platform)"][t];
     if (s.metric() == "Errors") c.failures += s.value();
     if (s.metric() == "Invocations") c.trials += s.value();
