@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "analysis/intervals.h"
 #include "analysis/report/html.h"
+#include "common/proto/invoke_mode.h"
 #include "common/proto/time_convert.h"
 #include "common/units/units.h"
 #include "google/protobuf/util/time_util.h"
@@ -45,14 +46,7 @@ std::string IntervalText(const v1::TimeInterval& i) {
 }
 
 std::string ModeName(v1::InvokeMode m) {
-  switch (m) {
-    case v1::BUFFERED:
-      return "buffered";
-    case v1::RESPONSE_STREAM:
-      return "stream";
-    default:
-      return "all modes";
-  }
+  return InvokeModeName(m, "all modes");
 }
 
 std::string StateName(v1::VerdictState s) {

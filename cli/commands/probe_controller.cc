@@ -15,6 +15,7 @@
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
 #include "cli/ui/table.h"
+#include "common/proto/invoke_mode.h"
 #include "common/proto/time_convert.h"
 #include "common/units/units.h"
 
@@ -25,10 +26,6 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 
 void OnSigint(int) { g_interrupted = true; }
-
-std::string ModeName(v1::InvokeMode mode) {
-  return mode == v1::RESPONSE_STREAM ? "stream" : "buffered";
-}
 
 std::string FormatMs(absl::Duration d) {
   const double ms = absl::ToDoubleMilliseconds(d);
@@ -95,8 +92,9 @@ std::string RenderRegionTable(const std::vector<v1::ProbeSummary>& summaries) {
       return any_ttfb ? FormatMs(DurationFromProto(d)) : std::string("-");
     };
     t.AddRow(
-        {s.region(), ModeName(s.mode()), FormatBytes(s.size_bytes()),
-         absl::StrCat(s.probes()), absl::StrCat(ok),
+        {s.region(), InvokeModeName(s.mode(), "buffered"),
+         FormatBytes(s.size_bytes()), absl::StrCat(s.probes()),
+         absl::StrCat(ok),
          failures.empty() ? "-" : absl::StrJoin(failures, " "),
          FormatPercent(s.error_rate()),
          absl::StrCat("[", FormatPercent(s.error_rate_interval().lower()), ", ",
@@ -241,8 +239,9 @@ int RunProbeController(const ControllerFlags& connection,
       *ctx->err << absl::StrFormat(
           "canaryctl probe: %s %s %s error rate %s is above --max-error-rate "
           "%s\n",
-          s.region(), ModeName(s.mode()), FormatBytes(s.size_bytes()),
-          FormatPercent(s.error_rate()), FormatPercent(options.max_error_rate));
+          s.region(), InvokeModeName(s.mode(), "buffered"),
+          FormatBytes(s.size_bytes()), FormatPercent(s.error_rate()),
+          FormatPercent(options.max_error_rate));
       code = kExitCheckFailed;
     }
   }

@@ -17,6 +17,7 @@
 #include "cli/ui/progress_bar.h"
 #include "cli/ui/table.h"
 #include "common/aws/credentials.h"
+#include "common/proto/invoke_mode.h"
 #include "common/proto/time_convert.h"
 #include "common/units/units.h"
 #include "fleetcanary/v1/admin.pb.h"
@@ -24,10 +25,6 @@
 namespace fleetcanary {
 namespace cli {
 namespace {
-
-std::string ModeName(v1::InvokeMode mode) {
-  return mode == v1::RESPONSE_STREAM ? "stream" : "buffered";
-}
 
 std::string FormatMs(absl::Duration d) {
   const double ms = absl::ToDoubleMilliseconds(d);
@@ -78,7 +75,7 @@ std::string RenderTable(const std::vector<v1::ProbeSummary>& summaries) {
       return any_ttfb ? FormatMs(DurationFromProto(d)) : std::string("-");
     };
     t.AddRow(
-        {ModeName(s.mode()), FormatBytes(s.size_bytes()),
+        {InvokeModeName(s.mode(), "buffered"), FormatBytes(s.size_bytes()),
          absl::StrCat(s.probes()), absl::StrCat(ok),
          failures.empty() ? "-" : absl::StrJoin(failures, " "),
          FormatPercent(s.error_rate()),
@@ -292,7 +289,7 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
       *ctx->err << absl::StrFormat(
           "canaryctl probe: %s %s error rate %s is above --max-error-rate "
           "%s\n",
-          ModeName(s.mode()), FormatBytes(s.size_bytes()),
+          InvokeModeName(s.mode(), "buffered"), FormatBytes(s.size_bytes()),
           FormatPercent(s.error_rate()), FormatPercent(options.max_error_rate));
       code = kExitCheckFailed;
     }

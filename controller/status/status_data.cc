@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "analysis/report/report_builder.h"
+#include "common/proto/invoke_mode.h"
 #include "common/proto/time_convert.h"
 #include "common/units/units.h"
 
@@ -17,10 +18,6 @@ struct Counts {
   double failures = 0;
   double trials = 0;
 };
-
-std::string ModeLabel(v1::InvokeMode mode) {
-  return mode == v1::RESPONSE_STREAM ? "stream" : "buffered";
-}
 
 std::vector<RateSeries> ToSeries(
     const std::map<std::string, std::map<absl::Time, Counts>>& by_label) {
@@ -158,7 +155,8 @@ absl::StatusOr<StatusPageData> CollectStatusPageData(
     const double trials = static_cast<double>(probes - ours);
     const double failures = static_cast<double>(probes - ok - ours);
     const absl::Time t = absl::FromUnixSeconds(m.minute * 60);
-    Counts& c1 = by_mode[ModeLabel(m.key.mode) + " (clients)"][t];
+    Counts& c1 =
+        by_mode[InvokeModeName(m.key.mode, "buffered") + " (clients)"][t];
     c1.trials += trials;
     c1.failures += failures;
     Counts& c2 = by_size[FormatBytes(m.key.size_bytes)][t];
@@ -172,7 +170,8 @@ absl::StatusOr<StatusPageData> CollectStatusPageData(
   for (const v1::PlatformMetricSample& s : *samples) {
     if (s.stat() != "Sum") continue;
     const absl::Time t = TimeFromProto(s.period_start());
-    Counts& c = by_mode[ModeLabel(s.mode()) + " (platform)"][t];
+    Counts& c =
+        by_mode[InvokeModeName(s.mode(), "buffered") + " (platform)"][t];
     if (s.metric() == "Errors") c.failures += s.value();
     if (s.metric() == "Invocations") c.trials += s.value();
   }

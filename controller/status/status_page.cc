@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/proto/invoke_mode.h"
 #include "common/proto/time_convert.h"
 #include "common/units/units.h"
 
@@ -15,21 +16,10 @@ namespace {
 constexpr const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                     "#9467bd", "#8c564b", "#e377c2", "#17becf"};
 
-std::string ModeName(v1::InvokeMode mode) {
-  switch (mode) {
-    case v1::BUFFERED:
-      return "buffered";
-    case v1::RESPONSE_STREAM:
-      return "stream";
-    default:
-      return "";
-  }
-}
-
 std::string KeyLabel(const v1::Verdict& v) {
   std::vector<std::string> parts = {v1::VerdictKind_Name(v.kind())};
   for (const std::string& p :
-       {v.key().region(), v.key().target(), ModeName(v.key().mode()),
+       {v.key().region(), v.key().target(), InvokeModeName(v.key().mode(), ""),
         v.key().size_class()}) {
     if (!p.empty()) parts.push_back(p);
   }
@@ -260,9 +250,9 @@ std::string RenderMatrix(const StatusPageData& data) {
     }
     absl::StrAppend(&html, "</tr></thead><tbody>");
     for (const auto& [row, by_size] : rows) {
-      absl::StrAppend(&html, "<tr><th>", HtmlEscape(row.first), " ",
-                      ModeName(static_cast<v1::InvokeMode>(row.second)),
-                      "</th>");
+      absl::StrAppend(
+          &html, "<tr><th>", HtmlEscape(row.first), " ",
+          InvokeModeName(static_cast<v1::InvokeMode>(row.second), ""), "</th>");
       for (uint64_t s : sizes) {
         auto it = by_size.find(s);
         if (it == by_size.end()) {
@@ -339,7 +329,7 @@ std::string RenderStatusPage(const StatusPageData& data) {
         "<td>%s</td><td><span class=\"state\" style=\"background:%s\">%s"
         "</span></td><td>%s</td><td>%s</td></tr>",
         v1::VerdictKind_Name(v->kind()), HtmlEscape(v->key().region()),
-        HtmlEscape(v->key().target()), ModeName(v->key().mode()),
+        HtmlEscape(v->key().target()), InvokeModeName(v->key().mode(), ""),
         HtmlEscape(v->key().size_class()), VerdictStateColor(v->state()),
         v1::VerdictState_Name(v->state()),
         v->since().seconds() > 0 ? FormatUtc(TimeFromProto(v->since())) : "",
