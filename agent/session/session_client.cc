@@ -19,6 +19,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "common/grpc/write_queue.h"
 #include "common/log/log.h"
 #include "common/proto/time_convert.h"
 #include "fleetcanary/v1/session.grpc.pb.h"
@@ -49,17 +50,12 @@ class StreamReactor
   }
 
   void Send(v1::AgentMessage message) {
-    const v1::AgentMessage* next = nullptr;
+    WriteQueue<v1::AgentMessage>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      if (broken_) return;
-      out_.push_back(std::move(message));
-      if (!writing_) {
-        writing_ = true;
-        next = &out_.front();
-      }
+      step = out_.Push(std::move(message));
     }
-    if (next) StartWrite(next);
+    if (step.write) StartWrite(step.write);
   }
 
   void Cancel() { context_.TryCancel(); }
@@ -72,23 +68,12 @@ class StreamReactor
   }
 
   void OnWriteDone(bool ok) override {
-    const v1::AgentMessage* next = nullptr;
+    WriteQueue<v1::AgentMessage>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      out_.pop_front();
-      if (!ok) {
-        broken_ = true;
-        out_.clear();
-        writing_ = false;
-        return;
-      }
-      if (!out_.empty()) {
-        next = &out_.front();
-      } else {
-        writing_ = false;
-      }
+      step = out_.WriteDone(ok);
     }
-    if (next) StartWrite(next);
+    if (step.write) StartWrite(step.write);
   }
 
   // Last reaction; the owner may delete the reactor once told.
@@ -102,9 +87,9 @@ class StreamReactor
   v1::ControllerMessage in_;
   absl::Mutex mu_;
   // State below is protected by mu_.
-  std::deque<v1::AgentMessage> out_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  // The call ends by itself (OnDone); a failed write only stops writing.
+  WriteQueue<v1::AgentMessage> out_ ABSL_GUARDED_BY(mu_){
+      WriteQueue<v1::AgentMessage>::OnBroken::kWait};
 };
 
 class SessionClientImpl : public SessionClient, public StreamEvents {
