@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/proto/time_convert.h"
+#include "common/sqlite/sqlite_util.h"
 #include "common/status/status_util.h"
 #include "controller/store/store.h"
 
@@ -95,7 +96,6 @@ CREATE TABLE stream_hours(
 CREATE INDEX stream_hours_by_hour ON stream_hours(hour);
 )sql",
 };
-constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 std::string PackU64(const uint64_t* v, size_t n) {
   std::string out(n * 8, '\0');
@@ -213,25 +213,7 @@ class SqliteStore : public Store {
                                 &U64AddFn, nullptr, nullptr) != SQLITE_OK) {
       return Error("registering u64add");
     }
-    Stmt get(db_, "PRAGMA user_version");
-    if (get.Step() != SQLITE_ROW) return Error("reading user_version");
-    const int version = static_cast<int>(get.Int(0));
-    if (version > kSchemaVersion) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("store schema version ", version,
-                       " is newer than this binary's ", kSchemaVersion));
-    }
-    for (int v = version; v < kSchemaVersion; ++v) {
-      FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-      absl::Status s = Exec(kMigrations[v]);
-      if (s.ok()) s = Exec(absl::StrCat("PRAGMA user_version=", v + 1));
-      if (!s.ok()) {
-        Exec("ROLLBACK").IgnoreError();
-        return Annotate(s, absl::StrCat("migrating store to version ", v + 1));
-      }
-      FC_RETURN_IF_ERROR(Exec("COMMIT"));
-    }
-    return absl::OkStatus();
+    return MigrateSqlite(db_, kMigrations, "store", "sqlite store");
   }
 
   absl::Status Commit(const WriteBatch& batch, CommitResult* result) override {
@@ -730,18 +712,11 @@ class SqliteStore : public Store {
 
   absl::Status Error(absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return absl::InternalError(
-        absl::StrCat("sqlite store: ", what, ": ", sqlite3_errmsg(db_)));
+    return SqliteError(db_, "sqlite store", what);
   }
 
   absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err ? err : "unknown error";
-      sqlite3_free(err);
-      return absl::InternalError(absl::StrCat("sqlite store: ", msg));
-    }
-    return absl::OkStatus();
+    return SqliteExec(db_, sql, "sqlite store");
   }
 
   static void ReadKey(Stmt& q, int col, StreamKey* key) {
@@ -940,17 +915,7 @@ absl::StatusOr<std::unique_ptr<Store>> CreateSqliteStore(
   if (options.path.empty()) {
     return absl::InvalidArgumentError("store path: required");
   }
-  sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(
-      options.path.c_str(), &db,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-      nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    sqlite3_close_v2(db);
-    return absl::UnavailableError(
-        absl::StrCat("opening store ", options.path, ": ", msg));
-  }
+  FC_ASSIGN_OR_RETURN(sqlite3 * db, OpenSqlite(options.path, "store"));
   auto store = std::make_unique<SqliteStore>(db);
   FC_RETURN_IF_ERROR(
       Annotate(store->Init(), absl::StrCat("opening store ", options.path)));
