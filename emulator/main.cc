@@ -127,11 +127,7 @@ int Main() {
     return 2;
   }
   // Block the stop signals before any thread starts, then wait for one.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t stop_signals = BlockStopSignals();
 
   auto emu = emulator::Emulator::Create(*options, Clock::Real());
   if (!emu.ok()) {
