@@ -1,7 +1,5 @@
 #include "cli/commands/probe_controller.h"
 
-#include <signal.h>
-
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -15,35 +13,12 @@
 #include "cli/commands/probe_table.h"
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
+#include "cli/ui/sigint_flag.h"
 #include "common/proto/invoke_mode.h"
 #include "common/units/units.h"
 
 namespace fleetcanary {
 namespace cli {
-namespace {
-
-std::atomic<bool> g_interrupted{false};
-
-void OnSigint(int) { g_interrupted = true; }
-
-// Restores the previous SIGINT disposition when destroyed.
-class SigintGuard {
- public:
-  SigintGuard() {
-    g_interrupted = false;
-    struct sigaction sa = {};
-    sa.sa_handler = OnSigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &previous_);
-  }
-  ~SigintGuard() { sigaction(SIGINT, &previous_, nullptr); }
-
- private:
-  struct sigaction previous_ = {};
-};
-
-}  // namespace
-
 int RunProbeController(const ControllerFlags& connection,
                        const ProbeControllerOptions& options, CliContext* ctx) {
   const std::string command = "probe";
@@ -64,7 +39,7 @@ int RunProbeController(const ControllerFlags& connection,
 
   grpc::ClientContext rpc;
   (*client)->Prepare(&rpc, /*with_deadline=*/false);
-  SigintGuard sigint;
+  SigintFlag sigint;
   // Ctrl-C cancels the call: the controller then cancels its agents.
   absl::Mutex mu;
   bool reading_done = false;
@@ -75,7 +50,7 @@ int RunProbeController(const ControllerFlags& connection,
     while (!reading_done) {
       ctx->clock->AwaitWithTimeout(&mu, absl::Condition(&reading_done),
                                    absl::Milliseconds(50));
-      if (g_interrupted.exchange(false)) {
+      if (sigint.Take()) {
         interrupted = true;
         rpc.TryCancel();
       }

@@ -1,8 +1,5 @@
 #include "cli/commands/probe_direct.h"
 
-#include <signal.h>
-
-#include <atomic>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -15,6 +12,7 @@
 #include "cli/commands/probe_table.h"
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
+#include "cli/ui/sigint_flag.h"
 #include "common/aws/credentials.h"
 #include "common/proto/invoke_mode.h"
 #include "common/units/units.h"
@@ -22,31 +20,6 @@
 
 namespace fleetcanary {
 namespace cli {
-namespace {
-
-std::atomic<bool> g_direct_interrupted{false};
-
-void OnDirectSigint(int) { g_direct_interrupted = true; }
-
-// Ctrl-C stops the run (the summary of what finished is still printed);
-// restores the previous SIGINT disposition when destroyed.
-class DirectSigintGuard {
- public:
-  DirectSigintGuard() {
-    g_direct_interrupted = false;
-    struct sigaction sa = {};
-    sa.sa_handler = OnDirectSigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &previous_);
-  }
-  ~DirectSigintGuard() { sigaction(SIGINT, &previous_, nullptr); }
-
- private:
-  struct sigaction previous_ = {};
-};
-
-}  // namespace
-
 int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   Clock* clock = ctx->clock;
   OutcomesFile outcomes_file;
@@ -133,9 +106,10 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   uint64_t in_flight = 0;
   uint64_t started = 0;
   bool stopped = false;  // Interrupted: later outcomes are cancellations.
-  DirectSigintGuard sigint;
+  // Ctrl-C stops the run (the summary of what finished is still printed).
+  SigintFlag sigint;
   const absl::Duration start = clock->MonotonicNow();
-  for (size_t i = 0; i < plan.size() && !g_direct_interrupted; ++i) {
+  for (size_t i = 0; i < plan.size() && !sigint.raised(); ++i) {
     if (options.rate > 0) {
       const absl::Duration slot = start + absl::Seconds(i / options.rate);
       const absl::Duration now = clock->MonotonicNow();
@@ -148,11 +122,11 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
       absl::MutexLock lock(&mu);
       const uint64_t limit = options.concurrency;
       const auto has_room = [&] { return in_flight < limit; };
-      while (!has_room() && !g_direct_interrupted) {
+      while (!has_room() && !sigint.raised()) {
         clock->AwaitWithTimeout(&mu, absl::Condition(&has_room),
                                 absl::Milliseconds(100));
       }
-      if (g_direct_interrupted) break;
+      if (sigint.raised()) break;
       ++in_flight;
     }
     ++started;
@@ -169,14 +143,14 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   {
     absl::MutexLock lock(&mu);
     const auto all_done = [&] { return done >= started; };
-    while (!all_done() && !g_direct_interrupted) {
+    while (!all_done() && !sigint.raised()) {
       clock->AwaitWithTimeout(&mu, absl::Condition(&all_done),
                               absl::Milliseconds(100));
     }
     stopped = true;
   }
   (*engine)->Shutdown();
-  const bool interrupted = g_direct_interrupted;
+  const bool interrupted = sigint.raised();
   progress.Finish();
   if (absl::Status s = outcomes_file.Close(); !s.ok()) {
     *ctx->err << "canaryctl probe: " << s.message() << "\n";
