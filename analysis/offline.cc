@@ -12,23 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "analysis/replay.h"
 #include "analysis/verdict_engine.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
 
 namespace fleetcanary::analysis {
 namespace {
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp out;
-  const int64_t ns = absl::ToUnixNanos(t);
-  out.set_seconds(ns / 1000000000 - (ns % 1000000000 < 0 ? 1 : 0));
-  out.set_nanos(
-      static_cast<int32_t>(((ns % 1000000000) + 1000000000) % 1000000000));
-  return out;
-}
 
 absl::Status LineError(uint64_t line, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("line ", line, ": ", what));
@@ -124,7 +112,7 @@ absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
       if (o.outcome_class() == v1::OUTCOME_CLASS_UNSPECIFIED) {
         return LineError(line_no, "outcome.outcome_class is missing");
       }
-      const absl::Time t = FromProto(o.start_time());
+      const absl::Time t = TimeFromProto(o.start_time());
       if (t < last_outcome) {
         return LineError(
             line_no, absl::StrCat("outcome.start_time ", absl::FormatTime(t),
@@ -190,7 +178,8 @@ absl::StatusOr<v1::AnalysisReport> AnalyzeJsonLines(
   VerdictEngine& e = **engine;
   if (options.declared_fix_time) {
     e.DeclareFix(*options.declared_fix_time);
-    *report.mutable_declared_fix_time() = ToProto(*options.declared_fix_time);
+    *report.mutable_declared_fix_time() =
+        TimeToProto(*options.declared_fix_time);
   }
   size_t next_event = 0;
   auto feed_platform_until = [&](absl::Time t) -> absl::Status {

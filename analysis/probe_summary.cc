@@ -5,20 +5,11 @@
 
 #include "analysis/intervals.h"
 #include "analysis/verdict_engine.h"
+#include "common/proto/time_convert.h"
 
 namespace fleetcanary {
 namespace analysis {
 namespace {
-
-absl::Duration D(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t ns = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(ns / 1000000000);
-  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
 
 constexpr double kConfidence = 0.95;
 
@@ -38,10 +29,10 @@ void SummaryBuilder::Add(const v1::Outcome& o) {
   Stream& s = streams_[{o.mode(), o.requested_bytes()}];
   ++s.by_class[o.outcome_class()];
   if (o.timings().has_headers_received()) {
-    s.ttfb.push_back(D(o.timings().headers_received()));
+    s.ttfb.push_back(DurationFromProto(o.timings().headers_received()));
   }
   s.bytes += o.received_bytes();
-  s.busy += D(o.timings().total());
+  s.busy += DurationFromProto(o.timings().total());
   ++total_;
   if (IsPlatformFailure(o.outcome_class())) ++failures_;
   if (o.outcome_class() == v1::AGENT_ERROR) ++agent_errors_;
@@ -71,9 +62,9 @@ std::vector<v1::ProbeSummary> SummaryBuilder::Build() const {
     s.mutable_error_rate_interval()->set_upper(ci.upper);
     s.mutable_error_rate_interval()->set_confidence(kConfidence);
     std::vector<absl::Duration> ttfb = stream.ttfb;
-    SetDuration(Percentile(&ttfb, 0.50), s.mutable_ttfb_p50());
-    SetDuration(Percentile(&ttfb, 0.90), s.mutable_ttfb_p90());
-    SetDuration(Percentile(&ttfb, 0.99), s.mutable_ttfb_p99());
+    *s.mutable_ttfb_p50() = DurationToProto(Percentile(&ttfb, 0.50));
+    *s.mutable_ttfb_p90() = DurationToProto(Percentile(&ttfb, 0.90));
+    *s.mutable_ttfb_p99() = DurationToProto(Percentile(&ttfb, 0.99));
     const double secs = absl::ToDoubleSeconds(stream.busy);
     s.set_throughput_bytes_per_second(secs > 0 ? stream.bytes / secs : 0.0);
     out.push_back(std::move(s));

@@ -6,19 +6,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "analysis/verdict_engine.h"
+#include "common/proto/time_convert.h"
 
 namespace fleetcanary::analysis {
-namespace {
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-}  // namespace
 
 uint64_t VisibleFailures(uint64_t client_failures, double url_5xx) {
   if (!(url_5xx >= 0)) return client_failures;
@@ -88,7 +78,7 @@ absl::Status ValidatePlatformSample(const v1::PlatformMetricSample& s) {
     return absl::InvalidArgumentError(
         "platform_sample.value must be a finite value >= 0");
   }
-  if (FromProto(s.period()) <= absl::ZeroDuration()) {
+  if (DurationFromProto(s.period()) <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("platform_sample.period must be > 0");
   }
   return absl::OkStatus();
@@ -99,8 +89,8 @@ absl::StatusOr<bool> PlatformPeriodTable::AddSample(
   if (absl::Status st = ValidatePlatformSample(s); !st.ok()) return st;
   const PlatformMetric metric = ClassifyPlatformSample(s);
   if (metric == PlatformMetric::kOther) return false;
-  const absl::Time start = FromProto(s.period_start());
-  const absl::Duration length = FromProto(s.period());
+  const absl::Time start = TimeFromProto(s.period_start());
+  const absl::Duration length = DurationFromProto(s.period());
   auto& by_start = periods_[Key{s.region(), s.target(), s.mode()}];
   auto [it, inserted] = by_start.try_emplace(start);
   PlatformPeriod& p = it->second;

@@ -16,6 +16,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics_export.h"
 #include "common/metrics/process_metrics.h"
+#include "common/proto/time_convert.h"
 #include "common/sigv4/sigv4.h"
 #include "common/status/status_util.h"
 #include "emulator/function/function_url.h"
@@ -30,10 +31,6 @@
 namespace fleetcanary {
 namespace emulator {
 namespace {
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 const char* ModeName(v1::InvokeMode mode) {
   return mode == v1::RESPONSE_STREAM ? "RESPONSE_STREAM" : "BUFFERED";
@@ -60,12 +57,13 @@ class EmulatorImpl : public Emulator {
     FC_RETURN_IF_ERROR(ValidateEmulatorConfig(config));
     MetricStoreOptions metric_options;
     metric_options.period = config.has_metrics_period()
-                                ? FromProto(config.metrics_period())
+                                ? DurationFromProto(config.metrics_period())
                                 : absl::Seconds(60);
     if (metric_options.period <= absl::ZeroDuration()) {
       metric_options.period = absl::Seconds(60);
     }
-    metric_options.ingestion_delay = FromProto(config.ingestion_delay());
+    metric_options.ingestion_delay =
+        DurationFromProto(config.ingestion_delay());
 
     auto engine = ScenarioEngine::Create(config.scenario(), clock_);
     if (!engine.ok()) {
@@ -87,7 +85,7 @@ class EmulatorImpl : public Emulator {
       return issuer->Lookup(key, "lambda");
     };
     context_.max_clock_skew = config.has_max_clock_skew()
-                                  ? FromProto(config.max_clock_skew())
+                                  ? DurationFromProto(config.max_clock_skew())
                                   : absl::Minutes(5);
     context_.shape_streaming =
         !config.has_shape_streaming() || config.shape_streaming();

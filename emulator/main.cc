@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "common/sigv4/sigv4.h"
 #include "common/time/clock.h"
 #include "emulator/emulator.h"
@@ -71,18 +72,13 @@ absl::StatusOr<emulator::EmulatorOptions> OptionsFromFlags() {
   if (!absl::GetFlag(FLAGS_listen_host).empty()) {
     config.set_listen_host(absl::GetFlag(FLAGS_listen_host));
   }
-  auto set_duration = [](absl::Duration d, google::protobuf::Duration* out) {
-    const int64_t ns = absl::ToInt64Nanoseconds(d);
-    out->set_seconds(ns / 1000000000);
-    out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-  };
   if (absl::GetFlag(FLAGS_metrics_period) > absl::ZeroDuration()) {
-    set_duration(absl::GetFlag(FLAGS_metrics_period),
-                 config.mutable_metrics_period());
+    *config.mutable_metrics_period() =
+        DurationToProto(absl::GetFlag(FLAGS_metrics_period));
   }
   if (absl::GetFlag(FLAGS_ingestion_delay) > absl::ZeroDuration()) {
-    set_duration(absl::GetFlag(FLAGS_ingestion_delay),
-                 config.mutable_ingestion_delay());
+    *config.mutable_ingestion_delay() =
+        DurationToProto(absl::GetFlag(FLAGS_ingestion_delay));
   }
   if (absl::GetFlag(FLAGS_no_shape_streaming))
     config.set_shape_streaming(false);
@@ -131,11 +127,7 @@ int Main() {
     return 2;
   }
   // Block the stop signals before any thread starts, then wait for one.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t stop_signals = BlockStopSignals();
 
   auto emu = emulator::Emulator::Create(*options, Clock::Real());
   if (!emu.ok()) {

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/sqlite/sqlite_util.h"
 #include "common/status/status_util.h"
 
 namespace fleetcanary {
@@ -37,7 +38,6 @@ INSERT INTO meta(key, value) VALUES('next_sequence', 1), ('acked_sequence', 0),
 CREATE TABLE started(probe_id TEXT PRIMARY KEY, data BLOB NOT NULL);
 )sql",
 };
-constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 class OutboxImpl : public Outbox {
  public:
@@ -70,27 +70,7 @@ class OutboxImpl : public Outbox {
         Exec(absl::StrCat("PRAGMA journal_size_limit=", WalBudget())));
     FC_RETURN_IF_ERROR(OpenLostCounter());
     sqlite3_busy_timeout(db_, 5000);
-    int version = 0;
-    {
-      sqlite3_stmt* q = nullptr;
-      sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &q, nullptr);
-      if (sqlite3_step(q) == SQLITE_ROW) version = sqlite3_column_int(q, 0);
-      sqlite3_finalize(q);
-    }
-    if (version > kSchemaVersion) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "outbox schema version ", version, " is newer than this binary's"));
-    }
-    for (int v = version; v < kSchemaVersion; ++v) {
-      FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-      absl::Status s = Exec(kMigrations[v]);
-      if (s.ok()) s = Exec(absl::StrCat("PRAGMA user_version=", v + 1));
-      if (!s.ok()) {
-        Exec("ROLLBACK").IgnoreError();
-        return s;
-      }
-      FC_RETURN_IF_ERROR(Exec("COMMIT"));
-    }
+    FC_RETURN_IF_ERROR(MigrateSqlite(db_, kMigrations, "outbox", "outbox"));
     FC_RETURN_IF_ERROR(Prepare(
         "INSERT INTO outcomes(seq, size, data) VALUES(?, ?, ?)", &insert_));
     FC_RETURN_IF_ERROR(
@@ -425,17 +405,10 @@ class OutboxImpl : public Outbox {
  private:
   absl::Status Error(absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return absl::InternalError(
-        absl::StrCat("outbox: ", what, ": ", sqlite3_errmsg(db_)));
+    return SqliteError(db_, "outbox", what);
   }
   absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err ? err : "unknown error";
-      sqlite3_free(err);
-      return absl::InternalError(absl::StrCat("outbox: ", msg));
-    }
-    return absl::OkStatus();
+    return SqliteExec(db_, sql, "outbox");
   }
   absl::Status Prepare(const char* sql, sqlite3_stmt** stmt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -566,17 +539,7 @@ absl::StatusOr<std::unique_ptr<Outbox>> Outbox::Create(
   if (options.path.empty()) {
     return absl::InvalidArgumentError("outbox path: required");
   }
-  sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(
-      options.path.c_str(), &db,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-      nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    sqlite3_close_v2(db);
-    return absl::UnavailableError(
-        absl::StrCat("opening outbox ", options.path, ": ", msg));
-  }
+  FC_ASSIGN_OR_RETURN(sqlite3 * db, OpenSqlite(options.path, "outbox"));
   auto outbox = std::make_unique<OutboxImpl>(options, db);
   FC_RETURN_IF_ERROR(
       Annotate(outbox->Init(), absl::StrCat("opening outbox ", options.path)));

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/aws/partition.h"
+#include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
 #include "nlohmann/json.hpp"
 
@@ -384,10 +385,8 @@ absl::Status CloudWatchClient::RunBatch(
       }
       s.set_metric(m.name);
       s.set_stat(m.stat);
-      const absl::Duration since_epoch = time - absl::UnixEpoch();
-      s.mutable_period_start()->set_seconds(absl::ToInt64Seconds(since_epoch));
-      s.mutable_period_start()->set_nanos(static_cast<int32_t>(
-          absl::ToInt64Nanoseconds(since_epoch % absl::Seconds(1))));
+      *s.mutable_period_start() = TimeToProto(time);
+
       s.mutable_period()->set_seconds(period_s);
       s.set_value(value);
     }

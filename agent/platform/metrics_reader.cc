@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 
 namespace fleetcanary {
 namespace platform {
@@ -35,10 +36,6 @@ void EraseBefore(std::map<std::pair<size_t, absl::Time>, double>* reported,
   for (auto it = reported->begin(); it != reported->end();) {
     it = it->first.second < t ? reported->erase(it) : std::next(it);
   }
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
 
 }  // namespace
@@ -157,7 +154,7 @@ PlatformMetricsReader::Poll() {
       ++m;
     }
     if (m == options_.metrics.size()) continue;
-    const absl::Time start = PeriodStart(FromProto(s.period_start()));
+    const absl::Time start = PeriodStart(TimeFromProto(s.period_start()));
     if (start < state.final_until || start >= closed_end) continue;
     auto [slot, inserted] =
         state.reported.emplace(std::make_pair(m, start), s.value());

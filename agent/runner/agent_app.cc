@@ -23,21 +23,13 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics_export.h"
 #include "common/metrics/process_metrics.h"
+#include "common/proto/time_convert.h"
 #include "common/sigv4/sigv4.h"
 #include "common/status/status_util.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace agent {
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-absl::Duration FromProto(const google::protobuf::Duration& d,
-                         absl::Duration fallback) {
-  if (d.seconds() == 0 && d.nanos() == 0) return fallback;
-  return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
-}
 
 TargetGuardOptions GuardOptions(const v1::AgentConfig& c) {
   TargetGuardOptions o;
@@ -369,9 +361,11 @@ class AgentAppImpl : public AgentApp {
     h.add_capabilities("http2");
     h.add_capabilities("aws_iam");
     so.heartbeat_interval =
-        FromProto(c.heartbeat_interval(), absl::Seconds(10));
-    so.reconnect_min = FromProto(c.reconnect_min(), absl::Milliseconds(100));
-    so.reconnect_max = FromProto(c.reconnect_max(), absl::Seconds(30));
+        DurationFromProtoOr(c.heartbeat_interval(), absl::Seconds(10));
+    so.reconnect_min =
+        DurationFromProtoOr(c.reconnect_min(), absl::Milliseconds(100));
+    so.reconnect_max =
+        DurationFromProtoOr(c.reconnect_max(), absl::Seconds(30));
     so.seed = options_.seed ^ 0x5eed;
     ProbeEngine* engine = engine_.get();
     so.in_flight = [engine] {
@@ -488,9 +482,9 @@ class AgentAppImpl : public AgentApp {
     }
     FC_ASSIGN_OR_RETURN(cloudwatch_, platform::CreateCloudWatchClient(co));
     platform::PlatformMetricsReaderOptions ro;
-    ro.period = FromProto(c.metrics_period(), absl::Seconds(60));
-    ro.ingestion_delay = FromProto(c.metrics_ingestion_delay(),
-                                   std::min(absl::Minutes(5), 5 * ro.period));
+    ro.period = DurationFromProtoOr(c.metrics_period(), absl::Seconds(60));
+    ro.ingestion_delay = DurationFromProtoOr(
+        c.metrics_ingestion_delay(), std::min(absl::Minutes(5), 5 * ro.period));
     FC_ASSIGN_OR_RETURN(reader_, platform::PlatformMetricsReader::Create(
                                      ro, cloudwatch_.get(), clock_));
     FC_ASSIGN_OR_RETURN(platform_loop_,

@@ -13,7 +13,6 @@
 #include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
 #include "common/units/units.h"
-#include "google/protobuf/util/time_util.h"
 
 ABSL_FLAG(std::string, config, "",
           "Agent settings (YAML, fleetcanary.v1.AgentConfig); flags below "
@@ -65,19 +64,6 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
-absl::Status SetDuration(const std::string& flag, const char* name,
-                         google::protobuf::Duration* out) {
-  if (flag.empty()) return absl::OkStatus();
-  auto d = fleetcanary::ParseDuration(flag);
-  if (!d.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", name, ": ", d.status().message()));
-  }
-  *out = google::protobuf::util::TimeUtil::NanosecondsToDuration(
-      absl::ToInt64Nanoseconds(*d));
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -86,11 +72,7 @@ int main(int argc, char** argv) {
       "fleetcanary-agent --config=agent.yaml | --agent_id=a --region=r "
       "--controller=host:port --data_dir=dir");
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t signals = fleetcanary::BlockStopSignals();
 
   fleetcanary::agent::AgentAppOptions options;
   fleetcanary::v1::AgentConfig& c = options.config;
@@ -98,17 +80,12 @@ int main(int argc, char** argv) {
     absl::Status s = fleetcanary::LoadYamlFile(absl::GetFlag(FLAGS_config), &c);
     if (!s.ok()) return Fail(s);
   }
-  if (!absl::GetFlag(FLAGS_agent_id).empty()) {
-    c.set_agent_id(absl::GetFlag(FLAGS_agent_id));
-  }
-  if (!absl::GetFlag(FLAGS_region).empty())
-    c.set_region(absl::GetFlag(FLAGS_region));
-  if (!absl::GetFlag(FLAGS_controller).empty()) {
-    c.set_controller_address(absl::GetFlag(FLAGS_controller));
-  }
-  if (!absl::GetFlag(FLAGS_data_dir).empty()) {
-    c.set_data_dir(absl::GetFlag(FLAGS_data_dir));
-  }
+  using fleetcanary::OverrideFromFlag;
+  OverrideFromFlag(absl::GetFlag(FLAGS_agent_id), c.mutable_agent_id());
+  OverrideFromFlag(absl::GetFlag(FLAGS_region), c.mutable_region());
+  OverrideFromFlag(absl::GetFlag(FLAGS_controller),
+                   c.mutable_controller_address());
+  OverrideFromFlag(absl::GetFlag(FLAGS_data_dir), c.mutable_data_dir());
   const std::string http = absl::GetFlag(FLAGS_http_listen);
   if (http == "off") {
     c.clear_metrics_listen();
@@ -123,12 +100,12 @@ int main(int argc, char** argv) {
     c.set_outbox_max_bytes(*b);
   }
   for (absl::Status s :
-       {SetDuration(absl::GetFlag(FLAGS_heartbeat_interval),
-                    "heartbeat_interval", c.mutable_heartbeat_interval()),
-        SetDuration(absl::GetFlag(FLAGS_reconnect_min), "reconnect_min",
-                    c.mutable_reconnect_min()),
-        SetDuration(absl::GetFlag(FLAGS_reconnect_max), "reconnect_max",
-                    c.mutable_reconnect_max())}) {
+       {OverrideFromFlag(absl::GetFlag(FLAGS_heartbeat_interval),
+                         "heartbeat_interval", c.mutable_heartbeat_interval()),
+        OverrideFromFlag(absl::GetFlag(FLAGS_reconnect_min), "reconnect_min",
+                         c.mutable_reconnect_min()),
+        OverrideFromFlag(absl::GetFlag(FLAGS_reconnect_max), "reconnect_max",
+                         c.mutable_reconnect_max())}) {
     if (!s.ok()) return Fail(s);
   }
   for (const std::string& h : absl::GetFlag(FLAGS_target_allow_hosts)) {

@@ -12,25 +12,20 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace agent {
 namespace {
 
 using google::protobuf::util::MessageDifferencer;
-using google::protobuf::util::TimeUtil;
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
-}
 
 // Size rotation: whether `wall` is in the assignment's turn, away from the
 // period's edges (so client and platform put the probe in the same period).
 bool InTurn(const v1::Assignment& a, absl::Time wall) {
   if (a.rotation_slots() <= 1) return true;
-  const absl::Duration period = FromProto(a.rotation_period());
+  const absl::Duration period = DurationFromProto(a.rotation_period());
   if (period <= absl::ZeroDuration()) return true;
   absl::Duration rem;
   const int64_t index =
@@ -83,14 +78,14 @@ class RunnerImpl : public Runner {
       }
       Timer t;
       t.assignment = a;
-      t.interval = FromProto(a.interval());
+      t.interval = DurationFromProto(a.interval());
       if (t.interval <= absl::ZeroDuration()) {
         LogWarning("assignment_ignored",
                    {{"key", key}, {"reason", "interval must be > 0"}});
         continue;
       }
       // First slot: the next wall time ≡ offset (mod interval).
-      const absl::Duration offset = FromProto(a.offset());
+      const absl::Duration offset = DurationFromProto(a.offset());
       const absl::Duration since_epoch = now_wall - absl::UnixEpoch() - offset;
       absl::Duration rem;
       const int64_t slots =
@@ -193,7 +188,7 @@ class RunnerImpl : public Runner {
     r.auth = a.url().auth() == v1::AWS_IAM ? v1::AWS_IAM : v1::NONE;
     r.size_bytes = a.size_bytes();
     r.chunk_bytes = a.chunk_bytes();
-    r.chunk_gap = FromProto(a.chunk_gap());
+    r.chunk_gap = DurationFromProto(a.chunk_gap());
     r.seed = rng_();
     r.probe_id = absl::StrFormat("%016x%016x", rng_(), rng_());
     r.limits = a.limits();

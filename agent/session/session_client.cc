@@ -19,19 +19,14 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "common/grpc/write_queue.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "fleetcanary/v1/session.grpc.pb.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace agent {
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
-}
 
 // Receives a stream's events (implemented by the client).
 class StreamEvents {
@@ -55,17 +50,12 @@ class StreamReactor
   }
 
   void Send(v1::AgentMessage message) {
-    const v1::AgentMessage* next = nullptr;
+    WriteQueue<v1::AgentMessage>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      if (broken_) return;
-      out_.push_back(std::move(message));
-      if (!writing_) {
-        writing_ = true;
-        next = &out_.front();
-      }
+      step = out_.Push(std::move(message));
     }
-    if (next) StartWrite(next);
+    if (step.write) StartWrite(step.write);
   }
 
   void Cancel() { context_.TryCancel(); }
@@ -78,23 +68,12 @@ class StreamReactor
   }
 
   void OnWriteDone(bool ok) override {
-    const v1::AgentMessage* next = nullptr;
+    WriteQueue<v1::AgentMessage>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      out_.pop_front();
-      if (!ok) {
-        broken_ = true;
-        out_.clear();
-        writing_ = false;
-        return;
-      }
-      if (!out_.empty()) {
-        next = &out_.front();
-      } else {
-        writing_ = false;
-      }
+      step = out_.WriteDone(ok);
     }
-    if (next) StartWrite(next);
+    if (step.write) StartWrite(step.write);
   }
 
   // Last reaction; the owner may delete the reactor once told.
@@ -108,9 +87,9 @@ class StreamReactor
   v1::ControllerMessage in_;
   absl::Mutex mu_;
   // State below is protected by mu_.
-  std::deque<v1::AgentMessage> out_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  // The call ends by itself (OnDone); a failed write only stops writing.
+  WriteQueue<v1::AgentMessage> out_ ABSL_GUARDED_BY(mu_){
+      WriteQueue<v1::AgentMessage>::OnBroken::kWait};
 };
 
 class SessionClientImpl : public SessionClient, public StreamEvents {
@@ -464,8 +443,9 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
           case v1::ControllerMessage::kWelcome: {
             const v1::Welcome& w = m.welcome();
             if (w.has_heartbeat_interval() &&
-                FromProto(w.heartbeat_interval()) > absl::ZeroDuration()) {
-              heartbeat_interval_ = FromProto(w.heartbeat_interval());
+                DurationFromProto(w.heartbeat_interval()) >
+                    absl::ZeroDuration()) {
+              heartbeat_interval_ = DurationFromProto(w.heartbeat_interval());
             }
             absl::Status s = outbox_->Ack(w.applied_sequence());
             if (!s.ok())
@@ -629,8 +609,7 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
         const OutboxStats os = outbox_->stats();
         v1::AgentMessage m;
         v1::Heartbeat* h = m.mutable_heartbeat();
-        *h->mutable_time() =
-            TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(clock_->Now()));
+        *h->mutable_time() = TimeToProto(clock_->Now());
         h->set_outbox_depth(os.depth);
         h->set_outbox_bytes(os.bytes);
         h->set_dropped_total(os.dropped_total);

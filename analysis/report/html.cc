@@ -4,14 +4,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/proto/invoke_mode.h"
 
 namespace fleetcanary {
 
 std::string ReportCellAnchor(const std::string& region, v1::InvokeMode mode,
                              uint64_t size_bytes) {
-  return absl::StrCat("cell-", region, "-",
-                      mode == v1::RESPONSE_STREAM ? "stream" : "buffered", "-",
-                      size_bytes);
+  return absl::StrCat("cell-", region, "-", InvokeModeName(mode, "buffered"),
+                      "-", size_bytes);
 }
 
 const char* VerdictStateColor(v1::VerdictState state) {

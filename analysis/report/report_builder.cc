@@ -17,6 +17,7 @@
 #include "analysis/intervals.h"
 #include "analysis/offline.h"
 #include "analysis/verdict_engine.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -32,12 +33,6 @@ using google::protobuf::util::TimeUtil;
 constexpr double kConfidence = 0.95;
 constexpr size_t kMaxPhantomPeriods = 500;
 
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(t));
-}
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
-}
 google::protobuf::Duration SecondsToProto(double s) {
   return TimeUtil::NanosecondsToDuration(
       static_cast<int64_t>(std::llround(s * 1e9)));
@@ -194,7 +189,7 @@ std::vector<v1::ReportFinding> Findings(const v1::AnalysisReport& analysis,
     out.push_back(std::move(f));
   }
   std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-    return FromProto(a.first_seen()) < FromProto(b.first_seen());
+    return TimeFromProto(a.first_seen()) < TimeFromProto(b.first_seen());
   });
   return out;
 }
@@ -355,7 +350,7 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
   v1::IncidentReport r;
   r.set_target(options.target);
   r.set_source(options.source);
-  *r.mutable_generated_at() = ToProto(options.generated_at);
+  *r.mutable_generated_at() = TimeToProto(options.generated_at);
   *r.mutable_detection() = *detection;
   r.set_methods(MethodsParagraph(*detection));
 
@@ -383,13 +378,13 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
                    });
   for (const std::string& region : regions) r.add_regions(region);
   *r.mutable_from() =
-      ToProto(options.from == absl::InfinitePast()
-                  ? absl::FromUnixSeconds(minutes.front()->minute * 60)
-                  : options.from);
+      TimeToProto(options.from == absl::InfinitePast()
+                      ? absl::FromUnixSeconds(minutes.front()->minute * 60)
+                      : options.from);
   *r.mutable_to() =
-      ToProto(options.to == absl::InfiniteFuture()
-                  ? absl::FromUnixSeconds(minutes.back()->minute * 60 + 60)
-                  : options.to);
+      TimeToProto(options.to == absl::InfiniteFuture()
+                      ? absl::FromUnixSeconds(minutes.back()->minute * 60 + 60)
+                      : options.to);
 
   // Verdicts of the target and regions.
   v1::AnalysisReport* analysis = r.mutable_analysis();
@@ -414,7 +409,7 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
   for (v1::ReportFinding& f : Findings(*analysis, detection->fix_alpha())) {
     if (f.worst_state() == v1::REGRESSION) {
       any_regression = true;
-      const absl::Time onset = FromProto(f.change_time());
+      const absl::Time onset = TimeFromProto(f.change_time());
       if (onset < b.onset) {
         b.onset = onset;
         *r.mutable_onset() = f.change_time();
@@ -426,11 +421,11 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
       }
       if (f.has_fix()) {
         const absl::Time t = f.fix().has_change_time()
-                                 ? FromProto(f.fix().change_time())
-                                 : FromProto(f.fix().confirmed_at());
+                                 ? TimeFromProto(f.fix().change_time())
+                                 : TimeFromProto(f.fix().confirmed_at());
         if (t > fix) {
           fix = t;
-          *r.mutable_fix_time() = ToProto(t);
+          *r.mutable_fix_time() = TimeToProto(t);
           if (f.fix().has_change_interval()) {
             *r.mutable_fix_interval() = f.fix().change_interval();
           }
@@ -507,11 +502,12 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
   for (const v1::PlatformMetricSample& s : data.platform_samples) {
     if (s.target() != options.target || !region_ok(s.region())) continue;
     if (!s.stat().empty() && s.stat() != "Sum") continue;
-    const absl::Time start = FromProto(s.period_start());
+    const absl::Time start = TimeFromProto(s.period_start());
     if (start < options.from || start >= options.to) continue;
     absl::Duration length = absl::Minutes(1);
-    if (s.has_period() && TimeUtil::DurationToNanoseconds(s.period()) > 0) {
-      length = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(s.period()));
+    if (s.has_period() &&
+        DurationFromProto(s.period()) > absl::ZeroDuration()) {
+      length = DurationFromProto(s.period());
     }
     const int64_t first = analysis::MinuteOf(start);
     const int64_t end =
@@ -560,9 +556,8 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
           v1::PhantomPeriod* pp = r.add_phantom_periods();
           pp->set_region(mk.first);
           pp->set_mode(static_cast<v1::InvokeMode>(mk.second));
-          *pp->mutable_period_start() = ToProto(start);
-          *pp->mutable_period() = TimeUtil::NanosecondsToDuration(
-              absl::ToInt64Nanoseconds(end - start));
+          *pp->mutable_period_start() = TimeToProto(start);
+          *pp->mutable_period() = DurationToProto(end - start);
           pp->set_platform_errors(p.errors);
           pp->set_client_visible_failures(visible);
           pp->set_phantom_errors(phantom);
@@ -588,7 +583,7 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
     const auto& pm = platform_minute[mk];
     for (const auto& [minute, c] : per_minute) {
       v1::ReportSeries::Point* p = s->add_points();
-      *p->mutable_minute() = ToProto(absl::FromUnixSeconds(minute * 60));
+      *p->mutable_minute() = TimeToProto(absl::FromUnixSeconds(minute * 60));
       p->set_trials(c.trials);
       p->set_failures(c.failures);
       p->set_visible_failures(c.visible);
@@ -618,7 +613,7 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
         !region_ok(o.region())) {
       continue;
     }
-    const absl::Time t = FromProto(o.start_time());
+    const absl::Time t = TimeFromProto(o.start_time());
     if (t < options.from || t >= options.to) continue;
     const bool failed = analysis::IsStreamHealthFailure(o.outcome_class());
     const bool phantom = in_phantom(o, t);
@@ -652,7 +647,7 @@ absl::StatusOr<v1::IncidentReport> BuildIncidentReport(
                  google::protobuf::RepeatedPtrField<v1::SampleProbe>* to) {
     std::stable_sort(
         from->begin(), from->end(), [](const auto& a, const auto& b) {
-          return FromProto(a.start_time()) < FromProto(b.start_time());
+          return TimeFromProto(a.start_time()) < TimeFromProto(b.start_time());
         });
     const size_t n = from->size();
     const size_t take = std::min(n, quota);
@@ -706,7 +701,7 @@ absl::StatusOr<ReportData> ReadReportData(std::istream& in,
     const v1::Outcome& o = record.outcome();
     analysis::StreamKey key{o.region(), o.target(), o.mode(),
                             o.requested_bytes(), !o.adhoc_id().empty()};
-    minutes[{key, analysis::MinuteOf(FromProto(o.start_time()))}].Add(o);
+    minutes[{key, analysis::MinuteOf(TimeFromProto(o.start_time()))}].Add(o);
     data.outcomes.push_back(o);
   }
   for (auto& [k, stats] : minutes) {

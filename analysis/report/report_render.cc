@@ -18,6 +18,8 @@
 #include "absl/time/time.h"
 #include "analysis/intervals.h"
 #include "analysis/report/html.h"
+#include "common/proto/invoke_mode.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -26,12 +28,8 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-absl::Time ToTime(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(t));
-}
-
 std::string TimeText(const google::protobuf::Timestamp& t) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", ToTime(t),
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", TimeFromProto(t),
                           absl::UTCTimeZone());
 }
 
@@ -48,14 +46,7 @@ std::string IntervalText(const v1::TimeInterval& i) {
 }
 
 std::string ModeName(v1::InvokeMode m) {
-  switch (m) {
-    case v1::BUFFERED:
-      return "buffered";
-    case v1::RESPONSE_STREAM:
-      return "stream";
-    default:
-      return "all modes";
-  }
+  return InvokeModeName(m, "all modes");
 }
 
 std::string StateName(v1::VerdictState s) {
@@ -441,22 +432,23 @@ std::vector<std::pair<double, std::string>> TimeTicks(absl::Time from,
 std::vector<Band> IncidentBands(const v1::IncidentReport& r) {
   std::vector<Band> bands;
   if (!r.has_onset()) return bands;
-  const double end = static_cast<double>(
-      absl::ToUnixSeconds(ToTime(r.has_fix_time() ? r.fix_time() : r.to())));
-  bands.push_back({static_cast<double>(absl::ToUnixSeconds(ToTime(r.onset()))),
-                   end, "#fde0dc", "during the incident"});
+  const double end = static_cast<double>(absl::ToUnixSeconds(
+      TimeFromProto(r.has_fix_time() ? r.fix_time() : r.to())));
+  bands.push_back(
+      {static_cast<double>(absl::ToUnixSeconds(TimeFromProto(r.onset()))), end,
+       "#fde0dc", "during the incident"});
   if (r.has_onset_interval()) {
     bands.push_back({static_cast<double>(absl::ToUnixSeconds(
-                         ToTime(r.onset_interval().lower()))),
+                         TimeFromProto(r.onset_interval().lower()))),
                      static_cast<double>(absl::ToUnixSeconds(
-                         ToTime(r.onset_interval().upper()))),
+                         TimeFromProto(r.onset_interval().upper()))),
                      "#f4a6a0", "onset interval"});
   }
   if (r.has_fix_interval()) {
-    bands.push_back({static_cast<double>(
-                         absl::ToUnixSeconds(ToTime(r.fix_interval().lower()))),
-                     static_cast<double>(
-                         absl::ToUnixSeconds(ToTime(r.fix_interval().upper()))),
+    bands.push_back({static_cast<double>(absl::ToUnixSeconds(
+                         TimeFromProto(r.fix_interval().lower()))),
+                     static_cast<double>(absl::ToUnixSeconds(
+                         TimeFromProto(r.fix_interval().upper()))),
                      "#b9d7f0", "fix interval"});
   }
   return bands;
@@ -465,7 +457,7 @@ std::vector<Band> IncidentBands(const v1::IncidentReport& r) {
 // Minutes per chart point so a chart has at most ~120 points.
 int64_t BucketMinutes(const v1::IncidentReport& r) {
   const int64_t minutes =
-      absl::ToInt64Minutes(ToTime(r.to()) - ToTime(r.from())) + 1;
+      absl::ToInt64Minutes(TimeFromProto(r.to()) - TimeFromProto(r.from())) + 1;
   return std::max<int64_t>(1, (minutes + 119) / 120);
 }
 
@@ -491,7 +483,7 @@ std::string RateOverTimeChart(const v1::IncidentReport& r) {
     }
     lines.push_back(std::move(l));
   }
-  const absl::Time from = ToTime(r.from()), to = ToTime(r.to());
+  const absl::Time from = TimeFromProto(r.from()), to = TimeFromProto(r.to());
   return Chart(absl::StrCat("Error rate over time (", bucket,
                             "-minute buckets); shaded: incident, onset and "
                             "fix intervals"),
@@ -575,7 +567,7 @@ std::string PlatformChart(const v1::IncidentReport& r) {
     lines.push_back(std::move(client));
   }
   if (lines.empty()) return "<p>No platform metrics in the window.</p>";
-  const absl::Time from = ToTime(r.from()), to = ToTime(r.to());
+  const absl::Time from = TimeFromProto(r.from()), to = TimeFromProto(r.to());
   return Chart(absl::StrCat("Platform Errors vs failures clients saw (per ",
                             bucket, " min); the gap is phantom errors"),
                lines, IncidentBands(r), absl::ToUnixSeconds(from),

@@ -11,6 +11,7 @@
 #include "cli/commands/controller_client.h"
 #include "cli/output/json.h"
 #include "cli/ui/table.h"
+#include "common/proto/time_convert.h"
 
 namespace fleetcanary {
 namespace cli {
@@ -24,10 +25,8 @@ struct AgentsFlags {
 
 // "12s ago" relative to `now`, or "-" for an unset time.
 std::string Ago(const google::protobuf::Timestamp& t, absl::Time now) {
-  if (t.seconds() == 0 && t.nanos() == 0) return "-";
-  const absl::Time when =
-      absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-  absl::Duration d = now - when;
+  if (!IsSet(t)) return "-";
+  absl::Duration d = now - TimeFromProto(t);
   if (d < absl::Seconds(1)) return "<1s ago";
   return absl::StrCat(absl::FormatDuration(absl::Trunc(d, absl::Seconds(1))),
                       " ago");

@@ -15,13 +15,11 @@
 #include "cli/commands/verdict_format.h"
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
-#include "google/protobuf/util/time_util.h"
+#include "common/proto/time_convert.h"
 
 namespace fleetcanary {
 namespace cli {
 namespace {
-
-using google::protobuf::util::TimeUtil;
 
 struct AnalyzeFlags {
   ControllerFlags controller;
@@ -45,10 +43,6 @@ absl::StatusOr<absl::Time> ParseTimeFlag(const std::string& flag,
   return absl::InvalidArgumentError(
       absl::StrCat(flag, ": \"", text,
                    "\" is not an RFC 3339 time (e.g. 2024-02-04T00:00:00Z)"));
-}
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
 
 // Reads a file through, reporting bytes read to a progress bar.
@@ -141,7 +135,7 @@ int Remote(const AnalyzeFlags& f, CliContext* ctx) {
     absl::StatusOr<absl::Time> t = ParseTimeFlag(flag, *text);
     if (!t.ok())
       return UsageError(ctx, command, std::string(t.status().message()));
-    *field = ToProto(*t);
+    *field = TimeToProto(*t);
   }
   if (f.from.empty()) request.clear_from();
   if (f.to.empty()) request.clear_to();

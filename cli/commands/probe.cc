@@ -11,17 +11,12 @@
 #include "cli/commands/controller_client.h"
 #include "cli/commands/probe_controller.h"
 #include "cli/commands/probe_direct.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
 
 namespace fleetcanary {
 namespace cli {
 namespace {
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t ns = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(ns / 1000000000);
-  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
 
 // Flag values as typed; converted and checked once the subcommand runs.
 struct ProbeFlags {
@@ -133,13 +128,13 @@ absl::StatusOr<ProbeDirectOptions> ToOptions(const ProbeFlags& f) {
   o.region = f.region;
   absl::StatusOr<absl::Duration> d = Duration("timeout", f.timeout);
   if (!d.ok()) return d.status();
-  SetDuration(*d, o.limits.mutable_timeout());
+  *o.limits.mutable_timeout() = DurationToProto(*d);
   d = Duration("stall-limit", f.stall_limit);
   if (!d.ok()) return d.status();
-  SetDuration(*d, o.limits.mutable_stall_limit());
+  *o.limits.mutable_stall_limit() = DurationToProto(*d);
   d = Duration("connect-timeout", f.connect_timeout);
   if (!d.ok()) return d.status();
-  SetDuration(*d, o.limits.mutable_connect_timeout());
+  *o.limits.mutable_connect_timeout() = DurationToProto(*d);
   absl::StatusOr<uint64_t> max_body = ParseBytes(f.max_body);
   if (!max_body.ok() || *max_body == 0) {
     return absl::InvalidArgumentError(absl::StrCat(

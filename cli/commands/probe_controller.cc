@@ -1,7 +1,5 @@
 #include "cli/commands/probe_controller.h"
 
-#include <signal.h>
-
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -12,104 +10,15 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "analysis/probe_summary.h"
+#include "cli/commands/probe_table.h"
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
-#include "cli/ui/table.h"
+#include "cli/ui/sigint_flag.h"
+#include "common/proto/invoke_mode.h"
 #include "common/units/units.h"
 
 namespace fleetcanary {
 namespace cli {
-namespace {
-
-std::atomic<bool> g_interrupted{false};
-
-void OnSigint(int) { g_interrupted = true; }
-
-absl::Duration D(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-std::string ModeName(v1::InvokeMode mode) {
-  return mode == v1::RESPONSE_STREAM ? "stream" : "buffered";
-}
-
-std::string FormatMs(absl::Duration d) {
-  const double ms = absl::ToDoubleMilliseconds(d);
-  if (ms >= 1000) return absl::StrFormat("%.2fs", ms / 1000);
-  if (ms >= 100) return absl::StrFormat("%.0fms", ms);
-  return absl::StrFormat("%.1fms", ms);
-}
-
-std::string FormatRate(double bytes_per_second) {
-  const char* units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s"};
-  int u = 0;
-  while (bytes_per_second >= 1024 && u < 3) {
-    bytes_per_second /= 1024;
-    ++u;
-  }
-  return absl::StrFormat("%.1f %s", bytes_per_second, units[u]);
-}
-
-std::string FormatPercent(double p) {
-  return absl::StrFormat("%.2f%%", 100 * p);
-}
-
-// Restores the previous SIGINT disposition when destroyed.
-class SigintGuard {
- public:
-  SigintGuard() {
-    g_interrupted = false;
-    struct sigaction sa = {};
-    sa.sa_handler = OnSigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &previous_);
-  }
-  ~SigintGuard() { sigaction(SIGINT, &previous_, nullptr); }
-
- private:
-  struct sigaction previous_ = {};
-};
-
-}  // namespace
-
-std::string RenderRegionTable(const std::vector<v1::ProbeSummary>& summaries) {
-  Table t({"REGION", "MODE", "SIZE", "PROBES", "OK", "FAILURES", "ERROR",
-           "95% CI", "TTFB P50", "P90", "P99", "THROUGHPUT"},
-          {Align::kLeft, Align::kLeft, Align::kRight, Align::kRight,
-           Align::kRight, Align::kLeft, Align::kRight, Align::kLeft,
-           Align::kRight, Align::kRight, Align::kRight, Align::kRight});
-  for (const v1::ProbeSummary& s : summaries) {
-    std::vector<std::string> failures;
-    uint64_t ok = 0;
-    for (int c = v1::OutcomeClass_MIN; c <= v1::OutcomeClass_MAX; ++c) {
-      const std::string name =
-          v1::OutcomeClass_Name(static_cast<v1::OutcomeClass>(c));
-      auto it = s.by_class().find(name);
-      if (it == s.by_class().end()) continue;
-      if (c == v1::OK) {
-        ok = it->second;
-      } else {
-        failures.push_back(absl::StrCat(name, ":", it->second));
-      }
-    }
-    const bool any_ttfb =
-        s.has_ttfb_p99() && D(s.ttfb_p99()) > absl::ZeroDuration();
-    const auto ttfb = [&](const google::protobuf::Duration& d) {
-      return any_ttfb ? FormatMs(D(d)) : std::string("-");
-    };
-    t.AddRow(
-        {s.region(), ModeName(s.mode()), FormatBytes(s.size_bytes()),
-         absl::StrCat(s.probes()), absl::StrCat(ok),
-         failures.empty() ? "-" : absl::StrJoin(failures, " "),
-         FormatPercent(s.error_rate()),
-         absl::StrCat("[", FormatPercent(s.error_rate_interval().lower()), ", ",
-                      FormatPercent(s.error_rate_interval().upper()), "]"),
-         ttfb(s.ttfb_p50()), ttfb(s.ttfb_p90()), ttfb(s.ttfb_p99()),
-         FormatRate(s.throughput_bytes_per_second())});
-  }
-  return t.Render();
-}
-
 int RunProbeController(const ControllerFlags& connection,
                        const ProbeControllerOptions& options, CliContext* ctx) {
   const std::string command = "probe";
@@ -130,7 +39,7 @@ int RunProbeController(const ControllerFlags& connection,
 
   grpc::ClientContext rpc;
   (*client)->Prepare(&rpc, /*with_deadline=*/false);
-  SigintGuard sigint;
+  SigintFlag sigint;
   // Ctrl-C cancels the call: the controller then cancels its agents.
   absl::Mutex mu;
   bool reading_done = false;
@@ -141,7 +50,7 @@ int RunProbeController(const ControllerFlags& connection,
     while (!reading_done) {
       ctx->clock->AwaitWithTimeout(&mu, absl::Condition(&reading_done),
                                    absl::Milliseconds(50));
-      if (g_interrupted.exchange(false)) {
+      if (sigint.Take()) {
         interrupted = true;
         rpc.TryCancel();
       }
@@ -204,7 +113,7 @@ int RunProbeController(const ControllerFlags& connection,
     if (options.json) {
       PrintJson(result, ctx->out);
     } else {
-      *ctx->out << RenderRegionTable(summaries);
+      *ctx->out << RenderSummaryTable(summaries, /*with_region=*/true);
       *ctx->out << absl::StrFormat("%d probes (%s)", result.total_probes(),
                                    result.adhoc_id());
       if (result.missing_probes() > 0) {
@@ -228,8 +137,10 @@ int RunProbeController(const ControllerFlags& connection,
     if (options.json) {
       PrintJson(result, ctx->out);
     } else {
-      *ctx->out << RenderRegionTable(std::vector<v1::ProbeSummary>(
-          result.summaries().begin(), result.summaries().end()));
+      *ctx->out << RenderSummaryTable(
+          std::vector<v1::ProbeSummary>(result.summaries().begin(),
+                                        result.summaries().end()),
+          /*with_region=*/true);
       *ctx->out << absl::StrFormat(
           "%d probes before Ctrl-C (partial: cancelled)\n",
           result.total_probes());
@@ -244,8 +155,9 @@ int RunProbeController(const ControllerFlags& connection,
       *ctx->err << absl::StrFormat(
           "canaryctl probe: %s %s %s error rate %s is above --max-error-rate "
           "%s\n",
-          s.region(), ModeName(s.mode()), FormatBytes(s.size_bytes()),
-          FormatPercent(s.error_rate()), FormatPercent(options.max_error_rate));
+          s.region(), InvokeModeName(s.mode(), "buffered"),
+          FormatBytes(s.size_bytes()), FormatPercent(s.error_rate()),
+          FormatPercent(options.max_error_rate));
       code = kExitCheckFailed;
     }
   }

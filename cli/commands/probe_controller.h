@@ -35,9 +35,6 @@ struct ProbeControllerOptions {
 int RunProbeController(const ControllerFlags& connection,
                        const ProbeControllerOptions& options, CliContext* ctx);
 
-// The summaries table (one row per region x mode x size).
-std::string RenderRegionTable(const std::vector<v1::ProbeSummary>& summaries);
-
 }  // namespace cli
 }  // namespace fleetcanary
 

@@ -1,121 +1,25 @@
 #include "cli/commands/probe_direct.h"
 
-#include <signal.h>
-
-#include <atomic>
 #include <fstream>
 #include <memory>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/probe/probe_engine.h"
 #include "analysis/probe_summary.h"
+#include "cli/commands/probe_table.h"
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
-#include "cli/ui/table.h"
+#include "cli/ui/sigint_flag.h"
 #include "common/aws/credentials.h"
+#include "common/proto/invoke_mode.h"
 #include "common/units/units.h"
 #include "fleetcanary/v1/admin.pb.h"
 
 namespace fleetcanary {
 namespace cli {
-namespace {
-
-absl::Duration D(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-std::string ModeName(v1::InvokeMode mode) {
-  return mode == v1::RESPONSE_STREAM ? "stream" : "buffered";
-}
-
-std::string FormatMs(absl::Duration d) {
-  const double ms = absl::ToDoubleMilliseconds(d);
-  if (ms >= 1000) return absl::StrFormat("%.2fs", ms / 1000);
-  if (ms >= 100) return absl::StrFormat("%.0fms", ms);
-  return absl::StrFormat("%.1fms", ms);
-}
-
-std::string FormatRate(double bytes_per_second) {
-  const char* units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s"};
-  int u = 0;
-  while (bytes_per_second >= 1024 && u < 3) {
-    bytes_per_second /= 1024;
-    ++u;
-  }
-  return absl::StrFormat("%.1f %s", bytes_per_second, units[u]);
-}
-
-std::string FormatPercent(double p) {
-  return absl::StrFormat("%.2f%%", 100 * p);
-}
-
-std::string RenderTable(const std::vector<v1::ProbeSummary>& summaries) {
-  Table t({"MODE", "SIZE", "PROBES", "OK", "FAILURES", "ERROR", "95% CI",
-           "TTFB P50", "P90", "P99", "THROUGHPUT"},
-          {Align::kLeft, Align::kRight, Align::kRight, Align::kRight,
-           Align::kLeft, Align::kRight, Align::kLeft, Align::kRight,
-           Align::kRight, Align::kRight, Align::kRight});
-  for (const v1::ProbeSummary& s : summaries) {
-    std::vector<std::string> failures;
-    uint64_t ok = 0;
-    // Stable order: by enum value.
-    for (int c = v1::OutcomeClass_MIN; c <= v1::OutcomeClass_MAX; ++c) {
-      const std::string name =
-          v1::OutcomeClass_Name(static_cast<v1::OutcomeClass>(c));
-      auto it = s.by_class().find(name);
-      if (it == s.by_class().end()) continue;
-      if (c == v1::OK) {
-        ok = it->second;
-      } else {
-        failures.push_back(absl::StrCat(name, ":", it->second));
-      }
-    }
-    // No TTFB at all (nothing answered): "-" rather than a fake zero.
-    const bool any_ttfb =
-        s.has_ttfb_p99() && D(s.ttfb_p99()) > absl::ZeroDuration();
-    const auto ttfb = [&](const google::protobuf::Duration& d) {
-      return any_ttfb ? FormatMs(D(d)) : std::string("-");
-    };
-    t.AddRow(
-        {ModeName(s.mode()), FormatBytes(s.size_bytes()),
-         absl::StrCat(s.probes()), absl::StrCat(ok),
-         failures.empty() ? "-" : absl::StrJoin(failures, " "),
-         FormatPercent(s.error_rate()),
-         absl::StrCat("[", FormatPercent(s.error_rate_interval().lower()), ", ",
-                      FormatPercent(s.error_rate_interval().upper()), "]"),
-         ttfb(s.ttfb_p50()), ttfb(s.ttfb_p90()), ttfb(s.ttfb_p99()),
-         FormatRate(s.throughput_bytes_per_second())});
-  }
-  return t.Render();
-}
-
-std::atomic<bool> g_direct_interrupted{false};
-
-void OnDirectSigint(int) { g_direct_interrupted = true; }
-
-// Ctrl-C stops the run (the summary of what finished is still printed);
-// restores the previous SIGINT disposition when destroyed.
-class DirectSigintGuard {
- public:
-  DirectSigintGuard() {
-    g_direct_interrupted = false;
-    struct sigaction sa = {};
-    sa.sa_handler = OnDirectSigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &previous_);
-  }
-  ~DirectSigintGuard() { sigaction(SIGINT, &previous_, nullptr); }
-
- private:
-  struct sigaction previous_ = {};
-};
-
-}  // namespace
-
 int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   Clock* clock = ctx->clock;
   OutcomesFile outcomes_file;
@@ -202,9 +106,10 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   uint64_t in_flight = 0;
   uint64_t started = 0;
   bool stopped = false;  // Interrupted: later outcomes are cancellations.
-  DirectSigintGuard sigint;
+  // Ctrl-C stops the run (the summary of what finished is still printed).
+  SigintFlag sigint;
   const absl::Duration start = clock->MonotonicNow();
-  for (size_t i = 0; i < plan.size() && !g_direct_interrupted; ++i) {
+  for (size_t i = 0; i < plan.size() && !sigint.raised(); ++i) {
     if (options.rate > 0) {
       const absl::Duration slot = start + absl::Seconds(i / options.rate);
       const absl::Duration now = clock->MonotonicNow();
@@ -217,11 +122,11 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
       absl::MutexLock lock(&mu);
       const uint64_t limit = options.concurrency;
       const auto has_room = [&] { return in_flight < limit; };
-      while (!has_room() && !g_direct_interrupted) {
+      while (!has_room() && !sigint.raised()) {
         clock->AwaitWithTimeout(&mu, absl::Condition(&has_room),
                                 absl::Milliseconds(100));
       }
-      if (g_direct_interrupted) break;
+      if (sigint.raised()) break;
       ++in_flight;
     }
     ++started;
@@ -238,14 +143,14 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
   {
     absl::MutexLock lock(&mu);
     const auto all_done = [&] { return done >= started; };
-    while (!all_done() && !g_direct_interrupted) {
+    while (!all_done() && !sigint.raised()) {
       clock->AwaitWithTimeout(&mu, absl::Condition(&all_done),
                               absl::Milliseconds(100));
     }
     stopped = true;
   }
   (*engine)->Shutdown();
-  const bool interrupted = g_direct_interrupted;
+  const bool interrupted = sigint.raised();
   progress.Finish();
   if (absl::Status s = outcomes_file.Close(); !s.ok()) {
     *ctx->err << "canaryctl probe: " << s.message() << "\n";
@@ -261,7 +166,7 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
     result.set_cancelled(interrupted);
     PrintJson(result, ctx->out);
   } else {
-    *ctx->out << RenderTable(summaries);
+    *ctx->out << RenderSummaryTable(summaries, /*with_region=*/false);
     *ctx->out << absl::StrFormat(
         "%d probes in %s (%.1f/s), %d failed, %d agent errors\n",
         summary.total(), FormatMs(elapsed),
@@ -295,7 +200,7 @@ int RunProbeDirect(const ProbeDirectOptions& options, CliContext* ctx) {
       *ctx->err << absl::StrFormat(
           "canaryctl probe: %s %s error rate %s is above --max-error-rate "
           "%s\n",
-          ModeName(s.mode()), FormatBytes(s.size_bytes()),
+          InvokeModeName(s.mode(), "buffered"), FormatBytes(s.size_bytes()),
           FormatPercent(s.error_rate()), FormatPercent(options.max_error_rate));
       code = kExitCheckFailed;
     }

@@ -13,14 +13,12 @@
 #include "analysis/report/report_builder.h"
 #include "analysis/report/report_render.h"
 #include "cli/commands/controller_client.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace cli {
 namespace {
-
-using google::protobuf::util::TimeUtil;
 
 struct ReportFlags {
   ControllerFlags controller;
@@ -44,10 +42,6 @@ absl::StatusOr<absl::Time> ParseTimeFlag(const std::string& flag,
   return absl::InvalidArgumentError(
       absl::StrCat(flag, ": \"", text,
                    "\" is not an RFC 3339 time (e.g. 2024-02-04T00:00:00Z)"));
-}
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
 
 // The window the flags ask for; infinite bounds when none was given.
@@ -167,10 +161,12 @@ int Remote(const ReportFlags& f, const Window& w, CliContext* ctx) {
   v1::ReportRequest request;
   request.set_target(f.target);
   for (const std::string& r : Regions(f.regions)) request.add_regions(r);
-  if (w.from != absl::InfinitePast()) *request.mutable_from() = ToProto(w.from);
-  if (w.to != absl::InfiniteFuture()) *request.mutable_to() = ToProto(w.to);
+  if (w.from != absl::InfinitePast()) {
+    *request.mutable_from() = TimeToProto(w.from);
+  }
+  if (w.to != absl::InfiniteFuture()) *request.mutable_to() = TimeToProto(w.to);
   if (w.fix != absl::InfinitePast()) {
-    *request.mutable_declared_fix_time() = ToProto(w.fix);
+    *request.mutable_declared_fix_time() = TimeToProto(w.fix);
   }
   request.set_max_samples(f.max_samples);
   absl::StatusOr<std::unique_ptr<ControllerClient>> client =

@@ -13,6 +13,7 @@
 #include "cli/output/json.h"
 #include "cli/ui/table.h"
 #include "common/config/loader.h"
+#include "common/proto/invoke_mode.h"
 #include "common/units/units.h"
 
 namespace fleetcanary {
@@ -27,12 +28,6 @@ struct SchedulesFlags {
   std::string id;
   std::string output = "table";
 };
-
-std::string ModeShort(int m) {
-  return m == v1::BUFFERED          ? "buffered"
-         : m == v1::RESPONSE_STREAM ? "stream"
-                                    : "?";
-}
 
 absl::StatusOr<std::unique_ptr<ControllerClient>> Connect(
     const SchedulesFlags& f, CliContext* ctx, const std::string& command,
@@ -136,7 +131,7 @@ int List(const SchedulesFlags& f, CliContext* ctx) {
       regions.push_back(r.region());
       if (modes.empty()) {
         for (const v1::FunctionUrl& u : r.urls())
-          modes.push_back(ModeShort(u.mode()));
+          modes.push_back(InvokeModeName(u.mode(), "?"));
       }
     }
     targets.AddRow(
@@ -148,7 +143,9 @@ int List(const SchedulesFlags& f, CliContext* ctx) {
                    Align::kLeft, Align::kRight, Align::kRight});
   for (const v1::Schedule& s : response.schedules()) {
     std::vector<std::string> modes, sizes;
-    for (int m : s.modes()) modes.push_back(ModeShort(m));
+    for (int m : s.modes()) {
+      modes.push_back(InvokeModeName(static_cast<v1::InvokeMode>(m), "?"));
+    }
     for (uint64_t b : s.sizes()) sizes.push_back(FormatBytes(b));
     schedules.AddRow(
         {s.id(), s.target(),

@@ -9,6 +9,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cli/ui/table.h"
+#include "common/proto/invoke_mode.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
 
 namespace fleetcanary {
@@ -16,19 +18,12 @@ namespace cli {
 namespace {
 
 std::string Time(const google::protobuf::Timestamp& t) {
-  if (t.seconds() == 0 && t.nanos() == 0) return "-";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                          absl::FromUnixSeconds(t.seconds()),
+  if (!IsSet(t)) return "-";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", TimeFromProto(t),
                           absl::UTCTimeZone());
 }
 
 std::string Lower(const std::string& s) { return absl::AsciiStrToLower(s); }
-
-std::string ModeOf(v1::InvokeMode m) {
-  return m == v1::BUFFERED          ? "buffered"
-         : m == v1::RESPONSE_STREAM ? "stream"
-                                    : "-";
-}
 
 std::string Or(const std::string& s) { return s.empty() ? "-" : s; }
 
@@ -63,7 +58,7 @@ std::string VerdictTable(const std::vector<v1::Verdict>& unsorted) {
   for (const v1::Verdict& v : verdicts) {
     t.AddRow({v1::VerdictKind_Name(v.kind()),
               Lower(v1::VerdictState_Name(v.state())), Or(v.key().region()),
-              Or(v.key().target()), ModeOf(v.key().mode()),
+              Or(v.key().target()), InvokeModeName(v.key().mode(), "-"),
               Or(v.key().size_class()), Time(v.since()), Evidence(v)});
   }
   return t.Render();
@@ -72,7 +67,7 @@ std::string VerdictTable(const std::vector<v1::Verdict>& unsorted) {
 std::string TransitionLine(const v1::Verdict& v) {
   std::string key =
       absl::StrCat(Or(v.key().region()), "/", Or(v.key().target()), "/",
-                   ModeOf(v.key().mode()));
+                   InvokeModeName(v.key().mode(), "-"));
   if (!v.key().size_class().empty())
     absl::StrAppend(&key, "/", v.key().size_class());
   return absl::StrCat(

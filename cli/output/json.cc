@@ -2,7 +2,6 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/util/json_util.h>
-#include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/config/loader.h"
+#include "common/proto/time_convert.h"
 #include "fleetcanary/v1/verdict.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -142,11 +142,10 @@ void OutcomesFile::Add(const v1::Outcome& outcome) {
 
 absl::Status OutcomesFile::Close() {
   if (!is_open()) return absl::OkStatus();
-  using google::protobuf::util::TimeUtil;
   std::stable_sort(outcomes_.begin(), outcomes_.end(),
                    [](const v1::Outcome& a, const v1::Outcome& b) {
-                     return TimeUtil::TimestampToNanoseconds(a.start_time()) <
-                            TimeUtil::TimestampToNanoseconds(b.start_time());
+                     return TimeFromProto(a.start_time()) <
+                            TimeFromProto(b.start_time());
                    });
   std::ofstream f(path_, std::ios::trunc);
   v1::AnalysisInputLine line;

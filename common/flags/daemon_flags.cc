@@ -4,8 +4,11 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/build/build_info.h"
+#include "common/proto/time_convert.h"
+#include "common/units/units.h"
 
 namespace fleetcanary {
 
@@ -32,6 +35,31 @@ std::vector<char*> ParseDaemonFlags(int argc, char** argv,
   absl::SetFlagsUsageConfig(config);
   absl::SetProgramUsageMessage(usage);
   return absl::ParseCommandLine(argc, argv);
+}
+
+void OverrideFromFlag(const std::string& flag, std::string* field) {
+  if (!flag.empty()) *field = flag;
+}
+
+absl::Status OverrideFromFlag(const std::string& flag, absl::string_view name,
+                              google::protobuf::Duration* field) {
+  if (flag.empty()) return absl::OkStatus();
+  absl::StatusOr<absl::Duration> d = ParseDuration(flag);
+  if (!d.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, ": ", d.status().message()));
+  }
+  *field = DurationToProto(*d);
+  return absl::OkStatus();
+}
+
+sigset_t BlockStopSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
 }
 
 }  // namespace fleetcanary

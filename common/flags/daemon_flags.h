@@ -5,16 +5,21 @@
 //   --version              VersionLine(program), e.g.
 //                          "fleetcanary-agent 0.1.0 (revision 3f2a9c1d04be)".
 // A program's own flags are the ones defined in a main.cc (every daemon
-// defines its flags there).
+// defines its flags there). Also what every daemon's main() does around its
+// flags: flags overriding the YAML config, and the stop signals.
 //
-// Thread-safety: call once from main() before starting threads.
+// Thread-safety: call from main() before starting threads.
 #ifndef FLEETCANARY_COMMON_FLAGS_DAEMON_FLAGS_H_
 #define FLEETCANARY_COMMON_FLAGS_DAEMON_FLAGS_H_
+
+#include <signal.h>
 
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "google/protobuf/duration.pb.h"
 
 namespace fleetcanary {
 
@@ -29,6 +34,23 @@ std::vector<char*> ParseDaemonFlags(int argc, char** argv,
 // True for a flag defined in one of our daemons' main.cc files; the filter
 // of --help. Exposed for tests.
 bool IsDaemonFlagFile(absl::string_view filename);
+
+// A flag overriding a config field: an empty flag keeps the config's value.
+//
+// Example:
+//   OverrideFromFlag(absl::GetFlag(FLAGS_data_dir), config.mutable_data_dir());
+void OverrideFromFlag(const std::string& flag, std::string* field);
+
+// Same for a duration flag ("10s", "1m30s"), named `name` in errors: sets
+// *field unless `flag` is empty; INVALID_ARGUMENT "--<name>: <reason>" (and
+// *field untouched) when it is not a duration.
+absl::Status OverrideFromFlag(const std::string& flag, absl::string_view name,
+                              google::protobuf::Duration* field);
+
+// Blocks SIGTERM and SIGINT in the calling thread, and so in every thread it
+// starts afterwards, and returns that set: main() then takes a stop signal
+// synchronously with sigwait(). Call before starting any thread.
+sigset_t BlockStopSignals();
 
 }  // namespace fleetcanary
 

@@ -14,19 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/proto/invoke_mode.h"
 
 namespace fleetcanary {
 
-std::string ModeLabel(v1::InvokeMode mode) {
-  switch (mode) {
-    case v1::BUFFERED:
-      return "buffered";
-    case v1::RESPONSE_STREAM:
-      return "stream";
-    default:
-      return "unspecified";
-  }
-}
+std::string ModeLabel(v1::InvokeMode mode) { return InvokeModeName(mode); }
 
 std::string OutcomeLabel(v1::OutcomeClass cls) {
   if (!v1::OutcomeClass_IsValid(cls)) return "OUTCOME_CLASS_UNSPECIFIED";

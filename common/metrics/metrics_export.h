@@ -27,7 +27,8 @@ namespace fleetcanary {
 
 using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 
-// Label value of an invoke mode: "buffered" or "stream" ("unspecified").
+// Label value of an invoke mode: InvokeModeName(mode), i.e. "buffered" or
+// "stream" ("unspecified").
 std::string ModeLabel(v1::InvokeMode mode);
 // Label value of an outcome class: the enum name, e.g. "OK", "HTTP_5XX".
 std::string OutcomeLabel(v1::OutcomeClass cls);

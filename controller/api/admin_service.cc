@@ -1,12 +1,12 @@
 #include "controller/api/admin_service.h"
 
-#include <deque>
 #include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/grpc/write_queue.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
 
@@ -83,31 +83,20 @@ class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeEvent> {
   }
 
   void OnWriteDone(bool ok) override {
-    const v1::RunProbeEvent* next = nullptr;
-    bool finish = false;
-    grpc::Status status;
+    WriteQueue<v1::RunProbeEvent>::Step step;
     std::shared_ptr<ProbeRun> cancel;
     {
       absl::MutexLock lock(&mu_);
-      if (queue_.front().has_outcome()) --queued_outcomes_;
-      queue_.pop_front();
+      if (queue_.in_flight().has_outcome()) --queued_outcomes_;
+      step = queue_.WriteDone(ok);
       if (!ok) {
         // The client is gone: stop the agents, finish once the run ended.
-        broken_ = true;
-        queue_.clear();
         queued_outcomes_ = 0;
         cancel = run_;
       }
-      if (!queue_.empty()) {
-        next = &queue_.front();
-      } else {
-        writing_ = false;
-        finish = TakeFinishLocked(&status);
-      }
     }
     if (cancel) cancel->Cancel();
-    if (next) StartWrite(next);
-    if (finish) Finish(status);
+    Take(step);
   }
 
   void OnCancel() override {
@@ -136,42 +125,34 @@ class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeEvent> {
   };
 
   bool Enqueue(v1::RunProbeEvent event) {
-    const v1::RunProbeEvent* next = nullptr;
+    WriteQueue<v1::RunProbeEvent>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      if (broken_ || done_) return !event.has_outcome();
+      if (!queue_.accepting()) return !event.has_outcome();
       if (event.has_outcome()) {
         if (queued_outcomes_ >= max_queued_) return false;
         ++queued_outcomes_;
       }
-      queue_.push_back(std::move(event));
-      if (!writing_) {
-        writing_ = true;
-        next = &queue_.front();
-      }
+      step = queue_.Push(std::move(event));
     }
-    if (next) StartWrite(next);
+    Take(step);
     return true;
   }
 
+  // The run ended (the sink's last call): finish once the queue drained.
   void Done(const absl::Status& status) {
-    bool finish;
-    grpc::Status s;
+    WriteQueue<v1::RunProbeEvent>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      done_ = true;
-      done_status_ = ToGrpcStatus(status);
-      finish = TakeFinishLocked(&s);
+      step = queue_.RequestFinish(ToGrpcStatus(status));
     }
-    if (finish) Finish(s);
+    Take(step);
   }
 
-  bool TakeFinishLocked(grpc::Status* status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!done_ || writing_ || finished_) return false;
-    finished_ = true;
-    *status = done_status_;
-    return true;
+  // Makes the calls `step` names; never under mu_.
+  void Take(const WriteQueue<v1::RunProbeEvent>::Step& step) {
+    if (step.write) StartWrite(step.write);
+    if (step.finish) Finish(step.status);
   }
 
   Sink sink_;
@@ -179,14 +160,12 @@ class RunProbeReactor : public grpc::ServerWriteReactor<v1::RunProbeEvent> {
   absl::Mutex mu_;
   // State below is protected by mu_.
   std::shared_ptr<ProbeRun> run_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::RunProbeEvent> queue_ ABSL_GUARDED_BY(mu_);
+  // A failed write only stops the writes: the call finishes when the run
+  // ends (Done).
+  WriteQueue<v1::RunProbeEvent> queue_ ABSL_GUARDED_BY(mu_){
+      WriteQueue<v1::RunProbeEvent>::OnBroken::kWait};
   size_t queued_outcomes_ ABSL_GUARDED_BY(mu_) = 0;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status done_status_ ABSL_GUARDED_BY(mu_);
 };
 
 // WatchVerdicts: current verdicts, then transitions, until the client leaves.
@@ -215,29 +194,12 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::Verdict> {
   }
 
   void OnWriteDone(bool ok) override {
-    const v1::Verdict* next = nullptr;
-    bool finish = false;
-    grpc::Status status;
+    WriteQueue<v1::Verdict>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      queue_.pop_front();
-      if (!ok) {
-        queue_.clear();
-        if (!finish_requested_) {
-          finish_requested_ = true;
-          finish_status_ =
-              grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed");
-        }
-      }
-      if (!queue_.empty()) {
-        next = &queue_.front();
-      } else {
-        writing_ = false;
-        finish = TakeFinishLocked(&status);
-      }
+      step = queue_.WriteDone(ok);
     }
-    if (next) StartWrite(next);
-    if (finish) Finish(status);
+    Take(step);
   }
 
   void OnCancel() override {
@@ -256,19 +218,15 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::Verdict> {
 
  private:
   void Enqueue(const v1::Verdict& v) {
-    const v1::Verdict* next = nullptr;
+    WriteQueue<v1::Verdict>::Step step;
     bool overflow = false;
     {
       absl::MutexLock lock(&mu_);
-      if (finish_requested_) return;
+      if (!queue_.accepting()) return;
       if (queue_.size() >= max_queued_) {
         overflow = true;
       } else {
-        queue_.push_back(v);
-        if (!writing_) {
-          writing_ = true;
-          next = &queue_.front();
-        }
+        step = queue_.Push(v);
       }
     }
     if (overflow) {
@@ -276,28 +234,22 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::Verdict> {
                                  "client reads verdicts too slowly"));
       return;
     }
-    if (next) StartWrite(next);
+    Take(step);
   }
 
   void RequestFinish(grpc::Status status) {
-    bool finish;
+    WriteQueue<v1::Verdict>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      if (!finish_requested_) {
-        finish_requested_ = true;
-        finish_status_ = std::move(status);
-      }
-      finish = TakeFinishLocked(&status);
+      step = queue_.RequestFinish(std::move(status));
     }
-    if (finish) Finish(status);
+    Take(step);
   }
 
-  bool TakeFinishLocked(grpc::Status* status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!finish_requested_ || writing_ || finished_) return false;
-    finished_ = true;
-    *status = finish_status_;
-    return true;
+  // Makes the calls `step` names; never under mu_.
+  void Take(const WriteQueue<v1::Verdict>::Step& step) {
+    if (step.write) StartWrite(step.write);
+    if (step.finish) Finish(step.status);
   }
 
   const size_t max_queued_;
@@ -305,12 +257,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::Verdict> {
   std::unique_ptr<VerdictSource::Subscription> subscription_
       ABSL_GUARDED_BY(sub_mu_);
   absl::Mutex mu_;
-  // State below is protected by mu_.
-  std::deque<v1::Verdict> queue_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+  WriteQueue<v1::Verdict> queue_ ABSL_GUARDED_BY(mu_);
 };
 
 class AdminServiceImpl : public AdminService {

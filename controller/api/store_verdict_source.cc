@@ -12,6 +12,7 @@
 #include "analysis/replay.h"
 #include "analysis/verdict_engine.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "common/time/periodic_task.h"
 #include "common/units/units.h"
 #include "controller/api/verdict_source.h"
@@ -24,13 +25,6 @@ namespace {
 using google::protobuf::util::TimeUtil;
 
 constexpr size_t kMaxHistory = 1000000;
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(t));
-}
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
-}
 
 // (kind, region, target, mode, size_class): one verdict per identity.
 using Identity = std::tuple<int, std::string, std::string, int, std::string>;
@@ -55,7 +49,7 @@ class PollingSubscription : public VerdictSource::Subscription {
     if (rows.ok()) {
       absl::MutexLock lock(&mu_);
       for (const v1::Verdict& v : *rows) {
-        if (FromProto(v.updated()) == since_) {
+        if (TimeFromProto(v.updated()) == since_) {
           seen_at_since_.insert(v.SerializeAsString());
         }
       }
@@ -78,7 +72,7 @@ class PollingSubscription : public VerdictSource::Subscription {
       return;
     }
     for (const v1::Verdict& v : *rows) {
-      const absl::Time updated = FromProto(v.updated());
+      const absl::Time updated = TimeFromProto(v.updated());
       const std::string id = v.SerializeAsString();
       if (updated < since_) continue;
       if (updated == since_ && seen_at_since_.count(id)) continue;
@@ -135,10 +129,10 @@ class StoreVerdictSource : public VerdictSource {
 
   absl::StatusOr<v1::AnalysisReport> Analyze(
       const v1::AnalyzeRequest& request) override {
-    const absl::Time from =
-        request.has_from() ? FromProto(request.from()) : absl::InfinitePast();
+    const absl::Time from = request.has_from() ? TimeFromProto(request.from())
+                                               : absl::InfinitePast();
     const absl::Time to =
-        request.has_to() ? FromProto(request.to()) : absl::InfiniteFuture();
+        request.has_to() ? TimeFromProto(request.to()) : absl::InfiniteFuture();
     if (from >= to) {
       return absl::InvalidArgumentError("from: must be before to");
     }
@@ -204,9 +198,9 @@ class StoreVerdictSource : public VerdictSource {
         [](const Minute& a, const Minute& b) { return a.minute < b.minute; });
     if (first <= last) {
       *report.mutable_first_outcome() =
-          ToProto(absl::FromUnixSeconds(first * 60));
+          TimeToProto(absl::FromUnixSeconds(first * 60));
       *report.mutable_last_outcome() =
-          ToProto(absl::FromUnixSeconds(last * 60 + 59));
+          TimeToProto(absl::FromUnixSeconds(last * 60 + 59));
     }
 
     // Platform periods (analysis/replay.h: one value per period, re-reads
@@ -237,7 +231,7 @@ class StoreVerdictSource : public VerdictSource {
           kMaxHistory);
       if (!failures.ok()) return failures.status();
       for (const v1::Outcome& o : *failures) {
-        const absl::Time t = FromProto(o.start_time());
+        const absl::Time t = TimeFromProto(o.start_time());
         if (t >= to) break;
         auto c = client.find(
             {ModeKey{o.region(), o.target(), o.mode()}, MinuteOf(t)});
@@ -267,7 +261,7 @@ class StoreVerdictSource : public VerdictSource {
         platform.CompletePeriods();
 
     if (request.has_declared_fix_time()) {
-      e.DeclareFix(FromProto(request.declared_fix_time()));
+      e.DeclareFix(TimeFromProto(request.declared_fix_time()));
       *report.mutable_declared_fix_time() = request.declared_fix_time();
     }
     size_t next_period = 0;

@@ -9,14 +9,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace controller {
 namespace {
-
-using google::protobuf::util::TimeUtil;
 
 constexpr char kCommitErrors[] = "ingest_commit_errors_total";
 constexpr char kPlatformSamples[] = "ingest_platform_samples_total";
@@ -323,10 +321,7 @@ class IngestImpl : public Ingest {
               StreamKey key{o.region(), o.target(), o.mode(),
                             o.requested_bytes(), !o.adhoc_id().empty()};
               const int64_t minute = MinuteOf(
-                  o.has_start_time()
-                      ? absl::FromUnixMicros(
-                            TimeUtil::TimestampToMicroseconds(o.start_time()))
-                      : now);
+                  o.has_start_time() ? TimeFromProto(o.start_time()) : now);
               minutes[{std::move(key), minute}].Add(o);
               if (o.outcome_class() != v1::OK &&
                   failures_kept < options_.max_failures_per_commit) {

@@ -15,17 +15,16 @@
 #include "common/aws/partition.h"
 #include "common/config/loader.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
 #include "common/time/periodic_task.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace controller {
 namespace {
 
 using google::protobuf::util::MessageDifferencer;
-using google::protobuf::util::TimeUtil;
 
 // Stable 64-bit hash (FNV-1a, then the splitmix64 finalizer): the same in
 // every process, so placements and offsets survive controller restarts.
@@ -45,13 +44,6 @@ uint64_t StableHash(absl::string_view a, absl::string_view b) {
   h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
   h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
   return h ^ (h >> 31);
-}
-
-google::protobuf::Duration ToProto(absl::Duration d) {
-  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(d));
-}
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
 
 std::string StreamOf(absl::string_view schedule, absl::string_view target,
@@ -327,8 +319,8 @@ class SchedulerImpl : public Scheduler {
       info.mutable_labels()->insert(a.hello.labels().begin(),
                                     a.hello.labels().end());
       info.set_state(a.state);
-      *info.mutable_connected_since() = ToProto(a.connected_since);
-      *info.mutable_last_heartbeat() = ToProto(a.last_heartbeat);
+      *info.mutable_connected_since() = TimeToProto(a.connected_since);
+      *info.mutable_last_heartbeat() = TimeToProto(a.last_heartbeat);
       info.set_assignments(a.set.assignments_size());
       info.set_outbox_depth(a.heartbeat.outbox_depth());
       info.set_dropped_total(a.heartbeat.dropped_total());
@@ -644,7 +636,7 @@ class SchedulerImpl : public Scheduler {
       a->set_size_bytes(p.size);
       *a->mutable_url() = *url;
       a->set_role_arn(p.target->role_arn());
-      *a->mutable_interval() = ToProto(interval);
+      *a->mutable_interval() = DurationToProto(interval);
       // Streaming runs half an interval after buffered: interleaved controls.
       const absl::Duration mode_offset =
           mode == v1::RESPONSE_STREAM
@@ -652,7 +644,7 @@ class SchedulerImpl : public Scheduler {
                     (absl::ToInt64Nanoseconds(offset) + interval_ns / 2) %
                     interval_ns)
               : offset;
-      *a->mutable_offset() = ToProto(mode_offset);
+      *a->mutable_offset() = DurationToProto(mode_offset);
       a->set_chunk_bytes(s.chunk_bytes());
       if (s.has_chunk_gap()) *a->mutable_chunk_gap() = s.chunk_gap();
       if (s.has_limits()) *a->mutable_limits() = s.limits();
@@ -660,7 +652,7 @@ class SchedulerImpl : public Scheduler {
       if (slots > 1) {
         a->set_rotation_slot(slot);
         a->set_rotation_slots(slots);
-        *a->mutable_rotation_period() = ToProto(rotation_period);
+        *a->mutable_rotation_period() = DurationToProto(rotation_period);
       }
     }
   }

@@ -26,6 +26,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics_export.h"
 #include "common/metrics/process_metrics.h"
+#include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
 #include "common/time/periodic_task.h"
 #include "common/units/units.h"
@@ -38,30 +39,20 @@
 #include "controller/session/agent_session_service.h"
 #include "controller/session/session_hub.h"
 #include "controller/status/status_data.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace controller {
 namespace {
 
-using google::protobuf::util::TimeUtil;
-
-absl::Duration FromProto(const google::protobuf::Duration& d,
-                         absl::Duration fallback) {
-  if (d.seconds() == 0 && d.nanos() == 0) return fallback;
-  return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(d));
-}
-
 // Live verdict settings from the controller config.
 VerdictServiceOptions VerdictOptions(const v1::ControllerConfig& c) {
   VerdictServiceOptions o;
   o.detection = c.detection();
-  o.metrics_period = FromProto(c.metrics_period(), absl::Seconds(60));
-  o.reconcile_settle = FromProto(c.metrics_settle(), absl::ZeroDuration());
+  o.metrics_period = DurationFromProtoOr(c.metrics_period(), absl::Seconds(60));
+  o.reconcile_settle =
+      DurationFromProtoOr(c.metrics_settle(), absl::ZeroDuration());
   if (c.has_declared_fix_time()) {
-    o.declared_fix_time =
-        absl::FromUnixSeconds(c.declared_fix_time().seconds()) +
-        absl::Nanoseconds(c.declared_fix_time().nanos());
+    o.declared_fix_time = TimeFromProto(c.declared_fix_time());
   }
   return o;
 }
@@ -150,15 +141,15 @@ class ControllerServerImpl : public ControllerServer {
           "data_dir: cannot create ", c.data_dir(), ": ", ec.message()));
     }
     const absl::Duration heartbeat =
-        FromProto(c.heartbeat_interval(), absl::Seconds(10));
+        DurationFromProtoOr(c.heartbeat_interval(), absl::Seconds(10));
     const absl::Duration liveness =
-        FromProto(c.liveness_timeout(), 2 * heartbeat);
+        DurationFromProtoOr(c.liveness_timeout(), 2 * heartbeat);
     retention_.raw_retention =
-        FromProto(c.raw_retention(), absl::Hours(24 * 7));
+        DurationFromProtoOr(c.raw_retention(), absl::Hours(24 * 7));
     retention_.aggregate_retention =
-        FromProto(c.aggregate_retention(), absl::Hours(24 * 90));
+        DurationFromProtoOr(c.aggregate_retention(), absl::Hours(24 * 90));
     retention_.hourly_retention =
-        FromProto(c.hourly_retention(), absl::Hours(24 * 730));
+        DurationFromProtoOr(c.hourly_retention(), absl::Hours(24 * 730));
     if (c.retention_max_rows_per_transaction() > 0) {
       retention_.max_rows_per_transaction =
           c.retention_max_rows_per_transaction();
@@ -195,7 +186,8 @@ class ControllerServerImpl : public ControllerServer {
                                                metrics_.get(), clock_));
     ingest_->AddObserver(verdicts_.get());
     SchedulerOptions so;
-    so.rotation_period = FromProto(c.metrics_period(), absl::Seconds(60));
+    so.rotation_period =
+        DurationFromProtoOr(c.metrics_period(), absl::Seconds(60));
     so.heartbeat_interval = heartbeat;
     so.liveness_timeout = liveness;
     so.metrics = metrics_.get();
@@ -233,7 +225,8 @@ class ControllerServerImpl : public ControllerServer {
     SessionHubOptions ho;
     ho.heartbeat_interval = heartbeat;
     ho.liveness_timeout = liveness;
-    ho.metrics_period = FromProto(c.metrics_period(), absl::Seconds(60));
+    ho.metrics_period =
+        DurationFromProtoOr(c.metrics_period(), absl::Seconds(60));
     FC_ASSIGN_OR_RETURN(hub_, SessionHub::Create(ho, ingest_.get(), scheduler,
                                                  metrics_.get(), clock_));
     AgentSessionAuth auth;
@@ -308,7 +301,8 @@ class ControllerServerImpl : public ControllerServer {
     {
       RetentionJobOptions ro;
       ro.retention = retention_;
-      ro.interval = FromProto(c.retention_interval(), options_.prune_interval);
+      ro.interval =
+          DurationFromProtoOr(c.retention_interval(), options_.prune_interval);
       FC_ASSIGN_OR_RETURN(
           retention_job_,
           RetentionJob::Start(ro, store_.get(), metrics_.get(), clock_));
@@ -467,8 +461,9 @@ class ControllerServerImpl : public ControllerServer {
     StandbySessionService* sessions = standby_service_.get();
     deps.leader_address = [sessions] { return sessions->leader_address(); };
     const absl::Duration heartbeat =
-        FromProto(c.heartbeat_interval(), absl::Seconds(10));
-    deps.standby_liveness = FromProto(c.liveness_timeout(), 2 * heartbeat);
+        DurationFromProtoOr(c.heartbeat_interval(), absl::Seconds(10));
+    deps.standby_liveness =
+        DurationFromProtoOr(c.liveness_timeout(), 2 * heartbeat);
     FC_ASSIGN_OR_RETURN(std::unique_ptr<AdminCore> standby_core,
                         AdminCore::Create({}, deps));
     std::unique_ptr<AdminService> standby_admin =
@@ -784,12 +779,8 @@ class ControllerServerImpl : public ControllerServer {
     const absl::Time now = clock_->Now();
     v1::ReportRequest request;
     request.set_target(target);
-    *request.mutable_from() =
-        google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-            absl::ToUnixNanos(now - since));
-    *request.mutable_to() =
-        google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-            absl::ToUnixNanos(now + absl::Seconds(1)));
+    *request.mutable_from() = TimeToProto(now - since);
+    *request.mutable_to() = TimeToProto(now + absl::Seconds(1));
     absl::StatusOr<v1::IncidentReport> r = admin_core_->Report(request);
     if (!r.ok()) {
       return text(r.status().code() == absl::StatusCode::kNotFound ? 404

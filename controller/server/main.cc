@@ -195,11 +195,7 @@ int main(int argc, char** argv) {
   }
 
   // Signals are taken synchronously by this thread; block them everywhere.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t signals = fleetcanary::BlockStopSignals();
 
   fleetcanary::controller::ControllerServerOptions options;
   const std::string config_path = absl::GetFlag(FLAGS_config);
@@ -208,24 +204,17 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
   }
   auto& c = options.config;
-  if (!absl::GetFlag(FLAGS_grpc_listen).empty()) {
-    c.set_grpc_listen(absl::GetFlag(FLAGS_grpc_listen));
-  }
-  if (!absl::GetFlag(FLAGS_http_listen).empty()) {
-    c.set_http_listen(absl::GetFlag(FLAGS_http_listen));
-  }
+  using fleetcanary::OverrideFromFlag;
+  OverrideFromFlag(absl::GetFlag(FLAGS_grpc_listen), c.mutable_grpc_listen());
+  OverrideFromFlag(absl::GetFlag(FLAGS_http_listen), c.mutable_http_listen());
   if (c.http_listen().empty()) c.set_http_listen("127.0.0.1:0");
-  if (!absl::GetFlag(FLAGS_data_dir).empty()) {
-    c.set_data_dir(absl::GetFlag(FLAGS_data_dir));
-  }
+  OverrideFromFlag(absl::GetFlag(FLAGS_data_dir), c.mutable_data_dir());
+  // Only when given: an unset heartbeat_interval stays absent.
   if (!absl::GetFlag(FLAGS_heartbeat_interval).empty()) {
-    auto d =
-        fleetcanary::ParseDuration(absl::GetFlag(FLAGS_heartbeat_interval));
-    if (!d.ok()) return Fail(d.status());
-    c.mutable_heartbeat_interval()->set_seconds(absl::ToInt64Seconds(*d));
-    c.mutable_heartbeat_interval()->set_nanos(
-        static_cast<int32_t>(absl::ToInt64Nanoseconds(
-            *d - absl::Seconds(absl::ToInt64Seconds(*d)))));
+    absl::Status s =
+        OverrideFromFlag(absl::GetFlag(FLAGS_heartbeat_interval),
+                         "heartbeat_interval", c.mutable_heartbeat_interval());
+    if (!s.ok()) return Fail(s);
   }
   std::string fleet_path = absl::GetFlag(FLAGS_fleet);
   if (fleet_path.empty()) fleet_path = c.fleet_file();

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <regex>
 #include <utility>
@@ -13,6 +12,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc/security.h"
+#include "common/grpc/write_queue.h"
 #include "common/log/log.h"
 #include "common/status/status_util.h"
 
@@ -108,17 +108,12 @@ class ConnectReactor
 
   // SessionSink. Every Start*/Finish call is made without holding mu_.
   void Send(v1::ControllerMessage message) override {
-    const v1::ControllerMessage* next = nullptr;
+    WriteQueue<v1::ControllerMessage>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      if (finish_requested_) return;
-      out_.push_back(std::move(message));
-      if (!writing_) {
-        writing_ = true;
-        next = &out_.front();
-      }
+      step = out_.Push(std::move(message));
     }
-    if (next) StartWrite(next);
+    Take(step);
   }
 
   void Finish(const absl::Status& status) override {
@@ -128,7 +123,7 @@ class ConnectReactor
   void ResumeReads() override {
     {
       absl::MutexLock lock(&mu_);
-      if (finish_requested_ || reading_ || read_closed_) return;
+      if (out_.finish_requested() || reading_ || read_closed_) return;
       reading_ = true;
     }
     StartRead(&in_);
@@ -168,36 +163,19 @@ class ConnectReactor
     {
       absl::MutexLock lock(&mu_);
       reading_ = false;
-      if (more && !finish_requested_) reading_ = start = true;
+      if (more && !out_.finish_requested()) reading_ = start = true;
     }
     if (start) StartRead(&in_);
   }
 
   void OnWriteDone(bool ok) override {
-    const v1::ControllerMessage* next = nullptr;
-    bool finish = false;
-    grpc::Status status;
+    WriteQueue<v1::ControllerMessage>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      out_.pop_front();
-      if (!ok) {
-        // The stream is broken; nothing more can be written.
-        out_.clear();
-        if (!finish_requested_) {
-          finish_requested_ = true;
-          finish_status_ =
-              grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed");
-        }
-      }
-      if (!out_.empty()) {
-        next = &out_.front();
-      } else {
-        writing_ = false;
-        finish = TakeFinishLocked(&status);
-      }
+      // When !ok the stream is broken; nothing more can be written.
+      step = out_.WriteDone(ok);
     }
-    if (next) StartWrite(next);
-    if (finish) FinishNow(status);
+    Take(step);
   }
 
   void OnDone() override {
@@ -207,30 +185,21 @@ class ConnectReactor
 
  private:
   void RequestFinish(grpc::Status status) {
-    bool finish;
+    WriteQueue<v1::ControllerMessage>::Step step;
     {
       absl::MutexLock lock(&mu_);
-      if (!finish_requested_) {
-        finish_requested_ = true;
-        finish_status_ = std::move(status);
-      }
-      finish = TakeFinishLocked(&status);
+      step = out_.RequestFinish(std::move(status));
     }
-    if (finish) FinishNow(status);
+    Take(step);
   }
 
-  // Whether the caller must call Finish now (exactly once, writes drained).
-  bool TakeFinishLocked(grpc::Status* status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!finish_requested_ || writing_ || finished_) return false;
-    finished_ = true;
-    *status = finish_status_;
-    return true;
-  }
-
-  void FinishNow(const grpc::Status& status) {
-    grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>::Finish(
-        status);
+  // Makes the calls `step` names (Finish exactly once, writes drained).
+  void Take(const WriteQueue<v1::ControllerMessage>::Step& step) {
+    if (step.write) StartWrite(step.write);
+    if (step.finish) {
+      grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>::Finish(
+          step.status);
+    }
   }
 
   const AgentSessionAuth* const auth_;
@@ -243,13 +212,9 @@ class ConnectReactor
 
   absl::Mutex mu_;
   // State below is protected by mu_.
-  std::deque<v1::ControllerMessage> out_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  WriteQueue<v1::ControllerMessage> out_ ABSL_GUARDED_BY(mu_);
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

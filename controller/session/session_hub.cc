@@ -11,18 +11,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "common/time/periodic_task.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace controller {
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-google::protobuf::Duration ToProto(absl::Duration d) {
-  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(d));
-}
 
 class SessionHubImpl;
 
@@ -532,8 +526,9 @@ bool SessionImpl::SendWelcome(const IngestResult& r) {
   v1::Welcome* w = m.mutable_welcome();
   w->set_controller_id(hub_->options().controller_id);
   *w->mutable_heartbeat_interval() =
-      ToProto(hub_->options().heartbeat_interval);
-  *w->mutable_metrics_period() = ToProto(hub_->options().metrics_period);
+      DurationToProto(hub_->options().heartbeat_interval);
+  *w->mutable_metrics_period() =
+      DurationToProto(hub_->options().metrics_period);
   w->set_applied_sequence(r.applied_sequence);
   SendLocked(std::move(m));
   registered_ = true;
@@ -583,8 +578,7 @@ void SessionImpl::Tick(absl::Duration now, absl::Time wall,
     return;
   }
   v1::ControllerMessage m;
-  *m.mutable_heartbeat()->mutable_time() =
-      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(wall));
+  *m.mutable_heartbeat()->mutable_time() = TimeToProto(wall);
   SendLocked(std::move(m));
 }
 

@@ -7,22 +7,17 @@
 #include <vector>
 
 #include "analysis/report/report_builder.h"
+#include "common/proto/invoke_mode.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace {
-
-using google::protobuf::util::TimeUtil;
 
 struct Counts {
   double failures = 0;
   double trials = 0;
 };
-
-std::string ModeLabel(v1::InvokeMode mode) {
-  return mode == v1::RESPONSE_STREAM ? "stream" : "buffered";
-}
 
 std::vector<RateSeries> ToSeries(
     const std::map<std::string, std::map<absl::Time, Counts>>& by_label) {
@@ -160,7 +155,8 @@ absl::StatusOr<StatusPageData> CollectStatusPageData(
     const double trials = static_cast<double>(probes - ours);
     const double failures = static_cast<double>(probes - ok - ours);
     const absl::Time t = absl::FromUnixSeconds(m.minute * 60);
-    Counts& c1 = by_mode[ModeLabel(m.key.mode) + " (clients)"][t];
+    Counts& c1 =
+        by_mode[InvokeModeName(m.key.mode, "buffered") + " (clients)"][t];
     c1.trials += trials;
     c1.failures += failures;
     Counts& c2 = by_size[FormatBytes(m.key.size_bytes)][t];
@@ -173,9 +169,9 @@ absl::StatusOr<StatusPageData> CollectStatusPageData(
   if (!samples.ok()) return samples.status();
   for (const v1::PlatformMetricSample& s : *samples) {
     if (s.stat() != "Sum") continue;
-    const absl::Time t =
-        absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(s.period_start()));
-    Counts& c = by_mode[ModeLabel(s.mode()) + " (platform)"][t];
+    const absl::Time t = TimeFromProto(s.period_start());
+    Counts& c =
+        by_mode[InvokeModeName(s.mode(), "buffered") + " (platform)"][t];
     if (s.metric() == "Errors") c.failures += s.value();
     if (s.metric() == "Invocations") c.trials += s.value();
   }

@@ -6,36 +6,20 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/proto/invoke_mode.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace {
 
-using google::protobuf::util::TimeUtil;
-
 constexpr const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                     "#9467bd", "#8c564b", "#e377c2", "#17becf"};
-
-absl::Time ToTime(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(ts));
-}
-
-std::string ModeName(v1::InvokeMode mode) {
-  switch (mode) {
-    case v1::BUFFERED:
-      return "buffered";
-    case v1::RESPONSE_STREAM:
-      return "stream";
-    default:
-      return "";
-  }
-}
 
 std::string KeyLabel(const v1::Verdict& v) {
   std::vector<std::string> parts = {v1::VerdictKind_Name(v.kind())};
   for (const std::string& p :
-       {v.key().region(), v.key().target(), ModeName(v.key().mode()),
+       {v.key().region(), v.key().target(), InvokeModeName(v.key().mode(), ""),
         v.key().size_class()}) {
     if (!p.empty()) parts.push_back(p);
   }
@@ -77,7 +61,7 @@ std::string EvidenceText(const v1::Evidence& e) {
   }
   if (e.has_change_time() && e.change_time().seconds() > 0) {
     parts.push_back(
-        absl::StrCat("change at ", FormatUtc(ToTime(e.change_time()))));
+        absl::StrCat("change at ", FormatUtc(TimeFromProto(e.change_time()))));
   }
   if (e.proven_upper_bound() > 0) {
     parts.push_back(
@@ -174,7 +158,7 @@ std::string RenderTimelineSvg(const std::vector<v1::Verdict>& transitions,
     std::string key = KeyLabel(v);
     if (rows.find(key) == rows.end()) order.push_back(key);
     rows[key].push_back(&v);
-    t0 = std::min(t0, ToTime(v.since()));
+    t0 = std::min(t0, TimeFromProto(v.since()));
   }
   const int left = 260, right = 20, row_h = 20, top = 28;
   const int plot_w = std::max(10, width - left - right);
@@ -206,8 +190,9 @@ std::string RenderTimelineSvg(const std::vector<v1::Verdict>& transitions,
                           y + 14, HtmlEscape(order[r]));
     const auto& list = rows[order[r]];
     for (size_t i = 0; i < list.size(); ++i) {
-      absl::Time from = ToTime(list[i]->since());
-      absl::Time to = i + 1 < list.size() ? ToTime(list[i + 1]->since()) : end;
+      absl::Time from = TimeFromProto(list[i]->since());
+      absl::Time to =
+          i + 1 < list.size() ? TimeFromProto(list[i + 1]->since()) : end;
       double x0 = x_of(from), x1 = std::max(x0 + 1, x_of(to));
       absl::StrAppendFormat(
           &svg,
@@ -265,9 +250,9 @@ std::string RenderMatrix(const StatusPageData& data) {
     }
     absl::StrAppend(&html, "</tr></thead><tbody>");
     for (const auto& [row, by_size] : rows) {
-      absl::StrAppend(&html, "<tr><th>", HtmlEscape(row.first), " ",
-                      ModeName(static_cast<v1::InvokeMode>(row.second)),
-                      "</th>");
+      absl::StrAppend(
+          &html, "<tr><th>", HtmlEscape(row.first), " ",
+          InvokeModeName(static_cast<v1::InvokeMode>(row.second), ""), "</th>");
       for (uint64_t s : sizes) {
         auto it = by_size.find(s);
         if (it == by_size.end()) {
@@ -344,10 +329,10 @@ std::string RenderStatusPage(const StatusPageData& data) {
         "<td>%s</td><td><span class=\"state\" style=\"background:%s\">%s"
         "</span></td><td>%s</td><td>%s</td></tr>",
         v1::VerdictKind_Name(v->kind()), HtmlEscape(v->key().region()),
-        HtmlEscape(v->key().target()), ModeName(v->key().mode()),
+        HtmlEscape(v->key().target()), InvokeModeName(v->key().mode(), ""),
         HtmlEscape(v->key().size_class()), VerdictStateColor(v->state()),
         v1::VerdictState_Name(v->state()),
-        v->since().seconds() > 0 ? FormatUtc(ToTime(v->since())) : "",
+        v->since().seconds() > 0 ? FormatUtc(TimeFromProto(v->since())) : "",
         HtmlEscape(EvidenceText(v->evidence())));
   }
   absl::StrAppend(&html, "</tbody></table><h2>Error rate</h2>");

@@ -7,19 +7,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
 #include "controller/store/store.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace fleetcanary {
 namespace controller {
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-int64_t Micros(const google::protobuf::Timestamp& ts) {
-  return TimeUtil::TimestampToMicroseconds(ts);
-}
 
 class MemoryStore : public Store {
  public:
@@ -39,12 +33,13 @@ class MemoryStore : public Store {
       hours_[{h.key, h.hour}].Merge(h.stats);
     }
     for (const v1::Outcome& o : batch.failures) {
-      failures_.emplace(std::make_pair(Micros(o.start_time()), next_id_++), o);
+      failures_.emplace(
+          std::make_pair(TimestampToUnixMicros(o.start_time()), next_id_++), o);
     }
     for (const v1::PlatformMetricSample& s : batch.platform_samples) {
-      auto key =
-          std::make_tuple(Micros(s.period_start()), s.region(), s.target(),
-                          static_cast<int>(s.mode()), s.metric(), s.stat());
+      auto key = std::make_tuple(
+          TimestampToUnixMicros(s.period_start()), s.region(), s.target(),
+          static_cast<int>(s.mode()), s.metric(), s.stat());
       auto it = platform_.find(key);
       const double previous = it == platform_.end() ? 0.0 : it->second.value();
       if (result) result->platform_previous.push_back(previous);
@@ -150,8 +145,9 @@ class MemoryStore : public Store {
   absl::Status AppendVerdict(const v1::Verdict& verdict) override {
     absl::MutexLock lock(&mu_);
     FC_RETURN_IF_ERROR(CheckFenceLocked());
-    verdicts_.emplace(std::make_pair(Micros(verdict.updated()), next_id_++),
-                      verdict);
+    verdicts_.emplace(
+        std::make_pair(TimestampToUnixMicros(verdict.updated()), next_id_++),
+        verdict);
     return absl::OkStatus();
   }
 

@@ -30,6 +30,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
 #include "controller/store/store.h"
 
@@ -129,11 +130,6 @@ constexpr char kAddStats[] =
     " duration_buckets = fleetcanary_add_counts(t.duration_buckets,"
     " excluded.duration_buckets),"
     " received_bytes = t.received_bytes + excluded.received_bytes";
-
-int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
-int64_t ToMicros(const google::protobuf::Timestamp& ts) {
-  return ts.seconds() * 1000000 + ts.nanos() / 1000;
-}
 
 std::string ArrayText(const uint64_t* v, size_t n) {
   std::string out = "{";
@@ -382,9 +378,10 @@ class PostgresStore : public Store {
       absl::Time since, size_t limit) override {
     absl::MutexLock lock(&mu_);
     FC_ASSIGN_OR_RETURN(
-        Rows q, ExecLocked("SELECT outcome FROM raw_failures WHERE "
-                           "start_us >= $1 ORDER BY start_us, id LIMIT $2",
-                           {P(ToMicros(since)), P(ClampLimit(limit))}));
+        Rows q,
+        ExecLocked("SELECT outcome FROM raw_failures WHERE "
+                   "start_us >= $1 ORDER BY start_us, id LIMIT $2",
+                   {P(absl::ToUnixMicros(since)), P(ClampLimit(limit))}));
     std::vector<v1::Outcome> out;
     for (int i = 0; i < q.size(); ++i) {
       v1::Outcome o;
@@ -400,11 +397,12 @@ class PostgresStore : public Store {
       absl::Time from, absl::Time to) override {
     absl::MutexLock lock(&mu_);
     FC_ASSIGN_OR_RETURN(
-        Rows q, ExecLocked("SELECT sample FROM platform_samples WHERE "
-                           "period_start_us >= $1 AND period_start_us < $2 "
-                           "ORDER BY period_start_us, region, target, mode, "
-                           "metric, stat",
-                           {P(ToMicros(from)), P(ToMicros(to))}));
+        Rows q,
+        ExecLocked("SELECT sample FROM platform_samples WHERE "
+                   "period_start_us >= $1 AND period_start_us < $2 "
+                   "ORDER BY period_start_us, region, target, mode, "
+                   "metric, stat",
+                   {P(absl::ToUnixMicros(from)), P(absl::ToUnixMicros(to))}));
     std::vector<v1::PlatformMetricSample> out;
     for (int i = 0; i < q.size(); ++i) {
       v1::PlatformMetricSample s;
@@ -471,7 +469,7 @@ class PostgresStore : public Store {
                  "INSERT INTO verdicts(updated_us, kind, region, target, mode, "
                  "size_class, state, verdict) "
                  "VALUES($1, $2, $3, $4, $5, $6, $7, $8)",
-                 {P(ToMicros(verdict.updated())),
+                 {P(TimestampToUnixMicros(verdict.updated())),
                   P(static_cast<int>(verdict.kind())),
                   P(verdict.key().region()), P(verdict.key().target()),
                   P(static_cast<int>(verdict.key().mode())),
@@ -486,9 +484,10 @@ class PostgresStore : public Store {
                                                         size_t limit) override {
     absl::MutexLock lock(&mu_);
     FC_ASSIGN_OR_RETURN(
-        Rows q, ExecLocked("SELECT verdict FROM verdicts WHERE updated_us >= "
-                           "$1 ORDER BY updated_us, id LIMIT $2",
-                           {P(ToMicros(since)), P(ClampLimit(limit))}));
+        Rows q,
+        ExecLocked("SELECT verdict FROM verdicts WHERE updated_us >= "
+                   "$1 ORDER BY updated_us, id LIMIT $2",
+                   {P(absl::ToUnixMicros(since)), P(ClampLimit(limit))}));
     std::vector<v1::Verdict> out;
     for (int i = 0; i < q.size(); ++i) {
       v1::Verdict v;
@@ -618,7 +617,7 @@ class PostgresStore : public Store {
                      "UPDATE leases SET holder = $1, address = $2, epoch = $3, "
                      "expires_us = $4 WHERE name = 'leader'",
                      {P(holder), P(address), P(lease.epoch),
-                      P(ToMicros(lease.expires))})
+                      P(absl::ToUnixMicros(lease.expires))})
               .status();
         },
         /*fenced=*/false));
@@ -934,8 +933,9 @@ class PostgresStore : public Store {
               "last_seen_us = excluded.last_seen_us",
               {P(a.agent_id), P(a.region), P(a.applied_sequence),
                P(a.dropped_total),
-               P(a.last_seen == absl::InfinitePast() ? int64_t{0}
-                                                     : ToMicros(a.last_seen))})
+               P(a.last_seen == absl::InfinitePast()
+                     ? int64_t{0}
+                     : absl::ToUnixMicros(a.last_seen))})
               .status());
     }
     if (!batch.minutes.empty() || !batch.total_deltas.empty()) {
@@ -985,7 +985,7 @@ class PostgresStore : public Store {
               "$12)",
               {P(o.agent_id()), P(o.sequence()), P(o.region()), P(o.target()),
                P(static_cast<int>(o.mode())), P(o.requested_bytes()),
-               P(ToMicros(o.start_time())),
+               P(TimestampToUnixMicros(o.start_time())),
                P(static_cast<int>(o.outcome_class())),
                P(static_cast<int>(o.status())), P(o.platform_request_id()),
                P(o.probe_id()), Blob(o.SerializeAsString())})
@@ -993,9 +993,12 @@ class PostgresStore : public Store {
     }
     for (size_t i = 0; i < batch.platform_samples.size(); ++i) {
       const v1::PlatformMetricSample& s = batch.platform_samples[i];
-      std::vector<Param> key = {
-          P(s.region()), P(s.target()), P(static_cast<int>(s.mode())),
-          P(s.metric()), P(s.stat()),   P(ToMicros(s.period_start()))};
+      std::vector<Param> key = {P(s.region()),
+                                P(s.target()),
+                                P(static_cast<int>(s.mode())),
+                                P(s.metric()),
+                                P(s.stat()),
+                                P(TimestampToUnixMicros(s.period_start()))};
       FC_ASSIGN_OR_RETURN(
           Rows prev,
           ExecLocked("SELECT value FROM platform_samples WHERE region = $1 "

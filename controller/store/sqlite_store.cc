@@ -16,6 +16,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/proto/time_convert.h"
+#include "common/sqlite/sqlite_util.h"
 #include "common/status/status_util.h"
 #include "controller/store/store.h"
 
@@ -94,7 +96,6 @@ CREATE TABLE stream_hours(
 CREATE INDEX stream_hours_by_hour ON stream_hours(hour);
 )sql",
 };
-constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 std::string PackU64(const uint64_t* v, size_t n) {
   std::string out(n * 8, '\0');
@@ -138,11 +139,6 @@ constexpr char kAddStats[] =
     " duration_buckets = u64add(duration_buckets,"
     " excluded.duration_buckets),"
     " received_bytes = received_bytes + excluded.received_bytes";
-
-int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
-int64_t ToMicros(const google::protobuf::Timestamp& ts) {
-  return ts.seconds() * 1000000 + ts.nanos() / 1000;
-}
 
 // A prepared statement, reset after each use.
 class Stmt {
@@ -217,25 +213,7 @@ class SqliteStore : public Store {
                                 &U64AddFn, nullptr, nullptr) != SQLITE_OK) {
       return Error("registering u64add");
     }
-    Stmt get(db_, "PRAGMA user_version");
-    if (get.Step() != SQLITE_ROW) return Error("reading user_version");
-    const int version = static_cast<int>(get.Int(0));
-    if (version > kSchemaVersion) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("store schema version ", version,
-                       " is newer than this binary's ", kSchemaVersion));
-    }
-    for (int v = version; v < kSchemaVersion; ++v) {
-      FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-      absl::Status s = Exec(kMigrations[v]);
-      if (s.ok()) s = Exec(absl::StrCat("PRAGMA user_version=", v + 1));
-      if (!s.ok()) {
-        Exec("ROLLBACK").IgnoreError();
-        return Annotate(s, absl::StrCat("migrating store to version ", v + 1));
-      }
-      FC_RETURN_IF_ERROR(Exec("COMMIT"));
-    }
-    return absl::OkStatus();
+    return MigrateSqlite(db_, kMigrations, "store", "sqlite store");
   }
 
   absl::Status Commit(const WriteBatch& batch, CommitResult* result) override {
@@ -352,7 +330,7 @@ class SqliteStore : public Store {
     Stmt q(db_,
            "SELECT outcome FROM raw_failures WHERE start_us >= ? "
            "ORDER BY start_us, id LIMIT ?");
-    q.Bind(1, ToMicros(since)).Bind(2, static_cast<int64_t>(limit));
+    q.Bind(1, absl::ToUnixMicros(since)).Bind(2, static_cast<int64_t>(limit));
     std::vector<v1::Outcome> out;
     int rc;
     while ((rc = q.Step()) == SQLITE_ROW) {
@@ -373,7 +351,7 @@ class SqliteStore : public Store {
            "SELECT sample FROM platform_samples WHERE period_start_us >= ? "
            "AND period_start_us < ? ORDER BY period_start_us, region, target, "
            "mode, metric, stat");
-    q.Bind(1, ToMicros(from)).Bind(2, ToMicros(to));
+    q.Bind(1, absl::ToUnixMicros(from)).Bind(2, absl::ToUnixMicros(to));
     std::vector<v1::PlatformMetricSample> out;
     int rc;
     while ((rc = q.Step()) == SQLITE_ROW) {
@@ -460,7 +438,7 @@ class SqliteStore : public Store {
     Stmt q(db_,
            "INSERT INTO verdicts(updated_us, kind, region, target, mode, "
            "size_class, state, verdict) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
-    q.Bind(1, ToMicros(verdict.updated()))
+    q.Bind(1, TimestampToUnixMicros(verdict.updated()))
         .Bind(2, static_cast<int64_t>(verdict.kind()))
         .Bind(3, verdict.key().region())
         .Bind(4, verdict.key().target())
@@ -478,7 +456,7 @@ class SqliteStore : public Store {
     Stmt q(db_,
            "SELECT verdict FROM verdicts WHERE updated_us >= ? "
            "ORDER BY updated_us, id LIMIT ?");
-    q.Bind(1, ToMicros(since)).Bind(2, static_cast<int64_t>(limit));
+    q.Bind(1, absl::ToUnixMicros(since)).Bind(2, static_cast<int64_t>(limit));
     std::vector<v1::Verdict> out;
     int rc;
     while ((rc = q.Step()) == SQLITE_ROW) {
@@ -607,7 +585,7 @@ class SqliteStore : public Store {
                "INSERT OR REPLACE INTO leases(name, holder, address, epoch, "
                "expires_us) VALUES('leader', ?, ?, ?, ?)");
         q.Bind(1, holder).Bind(2, address).Bind(3, lease->epoch);
-        q.Bind(4, ToMicros(lease->expires));
+        q.Bind(4, absl::ToUnixMicros(lease->expires));
         if (q.Step() != SQLITE_DONE) s = Error("taking the lease");
       }
     }
@@ -734,18 +712,11 @@ class SqliteStore : public Store {
 
   absl::Status Error(absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return absl::InternalError(
-        absl::StrCat("sqlite store: ", what, ": ", sqlite3_errmsg(db_)));
+    return SqliteError(db_, "sqlite store", what);
   }
 
   absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err ? err : "unknown error";
-      sqlite3_free(err);
-      return absl::InternalError(absl::StrCat("sqlite store: ", msg));
-    }
-    return absl::OkStatus();
+    return SqliteExec(db_, sql, "sqlite store");
   }
 
   static void ReadKey(Stmt& q, int col, StreamKey* key) {
@@ -810,7 +781,7 @@ class SqliteStore : public Store {
             .Bind(4, static_cast<int64_t>(a.dropped_total))
             .Bind(5, a.last_seen == absl::InfinitePast()
                          ? int64_t{0}
-                         : ToMicros(a.last_seen));
+                         : absl::ToUnixMicros(a.last_seen));
         if (q.Step() != SQLITE_DONE) return Error("saving agent watermark");
         q.Reset();
       }
@@ -866,7 +837,7 @@ class SqliteStore : public Store {
             .Bind(4, o.target())
             .Bind(5, static_cast<int64_t>(o.mode()))
             .Bind(6, static_cast<int64_t>(o.requested_bytes()))
-            .Bind(7, ToMicros(o.start_time()))
+            .Bind(7, TimestampToUnixMicros(o.start_time()))
             .Bind(8, static_cast<int64_t>(o.outcome_class()))
             .Bind(9, static_cast<int64_t>(o.status()))
             .Bind(10, o.platform_request_id())
@@ -892,7 +863,7 @@ class SqliteStore : public Store {
             .Bind(3, static_cast<int64_t>(s.mode()))
             .Bind(4, s.metric())
             .Bind(5, s.stat())
-            .Bind(6, ToMicros(s.period_start()));
+            .Bind(6, TimestampToUnixMicros(s.period_start()));
         const int rc = get.Step();
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
           return Error("reading platform sample");
@@ -913,7 +884,7 @@ class SqliteStore : public Store {
             .Bind(3, static_cast<int64_t>(s.mode()))
             .Bind(4, s.metric())
             .Bind(5, s.stat())
-            .Bind(6, ToMicros(s.period_start()))
+            .Bind(6, TimestampToUnixMicros(s.period_start()))
             .Bind(7, s.value())
             .BindBlob(8, s.SerializeAsString());
         if (put.Step() != SQLITE_DONE) return Error("saving platform sample");
@@ -944,17 +915,7 @@ absl::StatusOr<std::unique_ptr<Store>> CreateSqliteStore(
   if (options.path.empty()) {
     return absl::InvalidArgumentError("store path: required");
   }
-  sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(
-      options.path.c_str(), &db,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-      nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    sqlite3_close_v2(db);
-    return absl::UnavailableError(
-        absl::StrCat("opening store ", options.path, ": ", msg));
-  }
+  FC_ASSIGN_OR_RETURN(sqlite3 * db, OpenSqlite(options.path, "store"));
   auto store = std::make_unique<SqliteStore>(db);
   FC_RETURN_IF_ERROR(
       Annotate(store->Init(), absl::StrCat("opening store ", options.path)));

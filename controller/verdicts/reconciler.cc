@@ -7,18 +7,11 @@
 #include "absl/status/status.h"
 #include "analysis/replay.h"
 #include "analysis/verdict_engine.h"
+#include "common/proto/time_convert.h"
 
 namespace fleetcanary {
 namespace controller {
 namespace {
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 bool ValidMode(v1::InvokeMode m) {
   return m == v1::BUFFERED || m == v1::RESPONSE_STREAM;
@@ -85,7 +78,7 @@ void Reconciler::AddOutcome(const v1::Outcome& o) {
     return;
   }
   if (!analysis::IsTrial(o.outcome_class())) return;
-  const absl::Time start = PeriodStart(FromProto(o.start_time()));
+  const absl::Time start = PeriodStart(TimeFromProto(o.start_time()));
   if (start < options_.not_before) {
     ++stats_.before_start;
     return;
@@ -111,11 +104,11 @@ void Reconciler::AddSample(const v1::PlatformMetricSample& s) {
   if (metric == analysis::PlatformMetric::kOther || s.region().empty() ||
       s.target().empty() || !ValidMode(s.mode()) || !s.has_period_start() ||
       !std::isfinite(s.value()) || s.value() < 0 ||
-      (s.has_period() && FromProto(s.period()) != options_.period)) {
+      (s.has_period() && DurationFromProto(s.period()) != options_.period)) {
     ++stats_.ignored_samples;
     return;
   }
-  const absl::Time t = FromProto(s.period_start());
+  const absl::Time t = TimeFromProto(s.period_start());
   if (PeriodStart(t) != t) {  // Not aligned to our period.
     ++stats_.ignored_samples;
     return;

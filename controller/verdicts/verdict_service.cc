@@ -14,6 +14,7 @@
 #include "analysis/intervals.h"
 #include "analysis/verdict_engine.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "common/units/units.h"
 #include "fleetcanary/v1/verdict_state.pb.h"
 
@@ -21,21 +22,14 @@ namespace fleetcanary {
 namespace controller {
 namespace {
 
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
 // Finite times only; an infinite one (none yet) stays unset.
-void TimeToProto(absl::Time t, google::protobuf::Timestamp* out) {
+void SetFiniteTime(absl::Time t, google::protobuf::Timestamp* out) {
   if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return;
-  const int64_t ns = absl::ToUnixNanos(t);
-  const int64_t s = ns / 1000000000 - (ns % 1000000000 < 0 ? 1 : 0);
-  out->set_seconds(s);
-  out->set_nanos(static_cast<int32_t>(ns - s * 1000000000));
+  *out = TimeToProto(t);
 }
 
 absl::Time TimeOrPast(bool has, const google::protobuf::Timestamp& ts) {
-  return has ? FromProto(ts) : absl::InfinitePast();
+  return has ? TimeFromProto(ts) : absl::InfinitePast();
 }
 
 constexpr uint32_t kStateFormat = 1;
@@ -283,7 +277,7 @@ class VerdictServiceImpl : public VerdictService {
         o.outcome_class() == v1::OUTCOME_CLASS_UNSPECIFIED) {
       return;  // Never counted against the platform.
     }
-    const absl::Time t = FromProto(o.start_time());
+    const absl::Time t = TimeFromProto(o.start_time());
     latest_seen_ = std::max(latest_seen_, t);
     Pending p;
     p.time = t;
@@ -577,7 +571,7 @@ class VerdictServiceImpl : public VerdictService {
     }
     for (const auto& h : st.held()) {
       Pending p;
-      p.time = FromProto(h.time());
+      p.time = TimeFromProto(h.time());
       p.key = h.key();
       p.agent_id = h.agent_id();
       p.cls = h.outcome_class();
@@ -601,7 +595,7 @@ class VerdictServiceImpl : public VerdictService {
                          static_cast<double>(unseen));
     int open = 0;
     for (const auto& [id, v] : published_) open += v.state() != v1::HEALTHY;
-    const absl::Time saved_at = FromProto(st.saved_at());
+    const absl::Time saved_at = TimeFromProto(st.saved_at());
     LogInfo(
         "verdicts_state_restored",
         {{"saved_at", absl::FormatTime(saved_at)},
@@ -615,17 +609,17 @@ class VerdictServiceImpl : public VerdictService {
   v1::VerdictServiceState BuildState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     v1::VerdictServiceState st;
     st.set_format_version(kStateFormat);
-    TimeToProto(clock_->Now(), st.mutable_saved_at());
+    SetFiniteTime(clock_->Now(), st.mutable_saved_at());
     *st.mutable_client_view() = engine_->SaveState();
     *st.mutable_platform_view() = platform_view_->SaveState();
     if (engine_time_ != absl::InfinitePast()) {
-      TimeToProto(engine_time_, st.mutable_engine_time());
+      SetFiniteTime(engine_time_, st.mutable_engine_time());
     }
     if (view_time_ != absl::InfinitePast()) {
-      TimeToProto(view_time_, st.mutable_view_time());
+      SetFiniteTime(view_time_, st.mutable_view_time());
     }
     if (latest_seen_ != absl::InfinitePast()) {
-      TimeToProto(latest_seen_, st.mutable_latest_seen());
+      SetFiniteTime(latest_seen_, st.mutable_latest_seen());
     }
     for (const auto& [id, v] : published_) *st.add_published() = v;
     for (const auto& [id, v] : client_state_) *st.add_client_state() = v;
@@ -642,7 +636,7 @@ class VerdictServiceImpl : public VerdictService {
     }
     for (const auto& [t, p] : reorder_) {
       auto* h = st.add_held();
-      TimeToProto(p.time, h->mutable_time());
+      SetFiniteTime(p.time, h->mutable_time());
       *h->mutable_key() = p.key;
       h->set_agent_id(p.agent_id);
       h->set_outcome_class(p.cls);

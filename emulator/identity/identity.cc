@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/aws/http.h"
 #include "common/log/log.h"
+#include "common/proto/time_convert.h"
 #include "nlohmann/json.hpp"
 
 namespace fleetcanary {
@@ -89,9 +90,7 @@ CredentialIssuer::CredentialIssuer(
       rng_(seed ^ 0x5757u) {}
 
 absl::Duration CredentialIssuer::lifetime() const {
-  const auto& d = config_.credential_lifetime();
-  const absl::Duration l =
-      absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  const absl::Duration l = DurationFromProto(config_.credential_lifetime());
   return l > absl::ZeroDuration() ? l : absl::Hours(1);
 }
 

@@ -12,22 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/config/loader.h"
+#include "common/proto/time_convert.h"
 
 namespace fleetcanary {
 namespace emulator {
 namespace {
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-bool IsSet(const google::protobuf::Timestamp& t) {
-  return t.seconds() != 0 || t.nanos() != 0;
-}
 
 absl::Status Invalid(const std::string& path, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
@@ -116,12 +105,12 @@ absl::Status ValidateRule(const v1::FaultRule& rule, const std::string& path) {
       return Invalid(absl::StrCat(path, ".", name), "must not be negative");
     }
   }
-  if (rule.has_end() && FromProto(rule.end()) != absl::ZeroDuration() &&
-      FromProto(rule.end()) <= FromProto(rule.start())) {
+  if (rule.has_end() && DurationFromProto(rule.end()) != absl::ZeroDuration() &&
+      DurationFromProto(rule.end()) <= DurationFromProto(rule.start())) {
     return Invalid(path + ".end", "must be after start");
   }
   if (IsSet(rule.start_time()) && IsSet(rule.end_time()) &&
-      FromProto(rule.end_time()) <= FromProto(rule.start_time())) {
+      TimeFromProto(rule.end_time()) <= TimeFromProto(rule.start_time())) {
     return Invalid(path + ".end_time", "must be after start_time");
   }
   const v1::FaultProbability& p = rule.probability();
@@ -137,7 +126,7 @@ absl::Status ValidateRule(const v1::FaultRule& rule, const std::string& path) {
       }
       break;
     case v1::FAULT_EFFECT_DELAY_FIRST_BYTE:
-      if (FromProto(rule.duration()) <= absl::ZeroDuration()) {
+      if (DurationFromProto(rule.duration()) <= absl::ZeroDuration()) {
         return Invalid(path + ".duration", "required for delay_first_byte");
       }
       break;
@@ -166,16 +155,16 @@ double FaultProbabilityAt(const v1::FaultProbability& p, uint64_t bytes) {
 
 bool RuleActive(const v1::FaultRule& rule, const ScenarioTime& t) {
   if (IsSet(rule.start_time()) || IsSet(rule.end_time())) {
-    if (IsSet(rule.start_time()) && t.now < FromProto(rule.start_time())) {
+    if (IsSet(rule.start_time()) && t.now < TimeFromProto(rule.start_time())) {
       return false;
     }
-    if (IsSet(rule.end_time()) && t.now >= FromProto(rule.end_time())) {
+    if (IsSet(rule.end_time()) && t.now >= TimeFromProto(rule.end_time())) {
       return false;
     }
     return true;
   }
-  if (t.elapsed < FromProto(rule.start())) return false;
-  const absl::Duration end = FromProto(rule.end());
+  if (t.elapsed < DurationFromProto(rule.start())) return false;
+  const absl::Duration end = DurationFromProto(rule.end());
   if (end > absl::ZeroDuration() && t.elapsed >= end) return false;
   return true;
 }
@@ -303,7 +292,7 @@ absl::Status ScenarioEngine::Replace(v1::Scenario scenario) {
   scenario_ = std::move(scenario);
   time_scale_ = scenario_.time_scale() > 0 ? scenario_.time_scale() : 1.0;
   loaded_at_ = mono;
-  epoch_ = IsSet(scenario_.epoch()) ? FromProto(scenario_.epoch()) : wall;
+  epoch_ = IsSet(scenario_.epoch()) ? TimeFromProto(scenario_.epoch()) : wall;
   gen_.seed(scenario_.seed());
   return absl::OkStatus();
 }
