@@ -57,9 +57,11 @@ struct HostileResult {
 HostileResult Hostile(int port, const std::string& data,
                       absl::Duration timeout) {
   HostileResult out;
+  // Stamped before connecting: the server's read timeout starts at accept,
+  // which cannot come before connect(), so `elapsed` is never shorter.
+  const absl::Duration start = Now();
   int fd = Connect(port, /*nonblocking=*/true);
   if (fd < 0) return out;
-  const absl::Duration start = Now();
   char buf[16384];
   while (Now() - start < timeout) {
     pollfd p{
@@ -112,11 +114,13 @@ class HostileTest : public ::testing::Test {
 };
 
 TEST_F(HostileTest, SlowHeadersAreCutAtTheReadTimeout) {
+  // Stamped before connecting: the server's read timeout starts at accept,
+  // which cannot come before connect(), so `elapsed` is never shorter.
+  const absl::Duration start = Now();
   int fd = Connect(port_, /*nonblocking=*/true);
   ASSERT_GE(fd, 0);
   const std::string request =
       "GET /canary?bytes=1 HTTP/1.1\r\nHost: x\r\nX-Slow: ";
-  const absl::Duration start = Now();
   bool closed = false;
   size_t i = 0;
   // The 60 s bound only keeps a broken server from hanging the test.

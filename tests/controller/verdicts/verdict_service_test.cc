@@ -99,7 +99,12 @@ class VerdictServiceTest : public ::testing::Test {
     service_->OnCommitted(b);
   }
 
+  // Takes in everything committed so far at the clock's current time, then
+  // moves the clock to `until` and processes again. Without the first Sync
+  // the worker could take a batch in after the clock moved, and a batch
+  // committed "at the same time" as another would arrive seconds late.
   void Run(absl::Time until) {
+    ASSERT_TRUE(service_->Sync(absl::Seconds(30)));
     clock_.AdvanceTime(until - clock_.Now());
     ASSERT_TRUE(service_->Sync(absl::Seconds(30)));
   }
