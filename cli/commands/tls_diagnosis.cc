@@ -147,6 +147,95 @@ std::string LastSslError() {
   return buf;
 }
 
+// A failed handshake: which side refused what.
+std::string JudgeFailedHandshake(const TlsProbeOptions& options,
+                                 const Observed& observed, bool have_cert) {
+  const std::string error = absl::AsciiStrToLower(LastSslError());
+  if (options.insecure) return "";
+  if (absl::StrContains(error, "wrong version number") ||
+      absl::StrContains(error, "packet length too long") ||
+      absl::StrContains(error, "http request")) {
+    return "the controller does not speak TLS on this port (a plaintext "
+           "controller started with --insecure?): pass --insecure";
+  }
+  if (observed.certificate_requested && !have_cert) {
+    return absl::StrCat("the controller asked for a client certificate: ",
+                        kPassCert);
+  }
+  if (!observed.alert_received.empty()) {
+    return absl::StrCat("the controller ended the TLS handshake (",
+                        observed.alert_received, ")");
+  }
+  return "";
+}
+
+// Does canaryctl trust the controller, by CA and by name?
+std::string JudgePeer(SSL* ssl, const std::string& name, bool ca_loaded,
+                      const TlsProbeOptions& options) {
+  X509* peer = SSL_get1_peer_certificate(ssl);
+  const long verify = SSL_get_verify_result(ssl);
+  std::string verdict;
+  if (peer == nullptr) {
+    verdict = "the controller presented no certificate";
+  } else if (verify != X509_V_OK) {
+    verdict = absl::StrCat(
+        "canaryctl cannot verify the controller's certificate (",
+        X509_verify_cert_error_string(verify), "): pass --ca with the CA ",
+        ca_loaded && !options.ca_pem.empty() ? "that signed it"
+                                             : "bundle that signed it");
+  } else {
+    const bool name_ok =
+        X509_check_host(peer, name.c_str(), name.size(), 0, nullptr) == 1 ||
+        X509_check_ip_asc(peer, name.c_str(), 0) == 1;
+    if (!name_ok) {
+      verdict =
+          absl::StrCat("the controller's certificate is not valid for \"", name,
+                       "\": dial a name it carries, or pass "
+                       "--server-name with one");
+    }
+  }
+  if (peer != nullptr) X509_free(peer);
+  return verdict;
+}
+
+// With TLS 1.3 the controller judges our certificate (or its absence) after
+// the handshake: a healthy controller speaks first (HTTP/2 SETTINGS); a
+// refusal arrives as an alert.
+std::string JudgeAfterHandshake(SSL* ssl, const Observed& observed,
+                                bool have_cert) {
+  char byte;
+  const int n = SSL_read(ssl, &byte, 1);
+  if (n > 0) return "";
+  if (observed.certificate_requested && !have_cert) {
+    return absl::StrCat("the controller asked for a client certificate: ",
+                        kPassCert);
+  }
+  if (!observed.alert_received.empty()) {
+    return absl::StrCat(
+        "the controller refused canaryctl's client certificate (",
+        observed.alert_received,
+        "): it must be signed by the CA the controller trusts "
+        "(--client_ca)");
+  }
+  return "";
+}
+
+// The verdict on a handshake that `connected` (SSL_connect's result) ended.
+std::string Judge(SSL* ssl, int connected, const std::string& name,
+                  bool ca_loaded, bool have_cert, const Observed& observed,
+                  const TlsProbeOptions& options) {
+  if (connected != 1) {
+    return JudgeFailedHandshake(options, observed, have_cert);
+  }
+  if (options.insecure) {
+    return "the controller speaks TLS on this port but canaryctl was told "
+           "--insecure (plaintext): drop --insecure and pass --ca";
+  }
+  std::string verdict = JudgePeer(ssl, name, ca_loaded, options);
+  if (verdict.empty()) verdict = JudgeAfterHandshake(ssl, observed, have_cert);
+  return verdict;
+}
+
 }  // namespace
 
 std::string DiagnoseTls(const TlsProbeOptions& options) {
@@ -182,72 +271,8 @@ std::string DiagnoseTls(const TlsProbeOptions& options) {
   SSL_set_fd(ssl.get(), fd);
   ERR_clear_error();
   const int connected = SSL_connect(ssl.get());
-  std::string verdict;
-  if (connected != 1) {
-    const std::string error = absl::AsciiStrToLower(LastSslError());
-    if (options.insecure) {
-      verdict = "";
-    } else if (absl::StrContains(error, "wrong version number") ||
-               absl::StrContains(error, "packet length too long") ||
-               absl::StrContains(error, "http request")) {
-      verdict =
-          "the controller does not speak TLS on this port (a plaintext "
-          "controller started with --insecure?): pass --insecure";
-    } else if (observed.certificate_requested && !have_cert) {
-      verdict = absl::StrCat("the controller asked for a client certificate: ",
-                             kPassCert);
-    } else if (!observed.alert_received.empty()) {
-      verdict = absl::StrCat("the controller ended the TLS handshake (",
-                             observed.alert_received, ")");
-    }
-  } else if (options.insecure) {
-    verdict =
-        "the controller speaks TLS on this port but canaryctl was told "
-        "--insecure (plaintext): drop --insecure and pass --ca";
-  } else {
-    // Does canaryctl trust the controller, by CA and by name?
-    X509* peer = SSL_get1_peer_certificate(ssl.get());
-    const long verify = SSL_get_verify_result(ssl.get());
-    if (peer == nullptr) {
-      verdict = "the controller presented no certificate";
-    } else if (verify != X509_V_OK) {
-      verdict = absl::StrCat(
-          "canaryctl cannot verify the controller's certificate (",
-          X509_verify_cert_error_string(verify), "): pass --ca with the CA ",
-          ca_loaded && !options.ca_pem.empty() ? "that signed it"
-                                               : "bundle that signed it");
-    } else {
-      const bool name_ok =
-          X509_check_host(peer, name.c_str(), name.size(), 0, nullptr) == 1 ||
-          X509_check_ip_asc(peer, name.c_str(), 0) == 1;
-      if (!name_ok) {
-        verdict = absl::StrCat(
-            "the controller's certificate is not valid for \"", name,
-            "\": dial a name it carries, or pass "
-            "--server-name with one");
-      }
-    }
-    if (peer != nullptr) X509_free(peer);
-    if (verdict.empty()) {
-      // With TLS 1.3 the controller judges our certificate (or its absence)
-      // after the handshake: a healthy controller speaks first (HTTP/2
-      // SETTINGS); a refusal arrives as an alert.
-      char byte;
-      const int n = SSL_read(ssl.get(), &byte, 1);
-      if (n <= 0) {
-        if (observed.certificate_requested && !have_cert) {
-          verdict = absl::StrCat(
-              "the controller asked for a client certificate: ", kPassCert);
-        } else if (!observed.alert_received.empty()) {
-          verdict = absl::StrCat(
-              "the controller refused canaryctl's client certificate (",
-              observed.alert_received,
-              "): it must be signed by the CA the controller trusts "
-              "(--client_ca)");
-        }
-      }
-    }
-  }
+  const std::string verdict = Judge(ssl.get(), connected, name, ca_loaded,
+                                    have_cert, observed, options);
   SSL_shutdown(ssl.get());
   close(fd);
   ERR_clear_error();
