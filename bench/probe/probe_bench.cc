@@ -2,7 +2,10 @@
 //
 //   probe_bench --url-buffered=URL --url-stream=URL --count=20000
 //               --concurrency=32 --size=1Ki
-//   probe_bench --url-stream=URL --streams=5000   (peak RSS, 5,000 at once)
+//   probe_bench --url_stream=URL[,URL...] --streams=20000
+//               (peak RSS, 20,000 at once; probes go round-robin over the
+//               URLs, so that no one endpoint process needs 20,000
+//               descriptors)
 //
 // Every probe is fully verified and timed (the engine has no other mode).
 // Prints "key value" lines; run_probe_bench.sh compares them with wrk.
@@ -11,10 +14,12 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/probe/probe_engine.h"
 #include "common/units/units.h"
@@ -25,6 +30,8 @@ ABSL_FLAG(int, count, 20000, "Probes per mode");
 ABSL_FLAG(int, concurrency, 32, "Probes in flight");
 ABSL_FLAG(std::string, size, "1Ki", "Body size");
 ABSL_FLAG(bool, keep_alive, true, "Reuse connections (wrk does)");
+ABSL_FLAG(int64_t, receive_buffer, 0,
+          "ProbeEngineOptions::receive_buffer_bytes (0: the engine's default)");
 ABSL_FLAG(int, streams, 0,
           "If > 0: run this many slow streaming probes at once and report "
           "peak RSS instead");
@@ -57,7 +64,7 @@ struct RunResult {
   std::string first_failure;
 };
 
-RunResult RunProbes(ProbeEngine* engine, const std::string& url,
+RunResult RunProbes(ProbeEngine* engine, const std::vector<std::string>& urls,
                     v1::InvokeMode mode, int count, uint64_t size,
                     uint64_t chunk, absl::Duration gap, bool keep_alive) {
   absl::Mutex mu;
@@ -67,7 +74,7 @@ RunResult RunProbes(ProbeEngine* engine, const std::string& url,
   const absl::Duration t0 = Clock::Real()->MonotonicNow();
   for (int i = 0; i < count; ++i) {
     ProbeRequest req;
-    req.url = url;
+    req.url = urls[i % urls.size()];
     req.mode = mode;
     req.size_bytes = size;
     req.chunk_bytes = chunk;
@@ -109,11 +116,23 @@ int Main() {
   options.max_in_flight =
       streams > 0 ? streams : absl::GetFlag(FLAGS_concurrency);
   options.max_connections = std::max(options.max_in_flight, 64);
+  if (absl::GetFlag(FLAGS_receive_buffer) > 0) {
+    options.receive_buffer_bytes = absl::GetFlag(FLAGS_receive_buffer);
+  }
   if (streams > 0) {
+    // One descriptor per stream (fresh connections) plus the engine's own.
     rlimit lim{};
     getrlimit(RLIMIT_NOFILE, &lim);
     lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+      std::cerr << "cannot raise RLIMIT_NOFILE to its hard limit\n";
+    }
+    getrlimit(RLIMIT_NOFILE, &lim);
+    std::cout << "rlimit_nofile " << lim.rlim_cur << "\n";
+    if (lim.rlim_cur < static_cast<rlim_t>(streams) + 16) {
+      std::cerr << "warning: RLIMIT_NOFILE " << lim.rlim_cur << " is below "
+                << streams << " streams + 16; some probes will fail\n";
+    }
   }
   auto engine = ProbeEngine::Create(options, Clock::Real());
   if (!engine.ok()) {
@@ -125,15 +144,16 @@ int Main() {
     // 4 KiB streamed as 16 chunks of 256 B, 200 ms apart: ~3 s per probe, so
     // all of them are in flight together.
     const RunResult r = RunProbes(
-        engine->get(), absl::GetFlag(FLAGS_url_stream), v1::RESPONSE_STREAM,
-        streams, 4096, 256, absl::Milliseconds(200),
+        engine->get(), absl::StrSplit(absl::GetFlag(FLAGS_url_stream), ','),
+        v1::RESPONSE_STREAM, streams, 4096, 256, absl::Milliseconds(200),
         /*keep_alive=*/false);
     const int64_t hwm = StatusKb("VmHWM");
     std::cout << absl::StrFormat(
-        "streams %d\nok %d\nfailed %d\nseconds %.2f\nrss_before_kib %d\n"
-        "peak_rss_kib %d\nper_stream_kib %.1f\ncpu_per_probe_us %.1f\n",
-        streams, r.ok, r.failed, r.seconds, rss0, hwm,
-        static_cast<double>(hwm - rss0) / streams, 1e6 * r.cpu / streams);
+        "streams %d\nreceive_buffer_bytes %d\nok %d\nfailed %d\nseconds %.2f\n"
+        "rss_before_kib %d\npeak_rss_kib %d\nper_stream_kib %.1f\n"
+        "cpu_per_probe_us %.1f\n",
+        streams, options.receive_buffer_bytes, r.ok, r.failed, r.seconds, rss0,
+        hwm, static_cast<double>(hwm - rss0) / streams, 1e6 * r.cpu / streams);
     if (r.failed) std::cout << "first_failure " << r.first_failure << "\n";
     return r.failed == 0 ? 0 : 2;
   }
@@ -145,7 +165,7 @@ int Main() {
     if (url.empty()) continue;
     const int count = absl::GetFlag(FLAGS_count);
     const RunResult r =
-        RunProbes(engine->get(), url, mode, count, *size, 0,
+        RunProbes(engine->get(), {url}, mode, count, *size, 0,
                   absl::ZeroDuration(), absl::GetFlag(FLAGS_keep_alive));
     std::cout << absl::StrFormat(
         "%s_probes_per_second %.0f\n%s_cpu_per_probe_us %.1f\n%s_failed %d\n",
