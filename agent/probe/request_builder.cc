@@ -188,13 +188,12 @@ void SetTransferOptions(const PreparedRequest& p,
       static_cast<long>(std::max<int64_t>(
           1, absl::ToInt64Milliseconds(t->limits.connect_timeout))));
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, p.http_version);
-  // With HTTP/2, libcurl 7.88 was seen to stall a stream with a small
-  // buffer (a 300 KB body stopped short, nothing more to read on the
-  // socket): HTTP/2 keeps libcurl's default.
-  const bool h1 = p.http_version == CURL_HTTP_VERSION_1_1;
+  // Small buffers for small HTTP/1.1 bodies only (see ProbeEngineOptions).
+  const bool small = p.http_version == CURL_HTTP_VERSION_1_1 &&
+                     r.size_bytes <= options.small_body_bytes;
   curl_easy_setopt(e, CURLOPT_BUFFERSIZE,
-                   h1 ? options.receive_buffer_bytes
-                      : static_cast<long>(CURL_MAX_WRITE_SIZE));
+                   small ? options.receive_buffer_bytes
+                         : static_cast<long>(CURL_MAX_WRITE_SIZE));
   // A fresh connection (and a full TLS handshake) per probe unless
   // keep_alive, so connect and TLS regressions stay visible. Set both ways:
   // the handle may come from a transfer of the other kind.

@@ -9,11 +9,14 @@
 //
 // Every probe is fully verified and timed (the engine has no other mode).
 // Prints "key value" lines; run_probe_bench.sh compares them with wrk.
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -31,7 +34,8 @@ ABSL_FLAG(int, concurrency, 32, "Probes in flight");
 ABSL_FLAG(std::string, size, "1Ki", "Body size");
 ABSL_FLAG(bool, keep_alive, true, "Reuse connections (wrk does)");
 ABSL_FLAG(int64_t, receive_buffer, 0,
-          "ProbeEngineOptions::receive_buffer_bytes (0: the engine's default)");
+          "If > 0: ProbeEngineOptions::receive_buffer_bytes, for bodies of "
+          "every size (small_body_bytes unlimited)");
 ABSL_FLAG(int, streams, 0,
           "If > 0: run this many slow streaming probes at once and report "
           "peak RSS instead");
@@ -55,6 +59,40 @@ int64_t StatusKb(const std::string& key) {
   }
   return -1;
 }
+
+// Bytes malloc has handed out and not taken back (all arenas).
+int64_t HeapInUseKb() {
+  const struct mallinfo2 mi = mallinfo2();
+  return static_cast<int64_t>((mi.uordblks + mi.hblkhd) / 1024);
+}
+
+// Samples HeapInUseKb every 20 ms on its own thread; keeps the largest.
+class HeapPeak {
+ public:
+  HeapPeak()
+      : thread_([this] {
+          absl::MutexLock lock(&mu_);
+          while (!mu_.AwaitWithTimeout(absl::Condition(&stop_),
+                                       absl::Milliseconds(20))) {
+            peak_ = std::max(peak_, HeapInUseKb());
+          }
+        }) {}
+  // Stops sampling; the peak seen.
+  int64_t Stop() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+    return std::max(peak_, HeapInUseKb());
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool stop_ = false;
+  int64_t peak_ = 0;
+  std::thread thread_;
+};
 
 struct RunResult {
   int ok = 0;
@@ -118,6 +156,7 @@ int Main() {
   options.max_connections = std::max(options.max_in_flight, 64);
   if (absl::GetFlag(FLAGS_receive_buffer) > 0) {
     options.receive_buffer_bytes = absl::GetFlag(FLAGS_receive_buffer);
+    options.small_body_bytes = std::numeric_limits<uint64_t>::max();
   }
   if (streams > 0) {
     // One descriptor per stream (fresh connections) plus the engine's own.
@@ -141,6 +180,8 @@ int Main() {
   }
   if (streams > 0) {
     const int64_t rss0 = StatusKb("VmRSS");
+    const int64_t heap0 = HeapInUseKb();
+    HeapPeak heap_peak;
     // 4 KiB streamed as 16 chunks of 256 B, 200 ms apart: ~3 s per probe, so
     // all of them are in flight together.
     const RunResult r = RunProbes(
@@ -148,12 +189,16 @@ int Main() {
         v1::RESPONSE_STREAM, streams, 4096, 256, absl::Milliseconds(200),
         /*keep_alive=*/false);
     const int64_t hwm = StatusKb("VmHWM");
+    const int64_t heap_peak_kb = heap_peak.Stop();
     std::cout << absl::StrFormat(
         "streams %d\nreceive_buffer_bytes %d\nok %d\nfailed %d\nseconds %.2f\n"
         "rss_before_kib %d\npeak_rss_kib %d\nper_stream_kib %.1f\n"
-        "cpu_per_probe_us %.1f\n",
+        "cpu_per_probe_us %.1f\nheap_in_use_before_kib %d\n"
+        "peak_heap_in_use_kib %d\nheap_per_stream_kib %.1f\n",
         streams, options.receive_buffer_bytes, r.ok, r.failed, r.seconds, rss0,
-        hwm, static_cast<double>(hwm - rss0) / streams, 1e6 * r.cpu / streams);
+        hwm, static_cast<double>(hwm - rss0) / streams, 1e6 * r.cpu / streams,
+        heap0, heap_peak_kb,
+        static_cast<double>(heap_peak_kb - heap0) / streams);
     if (r.failed) std::cout << "first_failure " << r.first_failure << "\n";
     return r.failed == 0 ? 0 : 2;
   }
