@@ -108,7 +108,7 @@ struct RunResult {
 RunResult RunProbes(ProbeEngine* engine, const std::vector<std::string>& urls,
                     v1::InvokeMode mode, int count, uint64_t size,
                     uint64_t chunk, absl::Duration gap, bool keep_alive,
-                    absl::Duration connect_timeout) {
+                    absl::Duration connect_timeout, absl::Duration stall) {
   std::vector<ProbeRequest> requests(count);
   for (int i = 0; i < count; ++i) {
     ProbeRequest& req = requests[i];
@@ -123,6 +123,7 @@ RunResult RunProbes(ProbeEngine* engine, const std::vector<std::string>& urls,
     req.limits.mutable_timeout()->set_seconds(60);
     req.limits.mutable_connect_timeout()->set_seconds(
         absl::ToInt64Seconds(connect_timeout));
+    req.limits.mutable_stall_limit()->set_seconds(absl::ToInt64Seconds(stall));
   }
   struct State {
     absl::Mutex mu;
@@ -202,8 +203,9 @@ int Main() {
         v1::RESPONSE_STREAM, streams, 4096, 256, absl::Milliseconds(200),
         /*keep_alive=*/false,
         // Thousands of connects at once can overflow the endpoint's accept
-        // backlog (SYN retried after 1 s, 3 s, ...); memory is measured here.
-        /*connect_timeout=*/absl::Seconds(30));
+        // backlog (SYN retried after 1 s, 3 s, ...), and a starved endpoint
+        // can pause a stream for seconds; memory is measured here.
+        /*connect_timeout=*/absl::Seconds(30), /*stall=*/absl::Seconds(30));
     const int64_t hwm = StatusKb("VmHWM");
     const int64_t heap_peak_kb = heap_peak.Stop();
     std::cout << absl::StrFormat(
@@ -228,7 +230,8 @@ int Main() {
     const RunResult r =
         RunProbes(engine->get(), {url}, mode, count, *size, 0,
                   absl::ZeroDuration(), absl::GetFlag(FLAGS_keep_alive),
-                  /*connect_timeout=*/absl::Seconds(5));
+                  /*connect_timeout=*/absl::Seconds(5),
+                  /*stall=*/absl::Seconds(10));
     std::cout << absl::StrFormat(
         "%s_probes_per_second %.0f\n%s_cpu_per_probe_us %.1f\n%s_failed %d\n",
         name, count / r.seconds, name, 1e6 * r.cpu / count, name, r.failed);
