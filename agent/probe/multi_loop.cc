@@ -58,27 +58,70 @@ void MultiLoop::Wake() {
   (void)ignored;
 }
 
+void MultiLoop::OnSocketOpened(int fd) {
+  if (fd < 0) return;
+  if (static_cast<size_t>(fd) >= tracked_.size()) {
+    tracked_.resize(std::max<size_t>(fd + 1, tracked_.size() * 2));
+  }
+  tracked_[fd] = Tracked{};
+  tracked_[fd].open = true;
+}
+
+void MultiLoop::WatchCloses(CURL* easy) {
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, &CloseSocketCallback);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, this);
+}
+
+int MultiLoop::CloseSocketCallback(void* clientp, curl_socket_t fd) {
+  auto* self = static_cast<MultiLoop*>(clientp);
+  // Closing removes the socket from the epoll set (nothing else holds it).
+  if (Tracked* t = self->TrackedOrNull(fd)) *t = Tracked{};
+  return close(fd);
+}
+
+MultiLoop::Tracked* MultiLoop::TrackedOrNull(int fd) {
+  if (fd < 0 || static_cast<size_t>(fd) >= tracked_.size()) return nullptr;
+  Tracked* t = &tracked_[fd];
+  return t->open ? t : nullptr;
+}
+
+void MultiLoop::Control(int op, int fd, uint32_t events) {
+  epoll_event ev{};
+  ev.data.fd = fd;
+  ev.events = events;
+  if (epoll_ctl(epoll_fd_, op, fd, &ev) == 0) return;
+  // A descriptor number reused behind our back: try the other operation.
+  const int other = op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  if (epoll_ctl(epoll_fd_, other, fd, &ev) != 0) {
+    LogWarning("probe_epoll_ctl_failed",
+               {{"fd", absl::StrCat(fd)}, {"errno", std::strerror(errno)}});
+  }
+}
+
 int MultiLoop::SocketCallback(CURL*, curl_socket_t s, int what, void* userp,
                               void* socketp) {
   auto* self = static_cast<MultiLoop*>(userp);
+  uint32_t events = 0;
+  if (what & CURL_POLL_IN) events |= EPOLLIN;
+  if (what & CURL_POLL_OUT) events |= EPOLLOUT;
+  if (Tracked* t = self->TrackedOrNull(s)) {
+    if (what == CURL_POLL_REMOVE) {
+      t->watched = false;  // Stays registered until it is ready unwatched.
+      return 0;
+    }
+    t->watched = true;
+    if (t->registered && t->events == events) return 0;
+    self->Control(t->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, events);
+    t->registered = true;
+    t->events = events;
+    return 0;
+  }
   if (what == CURL_POLL_REMOVE) {
     epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, s, nullptr);
     curl_multi_assign(self->multi_, s, nullptr);
     return 0;
   }
-  epoll_event ev{};
-  ev.data.fd = s;
-  if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
-  if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
-  const int op = socketp == nullptr ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-  if (epoll_ctl(self->epoll_fd_, op, s, &ev) != 0) {
-    // A descriptor number reused behind our back: try the other operation.
-    const int other = op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(self->epoll_fd_, other, s, &ev) != 0) {
-      LogWarning("probe_epoll_ctl_failed",
-                 {{"fd", absl::StrCat(s)}, {"errno", std::strerror(errno)}});
-    }
-  }
+  self->Control(socketp == nullptr ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, events);
   if (socketp == nullptr) {
     curl_multi_assign(self->multi_, s, reinterpret_cast<void*>(1));
   }
@@ -118,6 +161,15 @@ void MultiLoop::RunOnce(absl::Duration max_wait,
       uint64_t count;
       while (read(wake_fd_, &count, sizeof(count)) > 0) {
       }
+      continue;
+    }
+    Tracked* t = TrackedOrNull(fd);
+    if (t != nullptr && !t->watched) {
+      // Ready while libcurl does not watch it (an idle keep-alive
+      // connection closed or written to): libcurl looks at it when it
+      // reuses it; until then, no more events.
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+      t->registered = false;
       continue;
     }
     int flags = 0;

@@ -10,6 +10,15 @@
 // timer. Finished transfers are read from multi() by the caller.
 // libcurl's timer runs on the real monotonic clock (libcurl's own).
 //
+// Sockets the engine opens itself (OnSocketOpened) and libcurl closes
+// through the hook WatchCloses installs are registered with epoll lazily:
+// when libcurl stops watching one (a keep-alive connection back in the
+// cache), it stays registered, and is removed only if it becomes ready while
+// unwatched; when libcurl watches it again for the same events (the next
+// probe on that connection), nothing is done. That saves two epoll_ctl calls
+// per keep-alive probe. Other sockets (e.g. a resolver's) are registered and
+// removed as libcurl asks.
+//
 // Thread-safety: Wake() may be called from any thread once Init succeeded;
 // everything else runs on the loop thread (Init before it starts).
 #ifndef FLEETCANARY_AGENT_PROBE_MULTI_LOOP_H_
@@ -18,6 +27,7 @@
 #include <curl/curl.h>
 #include <sys/epoll.h>
 
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -47,6 +57,15 @@ class MultiLoop {
   // Makes the current or next RunOnce return without waiting.
   void Wake();
 
+  // `fd` was just opened for a transfer and will be closed by libcurl
+  // through the hook WatchCloses installed on its handle.
+  void OnSocketOpened(int fd);
+
+  // Makes libcurl close the sockets of `easy`'s connections through this
+  // loop (CURLOPT_CLOSESOCKETFUNCTION), so that it knows when a descriptor
+  // number is free again. Once per new or reset handle.
+  void WatchCloses(CURL* easy);
+
   // One turn (see above), sleeping at most `max_wait` (<= 0: not at all).
   // `on_readable(fd)` runs for each ready socket with input, before libcurl
   // reads it.
@@ -57,6 +76,18 @@ class MultiLoop {
   static int SocketCallback(CURL* easy, curl_socket_t s, int what, void* userp,
                             void* socketp);
   static int TimerCallback(CURLM* multi, long timeout_ms, void* userp);
+  static int CloseSocketCallback(void* clientp, curl_socket_t fd);
+
+  // What epoll and libcurl know of one socket the engine opened.
+  struct Tracked {
+    bool open = false;        // Opened by OnSocketOpened and not closed.
+    bool registered = false;  // In the epoll set, with `events`.
+    bool watched = false;     // libcurl wants `events` on it.
+    uint32_t events = 0;
+  };
+  Tracked* TrackedOrNull(int fd);
+  // epoll_ctl, trying the other of ADD and MOD if the first fails.
+  void Control(int op, int fd, uint32_t events);
 
   // Milliseconds epoll_wait may sleep for a wait of `max_wait`.
   int PollTimeoutMs(absl::Duration max_wait) const;
@@ -66,6 +97,8 @@ class MultiLoop {
   CURLM* multi_ = nullptr;
   std::optional<absl::Duration> curl_timer_;  // Real monotonic time.
   std::vector<epoll_event> events_ = std::vector<epoll_event>(256);
+  // Indexed by descriptor.
+  std::vector<Tracked> tracked_;
 };
 
 }  // namespace probe_internal

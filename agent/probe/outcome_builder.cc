@@ -11,6 +11,13 @@ namespace fleetcanary {
 namespace probe_internal {
 namespace {
 
+// Sets a string field only when there is something to set: an empty field
+// reads the same, and protobuf allocates for every string it is given.
+template <typename Setter>
+void SetNonEmpty(const std::string& value, Setter set) {
+  if (!value.empty()) set(value);
+}
+
 void ToProto(absl::Duration d, google::protobuf::Duration* out) {
   const int64_t ns = absl::ToInt64Nanoseconds(d);
   out->set_seconds(ns / 1000000000);
@@ -99,12 +106,14 @@ void FillTimings(const Transfer& t, const CurlInfo& info, bool reused,
 // Response, byte counts and the classification.
 void FillResult(const Transfer& t, const CurlInfo& info, const ProbeFacts& f,
                 const Classification& c, bool reused, v1::Outcome* o) {
-  o->set_http_version(t.status_line_seen || t.headers_complete
-                          ? HttpVersionName(info.http_version)
-                          : "");
+  if (t.status_line_seen || t.headers_complete) {
+    SetNonEmpty(HttpVersionName(info.http_version),
+                [o](const std::string& v) { o->set_http_version(v); });
+  }
   o->set_status(t.status);
-  o->set_platform_request_id(t.request_id);
-  o->set_trace_id(t.trace_id);
+  SetNonEmpty(t.request_id,
+              [o](const std::string& v) { o->set_platform_request_id(v); });
+  SetNonEmpty(t.trace_id, [o](const std::string& v) { o->set_trace_id(v); });
   o->set_expected_bytes(f.expected_bytes);
   o->set_received_bytes(t.received);
   o->set_chunk_count(t.chunks);
@@ -114,21 +123,22 @@ void FillResult(const Transfer& t, const CurlInfo& info, const ProbeFacts& f,
   o->set_first_bad_offset(bad_bytes ? f.first_bad_offset : -1);
   o->set_transfer_end(c.transfer_end);
   o->set_outcome_class(c.outcome_class);
-  o->set_detail(c.detail);
+  SetNonEmpty(c.detail, [o](const std::string& v) { o->set_detail(v); });
   o->set_connection_reused(reused);
 }
 
 }  // namespace
 
 void FillLabels(const ProbeRequest& r, absl::Time start_time, v1::Outcome* o) {
-  o->set_agent_id(r.agent_id);
-  o->set_region(r.region);
-  o->set_target(r.target);
+  SetNonEmpty(r.agent_id, [o](const std::string& v) { o->set_agent_id(v); });
+  SetNonEmpty(r.region, [o](const std::string& v) { o->set_region(v); });
+  SetNonEmpty(r.target, [o](const std::string& v) { o->set_target(v); });
   o->set_mode(r.mode);
   o->set_requested_bytes(r.size_bytes);
-  o->set_probe_id(r.probe_id);
-  o->set_schedule_id(r.schedule_id);
-  o->set_adhoc_id(r.adhoc_id);
+  SetNonEmpty(r.probe_id, [o](const std::string& v) { o->set_probe_id(v); });
+  SetNonEmpty(r.schedule_id,
+              [o](const std::string& v) { o->set_schedule_id(v); });
+  SetNonEmpty(r.adhoc_id, [o](const std::string& v) { o->set_adhoc_id(v); });
   o->set_seed(r.seed);
   const int64_t ns = absl::ToUnixNanos(start_time);
   o->mutable_start_time()->set_seconds(ns / 1000000000);

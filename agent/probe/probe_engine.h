@@ -115,6 +115,17 @@ struct ProbeEngineOptions {
   // Only matters with a SimulatedClock (a real clock wakes the loop exactly).
   absl::Duration max_poll_wait = absl::Milliseconds(50);
   std::string user_agent = "fleetcanary-agent/0.1";
+  // libcurl's receive buffer (CURLOPT_BUFFERSIZE, clamped by libcurl to
+  // [1 KiB, 512 KiB]) of a running HTTP/1.1 probe whose body is at most
+  // small_body_bytes; allocated for each transfer, freed when it ends. 2 KiB
+  // takes a 1 KiB canary response (headers and body) in one read and keeps
+  // thousands of slow streams small. Bigger bodies, and HTTP/2 probes, keep
+  // libcurl's default of 16 KiB: a 1 MiB body came in ~25 % slower with
+  // 2 KiB (bench/README.md), and libcurl 7.88 can stall an HTTP/2 stream
+  // with a small buffer. Only the pages a response touches become resident,
+  // so the memory saved is less than the difference in size.
+  long receive_buffer_bytes = 2048;
+  uint64_t small_body_bytes = 64 * 1024;
   // Credentials for AuthType AWS_IAM; default: the standard environment
   // variables (sigv4::CredentialsFromEnvironment). An error makes the probe
   // AGENT_ERROR with the error's message.

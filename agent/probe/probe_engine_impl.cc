@@ -51,7 +51,7 @@ class ProbeEngineImpl : public ProbeEngine {
 
   ~ProbeEngineImpl() override {
     Shutdown();
-    for (CURL* e : easy_pool_) curl_easy_cleanup(e);
+    for (const PooledEasy& e : easy_pool_) curl_easy_cleanup(e.easy);
   }
 
   absl::Status Init() {
@@ -79,8 +79,10 @@ class ProbeEngineImpl : public ProbeEngine {
     {
       absl::MutexLock lock(&mu_);
       if (!stopped_) {
+        // One wake per batch: the loop takes all of incoming_ at once, after
+        // the wake that the first request of the batch sent.
+        if (incoming_.empty()) loop_.Wake();
         incoming_.push_back({std::move(request), std::move(done)});
-        loop_.Wake();
         return;
       }
     }
@@ -144,9 +146,11 @@ class ProbeEngineImpl : public ProbeEngine {
   // Moves requests Start() queued to waiting_. Returns true once Shutdown()
   // was requested (no request is queued after that).
   bool TakeIncoming() {
+    std::vector<Pending> batch;
     absl::MutexLock lock(&mu_);
-    for (Pending& p : incoming_) waiting_.push_back(std::move(p));
-    incoming_.clear();
+    // Swapped, not cleared, so that a burst's worth of capacity is not kept.
+    batch.swap(incoming_);
+    for (Pending& p : batch) waiting_.push_back(std::move(p));
     if (stop_requested_) stopped_ = true;
     return stopped_;
   }
@@ -208,14 +212,16 @@ class ProbeEngineImpl : public ProbeEngine {
     t->newly_connected = &newly_connected_;
     t->socket_owner = &socket_owner_;
     t->guard = options_.guard.get();
+    t->loop = &loop_;
     t->request = std::move(p.request);
     t->done = std::move(p.done);
     t->limits = ResolveLimits(t->request.limits);
     t->start = clock_->MonotonicNow();
     t->deadline = t->start + t->limits.timeout;
     t->last_activity = t->start;
-    FillLabels(t->request, clock_->Now(), &t->outcome);
-    t->outcome.set_expected_bytes(t->request.size_bytes);
+    // The outcome is filled in when the probe ends (Finish), so that a
+    // probe in flight holds its labels once, in its request.
+    t->start_time = clock_->Now();
 
     absl::Status status = Configure(t.get());
     if (!status.ok()) {
@@ -237,34 +243,56 @@ class ProbeEngineImpl : public ProbeEngine {
   }
 
   absl::Status Configure(Transfer* t) {
-    FC_ASSIGN_OR_RETURN(const PreparedRequest prepared,
-                        PrepareRequest(t->request, t->limits, t->guard));
+    FC_ASSIGN_OR_RETURN(
+        const PreparedRequest prepared,
+        PrepareRequest(t->request, t->limits, t->guard, &base_urls_));
     t->https = prepared.https;
     t->easy = AcquireEasy();
     if (t->easy == nullptr) {
       return absl::ResourceExhaustedError("curl_easy_init failed");
     }
-    return ConfigureEasy(prepared, options_, clock_, t);
+    bool needs_reset = false;
+    const absl::Status status =
+        ConfigureEasy(prepared, options_, clock_, t, &needs_reset);
+    t->easy_needs_reset = needs_reset || !status.ok();
+    return status;
   }
 
+  // A handle with the shared options set (SetHandleDefaults, WatchCloses):
+  // a pooled one as its last transfer left it (ConfigureEasy sets every
+  // option that differs between common transfers) unless that transfer
+  // needed a reset, else a new one.
   CURL* AcquireEasy() {
+    CURL* e = nullptr;
     if (!easy_pool_.empty()) {
-      CURL* e = easy_pool_.back();
+      const PooledEasy pooled = easy_pool_.back();
       easy_pool_.pop_back();
+      if (!pooled.needs_reset) return pooled.easy;
+      e = pooled.easy;
       curl_easy_reset(e);
-      return e;
+    } else {
+      e = curl_easy_init();
+      if (e == nullptr) return nullptr;
     }
-    return curl_easy_init();
+    probe_internal::SetHandleDefaults(e, options_);
+    loop_.WatchCloses(e);
+    return e;
   }
 
   void ReleaseEasy(Transfer* t) {
     if (t->headers != nullptr) {
+      // The handle still points at the list: clear that first.
+      if (t->easy != nullptr) {
+        curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, nullptr);
+      }
       curl_slist_free_all(t->headers);
       t->headers = nullptr;
     }
     if (t->easy == nullptr) return;
+    // Nothing of the finished transfer may be written to while pooled.
+    curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, nullptr);
     if (static_cast<int>(easy_pool_.size()) < options_.max_in_flight) {
-      easy_pool_.push_back(t->easy);
+      easy_pool_.push_back({t->easy, t->easy_needs_reset});
     } else {
       curl_easy_cleanup(t->easy);
     }
@@ -347,6 +375,7 @@ class ProbeEngineImpl : public ProbeEngine {
     active_.erase(it);
     const absl::Duration now = clock_->MonotonicNow();
     ForgetSockets(t.get());
+    FillLabels(t->request, t->start_time, &t->outcome);
     CompleteOutcome(t.get(), code, now);
     ReleaseEasy(t.get());
     DoneCallback done = std::move(t->done);
@@ -372,7 +401,12 @@ class ProbeEngineImpl : public ProbeEngine {
   std::deque<Pending> waiting_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Transfer>> active_;
   uint64_t next_id_ = 1;
-  std::vector<CURL*> easy_pool_;
+  struct PooledEasy {
+    CURL* easy;
+    bool needs_reset;  // Options outside ConfigureEasy's common set changed.
+  };
+  std::vector<PooledEasy> easy_pool_;
+  probe_internal::BaseUrlCache base_urls_;
   // Min-heap of (check time, transfer id); stale entries are skipped.
   using Deadline = std::pair<absl::Duration, uint64_t>;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<Deadline>>

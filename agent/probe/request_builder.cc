@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -88,16 +90,24 @@ absl::Status CheckRequest(const ProbeRequest& r, const Limits& l,
   return absl::OkStatus();
 }
 
-// Writes base + "canary?bytes=N&chunk=C&gap_ms=G&seed=S" to `url`.
-void BuildCanaryUrl(const ProbeRequest& r, std::string* url) {
-  *url = r.url;
-  if (url->back() != '/') url->push_back('/');
-  absl::StrAppend(url, "canary?bytes=", r.size_bytes);
-  if (r.chunk_bytes > 0) absl::StrAppend(url, "&chunk=", r.chunk_bytes);
+// Writes "bytes=N&chunk=C&gap_ms=G&seed=S" (chunk and gap_ms when set).
+void BuildCanaryQuery(const ProbeRequest& r, std::string* query) {
+  absl::StrAppend(query, "bytes=", r.size_bytes);
+  if (r.chunk_bytes > 0) absl::StrAppend(query, "&chunk=", r.chunk_bytes);
   if (r.chunk_gap > absl::ZeroDuration()) {
-    absl::StrAppend(url, "&gap_ms=", absl::ToInt64Milliseconds(r.chunk_gap));
+    absl::StrAppend(query, "&gap_ms=", absl::ToInt64Milliseconds(r.chunk_gap));
   }
-  absl::StrAppend(url, "&seed=", r.seed);
+  absl::StrAppend(query, "&seed=", r.seed);
+}
+
+// base + "canary?" + query.
+std::string CanaryUrl(const std::string& base, const std::string& query) {
+  std::string url;
+  url.reserve(base.size() + 8 + query.size());
+  url = base;
+  if (url.back() != '/') url.push_back('/');
+  absl::StrAppend(&url, "canary?", query);
+  return url;
 }
 
 // The parts of a URL libcurl parsed (null when absent); freed on
@@ -117,9 +127,21 @@ struct UrlParts {
   }
 };
 
-// Parses p->url (built from `base`, named in errors) into its host, Host
-// header and request target; the scheme must be http or https.
-absl::Status SplitUrl(const std::string& base, PreparedRequest* p) {
+// PERMISSION_DENIED "target guard: ..." when `guard` (if any) refuses `url`.
+absl::Status CheckUrlAllowed(const TargetGuard* guard, const std::string& url) {
+  if (guard == nullptr) return absl::OkStatus();
+  const absl::Status allowed = guard->CheckUrl(url);
+  if (allowed.ok()) return absl::OkStatus();
+  const absl::string_view why = allowed.message();
+  return absl::PermissionDeniedError(absl::StartsWith(why, "target guard")
+                                         ? std::string(why)
+                                         : absl::StrCat("target guard: ", why));
+}
+
+// Parses p->url (built from `base`, named in errors) into `out` and p->query;
+// the scheme must be http or https.
+absl::Status SplitUrl(const std::string& base, const TargetGuard* guard,
+                      PreparedRequest* p, ParsedBase* out) {
   CURLU* u = curl_url();
   if (u == nullptr) return absl::ResourceExhaustedError("curl_url failed");
   const CURLUcode uc = curl_url_set(u, CURLUPART_URL, p->url.c_str(), 0);
@@ -141,60 +163,54 @@ absl::Status SplitUrl(const std::string& base, PreparedRequest* p) {
     }
   }
   curl_url_cleanup(u);
-  // Copied: the curl strings are freed on return, before signing uses them.
-  p->host_name = parts.host != nullptr ? parts.host : "";
   FC_RETURN_IF_ERROR(url_status);
-  p->host_header = p->host_name;
-  if (parts.port != nullptr) absl::StrAppend(&p->host_header, ":", parts.port);
-  p->target = absl::StrCat(parts.path != nullptr ? parts.path : "/", "?",
-                           parts.query != nullptr ? parts.query : "");
+  // Copied: the curl strings are freed on return, before signing uses them.
+  out->host_name = parts.host != nullptr ? parts.host : "";
+  out->host_line = absl::StrCat("Host: ", out->host_name);
+  if (parts.port != nullptr) absl::StrAppend(&out->host_line, ":", parts.port);
+  out->path = parts.path != nullptr ? parts.path : "/";
+  p->query = parts.query != nullptr ? parts.query : "";
+  out->guard_verdict = CheckUrlAllowed(guard, p->url);
   return absl::OkStatus();
 }
 
-// PERMISSION_DENIED "target guard: ..." when `guard` (if any) refuses `url`.
-absl::Status CheckUrlAllowed(const TargetGuard* guard, const std::string& url) {
-  if (guard == nullptr) return absl::OkStatus();
-  const absl::Status allowed = guard->CheckUrl(url);
-  if (allowed.ok()) return absl::OkStatus();
-  const absl::string_view why = allowed.message();
-  return absl::PermissionDeniedError(absl::StartsWith(why, "target guard")
-                                         ? std::string(why)
-                                         : absl::StrCat("target guard: ", why));
-}
-
-// Everything but the headers: URL, callbacks, protocols, no proxy, timeouts,
-// HTTP version, connection reuse, TLS verification.
+// Everything but the headers that changes between transfers: URL, callback
+// data, timeouts, HTTP version, connection reuse, TLS verification.
 void SetTransferOptions(const PreparedRequest& p,
-                        const ProbeEngineOptions& options, Transfer* t) {
+                        const ProbeEngineOptions& options, Transfer* t,
+                        bool* needs_reset) {
   const ProbeRequest& r = t->request;
   CURL* e = t->easy;
   curl_easy_setopt(e, CURLOPT_URL, p.url.c_str());
   AttachTransferCallbacks(e, t);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  // Never through a proxy from the environment: the address the target
-  // guard checks must be the address connected, and the timings the
-  // endpoint's.
-  curl_easy_setopt(e, CURLOPT_PROXY, "");
   curl_easy_setopt(
       e, CURLOPT_CONNECTTIMEOUT_MS,
       static_cast<long>(std::max<int64_t>(
           1, absl::ToInt64Milliseconds(t->limits.connect_timeout))));
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, p.http_version);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, options.user_agent.c_str());
-  if (!r.transport.keep_alive()) {
-    // A fresh connection (and a full TLS handshake) per probe, so connect
-    // and TLS regressions stay visible.
-    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
-  }
+  // Small buffers for small HTTP/1.1 bodies only (see ProbeEngineOptions).
+  const bool small = p.http_version == CURL_HTTP_VERSION_1_1 &&
+                     r.size_bytes <= options.small_body_bytes;
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE,
+                   small ? options.receive_buffer_bytes
+                         : static_cast<long>(CURL_MAX_WRITE_SIZE));
+  // A fresh connection (and a full TLS handshake) per probe unless
+  // keep_alive, so connect and TLS regressions stay visible. Set both ways:
+  // the handle may come from a transfer of the other kind.
+  const long fresh = r.transport.keep_alive() ? 0L : 1L;
+  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh);
+  curl_easy_setopt(e, CURLOPT_FORBID_REUSE, fresh);
+  curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 1L - fresh);
+  // Rare options, not set back by the next transfer: the handle is reset
+  // before it is used again.
   if (!r.transport.ca_file().empty()) {
     curl_easy_setopt(e, CURLOPT_CAINFO, r.transport.ca_file().c_str());
+    *needs_reset = true;
   }
   if (r.transport.insecure_skip_verify()) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    *needs_reset = true;
   }
 }
 
@@ -203,20 +219,28 @@ absl::Status SetHeaders(const PreparedRequest& p,
                         const ProbeEngineOptions& options, Clock* clock,
                         Transfer* t) {
   const ProbeRequest& r = t->request;
-  std::vector<std::string> headers = {"Host: " + p.host_header};
-  if (!r.probe_id.empty()) {
-    headers.push_back("x-canary-probe-id: " + r.probe_id);
-  }
-  if (r.auth == v1::AWS_IAM) {
-    FC_RETURN_IF_ERROR(Sign(r, options, clock, p.host_name, p.host_header,
-                            p.target, &headers));
-  }
-  for (const std::string& h : headers) {
-    curl_slist* next = curl_slist_append(t->headers, h.c_str());
+  const auto append = [t](const char* line) {
+    curl_slist* next = curl_slist_append(t->headers, line);
     if (next == nullptr) {
       return absl::ResourceExhaustedError("curl_slist_append failed");
     }
     t->headers = next;
+    return absl::OkStatus();
+  };
+  FC_RETURN_IF_ERROR(append(p.base->host_line.c_str()));
+  if (!r.probe_id.empty()) {
+    FC_RETURN_IF_ERROR(
+        append(absl::StrCat("x-canary-probe-id: ", r.probe_id).c_str()));
+  }
+  if (r.auth == v1::AWS_IAM) {
+    const std::string host_header = p.base->host_line.substr(6);
+    std::vector<std::string> signed_headers;
+    FC_RETURN_IF_ERROR(Sign(r, options, clock, p.base->host_name, host_header,
+                            absl::StrCat(p.base->path, "?", p.query),
+                            &signed_headers));
+    for (const std::string& h : signed_headers) {
+      FC_RETURN_IF_ERROR(append(h.c_str()));
+    }
   }
   curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
   return absl::OkStatus();
@@ -224,21 +248,63 @@ absl::Status SetHeaders(const PreparedRequest& p,
 
 }  // namespace
 
+const ParsedBase* BaseUrlCache::Find(const std::string& base) const {
+  auto it = map_.find(base);
+  return it == map_.end() ? nullptr : it->second.get();
+}
+
+const ParsedBase* BaseUrlCache::Insert(const std::string& base,
+                                       ParsedBase parsed) {
+  if (map_.size() >= kMaxEntries) map_.clear();
+  auto& slot = map_[base];
+  slot = std::make_unique<const ParsedBase>(std::move(parsed));
+  return slot.get();
+}
+
 absl::StatusOr<PreparedRequest> PrepareRequest(const ProbeRequest& r,
                                                const Limits& l,
-                                               const TargetGuard* guard) {
+                                               const TargetGuard* guard,
+                                               BaseUrlCache* cache) {
   PreparedRequest p;
   FC_RETURN_IF_ERROR(CheckRequest(r, l, &p));
-  BuildCanaryUrl(r, &p.url);
-  FC_RETURN_IF_ERROR(SplitUrl(r.url, &p));
-  FC_RETURN_IF_ERROR(CheckUrlAllowed(guard, p.url));
+  const bool cacheable =
+      cache != nullptr && r.url.find_first_of("?#") == std::string::npos;
+  if (cacheable) p.base = cache->Find(r.url);
+  if (p.base == nullptr) {
+    std::string query;
+    BuildCanaryQuery(r, &query);
+    p.url = CanaryUrl(r.url, query);
+    ParsedBase parsed;
+    FC_RETURN_IF_ERROR(SplitUrl(r.url, guard, &p, &parsed));
+    if (cacheable) {
+      p.base = cache->Insert(r.url, std::move(parsed));
+    } else {
+      p.own_base = std::make_unique<ParsedBase>(std::move(parsed));
+      p.base = p.own_base.get();
+    }
+  } else {
+    BuildCanaryQuery(r, &p.query);
+    p.url = CanaryUrl(r.url, p.query);
+  }
+  FC_RETURN_IF_ERROR(p.base->guard_verdict);
   return p;
+}
+
+void SetHandleDefaults(CURL* easy, const ProbeEngineOptions& options) {
+  SetTransferCallbackFunctions(easy);
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  // Never through a proxy from the environment: the address the target
+  // guard checks must be the address connected, and the timings the
+  // endpoint's.
+  curl_easy_setopt(easy, CURLOPT_PROXY, "");
+  curl_easy_setopt(easy, CURLOPT_USERAGENT, options.user_agent.c_str());
 }
 
 absl::Status ConfigureEasy(const PreparedRequest& p,
                            const ProbeEngineOptions& options, Clock* clock,
-                           Transfer* t) {
-  SetTransferOptions(p, options, t);
+                           Transfer* t, bool* needs_reset) {
+  SetTransferOptions(p, options, t, needs_reset);
   return SetHeaders(p, options, clock, t);
 }
 

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "agent/probe/multi_loop.h"
 
 namespace fleetcanary {
 namespace probe_internal {
@@ -87,6 +88,7 @@ curl_socket_t OpenSocketCallback(void* clientp, curlsocktype,
     }
     return CURL_SOCKET_BAD;
   }
+  if (t->loop != nullptr) t->loop->OnSocketOpened(fd);
   if (!t->request.transport.keep_alive()) {
     // Fresh connection, never shared (FORBID_REUSE): its bytes are ours.
     (*t->socket_owner)[fd] = t->id;
@@ -260,16 +262,19 @@ size_t WriteCallback(char* data, size_t size, size_t nmemb, void* userp) {
 
 }  // namespace
 
+void SetTransferCallbackFunctions(CURL* easy) {
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &WriteCallback);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &HeaderCallback);
+  curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, &PrereqCallback);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &OpenSocketCallback);
+}
+
 void AttachTransferCallbacks(CURL* easy, Transfer* t) {
   curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->error);
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &WriteCallback);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
-  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &HeaderCallback);
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, &PrereqCallback);
   curl_easy_setopt(easy, CURLOPT_PREREQDATA, t);
-  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &OpenSocketCallback);
   curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, t);
 }
 

@@ -34,6 +34,8 @@
 namespace fleetcanary {
 namespace probe_internal {
 
+class MultiLoop;
+
 // A probe's limits, with the defaults for every field the request leaves 0.
 struct Limits {
   absl::Duration timeout = absl::Seconds(30);
@@ -57,15 +59,23 @@ struct Transfer {
   absl::flat_hash_map<int, uint64_t>* socket_owner = nullptr;
   // Null = every address allowed.
   const TargetGuard* guard = nullptr;
+  // Told of every socket opened for this transfer (null in tests).
+  MultiLoop* loop = nullptr;
   ProbeRequest request;
   ProbeEngine::DoneCallback done;
   Limits limits;
+  // Empty until the transfer ends.
   v1::Outcome outcome;
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
+  // The easy handle must be reset before its next transfer (see
+  // ConfigureEasy).
+  bool easy_needs_reset = false;
   char error[CURL_ERROR_SIZE] = {0};
   bool https = false;
 
+  // When the engine admitted the probe (the outcome's start_time).
+  absl::Time start_time;
   absl::Duration start;
   absl::Duration deadline;
   // Last time a byte arrived (or the connection was established).
@@ -120,8 +130,13 @@ struct Transfer {
   }
 };
 
-// Points `easy` at `t`: CURLOPT_PRIVATE (so a finished handle leads back to
-// its transfer), the error buffer, and the callbacks that fill `t`:
+// Installs the callback functions below on `easy` (once per handle; they do
+// nothing useful until AttachTransferCallbacks points them at a transfer).
+void SetTransferCallbackFunctions(CURL* easy);
+
+// Points `easy` (set up with SetTransferCallbackFunctions) at `t`:
+// CURLOPT_PRIVATE (so a finished handle leads back to its transfer), the
+// error buffer, and the data of the callbacks that fill `t`:
 //   - open-socket: the target guard's address check before the socket exists
 //     (a refusal is remembered in guard_refusal), socket ownership for fresh
 //     connections, AGENT_ERROR when out of descriptors or memory;

@@ -490,6 +490,29 @@ TEST_F(ProbeEngineTest, FreshConnectionPerProbeUnlessKeepAlive) {
   EXPECT_EQ(reused, 9);
 }
 
+// The engine reuses easy handles without resetting them and leaves the
+// sockets of idle keep-alive connections registered with epoll. Connections
+// the server closes (close-delimited bodies) free descriptor numbers the
+// next connection takes again, and a probe with a rare option
+// (insecure_skip_verify) makes its handle be reset: every probe in between
+// must still be OK and carry its own labels.
+TEST_F(ProbeEngineTest, ReusedHandlesAndDescriptorsKeepProbesApart) {
+  for (int i = 0; i < 12; ++i) {
+    const Framing framing = i % 3 == 0   ? Framing::kClose
+                            : i % 3 == 1 ? Framing::kChunked
+                                         : Framing::kContentLength;
+    ProbeRequest r = Request(Spec(framing), 700 + i);
+    r.transport.set_keep_alive(i % 4 != 3);
+    r.transport.set_insecure_skip_verify(i % 5 == 4);
+    const std::string probe_id = r.probe_id;
+    const v1::Outcome o = Run(r);
+    ASSERT_EQ(o.outcome_class(), v1::OK) << i << ": " << testing::Describe(o);
+    EXPECT_EQ(o.probe_id(), probe_id);
+    EXPECT_EQ(o.received_bytes(), 700u + i);
+    EXPECT_EQ(o.agent_id(), "agent-1");
+  }
+}
+
 TEST_F(ProbeEngineTest, ManyConcurrentProbes) {
   constexpr int kProbes = 2000;
   absl::Mutex mu;
