@@ -95,7 +95,7 @@ def binaries(build):
     binary = {
         "emulator": os.path.join(build, "emulator/function-url-emulator"),
         "controller": os.path.join(build, "controller/server/fleetcanary-controller"),
-        "agent": os.path.join(build, "agent/runner/fleetcanary-agent"),
+        "agent": os.path.join(build, "agent/fleetcanary-agent"),
         "canaryctl": os.path.join(build, "cli/canaryctl"),
     }
     for path in binary.values():

@@ -26,7 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/net/target_guard.h"
-#include "controller/scheduler/scheduler.h"
+#include "controller/fleet/scheduler.h"
 #include "fleetcanary/v1/admin.pb.h"
 #include "fleetcanary/v1/config.pb.h"
 

@@ -38,7 +38,7 @@
 #include "controller/server/capped_listener.h"
 #include "controller/session/agent_session_service.h"
 #include "controller/session/session_hub.h"
-#include "controller/status/status_data.h"
+#include "controller/web/status_data.h"
 
 namespace fleetcanary {
 namespace controller {

@@ -29,9 +29,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/time/clock.h"
+#include "controller/fleet/scheduler.h"
 #include "controller/ingest/ingest.h"
 #include "controller/metrics/controller_metrics.h"
-#include "controller/scheduler/scheduler.h"
 #include "fleetcanary/v1/session.pb.h"
 
 namespace fleetcanary {

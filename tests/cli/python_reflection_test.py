@@ -141,7 +141,7 @@ class Fleet:
         self.address = dict(kv.split("=", 1) for kv in line.split()[1:])["grpc"]
         for agent, region in (("use1", "us-east-1"), ("euw1", "eu-west-1")):
             self.spawn(agent, [
-                os.path.join(b, "agent/runner/fleetcanary-agent"),
+                os.path.join(b, "agent/fleetcanary-agent"),
                 "--agent_id=" + agent, "--region=" + region,
                 "--controller=" + self.address,
                 "--data_dir=" + os.path.join(self.dir, agent),

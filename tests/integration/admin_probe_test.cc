@@ -132,7 +132,7 @@ faults:
 
   void AddAgent(const std::string& id, const std::string& region) {
     auto p = Process::Spawn(
-        BinaryPath("agent/runner/fleetcanary-agent"),
+        BinaryPath("agent/fleetcanary-agent"),
         {"--agent_id=" + id, "--region=" + region, "--controller=" + grpc_,
          "--data_dir=" + dir_ + "/" + id, "--http_listen=off",
          "--heartbeat_interval=1s", "--reconnect_min=50ms",

@@ -30,7 +30,7 @@ namespace testing {
 inline constexpr char kEmulatorBinary[] = "emulator/function-url-emulator";
 inline constexpr char kControllerBinary[] =
     "controller/server/fleetcanary-controller";
-inline constexpr char kAgentBinary[] = "agent/runner/fleetcanary-agent";
+inline constexpr char kAgentBinary[] = "agent/fleetcanary-agent";
 
 // <TempDir>/<name>, emptied and created.
 std::string FreshDir(const std::string& name);

@@ -57,7 +57,7 @@ std::vector<Daemon> Daemons() {
        {"--grpc_listen", "--http_listen", "--fleet", "--drain_timeout",
         "--insecure", "--admin_tokens"}},
       {"fleetcanary-agent",
-       BinaryPath("agent/runner/fleetcanary-agent"),
+       BinaryPath("agent/fleetcanary-agent"),
        {"--agent_id", "--region", "--controller", "--data_dir",
         "--drain_timeout", "--insecure"}},
       {"function-url-emulator",

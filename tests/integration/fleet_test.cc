@@ -317,7 +317,7 @@ class FleetTest : public testing::ScratchDirTest {
         "--insecure",
         "--target_allow_loopback"};
     for (const std::string& e : agent_extra_[a.id]) args.push_back(e);
-    std::string binary = BinaryPath("agent/runner/fleetcanary-agent");
+    std::string binary = BinaryPath("agent/fleetcanary-agent");
     if (!agent_wrapper_.empty()) {
       args.insert(args.begin(), binary);
       args.insert(args.begin(), agent_wrapper_.begin() + 1,

@@ -374,7 +374,7 @@ TEST_F(OperabilityTest, AgentReadinessFollowsItsSession) {
        "--data_dir=" + dir_ + "/controller", "--heartbeat_interval=1s"});
   auto start_agent = [&](const std::string& id, const std::string& controller) {
     auto p = Process::Spawn(
-        BinaryPath("agent/runner/fleetcanary-agent"),
+        BinaryPath("agent/fleetcanary-agent"),
         {"--agent_id=" + id, "--region=us-east-1", "--controller=" + controller,
          "--data_dir=" + dir_ + "/" + id, "--http_listen=127.0.0.1:0",
          "--heartbeat_interval=1s", "--reconnect_min=50ms",

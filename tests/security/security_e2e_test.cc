@@ -114,7 +114,7 @@ class SecurityTest : public ::testing::Test {
         "--reconnect_max=300ms",
         "--outcome_journal=" + dir_ + "/" + id + ".journal"};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto p = Process::Spawn(BinaryPath("agent/runner/fleetcanary-agent"), args,
+    auto p = Process::Spawn(BinaryPath("agent/fleetcanary-agent"), args,
                             dir_ + "/" + id + ".log");
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return nullptr;

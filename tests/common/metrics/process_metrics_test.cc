@@ -130,7 +130,7 @@ TEST(ProcessMetrics, OwnProcessMatchesIndependentReadings) {
 
 TEST(DaemonFlags, OwnFlagsAreThoseOfMainFiles) {
   EXPECT_TRUE(IsDaemonFlagFile("controller/server/main.cc"));
-  EXPECT_TRUE(IsDaemonFlagFile("/src/agent/runner/main.cc"));
+  EXPECT_TRUE(IsDaemonFlagFile("/src/agent/main.cc"));
   EXPECT_TRUE(IsDaemonFlagFile("main.cc"));
   EXPECT_FALSE(IsDaemonFlagFile("absl/flags/internal/usage.cc"));
   EXPECT_FALSE(IsDaemonFlagFile("bench/domain.cc"));

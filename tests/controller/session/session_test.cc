@@ -8,8 +8,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "controller/fleet/scheduler.h"
 #include "controller/ingest/ingest.h"
-#include "controller/scheduler/scheduler.h"
 #include "controller/session/agent_session_service.h"
 #include "controller/session/session_hub.h"
 #include "controller/store/store.h"
