@@ -45,6 +45,9 @@ ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(30),
 ABSL_FLAG(int, base_port, 0,
           "First port; endpoints get consecutive ports (0 = ephemeral).");
 ABSL_FLAG(uint64_t, request_id_seed, 0, "Seed of request and trace ids.");
+ABSL_FLAG(int, payload_cache_mib, 16,
+          "Memory for generated payload blocks, shared by all connections "
+          "(0 = generate every body per response).");
 
 namespace fleetcanary {
 namespace {
@@ -108,6 +111,11 @@ absl::StatusOr<emulator::EmulatorOptions> OptionsFromFlags() {
   options.read_timeout = absl::GetFlag(FLAGS_read_timeout);
   options.base_port = absl::GetFlag(FLAGS_base_port);
   options.request_id_seed = absl::GetFlag(FLAGS_request_id_seed);
+  if (absl::GetFlag(FLAGS_payload_cache_mib) < 0) {
+    return absl::InvalidArgumentError("--payload_cache_mib must be >= 0");
+  }
+  options.payload_cache_bytes =
+      static_cast<size_t>(absl::GetFlag(FLAGS_payload_cache_mib)) << 20;
   return options;
 }
 
