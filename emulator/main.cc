@@ -12,6 +12,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
@@ -128,6 +129,10 @@ int Main() {
     setrlimit(RLIMIT_NOFILE, &limit);
   }
   signal(SIGPIPE, SIG_IGN);
+  // The packaged abseil checks every Mutex acquisition for lock-order
+  // cycles (a debug aid; tests keep it): several per request on the serving
+  // path, so the binary turns it off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   auto options = OptionsFromFlags();
   if (!options.ok()) {
     std::cerr << "function-url-emulator: " << options.status().message()
