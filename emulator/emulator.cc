@@ -99,6 +99,7 @@ class EmulatorImpl : public Emulator {
     server_options.read_timeout = options_.read_timeout;
     server_options.write_timeout = options_.write_timeout;
     server_options.header_limit = options_.header_limit;
+    server_options.payload_cache_bytes = options_.payload_cache_bytes;
     server_options.tls_cert_file = config.tls_cert_file();
     server_options.tls_key_file = config.tls_key_file();
     auto server = HttpServer::Create(server_options);

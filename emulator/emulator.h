@@ -59,6 +59,9 @@ struct EmulatorOptions {
   absl::Duration read_timeout = absl::Seconds(30);
   absl::Duration write_timeout = absl::Seconds(30);
   size_t header_limit = 16 * 1024;
+  // Bound of the shared cache of generated payload blocks (0 = no cache;
+  // bodies are the same bytes either way).
+  size_t payload_cache_bytes = 16 * 1024 * 1024;
   // Seeds request ids (x-amzn-RequestId) and trace ids.
   uint64_t request_id_seed = 0;
   // Ports: 0 = ephemeral. When non-zero, ports are assigned consecutively

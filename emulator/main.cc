@@ -12,6 +12,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
@@ -45,6 +46,9 @@ ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(30),
 ABSL_FLAG(int, base_port, 0,
           "First port; endpoints get consecutive ports (0 = ephemeral).");
 ABSL_FLAG(uint64_t, request_id_seed, 0, "Seed of request and trace ids.");
+ABSL_FLAG(int, payload_cache_mib, 16,
+          "Memory for generated payload blocks, shared by all connections "
+          "(0 = generate every body per response).");
 
 namespace fleetcanary {
 namespace {
@@ -108,6 +112,11 @@ absl::StatusOr<emulator::EmulatorOptions> OptionsFromFlags() {
   options.read_timeout = absl::GetFlag(FLAGS_read_timeout);
   options.base_port = absl::GetFlag(FLAGS_base_port);
   options.request_id_seed = absl::GetFlag(FLAGS_request_id_seed);
+  if (absl::GetFlag(FLAGS_payload_cache_mib) < 0) {
+    return absl::InvalidArgumentError("--payload_cache_mib must be >= 0");
+  }
+  options.payload_cache_bytes =
+      static_cast<size_t>(absl::GetFlag(FLAGS_payload_cache_mib)) << 20;
   return options;
 }
 
@@ -120,6 +129,10 @@ int Main() {
     setrlimit(RLIMIT_NOFILE, &limit);
   }
   signal(SIGPIPE, SIG_IGN);
+  // The packaged abseil checks every Mutex acquisition for lock-order
+  // cycles (a debug aid; tests keep it): several per request on the serving
+  // path, so the binary turns it off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   auto options = OptionsFromFlags();
   if (!options.ok()) {
     std::cerr << "function-url-emulator: " << options.status().message()

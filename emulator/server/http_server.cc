@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "common/log/log.h"
 #include "common/payload/payload.h"
+#include "emulator/server/payload_cache.h"
 
 namespace fleetcanary {
 namespace emulator {
@@ -28,8 +29,14 @@ namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
 constexpr uint64_t kMaxWrite = 64 * 1024;
+// Per write when the body comes from the payload cache.
+constexpr uint64_t kMaxCachedWrite = 1024 * 1024;
+// Chunks at least this large are written from the cache in large writes.
+constexpr uint64_t kMinExternalChunk = 16 * 1024;
 constexpr uint64_t kDefaultChunk = 64 * 1024;
 constexpr uint64_t kMaxDrain = 4 * 1024 * 1024;
+// Runs shorter than this are copied into the write buffer, not referenced.
+constexpr size_t kMinExternalBytes = 1024;
 
 std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
   return absl::ToChronoNanoseconds(d);
@@ -49,6 +56,7 @@ struct Shared {
   HttpServerOptions options;
   Counters counters;
   std::unique_ptr<ssl::context> tls;
+  std::unique_ptr<PayloadBlockCache> payload_cache;  // Null: no cache.
 };
 
 struct Listener {
@@ -171,6 +179,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
   void AppendHead() {
     const ResponsePlan& p = plan_;
+    const size_t at = out_.size();
     absl::StrAppend(&out_, "HTTP/1.1 ", p.status, " ",
                     p.reason.empty() ? ReasonPhrase(p.status) : p.reason,
                     "\r\n");
@@ -184,9 +193,65 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
     out_.append(p.close_connection ? "Connection: close\r\n\r\n"
                                    : "Connection: keep-alive\r\n\r\n");
+    AddOwnedPiece(at, out_.size() - at);
   }
 
-  // Appends body bytes [from, to), framed, with the corruption applied.
+  // Queues bytes held by out_ (copied there).
+  void AppendOwned(absl::string_view bytes) {
+    const size_t at = out_.size();
+    out_.append(bytes.data(), bytes.size());
+    AddOwnedPiece(at, bytes.size());
+  }
+
+  // Records that out_[at, at + n) goes out next.
+  void AddOwnedPiece(size_t at, size_t n) {
+    if (n == 0) return;
+    if (!pieces_.empty() && pieces_.back().external == nullptr &&
+        pieces_.back().offset + pieces_.back().size == at) {
+      pieces_.back().size += n;
+      return;
+    }
+    pieces_.push_back(Piece{nullptr, at, n});
+  }
+
+  // Queues `n` bytes at `data`, which stay valid until the write completes;
+  // short runs are copied (an iovec entry costs more than a small memcpy).
+  void AppendExternal(const char* data, size_t n) {
+    if (n < kMinExternalBytes) return AppendOwned(absl::string_view(data, n));
+    pieces_.push_back(Piece{data, 0, n});
+  }
+
+  // Queues body bytes [from, to) without framing or corruption. Payload
+  // blocks mostly inside the body come from the shared cache and are
+  // written from there; the rest is generated into out_.
+  void AppendBodyBytes(uint64_t from, uint64_t to) {
+    if (!plan_.payload) {
+      return AppendExternal(plan_.body.data() + from, to - from);
+    }
+    constexpr uint64_t kBlock = PayloadBlockCache::kBlockBytes;
+    uint64_t pos = from;
+    while (pos < to) {
+      const uint64_t index = pos / kBlock;
+      const uint64_t block_start = index * kBlock;
+      const uint64_t end = std::min(to, block_start + kBlock);
+      const uint64_t in_body =
+          std::min(plan_.payload_size, block_start + kBlock) - block_start;
+      if (shared_->payload_cache != nullptr && in_body >= kBlock / 2) {
+        std::shared_ptr<const std::string> block =
+            shared_->payload_cache->Get(plan_.payload_seed, index);
+        AppendExternal(block->data() + (pos - block_start), end - pos);
+        pinned_.push_back(std::move(block));
+      } else {
+        const size_t at = out_.size();
+        out_.resize(at + (end - pos));
+        FillPayload(plan_.payload_seed, pos, &out_[at], end - pos);
+        AddOwnedPiece(at, end - pos);
+      }
+      pos = end;
+    }
+  }
+
+  // Queues body bytes [from, to), framed, with the corruption applied.
   void AppendBody(uint64_t from, uint64_t to) {
     const bool chunked = plan_.framing == ResponsePlan::Framing::kChunked;
     const uint64_t chunk =
@@ -195,21 +260,25 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     while (pos < to) {
       uint64_t end = to;
       if (chunked) end = std::min(to, (pos / chunk + 1) * chunk);
-      const uint64_t n = end - pos;
-      if (chunked) absl::StrAppend(&out_, absl::Hex(n), "\r\n");
-      const size_t at = out_.size();
-      out_.resize(at + n);
-      if (plan_.payload) {
-        FillPayload(plan_.payload_seed, pos, &out_[at], n);
-      } else {
-        plan_.body.copy(&out_[at], n, pos);
-      }
+      if (chunked) AppendOwned(absl::StrCat(absl::Hex(end - pos), "\r\n"));
       if (plan_.corrupt_offset >= 0 &&
           static_cast<uint64_t>(plan_.corrupt_offset) >= pos &&
           static_cast<uint64_t>(plan_.corrupt_offset) < end) {
-        out_[at + (plan_.corrupt_offset - pos)] ^= static_cast<char>(0xFF);
+        const uint64_t bad = static_cast<uint64_t>(plan_.corrupt_offset);
+        AppendBodyBytes(pos, bad);
+        char byte;
+        if (plan_.payload) {
+          FillPayload(plan_.payload_seed, bad, &byte, 1);
+        } else {
+          byte = plan_.body[bad];
+        }
+        byte ^= static_cast<char>(0xFF);
+        AppendOwned(absl::string_view(&byte, 1));
+        AppendBodyBytes(bad + 1, end);
+      } else {
+        AppendBodyBytes(pos, end);
       }
-      if (chunked) out_.append("\r\n");
+      if (chunked) AppendOwned("\r\n");
       pos = end;
     }
   }
@@ -219,6 +288,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   // Writes as much of the plan as may go out before the next pause or fault.
   void Pump() {
     out_.clear();
+    pieces_.clear();
+    pinned_.clear();
     if (!head_sent_) {
       if (!delayed_ && plan_.first_byte_delay > absl::ZeroDuration()) {
         delayed_ = true;
@@ -236,10 +307,17 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     if (plan_.stall_after.has_value() && !stalled_) {
       limit = std::min(limit, *plan_.stall_after);
     }
-    uint64_t budget = kMaxWrite;
-    absl::Duration pause = absl::ZeroDuration();
+    // Payload bodies written from the shared block cache cost no buffer
+    // memory, so they go out in larger writes (fewer system calls and
+    // completions); tiny chunks would still need framing bytes per chunk.
     const uint64_t chunk =
         plan_.chunk_bytes ? plan_.chunk_bytes : kDefaultChunk;
+    uint64_t budget = kMaxWrite;
+    if (plan_.payload && shared_->payload_cache != nullptr &&
+        (!chunked || chunk >= kMinExternalChunk)) {
+      budget = kMaxCachedWrite;
+    }
+    absl::Duration pause = absl::ZeroDuration();
     if (chunked && plan_.chunk_gap > absl::ZeroDuration()) {
       budget = (offset_ / chunk + 1) * chunk - offset_;
       pause = plan_.chunk_gap;
@@ -275,24 +353,32 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       if (plan_.cut == ResponsePlan::Cut::kReset) {
         next = Next::kReset;
       } else if (chunked && plan_.final_chunk_on_cut) {
-        out_.append("0\r\n\r\n");
+        AppendOwned("0\r\n\r\n");
         next = Next::kFinish;
       } else {
         next = Next::kClose;
       }
     } else if (offset_ == size) {
-      if (chunked) out_.append("0\r\n\r\n");
+      if (chunked) AppendOwned("0\r\n\r\n");
       next = Next::kFinish;
     } else if (plan_.stall_after.has_value() && !stalled_ &&
                offset_ == *plan_.stall_after) {
       next = Next::kStall;
     }
-    if (next == Next::kPump && pause == absl::ZeroDuration() && out_.empty()) {
+    if (next == Next::kPump && pause == absl::ZeroDuration() &&
+        pieces_.empty()) {
       return Pump();  // Nothing to write yet (e.g. at a shaping boundary).
     }
-    if (out_.empty()) return AfterWrite(next, pause);
+    if (pieces_.empty()) return AfterWrite(next, pause);
+    buffers_.clear();
+    for (const Piece& piece : pieces_) {
+      buffers_.emplace_back(piece.external != nullptr
+                                ? piece.external
+                                : out_.data() + piece.offset,
+                            piece.size);
+    }
     Lowest().expires_after(ToChrono(shared_->options.write_timeout));
-    net::async_write(stream_, net::buffer(out_),
+    net::async_write(stream_, buffers_,
                      [self = this->shared_from_this(), next, pause](
                          beast::error_code ec, size_t) {
                        if (ec) {
@@ -446,7 +532,17 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   bool drain_on_close_ = false;
   std::string drain_buffer_;
   uint64_t drained_ = 0;
+  // The next write: bytes in out_ and external bytes (cached payload
+  // blocks kept alive by pinned_, the plan's body), in order.
+  struct Piece {
+    const char* external;  // nullptr: out_[offset, offset + size).
+    size_t offset;
+    size_t size;
+  };
   std::string out_;
+  std::vector<Piece> pieces_;
+  std::vector<std::shared_ptr<const std::string>> pinned_;
+  std::vector<net::const_buffer> buffers_;
 };
 
 class HttpServerImpl : public HttpServer {
@@ -641,6 +737,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(
     const HttpServerOptions& options) {
   auto shared = std::make_unique<Shared>();
   shared->options = options;
+  if (options.payload_cache_bytes >= PayloadBlockCache::kBlockBytes) {
+    shared->payload_cache =
+        std::make_unique<PayloadBlockCache>(options.payload_cache_bytes);
+  }
   if (options.io_threads < 1 || options.io_threads > 64) {
     return absl::InvalidArgumentError("io_threads: must be 1..64");
   }

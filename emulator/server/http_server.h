@@ -105,6 +105,10 @@ struct HttpServerOptions {
   absl::Duration max_stall = absl::Minutes(10);
   size_t header_limit = 16 * 1024;
   size_t body_limit = 1024 * 1024;
+  // Bound of the shared cache of canary payload blocks (64 KiB each) that
+  // payload bodies are written from; below one block, every body is
+  // generated per response. Bodies are byte-identical either way.
+  size_t payload_cache_bytes = 16 * 1024 * 1024;
   // PEM files; both set = TLS listeners available.
   std::string tls_cert_file;
   std::string tls_key_file;

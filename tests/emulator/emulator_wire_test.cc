@@ -563,6 +563,64 @@ TEST_F(WireTest, CorruptFlipsExactlyOneByte) {
   }
 }
 
+TEST_F(WireTest, CachedPayloadBlocksServeExactBytesInAnyChunking) {
+  // 200,000 B = 3 whole 64 KiB blocks (from the shared cache) + a tail of
+  // 3,392 B (generated per response); each URL twice, so the second
+  // response is written from blocks the first one cached.
+  const std::string good = MakePayload(21, 200000);
+  for (const std::string& url :
+       {buffered_ + "canary?bytes=200000&seed=21",
+        stream_ + "canary?bytes=200000&seed=21",
+        stream_ + "canary?bytes=200000&chunk=1000&seed=21",
+        stream_ + "canary?bytes=200000&chunk=70000&seed=21"}) {
+    for (int round = 0; round < 2; ++round) {
+      testing::CurlResult r = testing::CurlFetch(url);
+      ASSERT_EQ(r.curl_code, 0) << r.error;
+      EXPECT_TRUE(r.body == good) << url << " round " << round;
+    }
+  }
+}
+
+TEST_F(WireTest, CorruptInsideACachedBlockLeavesTheCacheIntact) {
+  const std::string good = MakePayload(22, 200000);
+  testing::CurlResult warm =
+      testing::CurlFetch(buffered_ + "canary?bytes=200000&seed=22");
+  EXPECT_TRUE(warm.body == good);
+  SetScenario(
+      "faults: [{name: c, probability: {base: 1}, effect: corrupt, "
+      "after_bytes: 131077}]");
+  for (const std::string& url :
+       {buffered_ + "canary?bytes=200000&seed=22",
+        stream_ + "canary?bytes=200000&chunk=1000&seed=22"}) {
+    testing::CurlResult r = testing::CurlFetch(url);
+    ASSERT_EQ(r.body.size(), good.size()) << url;
+    std::vector<size_t> diffs;
+    for (size_t i = 0; i < good.size(); ++i) {
+      if (good[i] != r.body[i]) diffs.push_back(i);
+    }
+    EXPECT_THAT(diffs, ElementsAre(131077)) << url;
+  }
+  SetScenario("faults: []");
+  testing::CurlResult after =
+      testing::CurlFetch(buffered_ + "canary?bytes=200000&seed=22");
+  EXPECT_TRUE(after.body == good);
+}
+
+TEST(WireNoCacheTest, WithoutThePayloadCacheBodiesAreTheSameBytes) {
+  EmulatorOptions options;
+  options.config.add_regions()->set_name("us-east-1");
+  options.payload_cache_bytes = 0;
+  std::unique_ptr<Emulator> emu = Start(options);
+  ASSERT_NE(emu, nullptr);
+  const std::string good = MakePayload(23, 200000);
+  for (v1::InvokeMode mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
+    testing::CurlResult r = testing::CurlFetch(emu->url("us-east-1", mode) +
+                                               "canary?bytes=200000&seed=23");
+    ASSERT_EQ(r.curl_code, 0) << r.error;
+    EXPECT_TRUE(r.body == good) << v1::InvokeMode_Name(mode);
+  }
+}
+
 TEST_F(WireTest, ThrottleFaultIs429) {
   SetScenario("faults: [{name: t, probability: {base: 1}, effect: throttle}]");
   testing::CurlResult r = testing::CurlFetch(buffered_ + "canary?bytes=10");
