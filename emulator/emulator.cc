@@ -55,129 +55,13 @@ class EmulatorImpl : public Emulator {
     if (config.regions().empty()) config.add_regions()->set_name("us-east-1");
     if (config.listen_host().empty()) config.set_listen_host("127.0.0.1");
     FC_RETURN_IF_ERROR(ValidateEmulatorConfig(config));
-    MetricStoreOptions metric_options;
-    metric_options.period = config.has_metrics_period()
-                                ? DurationFromProto(config.metrics_period())
-                                : absl::Seconds(60);
-    if (metric_options.period <= absl::ZeroDuration()) {
-      metric_options.period = absl::Seconds(60);
-    }
-    metric_options.ingestion_delay =
-        DurationFromProto(config.ingestion_delay());
-
-    auto engine = ScenarioEngine::Create(config.scenario(), clock_);
-    if (!engine.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("scenario.", engine.status().message()));
-    }
-    engine_ = *std::move(engine);
-
-    context_.clock = clock_;
-    context_.scenario = engine_.get();
-    context_.truth = &truth_;
-    context_.credentials.assign(config.credentials().begin(),
-                                config.credentials().end());
-    issuer_ = std::make_unique<CredentialIssuer>(config.identity(),
-                                                 context_.credentials, clock_,
-                                                 options_.request_id_seed);
-    CredentialIssuer* issuer = issuer_.get();
-    context_.lookup = [issuer](absl::string_view key) {
-      return issuer->Lookup(key, "lambda");
-    };
-    context_.max_clock_skew = config.has_max_clock_skew()
-                                  ? DurationFromProto(config.max_clock_skew())
-                                  : absl::Minutes(5);
-    context_.shape_streaming =
-        !config.has_shape_streaming() || config.shape_streaming();
-    context_.request_id_seed = options_.request_id_seed;
-    context_.canary_limits = CanaryLimitsFromConfig(config.canary_limits());
-
-    HttpServerOptions server_options;
-    server_options.host = config.listen_host();
-    server_options.io_threads = options_.io_threads;
-    server_options.max_connections = options_.max_connections;
-    server_options.read_timeout = options_.read_timeout;
-    server_options.write_timeout = options_.write_timeout;
-    server_options.header_limit = options_.header_limit;
-    server_options.payload_cache_bytes = options_.payload_cache_bytes;
-    server_options.tls_cert_file = config.tls_cert_file();
-    server_options.tls_key_file = config.tls_key_file();
-    auto server = HttpServer::Create(server_options);
-    if (!server.ok()) return server.status();
-    server_ = *std::move(server);
-    const bool tls = !config.tls_cert_file().empty();
-    const std::string scheme = tls ? "https" : "http";
-    const std::string host = config.listen_host().find(':') != std::string::npos
-                                 ? absl::StrCat("[", config.listen_host(), "]")
-                                 : config.listen_host();
-    int next_port = options_.base_port;
-    auto port_for = [&next_port]() { return next_port == 0 ? 0 : next_port++; };
-
+    FC_RETURN_IF_ERROR(InitContext(config));
+    FC_RETURN_IF_ERROR(CreateServer(config));
+    Listeners listeners(config, options_.base_port);
     for (const v1::EmulatorRegion& r : config.regions()) {
-      v1::EmulatorRegion region = r;
-      if (region.function_name().empty()) {
-        region.set_function_name(kDefaultFunctionName);
-      }
-      if (region.auth() == v1::AUTH_TYPE_UNSPECIFIED) region.set_auth(v1::NONE);
-      auto state = std::make_unique<RegionState>(region, metric_options);
-      for (v1::InvokeMode mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
-        const std::string alias =
-            mode == v1::BUFFERED ? kBufferedAlias : kStreamAlias;
-        auto fn =
-            std::make_unique<FunctionUrl>(state.get(), mode, alias, &context_);
-        FunctionUrl* raw = fn.get();
-        auto port = server_->AddListener(
-            port_for(), tls, [raw](const HttpRequest& req, ResponsePlan* plan) {
-              raw->Handle(req, plan);
-            });
-        if (!port.ok()) return port.status();
-        UrlInfo info;
-        info.region = region.name();
-        info.mode = mode;
-        info.alias = alias;
-        info.function_name = region.function_name();
-        info.auth = region.auth();
-        info.port = *port;
-        info.url = absl::StrCat(scheme, "://", host, ":", *port, "/");
-        urls_.push_back(info);
-        functions_.push_back(std::move(fn));
-      }
-      RegionState* raw_state = state.get();
-      auto cw_port = server_->AddListener(
-          port_for(), tls,
-          [this, raw_state](const HttpRequest& req, ResponsePlan* plan) {
-            HandleCloudWatch(raw_state, req, plan);
-          });
-      if (!cw_port.ok()) return cw_port.status();
-      cloudwatch_.push_back(
-          {region.name(), absl::StrCat(scheme, "://", host, ":", *cw_port, "/"),
-           *cw_port});
-      regions_.push_back(std::move(state));
+      FC_RETURN_IF_ERROR(AddRegion(r, MetricOptions(config), &listeners));
     }
-    auto control_port = server_->AddListener(
-        port_for(), tls, [this](const HttpRequest& req, ResponsePlan* plan) {
-          HandleControl(req, plan);
-        });
-    if (!control_port.ok()) return control_port.status();
-    control_url_ = absl::StrCat(scheme, "://", host, ":", *control_port, "/");
-    // Temporary credentials: STS, IMDSv2, container endpoint.
-    using Handler =
-        void (CredentialIssuer::*)(const HttpRequest&, ResponsePlan*);
-    for (auto [url, handler] :
-         {std::pair<std::string*, Handler>{&sts_url_,
-                                           &CredentialIssuer::HandleSts},
-          {&imds_url_, &CredentialIssuer::HandleImds},
-          {&container_url_, &CredentialIssuer::HandleContainer}}) {
-      auto port =
-          server_->AddListener(port_for(), tls,
-                               [issuer, handler = handler](
-                                   const HttpRequest& req, ResponsePlan* plan) {
-                                 (issuer->*handler)(req, plan);
-                               });
-      if (!port.ok()) return port.status();
-      *url = absl::StrCat(scheme, "://", host, ":", *port, "/");
-    }
-    container_url_ += "v2/credentials/fleetcanary";
+    FC_RETURN_IF_ERROR(AddControlAndCredentials(&listeners));
     FC_RETURN_IF_ERROR(server_->Start());
     LogInfo("emulator_started", {{"regions", absl::StrCat(regions_.size())},
                                  {"control", control_url_},
@@ -256,6 +140,169 @@ class EmulatorImpl : public Emulator {
   }
 
  private:
+  // How listeners are numbered and named: ports from `base_port` up (0 =
+  // any), URLs with the config's scheme and host.
+  class Listeners {
+   public:
+    Listeners(const v1::EmulatorConfig& config, int base_port)
+        : tls_(!config.tls_cert_file().empty()),
+          scheme_(tls_ ? "https" : "http"),
+          host_(config.listen_host().find(':') != std::string::npos
+                    ? absl::StrCat("[", config.listen_host(), "]")
+                    : config.listen_host()),
+          next_port_(base_port) {}
+    bool tls() const { return tls_; }
+    int NextPort() { return next_port_ == 0 ? 0 : next_port_++; }
+    std::string Url(int port) const {
+      return absl::StrCat(scheme_, "://", host_, ":", port, "/");
+    }
+
+   private:
+    const bool tls_;
+    const std::string scheme_;
+    const std::string host_;
+    int next_port_;
+  };
+
+  // The platform metric store's period and ingestion delay from `config`.
+  static MetricStoreOptions MetricOptions(const v1::EmulatorConfig& config) {
+    MetricStoreOptions metric_options;
+    metric_options.period = config.has_metrics_period()
+                                ? DurationFromProto(config.metrics_period())
+                                : absl::Seconds(60);
+    if (metric_options.period <= absl::ZeroDuration()) {
+      metric_options.period = absl::Seconds(60);
+    }
+    metric_options.ingestion_delay =
+        DurationFromProto(config.ingestion_delay());
+    return metric_options;
+  }
+
+  // The scenario engine, the credential issuer and the context every
+  // Function URL shares.
+  absl::Status InitContext(const v1::EmulatorConfig& config) {
+    auto engine = ScenarioEngine::Create(config.scenario(), clock_);
+    if (!engine.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("scenario.", engine.status().message()));
+    }
+    engine_ = *std::move(engine);
+
+    context_.clock = clock_;
+    context_.scenario = engine_.get();
+    context_.truth = &truth_;
+    context_.credentials.assign(config.credentials().begin(),
+                                config.credentials().end());
+    issuer_ = std::make_unique<CredentialIssuer>(config.identity(),
+                                                 context_.credentials, clock_,
+                                                 options_.request_id_seed);
+    CredentialIssuer* issuer = issuer_.get();
+    context_.lookup = [issuer](absl::string_view key) {
+      return issuer->Lookup(key, "lambda");
+    };
+    context_.max_clock_skew = config.has_max_clock_skew()
+                                  ? DurationFromProto(config.max_clock_skew())
+                                  : absl::Minutes(5);
+    context_.shape_streaming =
+        !config.has_shape_streaming() || config.shape_streaming();
+    context_.request_id_seed = options_.request_id_seed;
+    context_.canary_limits = CanaryLimitsFromConfig(config.canary_limits());
+    return absl::OkStatus();
+  }
+
+  absl::Status CreateServer(const v1::EmulatorConfig& config) {
+    HttpServerOptions server_options;
+    server_options.host = config.listen_host();
+    server_options.io_threads = options_.io_threads;
+    server_options.max_connections = options_.max_connections;
+    server_options.read_timeout = options_.read_timeout;
+    server_options.write_timeout = options_.write_timeout;
+    server_options.header_limit = options_.header_limit;
+    server_options.payload_cache_bytes = options_.payload_cache_bytes;
+    server_options.tls_cert_file = config.tls_cert_file();
+    server_options.tls_key_file = config.tls_key_file();
+    auto server = HttpServer::Create(server_options);
+    if (!server.ok()) return server.status();
+    server_ = *std::move(server);
+    return absl::OkStatus();
+  }
+
+  // A region's BUFFERED and RESPONSE_STREAM Function URLs and its CloudWatch
+  // endpoint.
+  absl::Status AddRegion(v1::EmulatorRegion region,
+                         const MetricStoreOptions& metric_options,
+                         Listeners* listeners) {
+    if (region.function_name().empty()) {
+      region.set_function_name(kDefaultFunctionName);
+    }
+    if (region.auth() == v1::AUTH_TYPE_UNSPECIFIED) region.set_auth(v1::NONE);
+    auto state = std::make_unique<RegionState>(region, metric_options);
+    for (v1::InvokeMode mode : {v1::BUFFERED, v1::RESPONSE_STREAM}) {
+      const std::string alias =
+          mode == v1::BUFFERED ? kBufferedAlias : kStreamAlias;
+      auto fn =
+          std::make_unique<FunctionUrl>(state.get(), mode, alias, &context_);
+      FunctionUrl* raw = fn.get();
+      auto port = server_->AddListener(
+          listeners->NextPort(), listeners->tls(),
+          [raw](const HttpRequest& req, ResponsePlan* plan) {
+            raw->Handle(req, plan);
+          });
+      if (!port.ok()) return port.status();
+      UrlInfo info;
+      info.region = region.name();
+      info.mode = mode;
+      info.alias = alias;
+      info.function_name = region.function_name();
+      info.auth = region.auth();
+      info.port = *port;
+      info.url = listeners->Url(*port);
+      urls_.push_back(info);
+      functions_.push_back(std::move(fn));
+    }
+    RegionState* raw_state = state.get();
+    auto cw_port = server_->AddListener(
+        listeners->NextPort(), listeners->tls(),
+        [this, raw_state](const HttpRequest& req, ResponsePlan* plan) {
+          HandleCloudWatch(raw_state, req, plan);
+        });
+    if (!cw_port.ok()) return cw_port.status();
+    cloudwatch_.push_back({region.name(), listeners->Url(*cw_port), *cw_port});
+    regions_.push_back(std::move(state));
+    return absl::OkStatus();
+  }
+
+  // The control endpoint, then temporary credentials: STS, IMDSv2, container
+  // endpoint.
+  absl::Status AddControlAndCredentials(Listeners* listeners) {
+    auto control_port = server_->AddListener(
+        listeners->NextPort(), listeners->tls(),
+        [this](const HttpRequest& req, ResponsePlan* plan) {
+          HandleControl(req, plan);
+        });
+    if (!control_port.ok()) return control_port.status();
+    control_url_ = listeners->Url(*control_port);
+    CredentialIssuer* issuer = issuer_.get();
+    using Handler =
+        void (CredentialIssuer::*)(const HttpRequest&, ResponsePlan*);
+    for (auto [url, handler] :
+         {std::pair<std::string*, Handler>{&sts_url_,
+                                           &CredentialIssuer::HandleSts},
+          {&imds_url_, &CredentialIssuer::HandleImds},
+          {&container_url_, &CredentialIssuer::HandleContainer}}) {
+      auto port =
+          server_->AddListener(listeners->NextPort(), listeners->tls(),
+                               [issuer, handler = handler](
+                                   const HttpRequest& req, ResponsePlan* plan) {
+                                 (issuer->*handler)(req, plan);
+                               });
+      if (!port.ok()) return port.status();
+      *url = listeners->Url(*port);
+    }
+    container_url_ += "v2/credentials/fleetcanary";
+    return absl::OkStatus();
+  }
+
   void HandleCloudWatch(RegionState* region, const HttpRequest& req,
                         ResponsePlan* plan) {
     const bool query = req.Header("X-Amz-Target").empty();
