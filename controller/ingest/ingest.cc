@@ -1,5 +1,6 @@
 #include "controller/ingest/ingest.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <thread>
@@ -90,6 +91,19 @@ class IngestImpl : public Ingest {
     Enqueue(std::move(item));
   }
 
+  bool AwaitCapacity(std::function<void()> resume) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!saturated_) return true;
+      if (!stopping_) {
+        waiting_for_capacity_.push_back(std::move(resume));
+        return false;
+      }
+    }
+    resume();  // Shutting down: nothing will wake it later.
+    return false;
+  }
+
   uint64_t AppliedSequence(const std::string& agent_id) override {
     absl::MutexLock lock(&agents_mu_);
     auto it = agents_.find(agent_id);
@@ -125,8 +139,14 @@ class IngestImpl : public Ingest {
       stopping_ = true;
     }
     if (writer_.joinable()) writer_.join();
-    absl::MutexLock lock(&mu_);
-    stopped_ = true;
+    std::vector<std::function<void()>> waiting;
+    {
+      absl::MutexLock lock(&mu_);
+      stopped_ = true;
+      saturated_ = false;
+      waiting.swap(waiting_for_capacity_);
+    }
+    for (auto& resume : waiting) resume();
   }
 
  private:
@@ -134,6 +154,10 @@ class IngestImpl : public Ingest {
     {
       absl::MutexLock lock(&mu_);
       if (!stopping_) {
+        queued_outcomes_ += Weight(item);
+        if (queued_outcomes_ >= options_.max_queued_outcomes) {
+          saturated_ = true;
+        }
         queue_.push_back(std::move(item));
         ++submitted_;
         return;
@@ -146,9 +170,15 @@ class IngestImpl : public Ingest {
     }
   }
 
+  // What an item counts for in the queue bound.
+  static int64_t Weight(const Item& item) {
+    return std::max(1, item.outcomes.outcomes_size());
+  }
+
   void WriterLoop() {
     for (;;) {
       std::vector<Item> items;
+      std::vector<std::function<void()>> resume;
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(
@@ -163,10 +193,18 @@ class IngestImpl : public Ingest {
                 outcomes + queue_.front().outcomes.outcomes_size() <=
                     options_.max_outcomes_per_commit)) {
           outcomes += queue_.front().outcomes.outcomes_size();
+          queued_outcomes_ -= Weight(queue_.front());
           items.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
+        // Room again: the sessions read on while this commit runs.
+        if (saturated_ &&
+            queued_outcomes_ <= options_.max_queued_outcomes / 2) {
+          saturated_ = false;
+          resume.swap(waiting_for_capacity_);
+        }
       }
+      for (auto& r : resume) r();
       Apply(items);
       absl::MutexLock lock(&mu_);
       completed_ += items.size();
@@ -427,6 +465,11 @@ class IngestImpl : public Ingest {
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
   uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
+  // Flow control: outcomes in queue_ (see Weight), whether the bound was hit
+  // (until the queue is down to half of it), and who waits for room.
+  int64_t queued_outcomes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool saturated_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::function<void()>> waiting_for_capacity_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 

@@ -25,6 +25,12 @@
 // After each commit the metrics are updated and IngestObservers are told
 // (the verdict engine, later), on the writer thread.
 //
+// Memory is bounded by flow control, not by refusal: submissions are always
+// queued, but once `max_queued_outcomes` outcomes wait in the queue ingest is
+// saturated until the writer has taken it down to half of that, and
+// AwaitCapacity() tells callers (the sessions) to stop reading their streams
+// meanwhile and calls them back when there is room.
+//
 // Thread-safety: all public methods are thread-safe. Callbacks run on the
 // writer thread and must not block.
 #ifndef FLEETCANARY_CONTROLLER_INGEST_INGEST_H_
@@ -49,6 +55,9 @@ namespace controller {
 struct IngestOptions {
   // Most outcomes applied in one transaction.
   int max_outcomes_per_commit = 50000;
+  // Queue bound for flow control (see AwaitCapacity): about 700 bytes of
+  // memory per queued outcome. Items without outcomes count as one.
+  int64_t max_queued_outcomes = 100000;
   // Raw failures kept per transaction at most (the rest only counted).
   int max_failures_per_commit = 10000;
   // Sequence numbers a batch may skip beyond the agent's reported dropped
@@ -119,6 +128,14 @@ class Ingest {
   virtual void ReportDropped(const std::string& agent_id,
                              const std::string& region,
                              uint64_t dropped_total) = 0;
+
+  // Flow control. Returns true when ingest has room for more submissions.
+  // Otherwise (saturated: see max_queued_outcomes) returns false and keeps
+  // `resume`, which it calls exactly once, on the writer thread and without
+  // locks held, when there is room again (or at Shutdown). Submissions made
+  // while saturated are still accepted: the caller is expected to stop
+  // producing them (to stop reading its stream) until `resume` runs.
+  virtual bool AwaitCapacity(std::function<void()> resume) = 0;
 
   // Committed watermark of an agent (0 if unknown).
   virtual uint64_t AppliedSequence(const std::string& agent_id) = 0;
