@@ -199,6 +199,15 @@ class SimAgent
         if (n < o.batch) {
           b->mutable_outcomes()->DeleteSubrange(n, o.batch - n);
         }
+        // Probed just now, as a live agent's outcomes are.
+        const absl::Time now = kClock->Now();
+        const int64_t sec = absl::ToUnixSeconds(now);
+        const int32_t nanos = static_cast<int32_t>(
+            absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(sec)));
+        for (v1::Outcome& out : *b->mutable_outcomes()) {
+          out.mutable_start_time()->set_seconds(sec);
+          out.mutable_start_time()->set_nanos(nanos);
+        }
         b->set_first_sequence(next_seq_);
         next_seq_ += n;
         inflight_.push_back({next_seq_ - 1, kClock->MonotonicNow()});

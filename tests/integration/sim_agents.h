@@ -12,7 +12,8 @@
 // their sequence number), so the load generator's memory stays flat.
 //
 // The outcomes belong to the streams SimFleetYaml() assigns to every agent,
-// so the controller stores them (rather than rejecting them as unassigned).
+// so the controller stores them (rather than rejecting them as unassigned),
+// and their start_time is when they are sent, as for a live agent.
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef FLEETCANARY_TESTS_INTEGRATION_SIM_AGENTS_H_
