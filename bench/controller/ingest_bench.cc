@@ -75,6 +75,8 @@ ABSL_FLAG(
     "Controller stores to compare: sqlite, postgresql (comma-separated).");
 ABSL_FLAG(double, rate_per_agent, 0,
           "Outcomes/s each agent offers (0 = as fast as the window allows).");
+ABSL_FLAG(absl::Duration, send_interval, absl::Milliseconds(100),
+          "With a rate: how often agents send what their outbox holds.");
 ABSL_FLAG(std::string, controller_cpus, "",
           "CPUs the controller is pinned to, e.g. \"0\" (\"\" = any).");
 ABSL_FLAG(std::string, load_cpus, "",
@@ -288,6 +290,7 @@ std::unique_ptr<testing::SimAgents> ConnectAgents(const std::string& address,
   o.window = absl::GetFlag(FLAGS_window);
   o.channels_per_1000 = absl::GetFlag(FLAGS_channels_per_1000);
   o.rate_per_agent = absl::GetFlag(FLAGS_rate_per_agent);
+  o.send_interval = absl::GetFlag(FLAGS_send_interval);
   auto sims = testing::SimAgents::Connect(o, absl::Seconds(120));
   if (!sims.ok()) {
     std::fprintf(stderr, "%s\n", sims.status().ToString().c_str());

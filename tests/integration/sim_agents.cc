@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/time/clock.h"
 #include "fleetcanary/v1/session.grpc.pb.h"
+#include "google/protobuf/util/time_util.h"
 #include "tests/testing/wait.h"
 
 namespace fleetcanary {
@@ -117,6 +118,11 @@ class SimAgent
       {
         absl::MutexLock lock(&mu_);
         base_ = in_.welcome().applied_sequence();
+        if (in_.welcome().has_heartbeat_interval()) {
+          heartbeat_interval_ =
+              absl::Seconds(in_.welcome().heartbeat_interval().seconds());
+        }
+        next_heartbeat_ = kClock->MonotonicNow() + heartbeat_interval_ / 2;
         next_seq_ = base_ + 1;
         acked_seq_ = base_;
         welcomed_ = true;
@@ -217,6 +223,21 @@ class SimAgent
     }
   }
 
+  // Sends a Heartbeat when one is due (at half the controller's interval,
+  // as the agent does, so the controller never sees this agent as lost).
+  void MaybeHeartbeat(absl::Duration now) {
+    v1::AgentMessage m;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!welcomed_ || shared_->stopping || now < next_heartbeat_) return;
+      next_heartbeat_ = now + heartbeat_interval_ / 2;
+      *m.mutable_heartbeat()->mutable_time() =
+          google::protobuf::util::TimeUtil::GetCurrentTime();
+      m.mutable_heartbeat()->set_outbox_depth(next_seq_ - 1 - acked_seq_);
+    }
+    Write(std::move(m));
+  }
+
   // Rate 0: stops filling the outbox (what was sent is all there is).
   void StopFilling() {
     absl::MutexLock lock(&mu_);
@@ -258,6 +279,8 @@ class SimAgent
   uint64_t base_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t acked_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(10);
+  absl::Duration next_heartbeat_ ABSL_GUARDED_BY(mu_);
   std::deque<std::pair<uint64_t, absl::Duration>> inflight_
       ABSL_GUARDED_BY(mu_);
 };
@@ -322,7 +345,11 @@ class SimAgentsImpl : public SimAgents {
     pacer_ = std::thread([this] {
       while (pacing_) {
         const uint64_t produced = shared_.ProducedPerAgent();
-        for (auto& a : agents_) a->SendMore(produced);
+        const absl::Duration now = kClock->MonotonicNow();
+        for (auto& a : agents_) {
+          a->MaybeHeartbeat(now);
+          a->SendMore(produced);
+        }
         kClock->SleepFor(shared_.options.send_interval);
       }
     });

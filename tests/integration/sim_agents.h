@@ -8,7 +8,9 @@
 // outcomes with at most `window` batches awaiting their Ack. An Ack removes
 // what it covers from the outbox. When the controller stops reading (flow
 // control), writes stall, Acks stop and the outbox grows: nothing is lost,
-// it is sent later. The outbox is a counter (the outcomes are generated from
+// it is sent later. Heartbeats go every half of the controller's interval
+// (from Welcome), queued behind the batches as the agent's are. The outbox is
+// a counter (the outcomes are generated from
 // their sequence number), so the load generator's memory stays flat.
 //
 // The outcomes belong to the streams SimFleetYaml() assigns to every agent,
