@@ -1,5 +1,6 @@
 #include "controller/ingest/ingest.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <thread>
@@ -29,6 +30,69 @@ struct Item {
   Ingest::DoneCallback done;
   // One flag per outcome the session refused (or empty).
   std::vector<bool> rejected;
+};
+
+// Pending outcomes (queued, being committed, or held by observers) against
+// the bound, and who waits for room. Shared with the deleters of committed
+// batches, which may outlive the Ingest.
+class FlowControl {
+ public:
+  explicit FlowControl(int64_t max) : max_(std::max<int64_t>(1, max)) {}
+
+  void Add(int64_t n) {
+    absl::MutexLock lock(&mu_);
+    pending_ += n;
+    if (pending_ >= max_) saturated_ = true;
+  }
+
+  // Calls the waiters when this brings the pending count down to half.
+  void Release(int64_t n) {
+    std::vector<std::function<void()>> resume;
+    {
+      absl::MutexLock lock(&mu_);
+      pending_ -= n;
+      if (saturated_ && pending_ <= max_ / 2) {
+        saturated_ = false;
+        resume.swap(waiting_);
+      }
+    }
+    for (auto& r : resume) r();
+  }
+
+  // See Ingest::AwaitCapacity.
+  bool Await(std::function<void()> resume) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!saturated_) return true;
+      if (!closed_) {
+        waiting_.push_back(std::move(resume));
+        return false;
+      }
+    }
+    resume();  // Shut down: nothing would wake it later.
+    return false;
+  }
+
+  // Shutdown: wakes every waiter; later Awaits return at once.
+  void Close() {
+    std::vector<std::function<void()>> resume;
+    {
+      absl::MutexLock lock(&mu_);
+      closed_ = true;
+      saturated_ = false;
+      resume.swap(waiting_);
+    }
+    for (auto& r : resume) r();
+  }
+
+ private:
+  const int64_t max_;
+  absl::Mutex mu_;
+  // State below is protected by mu_.
+  int64_t pending_ ABSL_GUARDED_BY(mu_) = 0;
+  bool saturated_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::function<void()>> waiting_ ABSL_GUARDED_BY(mu_);
 };
 
 class IngestImpl : public Ingest {
@@ -90,6 +154,10 @@ class IngestImpl : public Ingest {
     Enqueue(std::move(item));
   }
 
+  bool AwaitCapacity(std::function<void()> resume) override {
+    return flow_->Await(std::move(resume));
+  }
+
   uint64_t AppliedSequence(const std::string& agent_id) override {
     absl::MutexLock lock(&agents_mu_);
     auto it = agents_.find(agent_id);
@@ -125,6 +193,7 @@ class IngestImpl : public Ingest {
       stopping_ = true;
     }
     if (writer_.joinable()) writer_.join();
+    flow_->Close();
     absl::MutexLock lock(&mu_);
     stopped_ = true;
   }
@@ -134,6 +203,7 @@ class IngestImpl : public Ingest {
     {
       absl::MutexLock lock(&mu_);
       if (!stopping_) {
+        flow_->Add(Weight(item));
         queue_.push_back(std::move(item));
         ++submitted_;
         return;
@@ -146,9 +216,15 @@ class IngestImpl : public Ingest {
     }
   }
 
+  // What an item counts for in the queue bound.
+  static int64_t Weight(const Item& item) {
+    return std::max(1, item.outcomes.outcomes_size());
+  }
+
   void WriterLoop() {
     for (;;) {
       std::vector<Item> items;
+      int64_t weight = 0;
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(
@@ -163,13 +239,25 @@ class IngestImpl : public Ingest {
                 outcomes + queue_.front().outcomes.outcomes_size() <=
                     options_.max_outcomes_per_commit)) {
           outcomes += queue_.front().outcomes.outcomes_size();
+          weight += Weight(queue_.front());
           items.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
       }
-      Apply(items);
+      const size_t n = items.size();
+      {
+        // The items' weight is released when the last observer lets go of
+        // what they became (at the end of this block if none keeps it).
+        std::shared_ptr<CommittedBatch> committed(
+            new CommittedBatch, [flow = flow_, weight](CommittedBatch* b) {
+              delete b;
+              flow->Release(weight);
+            });
+        Apply(items, committed);
+        items.clear();
+      }
       absl::MutexLock lock(&mu_);
-      completed_ += items.size();
+      completed_ += n;
     }
   }
 
@@ -208,7 +296,9 @@ class IngestImpl : public Ingest {
   }
 
   // Applies `items` in one transaction and runs their callbacks.
-  void Apply(std::vector<Item>& items) {
+  void Apply(std::vector<Item>& items,
+             const std::shared_ptr<CommittedBatch>& shared) {
+    CommittedBatch& committed = *shared;
     if (absl::Status s = ReloadWatermarksIfNeeded(); !s.ok()) {
       if (options_.on_commit) options_.on_commit(s);
       FailAll(items, s);
@@ -231,7 +321,6 @@ class IngestImpl : public Ingest {
     std::vector<IngestResult> results(items.size());
     std::map<std::pair<StreamKey, int64_t>, StreamStats> minutes;
     WriteBatch batch;
-    CommittedBatch committed;
     uint64_t batches = 0, applied = 0, duplicates = 0, gaps = 0, rejected = 0,
              gaps_refused = 0;
     int failures_kept = 0;
@@ -390,7 +479,7 @@ class IngestImpl : public Ingest {
     committed.platform_samples = std::move(batch.platform_samples);
     {
       absl::MutexLock lock(&observers_mu_);
-      for (IngestObserver* o : observers_) o->OnCommitted(committed);
+      for (IngestObserver* o : observers_) o->OnCommittedShared(shared);
     }
     for (size_t i = 0; i < items.size(); ++i) {
       if (items[i].done) items[i].done(results[i]);
@@ -415,6 +504,8 @@ class IngestImpl : public Ingest {
   }
 
   const IngestOptions options_;
+  const std::shared_ptr<FlowControl> flow_ =
+      std::make_shared<FlowControl>(options_.max_queued_outcomes);
   Store* const store_;
   ControllerMetrics* const metrics_;
   Clock* const clock_;

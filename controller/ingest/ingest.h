@@ -25,6 +25,13 @@
 // After each commit the metrics are updated and IngestObservers are told
 // (the verdict engine, later), on the writer thread.
 //
+// Memory is bounded by flow control, not by refusal: submissions are always
+// queued, but once `max_queued_outcomes` outcomes are pending -- queued,
+// being committed, or committed and still held by an observer (see
+// IngestObserver::OnCommittedShared) -- ingest is saturated until that is
+// down to half, and AwaitCapacity() tells callers (the sessions) to stop
+// reading their streams meanwhile and calls them back when there is room.
+//
 // Thread-safety: all public methods are thread-safe. Callbacks run on the
 // writer thread and must not block.
 #ifndef FLEETCANARY_CONTROLLER_INGEST_INGEST_H_
@@ -49,6 +56,9 @@ namespace controller {
 struct IngestOptions {
   // Most outcomes applied in one transaction.
   int max_outcomes_per_commit = 50000;
+  // Bound of pending outcomes for flow control (see AwaitCapacity): about
+  // 700 bytes of memory each. Items without outcomes count as one.
+  int64_t max_queued_outcomes = 100000;
   // Raw failures kept per transaction at most (the rest only counted).
   int max_failures_per_commit = 10000;
   // Sequence numbers a batch may skip beyond the agent's reported dropped
@@ -82,6 +92,14 @@ class IngestObserver {
   virtual ~IngestObserver() = default;
   // Called on the writer thread after each commit; must not block long.
   virtual void OnCommitted(const CommittedBatch& batch) = 0;
+  // The same, for observers that keep the batch after the call (to process
+  // it on another thread): they hold `batch` rather than copy it. Until every
+  // holder has let go, its outcomes count toward max_queued_outcomes, so an
+  // observer that falls behind slows ingest down (flow control) instead of
+  // growing memory. Default: OnCommitted(*batch).
+  virtual void OnCommittedShared(std::shared_ptr<const CommittedBatch> batch) {
+    OnCommitted(*batch);
+  }
 };
 
 class Ingest {
@@ -119,6 +137,15 @@ class Ingest {
   virtual void ReportDropped(const std::string& agent_id,
                              const std::string& region,
                              uint64_t dropped_total) = 0;
+
+  // Flow control. Returns true when ingest has room for more submissions.
+  // Otherwise (saturated: see max_queued_outcomes) returns false and keeps
+  // `resume`, which it calls exactly once, without locks held, when there is
+  // room again (on the writer thread or on the thread of an observer letting
+  // go of a batch) or at Shutdown. Submissions made
+  // while saturated are still accepted: the caller is expected to stop
+  // producing them (to stop reading its stream) until `resume` runs.
+  virtual bool AwaitCapacity(std::function<void()> resume) = 0;
 
   // Committed watermark of an agent (0 if unknown).
   virtual uint64_t AppliedSequence(const std::string& agent_id) = 0;

@@ -123,7 +123,14 @@ class ConnectReactor
   void ResumeReads() override {
     {
       absl::MutexLock lock(&mu_);
-      if (out_.finish_requested() || reading_ || read_closed_) return;
+      if (out_.finish_requested() || read_closed_) return;
+      // Called while OnMessage still runs (a commit finished at once): the
+      // read starts when it returns, whatever it returns.
+      if (in_message_) {
+        resume_pending_ = true;
+        return;
+      }
+      if (reading_) return;
       reading_ = true;
     }
     StartRead(&in_);
@@ -158,12 +165,20 @@ class ConnectReactor
         return;
       }
     }
+    {
+      absl::MutexLock lock(&mu_);
+      in_message_ = true;
+    }
     const bool more = session_->OnMessage(in_);
     bool start = false;
     {
       absl::MutexLock lock(&mu_);
+      in_message_ = false;
       reading_ = false;
-      if (more && !out_.finish_requested()) reading_ = start = true;
+      if ((more || resume_pending_) && !out_.finish_requested()) {
+        reading_ = start = true;
+      }
+      resume_pending_ = false;
     }
     if (start) StartRead(&in_);
   }
@@ -215,6 +230,9 @@ class ConnectReactor
   WriteQueue<v1::ControllerMessage> out_ ABSL_GUARDED_BY(mu_);
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
+  // Session::OnMessage is running; a ResumeReads meanwhile is remembered.
+  bool in_message_ ABSL_GUARDED_BY(mu_) = false;
+  bool resume_pending_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

@@ -1,10 +1,11 @@
 // gRPC adapter of AgentSession.Connect over a SessionHub (callback API).
 //
 // One reactor per stream: reads one message at a time and hands it to the
-// Session; writes are queued and issued one at a time; Finish waits for the
-// queued writes. The service knows nothing of the protocol, except that it
-// checks the first Hello against the connection's identity (see
-// AgentSessionAuth) before the session sees it.
+// Session (which may pause reading: flow control, see session_hub.h); writes
+// are queued and issued one at a time; Finish waits for the queued writes. The
+// service knows nothing of the protocol, except that it checks the first Hello
+// against the connection's identity (see AgentSessionAuth) before the session
+// sees it.
 //
 // Thread-safety: the service is thread-safe; `hub` must outlive it.
 #ifndef FLEETCANARY_CONTROLLER_SESSION_AGENT_SESSION_SERVICE_H_

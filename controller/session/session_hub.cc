@@ -27,7 +27,7 @@ class SessionImpl : public Session,
   SessionImpl(SessionHubImpl* hub, SessionSink* sink)
       : hub_(hub), sink_(sink) {}
 
-  bool OnMessage(const v1::AgentMessage& message) override;
+  bool OnMessage(v1::AgentMessage& message) override;
   void OnClosed() override;
   void OnAssignments(const v1::AssignmentSet& set) override {
     absl::MutexLock lock(&mu_);
@@ -103,6 +103,13 @@ class SessionImpl : public Session,
   // Sends Welcome and held assignments; false when the stream has ended.
   bool SendWelcome(const IngestResult& r);
   void OnIngested(const IngestResult& r, bool outcomes);
+  // After a submission: whether the transport should read on now. If not,
+  // reads pause until OnIngested or OnCapacity resume them.
+  bool ReadMore();
+  // Ingest has room again.
+  void OnCapacity();
+  // Resumes reads paused by flow control once nothing holds them.
+  void MaybeResumeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   SessionHubImpl* const hub_;
   // Held across scheduler (de)registration so that it happens in order.
@@ -112,7 +119,10 @@ class SessionImpl : public Session,
   SessionSink* sink_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_reading_ ABSL_GUARDED_BY(mu_) = false;
+  // Reads are paused (OnMessage returned false, or will).
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  // Waiting for Ingest::AwaitCapacity's callback.
+  bool awaiting_capacity_ ABSL_GUARDED_BY(mu_) = false;
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
   std::string agent_id_ ABSL_GUARDED_BY(mu_);
   std::string region_ ABSL_GUARDED_BY(mu_);
@@ -335,7 +345,7 @@ class SessionHubImpl : public SessionHub {
   PeriodicTask timer_;
 };
 
-bool SessionImpl::OnMessage(const v1::AgentMessage& message) {
+bool SessionImpl::OnMessage(v1::AgentMessage& message) {
   std::string agent_id, region;
   {
     absl::MutexLock lock(&mu_);
@@ -358,32 +368,26 @@ bool SessionImpl::OnMessage(const v1::AgentMessage& message) {
     case v1::AgentMessage::kOutcomes: {
       auto self = shared_from_this();
       std::vector<bool> rejected = CheckOutcomes(agent_id, message.outcomes());
-      bool more;
       {
         absl::MutexLock lock(&mu_);
         ++inflight_;
-        more = inflight_ < hub_->options().max_inflight_batches;
-        if (!more) paused_ = true;
       }
       hub_->ingest()->SubmitOutcomes(
-          agent_id, region, message.outcomes(),
+          agent_id, region, std::move(*message.mutable_outcomes()),
           [self](const IngestResult& r) { self->OnIngested(r, true); },
           std::move(rejected));
-      return more;
+      return ReadMore();
     }
     case v1::AgentMessage::kPlatformMetrics: {
       auto self = shared_from_this();
-      bool more;
       {
         absl::MutexLock lock(&mu_);
         ++inflight_;
-        more = inflight_ < hub_->options().max_inflight_batches;
-        if (!more) paused_ = true;
       }
       hub_->ingest()->SubmitPlatform(
-          agent_id, region, message.platform_metrics(),
+          agent_id, region, std::move(*message.mutable_platform_metrics()),
           [self](const IngestResult& r) { self->OnIngested(r, false); });
-      return more;
+      return ReadMore();
     }
     case v1::AgentMessage::kHeartbeat:
       hub_->scheduler()->AgentHeartbeat(agent_id, message.heartbeat());
@@ -430,11 +434,32 @@ std::vector<bool> SessionImpl::CheckOutcomes(const std::string& agent_id,
   std::vector<bool> rejected;
   int n = 0;
   std::string example;
+  // A batch holds a few streams: each is looked up once (the lookups take
+  // the scheduler's lock), then the answer is reused.
+  struct Known {
+    const v1::Outcome* first;
+    bool ok;
+  };
+  std::vector<Known> known;
+  auto same_stream = [](const v1::Outcome& a, const v1::Outcome& b) {
+    return a.mode() == b.mode() && a.requested_bytes() == b.requested_bytes() &&
+           a.adhoc_id() == b.adhoc_id() && a.schedule_id() == b.schedule_id() &&
+           a.target() == b.target();
+  };
   for (int i = 0; i < batch.outcomes_size(); ++i) {
     const v1::Outcome& o = batch.outcomes(i);
-    const bool ok = o.adhoc_id().empty()
-                        ? hub_->scheduler()->WasAssigned(agent_id, o)
-                        : hub_->AdhocAllowed(agent_id, o.adhoc_id());
+    auto it = std::find_if(known.begin(), known.end(), [&](const Known& k) {
+      return same_stream(*k.first, o);
+    });
+    bool ok;
+    if (it != known.end()) {
+      ok = it->ok;
+    } else {
+      ok = o.adhoc_id().empty() ? hub_->scheduler()->WasAssigned(agent_id, o)
+                                : hub_->AdhocAllowed(agent_id, o.adhoc_id());
+      // Bounded: a batch of many streams costs lookups, not a long scan.
+      if (known.size() < 32) known.push_back({&o, ok});
+    }
     if (ok) continue;
     if (rejected.empty()) rejected.resize(batch.outcomes_size(), false);
     rejected[i] = true;
@@ -560,8 +585,36 @@ void SessionImpl::OnIngested(const IngestResult& r, bool outcomes) {
     m.mutable_ack()->set_applied_sequence(r.applied_sequence);
     SendLocked(std::move(m));
   }
-  if (paused_ && !stop_reading_ && !finished_ && sink_ != nullptr &&
-      inflight_ < hub_->options().max_inflight_batches) {
+  MaybeResumeLocked();
+}
+
+bool SessionImpl::ReadMore() {
+  {
+    absl::MutexLock lock(&mu_);
+    paused_ = true;
+    if (inflight_ >= hub_->options().max_inflight_batches) return false;
+    // Set before asking, so a callback that comes at once finds it.
+    awaiting_capacity_ = true;
+  }
+  auto self = shared_from_this();
+  if (!hub_->ingest()->AwaitCapacity([self] { self->OnCapacity(); })) {
+    return false;
+  }
+  absl::MutexLock lock(&mu_);
+  awaiting_capacity_ = false;
+  paused_ = false;
+  return true;
+}
+
+void SessionImpl::OnCapacity() {
+  absl::MutexLock lock(&mu_);
+  awaiting_capacity_ = false;
+  MaybeResumeLocked();
+}
+
+void SessionImpl::MaybeResumeLocked() {
+  if (paused_ && !awaiting_capacity_ && !stop_reading_ && !finished_ &&
+      sink_ != nullptr && inflight_ < hub_->options().max_inflight_batches) {
     paused_ = false;
     sink_->ResumeReads();
   }

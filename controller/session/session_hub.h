@@ -11,7 +11,12 @@
 // transaction committed. Heartbeats flow both ways every heartbeat_interval;
 // a stream silent for the liveness timeout is finished (the agent
 // reconnects). Flow control: at most `max_inflight_batches` uncommitted
-// batches per stream; reading pauses until commits catch up.
+// batches per stream, and none while ingest is saturated (its queue bound,
+// IngestOptions::max_queued_outcomes): the stream stops being read until
+// commits catch up, so HTTP/2 flow control holds further batches in the
+// agent's durable outbox (nothing is refused or lost; the agent's window of
+// unacknowledged batches simply stays full). Heartbeats keep flowing to the
+// agent, and a paused stream is not timed out.
 //
 // Drain(): stops accepting streams and messages, commits and acknowledges
 // what was received, sends Drain and finishes every stream.
@@ -52,9 +57,11 @@ class SessionSink {
 class Session {
  public:
   virtual ~Session() = default;
-  // Handles one received message. Returns whether the transport should read
-  // the next one now; if false, the session calls sink->ResumeReads() later.
-  virtual bool OnMessage(const v1::AgentMessage& message) = 0;
+  // Handles one received message, which it may move from (the transport
+  // reads the next message into it afresh). Returns whether the transport
+  // should read the next one now; if false, the session calls
+  // sink->ResumeReads() later.
+  virtual bool OnMessage(v1::AgentMessage& message) = 0;
   // The stream ended (any reason); the sink must not be used afterwards.
   virtual void OnClosed() = 0;
 };

@@ -139,10 +139,15 @@ class VerdictServiceImpl : public VerdictService {
   }
 
   void OnCommitted(const CommittedBatch& batch) override {
-    if (batch.outcomes.empty() && batch.platform_samples.empty()) return;
+    OnCommittedShared(std::make_shared<const CommittedBatch>(batch));
+  }
+
+  // Held, not copied: ingest's flow control counts it until processed.
+  void OnCommittedShared(std::shared_ptr<const CommittedBatch> batch) override {
+    if (batch->outcomes.empty() && batch->platform_samples.empty()) return;
     absl::MutexLock lock(&queue_mu_);
     if (stopping_) return;
-    queued_.push_back(batch);
+    queued_.push_back(std::move(batch));
   }
 
   absl::StatusOr<std::vector<v1::Verdict>> Current(
@@ -218,7 +223,7 @@ class VerdictServiceImpl : public VerdictService {
 
   void Loop() {
     for (;;) {
-      std::deque<CommittedBatch> batches;
+      std::deque<std::shared_ptr<const CommittedBatch>> batches;
       uint64_t round = 0;
       bool stop = false;
       {
@@ -246,10 +251,12 @@ class VerdictServiceImpl : public VerdictService {
   }
 
   // One round: queue -> reorder buffer and reconciler -> engines -> output.
-  std::vector<v1::Verdict> Process(std::deque<CommittedBatch>& batches) {
+  std::vector<v1::Verdict> Process(
+      std::deque<std::shared_ptr<const CommittedBatch>>& batches) {
     absl::MutexLock lock(&mu_);
     if (!batches.empty()) dirty_ = true;
-    for (CommittedBatch& b : batches) {
+    for (const auto& shared : batches) {
+      const CommittedBatch& b = *shared;
       for (const v1::Outcome& o : b.outcomes) {
         uint64_t& seq = accepted_sequence_[o.agent_id()];
         seq = std::max(seq, o.sequence());
@@ -695,7 +702,8 @@ class VerdictServiceImpl : public VerdictService {
 
   absl::Mutex queue_mu_;
   // State below is protected by queue_mu_.
-  std::deque<CommittedBatch> queued_ ABSL_GUARDED_BY(queue_mu_);
+  std::deque<std::shared_ptr<const CommittedBatch>> queued_
+      ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(queue_mu_) = false;
   uint64_t requested_rounds_ ABSL_GUARDED_BY(queue_mu_) = 0;

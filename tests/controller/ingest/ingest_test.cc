@@ -1,6 +1,7 @@
 #include "controller/ingest/ingest.h"
 
 #include <atomic>
+#include <memory>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -366,6 +367,61 @@ TEST_F(IngestTest, PlatformSamplesCountRevisionsOnce) {
       PlatformCounterName("Errors", "r1", "t", v1::RESPONSE_STREAM);
   EXPECT_EQ(metrics_->counter(name), 3);
   EXPECT_EQ((*base_->LoadCounters())[name], 3);
+}
+
+// Flow control: outcomes queued, being committed or held by an observer
+// count toward max_queued_outcomes; past it AwaitCapacity says "stop" and
+// calls back, once, when the count is down to half.
+class Holder : public IngestObserver {
+ public:
+  void OnCommitted(const CommittedBatch&) override {}
+  void OnCommittedShared(std::shared_ptr<const CommittedBatch> b) override {
+    absl::MutexLock lock(&mu);
+    held.push_back(std::move(b));
+  }
+  void Drop() {
+    std::vector<std::shared_ptr<const CommittedBatch>> drop;
+    absl::MutexLock lock(&mu);
+    drop.swap(held);
+  }
+  absl::Mutex mu;
+  std::vector<std::shared_ptr<const CommittedBatch>> held;
+};
+
+TEST_F(IngestTest, SaturatesWhileObserversHoldBatchesAndResumesAtHalf) {
+  ingest_->Shutdown();
+  IngestOptions options;
+  options.max_queued_outcomes = 10;
+  auto ingest = Ingest::Create(options, store_.get(), metrics_.get(), &clock_);
+  ASSERT_TRUE(ingest.ok());
+  ingest_ = std::move(*ingest);
+  Holder holder;
+  ingest_->AddObserver(&holder);
+  std::atomic<int> resumed{0};
+  auto resume = [&] { ++resumed; };
+
+  EXPECT_TRUE(ingest_->AwaitCapacity(resume));
+  ASSERT_TRUE(Submit(MakeBatch(1, 4)).status.ok());
+  EXPECT_TRUE(ingest_->AwaitCapacity(resume));  // 4 of 10 held.
+  ASSERT_TRUE(Submit(MakeBatch(5, 6)).status.ok());
+  // 10 held: saturated. Commits and acks go on (nothing is refused).
+  EXPECT_FALSE(ingest_->AwaitCapacity(resume));
+  EXPECT_FALSE(ingest_->AwaitCapacity(resume));
+  ASSERT_TRUE(Submit(MakeBatch(11, 2)).status.ok());
+  EXPECT_EQ(ingest_->AppliedSequence("a1"), 12u);
+  EXPECT_EQ(resumed, 0);
+  // The observer lets go: 0 pending, each waiter called exactly once.
+  holder.Drop();
+  EXPECT_EQ(resumed, 2);
+  EXPECT_TRUE(ingest_->AwaitCapacity(resume));
+
+  // Shutdown wakes whoever still waits.
+  ASSERT_TRUE(Submit(MakeBatch(13, 10)).status.ok());
+  EXPECT_FALSE(ingest_->AwaitCapacity(resume));
+  ingest_->Shutdown();
+  EXPECT_EQ(resumed, 3);
+  holder.Drop();
+  EXPECT_EQ(resumed, 3);
 }
 
 }  // namespace
