@@ -34,28 +34,46 @@ struct Item {
 
 // Pending outcomes (queued, being committed, or held by observers) against
 // the bound, and who waits for room. Shared with the deleters of committed
-// batches, which may outlive the Ingest.
+// batches, which may outlive the Ingest, and with the metrics provider.
+// Each transition into and out of saturation is logged once.
 class FlowControl {
  public:
   explicit FlowControl(int64_t max) : max_(std::max<int64_t>(1, max)) {}
 
   void Add(int64_t n) {
-    absl::MutexLock lock(&mu_);
-    pending_ += n;
-    if (pending_ >= max_) saturated_ = true;
+    int64_t pending;
+    {
+      absl::MutexLock lock(&mu_);
+      pending_ += n;
+      if (saturated_ || pending_ < max_) return;
+      saturated_ = true;
+      ++saturations_;
+      pending = pending_;
+    }
+    LogWarning("ingest_saturated",
+               {{"pending_outcomes", absl::StrCat(pending)},
+                {"limit", absl::StrCat(max_)},
+                {"effect",
+                 "agent sessions pause reading until half the limit is "
+                 "pending; agents keep outcomes in their outboxes"}});
   }
 
   // Calls the waiters when this brings the pending count down to half.
   void Release(int64_t n) {
     std::vector<std::function<void()>> resume;
+    int64_t pending;
     {
       absl::MutexLock lock(&mu_);
       pending_ -= n;
-      if (saturated_ && pending_ <= max_ / 2) {
-        saturated_ = false;
-        resume.swap(waiting_);
-      }
+      if (!saturated_ || pending_ > max_ / 2) return;
+      saturated_ = false;
+      resume.swap(waiting_);
+      pending = pending_;
     }
+    LogInfo("ingest_resumed",
+            {{"pending_outcomes", absl::StrCat(pending)},
+             {"limit", absl::StrCat(max_)},
+             {"sessions_resumed", absl::StrCat(resume.size())}});
     for (auto& r : resume) r();
   }
 
@@ -66,6 +84,7 @@ class FlowControl {
       if (!saturated_) return true;
       if (!closed_) {
         waiting_.push_back(std::move(resume));
+        ++pauses_;
         return false;
       }
     }
@@ -85,6 +104,18 @@ class FlowControl {
     for (auto& r : resume) r();
   }
 
+  IngestLoad Load() {
+    absl::MutexLock lock(&mu_);
+    IngestLoad load;
+    load.pending_outcomes = pending_;
+    load.limit = max_;
+    load.saturated = saturated_;
+    load.saturations_total = saturations_;
+    load.sessions_paused = static_cast<int64_t>(waiting_.size());
+    load.session_pauses_total = pauses_;
+    return load;
+  }
+
  private:
   const int64_t max_;
   absl::Mutex mu_;
@@ -92,6 +123,8 @@ class FlowControl {
   int64_t pending_ ABSL_GUARDED_BY(mu_) = 0;
   bool saturated_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t saturations_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t pauses_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::function<void()>> waiting_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -108,6 +141,7 @@ class IngestImpl : public Ingest {
     if (!agents.ok()) return agents.status();
     absl::MutexLock lock(&agents_mu_);
     for (AgentRecord& a : *agents) agents_[a.agent_id] = std::move(a);
+    metrics_->SetIngestLoadProvider([flow = flow_] { return flow->Load(); });
     writer_ = std::thread([this] { WriterLoop(); });
     return absl::OkStatus();
   }

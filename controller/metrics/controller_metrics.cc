@@ -114,6 +114,11 @@ void ControllerMetrics::SetConfiguredStreamsProvider(
   configured_ = std::move(fn);
 }
 
+void ControllerMetrics::SetIngestLoadProvider(std::function<IngestLoad()> fn) {
+  absl::MutexLock lock(&mu_);
+  ingest_load_ = std::move(fn);
+}
+
 StreamStats ControllerMetrics::stream(const StreamKey& key) const {
   absl::MutexLock lock(&mu_);
   auto it = streams_.find(key);
@@ -152,17 +157,20 @@ MetricsSnapshot ControllerMetrics::Snapshot() const {
   std::function<std::vector<AgentCount>()> agent_counts;
   std::function<std::vector<std::string>()> regions_without;
   std::function<std::vector<ConfiguredStreams>()> configured;
+  std::function<IngestLoad()> ingest_load;
   {
     absl::MutexLock lock(&mu_);
     agent_counts = agent_counts_;
     regions_without = regions_without_agents_;
     configured = configured_;
+    ingest_load = ingest_load_;
   }
   // Providers take their own locks; call them without ours.
   MetricsSnapshot out;
   if (agent_counts) out.agents = agent_counts();
   if (regions_without) out.regions_without_agents = regions_without();
   if (configured) out.configured = configured();
+  if (ingest_load) out.ingest = ingest_load();
   absl::MutexLock lock(&mu_);
   out.streams = streams_;
   out.counters = counters_;

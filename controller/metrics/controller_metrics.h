@@ -55,6 +55,23 @@ struct AgentCount {
   int64_t count = 0;
 };
 
+// Ingest flow control at one instant (see IngestOptions::max_queued_outcomes
+// and Ingest::AwaitCapacity).
+struct IngestLoad {
+  // Outcomes queued, being committed, or held by observers; and the bound at
+  // which ingest saturates.
+  int64_t pending_outcomes = 0;
+  int64_t limit = 0;
+  // True from reaching the bound until pending is down to half: sessions
+  // stop reading their streams meanwhile.
+  bool saturated = false;
+  // Transitions into saturation since the process started.
+  uint64_t saturations_total = 0;
+  // Sessions waiting for capacity now, and times a session was paused.
+  int64_t sessions_paused = 0;
+  uint64_t session_pauses_total = 0;
+};
+
 // Everything the metrics hold at one instant, with the providers' answers:
 // what a view renders.
 struct MetricsSnapshot {
@@ -72,6 +89,7 @@ struct MetricsSnapshot {
   int64_t sessions_total = 0;
   bool store_up = true;
   bool leader = false;
+  IngestLoad ingest;  // Zero without a provider.
   std::vector<AgentCount> agents;
   std::vector<std::string> regions_without_agents;
   // What the schedules configure; nullopt without a provider.
@@ -110,6 +128,8 @@ class ControllerMetrics {
   void SetAgentCountsProvider(std::function<std::vector<AgentCount>()> fn);
   void SetRegionsWithoutAgentsProvider(
       std::function<std::vector<std::string>()> fn);
+  // Ingest flow control (read at scrape time).
+  void SetIngestLoadProvider(std::function<IngestLoad()> fn);
   // What the schedules configure (read at scrape time). Without it every
   // stream ever counted is exported, without zero-filled series.
   void SetConfiguredStreamsProvider(
@@ -160,6 +180,7 @@ class ControllerMetrics {
       ABSL_GUARDED_BY(mu_);
   std::function<std::vector<ConfiguredStreams>()> configured_
       ABSL_GUARDED_BY(mu_);
+  std::function<IngestLoad()> ingest_load_ ABSL_GUARDED_BY(mu_);
 
   std::shared_ptr<prometheus::Collectable> collectable_;
 };

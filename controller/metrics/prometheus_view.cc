@@ -351,6 +351,39 @@ std::vector<MetricFamily> RenderFleet(const MetricsSnapshot& snapshot) {
   return out;
 }
 
+// Ingest flow control: how close the controller is to pausing the agents'
+// streams, and whether it does now.
+std::vector<MetricFamily> RenderIngestLoad(const IngestLoad& load) {
+  std::vector<MetricFamily> out;
+  out.push_back(GaugeWithSample(
+      "fleetcanary_ingest_pending_outcomes",
+      "Outcomes received and not yet released: queued, being committed, or "
+      "held by the verdict engine.",
+      {}, load.pending_outcomes));
+  out.push_back(GaugeWithSample("fleetcanary_ingest_pending_limit",
+                                "Pending outcomes at which ingest saturates.",
+                                {}, load.limit));
+  out.push_back(GaugeWithSample(
+      "fleetcanary_ingest_saturated",
+      "1 while ingest is saturated: agent sessions are not read until the "
+      "pending outcomes are down to half the limit (agents keep outcomes in "
+      "their outboxes meanwhile).",
+      {}, load.saturated ? 1 : 0));
+  out.push_back(
+      CounterWithSample("fleetcanary_ingest_saturations_total",
+                        "Times ingest became saturated (by this process).", {},
+                        static_cast<double>(load.saturations_total)));
+  out.push_back(GaugeWithSample("fleetcanary_ingest_sessions_paused",
+                                "Agent sessions waiting for ingest capacity.",
+                                {}, load.sessions_paused));
+  out.push_back(CounterWithSample(
+      "fleetcanary_ingest_session_pauses_total",
+      "Times an agent session stopped reading because ingest was saturated "
+      "(by this process).",
+      {}, static_cast<double>(load.session_pauses_total)));
+  return out;
+}
+
 // One family per kNamedCounters entry, 0 until counted.
 std::vector<MetricFamily> RenderNamedCounters(const MetricsSnapshot& snapshot) {
   std::vector<MetricFamily> out;
@@ -389,6 +422,7 @@ std::vector<MetricFamily> RenderPrometheus(const MetricsSnapshot& snapshot) {
   Append(&out, RenderPlatform(snapshot, configured));
   Append(&out, RenderVerdicts(snapshot, configured));
   Append(&out, RenderFleet(snapshot));
+  Append(&out, RenderIngestLoad(snapshot.ingest));
   Append(&out, RenderNamedCounters(snapshot));
   return out;
 }

@@ -16,7 +16,10 @@
 //   fleetcanary_outbox_dropped_total{region}
 //   fleetcanary_sessions_active, fleetcanary_sessions_total,
 //   fleetcanary_store_up (1 while the store answers and commits),
-//   fleetcanary_controller_leader (1 on the replica holding the lease)
+//   fleetcanary_controller_leader (1 on the replica holding the lease),
+//   fleetcanary_ingest_{pending_outcomes,pending_limit,saturated,
+//   sessions_paused} and fleetcanary_ingest_{saturations,session_pauses}_total
+//   (flow control; see IngestLoad)
 //   and one unlabelled counter per named counter, always present (0 until
 //   counted): fleetcanary_ingest_{batches,outcomes,duplicates,gaps,commits,
 //   gaps_refused,commit_errors,platform_samples}_total,

@@ -458,7 +458,7 @@ function agentsPipeline() {
   return dashboard(
     'fleetcanary-agents',
     'fleetcanary / Agents and pipeline health',
-    'The path from agent to verdict: agents and sessions, agent outboxes, ingest (exactly-once batches, duplicates, gaps).',
+    'The path from agent to verdict: agents and sessions, agent outboxes, ingest (exactly-once batches, duplicates, gaps, flow control).',
     [
       row('Controller', 0),
       timeseries('Agents by region and state', 'Registered agents per region and state.', { h: 8, w: 12, x: 0, y: 1 },
@@ -468,14 +468,20 @@ function agentsPipeline() {
           target('sum(fleetcanary_sessions_active)', 'sessions'),
           target('max(fleetcanary_regions_without_agents)', 'regions without agents'),
         ], { min: 0 }),
-      timeseries('Ingest', 'Outcome batches and outcomes applied per second; duplicates (resends) and sequence gaps.', { h: 8, w: 12, x: 0, y: 9 },
+      timeseries('Ingest', 'Outcome batches and outcomes applied per second; duplicates (resends) and sequence gaps.', { h: 8, w: 8, x: 0, y: 9 },
         [
           target('sum(rate(fleetcanary_ingest_batches_total[$__rate_interval]))', 'batches'),
           target('sum(rate(fleetcanary_ingest_outcomes_total[$__rate_interval]))', 'outcomes'),
           target('sum(rate(fleetcanary_ingest_duplicates_total[$__rate_interval]))', 'duplicates'),
           target('sum(rate(fleetcanary_ingest_gaps_total[$__rate_interval]))', 'gaps'),
         ], { unit: 'ops', min: 0 }),
-      timeseries('Outcomes dropped (reported by agents)', 'Dropped because an outbox was full, per region.', { h: 8, w: 12, x: 12, y: 9 },
+      timeseries('Ingest flow control', 'Outcomes pending in the controller (queued, committing, or held by the verdict engine) against the limit at which ingest saturates; while saturated the agent sessions are paused until half the limit is pending.', { h: 8, w: 8, x: 8, y: 9 },
+        [
+          target('sum(fleetcanary_ingest_pending_outcomes)', 'pending outcomes'),
+          target('max(fleetcanary_ingest_pending_limit)', 'limit'),
+          target('sum(fleetcanary_ingest_sessions_paused)', 'sessions paused'),
+        ], { min: 0 }),
+      timeseries('Outcomes dropped (reported by agents)', 'Dropped because an outbox was full, per region.', { h: 8, w: 8, x: 16, y: 9 },
         [target(`sum by (region) (increase(fleetcanary_outbox_dropped_total{${SEL_REGION}}[$__rate_interval]))`, '{{region}}')], { min: 0 }),
       row('Agents', 17),
       timeseries('Probes started per second', 'Per agent pod.', { h: 8, w: 12, x: 0, y: 18 },

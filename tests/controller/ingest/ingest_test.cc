@@ -369,6 +369,15 @@ TEST_F(IngestTest, PlatformSamplesCountRevisionsOnce) {
   EXPECT_EQ((*base_->LoadCounters())[name], 3);
 }
 
+int CountOf(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
 // Flow control: outcomes queued, being committed or held by an observer
 // count toward max_queued_outcomes; past it AwaitCapacity says "stop" and
 // calls back, once, when the count is down to half.
@@ -403,6 +412,13 @@ TEST_F(IngestTest, SaturatesWhileObserversHoldBatchesAndResumesAtHalf) {
   EXPECT_TRUE(ingest_->AwaitCapacity(resume));
   ASSERT_TRUE(Submit(MakeBatch(1, 4)).status.ok());
   EXPECT_TRUE(ingest_->AwaitCapacity(resume));  // 4 of 10 held.
+  IngestLoad load = metrics_->Snapshot().ingest;
+  EXPECT_EQ(load.pending_outcomes, 4);
+  EXPECT_EQ(load.limit, 10);
+  EXPECT_FALSE(load.saturated);
+  EXPECT_EQ(load.saturations_total, 0u);
+
+  testing::internal::CaptureStderr();
   ASSERT_TRUE(Submit(MakeBatch(5, 6)).status.ok());
   // 10 held: saturated. Commits and acks go on (nothing is refused).
   EXPECT_FALSE(ingest_->AwaitCapacity(resume));
@@ -410,10 +426,26 @@ TEST_F(IngestTest, SaturatesWhileObserversHoldBatchesAndResumesAtHalf) {
   ASSERT_TRUE(Submit(MakeBatch(11, 2)).status.ok());
   EXPECT_EQ(ingest_->AppliedSequence("a1"), 12u);
   EXPECT_EQ(resumed, 0);
+  // Never silent: the metrics and one log line say the sessions wait.
+  load = metrics_->Snapshot().ingest;
+  EXPECT_EQ(load.pending_outcomes, 12);
+  EXPECT_TRUE(load.saturated);
+  EXPECT_EQ(load.saturations_total, 1u);
+  EXPECT_EQ(load.sessions_paused, 2);
+  EXPECT_EQ(load.session_pauses_total, 2u);
   // The observer lets go: 0 pending, each waiter called exactly once.
   holder.Drop();
   EXPECT_EQ(resumed, 2);
   EXPECT_TRUE(ingest_->AwaitCapacity(resume));
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(CountOf(log, "event=ingest_saturated"), 1) << log;
+  EXPECT_EQ(CountOf(log, "event=ingest_resumed"), 1) << log;
+  EXPECT_NE(log.find("sessions_resumed=2"), std::string::npos) << log;
+  load = metrics_->Snapshot().ingest;
+  EXPECT_EQ(load.pending_outcomes, 0);
+  EXPECT_FALSE(load.saturated);
+  EXPECT_EQ(load.sessions_paused, 0);
+  EXPECT_EQ(load.session_pauses_total, 2u);
 
   // Shutdown wakes whoever still waits.
   ASSERT_TRUE(Submit(MakeBatch(13, 10)).status.ok());
@@ -422,6 +454,7 @@ TEST_F(IngestTest, SaturatesWhileObserversHoldBatchesAndResumesAtHalf) {
   EXPECT_EQ(resumed, 3);
   holder.Drop();
   EXPECT_EQ(resumed, 3);
+  EXPECT_EQ(metrics_->Snapshot().ingest.saturations_total, 2u);
 }
 
 }  // namespace

@@ -292,6 +292,16 @@ void Populate(ControllerMetrics& metrics) {
   metrics.SessionClosed();
   metrics.SetStoreUp(false);
   metrics.SetLeader(true);
+  metrics.SetIngestLoadProvider([] {
+    IngestLoad load;
+    load.pending_outcomes = 120000;
+    load.limit = 100000;
+    load.saturated = true;
+    load.saturations_total = 3;
+    load.sessions_paused = 7;
+    load.session_pauses_total = 41;
+    return load;
+  });
 }
 
 std::string Exposition(ControllerMetrics& metrics) {
