@@ -77,8 +77,12 @@ absl::Status SessionProtocol::OnControllerMessage(
     failed_ = true;
     return absl::FailedPreconditionError("second Welcome on one stream");
   }
-  if (kind != v1::ControllerMessage::kWelcome &&
-      kind != v1::ControllerMessage::MSG_NOT_SET && !welcomed_) {
+  // Before Welcome the controller may only prove itself alive (Heartbeat)
+  // or say it is draining: Acks, assignments and probes need a Welcome.
+  const bool needs_welcome = kind == v1::ControllerMessage::kAck ||
+                             kind == v1::ControllerMessage::kAssignments ||
+                             kind == v1::ControllerMessage::kAdhocProbe;
+  if (needs_welcome && !welcomed_) {
     failed_ = true;
     const auto* field = v1::ControllerMessage::descriptor()->FindFieldByNumber(
         static_cast<int>(kind));
@@ -134,10 +138,16 @@ void SessionProtocol::OnWelcome(const v1::Welcome& w, absl::Duration now) {
 
 absl::Status SessionProtocol::OnAck(const v1::Ack& ack) {
   const uint64_t seq = ack.applied_sequence();
-  if (seq > cursor_) {
+  // The controller acknowledges its watermark, which may cover outcomes an
+  // earlier stream sent (they were committed late): fine. Beyond the last
+  // sequence this agent ever assigned it acknowledges outcomes that do not
+  // exist.
+  const uint64_t last = outbox_->stats().last_sequence;
+  if (seq > std::max(last, cursor_)) {
     failed_ = true;
-    return absl::OutOfRangeError(absl::StrCat(
-        "Ack of sequence ", seq, " beyond the last one sent (", cursor_, ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat("Ack of sequence ", seq,
+                     " beyond the last one this agent wrote (", last, ")"));
   }
   absl::Status s = outbox_->Ack(seq);
   if (!s.ok()) LogError("outbox_ack_failed", {{"error", s.ToString()}});

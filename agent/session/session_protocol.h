@@ -19,8 +19,9 @@
 //   (CheckDeadlines). Once a Goodbye is sent nothing else is; the stream
 //   then waits for the controller to close it.
 //
-// Protocol errors (a message other than Welcome first, a second Welcome, an
-// Ack beyond the highest sequence sent) make OnControllerMessage return an
+// Protocol errors (an Ack, AssignmentSet or AdhocProbe before Welcome - a
+// Heartbeat or Drain may come first -, a second Welcome, an Ack beyond the
+// highest sequence the agent ever wrote) make OnControllerMessage return an
 // error: the caller closes the stream and reconnects; the outbox is not
 // touched by the offending message.
 //
@@ -149,10 +150,11 @@ class SessionProtocol {
   v1::AgentMessage StartStream(absl::Duration now);
 
   // Handles one controller message received at `now` (it also proves the
-  // controller alive). FAILED_PRECONDITION for a message before Welcome or a
-  // second Welcome, OUT_OF_RANGE for an Ack beyond what was sent; after an
-  // error every further message of the stream is ignored (FAILED_PRECONDITION).
-  // Outbox errors are logged, not returned (the stream goes on).
+  // controller alive). FAILED_PRECONDITION for an Ack, AssignmentSet or
+  // AdhocProbe before Welcome or a second Welcome, OUT_OF_RANGE for an Ack
+  // beyond what was sent; after an error every further message of the stream is
+  // ignored (FAILED_PRECONDITION). Outbox errors are logged, not returned (the
+  // stream goes on).
   absl::Status OnControllerMessage(const v1::ControllerMessage& message,
                                    absl::Duration now);
 

@@ -365,13 +365,19 @@ TEST_F(SessionProtocolTest, MessagesBeforeWelcomeAreProtocolErrors) {
   EXPECT_FALSE(p.OnControllerMessage(Welcome(0), Now()).ok());
   EXPECT_FALSE(p.CanSend());
 
-  // A new stream starts clean; assignments before Welcome are refused too.
+  // A new stream starts clean; assignments and probes before Welcome are
+  // refused too.
   p.StartStream(Now());
   v1::ControllerMessage a;
   a.mutable_assignments()->set_version(1);
   EXPECT_EQ(p.OnControllerMessage(a, Now()).code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(sink_.versions.empty());
+  p.StartStream(Now());
+  v1::ControllerMessage probe;
+  probe.mutable_adhoc_probe()->set_adhoc_id("early");
+  EXPECT_EQ(p.OnControllerMessage(probe, Now()).code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(SessionProtocolTest, SecondWelcomeIsAProtocolError) {
@@ -382,23 +388,35 @@ TEST_F(SessionProtocolTest, SecondWelcomeIsAProtocolError) {
   EXPECT_TRUE(Poll().empty());
 }
 
-TEST_F(SessionProtocolTest, AckBeyondWhatWasSentIsAnError) {
+TEST_F(SessionProtocolTest, AckOfOutcomesNeverWrittenIsAnError) {
   options_.max_batch_outcomes = 2;
   options_.max_unacked_batches = 1;
   Append(5);
   SessionProtocol& p = Welcomed(0);
   EXPECT_EQ(Batches(Poll()), (std::vector<std::pair<uint64_t, int>>{{1, 2}}));
-  const absl::Status s = p.OnControllerMessage(Ack(3), Now());
+  // Beyond this stream's batches but written (an earlier stream sent them
+  // and the controller committed them late): acknowledged.
+  ASSERT_TRUE(p.OnControllerMessage(Ack(4), Now()).ok());
+  EXPECT_EQ(outbox_->stats().acked_sequence, 4u);
+  EXPECT_EQ(p.unacked_batches(), 0u);
+  // Beyond anything ever written: an error, the outbox untouched.
+  const absl::Status s = p.OnControllerMessage(Ack(6), Now());
   EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << s;
-  EXPECT_EQ(outbox_->stats().acked_sequence, 0u);  // Outbox untouched.
-  EXPECT_EQ(outbox_->stats().depth, 5u);
+  EXPECT_EQ(outbox_->stats().acked_sequence, 4u);
+  EXPECT_EQ(outbox_->stats().depth, 1u);
   EXPECT_FALSE(p.CanSend());
 }
 
-TEST_F(SessionProtocolTest, EmptyControllerMessageIsIgnored) {
+TEST_F(SessionProtocolTest, HeartbeatDrainAndEmptyMessagesMayComeFirst) {
   SessionProtocol& p = Make();
   p.StartStream(Now());
   EXPECT_TRUE(p.OnControllerMessage(v1::ControllerMessage(), Now()).ok());
+  v1::ControllerMessage heartbeat;
+  *heartbeat.mutable_heartbeat()->mutable_time() = TimeToProto(clock_.Now());
+  EXPECT_TRUE(p.OnControllerMessage(heartbeat, Now()).ok());
+  v1::ControllerMessage drain;
+  drain.mutable_drain()->set_reason("shutdown");
+  EXPECT_TRUE(p.OnControllerMessage(drain, Now()).ok());
   EXPECT_TRUE(p.OnControllerMessage(Welcome(0), Now()).ok());
   EXPECT_TRUE(p.OnControllerMessage(v1::ControllerMessage(), Now()).ok());
   EXPECT_TRUE(p.CanSend());
