@@ -100,9 +100,10 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
                     grpc::ChannelArguments args)
       : options_(options),
         outbox_(outbox),
-        sink_(sink),
         clock_(clock),
-        rng_(options.seed) {
+        protocol_(ProtocolOptions(options), outbox, sink),
+        rng_(options.seed),
+        queue_(options.max_platform_queue) {
     args.SetInt(
         GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
         std::max<int>(1, absl::ToInt64Milliseconds(options.reconnect_min)));
@@ -130,7 +131,10 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
       const std::string host = HostOf(address);
       for (const std::string& r : resolved) AddAddress(r, host);
     }
-    heartbeat_interval_ = options.heartbeat_interval;
+    {
+      absl::MutexLock lock(&mu_);
+      PublishLocked();
+    }
     driver_ = std::thread([this] { Run(); });
   }
 
@@ -143,26 +147,19 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
 
   void SendAdhocResult(v1::AdhocResult result) override {
     absl::MutexLock lock(&mu_);
-    // Bounded: live results are a convenience; the outbox has them all.
-    if (adhoc_out_.size() < 10000) adhoc_out_.push_back(std::move(result));
+    queue_.AddAdhocResult(std::move(result));
   }
 
   void SendPlatformMetrics(v1::PlatformMetricBatch batch) override {
     absl::MutexLock lock(&mu_);
-    for (v1::PlatformMetricSample& sample : *batch.mutable_samples()) {
-      platform_.push_back(std::move(sample));
-    }
-    while (platform_.size() > options_.max_platform_queue) {
-      platform_.pop_front();
-      ++stats_.platform_samples_dropped_total;
-    }
+    queue_.AddPlatformMetrics(std::move(batch));
+    stats_.platform_samples_dropped_total = queue_.platform_dropped_total();
     notified_ = true;
   }
 
   bool Goodbye(const std::string& reason, absl::Duration timeout) override {
     absl::MutexLock lock(&mu_);
-    goodbye_reason_ = reason;
-    goodbye_requested_ = true;
+    queue_.RequestGoodbye(reason);
     notified_ = true;
     clock_->AwaitWithTimeout(&mu_, absl::Condition(&goodbye_done_), timeout);
     if (!goodbye_done_) {
@@ -216,11 +213,20 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
   }
 
  private:
+  static SessionProtocolOptions ProtocolOptions(const SessionClientOptions& o) {
+    SessionProtocolOptions p;
+    p.hello = o.hello;
+    p.heartbeat_interval = o.heartbeat_interval;
+    p.welcome_timeout = o.welcome_timeout;
+    p.max_batch_outcomes = o.max_batch_outcomes;
+    p.max_batch_bytes = o.max_batch_bytes;
+    p.max_unacked_batches = o.max_unacked_batches;
+    p.in_flight = o.in_flight;
+    p.on_adhoc_probe = o.on_adhoc_probe;
+    return p;
+  }
+
   void Run() {
-    {
-      absl::MutexLock lock(&mu_);
-      stats_.acked_sequence = outbox_->stats().acked_sequence;
-    }
     int attempt = 0;
     for (;;) {
       {
@@ -229,8 +235,8 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
       }
       const bool welcomed = RunStream();
       absl::MutexLock lock(&mu_);
-      stats_.connected = false;
-      ++stats_.reconnects_total;
+      ++reconnects_total_;
+      PublishLocked();
       if (stopping_ || goodbye_done_) return;
       attempt = welcomed ? 0 : attempt + 1;
       if (!welcomed) NextAddressLocked();
@@ -378,255 +384,116 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
     stubs_.push_back(v1::AgentSession::NewStub(channels_.back()));
   }
 
+  // Copies the protocol's counters into stats_ (driver thread).
+  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const SessionProtocolStats& p = protocol_.stats();
+    stats_.connected = p.welcomed;
+    stats_.connects_total = p.connects_total;
+    stats_.reconnects_total = reconnects_total_;
+    stats_.batches_sent_total = p.batches_sent_total;
+    stats_.outcomes_sent_total = p.outcomes_sent_total;
+    stats_.acks_total = p.acks_total;
+    stats_.assignment_version = p.assignment_version;
+    stats_.acked_sequence = p.acked_sequence;
+    stats_.platform_samples_sent_total = p.platform_samples_sent_total;
+    stats_.platform_samples_dropped_total = queue_.platform_dropped_total();
+  }
+
+  // What woke the driver.
+  struct Wakeup {
+    std::deque<v1::ControllerMessage> messages;
+    bool done = false;
+    bool stopping = false;
+  };
+
+  // Waits until a controller message, the stream's end, Notify(), Stop, a
+  // queued ad-hoc result (while the protocol can send) or `wait` passes.
+  Wakeup WaitForWork(absl::Duration wait) {
+    absl::MutexLock lock(&mu_);
+    clock_->AwaitWithTimeout(
+        &mu_,
+        absl::Condition(
+            +[](SessionClientImpl* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return !s->inbox_.empty() || s->stream_done_ || s->notified_ ||
+                     s->stopping_ ||
+                     (s->can_send_ && s->queue_.has_adhoc_results());
+            },
+            this),
+        std::max(wait, absl::Milliseconds(1)));
+    Wakeup w;
+    w.messages.swap(inbox_);
+    w.done = stream_done_;
+    w.stopping = stopping_;
+    notified_ = false;
+    return w;
+  }
+
   // Runs one stream until it ends. Returns whether Welcome was received.
   bool RunStream() {
     auto reactor = std::make_unique<StreamReactor>(this);
-    {
-      absl::MutexLock lock(&mu_);
-      inbox_.clear();
-      welcomed_ = false;
-      stream_done_ = false;
-      stream_status_ = grpc::Status::OK;
-    }
     size_t current;
     {
       absl::MutexLock lock(&mu_);
+      inbox_.clear();
+      can_send_ = false;
+      stream_done_ = false;
+      stream_status_ = grpc::Status::OK;
       current = current_;
     }
     reactor->Start(stubs_[current].get());
-    {
-      v1::AgentMessage m;
-      *m.mutable_hello() = options_.hello;
-      m.mutable_hello()->set_last_acked_sequence(
-          outbox_->stats().acked_sequence);
-      reactor->Send(std::move(m));
-    }
-    const absl::Duration started = clock_->MonotonicNow();
-    absl::Duration last_rx = started;
-    absl::Duration next_heartbeat = started;
+    reactor->Send(protocol_.StartStream(clock_->MonotonicNow()));
     bool welcomed = false;
-    bool cancelled = false;
-    uint64_t cursor = 0;
-    std::deque<uint64_t> unacked;  // Last sequence of each batch in flight.
-    bool goodbye_sent = false;
+    bool cancelled = false;  // Waiting for OnDone.
     for (;;) {
-      std::deque<v1::ControllerMessage> messages;
-      bool done, stopping;
-      {
-        absl::MutexLock lock(&mu_);
-        const absl::Duration now = clock_->MonotonicNow();
-        absl::Duration wait = welcomed
-                                  ? next_heartbeat - now
-                                  : started + options_.welcome_timeout - now;
-        wait = std::min(wait, last_rx + 2 * heartbeat_interval_ - now);
-        if (cancelled) wait = absl::Milliseconds(100);
-        wait = std::max(wait, absl::Milliseconds(1));
-        clock_->AwaitWithTimeout(
-            &mu_,
-            absl::Condition(
-                +[](SessionClientImpl* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                  return !s->inbox_.empty() || s->stream_done_ ||
-                         s->notified_ || s->stopping_ ||
-                         (s->welcomed_ && !s->adhoc_out_.empty());
-                },
-                this),
-            wait);
-        messages.swap(inbox_);
-        done = stream_done_;
-        stopping = stopping_;
-        notified_ = false;
-      }
+      Wakeup w = WaitForWork(cancelled ? absl::Milliseconds(100)
+                                       : protocol_.NextDeadline() -
+                                             clock_->MonotonicNow());
       const absl::Duration now = clock_->MonotonicNow();
-      for (v1::ControllerMessage& m : messages) {
-        last_rx = now;
-        switch (m.msg_case()) {
-          case v1::ControllerMessage::kWelcome: {
-            const v1::Welcome& w = m.welcome();
-            if (w.has_heartbeat_interval() &&
-                DurationFromProto(w.heartbeat_interval()) >
-                    absl::ZeroDuration()) {
-              heartbeat_interval_ = DurationFromProto(w.heartbeat_interval());
-            }
-            absl::Status s = outbox_->Ack(w.applied_sequence());
-            if (!s.ok())
-              LogError("outbox_ack_failed", {{"error", s.ToString()}});
-            // Nothing after the controller's watermark reached it.
-            outbox_->ResetSent(w.applied_sequence());
-            const OutboxStats os = outbox_->stats();
-            cursor =
-                std::max<uint64_t>(w.applied_sequence(), os.acked_sequence);
-            welcomed = true;
-            next_heartbeat = now;
-            LogInfo("session_welcome",
-                    {{"controller", w.controller_id()},
-                     {"applied", absl::StrCat(w.applied_sequence())},
-                     {"outbox_depth", absl::StrCat(os.depth)}});
-            absl::MutexLock lock(&mu_);
-            stats_.connected = true;
-            ++stats_.connects_total;
-            stats_.acked_sequence = os.acked_sequence;
-            break;
-          }
-          case v1::ControllerMessage::kAssignments: {
-            sink_->OnAssignments(m.assignments());
-            absl::MutexLock lock(&mu_);
-            stats_.assignment_version = m.assignments().version();
-            break;
-          }
-          case v1::ControllerMessage::kAck: {
-            const uint64_t seq = m.ack().applied_sequence();
-            absl::Status s = outbox_->Ack(seq);
-            if (!s.ok())
-              LogError("outbox_ack_failed", {{"error", s.ToString()}});
-            while (!unacked.empty() && unacked.front() <= seq)
-              unacked.pop_front();
-            absl::MutexLock lock(&mu_);
-            ++stats_.acks_total;
-            stats_.acked_sequence = std::max(stats_.acked_sequence, seq);
-            break;
-          }
-          case v1::ControllerMessage::kDrain:
-            LogInfo("controller_drain", {{"reason", m.drain().reason()}});
-            break;
-          case v1::ControllerMessage::kAdhocProbe:
-            if (options_.on_adhoc_probe) {
-              options_.on_adhoc_probe(m.adhoc_probe());
-            } else {
-              LogInfo("adhoc_probe_ignored",
-                      {{"id", m.adhoc_probe().adhoc_id()}});
-            }
-            break;
-          default:
-            break;
-        }
+      absl::Status status;
+      for (const v1::ControllerMessage& m : w.messages) {
+        const absl::Status s = protocol_.OnControllerMessage(m, now);
+        if (!s.ok() && status.ok()) status = s;
       }
-      if (done) {
-        if (goodbye_sent) {
-          LogInfo("session_goodbye_done");
-          absl::MutexLock lock(&mu_);
-          goodbye_done_ = true;
-        }
+      welcomed = welcomed || protocol_.stats().welcomed;
+      if (w.done) {
+        const bool goodbye_done = protocol_.EndStream();
+        if (goodbye_done) LogInfo("session_goodbye_done");
+        absl::MutexLock lock(&mu_);
+        goodbye_done_ = goodbye_done;
+        can_send_ = false;
+        PublishLocked();
         return welcomed;
       }
-      if (cancelled) continue;  // Waiting for OnDone.
-      if (stopping) {
+      if (!cancelled && !status.ok()) {
+        LogWarning("session_protocol_error", {{"error", status.ToString()}});
+      }
+      if (!cancelled && status.ok() && !w.stopping) {
+        status = protocol_.CheckDeadlines(now);
+      }
+      if (!cancelled && (w.stopping || !status.ok())) {
         reactor->Cancel();
         cancelled = true;
-        continue;
       }
-      if (!welcomed && now - started > options_.welcome_timeout) {
-        LogWarning("session_welcome_timeout");
-        reactor->Cancel();
-        cancelled = true;
-        continue;
-      }
-      if (welcomed && now - last_rx > 2 * heartbeat_interval_) {
-        LogWarning("session_liveness_timeout");
-        reactor->Cancel();
-        cancelled = true;
-        continue;
-      }
-      if (!welcomed) continue;
-      if (goodbye_sent) continue;  // Waiting for the controller to close.
+      SessionInputs inputs;
       {
-        std::string reason;
-        bool requested;
-        {
-          absl::MutexLock lock(&mu_);
-          requested = goodbye_requested_;
-          reason = goodbye_reason_;
-        }
-        if (requested) {
-          v1::AgentMessage m;
-          m.mutable_goodbye()->set_reason(reason);
-          m.mutable_goodbye()->set_outbox_depth(outbox_->stats().depth);
-          reactor->Send(std::move(m));
-          goodbye_sent = true;
-          continue;
-        }
-      }
-      {
-        std::deque<v1::AdhocResult> results;
-        {
-          absl::MutexLock lock(&mu_);
-          welcomed_ = true;
-          results.swap(adhoc_out_);
-        }
-        for (v1::AdhocResult& r : results) {
-          v1::AgentMessage m;
-          *m.mutable_adhoc_result() = std::move(r);
-          reactor->Send(std::move(m));
-        }
-      }
-      while (static_cast<int>(unacked.size()) < options_.max_unacked_batches) {
-        auto batch = outbox_->ReadForSend(cursor, options_.max_batch_outcomes,
-                                          options_.max_batch_bytes);
-        if (!batch.ok()) {
-          LogError("outbox_read_failed",
-                   {{"error", batch.status().ToString()}});
-          break;
-        }
-        if (batch->empty()) break;
-        // One batch is one contiguous run of sequences: the bound may have
-        // dropped outcomes between stored ones, and the controller counts
-        // those as a gap between batches (the rest is sent next time).
-        for (size_t k = 1; k < batch->size(); ++k) {
-          if ((*batch)[k].sequence() != (*batch)[0].sequence() + k) {
-            batch->resize(k);
-            break;
-          }
-        }
-        v1::AgentMessage m;
-        v1::OutcomeBatch* b = m.mutable_outcomes();
-        b->set_first_sequence(batch->front().sequence());
-        b->set_dropped_total(outbox_->stats().dropped_total);
-        const size_t n = batch->size();
-        for (v1::Outcome& o : *batch) *b->add_outcomes() = std::move(o);
-        cursor = b->outcomes(n - 1).sequence();
-        unacked.push_back(cursor);
-        reactor->Send(std::move(m));
         absl::MutexLock lock(&mu_);
-        ++stats_.batches_sent_total;
-        stats_.outcomes_sent_total += n;
+        can_send_ = !cancelled && protocol_.CanSend();
+        if (can_send_) inputs = queue_.Take();
+        PublishLocked();
       }
-      for (;;) {  // Platform samples, in messages of at most 1000.
-        v1::AgentMessage m;
-        {
-          absl::MutexLock lock(&mu_);
-          while (!platform_.empty() &&
-                 m.platform_metrics().samples_size() < 1000) {
-            *m.mutable_platform_metrics()->add_samples() =
-                std::move(platform_.front());
-            platform_.pop_front();
-          }
-          stats_.platform_samples_sent_total +=
-              m.platform_metrics().samples_size();
-        }
-        if (!m.has_platform_metrics()) break;
+      if (cancelled || !protocol_.CanSend()) continue;
+      for (v1::AgentMessage& m :
+           protocol_.Poll(now, clock_->Now(), std::move(inputs))) {
         reactor->Send(std::move(m));
       }
-      if (now >= next_heartbeat) {
-        const OutboxStats os = outbox_->stats();
-        v1::AgentMessage m;
-        v1::Heartbeat* h = m.mutable_heartbeat();
-        *h->mutable_time() = TimeToProto(clock_->Now());
-        h->set_outbox_depth(os.depth);
-        h->set_outbox_bytes(os.bytes);
-        h->set_dropped_total(os.dropped_total);
-        if (options_.in_flight) h->set_in_flight(options_.in_flight());
-        {
-          absl::MutexLock lock(&mu_);
-          h->set_assignment_version(stats_.assignment_version);
-        }
-        reactor->Send(std::move(m));
-        next_heartbeat = now + heartbeat_interval_;
-      }
+      absl::MutexLock lock(&mu_);
+      can_send_ = protocol_.CanSend();
+      PublishLocked();
     }
   }
 
   const SessionClientOptions options_;
   Outbox* const outbox_;
-  AssignmentSink* const sink_;
   Clock* const clock_;
   // One channel per controller address (controller_address is a
   // comma-separated list: replicas, the leader among them).
@@ -639,8 +506,8 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<v1::AgentSession::Stub>> stubs_;
   // Driver-thread state.
+  SessionProtocol protocol_;
   std::mt19937_64 rng_;
-  absl::Duration heartbeat_interval_;
   std::thread driver_;
 
   absl::Mutex mu_;
@@ -649,17 +516,15 @@ class SessionClientImpl : public SessionClient, public StreamEvents {
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status stream_status_ ABSL_GUARDED_BY(mu_);
   bool notified_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<v1::PlatformMetricSample> platform_ ABSL_GUARDED_BY(mu_);
-  // Live ad-hoc results waiting for the driver; welcomed_ is whether the
-  // current stream got its Welcome.
-  std::deque<v1::AdhocResult> adhoc_out_ ABSL_GUARDED_BY(mu_);
-  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  // What other threads queue for the stream; can_send_ is whether the
+  // protocol can send on the current stream (Welcome, no Goodbye yet).
+  SessionQueue queue_ ABSL_GUARDED_BY(mu_);
+  bool can_send_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // Goodbye(): requested, then done once the controller closed the stream
-  // after receiving it (no reconnect afterwards).
-  bool goodbye_requested_ ABSL_GUARDED_BY(mu_) = false;
+  // Goodbye(): done once the controller closed the stream after receiving
+  // it (no reconnect afterwards).
   bool goodbye_done_ ABSL_GUARDED_BY(mu_) = false;
-  std::string goodbye_reason_ ABSL_GUARDED_BY(mu_);
+  uint64_t reconnects_total_ ABSL_GUARDED_BY(mu_) = 0;
   SessionClientStats stats_ ABSL_GUARDED_BY(mu_);
   size_t current_ ABSL_GUARDED_BY(mu_) = 0;  // Index into addresses_.
 };

@@ -1,7 +1,8 @@
 // The agent side of AgentSession.Connect: one bidirectional stream to the
 // controller, kept for the agent's lifetime.
 //
-// A driver thread owns the protocol; a gRPC callback reactor per stream only
+// A driver thread runs the protocol (SessionProtocol, session_protocol.h,
+// which also defines AssignmentSink); a gRPC callback reactor per stream only
 // moves messages (reads are queued for the driver, writes are issued one at
 // a time) and never blocks. Per stream:
 //   Hello (identity, region, last acknowledged sequence) → Welcome: the
@@ -28,20 +29,13 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/outbox/outbox.h"
+#include "agent/session/session_protocol.h"
 #include "common/grpc/security.h"
 #include "common/time/clock.h"
 #include "fleetcanary/v1/session.pb.h"
 
 namespace fleetcanary {
 namespace agent {
-
-// Receives the controller's desired AssignmentSet. Called on the driver
-// thread; may take a while but must not call back into the client.
-class AssignmentSink {
- public:
-  virtual ~AssignmentSink() = default;
-  virtual void OnAssignments(const v1::AssignmentSet& set) = 0;
-};
 
 struct SessionClientOptions {
   // "host:port" of the controller's gRPC listener, or a comma-separated
