@@ -10,6 +10,7 @@
 #include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
 #include "controller/store/store.h"
+#include "controller/store/store_rows.h"
 
 namespace fleetcanary {
 namespace controller {
@@ -223,14 +224,7 @@ class MemoryStore : public Store {
                                            absl::Time now,
                                            absl::Duration ttl) override {
     absl::MutexLock lock(&mu_);
-    const bool renew = lease_.holder == holder && lease_.expires > now;
-    const bool take = !renew && lease_.expires <= now;
-    if (renew || take) {
-      if (take) ++lease_.epoch;
-      lease_.holder = holder;
-      lease_.address = address;
-      lease_.expires = now + ttl;
-    }
+    store_internal::TakeOrRenewLease(&lease_, holder, address, now, ttl);
     return lease_;
   }
 
