@@ -13,12 +13,11 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/config/loader.h"
 #include "common/flags/daemon_flags.h"
 #include "common/log/log.h"
+#include "common/status/status_util.h"
 #include "common/units/units.h"
 #include "controller/server/controller_server.h"
 
@@ -133,7 +132,176 @@ ABSL_FLAG(int, admin_max_message_bytes, 1 << 20,
           "Largest admin API (canaryctl) request accepted; its bearer token "
           "is checked before the request is read.");
 
+namespace fleetcanary {
+namespace controller {
 namespace {
+
+// What `fleetcanary-controller` (no command) runs.
+struct ControllerRun {
+  ControllerServerOptions options;
+  // Longest graceful drain on SIGTERM/SIGINT (--drain_timeout).
+  absl::Duration drain_timeout;
+};
+
+// --config, the listeners, --data_dir, --heartbeat_interval and the fleet
+// file.
+absl::Status ConfigFromFlags(ControllerServerOptions* options) {
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (!config_path.empty()) {
+    FC_RETURN_IF_ERROR(LoadYamlFile(config_path, &options->config));
+  }
+  v1::ControllerConfig& c = options->config;
+  OverrideFromFlag(absl::GetFlag(FLAGS_grpc_listen), c.mutable_grpc_listen());
+  OverrideFromFlag(absl::GetFlag(FLAGS_http_listen), c.mutable_http_listen());
+  if (c.http_listen().empty()) c.set_http_listen("127.0.0.1:0");
+  OverrideFromFlag(absl::GetFlag(FLAGS_data_dir), c.mutable_data_dir());
+  // Only when given: an unset heartbeat_interval stays absent.
+  if (!absl::GetFlag(FLAGS_heartbeat_interval).empty()) {
+    FC_RETURN_IF_ERROR(OverrideFromFlag(absl::GetFlag(FLAGS_heartbeat_interval),
+                                        "heartbeat_interval",
+                                        c.mutable_heartbeat_interval()));
+  }
+  std::string fleet_path = absl::GetFlag(FLAGS_fleet);
+  if (fleet_path.empty()) fleet_path = c.fleet_file();
+  if (!fleet_path.empty()) {
+    FC_RETURN_IF_ERROR(LoadYamlFile(fleet_path, &options->fleet));
+  }
+  return absl::OkStatus();
+}
+
+// --store and leader election.
+absl::Status StoreFromFlags(ControllerServerOptions* options) {
+  options->store_url = absl::GetFlag(FLAGS_store);
+  options->leader_election =
+      absl::GetFlag(FLAGS_leader_election) ||
+      options->store_url.rfind("postgresql://", 0) == 0 ||
+      options->store_url.rfind("postgres://", 0) == 0;
+  options->replica_id = absl::GetFlag(FLAGS_replica_id);
+  options->advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  FC_ASSIGN_OR_RETURN(options->leader_lease,
+                      ParseDuration(absl::GetFlag(FLAGS_leader_lease)));
+  // Crash-only demotion: a replica that lost the lease exits at once
+  // (nothing unacknowledged is lost: agents keep it) and is restarted as a
+  // standby.
+  options->leader_on_lost = [] {
+    LogError("controller_exit", {{"reason", "leadership lost"}});
+    std::fflush(stderr);
+    std::_Exit(75);
+  };
+  return absl::OkStatus();
+}
+
+// Admin tokens and the gRPC transport (TLS, mTLS or --insecure).
+absl::Status TlsFromFlags(ControllerServerOptions* options) {
+  options->admin_tokens_file = absl::GetFlag(FLAGS_admin_tokens);
+  options->admin_allow_all = absl::GetFlag(FLAGS_insecure);
+  TlsOptions& tls = options->tls;
+  tls.insecure = absl::GetFlag(FLAGS_insecure);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  tls.ca_file = absl::GetFlag(FLAGS_client_ca);
+  if (!tls.insecure && (tls.cert_file.empty() || tls.key_file.empty())) {
+    return absl::InvalidArgumentError(
+        "--tls_cert and --tls_key are required (gRPC is served over TLS); "
+        "pass --insecure for plaintext on a trusted machine");
+  }
+  if (tls.insecure && (!tls.cert_file.empty() || !tls.ca_file.empty())) {
+    return absl::InvalidArgumentError(
+        "--insecure (plaintext) contradicts --tls_cert/--client_ca");
+  }
+  return absl::OkStatus();
+}
+
+// Regions, the extra listeners, the store check, forgetting drained agents
+// and the target guard.
+absl::Status AdmissionFromFlags(ControllerServerOptions* options) {
+  for (const std::string& r : absl::GetFlag(FLAGS_allowed_regions)) {
+    if (!r.empty()) options->allowed_regions.push_back(r);
+  }
+  options->health_listen = absl::GetFlag(FLAGS_health_listen);
+  options->admin_listen = absl::GetFlag(FLAGS_admin_listen);
+  auto store_check = ParseDuration(absl::GetFlag(FLAGS_store_check_interval));
+  if (!store_check.ok() || *store_check <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--store_check_interval: not a positive duration (e.g. 10s)");
+  }
+  options->store_check_interval = *store_check;
+  auto forget_drained =
+      ParseDuration(absl::GetFlag(FLAGS_forget_drained_after));
+  if (!forget_drained.ok() || *forget_drained < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--forget_drained_after: not a duration (e.g. 1h)");
+  }
+  options->forget_drained_after = *forget_drained;
+  TargetGuardOptions& guard = options->target_guard;
+  guard.allowed_hosts = absl::GetFlag(FLAGS_target_allow_hosts);
+  guard.allow_loopback = absl::GetFlag(FLAGS_target_allow_loopback);
+  guard.allow_private = absl::GetFlag(FLAGS_target_allow_private);
+  guard.allowed_networks = absl::GetFlag(FLAGS_target_allow_networks);
+  return absl::OkStatus();
+}
+
+// Hardening: agent ids, handshake and idle timeouts, threads, message sizes,
+// connection caps, sequence gaps.
+absl::Status LimitsFromFlags(ControllerServerOptions* options) {
+  options->agent_id_pattern = absl::GetFlag(FLAGS_agent_id_pattern);
+  FC_ASSIGN_OR_RETURN(
+      options->handshake_timeout,
+      ParseDuration(absl::GetFlag(FLAGS_grpc_handshake_timeout)));
+  FC_ASSIGN_OR_RETURN(
+      options->max_connection_idle,
+      ParseDuration(absl::GetFlag(FLAGS_grpc_max_connection_idle)));
+  options->max_threads = absl::GetFlag(FLAGS_grpc_max_threads);
+  options->adhoc_max_probes = absl::GetFlag(FLAGS_adhoc_max_probes);
+  options->max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
+  options->admin_max_message_bytes =
+      absl::GetFlag(FLAGS_admin_max_message_bytes);
+  options->max_connections = absl::GetFlag(FLAGS_grpc_max_connections);
+  options->admin_max_connections = absl::GetFlag(FLAGS_admin_max_connections);
+  if (options->max_connections < 0 || options->admin_max_connections <= 0) {
+    return absl::InvalidArgumentError(
+        "grpc_max_connections / admin_max_connections: must be positive "
+        "(0 = automatic for grpc_max_connections)");
+  }
+  options->ingest.max_unexplained_gap =
+      absl::GetFlag(FLAGS_max_unexplained_sequence_gap);
+  if (options->admin_max_message_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        "admin_max_message_bytes: must be positive");
+  }
+  return absl::OkStatus();
+}
+
+// The controller's settings: --config with the flags over it, the fleet
+// file, TLS, listeners and limits; errors name the flag or file.
+absl::StatusOr<ControllerRun> ControllerRunFromFlags() {
+  ControllerRun run;
+  ControllerServerOptions& options = run.options;
+  FC_RETURN_IF_ERROR(ConfigFromFlags(&options));
+  FC_RETURN_IF_ERROR(StoreFromFlags(&options));
+  FC_RETURN_IF_ERROR(TlsFromFlags(&options));
+  FC_RETURN_IF_ERROR(AdmissionFromFlags(&options));
+  FC_ASSIGN_OR_RETURN(run.drain_timeout,
+                      ParseDuration(absl::GetFlag(FLAGS_drain_timeout)));
+  FC_RETURN_IF_ERROR(LimitsFromFlags(&options));
+  if (options.tls.insecure && !options.admin_tokens_file.empty()) {
+    LogWarning("admin_tokens_over_plaintext",
+               {{"reason",
+                 "--insecure with --admin_tokens: bearer tokens cross the "
+                 "network in clear text; use TLS outside a trusted machine"}});
+  }
+  return run;
+}
+
+}  // namespace
+}  // namespace controller
+}  // namespace fleetcanary
+
+namespace {
+
+using fleetcanary::controller::ControllerRun;
+using fleetcanary::controller::ControllerRunFromFlags;
+using fleetcanary::controller::ControllerServer;
 
 int Fail(const absl::Status& status) {
   fleetcanary::LogError("controller_failed", {{"error", status.ToString()}});
@@ -177,6 +345,52 @@ int Migrate() {
   return 0;
 }
 
+// The "listening ..." line tests and scripts wait for.
+void PrintListening(const ControllerServer& server, const ControllerRun& run) {
+  const std::string health = server.health_address();
+  const std::string admin = server.admin_address();
+  const fleetcanary::TlsOptions& tls = run.options.tls;
+  std::printf("listening grpc=%s http=%s%s%s tls=%s\n",
+              server.grpc_address().c_str(), server.http_address().c_str(),
+              health.empty() ? "" : (" health=" + health).c_str(),
+              admin.empty() ? "" : (" admin=" + admin).c_str(),
+              tls.insecure          ? "off"
+              : tls.ca_file.empty() ? "tls"
+                                    : "mtls");
+  std::fflush(stdout);
+}
+
+// Starts the controller and serves until SIGTERM/SIGINT (taken from the
+// blocked `signals`), then drains. A standby blocks in BuildAndStart until
+// it leads: signals are taken on a thread so SIGTERM ends a standby too.
+int Serve(const ControllerRun& run, sigset_t signals) {
+  std::atomic<bool> started{false};
+  std::atomic<int> received{0};
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    received = sig;
+    if (!started) {
+      fleetcanary::LogInfo("signal", {{"signal", "standby exit"}});
+      std::_Exit(0);
+    }
+  });
+  auto server =
+      ControllerServer::BuildAndStart(run.options, fleetcanary::Clock::Real());
+  started = true;
+  if (!server.ok()) {
+    signal_thread.detach();
+    return Fail(server.status());
+  }
+  PrintListening(**server, run);
+  signal_thread.join();
+  const int sig = received;
+  fleetcanary::LogInfo("signal", {{"signal", sig == SIGTERM ? "TERM" : "INT"}});
+  (*server)->Drain(run.drain_timeout);
+  server->reset();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -193,171 +407,9 @@ int main(int argc, char** argv) {
         absl::StrCat("unknown command \"", positional[1],
                      "\" (the only command is: migrate)")));
   }
-
   // Signals are taken synchronously by this thread; block them everywhere.
   sigset_t signals = fleetcanary::BlockStopSignals();
-
-  fleetcanary::controller::ControllerServerOptions options;
-  const std::string config_path = absl::GetFlag(FLAGS_config);
-  if (!config_path.empty()) {
-    absl::Status s = fleetcanary::LoadYamlFile(config_path, &options.config);
-    if (!s.ok()) return Fail(s);
-  }
-  auto& c = options.config;
-  using fleetcanary::OverrideFromFlag;
-  OverrideFromFlag(absl::GetFlag(FLAGS_grpc_listen), c.mutable_grpc_listen());
-  OverrideFromFlag(absl::GetFlag(FLAGS_http_listen), c.mutable_http_listen());
-  if (c.http_listen().empty()) c.set_http_listen("127.0.0.1:0");
-  OverrideFromFlag(absl::GetFlag(FLAGS_data_dir), c.mutable_data_dir());
-  // Only when given: an unset heartbeat_interval stays absent.
-  if (!absl::GetFlag(FLAGS_heartbeat_interval).empty()) {
-    absl::Status s =
-        OverrideFromFlag(absl::GetFlag(FLAGS_heartbeat_interval),
-                         "heartbeat_interval", c.mutable_heartbeat_interval());
-    if (!s.ok()) return Fail(s);
-  }
-  std::string fleet_path = absl::GetFlag(FLAGS_fleet);
-  if (fleet_path.empty()) fleet_path = c.fleet_file();
-  if (!fleet_path.empty()) {
-    absl::Status s = fleetcanary::LoadYamlFile(fleet_path, &options.fleet);
-    if (!s.ok()) return Fail(s);
-  }
-  options.store_url = absl::GetFlag(FLAGS_store);
-  options.leader_election = absl::GetFlag(FLAGS_leader_election) ||
-                            options.store_url.rfind("postgresql://", 0) == 0 ||
-                            options.store_url.rfind("postgres://", 0) == 0;
-  options.replica_id = absl::GetFlag(FLAGS_replica_id);
-  options.advertise_address = absl::GetFlag(FLAGS_advertise_address);
-  {
-    auto lease = fleetcanary::ParseDuration(absl::GetFlag(FLAGS_leader_lease));
-    if (!lease.ok()) return Fail(lease.status());
-    options.leader_lease = *lease;
-  }
-  // Crash-only demotion: a replica that lost the lease exits at once
-  // (nothing unacknowledged is lost: agents keep it) and is restarted as a
-  // standby.
-  options.leader_on_lost = [] {
-    fleetcanary::LogError("controller_exit", {{"reason", "leadership lost"}});
-    std::fflush(stderr);
-    std::_Exit(75);
-  };
-  options.admin_tokens_file = absl::GetFlag(FLAGS_admin_tokens);
-  options.admin_allow_all = absl::GetFlag(FLAGS_insecure);
-  options.tls.insecure = absl::GetFlag(FLAGS_insecure);
-  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
-  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
-  options.tls.ca_file = absl::GetFlag(FLAGS_client_ca);
-  if (!options.tls.insecure &&
-      (options.tls.cert_file.empty() || options.tls.key_file.empty())) {
-    return Fail(absl::InvalidArgumentError(
-        "--tls_cert and --tls_key are required (gRPC is served over TLS); "
-        "pass --insecure for plaintext on a trusted machine"));
-  }
-  if (options.tls.insecure &&
-      (!options.tls.cert_file.empty() || !options.tls.ca_file.empty())) {
-    return Fail(absl::InvalidArgumentError(
-        "--insecure (plaintext) contradicts --tls_cert/--client_ca"));
-  }
-  for (const std::string& r : absl::GetFlag(FLAGS_allowed_regions)) {
-    if (!r.empty()) options.allowed_regions.push_back(r);
-  }
-  options.health_listen = absl::GetFlag(FLAGS_health_listen);
-  options.admin_listen = absl::GetFlag(FLAGS_admin_listen);
-  auto store_check =
-      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_store_check_interval));
-  if (!store_check.ok() || *store_check <= absl::ZeroDuration()) {
-    return Fail(absl::InvalidArgumentError(
-        "--store_check_interval: not a positive duration (e.g. 10s)"));
-  }
-  options.store_check_interval = *store_check;
-  auto forget_drained =
-      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_forget_drained_after));
-  if (!forget_drained.ok() || *forget_drained < absl::ZeroDuration()) {
-    return Fail(absl::InvalidArgumentError(
-        "--forget_drained_after: not a duration (e.g. 1h)"));
-  }
-  options.forget_drained_after = *forget_drained;
-  options.target_guard.allowed_hosts = absl::GetFlag(FLAGS_target_allow_hosts);
-  options.target_guard.allow_loopback =
-      absl::GetFlag(FLAGS_target_allow_loopback);
-  options.target_guard.allow_private =
-      absl::GetFlag(FLAGS_target_allow_private);
-  options.target_guard.allowed_networks =
-      absl::GetFlag(FLAGS_target_allow_networks);
-  auto drain_timeout =
-      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_drain_timeout));
-  if (!drain_timeout.ok()) return Fail(drain_timeout.status());
-  options.agent_id_pattern = absl::GetFlag(FLAGS_agent_id_pattern);
-  auto handshake =
-      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_grpc_handshake_timeout));
-  if (!handshake.ok()) return Fail(handshake.status());
-  options.handshake_timeout = *handshake;
-  auto idle =
-      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_grpc_max_connection_idle));
-  if (!idle.ok()) return Fail(idle.status());
-  options.max_connection_idle = *idle;
-  options.max_threads = absl::GetFlag(FLAGS_grpc_max_threads);
-  options.adhoc_max_probes = absl::GetFlag(FLAGS_adhoc_max_probes);
-  options.max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
-  options.admin_max_message_bytes =
-      absl::GetFlag(FLAGS_admin_max_message_bytes);
-  options.max_connections = absl::GetFlag(FLAGS_grpc_max_connections);
-  options.admin_max_connections = absl::GetFlag(FLAGS_admin_max_connections);
-  if (options.max_connections < 0 || options.admin_max_connections <= 0) {
-    return Fail(absl::InvalidArgumentError(
-        "grpc_max_connections / admin_max_connections: must be positive "
-        "(0 = automatic for grpc_max_connections)"));
-  }
-  options.ingest.max_unexplained_gap =
-      absl::GetFlag(FLAGS_max_unexplained_sequence_gap);
-  if (options.admin_max_message_bytes <= 0) {
-    return Fail(absl::InvalidArgumentError(
-        "admin_max_message_bytes: must be positive"));
-  }
-  if (options.tls.insecure && !options.admin_tokens_file.empty()) {
-    fleetcanary::LogWarning(
-        "admin_tokens_over_plaintext",
-        {{"reason",
-          "--insecure with --admin_tokens: bearer tokens cross the network "
-          "in clear text; use TLS outside a trusted machine"}});
-  }
-
-  // A standby blocks in BuildAndStart until it leads: take signals on a
-  // thread so SIGTERM ends a standby too.
-  std::atomic<bool> started{false};
-  std::atomic<int> received{0};
-  std::thread signal_thread([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    received = sig;
-    if (!started) {
-      fleetcanary::LogInfo("signal", {{"signal", "standby exit"}});
-      std::_Exit(0);
-    }
-  });
-  auto server = fleetcanary::controller::ControllerServer::BuildAndStart(
-      options, fleetcanary::Clock::Real());
-  started = true;
-  if (!server.ok()) {
-    signal_thread.detach();
-    return Fail(server.status());
-  }
-  const std::string health = (*server)->health_address();
-  const std::string admin = (*server)->admin_address();
-  std::printf("listening grpc=%s http=%s%s%s tls=%s\n",
-              (*server)->grpc_address().c_str(),
-              (*server)->http_address().c_str(),
-              health.empty() ? "" : (" health=" + health).c_str(),
-              admin.empty() ? "" : (" admin=" + admin).c_str(),
-              options.tls.insecure          ? "off"
-              : options.tls.ca_file.empty() ? "tls"
-                                            : "mtls");
-  std::fflush(stdout);
-
-  signal_thread.join();
-  const int sig = received;
-  fleetcanary::LogInfo("signal", {{"signal", sig == SIGTERM ? "TERM" : "INT"}});
-  (*server)->Drain(*drain_timeout);
-  server->reset();
-  return 0;
+  absl::StatusOr<ControllerRun> run = ControllerRunFromFlags();
+  if (!run.ok()) return Fail(run.status());
+  return Serve(*run, signals);
 }

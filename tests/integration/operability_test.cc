@@ -31,6 +31,7 @@
 #include "gtest/gtest.h"
 #include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
+#include "tests/testing/controller_process.h"
 #include "tests/testing/pki.h"
 
 #ifndef FLEETCANARY_SOURCE_DIR
@@ -128,17 +129,13 @@ struct Ran {
   std::string err;
 };
 
-class OperabilityTest : public ::testing::Test {
+class OperabilityTest : public testing::ControllerProcessTest {
  protected:
+  OperabilityTest() : ControllerProcessTest("operability_") {}
+
   void SetUp() override {
-    dir_ = absl::StrCat(
-        ::testing::TempDir(), "/operability_",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    ASSERT_EQ(std::system(("rm -rf '" + dir_ + "'").c_str()), 0);
-    auto pki = TestPki::Create(dir_ + "/pki");
-    ASSERT_TRUE(pki.ok()) << pki.status();
-    pki_ = std::make_unique<TestPki>(*std::move(pki));
-    ASSERT_TRUE(pki_->Leaf("server", "DNS:localhost,IP:127.0.0.1").ok());
+    ControllerProcessTest::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(
         pki_->Leaf("operator", "URI:spiffe://fleetcanary/operator/alice").ok());
     std::ofstream(dir_ + "/tokens.yaml") << absl::StrCat(
@@ -184,15 +181,10 @@ class OperabilityTest : public ::testing::Test {
     return args;
   }
 
+  // The controller with `args`; also reads its health= and admin= addresses.
   void StartController(const std::vector<std::string>& args) {
-    auto ctl =
-        testing::StartListening(BinaryPath(testing::kControllerBinary), args,
-                                dir_ + "/controller.log", absl::Seconds(60));
-    ASSERT_TRUE(ctl.ok()) << ctl.status() << ReadFile(dir_ + "/controller.log");
-    controller_ = std::move(ctl->process);
-    line_ = ctl->line;
-    grpc_ = ctl->grpc;
-    http_ = ctl->http;
+    ControllerProcessTest::StartController(args);
+    if (HasFatalFailure()) return;
     health_ = FieldOf(line_, "health");
     admin_ = FieldOf(line_, "admin");
   }
@@ -220,10 +212,7 @@ class OperabilityTest : public ::testing::Test {
     return ran;
   }
 
-  std::string dir_;
-  std::unique_ptr<TestPki> pki_;
-  std::unique_ptr<Process> controller_;
-  std::string line_, grpc_, http_, health_, admin_;
+  std::string health_, admin_;
 };
 
 TEST_F(OperabilityTest, CanaryctlReachesControllerStartedWithProductionFlags) {

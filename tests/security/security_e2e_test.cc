@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
+#include "tests/testing/controller_process.h"
 #include "tests/testing/fault_server.h"
 #include "tests/testing/pki.h"
 
@@ -42,18 +43,13 @@ using testing::ReadFile;
 using testing::TestPki;
 using testing::WaitUntil;
 
-class SecurityTest : public ::testing::Test {
+class SecurityTest : public testing::ControllerProcessTest {
  protected:
+  SecurityTest() : ControllerProcessTest("security_e2e_") {}
+
   void SetUp() override {
-    dir_ = absl::StrCat(
-        ::testing::TempDir(), "/security_e2e_",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::string cmd = "rm -rf '" + dir_ + "'";
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
-    auto pki = TestPki::Create(dir_ + "/pki");
-    ASSERT_TRUE(pki.ok()) << pki.status();
-    pki_ = std::make_unique<TestPki>(*std::move(pki));
-    ASSERT_TRUE(pki_->Leaf("server", "DNS:localhost,IP:127.0.0.1").ok());
+    ControllerProcessTest::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(
         pki_->Leaf("agent-a", "URI:" + AgentSpiffeId("us-east-1", "agent-a"))
             .ok());
@@ -84,14 +80,7 @@ class SecurityTest : public ::testing::Test {
         // guard still refuses it unless they allow loopback too.
         "--target_allow_loopback"};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto ctl =
-        testing::StartListening(BinaryPath(testing::kControllerBinary), args,
-                                dir_ + "/controller.log", absl::Seconds(60));
-    ASSERT_TRUE(ctl.ok()) << ctl.status() << ReadFile(dir_ + "/controller.log");
-    controller_ = std::move(ctl->process);
-    line_ = ctl->line;
-    grpc_ = ctl->grpc;
-    http_ = ctl->http;
+    ControllerProcessTest::StartController(args);
   }
 
   std::vector<std::string> MtlsControllerFlags() {
@@ -161,11 +150,7 @@ class SecurityTest : public ::testing::Test {
     return t;
   }
 
-  std::string dir_;
-  std::unique_ptr<TestPki> pki_;
   std::unique_ptr<testing::FaultServer> listener_;
-  std::unique_ptr<Process> controller_;
-  std::string line_, grpc_, http_;
 };
 
 TEST_F(SecurityTest, ControllerRefusesToStartWithoutTlsOrInsecure) {
