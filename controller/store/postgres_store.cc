@@ -1,6 +1,7 @@
 // PostgresStore: the schema and its migrations, opening the database, and
 // the row codec. The other methods live by concern in postgres_store_*.cc
 // (see postgres_store_impl.h).
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -207,6 +208,15 @@ void PostgresStore::AddStats(std::vector<Param>* p, const StreamStats& s) {
 }
 
 }  // namespace store_internal
+
+std::string PostgresSessionOptions(const PostgresStoreOptions& options) {
+  auto ms = [](absl::Duration d) {
+    return std::max<int64_t>(1, absl::ToInt64Milliseconds(d));
+  };
+  return absl::StrCat("-c lock_timeout=", ms(options.lock_timeout),
+                      " -c idle_in_transaction_session_timeout=",
+                      ms(options.idle_in_transaction_timeout));
+}
 
 absl::StatusOr<std::unique_ptr<Store>> CreatePostgresStore(
     const PostgresStoreOptions& options) {

@@ -24,6 +24,12 @@ bool Transient(const std::string& sqlstate) {
          sqlstate == "40001" || sqlstate == "40P01";
 }
 
+// Lock waits "lock timeout" (55P03) and sessions the server ended for idling
+// in a transaction (25P03) are transient too: the blocker goes away.
+bool LockBound(const std::string& sqlstate) {
+  return sqlstate == "55P03" || sqlstate == "25P03";
+}
+
 }  // namespace
 
 absl::Status PostgresStore::Ping() {
@@ -51,23 +57,25 @@ absl::Status PostgresStore::ConnectLocked() {
   // Defaults first: settings in the URL override them (expand_dbname).
   const std::string connect_timeout = absl::StrCat(
       std::max<int64_t>(2, absl::ToInt64Seconds(options_.connect_timeout)));
-  const char* keys[] = {"connect_timeout",
-                        "keepalives_idle",
-                        "keepalives_interval",
-                        "keepalives_count",
-                        "tcp_user_timeout",
-                        "application_name",
-                        "dbname",
-                        nullptr};
-  const char* values[] = {connect_timeout.c_str(),
-                          "10",
-                          "5",
-                          "3",
-                          "30000",
-                          "fleetcanary-controller",
-                          options_.url.c_str(),
-                          nullptr};
-  conn_ = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  const std::string session = PostgresSessionOptions(options_);
+  const std::pair<const char*, const char*> params[] = {
+      {"connect_timeout", connect_timeout.c_str()},
+      {"options", session.c_str()},
+      {"keepalives_idle", "10"},
+      {"keepalives_interval", "5"},
+      {"keepalives_count", "3"},
+      {"tcp_user_timeout", "30000"},
+      {"application_name", "fleetcanary-controller"},
+      {"dbname", options_.url.c_str()},
+  };
+  std::vector<const char*> keys, values;
+  for (const auto& [key, value] : params) {
+    keys.push_back(key);
+    values.push_back(value);
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  conn_ = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
   if (conn_ == nullptr) {
     return absl::ResourceExhaustedError("postgres store: out of memory");
   }
@@ -142,7 +150,8 @@ absl::Status PostgresStore::Check(PGresult* r, absl::string_view what) {
   const std::string text =
       absl::StrCat("postgres store: ", what.substr(0, 60), ": ", msg,
                    sqlstate.empty() ? "" : " (SQLSTATE " + sqlstate + ")");
-  if (PQstatus(conn_) != CONNECTION_OK || Transient(sqlstate)) {
+  if (PQstatus(conn_) != CONNECTION_OK || Transient(sqlstate) ||
+      LockBound(sqlstate)) {
     return absl::UnavailableError(text);
   }
   if (sqlstate == "P0001" && absl::StrContains(msg, "fenced")) {

@@ -294,7 +294,20 @@ struct PostgresStoreOptions {
   std::string url;
   // How long one connection attempt may take (URL's connect_timeout wins).
   absl::Duration connect_timeout = absl::Seconds(5);
+  // Server-side bounds that keep one replica from blocking another forever
+  // (set as session parameters; an `options` parameter in the URL replaces
+  // them). A statement waits at most `lock_timeout` for a lock, then fails
+  // UNAVAILABLE and the caller retries. A session idle inside a transaction
+  // for `idle_in_transaction_timeout` -- its process stalled or hung while
+  // holding row locks, e.g. on the leader lease -- is ended by the server,
+  // which releases the locks so a standby can take over.
+  absl::Duration lock_timeout = absl::Seconds(10);
+  absl::Duration idle_in_transaction_timeout = absl::Seconds(10);
 };
+
+// The libpq `options` value that applies `options`' server-side bounds to a
+// session ("-c lock_timeout=... -c idle_in_transaction_session_timeout=...").
+std::string PostgresSessionOptions(const PostgresStoreOptions& options);
 
 // Connects to PostgreSQL and creates/migrates the schema. A connection lost
 // later is reopened on the next call; calls fail with UNAVAILABLE while the

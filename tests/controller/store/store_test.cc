@@ -1,5 +1,6 @@
 #include "controller/store/store.h"
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -731,6 +732,63 @@ TEST(PostgresStoreTest, RefusesNewerSchema) {
   ASSERT_TRUE(pg->Psql("newer", "UPDATE schema_version SET version = 99").ok());
   EXPECT_EQ(CreatePostgresStore({*url}).status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// A replica stalled inside a transaction (SIGSTOP, a hung thread) keeps its
+// row locks. Another replica's lock wait is bounded (UNAVAILABLE, retried),
+// and the server ends the stalled session after the idle bound, releasing
+// the lease row: a failover never waits forever on a stalled holder.
+TEST(PostgresStoreTest, StalledTransactionCannotHoldTheLeaseForever) {
+  testing::PostgresServer* pg = testing::SharedPostgresServer();
+  ASSERT_NE(pg, nullptr) << testing::SharedPostgresServerError();
+  auto url = pg->CreateDatabase("stalled_holder");
+  ASSERT_TRUE(url.ok()) << url.status();
+  PostgresStoreOptions options{*url};
+  options.lock_timeout = absl::Milliseconds(200);
+  options.idle_in_transaction_timeout = absl::Seconds(3);
+  auto store = CreatePostgresStore(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const absl::Time t0 = absl::FromUnixSeconds(10000);
+  const absl::Duration ttl = absl::Seconds(10);
+  ASSERT_TRUE((*store)->AcquireLease("a", "a:1", t0, ttl).ok());
+
+  // The stalled leader: a session with the store's own bounds that locks the
+  // lease row in a transaction and then never speaks again.
+  const std::string session = PostgresSessionOptions(options);
+  const char* keys[] = {"dbname", "options", nullptr};
+  const char* values[] = {url->c_str(), session.c_str(), nullptr};
+  PGconn* stalled = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  ASSERT_EQ(PQstatus(stalled), CONNECTION_OK) << PQerrorMessage(stalled);
+  PQclear(PQexec(stalled, "BEGIN"));
+  PGresult* locked = PQexec(stalled,
+                            "SELECT epoch FROM leases WHERE name = 'leader' "
+                            "FOR UPDATE");
+  ASSERT_EQ(PQresultStatus(locked), PGRES_TUPLES_OK);
+  PQclear(locked);
+
+  // The lease expired long ago, but its row is locked: the wait is bounded.
+  auto blocked = (*store)->AcquireLease("b", "b:1", t0 + ttl * 2, ttl);
+  EXPECT_EQ(blocked.status().code(), absl::StatusCode::kUnavailable)
+      << blocked.status();
+  EXPECT_NE(blocked.status().message().find("lock timeout"), std::string::npos)
+      << blocked.status();
+  // The server ends the stalled session (3 s idle); each try below waits at
+  // most the 200 ms lock bound. 30 s bounds the loop on a slow machine.
+  absl::StatusOr<LeaderLease> taken = blocked;
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (!taken.ok() && absl::Now() < give_up) {
+    taken = (*store)->AcquireLease("b", "b:1", t0 + ttl * 2, ttl);
+  }
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_EQ(taken->holder, "b");
+  EXPECT_EQ(taken->epoch, 2);
+  PGresult* after = PQexec(stalled, "SELECT 1");
+  EXPECT_NE(PQresultStatus(after), PGRES_TUPLES_OK);
+  EXPECT_NE(std::string(PQerrorMessage(stalled)).find("idle-in-transaction"),
+            std::string::npos)
+      << PQerrorMessage(stalled);
+  PQclear(after);
+  PQfinish(stalled);
 }
 
 // Everything a store holds, for comparing two stores.
