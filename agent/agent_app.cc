@@ -1,10 +1,8 @@
 #include "agent/agent_app.h"
 
 #include <algorithm>
-#include <atomic>
 #include <filesystem>
 #include <iterator>
-#include <map>
 #include <utility>
 #include <vector>
 
@@ -12,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/adhoc/adhoc.h"
+#include "agent/agent_app_credentials.h"
+#include "agent/agent_app_sinks.h"
 #include "agent/platform/cloudwatch_client.h"
 #include "agent/platform/metrics_reader.h"
 #include "agent/platform/platform_loop.h"
@@ -44,225 +44,6 @@ TargetGuardOptions GuardOptions(const v1::AgentConfig& c) {
   o.allow_private = c.target_allow_private();
   return o;
 }
-
-// Drops the CloudWatch identity of assignments whose metrics endpoint the
-// platform guard refuses (the endpoint comes from the controller), then
-// hands the set on.
-class PlatformGuardSink : public AssignmentSink {
- public:
-  PlatformGuardSink(std::unique_ptr<TargetGuard> guard, AssignmentSink* next,
-                    std::string default_endpoint)
-      : guard_(std::move(guard)),
-        next_(next),
-        default_endpoint_(std::move(default_endpoint)) {}
-  void OnAssignments(const v1::AssignmentSet& set) override {
-    v1::AssignmentSet checked = set;
-    std::map<std::pair<std::string, std::string>, bool> targets;
-    for (v1::Assignment& a : *checked.mutable_assignments()) {
-      if (!a.url().has_cloudwatch()) continue;
-      platform::MetricsTarget t;
-      t.region = a.region();
-      t.identity = a.url().cloudwatch();
-      const std::string endpoint = platform::EndpointFor(t, default_endpoint_);
-      absl::Status allowed = guard_->CheckUrl(endpoint);
-      bool& ok =
-          targets.try_emplace({a.region(), a.target()}, true).first->second;
-      if (!allowed.ok()) {
-        ok = false;
-        LogWarning("platform_endpoint_refused",
-                   {{"target", a.target()},
-                    {"endpoint", endpoint},
-                    {"error", allowed.ToString()}});
-        a.mutable_url()->clear_cloudwatch();
-      }
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      targets_ = std::move(targets);
-    }
-    next_->OnAssignments(checked);
-  }
-  // (region, target) with CloudWatch configured -> endpoint allowed.
-  std::map<std::pair<std::string, std::string>, bool> targets() {
-    absl::MutexLock lock(&mu_);
-    return targets_;
-  }
-
- private:
-  const std::unique_ptr<TargetGuard> guard_;
-  AssignmentSink* const next_;
-  const std::string default_endpoint_;
-  absl::Mutex mu_;
-  std::map<std::pair<std::string, std::string>, bool> targets_
-      ABSL_GUARDED_BY(mu_);
-};
-
-// Per-target roles (Target.role_arn): one refreshing CredentialsCache per
-// role, whose provider assumes the role with STS AssumeRole using the
-// agent's chain credentials (`base`). Caches are made the first time a role
-// is needed (an assignment or ad-hoc probe names it) and kept; a fleet has
-// few roles. Get() never blocks: probes and CloudWatch reads take what is
-// held. Failed refreshes are counted and logged by each cache (at most once
-// a minute) and summed into the agent's credential counters.
-class RoleCredentials {
- public:
-  RoleCredentials(aws::ProviderOptions options, aws::CredentialsCache* base,
-                  Clock* clock)
-      : options_(std::move(options)), base_(base), clock_(clock) {}
-
-  // Makes and starts the cache of `role_arn` if it is new, then waits
-  // (bounded) for its first fetch so the first probes do not fail for want
-  // of it. Called on the session's thread, never on a probe path.
-  void Ensure(const std::string& role_arn) {
-    if (role_arn.empty()) return;
-    // The chain's credentials are the source: have them first.
-    base_->Start();
-    base_->WaitForFirst(absl::Seconds(15)).IgnoreError();
-    aws::CredentialsCache* cache = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      if (caches_.count(role_arn)) return;
-      cache = MakeLocked(role_arn);
-    }
-    if (cache == nullptr) return;
-    absl::Status first = cache->WaitForFirst(absl::Seconds(15));
-    LogInfo("aws_role_credentials_needed",
-            {{"role_arn", role_arn}, {"first_fetch", first.ToString()}});
-  }
-
-  // The held credentials of `role_arn`; UNAVAILABLE when none are held yet
-  // (the cache is then made and started, without waiting).
-  absl::StatusOr<sigv4::Credentials> Get(const std::string& role_arn) {
-    aws::CredentialsCache* cache = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = caches_.find(role_arn);
-      cache = it != caches_.end() ? it->second.get() : MakeLocked(role_arn);
-    }
-    if (cache == nullptr) {
-      return absl::UnavailableError(
-          absl::StrCat("role ", role_arn, ": cannot make its credentials"));
-    }
-    return cache->Get();
-  }
-
-  // Stats of `role_arn`'s cache (default stats when it has none).
-  aws::CacheStats stats(const std::string& role_arn) {
-    absl::MutexLock lock(&mu_);
-    auto it = caches_.find(role_arn);
-    return it != caches_.end() ? it->second->stats() : aws::CacheStats();
-  }
-
-  // The role of each assigned target ("" = the chain's own credentials).
-  void SetTargetRoles(std::map<std::string, std::string> roles) {
-    absl::MutexLock lock(&mu_);
-    target_roles_ = std::move(roles);
-  }
-  // Whether the credentials that read `target`'s CloudWatch metrics are
-  // held: its role's, or `chain_held` for a target without a role.
-  bool HeldFor(const std::string& target, bool chain_held) {
-    absl::MutexLock lock(&mu_);
-    auto t = target_roles_.find(target);
-    if (t == target_roles_.end() || t->second.empty()) return chain_held;
-    auto it = caches_.find(t->second);
-    return it != caches_.end() && it->second->stats().has_credentials;
-  }
-
-  // Sums over every role: refreshes and failed refreshes.
-  std::pair<uint64_t, uint64_t> totals() {
-    absl::MutexLock lock(&mu_);
-    uint64_t refreshes = 0, failures = 0;
-    for (const auto& [arn, cache] : caches_) {
-      const aws::CacheStats st = cache->stats();
-      refreshes += st.refreshes_total;
-      failures += st.refresh_failures_total;
-    }
-    return {refreshes, failures};
-  }
-
- private:
-  aws::CredentialsCache* MakeLocked(const std::string& role_arn)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // The chain's own credentials are the source: start them too.
-    base_->Start();
-    aws::CredentialsCache* base = base_;
-    auto provider = aws::NewAssumeRoleProvider(
-        options_, [base] { return base->Get(); }, role_arn);
-    absl::StatusOr<std::unique_ptr<aws::CredentialsCache>> cache =
-        aws::CredentialsCache::Create(std::move(provider), clock_);
-    if (!cache.ok()) {
-      LogError("aws_role_credentials_failed",
-               {{"role_arn", role_arn}, {"error", cache.status().ToString()}});
-      return nullptr;
-    }
-    aws::CredentialsCache* raw = cache->get();
-    caches_[role_arn] = *std::move(cache);
-    return raw;
-  }
-
-  const aws::ProviderOptions options_;
-  aws::CredentialsCache* const base_;
-  Clock* const clock_;
-  absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<aws::CredentialsCache>> caches_
-      ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> target_roles_ ABSL_GUARDED_BY(mu_);
-};
-
-// Starts the credential chain the first time an assignment needs AWS
-// credentials (an AWS_IAM Function URL, or a CloudWatch identity read
-// signed), and waits (bounded) for that first fetch so the first probes and
-// reads do not fail for want of it. Until then the agent touches no AWS
-// endpoint at all (no STS, no instance metadata).
-class CredentialsDemandSink : public AssignmentSink {
- public:
-  CredentialsDemandSink(aws::CredentialsCache* cache, RoleCredentials* roles,
-                        bool unsigned_metrics)
-      : cache_(cache), roles_(roles), unsigned_metrics_(unsigned_metrics) {}
-  void OnAssignments(const v1::AssignmentSet& set) override {
-    std::map<std::string, std::string> target_roles;
-    for (const v1::Assignment& a : set.assignments()) {
-      target_roles[a.target()] = a.role_arn();
-    }
-    roles_->SetTargetRoles(std::move(target_roles));
-    for (const v1::Assignment& a : set.assignments()) {
-      const bool needs_aws = a.url().auth() == v1::AWS_IAM ||
-                             (a.url().has_cloudwatch() && !unsigned_metrics_);
-      if (!needs_aws) continue;
-      if (!started_) {
-        started_ = true;
-        cache_->Start();
-        absl::Status first = cache_->WaitForFirst(absl::Seconds(15));
-        LogInfo("aws_credentials_needed",
-                {{"target", a.target()}, {"first_fetch", first.ToString()}});
-      }
-      // The target's own role, assumed with the chain's credentials.
-      roles_->Ensure(a.role_arn());
-    }
-  }
-
- private:
-  aws::CredentialsCache* const cache_;
-  RoleCredentials* const roles_;
-  const bool unsigned_metrics_;
-  bool started_ = false;  // Only touched on the session's thread.
-};
-
-// Hands each AssignmentSet to the runner and the platform loop, and counts
-// the sets applied (readiness).
-class FanOut : public AssignmentSink {
- public:
-  void Add(AssignmentSink* sink) { sinks_.push_back(sink); }
-  void OnAssignments(const v1::AssignmentSet& set) override {
-    for (AssignmentSink* s : sinks_) s->OnAssignments(set);
-    applied_.fetch_add(1, std::memory_order_relaxed);
-  }
-  uint64_t applied() const { return applied_.load(std::memory_order_relaxed); }
-
- private:
-  std::vector<AssignmentSink*> sinks_;
-  std::atomic<uint64_t> applied_{0};
-};
 
 class AgentAppImpl : public AgentApp {
  public:
