@@ -45,135 +45,41 @@ TargetGuardOptions GuardOptions(const v1::AgentConfig& c) {
   return o;
 }
 
+// Fails with INVALID_ARGUMENT naming the first missing required field.
+absl::Status ValidateConfig(const v1::AgentConfig& c) {
+  if (c.agent_id().empty()) {
+    return absl::InvalidArgumentError("agent_id: required");
+  }
+  if (c.region().empty()) return absl::InvalidArgumentError("region: required");
+  if (c.controller_address().empty()) {
+    return absl::InvalidArgumentError("controller_address: required");
+  }
+  if (c.data_dir().empty()) {
+    return absl::InvalidArgumentError("data_dir: required");
+  }
+  return absl::OkStatus();
+}
+
 class AgentAppImpl : public AgentApp {
  public:
   AgentAppImpl(const AgentAppOptions& options, Clock* clock)
       : options_(options), clock_(clock) {}
   ~AgentAppImpl() override { Drain(absl::Seconds(5)); }
 
+  // Builds and starts the parts in data-flow order; the first failure is
+  // returned (what was started is stopped by the destructor's Drain).
   absl::Status Start() {
     const v1::AgentConfig& c = options_.config;
-    if (c.agent_id().empty()) {
-      return absl::InvalidArgumentError("agent_id: required");
-    }
-    if (c.region().empty())
-      return absl::InvalidArgumentError("region: required");
-    if (c.controller_address().empty()) {
-      return absl::InvalidArgumentError("controller_address: required");
-    }
-    if (c.data_dir().empty()) {
-      return absl::InvalidArgumentError("data_dir: required");
-    }
-    std::error_code ec;
-    std::filesystem::create_directories(c.data_dir(), ec);
-    if (ec) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "data_dir: cannot create ", c.data_dir(), ": ", ec.message()));
-    }
-    OutboxOptions oo;
-    oo.path = (std::filesystem::path(c.data_dir()) / "outbox.db").string();
-    oo.max_bytes = c.outbox_max_bytes();
-    oo.journal_path = options_.outcome_journal;
-    FC_ASSIGN_OR_RETURN(outbox_, Outbox::Create(oo));
-
-    // AWS credentials: the SDK-order chain, refreshed in the background.
-    // Probes and CloudWatch reads take what is held (never wait on STS).
-    aws::ProviderOptions po;
-    po.env = options_.aws_env ? options_.aws_env : aws::ProcessEnvironment();
-    po.clock = clock_;
-    po.region = c.region();
-    po.session_name = absl::StrCat("fleetcanary-", c.agent_id()).substr(0, 64);
-    aws_env_ = po.env;
-    FC_ASSIGN_OR_RETURN(auto chain, aws::NewDefaultChain(po));
-    aws::CacheOptions cache_options;
-    cache_options.start_now = false;  // CredentialsDemandSink starts it.
-    FC_ASSIGN_OR_RETURN(
-        credentials_,
-        aws::CredentialsCache::Create(std::move(chain), clock_, cache_options));
-    roles_ = std::make_unique<RoleCredentials>(po, credentials_.get(), clock_);
-    credentials_demand_ = std::make_unique<CredentialsDemandSink>(
-        credentials_.get(), roles_.get(), c.cloudwatch_unsigned());
-
-    ProbeEngineOptions eo;
-    if (c.max_in_flight() > 0) eo.max_in_flight = c.max_in_flight();
-    aws::CredentialsCache* cache = credentials_.get();
-    eo.credentials = [cache] { return cache->Get(); };
-    RoleCredentials* roles = roles_.get();
-    eo.role_credentials = [roles](const std::string& role_arn) {
-      return roles->Get(role_arn);
-    };
-    FC_ASSIGN_OR_RETURN(eo.guard, AgentTargetGuard(c));
-    FC_ASSIGN_OR_RETURN(engine_, ProbeEngine::Create(eo, clock_));
-
-    RunnerOptions ro;
-    ro.agent_id = c.agent_id();
-    ro.region = c.region();
-    ro.seed = options_.seed;
-    FC_ASSIGN_OR_RETURN(runner_,
-                        Runner::Create(ro, engine_.get(), outbox_.get(), clock_,
-                                       [this] { NotifySession(); }));
-
-    AdhocExecutorOptions ao;
-    ao.agent_id = c.agent_id();
-    ao.region = c.region();
-    ao.seed = options_.seed ^ 0xad40c;
-    FC_ASSIGN_OR_RETURN(adhoc_, AdhocExecutor::Create(
-                                    ao, engine_.get(), outbox_.get(),
-                                    [this] { NotifySession(); },
-                                    [this](v1::AdhocResult r) {
-                                      absl::MutexLock lock(&mu_);
-                                      if (session_)
-                                        session_->SendAdhocResult(std::move(r));
-                                    }));
-
+    FC_RETURN_IF_ERROR(ValidateConfig(c));
+    FC_RETURN_IF_ERROR(OpenOutbox());
+    FC_RETURN_IF_ERROR(MakeCredentials());
+    FC_RETURN_IF_ERROR(MakeEngine());
+    FC_RETURN_IF_ERROR(MakeRunners());
     fan_out_.Add(credentials_demand_.get());
     fan_out_.Add(runner_.get());
     FC_RETURN_IF_ERROR(StartPlatform());
-
-    SessionClientOptions so;
-    so.controller_address = c.controller_address();
-    so.tls = options_.tls;
-    v1::Hello& h = so.hello;
-    h.set_agent_id(c.agent_id());
-    h.set_region(c.region());
-    h.set_zone(c.zone());
-    h.mutable_labels()->insert(c.labels().begin(), c.labels().end());
-    h.set_version(BuildVersion());
-    h.add_capabilities("http2");
-    h.add_capabilities("aws_iam");
-    so.heartbeat_interval =
-        DurationFromProtoOr(c.heartbeat_interval(), absl::Seconds(10));
-    so.reconnect_min =
-        DurationFromProtoOr(c.reconnect_min(), absl::Milliseconds(100));
-    so.reconnect_max =
-        DurationFromProtoOr(c.reconnect_max(), absl::Seconds(30));
-    so.seed = options_.seed ^ 0x5eed;
-    ProbeEngine* engine = engine_.get();
-    so.in_flight = [engine] {
-      return static_cast<uint32_t>(engine->in_flight());
-    };
-    AdhocExecutor* adhoc = adhoc_.get();
-    so.on_adhoc_probe = [adhoc, roles](const v1::AdhocProbe& p) {
-      if (!p.cancel()) roles->Ensure(p.role_arn());
-      adhoc->OnAdhocProbe(p);
-    };
-    FC_ASSIGN_OR_RETURN(auto session, SessionClient::Create(so, outbox_.get(),
-                                                            &fan_out_, clock_));
-    if (platform_loop_) platform_loop_->SetSession(session.get());
-    {
-      absl::MutexLock lock(&mu_);
-      session_ = std::move(session);
-    }
-    if (!c.metrics_listen().empty()) {
-      FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.metrics_listen()));
-      collectable_ =
-          std::make_shared<FunctionCollectable>([this] { return Collect(); });
-      http_->Register(collectable_);
-      http_->AddPage("/healthz", [this] { return HealthPage(); });
-      http_->AddPage("/readyz", [this] { return ReadyPage(); });
-      process_metrics_ = NewProcessMetrics({"fleetcanary-agent"});
-      http_->Register(process_metrics_);
-    }
+    FC_RETURN_IF_ERROR(StartSession());
+    FC_RETURN_IF_ERROR(StartHttp());
     LogInfo("agent_started", {{"agent", c.agent_id()},
                               {"region", c.region()},
                               {"controller", c.controller_address()},
@@ -238,6 +144,153 @@ class AgentAppImpl : public AgentApp {
   RunnerStats runner_stats() override { return runner_->stats(); }
 
  private:
+  // Creates data_dir if needed and opens <data_dir>/outbox.db.
+  // FAILED_PRECONDITION when the directory cannot be made.
+  absl::Status OpenOutbox() {
+    const v1::AgentConfig& c = options_.config;
+    std::error_code ec;
+    std::filesystem::create_directories(c.data_dir(), ec);
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data_dir: cannot create ", c.data_dir(), ": ", ec.message()));
+    }
+    OutboxOptions oo;
+    oo.path = (std::filesystem::path(c.data_dir()) / "outbox.db").string();
+    oo.max_bytes = c.outbox_max_bytes();
+    oo.journal_path = options_.outcome_journal;
+    FC_ASSIGN_OR_RETURN(outbox_, Outbox::Create(oo));
+    return absl::OkStatus();
+  }
+
+  // AWS credentials: the SDK-order chain, refreshed in the background, and
+  // the targets' roles. Probes and CloudWatch reads take what is held (never
+  // wait on STS); nothing is fetched until an assignment needs it.
+  absl::Status MakeCredentials() {
+    const v1::AgentConfig& c = options_.config;
+    aws::ProviderOptions po;
+    po.env = options_.aws_env ? options_.aws_env : aws::ProcessEnvironment();
+    po.clock = clock_;
+    po.region = c.region();
+    po.session_name = absl::StrCat("fleetcanary-", c.agent_id()).substr(0, 64);
+    aws_env_ = po.env;
+    FC_ASSIGN_OR_RETURN(auto chain, aws::NewDefaultChain(po));
+    aws::CacheOptions cache_options;
+    cache_options.start_now = false;  // CredentialsDemandSink starts it.
+    FC_ASSIGN_OR_RETURN(
+        credentials_,
+        aws::CredentialsCache::Create(std::move(chain), clock_, cache_options));
+    roles_ = std::make_unique<RoleCredentials>(po, credentials_.get(), clock_);
+    credentials_demand_ = std::make_unique<CredentialsDemandSink>(
+        credentials_.get(), roles_.get(), c.cloudwatch_unsigned());
+    return absl::OkStatus();
+  }
+
+  // The probe engine, signing with the held credentials and probing through
+  // the agent's target guard.
+  absl::Status MakeEngine() {
+    const v1::AgentConfig& c = options_.config;
+    ProbeEngineOptions eo;
+    if (c.max_in_flight() > 0) eo.max_in_flight = c.max_in_flight();
+    aws::CredentialsCache* cache = credentials_.get();
+    eo.credentials = [cache] { return cache->Get(); };
+    RoleCredentials* roles = roles_.get();
+    eo.role_credentials = [roles](const std::string& role_arn) {
+      return roles->Get(role_arn);
+    };
+    FC_ASSIGN_OR_RETURN(eo.guard, AgentTargetGuard(c));
+    FC_ASSIGN_OR_RETURN(engine_, ProbeEngine::Create(eo, clock_));
+    return absl::OkStatus();
+  }
+
+  // The schedule runner and the ad-hoc executor: both probe through the
+  // engine into the outbox and wake the session when outcomes are stored.
+  absl::Status MakeRunners() {
+    const v1::AgentConfig& c = options_.config;
+    RunnerOptions ro;
+    ro.agent_id = c.agent_id();
+    ro.region = c.region();
+    ro.seed = options_.seed;
+    FC_ASSIGN_OR_RETURN(runner_,
+                        Runner::Create(ro, engine_.get(), outbox_.get(), clock_,
+                                       [this] { NotifySession(); }));
+
+    AdhocExecutorOptions ao;
+    ao.agent_id = c.agent_id();
+    ao.region = c.region();
+    ao.seed = options_.seed ^ 0xad40c;
+    FC_ASSIGN_OR_RETURN(adhoc_, AdhocExecutor::Create(
+                                    ao, engine_.get(), outbox_.get(),
+                                    [this] { NotifySession(); },
+                                    [this](v1::AdhocResult r) {
+                                      absl::MutexLock lock(&mu_);
+                                      if (session_)
+                                        session_->SendAdhocResult(std::move(r));
+                                    }));
+    return absl::OkStatus();
+  }
+
+  // What the session sends in Hello, its timing, and where ad-hoc probes go
+  // (their role's credentials are ensured first).
+  SessionClientOptions SessionOptions() {
+    const v1::AgentConfig& c = options_.config;
+    SessionClientOptions so;
+    so.controller_address = c.controller_address();
+    so.tls = options_.tls;
+    v1::Hello& h = so.hello;
+    h.set_agent_id(c.agent_id());
+    h.set_region(c.region());
+    h.set_zone(c.zone());
+    h.mutable_labels()->insert(c.labels().begin(), c.labels().end());
+    h.set_version(BuildVersion());
+    h.add_capabilities("http2");
+    h.add_capabilities("aws_iam");
+    so.heartbeat_interval =
+        DurationFromProtoOr(c.heartbeat_interval(), absl::Seconds(10));
+    so.reconnect_min =
+        DurationFromProtoOr(c.reconnect_min(), absl::Milliseconds(100));
+    so.reconnect_max =
+        DurationFromProtoOr(c.reconnect_max(), absl::Seconds(30));
+    so.seed = options_.seed ^ 0x5eed;
+    ProbeEngine* engine = engine_.get();
+    so.in_flight = [engine] {
+      return static_cast<uint32_t>(engine->in_flight());
+    };
+    AdhocExecutor* adhoc = adhoc_.get();
+    RoleCredentials* roles = roles_.get();
+    so.on_adhoc_probe = [adhoc, roles](const v1::AdhocProbe& p) {
+      if (!p.cancel()) roles->Ensure(p.role_arn());
+      adhoc->OnAdhocProbe(p);
+    };
+    return so;
+  }
+
+  // The session with the controller: drains the outbox, feeds assignments
+  // to fan_out_, and carries the platform loop's samples.
+  absl::Status StartSession() {
+    FC_ASSIGN_OR_RETURN(auto session,
+                        SessionClient::Create(SessionOptions(), outbox_.get(),
+                                              &fan_out_, clock_));
+    if (platform_loop_) platform_loop_->SetSession(session.get());
+    absl::MutexLock lock(&mu_);
+    session_ = std::move(session);
+    return absl::OkStatus();
+  }
+
+  // The agent's HTTP port (unless metrics_listen is empty): /metrics,
+  // /healthz, /readyz and the process metrics.
+  absl::Status StartHttp() {
+    const v1::AgentConfig& c = options_.config;
+    if (c.metrics_listen().empty()) return absl::OkStatus();
+    FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.metrics_listen()));
+    collectable_ =
+        std::make_shared<FunctionCollectable>([this] { return Collect(); });
+    http_->Register(collectable_);
+    http_->AddPage("/healthz", [this] { return HealthPage(); });
+    http_->AddPage("/readyz", [this] { return ReadyPage(); });
+    process_metrics_ = NewProcessMetrics({"fleetcanary-agent"});
+    http_->Register(process_metrics_);
+    return absl::OkStatus();
+  }
   // The platform-metrics reader. Requests are signed with the credential
   // chain's current credentials (or unsigned with cloudwatch_unsigned, an
   // emulator that does not check signatures). While no valid credentials
