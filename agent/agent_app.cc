@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <iterator>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/adhoc/adhoc.h"
 #include "agent/agent_app_credentials.h"
+#include "agent/agent_app_metrics.h"
 #include "agent/agent_app_sinks.h"
 #include "agent/platform/cloudwatch_client.h"
 #include "agent/platform/metrics_reader.h"
@@ -394,102 +396,35 @@ class AgentAppImpl : public AgentApp {
     if (session_) session_->Notify();
   }
 
+  // /metrics: a snapshot of every part, shown by AgentMetricsView.
   std::vector<prometheus::MetricFamily> Collect() {
-    const std::string& region = options_.config.region();
-    const MetricLabels l = {{"region", region}};
-    const OutboxStats o = outbox_->stats();
-    const RunnerStats r = runner_->stats();
-    const SessionClientStats s = session_stats();
-    std::vector<prometheus::MetricFamily> out;
-    auto counter = [&](const char* name, const char* help, double v) {
-      out.push_back(CounterWithSample(name, help, l, v));
-    };
-    auto gauge = [&](const char* name, const char* help, double v) {
-      out.push_back(GaugeWithSample(name, help, l, v));
-    };
-    counter("fleetcanary_agent_probes_started_total", "Probes started.",
-            r.probes_started_total);
-    counter("fleetcanary_agent_outcomes_appended_total",
-            "Outcomes committed to the outbox.", r.outcomes_appended_total);
-    counter("fleetcanary_agent_outbox_append_errors_total",
-            "Outcomes the outbox failed to store.", r.append_errors_total);
-    counter("fleetcanary_agent_slots_skipped_total",
-            "Probe slots skipped because the timer fell behind.",
-            r.slots_skipped_total);
-    gauge("fleetcanary_agent_in_flight", "Probes in flight.",
-          engine_->in_flight());
-    gauge("fleetcanary_agent_assignments", "Assigned probe streams.",
-          r.assignments);
-    gauge("fleetcanary_agent_outbox_depth", "Outcomes awaiting an Ack.",
-          o.depth);
-    gauge("fleetcanary_agent_outbox_bytes", "Bytes awaiting an Ack.", o.bytes);
-    counter("fleetcanary_agent_outbox_dropped_total",
-            "Outcomes dropped by the outbox bound (never sent).",
-            o.dropped_total);
-    gauge("fleetcanary_agent_outbox_acked_sequence",
-          "Highest sequence acknowledged by the controller.", o.acked_sequence);
-    gauge("fleetcanary_agent_session_connected",
-          "1 while a session with the controller is established.",
-          s.connected ? 1 : 0);
-    counter("fleetcanary_agent_session_reconnects_total",
-            "Session streams that ended.", s.reconnects_total);
-    counter("fleetcanary_agent_session_batches_sent_total",
-            "Outcome batches sent.", s.batches_sent_total);
-    counter("fleetcanary_agent_session_outcomes_sent_total",
-            "Outcomes sent (including resends).", s.outcomes_sent_total);
-    counter("fleetcanary_agent_session_acks_total", "Acks received.",
-            s.acks_total);
-    counter("fleetcanary_agent_platform_samples_sent_total",
-            "Platform metric samples sent to the controller.",
-            s.platform_samples_sent_total);
-    counter("fleetcanary_agent_platform_samples_dropped_total",
-            "Platform metric samples dropped while disconnected.",
-            s.platform_samples_dropped_total);
+    AgentMetricsSnapshot s;
+    s.region = options_.config.region();
+    s.outbox = outbox_->stats();
+    s.runner = runner_->stats();
+    s.session = session_stats();
+    s.in_flight = engine_->in_flight();
     if (platform_loop_) {
-      counter("fleetcanary_agent_platform_poll_errors_total",
-              "Failed CloudWatch reads.", platform_loop_->poll_errors_total());
-      const absl::Time last = platform_loop_->last_success();
-      gauge("fleetcanary_agent_platform_last_success_timestamp_seconds",
-            "Wall time of the last successful CloudWatch read (0 = never).",
-            last == absl::InfinitePast() ? 0 : absl::ToUnixSeconds(last));
+      s.platform_loop = true;
+      s.platform_poll_errors_total = platform_loop_->poll_errors_total();
+      s.platform_last_success = platform_loop_->last_success();
     }
-    const aws::CacheStats cs = credentials_->stats();
-    {
-      auto f = GaugeFamily(
-          "fleetcanary_agent_platform_metrics_enabled",
-          "1 while the CloudWatch metrics of a target that has them "
-          "configured are being read (credentials held or unsigned, endpoint "
-          "allowed), 0 when reading is off.");
-      if (platform_guard_sink_) {
-        for (const auto& [key, allowed] : platform_guard_sink_->targets()) {
-          // A target with a role reads with the role's credentials.
-          const bool can_read =
-              platform_loop_ != nullptr &&
-              (options_.config.cloudwatch_unsigned() ||
-               roles_->HeldFor(key.second, cs.has_credentials));
-          AddSample(&f, {{"region", key.first}, {"target", key.second}},
-                    allowed && can_read ? 1 : 0);
-        }
+    s.chain = credentials_->stats();
+    if (platform_guard_sink_) {
+      for (const auto& [key, allowed] : platform_guard_sink_->targets()) {
+        // A target with a role reads with the role's credentials.
+        const bool can_read =
+            platform_loop_ != nullptr &&
+            (options_.config.cloudwatch_unsigned() ||
+             roles_->HeldFor(key.second, s.chain.has_credentials));
+        s.platform_targets.push_back(
+            {key.first, key.second, allowed && can_read});
       }
-      out.push_back(std::move(f));
     }
-    gauge("fleetcanary_agent_credentials_expiry_seconds",
-          "Seconds until the held AWS credentials expire (-1 = long-term "
-          "keys; 0 = none or expired).",
-          !cs.has_credentials ? 0
-          : cs.expiration == absl::InfiniteFuture()
-              ? -1
-              : absl::ToDoubleSeconds(cs.expiration - clock_->Now()));
-    const auto [role_refreshes, role_failures] = roles_->totals();
-    counter("fleetcanary_agent_credentials_refreshes_total",
-            "AWS credentials fetched by the provider chain and for targets' "
-            "roles.",
-            cs.refreshes_total + role_refreshes);
-    counter("fleetcanary_agent_credentials_refresh_failures_total",
-            "Failed AWS credential fetches, chain and targets' roles (old "
-            "credentials kept until they expire).",
-            cs.refresh_failures_total + role_failures);
-    return out;
+    s.now = clock_->Now();
+    std::tie(s.role_refreshes_total, s.role_refresh_failures_total) =
+        roles_->totals();
+    return AgentMetricsView(s);
   }
 
   AgentAppOptions options_;
