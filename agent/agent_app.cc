@@ -1,10 +1,9 @@
 #include "agent/agent_app.h"
 
 #include <algorithm>
-#include <atomic>
 #include <filesystem>
 #include <iterator>
-#include <map>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -12,6 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/adhoc/adhoc.h"
+#include "agent/agent_app_credentials.h"
+#include "agent/agent_app_metrics.h"
+#include "agent/agent_app_sinks.h"
 #include "agent/platform/cloudwatch_client.h"
 #include "agent/platform/metrics_reader.h"
 #include "agent/platform/platform_loop.h"
@@ -45,224 +47,20 @@ TargetGuardOptions GuardOptions(const v1::AgentConfig& c) {
   return o;
 }
 
-// Drops the CloudWatch identity of assignments whose metrics endpoint the
-// platform guard refuses (the endpoint comes from the controller), then
-// hands the set on.
-class PlatformGuardSink : public AssignmentSink {
- public:
-  PlatformGuardSink(std::unique_ptr<TargetGuard> guard, AssignmentSink* next,
-                    std::string default_endpoint)
-      : guard_(std::move(guard)),
-        next_(next),
-        default_endpoint_(std::move(default_endpoint)) {}
-  void OnAssignments(const v1::AssignmentSet& set) override {
-    v1::AssignmentSet checked = set;
-    std::map<std::pair<std::string, std::string>, bool> targets;
-    for (v1::Assignment& a : *checked.mutable_assignments()) {
-      if (!a.url().has_cloudwatch()) continue;
-      platform::MetricsTarget t;
-      t.region = a.region();
-      t.identity = a.url().cloudwatch();
-      const std::string endpoint = platform::EndpointFor(t, default_endpoint_);
-      absl::Status allowed = guard_->CheckUrl(endpoint);
-      bool& ok =
-          targets.try_emplace({a.region(), a.target()}, true).first->second;
-      if (!allowed.ok()) {
-        ok = false;
-        LogWarning("platform_endpoint_refused",
-                   {{"target", a.target()},
-                    {"endpoint", endpoint},
-                    {"error", allowed.ToString()}});
-        a.mutable_url()->clear_cloudwatch();
-      }
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      targets_ = std::move(targets);
-    }
-    next_->OnAssignments(checked);
+// Fails with INVALID_ARGUMENT naming the first missing required field.
+absl::Status ValidateConfig(const v1::AgentConfig& c) {
+  if (c.agent_id().empty()) {
+    return absl::InvalidArgumentError("agent_id: required");
   }
-  // (region, target) with CloudWatch configured -> endpoint allowed.
-  std::map<std::pair<std::string, std::string>, bool> targets() {
-    absl::MutexLock lock(&mu_);
-    return targets_;
+  if (c.region().empty()) return absl::InvalidArgumentError("region: required");
+  if (c.controller_address().empty()) {
+    return absl::InvalidArgumentError("controller_address: required");
   }
-
- private:
-  const std::unique_ptr<TargetGuard> guard_;
-  AssignmentSink* const next_;
-  const std::string default_endpoint_;
-  absl::Mutex mu_;
-  std::map<std::pair<std::string, std::string>, bool> targets_
-      ABSL_GUARDED_BY(mu_);
-};
-
-// Per-target roles (Target.role_arn): one refreshing CredentialsCache per
-// role, whose provider assumes the role with STS AssumeRole using the
-// agent's chain credentials (`base`). Caches are made the first time a role
-// is needed (an assignment or ad-hoc probe names it) and kept; a fleet has
-// few roles. Get() never blocks: probes and CloudWatch reads take what is
-// held. Failed refreshes are counted and logged by each cache (at most once
-// a minute) and summed into the agent's credential counters.
-class RoleCredentials {
- public:
-  RoleCredentials(aws::ProviderOptions options, aws::CredentialsCache* base,
-                  Clock* clock)
-      : options_(std::move(options)), base_(base), clock_(clock) {}
-
-  // Makes and starts the cache of `role_arn` if it is new, then waits
-  // (bounded) for its first fetch so the first probes do not fail for want
-  // of it. Called on the session's thread, never on a probe path.
-  void Ensure(const std::string& role_arn) {
-    if (role_arn.empty()) return;
-    // The chain's credentials are the source: have them first.
-    base_->Start();
-    base_->WaitForFirst(absl::Seconds(15)).IgnoreError();
-    aws::CredentialsCache* cache = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      if (caches_.count(role_arn)) return;
-      cache = MakeLocked(role_arn);
-    }
-    if (cache == nullptr) return;
-    absl::Status first = cache->WaitForFirst(absl::Seconds(15));
-    LogInfo("aws_role_credentials_needed",
-            {{"role_arn", role_arn}, {"first_fetch", first.ToString()}});
+  if (c.data_dir().empty()) {
+    return absl::InvalidArgumentError("data_dir: required");
   }
-
-  // The held credentials of `role_arn`; UNAVAILABLE when none are held yet
-  // (the cache is then made and started, without waiting).
-  absl::StatusOr<sigv4::Credentials> Get(const std::string& role_arn) {
-    aws::CredentialsCache* cache = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = caches_.find(role_arn);
-      cache = it != caches_.end() ? it->second.get() : MakeLocked(role_arn);
-    }
-    if (cache == nullptr) {
-      return absl::UnavailableError(
-          absl::StrCat("role ", role_arn, ": cannot make its credentials"));
-    }
-    return cache->Get();
-  }
-
-  // Stats of `role_arn`'s cache (default stats when it has none).
-  aws::CacheStats stats(const std::string& role_arn) {
-    absl::MutexLock lock(&mu_);
-    auto it = caches_.find(role_arn);
-    return it != caches_.end() ? it->second->stats() : aws::CacheStats();
-  }
-
-  // The role of each assigned target ("" = the chain's own credentials).
-  void SetTargetRoles(std::map<std::string, std::string> roles) {
-    absl::MutexLock lock(&mu_);
-    target_roles_ = std::move(roles);
-  }
-  // Whether the credentials that read `target`'s CloudWatch metrics are
-  // held: its role's, or `chain_held` for a target without a role.
-  bool HeldFor(const std::string& target, bool chain_held) {
-    absl::MutexLock lock(&mu_);
-    auto t = target_roles_.find(target);
-    if (t == target_roles_.end() || t->second.empty()) return chain_held;
-    auto it = caches_.find(t->second);
-    return it != caches_.end() && it->second->stats().has_credentials;
-  }
-
-  // Sums over every role: refreshes and failed refreshes.
-  std::pair<uint64_t, uint64_t> totals() {
-    absl::MutexLock lock(&mu_);
-    uint64_t refreshes = 0, failures = 0;
-    for (const auto& [arn, cache] : caches_) {
-      const aws::CacheStats st = cache->stats();
-      refreshes += st.refreshes_total;
-      failures += st.refresh_failures_total;
-    }
-    return {refreshes, failures};
-  }
-
- private:
-  aws::CredentialsCache* MakeLocked(const std::string& role_arn)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // The chain's own credentials are the source: start them too.
-    base_->Start();
-    aws::CredentialsCache* base = base_;
-    auto provider = aws::NewAssumeRoleProvider(
-        options_, [base] { return base->Get(); }, role_arn);
-    absl::StatusOr<std::unique_ptr<aws::CredentialsCache>> cache =
-        aws::CredentialsCache::Create(std::move(provider), clock_);
-    if (!cache.ok()) {
-      LogError("aws_role_credentials_failed",
-               {{"role_arn", role_arn}, {"error", cache.status().ToString()}});
-      return nullptr;
-    }
-    aws::CredentialsCache* raw = cache->get();
-    caches_[role_arn] = *std::move(cache);
-    return raw;
-  }
-
-  const aws::ProviderOptions options_;
-  aws::CredentialsCache* const base_;
-  Clock* const clock_;
-  absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<aws::CredentialsCache>> caches_
-      ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> target_roles_ ABSL_GUARDED_BY(mu_);
-};
-
-// Starts the credential chain the first time an assignment needs AWS
-// credentials (an AWS_IAM Function URL, or a CloudWatch identity read
-// signed), and waits (bounded) for that first fetch so the first probes and
-// reads do not fail for want of it. Until then the agent touches no AWS
-// endpoint at all (no STS, no instance metadata).
-class CredentialsDemandSink : public AssignmentSink {
- public:
-  CredentialsDemandSink(aws::CredentialsCache* cache, RoleCredentials* roles,
-                        bool unsigned_metrics)
-      : cache_(cache), roles_(roles), unsigned_metrics_(unsigned_metrics) {}
-  void OnAssignments(const v1::AssignmentSet& set) override {
-    std::map<std::string, std::string> target_roles;
-    for (const v1::Assignment& a : set.assignments()) {
-      target_roles[a.target()] = a.role_arn();
-    }
-    roles_->SetTargetRoles(std::move(target_roles));
-    for (const v1::Assignment& a : set.assignments()) {
-      const bool needs_aws = a.url().auth() == v1::AWS_IAM ||
-                             (a.url().has_cloudwatch() && !unsigned_metrics_);
-      if (!needs_aws) continue;
-      if (!started_) {
-        started_ = true;
-        cache_->Start();
-        absl::Status first = cache_->WaitForFirst(absl::Seconds(15));
-        LogInfo("aws_credentials_needed",
-                {{"target", a.target()}, {"first_fetch", first.ToString()}});
-      }
-      // The target's own role, assumed with the chain's credentials.
-      roles_->Ensure(a.role_arn());
-    }
-  }
-
- private:
-  aws::CredentialsCache* const cache_;
-  RoleCredentials* const roles_;
-  const bool unsigned_metrics_;
-  bool started_ = false;  // Only touched on the session's thread.
-};
-
-// Hands each AssignmentSet to the runner and the platform loop, and counts
-// the sets applied (readiness).
-class FanOut : public AssignmentSink {
- public:
-  void Add(AssignmentSink* sink) { sinks_.push_back(sink); }
-  void OnAssignments(const v1::AssignmentSet& set) override {
-    for (AssignmentSink* s : sinks_) s->OnAssignments(set);
-    applied_.fetch_add(1, std::memory_order_relaxed);
-  }
-  uint64_t applied() const { return applied_.load(std::memory_order_relaxed); }
-
- private:
-  std::vector<AssignmentSink*> sinks_;
-  std::atomic<uint64_t> applied_{0};
-};
+  return absl::OkStatus();
+}
 
 class AgentAppImpl : public AgentApp {
  public:
@@ -270,129 +68,20 @@ class AgentAppImpl : public AgentApp {
       : options_(options), clock_(clock) {}
   ~AgentAppImpl() override { Drain(absl::Seconds(5)); }
 
+  // Builds and starts the parts in data-flow order; the first failure is
+  // returned (what was started is stopped by the destructor's Drain).
   absl::Status Start() {
     const v1::AgentConfig& c = options_.config;
-    if (c.agent_id().empty()) {
-      return absl::InvalidArgumentError("agent_id: required");
-    }
-    if (c.region().empty())
-      return absl::InvalidArgumentError("region: required");
-    if (c.controller_address().empty()) {
-      return absl::InvalidArgumentError("controller_address: required");
-    }
-    if (c.data_dir().empty()) {
-      return absl::InvalidArgumentError("data_dir: required");
-    }
-    std::error_code ec;
-    std::filesystem::create_directories(c.data_dir(), ec);
-    if (ec) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "data_dir: cannot create ", c.data_dir(), ": ", ec.message()));
-    }
-    OutboxOptions oo;
-    oo.path = (std::filesystem::path(c.data_dir()) / "outbox.db").string();
-    oo.max_bytes = c.outbox_max_bytes();
-    oo.journal_path = options_.outcome_journal;
-    FC_ASSIGN_OR_RETURN(outbox_, Outbox::Create(oo));
-
-    // AWS credentials: the SDK-order chain, refreshed in the background.
-    // Probes and CloudWatch reads take what is held (never wait on STS).
-    aws::ProviderOptions po;
-    po.env = options_.aws_env ? options_.aws_env : aws::ProcessEnvironment();
-    po.clock = clock_;
-    po.region = c.region();
-    po.session_name = absl::StrCat("fleetcanary-", c.agent_id()).substr(0, 64);
-    aws_env_ = po.env;
-    FC_ASSIGN_OR_RETURN(auto chain, aws::NewDefaultChain(po));
-    aws::CacheOptions cache_options;
-    cache_options.start_now = false;  // CredentialsDemandSink starts it.
-    FC_ASSIGN_OR_RETURN(
-        credentials_,
-        aws::CredentialsCache::Create(std::move(chain), clock_, cache_options));
-    roles_ = std::make_unique<RoleCredentials>(po, credentials_.get(), clock_);
-    credentials_demand_ = std::make_unique<CredentialsDemandSink>(
-        credentials_.get(), roles_.get(), c.cloudwatch_unsigned());
-
-    ProbeEngineOptions eo;
-    if (c.max_in_flight() > 0) eo.max_in_flight = c.max_in_flight();
-    aws::CredentialsCache* cache = credentials_.get();
-    eo.credentials = [cache] { return cache->Get(); };
-    RoleCredentials* roles = roles_.get();
-    eo.role_credentials = [roles](const std::string& role_arn) {
-      return roles->Get(role_arn);
-    };
-    FC_ASSIGN_OR_RETURN(eo.guard, AgentTargetGuard(c));
-    FC_ASSIGN_OR_RETURN(engine_, ProbeEngine::Create(eo, clock_));
-
-    RunnerOptions ro;
-    ro.agent_id = c.agent_id();
-    ro.region = c.region();
-    ro.seed = options_.seed;
-    FC_ASSIGN_OR_RETURN(runner_,
-                        Runner::Create(ro, engine_.get(), outbox_.get(), clock_,
-                                       [this] { NotifySession(); }));
-
-    AdhocExecutorOptions ao;
-    ao.agent_id = c.agent_id();
-    ao.region = c.region();
-    ao.seed = options_.seed ^ 0xad40c;
-    FC_ASSIGN_OR_RETURN(adhoc_, AdhocExecutor::Create(
-                                    ao, engine_.get(), outbox_.get(),
-                                    [this] { NotifySession(); },
-                                    [this](v1::AdhocResult r) {
-                                      absl::MutexLock lock(&mu_);
-                                      if (session_)
-                                        session_->SendAdhocResult(std::move(r));
-                                    }));
-
+    FC_RETURN_IF_ERROR(ValidateConfig(c));
+    FC_RETURN_IF_ERROR(OpenOutbox());
+    FC_RETURN_IF_ERROR(MakeCredentials());
+    FC_RETURN_IF_ERROR(MakeEngine());
+    FC_RETURN_IF_ERROR(MakeRunners());
     fan_out_.Add(credentials_demand_.get());
     fan_out_.Add(runner_.get());
     FC_RETURN_IF_ERROR(StartPlatform());
-
-    SessionClientOptions so;
-    so.controller_address = c.controller_address();
-    so.tls = options_.tls;
-    v1::Hello& h = so.hello;
-    h.set_agent_id(c.agent_id());
-    h.set_region(c.region());
-    h.set_zone(c.zone());
-    h.mutable_labels()->insert(c.labels().begin(), c.labels().end());
-    h.set_version(BuildVersion());
-    h.add_capabilities("http2");
-    h.add_capabilities("aws_iam");
-    so.heartbeat_interval =
-        DurationFromProtoOr(c.heartbeat_interval(), absl::Seconds(10));
-    so.reconnect_min =
-        DurationFromProtoOr(c.reconnect_min(), absl::Milliseconds(100));
-    so.reconnect_max =
-        DurationFromProtoOr(c.reconnect_max(), absl::Seconds(30));
-    so.seed = options_.seed ^ 0x5eed;
-    ProbeEngine* engine = engine_.get();
-    so.in_flight = [engine] {
-      return static_cast<uint32_t>(engine->in_flight());
-    };
-    AdhocExecutor* adhoc = adhoc_.get();
-    so.on_adhoc_probe = [adhoc, roles](const v1::AdhocProbe& p) {
-      if (!p.cancel()) roles->Ensure(p.role_arn());
-      adhoc->OnAdhocProbe(p);
-    };
-    FC_ASSIGN_OR_RETURN(auto session, SessionClient::Create(so, outbox_.get(),
-                                                            &fan_out_, clock_));
-    if (platform_loop_) platform_loop_->SetSession(session.get());
-    {
-      absl::MutexLock lock(&mu_);
-      session_ = std::move(session);
-    }
-    if (!c.metrics_listen().empty()) {
-      FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.metrics_listen()));
-      collectable_ =
-          std::make_shared<FunctionCollectable>([this] { return Collect(); });
-      http_->Register(collectable_);
-      http_->AddPage("/healthz", [this] { return HealthPage(); });
-      http_->AddPage("/readyz", [this] { return ReadyPage(); });
-      process_metrics_ = NewProcessMetrics({"fleetcanary-agent"});
-      http_->Register(process_metrics_);
-    }
+    FC_RETURN_IF_ERROR(StartSession());
+    FC_RETURN_IF_ERROR(StartHttp());
     LogInfo("agent_started", {{"agent", c.agent_id()},
                               {"region", c.region()},
                               {"controller", c.controller_address()},
@@ -457,6 +146,153 @@ class AgentAppImpl : public AgentApp {
   RunnerStats runner_stats() override { return runner_->stats(); }
 
  private:
+  // Creates data_dir if needed and opens <data_dir>/outbox.db.
+  // FAILED_PRECONDITION when the directory cannot be made.
+  absl::Status OpenOutbox() {
+    const v1::AgentConfig& c = options_.config;
+    std::error_code ec;
+    std::filesystem::create_directories(c.data_dir(), ec);
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data_dir: cannot create ", c.data_dir(), ": ", ec.message()));
+    }
+    OutboxOptions oo;
+    oo.path = (std::filesystem::path(c.data_dir()) / "outbox.db").string();
+    oo.max_bytes = c.outbox_max_bytes();
+    oo.journal_path = options_.outcome_journal;
+    FC_ASSIGN_OR_RETURN(outbox_, Outbox::Create(oo));
+    return absl::OkStatus();
+  }
+
+  // AWS credentials: the SDK-order chain, refreshed in the background, and
+  // the targets' roles. Probes and CloudWatch reads take what is held (never
+  // wait on STS); nothing is fetched until an assignment needs it.
+  absl::Status MakeCredentials() {
+    const v1::AgentConfig& c = options_.config;
+    aws::ProviderOptions po;
+    po.env = options_.aws_env ? options_.aws_env : aws::ProcessEnvironment();
+    po.clock = clock_;
+    po.region = c.region();
+    po.session_name = absl::StrCat("fleetcanary-", c.agent_id()).substr(0, 64);
+    aws_env_ = po.env;
+    FC_ASSIGN_OR_RETURN(auto chain, aws::NewDefaultChain(po));
+    aws::CacheOptions cache_options;
+    cache_options.start_now = false;  // CredentialsDemandSink starts it.
+    FC_ASSIGN_OR_RETURN(
+        credentials_,
+        aws::CredentialsCache::Create(std::move(chain), clock_, cache_options));
+    roles_ = std::make_unique<RoleCredentials>(po, credentials_.get(), clock_);
+    credentials_demand_ = std::make_unique<CredentialsDemandSink>(
+        credentials_.get(), roles_.get(), c.cloudwatch_unsigned());
+    return absl::OkStatus();
+  }
+
+  // The probe engine, signing with the held credentials and probing through
+  // the agent's target guard.
+  absl::Status MakeEngine() {
+    const v1::AgentConfig& c = options_.config;
+    ProbeEngineOptions eo;
+    if (c.max_in_flight() > 0) eo.max_in_flight = c.max_in_flight();
+    aws::CredentialsCache* cache = credentials_.get();
+    eo.credentials = [cache] { return cache->Get(); };
+    RoleCredentials* roles = roles_.get();
+    eo.role_credentials = [roles](const std::string& role_arn) {
+      return roles->Get(role_arn);
+    };
+    FC_ASSIGN_OR_RETURN(eo.guard, AgentTargetGuard(c));
+    FC_ASSIGN_OR_RETURN(engine_, ProbeEngine::Create(eo, clock_));
+    return absl::OkStatus();
+  }
+
+  // The schedule runner and the ad-hoc executor: both probe through the
+  // engine into the outbox and wake the session when outcomes are stored.
+  absl::Status MakeRunners() {
+    const v1::AgentConfig& c = options_.config;
+    RunnerOptions ro;
+    ro.agent_id = c.agent_id();
+    ro.region = c.region();
+    ro.seed = options_.seed;
+    FC_ASSIGN_OR_RETURN(runner_,
+                        Runner::Create(ro, engine_.get(), outbox_.get(), clock_,
+                                       [this] { NotifySession(); }));
+
+    AdhocExecutorOptions ao;
+    ao.agent_id = c.agent_id();
+    ao.region = c.region();
+    ao.seed = options_.seed ^ 0xad40c;
+    FC_ASSIGN_OR_RETURN(adhoc_, AdhocExecutor::Create(
+                                    ao, engine_.get(), outbox_.get(),
+                                    [this] { NotifySession(); },
+                                    [this](v1::AdhocResult r) {
+                                      absl::MutexLock lock(&mu_);
+                                      if (session_)
+                                        session_->SendAdhocResult(std::move(r));
+                                    }));
+    return absl::OkStatus();
+  }
+
+  // What the session sends in Hello, its timing, and where ad-hoc probes go
+  // (their role's credentials are ensured first).
+  SessionClientOptions SessionOptions() {
+    const v1::AgentConfig& c = options_.config;
+    SessionClientOptions so;
+    so.controller_address = c.controller_address();
+    so.tls = options_.tls;
+    v1::Hello& h = so.hello;
+    h.set_agent_id(c.agent_id());
+    h.set_region(c.region());
+    h.set_zone(c.zone());
+    h.mutable_labels()->insert(c.labels().begin(), c.labels().end());
+    h.set_version(BuildVersion());
+    h.add_capabilities("http2");
+    h.add_capabilities("aws_iam");
+    so.heartbeat_interval =
+        DurationFromProtoOr(c.heartbeat_interval(), absl::Seconds(10));
+    so.reconnect_min =
+        DurationFromProtoOr(c.reconnect_min(), absl::Milliseconds(100));
+    so.reconnect_max =
+        DurationFromProtoOr(c.reconnect_max(), absl::Seconds(30));
+    so.seed = options_.seed ^ 0x5eed;
+    ProbeEngine* engine = engine_.get();
+    so.in_flight = [engine] {
+      return static_cast<uint32_t>(engine->in_flight());
+    };
+    AdhocExecutor* adhoc = adhoc_.get();
+    RoleCredentials* roles = roles_.get();
+    so.on_adhoc_probe = [adhoc, roles](const v1::AdhocProbe& p) {
+      if (!p.cancel()) roles->Ensure(p.role_arn());
+      adhoc->OnAdhocProbe(p);
+    };
+    return so;
+  }
+
+  // The session with the controller: drains the outbox, feeds assignments
+  // to fan_out_, and carries the platform loop's samples.
+  absl::Status StartSession() {
+    FC_ASSIGN_OR_RETURN(auto session,
+                        SessionClient::Create(SessionOptions(), outbox_.get(),
+                                              &fan_out_, clock_));
+    if (platform_loop_) platform_loop_->SetSession(session.get());
+    absl::MutexLock lock(&mu_);
+    session_ = std::move(session);
+    return absl::OkStatus();
+  }
+
+  // The agent's HTTP port (unless metrics_listen is empty): /metrics,
+  // /healthz, /readyz and the process metrics.
+  absl::Status StartHttp() {
+    const v1::AgentConfig& c = options_.config;
+    if (c.metrics_listen().empty()) return absl::OkStatus();
+    FC_ASSIGN_OR_RETURN(http_, MetricsHttpServer::Create(c.metrics_listen()));
+    collectable_ =
+        std::make_shared<FunctionCollectable>([this] { return Collect(); });
+    http_->Register(collectable_);
+    http_->AddPage("/healthz", [this] { return HealthPage(); });
+    http_->AddPage("/readyz", [this] { return ReadyPage(); });
+    process_metrics_ = NewProcessMetrics({"fleetcanary-agent"});
+    http_->Register(process_metrics_);
+    return absl::OkStatus();
+  }
   // The platform-metrics reader. Requests are signed with the credential
   // chain's current credentials (or unsigned with cloudwatch_unsigned, an
   // emulator that does not check signatures). While no valid credentials
@@ -560,102 +396,35 @@ class AgentAppImpl : public AgentApp {
     if (session_) session_->Notify();
   }
 
+  // /metrics: a snapshot of every part, shown by AgentMetricsView.
   std::vector<prometheus::MetricFamily> Collect() {
-    const std::string& region = options_.config.region();
-    const MetricLabels l = {{"region", region}};
-    const OutboxStats o = outbox_->stats();
-    const RunnerStats r = runner_->stats();
-    const SessionClientStats s = session_stats();
-    std::vector<prometheus::MetricFamily> out;
-    auto counter = [&](const char* name, const char* help, double v) {
-      out.push_back(CounterWithSample(name, help, l, v));
-    };
-    auto gauge = [&](const char* name, const char* help, double v) {
-      out.push_back(GaugeWithSample(name, help, l, v));
-    };
-    counter("fleetcanary_agent_probes_started_total", "Probes started.",
-            r.probes_started_total);
-    counter("fleetcanary_agent_outcomes_appended_total",
-            "Outcomes committed to the outbox.", r.outcomes_appended_total);
-    counter("fleetcanary_agent_outbox_append_errors_total",
-            "Outcomes the outbox failed to store.", r.append_errors_total);
-    counter("fleetcanary_agent_slots_skipped_total",
-            "Probe slots skipped because the timer fell behind.",
-            r.slots_skipped_total);
-    gauge("fleetcanary_agent_in_flight", "Probes in flight.",
-          engine_->in_flight());
-    gauge("fleetcanary_agent_assignments", "Assigned probe streams.",
-          r.assignments);
-    gauge("fleetcanary_agent_outbox_depth", "Outcomes awaiting an Ack.",
-          o.depth);
-    gauge("fleetcanary_agent_outbox_bytes", "Bytes awaiting an Ack.", o.bytes);
-    counter("fleetcanary_agent_outbox_dropped_total",
-            "Outcomes dropped by the outbox bound (never sent).",
-            o.dropped_total);
-    gauge("fleetcanary_agent_outbox_acked_sequence",
-          "Highest sequence acknowledged by the controller.", o.acked_sequence);
-    gauge("fleetcanary_agent_session_connected",
-          "1 while a session with the controller is established.",
-          s.connected ? 1 : 0);
-    counter("fleetcanary_agent_session_reconnects_total",
-            "Session streams that ended.", s.reconnects_total);
-    counter("fleetcanary_agent_session_batches_sent_total",
-            "Outcome batches sent.", s.batches_sent_total);
-    counter("fleetcanary_agent_session_outcomes_sent_total",
-            "Outcomes sent (including resends).", s.outcomes_sent_total);
-    counter("fleetcanary_agent_session_acks_total", "Acks received.",
-            s.acks_total);
-    counter("fleetcanary_agent_platform_samples_sent_total",
-            "Platform metric samples sent to the controller.",
-            s.platform_samples_sent_total);
-    counter("fleetcanary_agent_platform_samples_dropped_total",
-            "Platform metric samples dropped while disconnected.",
-            s.platform_samples_dropped_total);
+    AgentMetricsSnapshot s;
+    s.region = options_.config.region();
+    s.outbox = outbox_->stats();
+    s.runner = runner_->stats();
+    s.session = session_stats();
+    s.in_flight = engine_->in_flight();
     if (platform_loop_) {
-      counter("fleetcanary_agent_platform_poll_errors_total",
-              "Failed CloudWatch reads.", platform_loop_->poll_errors_total());
-      const absl::Time last = platform_loop_->last_success();
-      gauge("fleetcanary_agent_platform_last_success_timestamp_seconds",
-            "Wall time of the last successful CloudWatch read (0 = never).",
-            last == absl::InfinitePast() ? 0 : absl::ToUnixSeconds(last));
+      s.platform_loop = true;
+      s.platform_poll_errors_total = platform_loop_->poll_errors_total();
+      s.platform_last_success = platform_loop_->last_success();
     }
-    const aws::CacheStats cs = credentials_->stats();
-    {
-      auto f = GaugeFamily(
-          "fleetcanary_agent_platform_metrics_enabled",
-          "1 while the CloudWatch metrics of a target that has them "
-          "configured are being read (credentials held or unsigned, endpoint "
-          "allowed), 0 when reading is off.");
-      if (platform_guard_sink_) {
-        for (const auto& [key, allowed] : platform_guard_sink_->targets()) {
-          // A target with a role reads with the role's credentials.
-          const bool can_read =
-              platform_loop_ != nullptr &&
-              (options_.config.cloudwatch_unsigned() ||
-               roles_->HeldFor(key.second, cs.has_credentials));
-          AddSample(&f, {{"region", key.first}, {"target", key.second}},
-                    allowed && can_read ? 1 : 0);
-        }
+    s.chain = credentials_->stats();
+    if (platform_guard_sink_) {
+      for (const auto& [key, allowed] : platform_guard_sink_->targets()) {
+        // A target with a role reads with the role's credentials.
+        const bool can_read =
+            platform_loop_ != nullptr &&
+            (options_.config.cloudwatch_unsigned() ||
+             roles_->HeldFor(key.second, s.chain.has_credentials));
+        s.platform_targets.push_back(
+            {key.first, key.second, allowed && can_read});
       }
-      out.push_back(std::move(f));
     }
-    gauge("fleetcanary_agent_credentials_expiry_seconds",
-          "Seconds until the held AWS credentials expire (-1 = long-term "
-          "keys; 0 = none or expired).",
-          !cs.has_credentials ? 0
-          : cs.expiration == absl::InfiniteFuture()
-              ? -1
-              : absl::ToDoubleSeconds(cs.expiration - clock_->Now()));
-    const auto [role_refreshes, role_failures] = roles_->totals();
-    counter("fleetcanary_agent_credentials_refreshes_total",
-            "AWS credentials fetched by the provider chain and for targets' "
-            "roles.",
-            cs.refreshes_total + role_refreshes);
-    counter("fleetcanary_agent_credentials_refresh_failures_total",
-            "Failed AWS credential fetches, chain and targets' roles (old "
-            "credentials kept until they expire).",
-            cs.refresh_failures_total + role_failures);
-    return out;
+    s.now = clock_->Now();
+    std::tie(s.role_refreshes_total, s.role_refresh_failures_total) =
+        roles_->totals();
+    return AgentMetricsView(s);
   }
 
   AgentAppOptions options_;

@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "agent/agent_app.h"
 #include "common/config/loader.h"
 #include "common/flags/daemon_flags.h"
@@ -58,10 +61,129 @@ ABSL_FLAG(bool, target_allow_loopback, false,
 
 namespace {
 
+using fleetcanary::OverrideFromFlag;
+
 int Fail(const absl::Status& status) {
   fleetcanary::LogError("agent_failed", {{"error", status.ToString()}});
   std::fprintf(stderr, "fleetcanary-agent: %s\n", status.ToString().c_str());
   return 1;
+}
+
+// What main() runs: the app's options and how long the drain may take.
+struct AgentRun {
+  fleetcanary::agent::AgentAppOptions options;
+  absl::Duration drain_timeout;
+};
+
+// --http_listen over the config's metrics_listen: "off" disables the port;
+// neither set means 127.0.0.1:0.
+void ApplyHttpListenFlag(fleetcanary::v1::AgentConfig* c) {
+  const std::string http = absl::GetFlag(FLAGS_http_listen);
+  if (http == "off") {
+    c->clear_metrics_listen();
+  } else if (!http.empty()) {
+    c->set_metrics_listen(http);
+  } else if (c->metrics_listen().empty()) {
+    c->set_metrics_listen("127.0.0.1:0");
+  }
+}
+
+// The agent's config: --config (YAML), then the flags that override it, then
+// validated. The first bad file, value or field is the error.
+absl::Status ConfigFromFlags(fleetcanary::v1::AgentConfig* c) {
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    absl::Status s = fleetcanary::LoadYamlFile(absl::GetFlag(FLAGS_config), c);
+    if (!s.ok()) return s;
+  }
+  OverrideFromFlag(absl::GetFlag(FLAGS_agent_id), c->mutable_agent_id());
+  OverrideFromFlag(absl::GetFlag(FLAGS_region), c->mutable_region());
+  OverrideFromFlag(absl::GetFlag(FLAGS_controller),
+                   c->mutable_controller_address());
+  OverrideFromFlag(absl::GetFlag(FLAGS_data_dir), c->mutable_data_dir());
+  ApplyHttpListenFlag(c);
+  if (!absl::GetFlag(FLAGS_outbox_max_bytes).empty()) {
+    auto b = fleetcanary::ParseBytes(absl::GetFlag(FLAGS_outbox_max_bytes));
+    if (!b.ok()) return b.status();
+    c->set_outbox_max_bytes(*b);
+  }
+  for (absl::Status s :
+       {OverrideFromFlag(absl::GetFlag(FLAGS_heartbeat_interval),
+                         "heartbeat_interval", c->mutable_heartbeat_interval()),
+        OverrideFromFlag(absl::GetFlag(FLAGS_reconnect_min), "reconnect_min",
+                         c->mutable_reconnect_min()),
+        OverrideFromFlag(absl::GetFlag(FLAGS_reconnect_max), "reconnect_max",
+                         c->mutable_reconnect_max())}) {
+    if (!s.ok()) return s;
+  }
+  for (const std::string& h : absl::GetFlag(FLAGS_target_allow_hosts)) {
+    if (!h.empty()) c->add_target_allow_hosts(h);
+  }
+  if (absl::GetFlag(FLAGS_target_allow_loopback)) {
+    c->set_target_allow_loopback(true);
+  }
+  return fleetcanary::ValidateMessage(*c);
+}
+
+// Transport to the controller. INVALID_ARGUMENT when --insecure is combined
+// with a certificate or CA bundle.
+absl::Status TlsFromFlags(fleetcanary::TlsOptions* tls) {
+  tls->insecure = absl::GetFlag(FLAGS_insecure);
+  tls->cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls->key_file = absl::GetFlag(FLAGS_tls_key);
+  tls->ca_file = absl::GetFlag(FLAGS_ca);
+  tls->server_name_override = absl::GetFlag(FLAGS_server_name);
+  if (tls->insecure && (!tls->cert_file.empty() || !tls->ca_file.empty())) {
+    return absl::InvalidArgumentError(
+        "--insecure (plaintext) contradicts --tls_cert/--ca");
+  }
+  return absl::OkStatus();
+}
+
+// --seed, or (0) a fresh seed per process: probe ids and payload seeds never
+// repeat across restarts of the same agent (--seed pins them for
+// reproduction).
+uint64_t SeedFromFlag(const std::string& agent_id) {
+  uint64_t seed = absl::GetFlag(FLAGS_seed);
+  if (seed == 0) {
+    std::random_device entropy;
+    seed = (std::hash<std::string>()(agent_id) ^
+            (static_cast<uint64_t>(entropy()) << 32) ^ entropy()) |
+           1;
+  }
+  return seed;
+}
+
+// All flags -> what main() runs; the first error in flag order.
+absl::StatusOr<AgentRun> RunFromFlags() {
+  AgentRun run;
+  fleetcanary::agent::AgentAppOptions& options = run.options;
+  if (absl::Status s = ConfigFromFlags(&options.config); !s.ok()) return s;
+  if (absl::Status s = TlsFromFlags(&options.tls); !s.ok()) return s;
+  options.outcome_journal = absl::GetFlag(FLAGS_outcome_journal);
+  options.seed = SeedFromFlag(options.config.agent_id());
+  auto drain_timeout =
+      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_drain_timeout));
+  if (!drain_timeout.ok()) return drain_timeout.status();
+  run.drain_timeout = *drain_timeout;
+  return run;
+}
+
+// Starts the agent, prints its HTTP address, waits for one of `signals`,
+// then drains. Exit code: 0 drained with the outbox flushed, 3 not flushed,
+// 1 failed to start.
+int Run(const AgentRun& run, sigset_t signals) {
+  auto app = fleetcanary::agent::AgentApp::BuildAndStart(
+      run.options, fleetcanary::Clock::Real());
+  if (!app.ok()) return Fail(app.status());
+  std::printf("listening http=%s\n", (*app)->http_address().c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  fleetcanary::LogInfo("signal", {{"signal", sig == SIGTERM ? "TERM" : "INT"}});
+  const bool flushed = (*app)->Drain(run.drain_timeout);
+  app->reset();
+  return flushed ? 0 : 3;
 }
 
 }  // namespace
@@ -74,81 +196,7 @@ int main(int argc, char** argv) {
 
   sigset_t signals = fleetcanary::BlockStopSignals();
 
-  fleetcanary::agent::AgentAppOptions options;
-  fleetcanary::v1::AgentConfig& c = options.config;
-  if (!absl::GetFlag(FLAGS_config).empty()) {
-    absl::Status s = fleetcanary::LoadYamlFile(absl::GetFlag(FLAGS_config), &c);
-    if (!s.ok()) return Fail(s);
-  }
-  using fleetcanary::OverrideFromFlag;
-  OverrideFromFlag(absl::GetFlag(FLAGS_agent_id), c.mutable_agent_id());
-  OverrideFromFlag(absl::GetFlag(FLAGS_region), c.mutable_region());
-  OverrideFromFlag(absl::GetFlag(FLAGS_controller),
-                   c.mutable_controller_address());
-  OverrideFromFlag(absl::GetFlag(FLAGS_data_dir), c.mutable_data_dir());
-  const std::string http = absl::GetFlag(FLAGS_http_listen);
-  if (http == "off") {
-    c.clear_metrics_listen();
-  } else if (!http.empty()) {
-    c.set_metrics_listen(http);
-  } else if (c.metrics_listen().empty()) {
-    c.set_metrics_listen("127.0.0.1:0");
-  }
-  if (!absl::GetFlag(FLAGS_outbox_max_bytes).empty()) {
-    auto b = fleetcanary::ParseBytes(absl::GetFlag(FLAGS_outbox_max_bytes));
-    if (!b.ok()) return Fail(b.status());
-    c.set_outbox_max_bytes(*b);
-  }
-  for (absl::Status s :
-       {OverrideFromFlag(absl::GetFlag(FLAGS_heartbeat_interval),
-                         "heartbeat_interval", c.mutable_heartbeat_interval()),
-        OverrideFromFlag(absl::GetFlag(FLAGS_reconnect_min), "reconnect_min",
-                         c.mutable_reconnect_min()),
-        OverrideFromFlag(absl::GetFlag(FLAGS_reconnect_max), "reconnect_max",
-                         c.mutable_reconnect_max())}) {
-    if (!s.ok()) return Fail(s);
-  }
-  for (const std::string& h : absl::GetFlag(FLAGS_target_allow_hosts)) {
-    if (!h.empty()) c.add_target_allow_hosts(h);
-  }
-  if (absl::GetFlag(FLAGS_target_allow_loopback)) {
-    c.set_target_allow_loopback(true);
-  }
-  if (absl::Status s = fleetcanary::ValidateMessage(c); !s.ok()) return Fail(s);
-  options.tls.insecure = absl::GetFlag(FLAGS_insecure);
-  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
-  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
-  options.tls.ca_file = absl::GetFlag(FLAGS_ca);
-  options.tls.server_name_override = absl::GetFlag(FLAGS_server_name);
-  if (options.tls.insecure &&
-      (!options.tls.cert_file.empty() || !options.tls.ca_file.empty())) {
-    return Fail(absl::InvalidArgumentError(
-        "--insecure (plaintext) contradicts --tls_cert/--ca"));
-  }
-  options.outcome_journal = absl::GetFlag(FLAGS_outcome_journal);
-  options.seed = absl::GetFlag(FLAGS_seed);
-  if (options.seed == 0) {
-    // Fresh per process: probe ids and payload seeds never repeat across
-    // restarts of the same agent (--seed pins them for reproduction).
-    std::random_device entropy;
-    options.seed = (std::hash<std::string>()(c.agent_id()) ^
-                    (static_cast<uint64_t>(entropy()) << 32) ^ entropy()) |
-                   1;
-  }
-  auto drain_timeout =
-      fleetcanary::ParseDuration(absl::GetFlag(FLAGS_drain_timeout));
-  if (!drain_timeout.ok()) return Fail(drain_timeout.status());
-
-  auto app = fleetcanary::agent::AgentApp::BuildAndStart(
-      options, fleetcanary::Clock::Real());
-  if (!app.ok()) return Fail(app.status());
-  std::printf("listening http=%s\n", (*app)->http_address().c_str());
-  std::fflush(stdout);
-
-  int sig = 0;
-  sigwait(&signals, &sig);
-  fleetcanary::LogInfo("signal", {{"signal", sig == SIGTERM ? "TERM" : "INT"}});
-  const bool flushed = (*app)->Drain(*drain_timeout);
-  app->reset();
-  return flushed ? 0 : 3;
+  absl::StatusOr<AgentRun> run = RunFromFlags();
+  if (!run.ok()) return Fail(run.status());
+  return Run(*run, signals);
 }

@@ -3,6 +3,9 @@
 #include <curl/curl.h>
 
 #include <cerrno>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -161,6 +164,148 @@ Classification Make(OutcomeClass c, TransferEnd end, std::string detail) {
   return out;
 }
 
+// What every stage of the precedence reads: the facts and what follows from
+// them once (libcurl's verdict, how the transfer ended, the local detail).
+struct Stage {
+  const ProbeFacts& f;
+  bool curl_decides;  // No local abort: libcurl's result code decides.
+  CodeKind kind;      // KindOf(f) when curl_decides, else kOk.
+  TransferEnd end;
+  std::string local;  // Detail of a local abort.
+};
+
+// A stage returns the classification when its rule matches, nullopt to let
+// the next stage decide.
+using Verdict = std::optional<Classification>;
+
+// 1. Our own faults.
+Verdict OwnFault(const Stage& s) {
+  if (s.f.local_abort == LocalAbort::kAgentFault) {
+    return Make(v1::AGENT_ERROR, s.end, s.local);
+  }
+  if (s.curl_decides && s.kind == CodeKind::kLocal) {
+    return Make(v1::AGENT_ERROR, s.end, CurlDetail(s.f));
+  }
+  return std::nullopt;
+}
+
+// 2. A complete non-2xx response is classified by its status.
+Verdict ByStatus(const Stage& s) {
+  const ProbeFacts& f = s.f;
+  if (!f.headers_complete || (f.status >= 200 && f.status <= 299)) {
+    return std::nullopt;
+  }
+  const std::string detail = absl::StrCat("status ", f.status);
+  if (f.status == 429) return Make(v1::THROTTLED, s.end, detail);
+  if (f.status >= 500 && f.status <= 599) {
+    return Make(v1::HTTP_5XX, s.end, detail);
+  }
+  if (f.status >= 400 && f.status <= 499) {
+    return Make(v1::HTTP_4XX, s.end, detail);
+  }
+  // 1xx/3xx (a redirect: Function URLs never send one) is a status the
+  // endpoint chose, not wrong bytes: counted with the non-5xx statuses,
+  // HTTP_4XX, and named in the detail (docs/hardening.md).
+  return Make(
+      v1::HTTP_4XX, s.end,
+      absl::StrCat("unexpected status ", f.status,
+                   f.status >= 300 && f.status <= 399 ? " (redirect)" : ""));
+}
+
+// 3. Wrong bytes or a response that breaks the contract.
+Verdict ContractBroken(const Stage& s) {
+  const ProbeFacts& f = s.f;
+  if (f.local_abort == LocalAbort::kIntegrity ||
+      f.local_abort == LocalAbort::kHeaderLimit ||
+      f.local_abort == LocalAbort::kBodyLimit) {
+    return Make(v1::INTEGRITY, s.end, s.local);
+  }
+  if (f.payload == PayloadVerifier::kWrongByte ||
+      f.payload == PayloadVerifier::kExtra) {
+    return Make(v1::INTEGRITY, s.end,
+                absl::StrCat(PayloadResultName(f.payload), " at offset ",
+                             f.first_bad_offset));
+  }
+  if (s.curl_decides && s.kind == CodeKind::kProtocol) {
+    return Make(v1::INTEGRITY, s.end, CurlDetail(f));
+  }
+  return std::nullopt;
+}
+
+// 4. Limits enforced by the engine.
+Verdict EngineLimit(const Stage& s) {
+  const ProbeFacts& f = s.f;
+  if (f.local_abort == LocalAbort::kStallLimit) {
+    return Make(v1::STALLED, s.end, s.local);
+  }
+  if (f.local_abort == LocalAbort::kDeadline) {
+    return Make(f.headers_complete ? v1::TIMEOUT : UnfinishedPhaseClass(f),
+                s.end, s.local);
+  }
+  return std::nullopt;
+}
+
+// 5.-6. What libcurl saw on the wire: a failed phase, a close or a reset.
+Verdict WireFailure(const Stage& s) {
+  const ProbeFacts& f = s.f;
+  switch (s.kind) {
+    case CodeKind::kDns:
+      return Make(v1::DNS_ERROR, s.end, CurlDetail(f));
+    case CodeKind::kConnect:
+      return Make(v1::CONNECT_ERROR, s.end, CurlDetail(f));
+    case CodeKind::kTls:
+      return Make(v1::TLS_ERROR, s.end, CurlDetail(f));
+    case CodeKind::kTimeout:
+      return Make(f.headers_complete ? v1::TIMEOUT : UnfinishedPhaseClass(f),
+                  s.end, CurlDetail(f));
+    case CodeKind::kPeerClosed:
+      // A TLS peer that closes during the handshake failed TLS.
+      if (f.https && !f.tls_done) {
+        return Make(v1::TLS_ERROR, s.end, CurlDetail(f));
+      }
+      return Make(v1::TRUNCATED, s.end,
+                  absl::StrCat("closed after ", f.received_bytes, " of ",
+                               f.expected_bytes, " bytes; ", CurlDetail(f)));
+    case CodeKind::kPeerReset:
+      if (f.https && !f.tls_done) {
+        return Make(v1::TLS_ERROR, s.end, CurlDetail(f));
+      }
+      return Make(v1::RESET, s.end,
+                  absl::StrCat("reset after ", f.received_bytes, " of ",
+                               f.expected_bytes, " bytes; ", CurlDetail(f)));
+    case CodeKind::kOk:
+      break;
+    case CodeKind::kLocal:
+    case CodeKind::kProtocol:
+      break;  // Handled by OwnFault / ContractBroken.
+  }
+  return std::nullopt;
+}
+
+// 7. The framing completed: OK when everything declared arrived and
+// verified; otherwise TRUNCATED (short) or INTEGRITY (no headers, or a body
+// that did not verify).
+Classification FramingComplete(const Stage& s) {
+  const ProbeFacts& f = s.f;
+  if (!f.headers_complete) {
+    return Make(v1::INTEGRITY, s.end,
+                "transfer ended without response headers");
+  }
+  if (f.payload == PayloadVerifier::kOk &&
+      f.received_bytes == f.expected_bytes) {
+    return Make(v1::OK, s.end, "");
+  }
+  if (f.payload == PayloadVerifier::kShort ||
+      f.received_bytes < f.expected_bytes) {
+    return Make(v1::TRUNCATED, s.end,
+                absl::StrCat("body framing ended after ", f.received_bytes,
+                             " of ", f.expected_bytes, " declared bytes"));
+  }
+  return Make(
+      v1::INTEGRITY, s.end,
+      absl::StrCat("unverified body (", PayloadResultName(f.payload), ")"));
+}
+
 }  // namespace
 
 const char* LocalAbortName(LocalAbort abort) {
@@ -186,110 +331,15 @@ const char* LocalAbortName(LocalAbort abort) {
 Classification Classify(const ProbeFacts& f) {
   const bool curl_decides = f.local_abort == LocalAbort::kNone;
   const CodeKind kind = curl_decides ? KindOf(f) : CodeKind::kOk;
-  const TransferEnd end = WireEnd(f, kind);
-  const std::string local =
-      f.local_detail.empty() ? LocalAbortName(f.local_abort) : f.local_detail;
-
-  // 1. Our own faults.
-  if (f.local_abort == LocalAbort::kAgentFault) {
-    return Make(v1::AGENT_ERROR, end, local);
+  const Stage stage{
+      f, curl_decides, kind, WireEnd(f, kind),
+      f.local_detail.empty() ? LocalAbortName(f.local_abort) : f.local_detail};
+  // The precedence of classify.h, first match wins.
+  for (Verdict (*rule)(const Stage&) :
+       {OwnFault, ByStatus, ContractBroken, EngineLimit, WireFailure}) {
+    if (Verdict v = rule(stage)) return *std::move(v);
   }
-  if (curl_decides && kind == CodeKind::kLocal) {
-    return Make(v1::AGENT_ERROR, end, CurlDetail(f));
-  }
-
-  // 2. A complete non-2xx response is classified by its status.
-  if (f.headers_complete && (f.status < 200 || f.status > 299)) {
-    const std::string detail = absl::StrCat("status ", f.status);
-    if (f.status == 429) return Make(v1::THROTTLED, end, detail);
-    if (f.status >= 500 && f.status <= 599) {
-      return Make(v1::HTTP_5XX, end, detail);
-    }
-    if (f.status >= 400 && f.status <= 499) {
-      return Make(v1::HTTP_4XX, end, detail);
-    }
-    // 1xx/3xx (a redirect: Function URLs never send one) is a status the
-    // endpoint chose, not wrong bytes: counted with the non-5xx statuses,
-    // HTTP_4XX, and named in the detail (docs/hardening.md).
-    return Make(
-        v1::HTTP_4XX, end,
-        absl::StrCat("unexpected status ", f.status,
-                     f.status >= 300 && f.status <= 399 ? " (redirect)" : ""));
-  }
-
-  // 3. Wrong bytes or a response that breaks the contract.
-  if (f.local_abort == LocalAbort::kIntegrity ||
-      f.local_abort == LocalAbort::kHeaderLimit ||
-      f.local_abort == LocalAbort::kBodyLimit) {
-    return Make(v1::INTEGRITY, end, local);
-  }
-  if (f.payload == PayloadVerifier::kWrongByte ||
-      f.payload == PayloadVerifier::kExtra) {
-    return Make(v1::INTEGRITY, end,
-                absl::StrCat(PayloadResultName(f.payload), " at offset ",
-                             f.first_bad_offset));
-  }
-  if (curl_decides && kind == CodeKind::kProtocol) {
-    return Make(v1::INTEGRITY, end, CurlDetail(f));
-  }
-
-  // 4. Limits enforced by the engine.
-  if (f.local_abort == LocalAbort::kStallLimit) {
-    return Make(v1::STALLED, end, local);
-  }
-  if (f.local_abort == LocalAbort::kDeadline) {
-    return Make(f.headers_complete ? v1::TIMEOUT : UnfinishedPhaseClass(f), end,
-                local);
-  }
-
-  // 5.-7. What libcurl saw on the wire.
-  switch (kind) {
-    case CodeKind::kDns:
-      return Make(v1::DNS_ERROR, end, CurlDetail(f));
-    case CodeKind::kConnect:
-      return Make(v1::CONNECT_ERROR, end, CurlDetail(f));
-    case CodeKind::kTls:
-      return Make(v1::TLS_ERROR, end, CurlDetail(f));
-    case CodeKind::kTimeout:
-      return Make(f.headers_complete ? v1::TIMEOUT : UnfinishedPhaseClass(f),
-                  end, CurlDetail(f));
-    case CodeKind::kPeerClosed:
-      // A TLS peer that closes during the handshake failed TLS.
-      if (f.https && !f.tls_done)
-        return Make(v1::TLS_ERROR, end, CurlDetail(f));
-      return Make(v1::TRUNCATED, end,
-                  absl::StrCat("closed after ", f.received_bytes, " of ",
-                               f.expected_bytes, " bytes; ", CurlDetail(f)));
-    case CodeKind::kPeerReset:
-      if (f.https && !f.tls_done)
-        return Make(v1::TLS_ERROR, end, CurlDetail(f));
-      return Make(v1::RESET, end,
-                  absl::StrCat("reset after ", f.received_bytes, " of ",
-                               f.expected_bytes, " bytes; ", CurlDetail(f)));
-    case CodeKind::kOk:
-      break;
-    case CodeKind::kLocal:
-    case CodeKind::kProtocol:
-      break;  // Handled above.
-  }
-
-  // The framing completed.
-  if (!f.headers_complete) {
-    return Make(v1::INTEGRITY, end, "transfer ended without response headers");
-  }
-  if (f.payload == PayloadVerifier::kOk &&
-      f.received_bytes == f.expected_bytes) {
-    return Make(v1::OK, end, "");
-  }
-  if (f.payload == PayloadVerifier::kShort ||
-      f.received_bytes < f.expected_bytes) {
-    return Make(v1::TRUNCATED, end,
-                absl::StrCat("body framing ended after ", f.received_bytes,
-                             " of ", f.expected_bytes, " declared bytes"));
-  }
-  return Make(
-      v1::INTEGRITY, end,
-      absl::StrCat("unverified body (", PayloadResultName(f.payload), ")"));
+  return FramingComplete(stage);
 }
 
 }  // namespace fleetcanary

@@ -293,6 +293,154 @@ TEST(ClassifyTest, NeverUnspecifiedForAnyCurlCode) {
   }
 }
 
+// Facts that match more than one rule: the earlier rule of the precedence
+// in classify.h wins, with its own detail ("curl <code> (" prefixes the
+// libcurl-derived details, whose strerror text is libcurl's).
+struct OrderCase {
+  std::string name;
+  ProbeFacts facts;
+  v1::OutcomeClass want_class;
+  v1::TransferEnd want_end;
+  std::string want_detail;
+};
+
+std::vector<OrderCase> OrderCases() {
+  const std::string wrong_byte = PayloadResultName(PayloadVerifier::kWrongByte);
+  std::vector<OrderCase> c;
+  {
+    ProbeFacts f = Response(503, 10, 10);
+    f.local_abort = LocalAbort::kAgentFault;
+    f.local_detail = "shutdown";
+    c.push_back({"agent_fault_before_status", f, v1::AGENT_ERROR,
+                 v1::LOCAL_ABORT, "shutdown"});
+  }
+  {
+    ProbeFacts f = Response(500, 10, 10);
+    f.curl_code = CURLE_URL_MALFORMAT;
+    c.push_back({"local_curl_before_status", f, v1::AGENT_ERROR,
+                 v1::LOCAL_ABORT, "curl 3 ("});
+  }
+  {
+    ProbeFacts f = Response(500, 10, 20);
+    f.local_abort = LocalAbort::kBodyLimit;
+    c.push_back({"status_before_body_limit", f, v1::HTTP_5XX, v1::LOCAL_ABORT,
+                 "status 500"});
+  }
+  {
+    ProbeFacts f = Response(404, 10, 10);
+    f.payload = PayloadVerifier::kWrongByte;
+    c.push_back({"status_before_wrong_byte", f, v1::HTTP_4XX, v1::COMPLETE,
+                 "status 404"});
+  }
+  c.push_back({"redirect_detail", Response(302, 0, 0), v1::HTTP_4XX,
+               v1::COMPLETE, "unexpected status 302 (redirect)"});
+  c.push_back({"1xx_detail", Response(101, 0, 0), v1::HTTP_4XX, v1::COMPLETE,
+               "unexpected status 101"});
+  {
+    ProbeFacts f = Response(200, 10, 4);
+    f.local_abort = LocalAbort::kIntegrity;
+    c.push_back({"integrity_abort_default_detail", f, v1::INTEGRITY,
+                 v1::LOCAL_ABORT, "integrity"});
+  }
+  {
+    ProbeFacts f = Response(200, 100, 40);
+    f.local_abort = LocalAbort::kStallLimit;
+    f.payload = PayloadVerifier::kWrongByte;
+    f.first_bad_offset = 3;
+    c.push_back({"wrong_byte_before_stall", f, v1::INTEGRITY, v1::STALL_LIMIT,
+                 wrong_byte + " at offset 3"});
+  }
+  {
+    ProbeFacts f = Response(200, 100, 40);
+    f.local_abort = LocalAbort::kDeadline;
+    f.payload = PayloadVerifier::kWrongByte;
+    f.first_bad_offset = 5;
+    c.push_back({"wrong_byte_before_deadline", f, v1::INTEGRITY, v1::DEADLINE,
+                 wrong_byte + " at offset 5"});
+  }
+  {
+    ProbeFacts f = Response(200, 100, 40);
+    f.curl_code = CURLE_RECV_ERROR;
+    f.curl_error = "bad chunk";
+    f.payload = PayloadVerifier::kWrongByte;
+    f.first_bad_offset = 7;
+    c.push_back({"wrong_byte_before_protocol", f, v1::INTEGRITY,
+                 v1::LOCAL_ABORT, wrong_byte + " at offset 7"});
+  }
+  {
+    ProbeFacts f = Response(200, 100, 40);
+    f.curl_code = CURLE_RECV_ERROR;
+    f.os_errno = ECONNRESET;
+    f.payload = PayloadVerifier::kWrongByte;
+    f.first_bad_offset = 9;
+    c.push_back({"wrong_byte_before_reset", f, v1::INTEGRITY, v1::PEER_RESET,
+                 wrong_byte + " at offset 9"});
+  }
+  {
+    ProbeFacts f = Response(200, 100, 40);
+    f.local_abort = LocalAbort::kDeadline;
+    c.push_back(
+        {"deadline_default_detail", f, v1::TIMEOUT, v1::DEADLINE, "deadline"});
+  }
+  {
+    ProbeFacts f = Response(200, 100, 40);
+    f.curl_code = CURLE_OPERATION_TIMEDOUT;
+    c.push_back({"curl_timeout_after_headers", f, v1::TIMEOUT, v1::DEADLINE,
+                 "curl 28 ("});
+  }
+  {
+    ProbeFacts f;
+    f.https = true;
+    f.resolved = true;
+    f.connected = true;
+    f.curl_code = CURLE_GOT_NOTHING;
+    c.push_back({"tls_close_in_handshake", f, v1::TLS_ERROR, v1::CLEAN_CLOSE,
+                 "curl 52 ("});
+  }
+  {
+    ProbeFacts f;
+    f.resolved = true;
+    f.connected = true;
+    c.push_back({"ended_without_headers", f, v1::INTEGRITY, v1::COMPLETE,
+                 "transfer ended without response headers"});
+  }
+  {
+    ProbeFacts f = Response(200, 100, 40);
+    f.payload = PayloadVerifier::kShort;
+    c.push_back({"framed_short_detail", f, v1::TRUNCATED, v1::COMPLETE,
+                 "body framing ended after 40 of 100 declared bytes"});
+  }
+  {
+    ProbeFacts f = Response(200, 10, 12);
+    f.payload = PayloadVerifier::kOk;
+    c.push_back({"verified_but_longer", f, v1::INTEGRITY, v1::COMPLETE,
+                 "unverified body (" +
+                     std::string(PayloadResultName(PayloadVerifier::kOk)) +
+                     ")"});
+  }
+  c.push_back(
+      {"unverified_body", Response(200, 10, 10), v1::INTEGRITY, v1::COMPLETE,
+       "unverified body (" +
+           std::string(PayloadResultName(PayloadVerifier::kPending)) + ")"});
+  return c;
+}
+
+TEST(ClassifyTest, EarlierRuleWinsWithItsDetail) {
+  for (const OrderCase& c : OrderCases()) {
+    SCOPED_TRACE(c.name);
+    const Classification got = Classify(c.facts);
+    EXPECT_EQ(v1::OutcomeClass_Name(got.outcome_class),
+              v1::OutcomeClass_Name(c.want_class));
+    EXPECT_EQ(v1::TransferEnd_Name(got.transfer_end),
+              v1::TransferEnd_Name(c.want_end));
+    if (c.want_detail.rfind("curl ", 0) == 0) {
+      EXPECT_EQ(got.detail.rfind(c.want_detail, 0), 0u) << got.detail;
+    } else {
+      EXPECT_EQ(got.detail, c.want_detail);
+    }
+  }
+}
+
 TEST(ClassifyTest, DetailNamesTheByteCounts) {
   ProbeFacts f = Response(200, 100, 40);
   f.curl_code = CURLE_PARTIAL_FILE;
