@@ -21,7 +21,11 @@ namespace controller {
 namespace verdicts_internal {
 namespace {
 
-int Severity(v1::VerdictState s) {
+// How urgently the live service must show a state: when the client and
+// platform views disagree, the higher one is published. A SUSPECT (a
+// regression may be starting) outranks a FIX_CONFIRMED here, unlike the
+// incident report's FindingProgressRank, which ranks how far an episode got.
+int LivePublishUrgency(v1::VerdictState s) {
   switch (s) {
     case v1::REGRESSION:
       return 4;
@@ -258,8 +262,10 @@ const v1::Verdict* VerdictServiceImpl::Winner(const VerdictId& id) {
     return c == client_state_.end() ? nullptr : &c->second;
   }
   if (c == client_state_.end()) return &v->second;
-  return Severity(v->second.state()) > Severity(c->second.state()) ? &v->second
-                                                                   : &c->second;
+  return LivePublishUrgency(v->second.state()) >
+                 LivePublishUrgency(c->second.state())
+             ? &v->second
+             : &c->second;
 }
 
 bool VerdictServiceImpl::IsFromView(const VerdictId& id, const v1::Verdict* w) {
