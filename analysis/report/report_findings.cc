@@ -14,7 +14,10 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-int Severity(v1::VerdictState s) {
+// How far an episode got, for a finding's worst state: a confirmed fix
+// outranks a mere SUSPECT here, unlike the live verdict service's
+// LivePublishUrgency, which ranks how urgently a state must be shown.
+int FindingProgressRank(v1::VerdictState s) {
   switch (s) {
     case v1::REGRESSION:
       return 4;
@@ -60,7 +63,7 @@ void FillFix(const v1::Verdict& t, double fix_alpha, v1::FixCertificate* c) {
 
 // Folds one non-HEALTHY transition into its finding.
 void Apply(const v1::Verdict& t, double fix_alpha, v1::ReportFinding* f) {
-  if (Severity(t.state()) > Severity(f->worst_state()) &&
+  if (FindingProgressRank(t.state()) > FindingProgressRank(f->worst_state()) &&
       !(t.state() != v1::REGRESSION && f->worst_state() == v1::REGRESSION)) {
     f->set_worst_state(t.state());
   }

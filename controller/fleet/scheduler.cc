@@ -1,7 +1,6 @@
 #include "controller/fleet/scheduler.h"
 
 #include <algorithm>
-#include <cmath>
 #include <map>
 #include <memory>
 #include <set>
@@ -18,6 +17,7 @@
 #include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
 #include "common/time/periodic_task.h"
+#include "controller/fleet/placement.h"
 #include "google/protobuf/util/message_differencer.h"
 
 namespace fleetcanary {
@@ -26,40 +26,11 @@ namespace {
 
 using google::protobuf::util::MessageDifferencer;
 
-// Stable 64-bit hash (FNV-1a, then the splitmix64 finalizer): the same in
-// every process, so placements and offsets survive controller restarts.
-uint64_t StableHash(absl::string_view a, absl::string_view b) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&h](absl::string_view s) {
-    for (unsigned char c : s) {
-      h ^= c;
-      h *= 1099511628211ull;
-    }
-  };
-  mix(a);
-  h ^= 0xff;
-  h *= 1099511628211ull;
-  mix(b);
-  h += 0x9e3779b97f4a7c15ull;
-  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
-  h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
-  return h ^ (h >> 31);
-}
-
 std::string StreamOf(absl::string_view schedule, absl::string_view target,
                      int mode, uint64_t size) {
   return absl::StrCat(schedule, "|", target, "|", mode, "|", size);
 }
 constexpr size_t kMaxStreamsRemembered = 100000;
-
-// One placement unit: both modes of one size of one schedule in one region.
-struct Pair {
-  std::string key;  // schedule|region|size, the rendezvous key.
-  const v1::Schedule* schedule;
-  const v1::RegionEndpoints* endpoints;
-  uint64_t size;
-  const v1::Target* target;
-};
 
 struct AgentEntry {
   v1::Hello hello;
@@ -356,11 +327,7 @@ class SchedulerImpl : public Scheduler {
       for (int m : s.modes()) modes.push_back(static_cast<v1::InvokeMode>(m));
       if (modes.empty()) modes = {v1::BUFFERED, v1::RESPONSE_STREAM};
       for (const v1::RegionEndpoints& re : t->second.regions()) {
-        if (!s.regions().empty() &&
-            std::find(s.regions().begin(), s.regions().end(), re.region()) ==
-                s.regions().end()) {
-          continue;
-        }
+        if (!ScheduleCoversRegion(s, re.region())) continue;
         for (v1::InvokeMode mode : modes) {
           auto& ladder = ladders[{re.region(), s.target(), mode}];
           ladder.insert(s.sizes().begin(), s.sizes().end());
@@ -476,11 +443,7 @@ class SchedulerImpl : public Scheduler {
       auto t = targets_.find(s.target());
       if (t == targets_.end()) continue;
       for (const auto& re : t->second.regions()) {
-        if (s.regions().empty() ||
-            std::find(s.regions().begin(), s.regions().end(), re.region()) !=
-                s.regions().end()) {
-          out.insert(re.region());
-        }
+        if (ScheduleCoversRegion(s, re.region())) out.insert(re.region());
       }
     }
     return out;
@@ -499,72 +462,16 @@ class SchedulerImpl : public Scheduler {
     return out;
   }
 
-  // Places every pair and pushes the sets that changed.
+  // Places every pair (placement.h) and pushes the sets that changed.
   void RecomputeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // Pairs by region.
-    std::map<std::string, std::vector<Pair>> pairs;
-    for (const auto& [id, s] : schedules_) {
-      auto t = targets_.find(s.target());
-      if (t == targets_.end()) continue;
-      for (const v1::RegionEndpoints& re : t->second.regions()) {
-        if (!s.regions().empty() &&
-            std::find(s.regions().begin(), s.regions().end(), re.region()) ==
-                s.regions().end()) {
-          continue;
-        }
-        for (uint64_t size : s.sizes()) {
-          pairs[re.region()].push_back(
-              {absl::StrCat(s.id(), "|", re.region(), "|", size), &s, &re, size,
-               &t->second});
-        }
-      }
-    }
     // Live agents by region (sorted by id: deterministic).
     std::map<std::string, std::vector<std::string>> live;
     for (const auto& [id, a] : agents_) {
       if (a.state == v1::LIVE) live[a.hello.region()].push_back(id);
     }
-    std::map<std::string, v1::AssignmentSet> sets;
-    for (auto& [region, region_pairs] : pairs) {
-      const std::vector<std::string>& agents = live[region];
-      if (agents.empty()) continue;
-      std::sort(region_pairs.begin(), region_pairs.end(),
-                [](const Pair& a, const Pair& b) { return a.key < b.key; });
-      size_t slots = 0;
-      for (const Pair& p : region_pairs) {
-        slots += std::min<size_t>(
-            std::max<uint32_t>(1, p.schedule->agents_per_region()),
-            agents.size());
-      }
-      const size_t capacity = static_cast<size_t>(std::ceil(
-          options_.load_factor * static_cast<double>(slots) / agents.size()));
-      std::map<std::string, size_t> load;
-      for (const Pair& p : region_pairs) {
-        const size_t k = std::min<size_t>(
-            std::max<uint32_t>(1, p.schedule->agents_per_region()),
-            agents.size());
-        std::vector<std::pair<uint64_t, const std::string*>> ranked;
-        for (const std::string& id : agents) {
-          ranked.push_back({StableHash(p.key, id), &id});
-        }
-        std::sort(
-            ranked.begin(), ranked.end(),
-            [](const auto& a, const auto& b) { return a.first > b.first; });
-        size_t placed = 0;
-        // First pass honours the load bound; a second one (only reachable
-        // through rounding) ignores it so every pair is placed.
-        for (int pass = 0; pass < 2 && placed < k; ++pass) {
-          for (const auto& [score, id] : ranked) {
-            if (placed == k) break;
-            if (pass == 0 && load[*id] >= capacity) continue;
-            if (pass == 1 && HasPair(sets[*id], p)) continue;
-            ++load[*id];
-            ++placed;
-            AddPair(p, k, score, options_.rotation_period, &sets[*id]);
-          }
-        }
-      }
-    }
+    std::map<std::string, v1::AssignmentSet> sets =
+        PlaceAssignments(targets_, schedules_, live, options_.load_factor,
+                         options_.rotation_period);
     for (auto& [id, a] : agents_) {
       v1::AssignmentSet next;
       auto it = sets.find(id);
@@ -582,6 +489,11 @@ class SchedulerImpl : public Scheduler {
       }
       if (a.listener != nullptr) a.listener->OnAssignments(a.set);
     }
+    ReportRegionsWithoutAgentsLocked();
+  }
+
+  // Logs a change of the regions with schedules but no live agent.
+  void ReportRegionsWithoutAgentsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<std::string> lonely = RegionsWithoutAgentsLocked();
     if (lonely != regions_without_agents_) {
       if (!lonely.empty()) {
@@ -593,70 +505,6 @@ class SchedulerImpl : public Scheduler {
       regions_without_agents_ = std::move(lonely);
     }
   }
-
-  static bool HasPair(const v1::AssignmentSet& set, const Pair& p) {
-    for (const auto& a : set.assignments()) {
-      if (a.schedule_id() == p.schedule->id() &&
-          a.region() == p.endpoints->region() && a.size_bytes() == p.size) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  // Appends both modes' assignments of pair `p`, shared by `k` agents.
-  static void AddPair(const Pair& p, size_t k, uint64_t score,
-                      absl::Duration rotation_period, v1::AssignmentSet* set) {
-    const v1::Schedule& s = *p.schedule;
-    // Size rotation: each size probes during one period in sizes_size(), at
-    // that many times the rate, so its average rate is unchanged.
-    const int slots = s.size_rotation() ? s.sizes_size() : 1;
-    int slot = 0;
-    while (slot < s.sizes_size() && s.sizes(slot) != p.size) ++slot;
-    const absl::Duration interval =
-        absl::Seconds(static_cast<double>(k) / (s.rate_per_second() * slots));
-    const int64_t interval_ns =
-        std::max<int64_t>(1, absl::ToInt64Nanoseconds(interval));
-    const absl::Duration offset =
-        absl::Nanoseconds(static_cast<int64_t>(score % interval_ns));
-    std::vector<v1::InvokeMode> modes;
-    for (int m : s.modes()) modes.push_back(static_cast<v1::InvokeMode>(m));
-    if (modes.empty()) modes = {v1::BUFFERED, v1::RESPONSE_STREAM};
-    for (v1::InvokeMode mode : modes) {
-      const v1::FunctionUrl* url = nullptr;
-      for (const v1::FunctionUrl& u : p.endpoints->urls()) {
-        if (u.mode() == mode) url = &u;
-      }
-      if (url == nullptr) continue;
-      v1::Assignment* a = set->add_assignments();
-      a->set_schedule_id(s.id());
-      a->set_target(s.target());
-      a->set_region(p.endpoints->region());
-      a->set_mode(mode);
-      a->set_size_bytes(p.size);
-      *a->mutable_url() = *url;
-      a->set_role_arn(p.target->role_arn());
-      *a->mutable_interval() = DurationToProto(interval);
-      // Streaming runs half an interval after buffered: interleaved controls.
-      const absl::Duration mode_offset =
-          mode == v1::RESPONSE_STREAM
-              ? absl::Nanoseconds(
-                    (absl::ToInt64Nanoseconds(offset) + interval_ns / 2) %
-                    interval_ns)
-              : offset;
-      *a->mutable_offset() = DurationToProto(mode_offset);
-      a->set_chunk_bytes(s.chunk_bytes());
-      if (s.has_chunk_gap()) *a->mutable_chunk_gap() = s.chunk_gap();
-      if (s.has_limits()) *a->mutable_limits() = s.limits();
-      if (s.has_transport()) *a->mutable_transport() = s.transport();
-      if (slots > 1) {
-        a->set_rotation_slot(slot);
-        a->set_rotation_slots(slots);
-        *a->mutable_rotation_period() = DurationToProto(rotation_period);
-      }
-    }
-  }
-
   SchedulerOptions options_;
   Store* const store_;
   Clock* const clock_;

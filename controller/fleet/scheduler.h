@@ -12,7 +12,8 @@
 // weight) hashing with bounded loads: each pair goes to its highest-scoring
 // live agents whose load is below ceil(load_factor × pairs × k / agents), so
 // placement is balanced and moves little when agents join or leave. Start
-// offsets are a stable hash-derived jitter within the interval.
+// offsets are a stable hash-derived jitter within the interval. The
+// placement itself is a pure function (placement.h).
 //
 // A lost agent (stream closed, or no heartbeat for liveness_timeout) is taken
 // out of placement at once and its pairs move to the region's other agents,
