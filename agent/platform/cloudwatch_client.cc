@@ -172,9 +172,22 @@ class CloudWatchClient : public PlatformMetricsClient {
                         const std::vector<QueryRef>& queries, absl::Time start,
                         absl::Time end, absl::Duration period,
                         MetricDataResult* result);
+  // Signs `body` as a GetMetricData call in `region` (unless signing is
+  // off) and POSTs it to `endpoint`. Returns the HTTP status and body of any
+  // response; errors: no credentials, signing, transport, oversize body.
   absl::StatusOr<HttpResult> Post(const Endpoint& endpoint,
                                   const std::string& region,
                                   const std::string& role_arn,
+                                  const std::string& body);
+  // The credentials to sign with: those of `role_arn` when it is set, else
+  // a fresh set from the credentials source, else the static ones.
+  // Unavailable when the role or source has none.
+  absl::StatusOr<sigv4::Credentials> CredentialsFor(
+      const std::string& role_arn);
+  // POSTs `body` with `headers` (REQUIRES: complete and signed) to
+  // `endpoint` with the configured timeouts, TLS settings and response
+  // size limit.
+  absl::StatusOr<HttpResult> Send(const Endpoint& endpoint, curl_slist* headers,
                                   const std::string& body);
 
   const CloudWatchClientOptions options_;
@@ -461,51 +474,38 @@ absl::Status CloudWatchClient::RunBatch(
   return absl::OkStatus();
 }
 
-absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
-                                                  const std::string& region,
-                                                  const std::string& role_arn,
-                                                  const std::string& body) {
-  std::vector<sigv4::HeaderView> headers = {
-      {"Host", endpoint.host_header},
-      {"Content-Type", kContentType},
-      {"X-Amz-Target", kAmzTarget},
-  };
-  sigv4::HttpRequestView view{"POST", endpoint.path, headers, body, ""};
-  sigv4::SigningParams params;
-  params.service = "monitoring";
-  params.region = region;
-  params.time = options_.clock->Now();
-  sigv4::SigningResult signed_request;
-  if (options_.sign) {
-    sigv4::Credentials credentials = options_.credentials;
-    if (!role_arn.empty()) {
-      absl::StatusOr<sigv4::Credentials> role =
-          options_.role_credentials
-              ? options_.role_credentials(role_arn)
-              : absl::FailedPreconditionError("no role credentials source");
-      if (!role.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat("GetMetricData: no AWS credentials for role ",
-                         role_arn, ": ", role.status().message()));
-      }
-      credentials = *std::move(role);
-    } else if (options_.credentials_source) {
-      absl::StatusOr<sigv4::Credentials> fresh = options_.credentials_source();
-      if (!fresh.ok()) {
-        return absl::UnavailableError(absl::StrCat(
-            "GetMetricData: no AWS credentials: ", fresh.status().message()));
-      }
-      credentials = *std::move(fresh);
+absl::StatusOr<sigv4::Credentials> CloudWatchClient::CredentialsFor(
+    const std::string& role_arn) {
+  sigv4::Credentials credentials = options_.credentials;
+  if (!role_arn.empty()) {
+    absl::StatusOr<sigv4::Credentials> role =
+        options_.role_credentials
+            ? options_.role_credentials(role_arn)
+            : absl::FailedPreconditionError("no role credentials source");
+    if (!role.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("GetMetricData: no AWS credentials for role ", role_arn,
+                       ": ", role.status().message()));
     }
-    FC_ASSIGN_OR_RETURN(signed_request,
-                        sigv4::SignRequest(view, credentials, params));
+    credentials = *std::move(role);
+  } else if (options_.credentials_source) {
+    absl::StatusOr<sigv4::Credentials> fresh = options_.credentials_source();
+    if (!fresh.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "GetMetricData: no AWS credentials: ", fresh.status().message()));
+    }
+    credentials = *std::move(fresh);
   }
+  return credentials;
+}
 
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
-                                                           curl_easy_cleanup);
-  if (!curl) return absl::InternalError("curl_easy_init failed");
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> list(
-      nullptr, curl_slist_free_all);
+using CurlHeaders = std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)>;
+
+// The request headers as a curl list: `headers`, then the signature's
+// headers, then an empty Expect (no 100-continue round trip).
+CurlHeaders BuildCurlHeaders(const std::vector<sigv4::HeaderView>& headers,
+                             const sigv4::SigningResult& signed_request) {
+  CurlHeaders list(nullptr, curl_slist_free_all);
   auto add = [&](absl::string_view name, absl::string_view value) {
     list.reset(curl_slist_append(list.release(),
                                  absl::StrCat(name, ": ", value).c_str()));
@@ -515,7 +515,15 @@ absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
     add(name, value);
   }
   add("Expect", "");  // No 100-continue round trip.
+  return list;
+}
 
+absl::StatusOr<HttpResult> CloudWatchClient::Send(const Endpoint& endpoint,
+                                                  curl_slist* headers,
+                                                  const std::string& body) {
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
+                                                           curl_easy_cleanup);
+  if (!curl) return absl::InternalError("curl_easy_init failed");
   HttpResult result;
   WriteState state{&result.body, options_.max_response_bytes};
   CURL* c = curl.get();
@@ -526,7 +534,7 @@ absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
                    static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
   curl_easy_setopt(
@@ -555,6 +563,31 @@ absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &result.status);
   return result;
+}
+
+absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
+                                                  const std::string& region,
+                                                  const std::string& role_arn,
+                                                  const std::string& body) {
+  std::vector<sigv4::HeaderView> headers = {
+      {"Host", endpoint.host_header},
+      {"Content-Type", kContentType},
+      {"X-Amz-Target", kAmzTarget},
+  };
+  sigv4::HttpRequestView view{"POST", endpoint.path, headers, body, ""};
+  sigv4::SigningParams params;
+  params.service = "monitoring";
+  params.region = region;
+  params.time = options_.clock->Now();
+  sigv4::SigningResult signed_request;
+  if (options_.sign) {
+    FC_ASSIGN_OR_RETURN(sigv4::Credentials credentials,
+                        CredentialsFor(role_arn));
+    FC_ASSIGN_OR_RETURN(signed_request,
+                        sigv4::SignRequest(view, credentials, params));
+  }
+  CurlHeaders list = BuildCurlHeaders(headers, signed_request);
+  return Send(endpoint, list.get(), body);
 }
 
 }  // namespace
