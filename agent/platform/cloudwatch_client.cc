@@ -172,9 +172,22 @@ class CloudWatchClient : public PlatformMetricsClient {
                         const std::vector<QueryRef>& queries, absl::Time start,
                         absl::Time end, absl::Duration period,
                         MetricDataResult* result);
+  // Signs `body` as a GetMetricData call in `region` (unless signing is
+  // off) and POSTs it to `endpoint`. Returns the HTTP status and body of any
+  // response; errors: no credentials, signing, transport, oversize body.
   absl::StatusOr<HttpResult> Post(const Endpoint& endpoint,
                                   const std::string& region,
                                   const std::string& role_arn,
+                                  const std::string& body);
+  // The credentials to sign with: those of `role_arn` when it is set, else
+  // a fresh set from the credentials source, else the static ones.
+  // Unavailable when the role or source has none.
+  absl::StatusOr<sigv4::Credentials> CredentialsFor(
+      const std::string& role_arn);
+  // POSTs `body` with `headers` (REQUIRES: complete and signed) to
+  // `endpoint` with the configured timeouts, TLS settings and response
+  // size limit.
+  absl::StatusOr<HttpResult> Send(const Endpoint& endpoint, curl_slist* headers,
                                   const std::string& body);
 
   const CloudWatchClientOptions options_;
@@ -241,16 +254,15 @@ absl::StatusOr<MetricDataResult> CloudWatchClient::GetMetricData(
   return result;
 }
 
-absl::Status CloudWatchClient::RunBatch(
-    const Endpoint& endpoint, const std::string& region,
-    const std::string& role_arn, const std::vector<MetricsTarget>& targets,
-    const std::vector<MetricSpec>& metrics,
-    const std::vector<QueryRef>& queries, absl::Time start, absl::Time end,
-    absl::Duration period, MetricDataResult* result) {
-  const int64_t period_s = absl::ToInt64Seconds(period);
+// The GetMetricData request for one batch, without NextToken. Each query
+// gets the Id "q<index>"; `by_id` maps those Ids back to indices in `queries`.
+json BuildBatchRequest(const std::vector<MetricsTarget>& targets,
+                       const std::vector<MetricSpec>& metrics,
+                       const std::vector<QueryRef>& queries, absl::Time start,
+                       absl::Time end, int64_t period_s,
+                       std::map<std::string, size_t>* by_id) {
   json request;
   json& list = request["MetricDataQueries"] = json::array();
-  std::map<std::string, size_t> by_id;
   for (size_t q = 0; q < queries.size(); ++q) {
     const MetricsTarget& t = targets[queries[q].target];
     const MetricSpec& m = metrics[queries[q].metric];
@@ -263,7 +275,7 @@ absl::Status CloudWatchClient::RunBatch(
                                              t.identity.alias())}});
     }
     std::string id = absl::StrCat("q", q);
-    by_id[id] = q;
+    (*by_id)[id] = q;
     list.push_back({{"Id", id},
                     {"MetricStat",
                      {{"Metric",
@@ -277,11 +289,164 @@ absl::Status CloudWatchClient::RunBatch(
   request["StartTime"] = absl::ToUnixSeconds(start);
   request["EndTime"] = absl::ToUnixSeconds(end);
   request["ScanBy"] = "TimestampAscending";
+  return request;
+}
 
-  // Per query: datapoints gathered over all pages, and the last status.
-  std::vector<std::vector<std::pair<absl::Time, double>>> points(
-      queries.size());
-  std::vector<std::string> last_status(queries.size(), "Complete");
+// What the pages of one batch returned so far, per query (same indices as
+// the batch's queries).
+struct BatchPoints {
+  explicit BatchPoints(size_t queries)
+      : points(queries), last_status(queries, "Complete") {}
+
+  // Datapoints gathered over all pages.
+  std::vector<std::vector<std::pair<absl::Time, double>>> points;
+  // StatusCode of the last page that mentioned the query.
+  std::vector<std::string> last_status;
+};
+
+// Appends "Code: Value" for each entry of `holder["Messages"]`, if that is a
+// list, to `messages`.
+void AppendMessages(const json& holder, std::vector<std::string>* messages) {
+  if (holder.contains("Messages") && holder["Messages"].is_array()) {
+    for (const json& m : holder["Messages"]) {
+      messages->push_back(
+          absl::StrCat(m.value("Code", ""), ": ", m.value("Value", "")));
+    }
+  }
+}
+
+// OK for "Complete" and "PartialData"; otherwise the error GetMetricData
+// reports for `status` of query `ref`.
+absl::Status CheckStatusCode(const std::string& status,
+                             const std::vector<MetricsTarget>& targets,
+                             const std::vector<MetricSpec>& metrics,
+                             const QueryRef& ref) {
+  if (status == "Forbidden") {
+    return absl::PermissionDeniedError(
+        absl::StrCat("GetMetricData: Forbidden for ", metrics[ref.metric].name,
+                     " of ", targets[ref.target].identity.function_name()));
+  }
+  if (status == "InternalError") {
+    return absl::UnavailableError(absl::StrCat(
+        "GetMetricData: InternalError for ", metrics[ref.metric].name, " of ",
+        targets[ref.target].identity.function_name()));
+  }
+  if (status != "Complete" && status != "PartialData") {
+    return absl::UnavailableError(
+        absl::StrCat("GetMetricData: unknown StatusCode ", status));
+  }
+  return absl::OkStatus();
+}
+
+// Merges one MetricDataResults entry into `batch` (its datapoints and
+// status) and its messages into `result`. A result for an Id not in `by_id`
+// is noted in `result->messages` and skipped. Errors: a missing Id, a
+// failing StatusCode, malformed Timestamps or Values.
+absl::Status MergeQueryResult(const json& r,
+                              const std::map<std::string, size_t>& by_id,
+                              const std::vector<MetricsTarget>& targets,
+                              const std::vector<MetricSpec>& metrics,
+                              const std::vector<QueryRef>& queries,
+                              BatchPoints* batch, MetricDataResult* result) {
+  if (!r.is_object() || !r.contains("Id") || !r["Id"].is_string()) {
+    return absl::UnavailableError("GetMetricData: a result has no Id");
+  }
+  auto it = by_id.find(r["Id"].get<std::string>());
+  if (it == by_id.end()) {
+    result->messages.push_back(absl::StrCat("ignored result for unknown Id ",
+                                            r["Id"].get<std::string>()));
+    return absl::OkStatus();
+  }
+  const size_t q = it->second;
+  std::string status = r.value("StatusCode", "Complete");
+  FC_RETURN_IF_ERROR(CheckStatusCode(status, targets, metrics, queries[q]));
+  batch->last_status[q] = status;
+  const json ts = r.value("Timestamps", json::array());
+  const json vs = r.value("Values", json::array());
+  if (!ts.is_array() || !vs.is_array() || ts.size() != vs.size()) {
+    return absl::UnavailableError(
+        "GetMetricData: Timestamps and Values differ in length");
+  }
+  for (size_t i = 0; i < ts.size(); ++i) {
+    FC_ASSIGN_OR_RETURN(absl::Time t, ParseTimestamp(ts[i]));
+    if (!vs[i].is_number()) {
+      return absl::UnavailableError("GetMetricData: non-numeric value");
+    }
+    batch->points[q].emplace_back(t, vs[i].get<double>());
+  }
+  AppendMessages(r, &result->messages);
+  return absl::OkStatus();
+}
+
+// Merges one parsed response page: every MetricDataResults entry (see
+// MergeQueryResult), then the page's own messages. Returns the page's
+// NextToken, empty when it is the last page.
+absl::StatusOr<std::string> MergePage(
+    const json& response, const std::map<std::string, size_t>& by_id,
+    const std::vector<MetricsTarget>& targets,
+    const std::vector<MetricSpec>& metrics,
+    const std::vector<QueryRef>& queries, BatchPoints* batch,
+    MetricDataResult* result) {
+  if (response.contains("MetricDataResults")) {
+    const json& results = response["MetricDataResults"];
+    if (!results.is_array()) {
+      return absl::UnavailableError(
+          "GetMetricData: MetricDataResults is not a list");
+    }
+    for (const json& r : results) {
+      FC_RETURN_IF_ERROR(
+          MergeQueryResult(r, by_id, targets, metrics, queries, batch, result));
+    }
+  }
+  AppendMessages(response, &result->messages);
+  if (response.contains("NextToken") && response["NextToken"].is_string()) {
+    return response["NextToken"].get<std::string>();
+  }
+  return std::string();
+}
+
+// Turns the gathered datapoints into samples in `result`, query by query;
+// any query whose last status was PartialData marks the result incomplete.
+void AppendSamples(const std::vector<MetricsTarget>& targets,
+                   const std::vector<MetricSpec>& metrics,
+                   const std::vector<QueryRef>& queries,
+                   const BatchPoints& batch, int64_t period_s,
+                   MetricDataResult* result) {
+  for (size_t q = 0; q < queries.size(); ++q) {
+    if (batch.last_status[q] == "PartialData") result->complete = false;
+    const MetricsTarget& t = targets[queries[q].target];
+    const MetricSpec& m = metrics[queries[q].metric];
+    for (const auto& [time, value] : batch.points[q]) {
+      v1::PlatformMetricSample& s = result->samples.emplace_back();
+      s.set_region(t.region);
+      s.set_target(t.target);
+      s.set_mode(t.mode);
+      s.set_function_name(t.identity.function_name());
+      if (!t.identity.alias().empty()) {
+        s.set_resource(
+            absl::StrCat(t.identity.function_name(), ":", t.identity.alias()));
+      }
+      s.set_metric(m.name);
+      s.set_stat(m.stat);
+      *s.mutable_period_start() = TimeToProto(time);
+
+      s.mutable_period()->set_seconds(period_s);
+      s.set_value(value);
+    }
+  }
+}
+
+absl::Status CloudWatchClient::RunBatch(
+    const Endpoint& endpoint, const std::string& region,
+    const std::string& role_arn, const std::vector<MetricsTarget>& targets,
+    const std::vector<MetricSpec>& metrics,
+    const std::vector<QueryRef>& queries, absl::Time start, absl::Time end,
+    absl::Duration period, MetricDataResult* result) {
+  const int64_t period_s = absl::ToInt64Seconds(period);
+  std::map<std::string, size_t> by_id;
+  json request = BuildBatchRequest(targets, metrics, queries, start, end,
+                                   period_s, &by_id);
+  BatchPoints batch(queries.size());
   std::string next_token;
   for (int page = 0;; ++page) {
     if (page >= options_.max_pages) {
@@ -301,144 +466,46 @@ absl::Status CloudWatchClient::RunBatch(
       return absl::UnavailableError(
           "GetMetricData: response body is not a JSON object");
     }
-    if (response.contains("MetricDataResults")) {
-      const json& results = response["MetricDataResults"];
-      if (!results.is_array()) {
-        return absl::UnavailableError(
-            "GetMetricData: MetricDataResults is not a list");
-      }
-      for (const json& r : results) {
-        if (!r.is_object() || !r.contains("Id") || !r["Id"].is_string()) {
-          return absl::UnavailableError("GetMetricData: a result has no Id");
-        }
-        auto it = by_id.find(r["Id"].get<std::string>());
-        if (it == by_id.end()) {
-          result->messages.push_back(absl::StrCat(
-              "ignored result for unknown Id ", r["Id"].get<std::string>()));
-          continue;
-        }
-        const size_t q = it->second;
-        std::string status = r.value("StatusCode", "Complete");
-        if (status == "Forbidden") {
-          return absl::PermissionDeniedError(absl::StrCat(
-              "GetMetricData: Forbidden for ", metrics[queries[q].metric].name,
-              " of ", targets[queries[q].target].identity.function_name()));
-        }
-        if (status == "InternalError") {
-          return absl::UnavailableError(absl::StrCat(
-              "GetMetricData: InternalError for ",
-              metrics[queries[q].metric].name, " of ",
-              targets[queries[q].target].identity.function_name()));
-        }
-        if (status != "Complete" && status != "PartialData") {
-          return absl::UnavailableError(
-              absl::StrCat("GetMetricData: unknown StatusCode ", status));
-        }
-        last_status[q] = status;
-        const json ts = r.value("Timestamps", json::array());
-        const json vs = r.value("Values", json::array());
-        if (!ts.is_array() || !vs.is_array() || ts.size() != vs.size()) {
-          return absl::UnavailableError(
-              "GetMetricData: Timestamps and Values differ in length");
-        }
-        for (size_t i = 0; i < ts.size(); ++i) {
-          FC_ASSIGN_OR_RETURN(absl::Time t, ParseTimestamp(ts[i]));
-          if (!vs[i].is_number()) {
-            return absl::UnavailableError("GetMetricData: non-numeric value");
-          }
-          points[q].emplace_back(t, vs[i].get<double>());
-        }
-        if (r.contains("Messages") && r["Messages"].is_array()) {
-          for (const json& m : r["Messages"]) {
-            result->messages.push_back(
-                absl::StrCat(m.value("Code", ""), ": ", m.value("Value", "")));
-          }
-        }
-      }
-    }
-    if (response.contains("Messages") && response["Messages"].is_array()) {
-      for (const json& m : response["Messages"]) {
-        result->messages.push_back(
-            absl::StrCat(m.value("Code", ""), ": ", m.value("Value", "")));
-      }
-    }
-    next_token.clear();
-    if (response.contains("NextToken") && response["NextToken"].is_string()) {
-      next_token = response["NextToken"].get<std::string>();
-    }
+    FC_ASSIGN_OR_RETURN(next_token, MergePage(response, by_id, targets, metrics,
+                                              queries, &batch, result));
     if (next_token.empty()) break;
   }
-
-  for (size_t q = 0; q < queries.size(); ++q) {
-    if (last_status[q] == "PartialData") result->complete = false;
-    const MetricsTarget& t = targets[queries[q].target];
-    const MetricSpec& m = metrics[queries[q].metric];
-    for (const auto& [time, value] : points[q]) {
-      v1::PlatformMetricSample& s = result->samples.emplace_back();
-      s.set_region(t.region);
-      s.set_target(t.target);
-      s.set_mode(t.mode);
-      s.set_function_name(t.identity.function_name());
-      if (!t.identity.alias().empty()) {
-        s.set_resource(
-            absl::StrCat(t.identity.function_name(), ":", t.identity.alias()));
-      }
-      s.set_metric(m.name);
-      s.set_stat(m.stat);
-      *s.mutable_period_start() = TimeToProto(time);
-
-      s.mutable_period()->set_seconds(period_s);
-      s.set_value(value);
-    }
-  }
+  AppendSamples(targets, metrics, queries, batch, period_s, result);
   return absl::OkStatus();
 }
 
-absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
-                                                  const std::string& region,
-                                                  const std::string& role_arn,
-                                                  const std::string& body) {
-  std::vector<sigv4::HeaderView> headers = {
-      {"Host", endpoint.host_header},
-      {"Content-Type", kContentType},
-      {"X-Amz-Target", kAmzTarget},
-  };
-  sigv4::HttpRequestView view{"POST", endpoint.path, headers, body, ""};
-  sigv4::SigningParams params;
-  params.service = "monitoring";
-  params.region = region;
-  params.time = options_.clock->Now();
-  sigv4::SigningResult signed_request;
-  if (options_.sign) {
-    sigv4::Credentials credentials = options_.credentials;
-    if (!role_arn.empty()) {
-      absl::StatusOr<sigv4::Credentials> role =
-          options_.role_credentials
-              ? options_.role_credentials(role_arn)
-              : absl::FailedPreconditionError("no role credentials source");
-      if (!role.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat("GetMetricData: no AWS credentials for role ",
-                         role_arn, ": ", role.status().message()));
-      }
-      credentials = *std::move(role);
-    } else if (options_.credentials_source) {
-      absl::StatusOr<sigv4::Credentials> fresh = options_.credentials_source();
-      if (!fresh.ok()) {
-        return absl::UnavailableError(absl::StrCat(
-            "GetMetricData: no AWS credentials: ", fresh.status().message()));
-      }
-      credentials = *std::move(fresh);
+absl::StatusOr<sigv4::Credentials> CloudWatchClient::CredentialsFor(
+    const std::string& role_arn) {
+  sigv4::Credentials credentials = options_.credentials;
+  if (!role_arn.empty()) {
+    absl::StatusOr<sigv4::Credentials> role =
+        options_.role_credentials
+            ? options_.role_credentials(role_arn)
+            : absl::FailedPreconditionError("no role credentials source");
+    if (!role.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("GetMetricData: no AWS credentials for role ", role_arn,
+                       ": ", role.status().message()));
     }
-    FC_ASSIGN_OR_RETURN(signed_request,
-                        sigv4::SignRequest(view, credentials, params));
+    credentials = *std::move(role);
+  } else if (options_.credentials_source) {
+    absl::StatusOr<sigv4::Credentials> fresh = options_.credentials_source();
+    if (!fresh.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "GetMetricData: no AWS credentials: ", fresh.status().message()));
+    }
+    credentials = *std::move(fresh);
   }
+  return credentials;
+}
 
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
-                                                           curl_easy_cleanup);
-  if (!curl) return absl::InternalError("curl_easy_init failed");
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> list(
-      nullptr, curl_slist_free_all);
+using CurlHeaders = std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)>;
+
+// The request headers as a curl list: `headers`, then the signature's
+// headers, then an empty Expect (no 100-continue round trip).
+CurlHeaders BuildCurlHeaders(const std::vector<sigv4::HeaderView>& headers,
+                             const sigv4::SigningResult& signed_request) {
+  CurlHeaders list(nullptr, curl_slist_free_all);
   auto add = [&](absl::string_view name, absl::string_view value) {
     list.reset(curl_slist_append(list.release(),
                                  absl::StrCat(name, ": ", value).c_str()));
@@ -448,7 +515,15 @@ absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
     add(name, value);
   }
   add("Expect", "");  // No 100-continue round trip.
+  return list;
+}
 
+absl::StatusOr<HttpResult> CloudWatchClient::Send(const Endpoint& endpoint,
+                                                  curl_slist* headers,
+                                                  const std::string& body) {
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
+                                                           curl_easy_cleanup);
+  if (!curl) return absl::InternalError("curl_easy_init failed");
   HttpResult result;
   WriteState state{&result.body, options_.max_response_bytes};
   CURL* c = curl.get();
@@ -459,7 +534,7 @@ absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
                    static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
   curl_easy_setopt(
@@ -488,6 +563,31 @@ absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &result.status);
   return result;
+}
+
+absl::StatusOr<HttpResult> CloudWatchClient::Post(const Endpoint& endpoint,
+                                                  const std::string& region,
+                                                  const std::string& role_arn,
+                                                  const std::string& body) {
+  std::vector<sigv4::HeaderView> headers = {
+      {"Host", endpoint.host_header},
+      {"Content-Type", kContentType},
+      {"X-Amz-Target", kAmzTarget},
+  };
+  sigv4::HttpRequestView view{"POST", endpoint.path, headers, body, ""};
+  sigv4::SigningParams params;
+  params.service = "monitoring";
+  params.region = region;
+  params.time = options_.clock->Now();
+  sigv4::SigningResult signed_request;
+  if (options_.sign) {
+    FC_ASSIGN_OR_RETURN(sigv4::Credentials credentials,
+                        CredentialsFor(role_arn));
+    FC_ASSIGN_OR_RETURN(signed_request,
+                        sigv4::SignRequest(view, credentials, params));
+  }
+  CurlHeaders list = BuildCurlHeaders(headers, signed_request);
+  return Send(endpoint, list.get(), body);
 }
 
 }  // namespace

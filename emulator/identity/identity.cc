@@ -3,7 +3,10 @@
 #include <libxml/tree.h>
 #include <libxml/xmlsave.h>
 
+#include <map>
 #include <memory>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -40,6 +43,129 @@ void AddXml(xmlNodePtr parent, const XmlNode& node) {
       parent, nullptr, BAD_CAST node.name.c_str(),
       node.children.empty() ? BAD_CAST node.text.c_str() : nullptr);
   for (const XmlNode& c : node.children) AddXml(child, c);
+}
+
+// A Query-protocol error an STS call is answered with.
+struct StsError {
+  int status;
+  std::string code;
+  std::string message;
+};
+
+// One STS call's form parameters (the first of repeated names), its Action
+// and the session lifetime it asks for (zero: the configured one).
+struct StsCall {
+  std::map<std::string, std::string> params;
+  std::string action;
+  absl::Duration lifetime = absl::ZeroDuration();
+
+  // The parameter `name`, empty when absent.
+  std::string Param(const char* name) const {
+    auto it = params.find(name);
+    return it == params.end() ? "" : it->second;
+  }
+};
+
+// Fills `call` from a POST / form body. Errors: another method or path, a
+// malformed form, a Version other than 2011-06-15, a DurationSeconds outside
+// [900, 43200] (ignored when `fixed_lifetime`), a role action without
+// RoleArn, RoleSessionName or with a RoleArn that is not an ARN.
+std::optional<StsError> ParseStsCall(const HttpRequest& request,
+                                     bool fixed_lifetime, StsCall* call) {
+  if (request.method != "POST" || request.Path() != "/") {
+    return StsError{400, "InvalidAction", "POST / with a form body expected"};
+  }
+  auto form = aws::ParseForm(request.body);
+  if (!form.ok()) {
+    return StsError{400, "MalformedQueryString",
+                    std::string(form.status().message())};
+  }
+  call->params = std::map<std::string, std::string>(form->begin(), form->end());
+  call->action = call->Param("Action");
+  if (call->Param("Version") != "2011-06-15") {
+    return StsError{400, "InvalidParameterValue", "Version must be 2011-06-15"};
+  }
+  if (!call->Param("DurationSeconds").empty() && !fixed_lifetime) {
+    int64_t s = 0;
+    if (!absl::SimpleAtoi(call->Param("DurationSeconds"), &s) || s < 900 ||
+        s > 43200) {
+      return StsError{400, "ValidationError",
+                      "DurationSeconds must be between 900 and 43200"};
+    }
+    call->lifetime = absl::Seconds(s);
+  }
+  if (call->action == "AssumeRoleWithWebIdentity" ||
+      call->action == "AssumeRole") {
+    const std::string arn = call->Param("RoleArn");
+    if (arn.empty() || call->Param("RoleSessionName").empty()) {
+      return StsError{400, "MissingParameter",
+                      "RoleArn and RoleSessionName are required"};
+    }
+    if (!absl::StartsWith(arn, "arn:aws")) {
+      return StsError{400, "ValidationError", "RoleArn is not an ARN"};
+    }
+  }
+  return std::nullopt;
+}
+
+// The STS error code for a failed signature verification.
+std::string StsAuthErrorCode(const absl::Status& s) {
+  if (absl::StartsWith(s.message(), "ExpiredToken")) return "ExpiredToken";
+  if (absl::StartsWith(s.message(), "MissingAuthenticationToken")) {
+    return "MissingAuthenticationToken";
+  }
+  if (absl::StrContains(s.message(), "unknown") ||
+      absl::StrContains(s.message(), "session token")) {
+    return "InvalidClientTokenId";
+  }
+  return "SignatureDoesNotMatch";
+}
+
+// Adds <Credentials> for `c` to `result`.
+void AddCredentials(const IssuedCredentials& c, XmlNode* result) {
+  XmlNode& creds = result->Add("Credentials");
+  creds.Add("AccessKeyId", c.keys.access_key_id);
+  creds.Add("SecretAccessKey", c.keys.secret_access_key);
+  creds.Add("SessionToken", c.keys.session_token);
+  creds.Add("Expiration", Iso(c.expiration));
+}
+
+// Adds <AssumedRoleUser> for the call's role and session name to `result`.
+void AddAssumedRoleUser(const StsCall& call, XmlNode* result) {
+  XmlNode& user = result->Add("AssumedRoleUser");
+  user.Add("AssumedRoleId",
+           absl::StrCat("AROAEMULATOR:", call.Param("RoleSessionName")));
+  user.Add("Arn", absl::StrCat(call.Param("RoleArn"), "/",
+                               call.Param("RoleSessionName")));
+}
+
+// AssumeRoleWithWebIdentity: issues credentials when the token is one of
+// `accepted_tokens` (any non-empty token when that list is empty) and adds
+// the result to `root`.
+std::optional<StsError> AnswerWebIdentity(
+    const StsCall& call,
+    const google::protobuf::RepeatedPtrField<std::string>& accepted_tokens,
+    CredentialIssuer* issuer, XmlNode* root) {
+  const std::string token = call.Param("WebIdentityToken");
+  bool accepted = !token.empty() && accepted_tokens.empty();
+  for (const std::string& t : accepted_tokens) {
+    if (t == token) accepted = true;
+  }
+  if (token.empty()) {
+    return StsError{400, "MissingParameter", "WebIdentityToken is required"};
+  }
+  if (!accepted) {
+    return StsError{400, "InvalidIdentityToken",
+                    "The web identity token is not accepted"};
+  }
+  const IssuedCredentials c =
+      issuer->Issue(call.Param("RoleArn"), call.lifetime);
+  XmlNode& result = root->Add("AssumeRoleWithWebIdentityResult");
+  AddCredentials(c, &result);
+  result.Add("SubjectFromWebIdentityToken", "system:serviceaccount:canary");
+  AddAssumedRoleUser(call, &result);
+  result.Add("Audience", "sts.amazonaws.com");
+  return std::nullopt;
 }
 
 }  // namespace
@@ -150,6 +276,28 @@ absl::StatusOr<sigv4::Credentials> CredentialIssuer::Lookup(
   return it->second.keys;
 }
 
+absl::Status CredentialIssuer::VerifyStsSignature(const HttpRequest& request) {
+  absl::string_view auth = request.Header("Authorization");
+  if (auth.empty()) {
+    return absl::PermissionDeniedError(
+        "MissingAuthenticationToken: Request is missing Authentication "
+        "Token");
+  }
+  auto parsed = sigv4::ParseAuthorization(auth);
+  if (!parsed.ok())
+    return absl::PermissionDeniedError(parsed.status().message());
+  std::vector<sigv4::HeaderView> headers;
+  for (const auto& [n, v] : request.headers) headers.push_back({n, v});
+  sigv4::HttpRequestView view{request.method, request.target, headers,
+                              request.body, ""};
+  sigv4::VerifyOptions o;
+  o.service = "sts";
+  o.region = parsed->region;
+  o.now = clock_->Now();
+  return sigv4::VerifyRequest(
+      view, [this](absl::string_view k) { return Lookup(k, "sts"); }, o);
+}
+
 void CredentialIssuer::HandleSts(const HttpRequest& request,
                                  ResponsePlan* plan) {
   std::string request_id;
@@ -158,143 +306,40 @@ void CredentialIssuer::HandleSts(const HttpRequest& request,
     request_id = absl::StrCat("5757", ++requests_, "-0000-4000-8000-sts");
   }
   plan->headers.emplace_back("x-amzn-RequestId", request_id);
-  auto fail = [&](int status, absl::string_view code,
-                  absl::string_view message) {
-    SetBody(plan, status, QueryErrorXml(kStsNs, code, message, request_id),
-            "text/xml");
-  };
-  if (request.method != "POST" || request.Path() != "/") {
-    fail(400, "InvalidAction", "POST / with a form body expected");
-    return;
-  }
-  auto form = aws::ParseForm(request.body);
-  if (!form.ok()) {
-    fail(400, "MalformedQueryString", form.status().message());
-    return;
-  }
-  std::map<std::string, std::string> p(form->begin(), form->end());
-  auto param = [&](const char* name) -> std::string {
-    auto it = p.find(name);
-    return it == p.end() ? "" : it->second;
-  };
-  const std::string action = param("Action");
-  if (param("Version") != "2011-06-15") {
-    fail(400, "InvalidParameterValue", "Version must be 2011-06-15");
-    return;
-  }
-  absl::Duration lifetime = absl::ZeroDuration();
-  if (!param("DurationSeconds").empty() && !config_.has_credential_lifetime()) {
-    int64_t s = 0;
-    if (!absl::SimpleAtoi(param("DurationSeconds"), &s) || s < 900 ||
-        s > 43200) {
-      fail(400, "ValidationError",
-           "DurationSeconds must be between 900 and 43200");
-      return;
+  StsCall call;
+  std::optional<StsError> error =
+      ParseStsCall(request, config_.has_credential_lifetime(), &call);
+  XmlNode root{absl::StrCat(call.action, "Response"), "", {}};
+  if (error) {
+    // Answered below.
+  } else if (call.action == "AssumeRoleWithWebIdentity") {
+    error = AnswerWebIdentity(call, config_.web_identity_tokens(), this, &root);
+  } else if (call.action == "AssumeRole" ||
+             call.action == "GetCallerIdentity") {
+    // Signed calls are verified against static and issued credentials, in
+    // the region the caller signed for.
+    if (absl::Status s = VerifyStsSignature(request); !s.ok()) {
+      error = StsError{403, StsAuthErrorCode(s), std::string(s.message())};
+    } else if (call.action == "AssumeRole") {
+      const IssuedCredentials c = Issue(call.Param("RoleArn"), call.lifetime);
+      XmlNode& result = root.Add("AssumeRoleResult");
+      AddCredentials(c, &result);
+      AddAssumedRoleUser(call, &result);
+    } else {
+      XmlNode& result = root.Add("GetCallerIdentityResult");
+      result.Add("Account", "123456789012");
+      result.Add("UserId", "AIDAEMULATOR");
+      result.Add("Arn", "arn:aws:iam::123456789012:user/emulator");
     }
-    lifetime = absl::Seconds(s);
-  }
-  // Signed requests (AssumeRole, GetCallerIdentity) are verified against
-  // static and issued credentials, in the region the caller signed for.
-  auto verify = [&]() -> absl::Status {
-    absl::string_view auth = request.Header("Authorization");
-    if (auth.empty()) {
-      return absl::PermissionDeniedError(
-          "MissingAuthenticationToken: Request is missing Authentication "
-          "Token");
-    }
-    auto parsed = sigv4::ParseAuthorization(auth);
-    if (!parsed.ok())
-      return absl::PermissionDeniedError(parsed.status().message());
-    std::vector<sigv4::HeaderView> headers;
-    for (const auto& [n, v] : request.headers) headers.push_back({n, v});
-    sigv4::HttpRequestView view{request.method, request.target, headers,
-                                request.body, ""};
-    sigv4::VerifyOptions o;
-    o.service = "sts";
-    o.region = parsed->region;
-    o.now = clock_->Now();
-    return sigv4::VerifyRequest(
-        view, [this](absl::string_view k) { return Lookup(k, "sts"); }, o);
-  };
-  auto code_of = [](const absl::Status& s) -> std::string {
-    if (absl::StartsWith(s.message(), "ExpiredToken")) return "ExpiredToken";
-    if (absl::StartsWith(s.message(), "MissingAuthenticationToken")) {
-      return "MissingAuthenticationToken";
-    }
-    if (absl::StrContains(s.message(), "unknown") ||
-        absl::StrContains(s.message(), "session token")) {
-      return "InvalidClientTokenId";
-    }
-    return "SignatureDoesNotMatch";
-  };
-  const std::string arn = param("RoleArn");
-  if (action == "AssumeRoleWithWebIdentity" || action == "AssumeRole") {
-    if (arn.empty() || param("RoleSessionName").empty()) {
-      fail(400, "MissingParameter", "RoleArn and RoleSessionName are required");
-      return;
-    }
-    if (!absl::StartsWith(arn, "arn:aws")) {
-      fail(400, "ValidationError", "RoleArn is not an ARN");
-      return;
-    }
-  }
-  XmlNode root{absl::StrCat(action, "Response"), "", {}};
-  if (action == "AssumeRoleWithWebIdentity") {
-    const std::string token = param("WebIdentityToken");
-    bool accepted = !token.empty() && config_.web_identity_tokens().empty();
-    for (const std::string& t : config_.web_identity_tokens()) {
-      if (t == token) accepted = true;
-    }
-    if (token.empty()) {
-      fail(400, "MissingParameter", "WebIdentityToken is required");
-      return;
-    }
-    if (!accepted) {
-      fail(400, "InvalidIdentityToken",
-           "The web identity token is not accepted");
-      return;
-    }
-    const IssuedCredentials c = Issue(arn, lifetime);
-    XmlNode& result = root.Add("AssumeRoleWithWebIdentityResult");
-    XmlNode& creds = result.Add("Credentials");
-    creds.Add("AccessKeyId", c.keys.access_key_id);
-    creds.Add("SecretAccessKey", c.keys.secret_access_key);
-    creds.Add("SessionToken", c.keys.session_token);
-    creds.Add("Expiration", Iso(c.expiration));
-    result.Add("SubjectFromWebIdentityToken", "system:serviceaccount:canary");
-    XmlNode& user = result.Add("AssumedRoleUser");
-    user.Add("AssumedRoleId",
-             absl::StrCat("AROAEMULATOR:", param("RoleSessionName")));
-    user.Add("Arn", absl::StrCat(arn, "/", param("RoleSessionName")));
-    result.Add("Audience", "sts.amazonaws.com");
-  } else if (action == "AssumeRole") {
-    if (absl::Status s = verify(); !s.ok()) {
-      fail(403, code_of(s), s.message());
-      return;
-    }
-    const IssuedCredentials c = Issue(arn, lifetime);
-    XmlNode& result = root.Add("AssumeRoleResult");
-    XmlNode& creds = result.Add("Credentials");
-    creds.Add("AccessKeyId", c.keys.access_key_id);
-    creds.Add("SecretAccessKey", c.keys.secret_access_key);
-    creds.Add("SessionToken", c.keys.session_token);
-    creds.Add("Expiration", Iso(c.expiration));
-    XmlNode& user = result.Add("AssumedRoleUser");
-    user.Add("AssumedRoleId",
-             absl::StrCat("AROAEMULATOR:", param("RoleSessionName")));
-    user.Add("Arn", absl::StrCat(arn, "/", param("RoleSessionName")));
-  } else if (action == "GetCallerIdentity") {
-    if (absl::Status s = verify(); !s.ok()) {
-      fail(403, code_of(s), s.message());
-      return;
-    }
-    XmlNode& result = root.Add("GetCallerIdentityResult");
-    result.Add("Account", "123456789012");
-    result.Add("UserId", "AIDAEMULATOR");
-    result.Add("Arn", "arn:aws:iam::123456789012:user/emulator");
   } else {
-    fail(400, "InvalidAction",
-         absl::StrCat("Could not find operation ", action.substr(0, 64)));
+    error = StsError{
+        400, "InvalidAction",
+        absl::StrCat("Could not find operation ", call.action.substr(0, 64))};
+  }
+  if (error) {
+    SetBody(plan, error->status,
+            QueryErrorXml(kStsNs, error->code, error->message, request_id),
+            "text/xml");
     return;
   }
   root.Add("ResponseMetadata").Add("RequestId", request_id);

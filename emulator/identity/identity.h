@@ -69,6 +69,10 @@ class CredentialIssuer {
 
  private:
   std::string RandomToken(size_t chars, absl::string_view alphabet);
+  // Verifies the SigV4 signature of an STS call against static and issued
+  // credentials, in the region the caller signed for. PERMISSION_DENIED
+  // (message starting with the reason) when it does not hold.
+  absl::Status VerifyStsSignature(const HttpRequest& request);
   absl::Duration lifetime() const;
 
   const v1::EmulatorIdentity config_;

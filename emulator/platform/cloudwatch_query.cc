@@ -1,6 +1,8 @@
 #include "emulator/platform/cloudwatch_query.h"
 
 #include <map>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -87,24 +89,25 @@ void AddMessages(XmlNode* parent, const json& messages) {
   }
 }
 
-}  // namespace
-
-JsonResponse HandleCloudWatchQuery(absl::string_view body,
-                                   const MetricStore& store, absl::Time now,
-                                   absl::string_view request_id) {
+// Parses a GetMetricData Query-protocol form into the equivalent JSON 1.0
+// request. Returns the error response for a malformed form, a wrong Version
+// or Action, or missing or sparse MetricDataQueries; nullopt on success.
+std::optional<JsonResponse> QueryFormToJson(absl::string_view body,
+                                            absl::string_view request_id,
+                                            json* request) {
   auto form = aws::ParseForm(body);
   if (!form.ok()) {
     return Error(400, "MalformedQueryString", form.status().message(),
                  request_id);
   }
   std::string action, version;
-  json request = json::object();
+  *request = json::object();
   for (const auto& [key, value] : *form) {
     if (key == "Action") {
       action = value;
     } else if (key == "Version") {
       version = value;
-    } else if (!SetPath(&request, absl::StrSplit(key, '.'), value)) {
+    } else if (!SetPath(request, absl::StrSplit(key, '.'), value)) {
       return Error(400, "MalformedQueryString",
                    absl::StrCat("bad parameter name ", key.substr(0, 128)),
                    request_id);
@@ -120,10 +123,10 @@ JsonResponse HandleCloudWatchQuery(absl::string_view body,
         absl::StrCat("Could not find operation ", action.substr(0, 64)),
         request_id);
   }
-  Retype(&request, "");
+  Retype(request, "");
   // Members left unset by a sparse index ("member.3" without "member.2").
-  if (request.contains("MetricDataQueries")) {
-    for (const json& q : request["MetricDataQueries"]) {
+  if (request->contains("MetricDataQueries")) {
+    for (const json& q : (*request)["MetricDataQueries"]) {
       if (q.is_null()) {
         return Error(400, "MalformedQueryString",
                      "MetricDataQueries: member indexes must be 1..N",
@@ -134,18 +137,26 @@ JsonResponse HandleCloudWatchQuery(absl::string_view body,
     return Error(400, "MissingParameter",
                  "The parameter MetricDataQueries is required.", request_id);
   }
-  JsonResponse json_response =
-      HandleCloudWatchJson(kGetMetricDataTarget, request.dump(), store, now);
-  json answer = json::parse(json_response.body, nullptr, false);
-  if (json_response.status != 200) {
-    std::string type = answer.is_object() ? answer.value("__type", "") : "";
-    if (size_t hash = type.rfind('#'); hash != std::string::npos) {
-      type = type.substr(hash + 1);
-    }
-    return Error(json_response.status, type.empty() ? "InternalFailure" : type,
-                 answer.is_object() ? answer.value("message", "") : "",
-                 request_id);
+  return std::nullopt;
+}
+
+// The Query-protocol error for a failed JSON 1.0 answer (`status`, parsed
+// body `answer`): its __type without namespace (InternalFailure if none)
+// and its message.
+JsonResponse JsonErrorToQuery(int status, const json& answer,
+                              absl::string_view request_id) {
+  std::string type = answer.is_object() ? answer.value("__type", "") : "";
+  if (size_t hash = type.rfind('#'); hash != std::string::npos) {
+    type = type.substr(hash + 1);
   }
+  return Error(status, type.empty() ? "InternalFailure" : type,
+               answer.is_object() ? answer.value("message", "") : "",
+               request_id);
+}
+
+// The GetMetricDataResponse XML document for a successful JSON 1.0 answer.
+std::string RenderGetMetricDataXml(const json& answer,
+                                   absl::string_view request_id) {
   XmlNode root{"GetMetricDataResponse", "", {}};
   XmlNode& result = root.Add("GetMetricDataResult");
   XmlNode& results = result.Add("MetricDataResults");
@@ -169,7 +180,26 @@ JsonResponse HandleCloudWatchQuery(absl::string_view body,
   }
   AddMessages(&result, answer.value("Messages", json::array()));
   root.Add("ResponseMetadata").Add("RequestId", std::string(request_id));
-  return {200, RenderXml(root, kCloudWatchXmlns)};
+  return RenderXml(root, kCloudWatchXmlns);
+}
+
+}  // namespace
+
+JsonResponse HandleCloudWatchQuery(absl::string_view body,
+                                   const MetricStore& store, absl::Time now,
+                                   absl::string_view request_id) {
+  json request;
+  if (std::optional<JsonResponse> error =
+          QueryFormToJson(body, request_id, &request)) {
+    return *std::move(error);
+  }
+  JsonResponse json_response =
+      HandleCloudWatchJson(kGetMetricDataTarget, request.dump(), store, now);
+  json answer = json::parse(json_response.body, nullptr, false);
+  if (json_response.status != 200) {
+    return JsonErrorToQuery(json_response.status, answer, request_id);
+  }
+  return {200, RenderGetMetricDataXml(answer, request_id)};
 }
 
 }  // namespace emulator

@@ -72,10 +72,16 @@ bool DecodeToken(const std::string& token, size_t* query, size_t* offset) {
          absl::SimpleAtoi(parts[2], offset);
 }
 
-// Builds the datapoints of every query; Failure on bad input.
-std::optional<Failure> EvaluateQueries(const json& req,
-                                       const MetricStore& store, absl::Time now,
-                                       std::vector<Query>* queries) {
+// The request-wide part of a GetMetricData call.
+struct QueryWindow {
+  absl::Time start;
+  absl::Time end;
+  bool descending = true;  // ScanBy TimestampDescending (the default).
+};
+
+// Checks the request object and its MetricDataQueries list, and reads
+// StartTime, EndTime and ScanBy into `window`; Failure on bad input.
+std::optional<Failure> ParseQueryWindow(const json& req, QueryWindow* window) {
   if (!req.is_object())
     return Failure{"SerializationException", "body must be a JSON object"};
   if (!req.contains("MetricDataQueries") ||
@@ -105,96 +111,147 @@ std::optional<Failure> EvaluateQueries(const json& req,
                    "The parameter StartTime must be less than the parameter "
                    "EndTime."};
   }
-  bool descending = true;
+  window->start = *start;
+  window->end = *end;
   if (req.contains("ScanBy")) {
     const json& s = req["ScanBy"];
     if (s == "TimestampAscending") {
-      descending = false;
+      window->descending = false;
     } else if (s != "TimestampDescending") {
       return Failure{"InvalidParameterValue",
                      "ScanBy: TimestampDescending or TimestampAscending"};
     }
   }
+  return std::nullopt;
+}
+
+// Checks query `q` (at `where`) up to the presence of its MetricStat fields
+// and reads its Id (unique per call, counted in `seen_ids`) and ReturnData
+// into `out`; Failure on bad input, metric math included.
+std::optional<Failure> ParseQueryShape(const json& q, const std::string& where,
+                                       std::map<std::string, int>* seen_ids,
+                                       Query* out) {
+  if (!q.is_object()) {
+    return Failure{"InvalidParameterValue", where + ": must be an object"};
+  }
+  out->id = q.value("Id", "");
+  if (!ValidId(out->id)) {
+    return Failure{"InvalidParameterValue",
+                   where +
+                       ".Id: must start with a lower-case letter and "
+                       "hold only letters, digits and underscores"};
+  }
+  if ((*seen_ids)[out->id]++ > 0) {
+    return Failure{"InvalidParameterValue",
+                   where + ".Id: duplicate id " + out->id};
+  }
+  out->return_data = q.value("ReturnData", true);
+  if (q.contains("Expression")) {
+    return Failure{"InvalidParameterValue",
+                   where +
+                       ".Expression: metric math is not supported by "
+                       "the emulator"};
+  }
+  if (!q.contains("MetricStat") || !q["MetricStat"].is_object()) {
+    return Failure{"MissingParameter", where + ".MetricStat is required"};
+  }
+  const json& ms = q["MetricStat"];
+  if (!ms.contains("Metric") || !ms["Metric"].is_object() ||
+      !ms.contains("Period") || !ms["Period"].is_number_integer() ||
+      !ms.contains("Stat") || !ms["Stat"].is_string()) {
+    return Failure{"MissingParameter",
+                   where +
+                       ".MetricStat: Metric, Period (integer) and Stat "
+                       "are required"};
+  }
+  return std::nullopt;
+}
+
+// The dimensions of a Lambda metric the emulator can answer for.
+struct LambdaDimensions {
+  std::string function;  // FunctionName.
+  std::string resource;  // Resource ("function:alias"), may be empty.
+  bool other = false;    // Any other dimension (never answered).
+};
+
+// Reads `metric`'s Dimensions (at `where`); Failure when it is not a list.
+std::optional<Failure> ParseDimensions(const json& metric,
+                                       const std::string& where,
+                                       LambdaDimensions* dims) {
+  if (!metric.contains("Dimensions")) return std::nullopt;
+  if (!metric["Dimensions"].is_array()) {
+    return Failure{"InvalidParameterValue",
+                   where + ".MetricStat.Metric.Dimensions: must be a list"};
+  }
+  for (const json& d : metric["Dimensions"]) {
+    const std::string dn = d.is_object() ? d.value("Name", "") : "";
+    const std::string dv = d.is_object() ? d.value("Value", "") : "";
+    if (dn == "FunctionName") {
+      dims->function = dv;
+    } else if (dn == "Resource") {
+      dims->resource = dv;
+    } else {
+      dims->other = true;
+    }
+  }
+  return std::nullopt;
+}
+
+// Reads the Label of query `q` (REQUIRES: ParseQueryShape passed) and, for
+// an AWS/Lambda metric of a function the store knows how to answer, its
+// datapoints in `window` into `out`; other metrics get none. Failure on bad
+// input.
+std::optional<Failure> EvaluateMetricStat(const json& q,
+                                          const std::string& where,
+                                          const QueryWindow& window,
+                                          const MetricStore& store,
+                                          absl::Time now, Query* out) {
+  const json& ms = q["MetricStat"];
+  const json& metric = ms["Metric"];
+  const std::string ns = metric.value("Namespace", "");
+  const std::string name = metric.value("MetricName", "");
+  out->label = q.value("Label", name);
+  const int64_t period_s = ms["Period"].get<int64_t>();
+  if (period_s <= 0) {
+    return Failure{"InvalidParameterValue",
+                   where + ".MetricStat.Period: must be positive"};
+  }
+  LambdaDimensions dims;
+  if (auto failure = ParseDimensions(metric, where, &dims)) return failure;
+  std::optional<LambdaMetric> lm = LambdaMetricFromName(name);
+  if (ns == "AWS/Lambda" && lm.has_value() && !dims.function.empty() &&
+      !dims.other) {
+    absl::StatusOr<std::vector<Datapoint>> points = store.Query(
+        dims.function, dims.resource, *lm, window.start, window.end,
+        absl::Seconds(period_s), ms["Stat"].get<std::string>(), now);
+    if (!points.ok()) {
+      return Failure{"InvalidParameterValue",
+                     absl::StrCat(where, ".MetricStat.",
+                                  std::string(points.status().message()))};
+    }
+    out->points = *std::move(points);
+    if (window.descending) std::reverse(out->points.begin(), out->points.end());
+  }
+  return std::nullopt;
+}
+
+// Builds the datapoints of every query; Failure on bad input.
+std::optional<Failure> EvaluateQueries(const json& req,
+                                       const MetricStore& store, absl::Time now,
+                                       std::vector<Query>* queries) {
+  QueryWindow window;
+  if (auto failure = ParseQueryWindow(req, &window)) return failure;
   std::map<std::string, int> seen_ids;
   const json& list = req["MetricDataQueries"];
   for (size_t i = 0; i < list.size(); ++i) {
     const json& q = list[i];
     const std::string where = absl::StrCat("MetricDataQueries[", i, "]");
-    if (!q.is_object()) {
-      return Failure{"InvalidParameterValue", where + ": must be an object"};
-    }
     Query out;
-    out.id = q.value("Id", "");
-    if (!ValidId(out.id)) {
-      return Failure{"InvalidParameterValue",
-                     where +
-                         ".Id: must start with a lower-case letter and "
-                         "hold only letters, digits and underscores"};
+    if (auto failure = ParseQueryShape(q, where, &seen_ids, &out)) {
+      return failure;
     }
-    if (seen_ids[out.id]++ > 0) {
-      return Failure{"InvalidParameterValue",
-                     where + ".Id: duplicate id " + out.id};
-    }
-    out.return_data = q.value("ReturnData", true);
-    if (q.contains("Expression")) {
-      return Failure{"InvalidParameterValue",
-                     where +
-                         ".Expression: metric math is not supported by "
-                         "the emulator"};
-    }
-    if (!q.contains("MetricStat") || !q["MetricStat"].is_object()) {
-      return Failure{"MissingParameter", where + ".MetricStat is required"};
-    }
-    const json& ms = q["MetricStat"];
-    if (!ms.contains("Metric") || !ms["Metric"].is_object() ||
-        !ms.contains("Period") || !ms["Period"].is_number_integer() ||
-        !ms.contains("Stat") || !ms["Stat"].is_string()) {
-      return Failure{"MissingParameter",
-                     where +
-                         ".MetricStat: Metric, Period (integer) and Stat "
-                         "are required"};
-    }
-    const json& metric = ms["Metric"];
-    const std::string ns = metric.value("Namespace", "");
-    const std::string name = metric.value("MetricName", "");
-    out.label = q.value("Label", name);
-    const int64_t period_s = ms["Period"].get<int64_t>();
-    if (period_s <= 0) {
-      return Failure{"InvalidParameterValue",
-                     where + ".MetricStat.Period: must be positive"};
-    }
-    std::string function, resource;
-    bool other_dims = false;
-    if (metric.contains("Dimensions")) {
-      if (!metric["Dimensions"].is_array()) {
-        return Failure{"InvalidParameterValue",
-                       where + ".MetricStat.Metric.Dimensions: must be a list"};
-      }
-      for (const json& d : metric["Dimensions"]) {
-        const std::string dn = d.is_object() ? d.value("Name", "") : "";
-        const std::string dv = d.is_object() ? d.value("Value", "") : "";
-        if (dn == "FunctionName") {
-          function = dv;
-        } else if (dn == "Resource") {
-          resource = dv;
-        } else {
-          other_dims = true;
-        }
-      }
-    }
-    std::optional<LambdaMetric> lm = LambdaMetricFromName(name);
-    if (ns == "AWS/Lambda" && lm.has_value() && !function.empty() &&
-        !other_dims) {
-      absl::StatusOr<std::vector<Datapoint>> points = store.Query(
-          function, resource, *lm, *start, *end, absl::Seconds(period_s),
-          ms["Stat"].get<std::string>(), now);
-      if (!points.ok()) {
-        return Failure{"InvalidParameterValue",
-                       absl::StrCat(where, ".MetricStat.",
-                                    std::string(points.status().message()))};
-      }
-      out.points = *std::move(points);
-      if (descending) std::reverse(out.points.begin(), out.points.end());
+    if (auto failure = EvaluateMetricStat(q, where, window, store, now, &out)) {
+      return failure;
     }
     queries->push_back(std::move(out));
   }

@@ -95,6 +95,14 @@ class MetricStore {
   using SeriesKey = std::tuple<std::string, std::string, LambdaMetric>;
   void RecordLocked(const SeriesKey& key, int64_t bucket, double value)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Merges the base `buckets` of one series that are visible at `now`
+  // (period and ingestion delay over) into query periods of `period_ns`
+  // (REQUIRES: a multiple of the base period), keyed by period index; only
+  // periods starting in [start, end). Samples are merged when `keep_samples`.
+  std::map<int64_t, Bucket> Aggregate(const std::map<int64_t, Bucket>& buckets,
+                                      int64_t period_ns, absl::Time start,
+                                      absl::Time end, absl::Time now,
+                                      bool keep_samples) const;
 
   const MetricStoreOptions options_;
   mutable absl::Mutex mu_;
