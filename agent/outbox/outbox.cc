@@ -186,6 +186,10 @@ class OutboxImpl : public Outbox {
     return absl::OkStatus();
   }
 
+  // Stores `outcome` as the next sequence number, in one transaction with
+  // dropping the oldest unsent outcomes over the size bound and the journal
+  // lines. Returns the sequence number; on error nothing is stored and the
+  // outcome is counted as lost.
   absl::StatusOr<uint64_t> AppendLocked(v1::Outcome outcome)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const uint64_t seq = next_sequence_;
@@ -195,65 +199,8 @@ class OutboxImpl : public Outbox {
       CountLostLocked(b);
       return b;
     }
-    uint64_t dropped_now = 0, dropped_bytes = 0;
-    std::vector<uint64_t> dropped_seqs;
-    absl::Status s = [&]() -> absl::Status {
-      sqlite3_bind_int64(insert_, 1, seq);
-      sqlite3_bind_int64(insert_, 2, data.size());
-      sqlite3_bind_blob(insert_, 3, data.data(), data.size(), SQLITE_STATIC);
-      const int rc = sqlite3_step(insert_);
-      sqlite3_reset(insert_);
-      if (rc != SQLITE_DONE) return Error("appending outcome");
-      if (!outcome.probe_id().empty()) {
-        sqlite3_bind_text(started_delete_, 1, outcome.probe_id().c_str(), -1,
-                          SQLITE_TRANSIENT);
-        const int src = sqlite3_step(started_delete_);
-        sqlite3_reset(started_delete_);
-        if (src != SQLITE_DONE) return Error("finishing a started probe");
-      }
-      FC_RETURN_IF_ERROR(SetMeta("next_sequence", seq + 1));
-      // Bound: drop the oldest until under max_bytes less the WAL's share.
-      const uint64_t limit = options_.max_bytes - WalBudget();
-      uint64_t bytes = bytes_ + data.size();
-      while (bytes > limit) {
-        uint64_t upto = 0;
-        int found = 0;
-        sqlite3_bind_int64(oldest_, 1, std::max(sent_upto_, acked_));
-        while (bytes > limit && sqlite3_step(oldest_) == SQLITE_ROW) {
-          upto = sqlite3_column_int64(oldest_, 0);
-          if (journal_fd_ >= 0) dropped_seqs.push_back(upto);
-          const uint64_t size = sqlite3_column_int64(oldest_, 1);
-          bytes -= size;
-          dropped_bytes += size;
-          ++dropped_now;
-          ++found;
-        }
-        sqlite3_reset(oldest_);
-        if (found == 0) break;  // Only possibly-sent outcomes are left.
-        sqlite3_bind_int64(delete_range_, 1, std::max(sent_upto_, acked_));
-        sqlite3_bind_int64(delete_range_, 2, upto);
-        const int drc = sqlite3_step(delete_range_);
-        sqlite3_reset(delete_range_);
-        if (drc != SQLITE_DONE) return Error("dropping oldest outcomes");
-      }
-      if (dropped_now > 0) {
-        FC_RETURN_IF_ERROR(SetMeta("dropped_total", dropped_ + dropped_now));
-      }
-      if (journal_fd_ >= 0) {
-        std::string line =
-            absl::StrCat(seq, " ", outcome.probe_id(), " ",
-                         v1::OutcomeClass_Name(outcome.outcome_class()), " ",
-                         v1::InvokeMode_Name(outcome.mode()), " ",
-                         outcome.requested_bytes(), "\n");
-        for (uint64_t d : dropped_seqs)
-          absl::StrAppend(&line, "dropped ", d, "\n");
-        if (write(journal_fd_, line.data(), line.size()) !=
-            static_cast<ssize_t>(line.size())) {
-          return absl::UnavailableError("writing the outcome journal");
-        }
-      }
-      return absl::OkStatus();
-    }();
+    Dropped dropped;
+    absl::Status s = WriteAppendLocked(seq, outcome, data, &dropped);
     if (s.ok()) s = Exec("COMMIT");
     if (!s.ok()) {
       Exec("ROLLBACK").IgnoreError();
@@ -261,15 +208,109 @@ class OutboxImpl : public Outbox {
       return s;
     }
     next_sequence_ = seq + 1;
-    depth_ = depth_ + 1 - dropped_now;
-    bytes_ = bytes_ + data.size() - dropped_bytes;
-    dropped_ += dropped_now;
+    depth_ = depth_ + 1 - dropped.count;
+    bytes_ = bytes_ + data.size() - dropped.bytes;
+    dropped_ += dropped.count;
     ++appended_;
-    if (dropped_now > 0) {
-      LogWarning("outbox_dropped", {{"count", absl::StrCat(dropped_now)},
+    if (dropped.count > 0) {
+      LogWarning("outbox_dropped", {{"count", absl::StrCat(dropped.count)},
                                     {"dropped_total", absl::StrCat(dropped_)}});
     }
     return seq;
+  }
+
+  // What one append dropped to stay under the size bound.
+  struct Dropped {
+    uint64_t count = 0;
+    uint64_t bytes = 0;
+    std::vector<uint64_t> seqs;  // Only filled when journaling.
+  };
+
+  // The writes of one append. REQUIRES: inside the append's transaction
+  // (the caller commits, or rolls back on error); `data` is `outcome`
+  // serialized with sequence `seq`. Fills `dropped`.
+  absl::Status WriteAppendLocked(uint64_t seq, const v1::Outcome& outcome,
+                                 const std::string& data, Dropped* dropped)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FC_RETURN_IF_ERROR(InsertOutcomeLocked(seq, outcome, data));
+    FC_RETURN_IF_ERROR(DropOldestLocked(data.size(), dropped));
+    if (journal_fd_ >= 0) {
+      FC_RETURN_IF_ERROR(JournalLocked(seq, outcome, dropped->seqs));
+    }
+    return absl::OkStatus();
+  }
+
+  // Inserts the row, clears the probe's started mark (if it has an id) and
+  // advances the stored next_sequence.
+  absl::Status InsertOutcomeLocked(uint64_t seq, const v1::Outcome& outcome,
+                                   const std::string& data)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    sqlite3_bind_int64(insert_, 1, seq);
+    sqlite3_bind_int64(insert_, 2, data.size());
+    sqlite3_bind_blob(insert_, 3, data.data(), data.size(), SQLITE_STATIC);
+    const int rc = sqlite3_step(insert_);
+    sqlite3_reset(insert_);
+    if (rc != SQLITE_DONE) return Error("appending outcome");
+    if (!outcome.probe_id().empty()) {
+      sqlite3_bind_text(started_delete_, 1, outcome.probe_id().c_str(), -1,
+                        SQLITE_TRANSIENT);
+      const int src = sqlite3_step(started_delete_);
+      sqlite3_reset(started_delete_);
+      if (src != SQLITE_DONE) return Error("finishing a started probe");
+    }
+    return SetMeta("next_sequence", seq + 1);
+  }
+
+  // Bound: deletes the oldest outcomes not possibly sent until the stored
+  // bytes plus `added_bytes` fit under max_bytes less the WAL's share (or
+  // only possibly-sent ones are left), and stores the new dropped_total.
+  absl::Status DropOldestLocked(uint64_t added_bytes, Dropped* dropped)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const uint64_t limit = options_.max_bytes - WalBudget();
+    uint64_t bytes = bytes_ + added_bytes;
+    while (bytes > limit) {
+      uint64_t upto = 0;
+      int found = 0;
+      sqlite3_bind_int64(oldest_, 1, std::max(sent_upto_, acked_));
+      while (bytes > limit && sqlite3_step(oldest_) == SQLITE_ROW) {
+        upto = sqlite3_column_int64(oldest_, 0);
+        if (journal_fd_ >= 0) dropped->seqs.push_back(upto);
+        const uint64_t size = sqlite3_column_int64(oldest_, 1);
+        bytes -= size;
+        dropped->bytes += size;
+        ++dropped->count;
+        ++found;
+      }
+      sqlite3_reset(oldest_);
+      if (found == 0) break;  // Only possibly-sent outcomes are left.
+      sqlite3_bind_int64(delete_range_, 1, std::max(sent_upto_, acked_));
+      sqlite3_bind_int64(delete_range_, 2, upto);
+      const int drc = sqlite3_step(delete_range_);
+      sqlite3_reset(delete_range_);
+      if (drc != SQLITE_DONE) return Error("dropping oldest outcomes");
+    }
+    if (dropped->count > 0) {
+      FC_RETURN_IF_ERROR(SetMeta("dropped_total", dropped_ + dropped->count));
+    }
+    return absl::OkStatus();
+  }
+
+  // Appends the outcome's journal line, then one line per dropped sequence.
+  // REQUIRES: journal_fd_ >= 0.
+  absl::Status JournalLocked(uint64_t seq, const v1::Outcome& outcome,
+                             const std::vector<uint64_t>& dropped_seqs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::string line =
+        absl::StrCat(seq, " ", outcome.probe_id(), " ",
+                     v1::OutcomeClass_Name(outcome.outcome_class()), " ",
+                     v1::InvokeMode_Name(outcome.mode()), " ",
+                     outcome.requested_bytes(), "\n");
+    for (uint64_t d : dropped_seqs) absl::StrAppend(&line, "dropped ", d, "\n");
+    if (write(journal_fd_, line.data(), line.size()) !=
+        static_cast<ssize_t>(line.size())) {
+      return absl::UnavailableError("writing the outcome journal");
+    }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<v1::Outcome>> ReadAfter(

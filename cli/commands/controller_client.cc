@@ -51,6 +51,75 @@ std::string ConnectReason(const std::string& message) {
   return message;
 }
 
+// The bearer token: --token-file's contents (trimmed; an empty file is an
+// error), else FLEETCANARY_TOKEN (trimmed; may be empty = no token).
+absl::StatusOr<std::string> ResolveToken(const ControllerFlags& flags) {
+  if (flags.token_file.empty()) {
+    return std::string(absl::StripAsciiWhitespace(Env("FLEETCANARY_TOKEN")));
+  }
+  absl::StatusOr<std::string> token =
+      ReadFile("--token-file", flags.token_file);
+  if (!token.ok()) return token.status();
+  std::string trimmed(absl::StripAsciiWhitespace(*token));
+  if (trimmed.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--token-file: \"", flags.token_file, "\" is empty"));
+  }
+  return trimmed;
+}
+
+// --rpc-timeout as a positive duration; InvalidArgument otherwise.
+absl::StatusOr<absl::Duration> ParseRpcTimeout(const std::string& text) {
+  absl::StatusOr<absl::Duration> timeout = ParseDuration(text);
+  if (!timeout.ok() || *timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--rpc-timeout: \"", text, "\" is not a positive duration (e.g. 30s)"));
+  }
+  return *timeout;
+}
+
+// PEM material for a TLS connection; "" for each file not given.
+struct TlsPem {
+  std::string ca;
+  std::string cert;
+  std::string key;
+};
+
+// Reads the CA bundle and the client certificate + key (both or neither).
+// InvalidArgument, naming the flag, when a file is unreadable or holds no
+// PEM of its kind, or when only one of cert and key is given.
+absl::StatusOr<TlsPem> ReadTlsPem(const std::string& ca_file,
+                                  const std::string& cert_file,
+                                  const std::string& key_file) {
+  if (cert_file.empty() != key_file.empty()) {
+    return absl::InvalidArgumentError(
+        cert_file.empty() ? "--key: given without --cert (FLEETCANARY_CERT)"
+                          : "--cert: given without --key (FLEETCANARY_KEY)");
+  }
+  TlsPem pem;
+  if (!ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadFile("--ca", ca_file);
+    if (!ca.ok()) return ca.status();
+    pem.ca = *std::move(ca);
+  }
+  if (cert_file.empty()) return pem;
+  absl::StatusOr<std::string> cert = ReadFile("--cert", cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadFile("--key", key_file);
+  if (!key.ok()) return key.status();
+  if (!absl::StrContains(*cert, "-----BEGIN CERTIFICATE-----")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cert: \"", cert_file, "\" holds no PEM certificate"));
+  }
+  if (!absl::StrContains(*key, "PRIVATE KEY-----")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--key: \"", key_file, "\" holds no PEM private key"));
+  }
+  pem.cert = *std::move(cert);
+  pem.key = *std::move(key);
+  return pem;
+}
+
 }  // namespace
 
 void AddControllerFlags(CLI::App* cmd, ControllerFlags* flags) {
@@ -95,25 +164,11 @@ absl::StatusOr<std::unique_ptr<ControllerClient>> ControllerClient::Create(
   c->address_ = flags.address;
   if (c->address_.empty()) c->address_ = Env("FLEETCANARY_CONTROLLER");
   if (c->address_.empty()) c->address_ = kDefaultController;
-  if (!flags.token_file.empty()) {
-    absl::StatusOr<std::string> token =
-        ReadFile("--token-file", flags.token_file);
-    if (!token.ok()) return token.status();
-    c->token_ = std::string(absl::StripAsciiWhitespace(*token));
-    if (c->token_.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--token-file: \"", flags.token_file, "\" is empty"));
-    }
-  } else {
-    c->token_ =
-        std::string(absl::StripAsciiWhitespace(Env("FLEETCANARY_TOKEN")));
-  }
-  absl::StatusOr<absl::Duration> timeout = ParseDuration(flags.timeout);
-  if (!timeout.ok() || *timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--rpc-timeout: \"", flags.timeout,
-                     "\" is not a positive duration (e.g. 30s)"));
-  }
+  absl::StatusOr<std::string> token = ResolveToken(flags);
+  if (!token.ok()) return token.status();
+  c->token_ = *std::move(token);
+  absl::StatusOr<absl::Duration> timeout = ParseRpcTimeout(flags.timeout);
+  if (!timeout.ok()) return timeout.status();
   c->timeout_ = *timeout;
   const std::string env_insecure = Env("FLEETCANARY_INSECURE");
   const bool insecure = flags.insecure || env_insecure == "1" ||
@@ -136,33 +191,12 @@ absl::StatusOr<std::unique_ptr<ControllerClient>> ControllerClient::Create(
     }
     creds = grpc::InsecureChannelCredentials();
   } else {
-    if (cert_file.empty() != key_file.empty()) {
-      return absl::InvalidArgumentError(
-          cert_file.empty() ? "--key: given without --cert (FLEETCANARY_CERT)"
-                            : "--cert: given without --key (FLEETCANARY_KEY)");
-    }
+    absl::StatusOr<TlsPem> pem = ReadTlsPem(ca_file, cert_file, key_file);
+    if (!pem.ok()) return pem.status();
     grpc::SslCredentialsOptions ssl;
-    if (!ca_file.empty()) {
-      absl::StatusOr<std::string> ca = ReadFile("--ca", ca_file);
-      if (!ca.ok()) return ca.status();
-      ssl.pem_root_certs = c->ca_pem_ = *ca;
-    }
-    if (!cert_file.empty()) {
-      absl::StatusOr<std::string> cert = ReadFile("--cert", cert_file);
-      if (!cert.ok()) return cert.status();
-      absl::StatusOr<std::string> key = ReadFile("--key", key_file);
-      if (!key.ok()) return key.status();
-      if (!absl::StrContains(*cert, "-----BEGIN CERTIFICATE-----")) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--cert: \"", cert_file, "\" holds no PEM certificate"));
-      }
-      if (!absl::StrContains(*key, "PRIVATE KEY-----")) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--key: \"", key_file, "\" holds no PEM private key"));
-      }
-      ssl.pem_cert_chain = c->cert_pem_ = *cert;
-      ssl.pem_private_key = c->key_pem_ = *key;
-    }
+    ssl.pem_root_certs = c->ca_pem_ = std::move(pem->ca);
+    ssl.pem_cert_chain = c->cert_pem_ = std::move(pem->cert);
+    ssl.pem_private_key = c->key_pem_ = std::move(pem->key);
     creds = grpc::SslCredentials(ssl);
   }
   grpc::ChannelArguments args;
