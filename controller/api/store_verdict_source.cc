@@ -99,6 +99,158 @@ class PollingSubscription : public VerdictSource::Subscription {
   std::unique_ptr<PeriodicTask> poller_;
 };
 
+using ModeKey = std::tuple<std::string, std::string, int>;
+
+// A scheduled minute of one stream.
+struct MinuteRow {
+  int64_t minute;
+  v1::StreamKey key;
+  analysis::ClassCounts counts;
+};
+
+// Trials and platform-visible failures per mode key and minute that the raw
+// failures do not account for (OK probes, and failures whose raw rows were
+// pruned), ad-hoc included: they explain platform errors too.
+using ClientCounts =
+    std::map<std::pair<ModeKey, int64_t>, std::pair<uint64_t, uint64_t>>;
+
+// The stored minutes an analysis covers.
+struct SelectedMinutes {
+  std::vector<MinuteRow> rows;  // Scheduled minutes, in time order.
+  ClientCounts client;
+  uint64_t outcomes = 0;
+  // Range of the matching minutes; first > last when none matched.
+  int64_t first = INT64_MAX, last = INT64_MIN;
+};
+
+// The minutes of streams matching `filter`: every one counts for outcomes,
+// range and client counts; the scheduled ones also become rows.
+SelectedMinutes SelectMinutes(const std::vector<StreamMinute>& minutes,
+                              const v1::StreamKey& filter) {
+  SelectedMinutes out;
+  for (const StreamMinute& m : minutes) {
+    v1::StreamKey key;
+    key.set_region(m.key.region);
+    key.set_target(m.key.target);
+    key.set_mode(m.key.mode);
+    key.set_size_class(FormatBytes(m.key.size_bytes));
+    if (!VerdictKeyMatches(filter, key)) continue;
+    out.outcomes += m.stats.probes();
+    out.first = std::min(out.first, m.minute);
+    out.last = std::max(out.last, m.minute);
+    auto& c =
+        out.client[{ModeKey{m.key.region, m.key.target, m.key.mode}, m.minute}];
+    MinuteRow row{m.minute, key, {}};
+    for (int cls = 0;
+         cls < kNumOutcomeClasses && cls < analysis::ClassCounts::kSize;
+         ++cls) {
+      const uint64_t n = m.stats.counts[cls];
+      if (n == 0) continue;
+      row.counts.Add(static_cast<v1::OutcomeClass>(cls), n);
+      const auto oc = static_cast<v1::OutcomeClass>(cls);
+      if (analysis::IsTrial(oc)) c.first += n;
+      if (analysis::IsPlatformVisibleFailure(oc)) c.second += n;
+    }
+    if (m.key.adhoc) continue;  // Ad-hoc probes never feed stream verdicts.
+    out.rows.push_back(std::move(row));
+  }
+  std::stable_sort(out.rows.begin(), out.rows.end(),
+                   [](const MinuteRow& a, const MinuteRow& b) {
+                     return a.minute < b.minute;
+                   });
+  return out;
+}
+
+// Adds the samples matching `filter` to `platform`, counting them in
+// `*added_count`; DataLoss for a sample the table refuses.
+absl::Status AddPlatformSamples(
+    const std::vector<v1::PlatformMetricSample>& samples,
+    const v1::StreamKey& filter, analysis::PlatformPeriodTable& platform,
+    uint64_t* added_count) {
+  for (const v1::PlatformMetricSample& s : samples) {
+    v1::StreamKey key;
+    key.set_region(s.region());
+    key.set_target(s.target());
+    key.set_mode(s.mode());
+    if (!VerdictKeyMatches(filter, key)) continue;
+    ++*added_count;
+    absl::StatusOr<bool> added = platform.AddSample(s);
+    if (!added.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("stored platform sample ", s.region(), "/", s.target(),
+                       "/", v1::InvokeMode_Name(s.mode()), " ", s.metric(),
+                       " at ", TimeUtil::ToString(s.period_start()), ": ",
+                       added.status().message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Client counts for `platform`: the raw failures in [from, to) by their exact
+// start time (exact for periods shorter than a minute), each taken out of
+// `client`, then what `client` holds beyond them at the minute's start.
+absl::Status AddClientCounts(Store* store, absl::Time from, absl::Time to,
+                             ClientCounts& client,
+                             analysis::PlatformPeriodTable& platform) {
+  absl::StatusOr<std::vector<v1::Outcome>> failures = store->QueryFailures(
+      from == absl::InfinitePast() ? absl::InfinitePast() : from, kMaxHistory);
+  if (!failures.ok()) return failures.status();
+  for (const v1::Outcome& o : *failures) {
+    const absl::Time t = TimeFromProto(o.start_time());
+    if (t >= to) break;
+    auto c =
+        client.find({ModeKey{o.region(), o.target(), o.mode()}, MinuteOf(t)});
+    if (c == client.end() || !analysis::IsTrial(o.outcome_class())) {
+      continue;
+    }
+    const bool visible = analysis::IsPlatformVisibleFailure(o.outcome_class());
+    // Never more than the aggregates hold (a row without its minute).
+    if (c->second.first == 0 || (visible && c->second.second == 0)) {
+      continue;
+    }
+    --c->second.first;
+    if (visible) --c->second.second;
+    platform.AddOutcome(o.region(), o.target(), o.mode(), t, o.outcome_class());
+  }
+  for (const auto& [k, counts] : client) {
+    const auto& [mode_key, minute] = k;
+    platform.AddClientCounts(std::get<0>(mode_key), std::get<1>(mode_key),
+                             static_cast<v1::InvokeMode>(std::get<2>(mode_key)),
+                             absl::FromUnixSeconds(minute * 60), counts.first,
+                             counts.second);
+  }
+  return absl::OkStatus();
+}
+
+// Feeds `e` the rows in order, each preceded by the platform periods that
+// ended by its minute, then the remaining periods; stops at the first error.
+absl::Status Replay(const std::vector<MinuteRow>& rows,
+                    const std::vector<analysis::PlatformPeriod>& periods,
+                    analysis::VerdictEngine& e) {
+  size_t next_period = 0;
+  auto feed_platform_until = [&](absl::Time t) -> absl::Status {
+    for (; next_period < periods.size() &&
+           periods[next_period].start + periods[next_period].length <= t;
+         ++next_period) {
+      const analysis::PlatformPeriod& p = periods[next_period];
+      v1::StreamKey k;
+      k.set_region(p.region);
+      k.set_target(p.target);
+      k.set_mode(p.mode);
+      absl::Status s = e.ObservePlatform(k, p.start, p.errors, p.invocations,
+                                         p.visible_failures(), p.client_probes);
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  };
+  for (const MinuteRow& row : rows) {
+    const absl::Time t = absl::FromUnixSeconds(row.minute * 60);
+    if (absl::Status s = feed_platform_until(t); !s.ok()) return s;
+    if (absl::Status s = e.Observe(row.key, t, row.counts); !s.ok()) return s;
+  }
+  return feed_platform_until(absl::InfiniteFuture());
+}
+
 class StoreVerdictSource : public VerdictSource {
  public:
   StoreVerdictSource(const StoreVerdictSourceOptions& options, Store* store,
@@ -153,109 +305,27 @@ class StoreVerdictSource : public VerdictSource {
     analysis::VerdictEngine& e = **engine;
 
     v1::AnalysisReport report;
-    // Scheduled minutes of the filter's streams, in time order.
-    struct Minute {
-      int64_t minute;
-      v1::StreamKey key;
-      analysis::ClassCounts counts;
-    };
-    std::vector<Minute> rows;
-    using ModeKey = std::tuple<std::string, std::string, int>;
-    // Trials and platform-visible failures per mode key and minute that the
-    // raw failures do not account for (OK probes, and failures whose raw rows
-    // were pruned), ad-hoc included: they explain platform errors too.
-    std::map<std::pair<ModeKey, int64_t>, std::pair<uint64_t, uint64_t>> client;
-    uint64_t outcomes = 0;
-    int64_t first = INT64_MAX, last = INT64_MIN;
-    for (const StreamMinute& m : *minutes) {
-      v1::StreamKey key;
-      key.set_region(m.key.region);
-      key.set_target(m.key.target);
-      key.set_mode(m.key.mode);
-      key.set_size_class(FormatBytes(m.key.size_bytes));
-      if (!VerdictKeyMatches(request.filter(), key)) continue;
-      outcomes += m.stats.probes();
-      first = std::min(first, m.minute);
-      last = std::max(last, m.minute);
-      auto& c =
-          client[{ModeKey{m.key.region, m.key.target, m.key.mode}, m.minute}];
-      Minute row{m.minute, key, {}};
-      for (int cls = 0;
-           cls < kNumOutcomeClasses && cls < analysis::ClassCounts::kSize;
-           ++cls) {
-        const uint64_t n = m.stats.counts[cls];
-        if (n == 0) continue;
-        row.counts.Add(static_cast<v1::OutcomeClass>(cls), n);
-        const auto oc = static_cast<v1::OutcomeClass>(cls);
-        if (analysis::IsTrial(oc)) c.first += n;
-        if (analysis::IsPlatformVisibleFailure(oc)) c.second += n;
-      }
-      if (m.key.adhoc) continue;  // Ad-hoc probes never feed stream verdicts.
-      rows.push_back(std::move(row));
-    }
-    std::stable_sort(
-        rows.begin(), rows.end(),
-        [](const Minute& a, const Minute& b) { return a.minute < b.minute; });
-    if (first <= last) {
+    SelectedMinutes selected = SelectMinutes(*minutes, request.filter());
+    if (selected.first <= selected.last) {
       *report.mutable_first_outcome() =
-          TimeToProto(absl::FromUnixSeconds(first * 60));
+          TimeToProto(absl::FromUnixSeconds(selected.first * 60));
       *report.mutable_last_outcome() =
-          TimeToProto(absl::FromUnixSeconds(last * 60 + 59));
+          TimeToProto(absl::FromUnixSeconds(selected.last * 60 + 59));
     }
 
     // Platform periods (analysis/replay.h: one value per period, re-reads
-    // never added). Client counts: the raw failures by their exact start
-    // time (exact for periods shorter than a minute), then what the minute
-    // aggregates hold beyond them at the minute's start.
+    // never added), with the client counts of the selected minutes.
     analysis::PlatformPeriodTable platform;
     uint64_t platform_samples = 0;
-    for (const v1::PlatformMetricSample& s : *samples) {
-      v1::StreamKey key;
-      key.set_region(s.region());
-      key.set_target(s.target());
-      key.set_mode(s.mode());
-      if (!VerdictKeyMatches(request.filter(), key)) continue;
-      ++platform_samples;
-      absl::StatusOr<bool> added = platform.AddSample(s);
-      if (!added.ok()) {
-        return absl::DataLossError(
-            absl::StrCat("stored platform sample ", s.region(), "/", s.target(),
-                         "/", v1::InvokeMode_Name(s.mode()), " ", s.metric(),
-                         " at ", TimeUtil::ToString(s.period_start()), ": ",
-                         added.status().message()));
-      }
+    if (absl::Status s = AddPlatformSamples(*samples, request.filter(),
+                                            platform, &platform_samples);
+        !s.ok()) {
+      return s;
     }
-    if (!client.empty()) {
-      absl::StatusOr<std::vector<v1::Outcome>> failures = store_->QueryFailures(
-          from == absl::InfinitePast() ? absl::InfinitePast() : from,
-          kMaxHistory);
-      if (!failures.ok()) return failures.status();
-      for (const v1::Outcome& o : *failures) {
-        const absl::Time t = TimeFromProto(o.start_time());
-        if (t >= to) break;
-        auto c = client.find(
-            {ModeKey{o.region(), o.target(), o.mode()}, MinuteOf(t)});
-        if (c == client.end() || !analysis::IsTrial(o.outcome_class())) {
-          continue;
-        }
-        const bool visible =
-            analysis::IsPlatformVisibleFailure(o.outcome_class());
-        // Never more than the aggregates hold (a row without its minute).
-        if (c->second.first == 0 || (visible && c->second.second == 0)) {
-          continue;
-        }
-        --c->second.first;
-        if (visible) --c->second.second;
-        platform.AddOutcome(o.region(), o.target(), o.mode(), t,
-                            o.outcome_class());
-      }
-      for (const auto& [k, counts] : client) {
-        const auto& [mode_key, minute] = k;
-        platform.AddClientCounts(
-            std::get<0>(mode_key), std::get<1>(mode_key),
-            static_cast<v1::InvokeMode>(std::get<2>(mode_key)),
-            absl::FromUnixSeconds(minute * 60), counts.first, counts.second);
-      }
+    if (!selected.client.empty()) {
+      absl::Status s =
+          AddClientCounts(store_, from, to, selected.client, platform);
+      if (!s.ok()) return s;
     }
     const std::vector<analysis::PlatformPeriod> periods =
         platform.CompletePeriods();
@@ -264,33 +334,9 @@ class StoreVerdictSource : public VerdictSource {
       e.DeclareFix(TimeFromProto(request.declared_fix_time()));
       *report.mutable_declared_fix_time() = request.declared_fix_time();
     }
-    size_t next_period = 0;
-    auto feed_platform_until = [&](absl::Time t) -> absl::Status {
-      for (; next_period < periods.size() &&
-             periods[next_period].start + periods[next_period].length <= t;
-           ++next_period) {
-        const analysis::PlatformPeriod& p = periods[next_period];
-        v1::StreamKey k;
-        k.set_region(p.region);
-        k.set_target(p.target);
-        k.set_mode(p.mode);
-        absl::Status s =
-            e.ObservePlatform(k, p.start, p.errors, p.invocations,
-                              p.visible_failures(), p.client_probes);
-        if (!s.ok()) return s;
-      }
-      return absl::OkStatus();
-    };
-    for (const Minute& row : rows) {
-      const absl::Time t = absl::FromUnixSeconds(row.minute * 60);
-      if (absl::Status s = feed_platform_until(t); !s.ok()) return s;
-      if (absl::Status s = e.Observe(row.key, t, row.counts); !s.ok()) return s;
-    }
-    if (absl::Status s = feed_platform_until(absl::InfiniteFuture()); !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = Replay(selected.rows, periods, e); !s.ok()) return s;
     e.Flush();
-    report.set_outcomes(outcomes);
+    report.set_outcomes(selected.outcomes);
     report.set_platform_samples(platform_samples);
     for (v1::Verdict& v : e.Current()) *report.add_verdicts() = std::move(v);
     for (v1::Verdict& v : e.TakeTransitions()) {

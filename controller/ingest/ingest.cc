@@ -329,6 +329,18 @@ class IngestImpl : public Ingest {
     }
   }
 
+  // What one Apply() builds before its commit: the touched agents' records,
+  // the outcomes' per-minute stream stats, the write batch and its counts.
+  struct ApplyState {
+    absl::Time now;
+    std::map<std::string, AgentRecord> working;  // Agents touched.
+    std::map<std::pair<StreamKey, int64_t>, StreamStats> minutes;
+    WriteBatch batch;
+    uint64_t batches = 0, applied = 0, duplicates = 0, gaps = 0, rejected = 0,
+             gaps_refused = 0;
+    int failures_kept = 0;
+  };
+
   // Applies `items` in one transaction and runs their callbacks.
   void Apply(std::vector<Item>& items,
              const std::shared_ptr<CommittedBatch>& shared) {
@@ -338,159 +350,220 @@ class IngestImpl : public Ingest {
       FailAll(items, s);
       return;
     }
-    const absl::Time now = clock_->Now();
-    std::map<std::string, AgentRecord> working;  // Agents touched.
-    {
-      absl::MutexLock lock(&agents_mu_);
-      for (const Item& item : items) {
-        if (working.count(item.agent_id)) continue;
-        auto it = agents_.find(item.agent_id);
-        AgentRecord rec;
-        if (it != agents_.end()) rec = it->second;
-        rec.agent_id = item.agent_id;
-        rec.region = item.region;
-        working[item.agent_id] = rec;
-      }
-    }
+    ApplyState state;
+    state.now = clock_->Now();
+    LoadWorkingAgents(items, state.working);
     std::vector<IngestResult> results(items.size());
-    std::map<std::pair<StreamKey, int64_t>, StreamStats> minutes;
-    WriteBatch batch;
-    uint64_t batches = 0, applied = 0, duplicates = 0, gaps = 0, rejected = 0,
-             gaps_refused = 0;
-    int failures_kept = 0;
     for (size_t i = 0; i < items.size(); ++i) {
-      Item& item = items[i];
-      IngestResult& r = results[i];
-      AgentRecord& agent = working[item.agent_id];
-      agent.last_seen = now;
-      switch (item.kind) {
-        case Item::Kind::kDropped:
-          agent.dropped_total =
-              std::max(agent.dropped_total, item.dropped_total);
-          break;
-        case Item::Kind::kPlatform:
-          for (v1::PlatformMetricSample& s : *item.platform.mutable_samples()) {
-            if (s.region().empty()) s.set_region(item.region);
-            batch.platform_counters.push_back(
-                s.stat() == "Sum" || s.stat().empty()
-                    ? PlatformCounterName(s.metric(), s.region(), s.target(),
-                                          s.mode())
-                    : std::string());
-            batch.platform_samples.push_back(s);
-          }
-          break;
-        case Item::Kind::kOutcomes: {
-          v1::OutcomeBatch& b = item.outcomes;
-          if (b.outcomes_size() == 0) {
-            // A barrier (or an empty batch): reports the watermark.
-            r.applied_sequence = agent.applied_sequence;
-            break;
-          }
-          ++batches;
-          agent.dropped_total =
-              std::max(agent.dropped_total, b.dropped_total());
-          r.status = Validate(b);
-          if (!r.status.ok()) {
-            r.applied_sequence = agent.applied_sequence;
-            break;
-          }
-          const uint64_t n = b.outcomes_size();
-          const uint64_t first = b.first_sequence();
-          const uint64_t last = first + n - 1;
-          const uint64_t wm = agent.applied_sequence;
-          // A gap is what the agent's outbox dropped, and the agent counts
-          // every drop. A jump its drop count does not explain (a forged or
-          // corrupt batch: without mTLS the agent id is taken on trust)
-          // would make every genuine outcome up to it a "duplicate":
-          // refused, nothing applied, the watermark kept. An agent this
-          // store has no outcome from yet (watermark 0: a new controller
-          // database) may start anywhere.
-          if (wm > 0 && first > wm + 1 &&
-              first - wm - 1 >
-                  agent.dropped_total + options_.max_unexplained_gap) {
-            ++gaps_refused;
-            LogError("outcomes_gap_refused",
-                     {{"agent", item.agent_id},
-                      {"region", item.region},
-                      {"watermark", absl::StrCat(wm)},
-                      {"first_sequence", absl::StrCat(first)},
-                      {"dropped_total", absl::StrCat(agent.dropped_total)},
-                      {"outcomes", absl::StrCat(n)}});
-            r.status = absl::FailedPreconditionError(absl::StrCat(
-                "outcomes.first_sequence: ", first, " skips ", first - wm - 1,
-                " sequence numbers after the applied ", wm,
-                ", more than the agent's dropped count ", agent.dropped_total,
-                " explains (allowed extra: ", options_.max_unexplained_gap,
-                "); batch refused"));
-            r.applied_sequence = wm;
-            break;
-          }
-          if (n == 0 || last <= wm) {
-            r.duplicates = n;
-          } else {
-            const uint64_t skip = wm >= first ? wm - first + 1 : 0;
-            r.duplicates = skip;
-            r.gaps = first > wm + 1 ? first - wm - 1 : 0;
-            const uint64_t rejected_before = rejected;
-            for (uint64_t k = skip; k < n; ++k) {
-              if (k < item.rejected.size() && item.rejected[k]) {
-                ++rejected;
-                continue;
-              }
-              v1::Outcome& o = *b.mutable_outcomes(k);
-              o.set_sequence(first + k);
-              o.set_agent_id(item.agent_id);
-              o.set_region(item.region);
-              StreamKey key{o.region(), o.target(), o.mode(),
-                            o.requested_bytes(), !o.adhoc_id().empty()};
-              const int64_t minute = MinuteOf(
-                  o.has_start_time() ? TimeFromProto(o.start_time()) : now);
-              minutes[{std::move(key), minute}].Add(o);
-              if (o.outcome_class() != v1::OK &&
-                  failures_kept < options_.max_failures_per_commit) {
-                batch.failures.push_back(o);
-                ++failures_kept;
-              }
-              committed.outcomes.push_back(std::move(o));
-            }
-            r.applied = n - skip - (rejected - rejected_before);
-            agent.applied_sequence = last;
-          }
-          r.applied_sequence = agent.applied_sequence;
-          applied += r.applied;
-          duplicates += r.duplicates;
-          gaps += r.gaps;
-          break;
-        }
-      }
+      ApplyItem(items[i], results[i], state, committed);
     }
-    for (auto& [k, stats] : minutes) {
-      batch.minutes.push_back({k.first, k.second, stats});
-    }
-    for (auto& [id, rec] : working) batch.agents.push_back(rec);
-    auto add = [&](const char* name, uint64_t v) {
-      if (v > 0) batch.counter_deltas[name] = static_cast<double>(v);
-    };
-    add(kIngestBatches, batches);
-    add(kIngestOutcomes, applied);
-    add(kIngestDuplicates, duplicates);
-    add(kIngestGaps, gaps);
-    add("outcomes_rejected_total", rejected);
-    add(kIngestGapsRefused, gaps_refused);
-    add(kPlatformSamples, batch.platform_samples.size());
-    batch.counter_deltas[kIngestCommits] = 1;
+    FillBatch(state);
 
     CommitResult commit_result;
-    absl::Status status = store_->Commit(batch, &commit_result);
+    absl::Status status = store_->Commit(state.batch, &commit_result);
     if (options_.on_commit) options_.on_commit(status);
     if (!status.ok()) {
       reload_watermarks_ = true;
       FailAll(items, status);
       return;
     }
+    PublishCommitted(state, commit_result, committed);
+    {
+      absl::MutexLock lock(&observers_mu_);
+      for (IngestObserver* o : observers_) o->OnCommittedShared(shared);
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (items[i].done) items[i].done(results[i]);
+    }
+  }
+
+  // Copies into `working` the current record of every agent `items` name,
+  // with the region of its first item.
+  void LoadWorkingAgents(const std::vector<Item>& items,
+                         std::map<std::string, AgentRecord>& working) {
+    absl::MutexLock lock(&agents_mu_);
+    for (const Item& item : items) {
+      if (working.count(item.agent_id)) continue;
+      auto it = agents_.find(item.agent_id);
+      AgentRecord rec;
+      if (it != agents_.end()) rec = it->second;
+      rec.agent_id = item.agent_id;
+      rec.region = item.region;
+      working[item.agent_id] = rec;
+    }
+  }
+
+  // Applies one item to `state` (and its new outcomes to `committed`),
+  // filling its result `r`.
+  void ApplyItem(Item& item, IngestResult& r, ApplyState& state,
+                 CommittedBatch& committed) {
+    AgentRecord& agent = state.working[item.agent_id];
+    agent.last_seen = state.now;
+    switch (item.kind) {
+      case Item::Kind::kDropped:
+        agent.dropped_total = std::max(agent.dropped_total, item.dropped_total);
+        break;
+      case Item::Kind::kPlatform:
+        AddPlatformSamples(item, state.batch);
+        break;
+      case Item::Kind::kOutcomes:
+        ApplyOutcomes(item, agent, r, state, committed);
+        break;
+    }
+  }
+
+  // Adds the platform samples of `item` (region defaulted to the item's) to
+  // `batch`, each with the counter it feeds ("" for non-Sum statistics).
+  static void AddPlatformSamples(Item& item, WriteBatch& batch) {
+    for (v1::PlatformMetricSample& s : *item.platform.mutable_samples()) {
+      if (s.region().empty()) s.set_region(item.region);
+      batch.platform_counters.push_back(
+          s.stat() == "Sum" || s.stat().empty()
+              ? PlatformCounterName(s.metric(), s.region(), s.target(),
+                                    s.mode())
+              : std::string());
+      batch.platform_samples.push_back(s);
+    }
+  }
+
+  // Applies an outcome batch past `agent`'s watermark: a barrier reports the
+  // watermark, an invalid or unexplained-gap batch is refused, duplicates
+  // are skipped and the rest recorded (advancing the watermark).
+  void ApplyOutcomes(Item& item, AgentRecord& agent, IngestResult& r,
+                     ApplyState& state, CommittedBatch& committed) {
+    v1::OutcomeBatch& b = item.outcomes;
+    if (b.outcomes_size() == 0) {
+      // A barrier (or an empty batch): reports the watermark.
+      r.applied_sequence = agent.applied_sequence;
+      return;
+    }
+    ++state.batches;
+    agent.dropped_total = std::max(agent.dropped_total, b.dropped_total());
+    r.status = Validate(b);
+    if (!r.status.ok()) {
+      r.applied_sequence = agent.applied_sequence;
+      return;
+    }
+    if (RefuseUnexplainedGap(item, agent, r)) {
+      ++state.gaps_refused;
+      return;
+    }
+    const uint64_t n = b.outcomes_size();
+    const uint64_t first = b.first_sequence();
+    const uint64_t last = first + n - 1;
+    const uint64_t wm = agent.applied_sequence;
+    if (n == 0 || last <= wm) {
+      r.duplicates = n;
+    } else {
+      const uint64_t skip = wm >= first ? wm - first + 1 : 0;
+      r.duplicates = skip;
+      r.gaps = first > wm + 1 ? first - wm - 1 : 0;
+      const uint64_t rejected_before = state.rejected;
+      RecordOutcomes(item, skip, state, committed);
+      r.applied = n - skip - (state.rejected - rejected_before);
+      agent.applied_sequence = last;
+    }
+    r.applied_sequence = agent.applied_sequence;
+    state.applied += r.applied;
+    state.duplicates += r.duplicates;
+    state.gaps += r.gaps;
+  }
+
+  // A gap is what the agent's outbox dropped, and the agent counts every
+  // drop. A jump its drop count does not explain (a forged or corrupt batch:
+  // without mTLS the agent id is taken on trust) would make every genuine
+  // outcome up to it a "duplicate": refused, nothing applied, the watermark
+  // kept. An agent this store has no outcome from yet (watermark 0: a new
+  // controller database) may start anywhere.
+  // Returns true (with `r` set and a log line) when the batch is refused.
+  bool RefuseUnexplainedGap(const Item& item, const AgentRecord& agent,
+                            IngestResult& r) {
+    const uint64_t n = item.outcomes.outcomes_size();
+    const uint64_t first = item.outcomes.first_sequence();
+    const uint64_t wm = agent.applied_sequence;
+    if (!(wm > 0 && first > wm + 1 &&
+          first - wm - 1 >
+              agent.dropped_total + options_.max_unexplained_gap)) {
+      return false;
+    }
+    LogError("outcomes_gap_refused",
+             {{"agent", item.agent_id},
+              {"region", item.region},
+              {"watermark", absl::StrCat(wm)},
+              {"first_sequence", absl::StrCat(first)},
+              {"dropped_total", absl::StrCat(agent.dropped_total)},
+              {"outcomes", absl::StrCat(n)}});
+    r.status = absl::FailedPreconditionError(absl::StrCat(
+        "outcomes.first_sequence: ", first, " skips ", first - wm - 1,
+        " sequence numbers after the applied ", wm,
+        ", more than the agent's dropped count ", agent.dropped_total,
+        " explains (allowed extra: ", options_.max_unexplained_gap,
+        "); batch refused"));
+    r.applied_sequence = wm;
+    return true;
+  }
+
+  // Records the outcomes of `item` from index `skip` on, except those the
+  // item marks rejected (counted): stamps their sequence, agent and region,
+  // adds them to their stream minute, keeps failures up to the per-commit
+  // cap, and moves them into `committed`.
+  void RecordOutcomes(Item& item, uint64_t skip, ApplyState& state,
+                      CommittedBatch& committed) {
+    v1::OutcomeBatch& b = item.outcomes;
+    const uint64_t n = b.outcomes_size();
+    const uint64_t first = b.first_sequence();
+    for (uint64_t k = skip; k < n; ++k) {
+      if (k < item.rejected.size() && item.rejected[k]) {
+        ++state.rejected;
+        continue;
+      }
+      v1::Outcome& o = *b.mutable_outcomes(k);
+      o.set_sequence(first + k);
+      o.set_agent_id(item.agent_id);
+      o.set_region(item.region);
+      StreamKey key{o.region(), o.target(), o.mode(), o.requested_bytes(),
+                    !o.adhoc_id().empty()};
+      const int64_t minute = MinuteOf(
+          o.has_start_time() ? TimeFromProto(o.start_time()) : state.now);
+      state.minutes[{std::move(key), minute}].Add(o);
+      if (o.outcome_class() != v1::OK &&
+          state.failures_kept < options_.max_failures_per_commit) {
+        state.batch.failures.push_back(o);
+        ++state.failures_kept;
+      }
+      committed.outcomes.push_back(std::move(o));
+    }
+  }
+
+  // Completes state.batch: stream minutes, touched agents and the counter
+  // deltas of this commit.
+  static void FillBatch(ApplyState& state) {
+    WriteBatch& batch = state.batch;
+    for (auto& [k, stats] : state.minutes) {
+      batch.minutes.push_back({k.first, k.second, stats});
+    }
+    for (auto& [id, rec] : state.working) batch.agents.push_back(rec);
+    auto add = [&](const char* name, uint64_t v) {
+      if (v > 0) batch.counter_deltas[name] = static_cast<double>(v);
+    };
+    add(kIngestBatches, state.batches);
+    add(kIngestOutcomes, state.applied);
+    add(kIngestDuplicates, state.duplicates);
+    add(kIngestGaps, state.gaps);
+    add("outcomes_rejected_total", state.rejected);
+    add(kIngestGapsRefused, state.gaps_refused);
+    add(kPlatformSamples, batch.platform_samples.size());
+    batch.counter_deltas[kIngestCommits] = 1;
+  }
+
+  // After a successful commit: adopts the touched agents' records, feeds the
+  // metrics, and hands the platform samples to `committed`.
+  void PublishCommitted(ApplyState& state, const CommitResult& commit_result,
+                        CommittedBatch& committed) {
+    WriteBatch& batch = state.batch;
     {
       absl::MutexLock lock(&agents_mu_);
-      for (auto& [id, rec] : working) agents_[id] = rec;
+      for (auto& [id, rec] : state.working) agents_[id] = rec;
     }
     for (const StreamMinute& m : batch.minutes) {
       metrics_->AddStream(m.key, m.stats);
@@ -507,17 +580,10 @@ class IngestImpl : public Ingest {
                              batch.platform_samples[i].value() - prev);
       }
     }
-    for (const auto& [id, rec] : working) {
+    for (const auto& [id, rec] : state.working) {
       metrics_->SetAgentDropped(id, rec.region, rec.dropped_total);
     }
     committed.platform_samples = std::move(batch.platform_samples);
-    {
-      absl::MutexLock lock(&observers_mu_);
-      for (IngestObserver* o : observers_) o->OnCommittedShared(shared);
-    }
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (items[i].done) items[i].done(results[i]);
-    }
   }
 
   static absl::Status Validate(const v1::OutcomeBatch& b) {
