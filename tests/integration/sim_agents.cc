@@ -181,11 +181,16 @@ class SimAgent
 
   // Sends from the outbox while the window allows. `produced`: outcomes
   // produced per agent by now (ignored when the outbox is always full).
+  // Called from the Ack reaction and the send loop at once: a batch's
+  // sequence numbers are taken and it is queued for writing in one critical
+  // section, so batches go out in sequence order (as the agent's single
+  // session thread sends them).
   void SendMore(uint64_t produced) {
     const SimAgentsOptions& o = shared_->options;
     for (;;) {
-      v1::AgentMessage m;
+      const v1::AgentMessage* start = nullptr;
       {
+        v1::AgentMessage m;
         absl::MutexLock lock(&mu_);
         if (!welcomed_ || shared_->stopping ||
             static_cast<int>(inflight_.size()) >= o.window) {
@@ -218,8 +223,9 @@ class SimAgent
         next_seq_ += n;
         inflight_.push_back({next_seq_ - 1, kClock->MonotonicNow()});
         shared_->sent += n;
+        start = QueueLocked(std::move(m));
       }
-      Write(std::move(m));
+      if (start) StartWrite(start);
     }
   }
 
@@ -257,13 +263,19 @@ class SimAgent
     const v1::AgentMessage* next = nullptr;
     {
       absl::MutexLock lock(&mu_);
-      out_.push_back(std::move(m));
-      if (!writing_) {
-        writing_ = true;
-        next = &out_.front();
-      }
+      next = QueueLocked(std::move(m));
     }
     if (next) StartWrite(next);
+  }
+
+  // Queues `m`; returns the message to StartWrite (outside the lock) when
+  // no write is in progress.
+  const v1::AgentMessage* QueueLocked(v1::AgentMessage m)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    out_.push_back(std::move(m));
+    if (writing_) return nullptr;
+    writing_ = true;
+    return &out_.front();
   }
 
   const std::string id_;
