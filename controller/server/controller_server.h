@@ -94,6 +94,12 @@ struct ControllerServerOptions {
   absl::Duration max_connection_idle = absl::Minutes(5);
   int max_threads = 64;
   int max_message_bytes = 4 << 20;
+  // Memory gRPC may use for the agents' connections (read buffers, HTTP/2
+  // windows, parsed messages awaiting a reader). Under pressure gRPC shrinks
+  // the flow-control windows, so a paused session (ingest flow control)
+  // holds little; without it each stream's window grows with the measured
+  // bandwidth and the controller's memory grows with the machine's speed.
+  int64_t grpc_memory_bytes = int64_t{512} << 20;
   // Largest admin API request (RESOURCE_EXHAUSTED beyond). Bearer tokens
   // are checked on the call's headers before any of it is read
   // (controller/api/admin_gate.h).

@@ -153,6 +153,7 @@ absl::Status ControllerServerImpl::BuildMainServer(const std::string& listen) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 1);
   grpc::ResourceQuota quota("fleetcanary-controller");
   quota.SetMaxThreads(std::max(4, options_.max_threads));
+  quota.Resize(static_cast<size_t>(options_.grpc_memory_bytes));
   builder.SetResourceQuota(quota);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

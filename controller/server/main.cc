@@ -116,6 +116,14 @@ ABSL_FLAG(uint64_t, adhoc_max_probes, 10000,
           "Most probes one ad-hoc RunProbe may ask for (count x modes x sizes "
           "x regions).");
 ABSL_FLAG(int, grpc_max_threads, 64, "Most threads serving gRPC.");
+ABSL_FLAG(int, grpc_memory_mib, 512,
+          "Memory the gRPC transport may use for agent connections (buffers "
+          "and HTTP/2 windows; ingest's pending outcomes are bounded "
+          "separately). At least 16.");
+ABSL_FLAG(int64_t, ingest_max_pending_outcomes, 100000,
+          "Outcomes read but not yet committed at which ingest saturates and "
+          "the agents' streams stop being read (flow control); each takes "
+          "about 2 KiB. At least 1000.");
 ABSL_FLAG(int, grpc_max_message_bytes, 4 << 20,
           "Largest gRPC message accepted (agent batches are <= 1 MiB).");
 ABSL_FLAG(uint64_t, max_unexplained_sequence_gap, 1000,
@@ -254,6 +262,12 @@ absl::Status LimitsFromFlags(ControllerServerOptions* options) {
   options->max_threads = absl::GetFlag(FLAGS_grpc_max_threads);
   options->adhoc_max_probes = absl::GetFlag(FLAGS_adhoc_max_probes);
   options->max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
+  const int memory_mib = absl::GetFlag(FLAGS_grpc_memory_mib);
+  if (memory_mib < 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grpc_memory_mib: ", memory_mib, " is below 16"));
+  }
+  options->grpc_memory_bytes = int64_t{memory_mib} << 20;
   options->admin_max_message_bytes =
       absl::GetFlag(FLAGS_admin_max_message_bytes);
   options->max_connections = absl::GetFlag(FLAGS_grpc_max_connections);
@@ -265,6 +279,13 @@ absl::Status LimitsFromFlags(ControllerServerOptions* options) {
   }
   options->ingest.max_unexplained_gap =
       absl::GetFlag(FLAGS_max_unexplained_sequence_gap);
+  options->ingest.max_queued_outcomes =
+      absl::GetFlag(FLAGS_ingest_max_pending_outcomes);
+  if (options->ingest.max_queued_outcomes < 1000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ingest_max_pending_outcomes: ", options->ingest.max_queued_outcomes,
+        " is below 1000"));
+  }
   if (options->admin_max_message_bytes <= 0) {
     return absl::InvalidArgumentError(
         "admin_max_message_bytes: must be positive");

@@ -88,6 +88,28 @@ TEST(DaemonCli, HelpListsOwnFlagsWithDefaults) {
   EXPECT_TRUE(absl::StrContains(e.output, "default: 20000")) << e.output;
 }
 
+// The memory bounds refuse values too small to serve anything, naming the
+// flag, before the controller opens a store or a port.
+TEST(DaemonCli, ControllerRefusesMemoryBoundsBelowTheirFloor) {
+  const std::string base =
+      Daemons()[0].path +
+      " --insecure --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0"
+      " --data_dir=" +
+      ::testing::TempDir() + "/daemon_cli_memory";
+  const CmdResult quota = RunCapture(base + " --grpc_memory_mib=8");
+  EXPECT_EQ(quota.exit_code, 1) << quota.output;
+  EXPECT_TRUE(absl::StrContains(
+      quota.output, "INVALID_ARGUMENT: grpc_memory_mib: 8 is below 16"))
+      << quota.output;
+  const CmdResult pending =
+      RunCapture(base + " --ingest_max_pending_outcomes=10");
+  EXPECT_EQ(pending.exit_code, 1) << pending.output;
+  EXPECT_TRUE(absl::StrContains(
+      pending.output,
+      "INVALID_ARGUMENT: ingest_max_pending_outcomes: 10 is below 1000"))
+      << pending.output;
+}
+
 TEST(DaemonCli, VersionPrintsVersionAndRevision) {
   for (const Daemon& d : Daemons()) {
     SCOPED_TRACE(d.program);

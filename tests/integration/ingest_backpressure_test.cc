@@ -3,13 +3,15 @@
 //
 // The controller bounds what it holds (ingest's pending outcomes, then flow
 // control: it stops reading saturated streams, so HTTP/2 keeps further
-// batches in the agents' outboxes). The test asserts what that guarantees,
-// independent of the machine's speed:
+// batches in the agents' outboxes; gRPC's memory quota bounds the
+// transport's buffers). The test asserts what that guarantees, independent
+// of the machine's speed:
 //   - the offer did exceed what was committed (the premise), by an outbox
 //     backlog at the end of the 60 s;
-//   - the controller's RSS high-water mark stays below a fixed bound, and
-//     the second half of the run peaks no higher than the first half plus a
-//     margin (memory is flat, not slowly climbing);
+//   - pending outcomes stay within flow control's bound, and the
+//     controller's RSS high-water mark below the bound its memory settings
+//     imply, and the second half of the run peaks no higher than the first
+//     half plus a margin (memory is flat, not slowly climbing);
 //   - nothing is lost: once the agents stop producing, every produced
 //     outcome is acknowledged, the controller counts exactly as many applied
 //     outcomes, no gap and no duplicate, and no stream was ended.
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -46,11 +49,21 @@ using testing::SimAgentsStats;
 constexpr int kAgents = 1000;
 constexpr int kBatch = 200;
 constexpr absl::Duration kSaturation = absl::Seconds(60);
-// Connected agents (~25 MiB per 1,000), ingest's pending bound (100,000
-// outcomes) plus one batch read from each stream, at ~1.5 KiB per parsed
-// outcome, gRPC's buffers and the allocator's slack: below this, or the
-// bound does not hold.
-constexpr double kRssBoundMib = 1024;
+// The controller's memory settings for this run (flags).
+constexpr int64_t kPendingLimit = 100000;
+constexpr int64_t kGrpcMemoryMib = 128;
+// Flow control's bound on pending outcomes: the limit, plus the one batch
+// each stream had already been asked for when ingest saturated.
+constexpr int64_t kPendingBound = kPendingLimit + int64_t{kAgents} * kBatch;
+// Memory per pending (parsed) outcome, the allocator's slack included.
+constexpr double kBytesPerPendingOutcome = 2560;
+// Everything else: code, SQLite's cache, 1,000 sessions (~25 MiB), threads.
+constexpr double kBaseMib = 256;
+// RSS may not exceed what the configuration bounds, whatever the machine's
+// speed: the gRPC transport's quota, the pending outcomes and the rest.
+constexpr double kRssBoundMib =
+    kBaseMib + kGrpcMemoryMib +
+    kPendingBound * kBytesPerPendingOutcome / (1 << 20);
 // How much higher the second half of the run may peak than the first.
 constexpr double kGrowthMarginMib = 64;
 
@@ -84,7 +97,9 @@ class IngestBackpressureTest : public ::testing::Test {
         {"--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
          "--data_dir=" + dir_ + "/controller",
          "--fleet=" + dir_ + "/fleet.yaml", "--target_allow_loopback",
-         "--heartbeat_interval=60s", "--insecure"},
+         "--heartbeat_interval=60s", "--insecure",
+         absl::StrCat("--grpc_memory_mib=", kGrpcMemoryMib),
+         absl::StrCat("--ingest_max_pending_outcomes=", kPendingLimit)},
         dir_ + "/controller.log");
     ASSERT_TRUE(p.ok()) << p.status();
     controller_ = std::move(*p);
@@ -146,7 +161,7 @@ TEST_F(IngestBackpressureTest, RssStaysBoundedAtTwiceCapacityAndNothingIsLost) {
   const pid_t pid = controller_->pid();
   (*sims)->Start();
   // The run lasts 60 s of real time by definition; RSS is sampled meanwhile.
-  double first_half_max = 0, second_half_max = 0;
+  double first_half_max = 0, second_half_max = 0, pending_max = 0;
   const absl::Duration start = clock->MonotonicNow();
   for (absl::Duration now = start; now - start < kSaturation;
        now = clock->MonotonicNow()) {
@@ -154,21 +169,26 @@ TEST_F(IngestBackpressureTest, RssStaysBoundedAtTwiceCapacityAndNothingIsLost) {
     double& half =
         now - start < kSaturation / 2 ? first_half_max : second_half_max;
     half = std::max(half, rss);
+    pending_max = std::max(pending_max, Metric(HttpGet(http_, "/metrics"),
+                                               "ingest_pending_outcomes"));
     clock->SleepFor(absl::Milliseconds(200));
   }
+
   const SimAgentsStats saturated = (*sims)->Stats();
   (*sims)->StopProducing();
   std::printf(
       "capacity %.0f outcomes/s, offered %.0f/s for %s: acked %llu of %llu "
       "produced; controller RSS max %.1f MiB (first half) %.1f MiB (second "
-      "half)\n",
+      "half), bound %.0f MiB; pending outcomes max %.0f, bound %lld\n",
       capacity, 2 * capacity, absl::FormatDuration(kSaturation).c_str(),
       static_cast<unsigned long long>(saturated.acked),
       static_cast<unsigned long long>(saturated.produced), first_half_max,
-      second_half_max);
+      second_half_max, kRssBoundMib, pending_max,
+      static_cast<long long>(kPendingBound));
 
   // The premise: more was offered than committed (an outbox backlog).
   EXPECT_GT(saturated.produced, saturated.acked);
+  EXPECT_LE(pending_max, kPendingBound);
   EXPECT_LT(std::max(first_half_max, second_half_max), kRssBoundMib);
   EXPECT_LE(second_half_max, first_half_max + kGrowthMarginMib);
 
