@@ -162,6 +162,7 @@ TEST_F(IngestBackpressureTest, RssStaysBoundedAtTwiceCapacityAndNothingIsLost) {
   (*sims)->Start();
   // The run lasts 60 s of real time by definition; RSS is sampled meanwhile.
   double first_half_max = 0, second_half_max = 0, pending_max = 0;
+  bool saturated_seen = false;
   const absl::Duration start = clock->MonotonicNow();
   for (absl::Duration now = start; now - start < kSaturation;
        now = clock->MonotonicNow()) {
@@ -169,8 +170,10 @@ TEST_F(IngestBackpressureTest, RssStaysBoundedAtTwiceCapacityAndNothingIsLost) {
     double& half =
         now - start < kSaturation / 2 ? first_half_max : second_half_max;
     half = std::max(half, rss);
-    pending_max = std::max(pending_max, Metric(HttpGet(http_, "/metrics"),
-                                               "ingest_pending_outcomes"));
+    const std::string metrics = HttpGet(http_, "/metrics");
+    pending_max =
+        std::max(pending_max, Metric(metrics, "ingest_pending_outcomes"));
+    saturated_seen = saturated_seen || Metric(metrics, "ingest_saturated") == 1;
     clock->SleepFor(absl::Milliseconds(200));
   }
 
@@ -186,8 +189,10 @@ TEST_F(IngestBackpressureTest, RssStaysBoundedAtTwiceCapacityAndNothingIsLost) {
       second_half_max, kRssBoundMib, pending_max,
       static_cast<long long>(kPendingBound));
 
-  // The premise: more was offered than committed (an outbox backlog).
+  // The premise: more was offered than committed (an outbox backlog), and
+  // the controller said so (fleetcanary_ingest_saturated, its alert's input).
   EXPECT_GT(saturated.produced, saturated.acked);
+  EXPECT_TRUE(saturated_seen);
   EXPECT_LE(pending_max, kPendingBound);
   EXPECT_LT(std::max(first_half_max, second_half_max), kRssBoundMib);
   EXPECT_LE(second_half_max, first_half_max + kGrowthMarginMib);
@@ -207,6 +212,8 @@ TEST_F(IngestBackpressureTest, RssStaysBoundedAtTwiceCapacityAndNothingIsLost) {
       << Metric(body, "ingest_duplicates_total");
   EXPECT_EQ(Metric(body, "outcomes_rejected_total") <= 0, true)
       << Metric(body, "outcomes_rejected_total");
+  EXPECT_GE(Metric(body, "ingest_saturations_total"), 1);
+  EXPECT_EQ(Metric(body, "ingest_saturated"), 0);
 }
 
 }  // namespace
