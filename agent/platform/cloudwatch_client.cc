@@ -13,6 +13,7 @@
 #include "agent/platform/get_metric_data_json.h"
 #include "common/aws/http.h"
 #include "common/aws/partition.h"
+#include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
 #include "nlohmann/json.hpp"
 
@@ -357,6 +358,28 @@ std::vector<MetricSpec> DefaultLambdaMetrics() {
           {"Throttles", "Sum"},    {"UrlRequestCount", "Sum"},
           {"Url4xxCount", "Sum"},  {"Url5xxCount", "Sum"},
           {"Duration", "Average"}, {"UrlRequestLatency", "Average"}};
+}
+
+v1::PlatformMetricSample MakePlatformSample(const MetricsTarget& target,
+                                            const MetricSpec& metric,
+                                            absl::Time period_start,
+                                            absl::Duration period,
+                                            double value) {
+  v1::PlatformMetricSample s;
+  s.set_region(target.region);
+  s.set_target(target.target);
+  s.set_mode(target.mode);
+  s.set_function_name(target.identity.function_name());
+  if (!target.identity.alias().empty()) {
+    s.set_resource(absl::StrCat(target.identity.function_name(), ":",
+                                target.identity.alias()));
+  }
+  s.set_metric(metric.name);
+  s.set_stat(metric.stat);
+  *s.mutable_period_start() = TimeToProto(period_start);
+  s.mutable_period()->set_seconds(absl::ToInt64Seconds(period));
+  s.set_value(value);
+  return s;
 }
 
 std::string EndpointFor(const MetricsTarget& target,
