@@ -1,6 +1,5 @@
 // SqliteStore: retention (Store::Prune), in bounded transactions.
 #include <algorithm>
-#include <utility>
 #include <vector>
 
 #include "common/status/status_util.h"
@@ -83,15 +82,8 @@ absl::Status SqliteStore::RollUpMinutesLocked(int64_t cutoff, int64_t limit,
            "received_bytes, minute FROM stream_minutes WHERE minute < ? "
            "ORDER BY minute LIMIT ?");
     q.Bind(1, cutoff).Bind(2, limit);
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) {
-      StreamMinute m;
-      ReadKey(q, 0, &m.key);
-      ReadStats(q, 5, &m.stats);
-      m.minute = q.Int(11);
-      rows.push_back(std::move(m));
-    }
-    if (rc != SQLITE_DONE) return Error("reading minutes to roll up");
+    FC_RETURN_IF_ERROR(
+        ReadMinutesLocked(q, "reading minutes to roll up", &rows));
   }
   for (const auto& [k, stats] : MergeByHour(rows)) {
     FC_RETURN_IF_ERROR(AddHourLocked(k.first, k.second, stats));
