@@ -103,14 +103,7 @@ class OutboxImpl : public Outbox {
       if (key == "dropped_total") dropped_ = value;
     }
     sqlite3_finalize(q);
-    sqlite3_prepare_v2(db_,
-                       "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outcomes",
-                       -1, &q, nullptr);
-    if (sqlite3_step(q) == SQLITE_ROW) {
-      depth_ = sqlite3_column_int64(q, 0);
-      bytes_ = sqlite3_column_int64(q, 1);
-    }
-    sqlite3_finalize(q);
+    RecountLocked();
     // Until a Welcome says otherwise, anything stored may have been sent.
     sent_upto_ = next_sequence_ - 1;
     if (!options_.journal_path.empty()) {
@@ -400,16 +393,7 @@ class OutboxImpl : public Outbox {
       next_sequence_ = sequence + 1;
     }
     acked_ = sequence;
-    // Recount (cheap: the acknowledged rows are gone).
-    sqlite3_stmt* q = nullptr;
-    sqlite3_prepare_v2(db_,
-                       "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outcomes",
-                       -1, &q, nullptr);
-    if (sqlite3_step(q) == SQLITE_ROW) {
-      depth_ = sqlite3_column_int64(q, 0);
-      bytes_ = sqlite3_column_int64(q, 1);
-    }
-    sqlite3_finalize(q);
+    RecountLocked();  // Cheap: the acknowledged rows are gone.
     return absl::OkStatus();
   }
 
@@ -466,6 +450,20 @@ class OutboxImpl : public Outbox {
     sqlite3_reset(meta_set_);
     if (rc != SQLITE_DONE) return Error("updating counters");
     return absl::OkStatus();
+  }
+
+  // Sets depth_ and bytes_ from the stored outcomes (left as they were if
+  // the count cannot be read).
+  void RecountLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    sqlite3_stmt* q = nullptr;
+    sqlite3_prepare_v2(db_,
+                       "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outcomes",
+                       -1, &q, nullptr);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+      depth_ = sqlite3_column_int64(q, 0);
+      bytes_ = sqlite3_column_int64(q, 1);
+    }
+    sqlite3_finalize(q);
   }
 
   // The share of max_bytes kept for the WAL.

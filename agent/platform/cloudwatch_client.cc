@@ -8,12 +8,12 @@
 #include <tuple>
 #include <utility>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "agent/platform/get_metric_data_json.h"
+#include "common/aws/http.h"
 #include "common/aws/partition.h"
+#include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
 #include "nlohmann/json.hpp"
 
@@ -32,47 +32,8 @@ constexpr char kAmzTarget[] = "GraniteServiceVersion20100801.GetMetricData";
 constexpr char kContentType[] = "application/x-amz-json-1.0";
 constexpr size_t kMaxQueriesPerCall = 500;
 
-struct Endpoint {
-  std::string url;          // scheme://host[:port]/path
-  std::string host_header;  // host[:port] as sent in Host.
-  std::string path;         // Request target path, "/" by default.
-};
-
-absl::StatusOr<Endpoint> ParseEndpoint(const std::string& raw) {
-  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> url(curl_url(),
-                                                          curl_url_cleanup);
-  if (!url || curl_url_set(url.get(), CURLUPART_URL, raw.c_str(), 0) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cloudwatch endpoint \"", raw.substr(0, 256), "\" is not a URL"));
-  }
-  auto part = [&](CURLUPart which) -> std::string {
-    char* value = nullptr;
-    if (curl_url_get(url.get(), which, &value, 0) != 0 || value == nullptr) {
-      return "";
-    }
-    std::string out(value);
-    curl_free(value);
-    return out;
-  };
-  Endpoint ep;
-  std::string scheme = absl::AsciiStrToLower(part(CURLUPART_SCHEME));
-  if (scheme != "http" && scheme != "https") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cloudwatch endpoint \"", raw.substr(0, 256),
-                     "\": scheme must be http or https"));
-  }
-  std::string host = part(CURLUPART_HOST);
-  std::string port = part(CURLUPART_PORT);
-  ep.path = part(CURLUPART_PATH);
-  if (ep.path.empty()) ep.path = "/";
-  if (host.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cloudwatch endpoint \"", raw.substr(0, 256), "\" has no host"));
-  }
-  ep.host_header = port.empty() ? host : absl::StrCat(host, ":", port);
-  ep.url = absl::StrCat(scheme, "://", ep.host_header, ep.path);
-  return ep;
-}
+// A CloudWatch endpoint URL, split for the request and its signature.
+using Endpoint = aws::ParsedUrl;
 
 struct HttpResult {
   long status = 0;
@@ -215,7 +176,9 @@ absl::StatusOr<MetricDataResult> CloudWatchClient::GetMetricData(
 
   MetricDataResult result;
   for (const auto& [key, indices] : groups) {
-    FC_ASSIGN_OR_RETURN(Endpoint endpoint, ParseEndpoint(std::get<0>(key)));
+    FC_ASSIGN_OR_RETURN(
+        Endpoint endpoint,
+        aws::ParseHttpUrl(std::get<0>(key), "cloudwatch endpoint"));
     std::vector<QueryRef> queries;
     for (size_t t : indices) {
       for (size_t m = 0; m < metrics.size(); ++m) queries.push_back({t, m});
@@ -395,6 +358,28 @@ std::vector<MetricSpec> DefaultLambdaMetrics() {
           {"Throttles", "Sum"},    {"UrlRequestCount", "Sum"},
           {"Url4xxCount", "Sum"},  {"Url5xxCount", "Sum"},
           {"Duration", "Average"}, {"UrlRequestLatency", "Average"}};
+}
+
+v1::PlatformMetricSample MakePlatformSample(const MetricsTarget& target,
+                                            const MetricSpec& metric,
+                                            absl::Time period_start,
+                                            absl::Duration period,
+                                            double value) {
+  v1::PlatformMetricSample s;
+  s.set_region(target.region);
+  s.set_target(target.target);
+  s.set_mode(target.mode);
+  s.set_function_name(target.identity.function_name());
+  if (!target.identity.alias().empty()) {
+    s.set_resource(absl::StrCat(target.identity.function_name(), ":",
+                                target.identity.alias()));
+  }
+  s.set_metric(metric.name);
+  s.set_stat(metric.stat);
+  *s.mutable_period_start() = TimeToProto(period_start);
+  s.mutable_period()->set_seconds(absl::ToInt64Seconds(period));
+  s.set_value(value);
+  return s;
 }
 
 std::string EndpointFor(const MetricsTarget& target,

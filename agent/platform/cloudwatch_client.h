@@ -63,6 +63,16 @@ struct MetricDataResult {
   std::vector<std::string> messages;
 };
 
+// The sample of `metric` for `target` over the period starting at
+// `period_start` and lasting `period` (whole seconds): the target's region,
+// name and mode, its FunctionName and, when an alias is set, Resource
+// "<function>:<alias>", and `value`.
+v1::PlatformMetricSample MakePlatformSample(const MetricsTarget& target,
+                                            const MetricSpec& metric,
+                                            absl::Time period_start,
+                                            absl::Duration period,
+                                            double value);
+
 class PlatformMetricsClient {
  public:
   virtual ~PlatformMetricsClient() = default;

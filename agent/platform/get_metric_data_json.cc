@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "common/proto/time_convert.h"
 #include "common/status/status_util.h"
 
 namespace fleetcanary {
@@ -186,21 +185,8 @@ void AppendSamples(const std::vector<MetricsTarget>& targets,
     const MetricsTarget& t = targets[queries[q].target];
     const MetricSpec& m = metrics[queries[q].metric];
     for (const auto& [time, value] : batch.points[q]) {
-      v1::PlatformMetricSample& s = result->samples.emplace_back();
-      s.set_region(t.region);
-      s.set_target(t.target);
-      s.set_mode(t.mode);
-      s.set_function_name(t.identity.function_name());
-      if (!t.identity.alias().empty()) {
-        s.set_resource(
-            absl::StrCat(t.identity.function_name(), ":", t.identity.alias()));
-      }
-      s.set_metric(m.name);
-      s.set_stat(m.stat);
-      *s.mutable_period_start() = TimeToProto(time);
-
-      s.mutable_period()->set_seconds(period_s);
-      s.set_value(value);
+      result->samples.push_back(
+          MakePlatformSample(t, m, time, absl::Seconds(period_s), value));
     }
   }
 }

@@ -2,33 +2,12 @@
 
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "common/log/log.h"
 #include "common/proto/time_convert.h"
 
 namespace fleetcanary {
 namespace platform {
 namespace {
-
-v1::PlatformMetricSample MakeSample(const MetricsTarget& t, const MetricSpec& m,
-                                    absl::Time start, absl::Duration period,
-                                    double value) {
-  v1::PlatformMetricSample s;
-  s.set_region(t.region);
-  s.set_target(t.target);
-  s.set_mode(t.mode);
-  s.set_function_name(t.identity.function_name());
-  if (!t.identity.alias().empty()) {
-    s.set_resource(
-        absl::StrCat(t.identity.function_name(), ":", t.identity.alias()));
-  }
-  s.set_metric(m.name);
-  s.set_stat(m.stat);
-  s.mutable_period_start()->set_seconds(absl::ToUnixSeconds(start));
-  s.mutable_period()->set_seconds(absl::ToInt64Seconds(period));
-  s.set_value(value);
-  return s;
-}
 
 // Forgets reported values of periods starting before `t`.
 void EraseBefore(std::map<std::pair<size_t, absl::Time>, double>* reported,
@@ -175,8 +154,8 @@ PlatformMetricsReader::Poll() {
          t += options_.period) {
       for (size_t m = 0; m < options_.metrics.size(); ++m) {
         if (zero_fill_[m] && !state.reported.count({m, t})) {
-          out.push_back(MakeSample(state.target, options_.metrics[m], t,
-                                   options_.period, 0));
+          out.push_back(MakePlatformSample(state.target, options_.metrics[m], t,
+                                           options_.period, 0));
         }
       }
     }

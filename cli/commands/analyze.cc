@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "analysis/offline.h"
 #include "cli/commands/controller_client.h"
+#include "cli/commands/time_flag.h"
 #include "cli/commands/verdict_format.h"
 #include "cli/output/json.h"
 #include "cli/ui/progress_bar.h"
@@ -34,16 +35,6 @@ struct AnalyzeFlags {
   std::string output = "table";
   bool progress = false;
 };
-
-absl::StatusOr<absl::Time> ParseTimeFlag(const std::string& flag,
-                                         const std::string& text) {
-  absl::Time t;
-  std::string err;
-  if (absl::ParseTime(absl::RFC3339_full, text, &t, &err)) return t;
-  return absl::InvalidArgumentError(
-      absl::StrCat(flag, ": \"", text,
-                   "\" is not an RFC 3339 time (e.g. 2024-02-04T00:00:00Z)"));
-}
 
 // Reads a file through, reporting bytes read to a progress bar.
 class ProgressStreamBuf : public std::streambuf {

@@ -13,6 +13,7 @@
 #include "analysis/report/report_builder.h"
 #include "analysis/report/report_render.h"
 #include "cli/commands/controller_client.h"
+#include "cli/commands/time_flag.h"
 #include "common/proto/time_convert.h"
 #include "common/units/units.h"
 
@@ -33,16 +34,6 @@ struct ReportFlags {
   std::string out = "-";
   uint32_t max_samples = 20;
 };
-
-absl::StatusOr<absl::Time> ParseTimeFlag(const std::string& flag,
-                                         const std::string& text) {
-  absl::Time t;
-  std::string err;
-  if (absl::ParseTime(absl::RFC3339_full, text, &t, &err)) return t;
-  return absl::InvalidArgumentError(
-      absl::StrCat(flag, ": \"", text,
-                   "\" is not an RFC 3339 time (e.g. 2024-02-04T00:00:00Z)"));
-}
 
 // The window the flags ask for; infinite bounds when none was given.
 struct Window {

@@ -1,5 +1,4 @@
 // PostgresStore: retention (Store::Prune), in bounded transactions.
-#include <algorithm>
 #include <vector>
 
 #include "controller/store/postgres_store_impl.h"
@@ -9,60 +8,50 @@ namespace fleetcanary {
 namespace controller {
 namespace store_internal {
 
+namespace {
+
+// The bounded DELETE of each step but kRollUpMinutes (nullptr for that
+// one); $1 = cutoff, $2 = limit.
+const char* DeleteSql(PruneStep step) {
+  switch (step) {
+    case PruneStep::kFailures:
+      return "DELETE FROM raw_failures WHERE id IN (SELECT id FROM "
+             "raw_failures WHERE start_us < $1 LIMIT $2)";
+    case PruneStep::kVerdicts:
+      return "DELETE FROM verdicts WHERE id IN (SELECT id FROM verdicts "
+             "WHERE updated_us < $1 LIMIT $2)";
+    case PruneStep::kPlatformSamples:
+      return "DELETE FROM platform_samples WHERE ctid IN (SELECT ctid FROM "
+             "platform_samples WHERE period_start_us < $1 LIMIT $2)";
+    case PruneStep::kHours:
+      return "DELETE FROM stream_hours WHERE ctid IN (SELECT ctid FROM "
+             "stream_hours WHERE hour < $1 LIMIT $2)";
+    case PruneStep::kRollUpMinutes:
+      break;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 absl::StatusOr<PruneResult> PostgresStore::Prune(
     absl::Time now, const RetentionOptions& retention) {
-  const PruneCutoffs cut = PruneCutoffs::At(now, retention);
-  const int64_t limit =
-      std::max<int64_t>(1, retention.max_rows_per_transaction);
-  PruneResult result;
-  // Each step repeats bounded transactions until one touches fewer than
-  // `limit` rows; the lock is released between transactions.
-  auto repeat = [&](auto step, int64_t* count) -> absl::Status {
-    for (;;) {
-      int64_t n = 0;
-      {
+  // The lock is released between transactions.
+  return RunPrune(
+      now, retention,
+      [this](PruneStep step, int64_t cutoff, int64_t limit, int64_t* n) {
         absl::MutexLock lock(&mu_);
-        FC_RETURN_IF_ERROR(InTransactionLocked([&] { return step(&n); }));
-      }
-      ++result.transactions;
-      *count += n;
-      if (n < limit) return absl::OkStatus();
-    }
-  };
-  auto del = [&](const char* sql, int64_t cutoff) {
-    return [this, sql, cutoff, limit](int64_t* n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-               mu_) -> absl::Status {
-      FC_ASSIGN_OR_RETURN(Rows r, ExecLocked(sql, {P(cutoff), P(limit)}));
-      *n = r.Affected();
-      return absl::OkStatus();
-    };
-  };
-  FC_RETURN_IF_ERROR(repeat(
-      [&](int64_t* n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return RollUpMinutesLocked(cut.minute, limit, n);
-      },
-      &result.minutes_deleted));
-  FC_RETURN_IF_ERROR(
-      repeat(del("DELETE FROM raw_failures WHERE id IN (SELECT id FROM "
-                 "raw_failures WHERE start_us < $1 LIMIT $2)",
-                 cut.raw_us),
-             &result.failures_deleted));
-  FC_RETURN_IF_ERROR(
-      repeat(del("DELETE FROM verdicts WHERE id IN (SELECT id FROM verdicts "
-                 "WHERE updated_us < $1 LIMIT $2)",
-                 cut.raw_us),
-             &result.verdicts_deleted));
-  FC_RETURN_IF_ERROR(
-      repeat(del("DELETE FROM platform_samples WHERE ctid IN (SELECT ctid FROM "
-                 "platform_samples WHERE period_start_us < $1 LIMIT $2)",
-                 cut.platform_us),
-             &result.platform_samples_deleted));
-  FC_RETURN_IF_ERROR(
-      repeat(del("DELETE FROM stream_hours WHERE ctid IN (SELECT ctid FROM "
-                 "stream_hours WHERE hour < $1 LIMIT $2)",
-                 cut.hour),
-             &result.hours_deleted));
-  return result;
+        return InTransactionLocked(
+            [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+              if (step == PruneStep::kRollUpMinutes) {
+                return RollUpMinutesLocked(cutoff, limit, n);
+              }
+              FC_ASSIGN_OR_RETURN(
+                  Rows r, ExecLocked(DeleteSql(step), {P(cutoff), P(limit)}));
+              *n = r.Affected();
+              return absl::OkStatus();
+            });
+      });
 }
 
 absl::Status PostgresStore::RollUpMinutesLocked(int64_t cutoff, int64_t limit,

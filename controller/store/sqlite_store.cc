@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -173,6 +174,20 @@ void SqliteStore::ReadStats(Stmt& q, int col, StreamStats* stats) {
   stats->duration.buckets = q.U64s(col + 4);
   stats->duration.buckets.resize(kNumLatencyBuckets);
   stats->received_bytes = q.Int(col + 5);
+}
+
+absl::Status SqliteStore::ReadMinutesLocked(Stmt& q, absl::string_view what,
+                                            std::vector<StreamMinute>* out) {
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    StreamMinute m;
+    ReadKey(q, 0, &m.key);
+    ReadStats(q, 5, &m.stats);
+    m.minute = q.Int(11);
+    out->push_back(std::move(m));
+  }
+  if (rc != SQLITE_DONE) return Error(what);
+  return absl::OkStatus();
 }
 
 void SqliteStore::BindStats(Stmt& q, int i, const StreamStats& s) {

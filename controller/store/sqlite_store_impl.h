@@ -207,6 +207,11 @@ class SqliteStore : public Store {
   // Columns: counts, ttfb_sum, ttfb_buckets, duration_sum, duration_buckets,
   // received_bytes.
   static void ReadStats(Stmt& q, int col, StreamStats* stats);
+  // Steps `q` to its end, appending one StreamMinute per row to `out`.
+  // Columns: ReadKey's, ReadStats', minute. Error(what) when a step fails.
+  absl::Status ReadMinutesLocked(Stmt& q, absl::string_view what,
+                                 std::vector<StreamMinute>* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Binds probes, counts, ttfb_sum, ttfb_buckets, duration_sum,
   // duration_buckets, received_bytes starting at `i`.
   static void BindStats(Stmt& q, int i, const StreamStats& s);

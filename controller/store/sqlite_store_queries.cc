@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/status/status_util.h"
 #include "controller/store/sqlite_store_impl.h"
 
 namespace fleetcanary {
@@ -69,15 +70,7 @@ absl::StatusOr<std::vector<StreamMinute>> SqliteStore::QueryStreamMinutes(
          "ORDER BY region, target, mode, size_bytes, adhoc, minute");
   q.Bind(1, from_minute).Bind(2, to_minute);
   std::vector<StreamMinute> out;
-  int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    StreamMinute m;
-    ReadKey(q, 0, &m.key);
-    ReadStats(q, 5, &m.stats);
-    m.minute = q.Int(11);
-    out.push_back(std::move(m));
-  }
-  if (rc != SQLITE_DONE) return Error("querying stream minutes");
+  FC_RETURN_IF_ERROR(ReadMinutesLocked(q, "querying stream minutes", &out));
   return out;
 }
 

@@ -1,6 +1,4 @@
 // SqliteStore: retention (Store::Prune), in bounded transactions.
-#include <algorithm>
-#include <utility>
 #include <vector>
 
 #include "common/status/status_util.h"
@@ -11,66 +9,56 @@ namespace fleetcanary {
 namespace controller {
 namespace store_internal {
 
+namespace {
+
+// The bounded DELETE of each step but kRollUpMinutes (nullptr for that
+// one); parameters: cutoff, limit.
+const char* DeleteSql(PruneStep step) {
+  switch (step) {
+    case PruneStep::kFailures:
+      return "DELETE FROM raw_failures WHERE id IN (SELECT id FROM "
+             "raw_failures WHERE start_us < ? LIMIT ?)";
+    case PruneStep::kVerdicts:
+      return "DELETE FROM verdicts WHERE id IN (SELECT id FROM verdicts "
+             "WHERE updated_us < ? LIMIT ?)";
+    case PruneStep::kPlatformSamples:
+      return "DELETE FROM platform_samples WHERE rowid IN (SELECT rowid FROM "
+             "platform_samples WHERE period_start_us < ? LIMIT ?)";
+    case PruneStep::kHours:
+      return "DELETE FROM stream_hours WHERE rowid IN (SELECT rowid FROM "
+             "stream_hours WHERE hour < ? LIMIT ?)";
+    case PruneStep::kRollUpMinutes:
+      break;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 absl::StatusOr<PruneResult> SqliteStore::Prune(
     absl::Time now, const RetentionOptions& retention) {
-  const PruneCutoffs cut = PruneCutoffs::At(now, retention);
-  const int64_t limit =
-      std::max<int64_t>(1, retention.max_rows_per_transaction);
-  PruneResult result;
-  // Each step repeats bounded transactions until one touches fewer than
-  // `limit` rows; the lock is released between transactions.
-  auto repeat = [&](auto step, int64_t* count) -> absl::Status {
-    for (;;) {
-      int64_t n = 0;
-      {
+  // The lock is released between transactions.
+  return RunPrune(
+      now, retention,
+      [this](PruneStep step, int64_t cutoff, int64_t limit, int64_t* n) {
         absl::MutexLock lock(&mu_);
+        auto body = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+          if (step == PruneStep::kRollUpMinutes) {
+            return RollUpMinutesLocked(cutoff, limit, n);
+          }
+          Stmt d(db_, DeleteSql(step));
+          d.Bind(1, cutoff).Bind(2, limit);
+          if (d.Step() != SQLITE_DONE) return Error("pruning");
+          *n = sqlite3_changes(db_);
+          return absl::OkStatus();
+        };
         FC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
         absl::Status s = CheckFenceLocked();
-        if (s.ok()) s = step(&n);
+        if (s.ok()) s = body();
         if (s.ok()) s = Exec("COMMIT");
-        if (!s.ok()) {
-          Exec("ROLLBACK").IgnoreError();
-          return s;
-        }
-      }
-      ++result.transactions;
-      *count += n;
-      if (n < limit) return absl::OkStatus();
-    }
-  };
-  auto del = [&](const char* sql, int64_t cutoff) {
-    return [this, sql, cutoff, limit](int64_t* n) -> absl::Status {
-      Stmt d(db_, sql);
-      d.Bind(1, cutoff).Bind(2, limit);
-      if (d.Step() != SQLITE_DONE) return Error("pruning");
-      *n = sqlite3_changes(db_);
-      return absl::OkStatus();
-    };
-  };
-  FC_RETURN_IF_ERROR(repeat(
-      [&](int64_t* n) { return RollUpMinutesLocked(cut.minute, limit, n); },
-      &result.minutes_deleted));
-  FC_RETURN_IF_ERROR(
-      repeat(del("DELETE FROM raw_failures WHERE id IN (SELECT id FROM "
-                 "raw_failures WHERE start_us < ? LIMIT ?)",
-                 cut.raw_us),
-             &result.failures_deleted));
-  FC_RETURN_IF_ERROR(
-      repeat(del("DELETE FROM verdicts WHERE id IN (SELECT id FROM verdicts "
-                 "WHERE updated_us < ? LIMIT ?)",
-                 cut.raw_us),
-             &result.verdicts_deleted));
-  FC_RETURN_IF_ERROR(repeat(
-      del("DELETE FROM platform_samples WHERE rowid IN (SELECT rowid FROM "
-          "platform_samples WHERE period_start_us < ? LIMIT ?)",
-          cut.platform_us),
-      &result.platform_samples_deleted));
-  FC_RETURN_IF_ERROR(
-      repeat(del("DELETE FROM stream_hours WHERE rowid IN (SELECT rowid FROM "
-                 "stream_hours WHERE hour < ? LIMIT ?)",
-                 cut.hour),
-             &result.hours_deleted));
-  return result;
+        if (!s.ok()) Exec("ROLLBACK").IgnoreError();
+        return s;
+      });
 }
 
 absl::Status SqliteStore::RollUpMinutesLocked(int64_t cutoff, int64_t limit,
@@ -83,15 +71,8 @@ absl::Status SqliteStore::RollUpMinutesLocked(int64_t cutoff, int64_t limit,
            "received_bytes, minute FROM stream_minutes WHERE minute < ? "
            "ORDER BY minute LIMIT ?");
     q.Bind(1, cutoff).Bind(2, limit);
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) {
-      StreamMinute m;
-      ReadKey(q, 0, &m.key);
-      ReadStats(q, 5, &m.stats);
-      m.minute = q.Int(11);
-      rows.push_back(std::move(m));
-    }
-    if (rc != SQLITE_DONE) return Error("reading minutes to roll up");
+    FC_RETURN_IF_ERROR(
+        ReadMinutesLocked(q, "reading minutes to roll up", &rows));
   }
   for (const auto& [k, stats] : MergeByHour(rows)) {
     FC_RETURN_IF_ERROR(AddHourLocked(k.first, k.second, stats));

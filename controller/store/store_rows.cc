@@ -1,5 +1,9 @@
 #include "controller/store/store_rows.h"
 
+#include <algorithm>
+
+#include "common/status/status_util.h"
+
 namespace fleetcanary {
 namespace controller {
 namespace store_internal {
@@ -20,6 +24,37 @@ std::map<std::pair<StreamKey, int64_t>, StreamStats> MergeByHour(
     hours[{m.key, HourOfMinute(m.minute)}].Merge(m.stats);
   }
   return hours;
+}
+
+absl::StatusOr<PruneResult> RunPrune(absl::Time now,
+                                     const RetentionOptions& retention,
+                                     PruneTransaction transaction) {
+  const PruneCutoffs cut = PruneCutoffs::At(now, retention);
+  const int64_t limit =
+      std::max<int64_t>(1, retention.max_rows_per_transaction);
+  PruneResult result;
+  const struct {
+    PruneStep step;
+    int64_t cutoff;
+    int64_t* count;
+  } steps[] = {
+      {PruneStep::kRollUpMinutes, cut.minute, &result.minutes_deleted},
+      {PruneStep::kFailures, cut.raw_us, &result.failures_deleted},
+      {PruneStep::kVerdicts, cut.raw_us, &result.verdicts_deleted},
+      {PruneStep::kPlatformSamples, cut.platform_us,
+       &result.platform_samples_deleted},
+      {PruneStep::kHours, cut.hour, &result.hours_deleted},
+  };
+  for (const auto& s : steps) {
+    for (;;) {
+      int64_t n = 0;
+      FC_RETURN_IF_ERROR(transaction(s.step, s.cutoff, limit, &n));
+      ++result.transactions;
+      *s.count += n;
+      if (n < limit) break;
+    }
+  }
+  return result;
 }
 
 int64_t LastSeenMicros(absl::Time last_seen) {

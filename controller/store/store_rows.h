@@ -1,6 +1,7 @@
 // Row-level rules the SQL stores (SQLite, PostgreSQL) and the memory store
-// share: which totals a batch adds, how minutes roll up into hours, and how
-// the leader lease is taken. Only the rules; each store keeps its own SQL.
+// share: which totals a batch adds, how minutes roll up into hours, how
+// retention proceeds and how the leader lease is taken. Only the rules; each
+// store keeps its own SQL.
 //
 // Thread-safety: pure functions.
 #ifndef FLEETCANARY_CONTROLLER_STORE_STORE_ROWS_H_
@@ -12,6 +13,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "controller/store/store.h"
 
@@ -26,6 +30,31 @@ std::map<StreamKey, StreamStats> TotalsToAdd(const WriteBatch& batch);
 // Per-minute rows merged per (stream, hour of the minute), in that order.
 std::map<std::pair<StreamKey, int64_t>, StreamStats> MergeByHour(
     const std::vector<StreamMinute>& minutes);
+
+// One step of Store::Prune in the SQL stores.
+enum class PruneStep {
+  kRollUpMinutes,    // stream_minutes below PruneCutoffs::minute into hours.
+  kFailures,         // raw_failures below PruneCutoffs::raw_us.
+  kVerdicts,         // verdicts below PruneCutoffs::raw_us.
+  kPlatformSamples,  // platform_samples below PruneCutoffs::platform_us.
+  kHours,            // stream_hours below PruneCutoffs::hour.
+};
+
+// One bounded retention transaction: does `step` for at most `limit` rows
+// below `cutoff` in a transaction of its own (taking and releasing the
+// store's lock), sets *n to the rows it touched. On error nothing of it is
+// applied.
+using PruneTransaction = absl::FunctionRef<absl::Status(
+    PruneStep step, int64_t cutoff, int64_t limit, int64_t* n)>;
+
+// Store::Prune's plan: the steps above in order, with the cutoffs of
+// PruneCutoffs::At(now, retention) and limit = max(1,
+// max_rows_per_transaction); each step repeats `transaction` until one
+// touches fewer than `limit` rows. Returns the rows per step and the
+// transactions run; stops at the first error and returns it.
+absl::StatusOr<PruneResult> RunPrune(absl::Time now,
+                                     const RetentionOptions& retention,
+                                     PruneTransaction transaction);
 
 // agents.last_seen_us of `last_seen`: 0 for InfinitePast (never seen).
 int64_t LastSeenMicros(absl::Time last_seen);

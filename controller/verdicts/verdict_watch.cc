@@ -4,20 +4,18 @@
 #include <utility>
 #include <vector>
 
+#include "controller/api/verdict_source.h"
 #include "controller/verdicts/verdict_service.h"
 #include "controller/verdicts/verdict_service_impl.h"
 
 namespace fleetcanary {
 namespace controller {
 
+// The same rule as the store-backed source's: one definition, in the
+// VerdictSource interface both implement.
 bool VerdictFilterMatches(const v1::StreamKey& filter,
                           const v1::StreamKey& key) {
-  return (filter.region().empty() || filter.region() == key.region()) &&
-         (filter.target().empty() || filter.target() == key.target()) &&
-         (filter.mode() == v1::INVOKE_MODE_UNSPECIFIED ||
-          filter.mode() == key.mode()) &&
-         (filter.size_class().empty() ||
-          filter.size_class() == key.size_class());
+  return VerdictKeyMatches(filter, key);
 }
 
 namespace verdicts_internal {
