@@ -51,7 +51,7 @@ constexpr int kBatch = 200;
 constexpr absl::Duration kSaturation = absl::Seconds(60);
 // The controller's memory settings for this run (flags).
 constexpr int64_t kPendingLimit = 100000;
-constexpr int64_t kGrpcMemoryMib = 128;
+constexpr int64_t kGrpcMemoryMib = 512;
 // Flow control's bound on pending outcomes: the limit, plus the one batch
 // each stream had already been asked for when ingest saturated.
 constexpr int64_t kPendingBound = kPendingLimit + int64_t{kAgents} * kBatch;
@@ -198,7 +198,8 @@ TEST_F(IngestBackpressureTest, RssStaysBoundedAtTwiceCapacityAndNothingIsLost) {
   EXPECT_LE(second_half_max, first_half_max + kGrowthMarginMib);
 
   // Nothing lost: the backlog drains, every outcome applied exactly once.
-  ASSERT_TRUE((*sims)->WaitAllAcked(absl::Seconds(900)));
+  ASSERT_TRUE((*sims)->WaitAllAcked(absl::Seconds(900)))
+      << (*sims)->Stats().streams_ended << " streams ended";
   const SimAgentsStats end = (*sims)->Stats();
   EXPECT_EQ(end.acked, end.produced);
   EXPECT_EQ(end.streams_ended, 0);

@@ -379,8 +379,10 @@ class SimAgentsImpl : public SimAgents {
   bool WaitAllAcked(absl::Duration bound) override {
     return WaitUntil(
         [&] {
+          // An ended stream is never resumed (these agents do not
+          // reconnect): what it had not sent will never be acked.
           const SimAgentsStats s = Stats();
-          return s.acked == s.produced;
+          return s.acked == s.produced || s.streams_ended > 0;
         },
         bound);
   }

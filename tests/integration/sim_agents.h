@@ -86,7 +86,8 @@ class SimAgents {
   virtual void Start() = 0;
   // No more outcomes enter the outboxes; what is in them is still sent.
   virtual void StopProducing() = 0;
-  // Whether every produced outcome was acknowledged, within `bound`.
+  // Whether every produced outcome was acknowledged, within `bound`. False
+  // at once when a stream ended (it is not reconnected).
   virtual bool WaitAllAcked(absl::Duration bound) = 0;
 
   virtual SimAgentsStats Stats() = 0;
