@@ -180,6 +180,7 @@ std::vector<v1::AgentMessage> SessionProtocol::Poll(absl::Duration now,
   std::vector<v1::AgentMessage> out;
   if (!CanSend()) return out;
   if (inputs.goodbye_reason.has_value()) {
+    out.push_back(MakeHeartbeat(wall_now));
     v1::AgentMessage m;
     m.mutable_goodbye()->set_reason(*inputs.goodbye_reason);
     m.mutable_goodbye()->set_outbox_depth(outbox_->stats().depth);

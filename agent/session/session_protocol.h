@@ -166,8 +166,11 @@ class SessionProtocol {
   // Whether Poll may send: welcomed, no Goodbye sent, no protocol error.
   bool CanSend() const;
 
-  // The messages to write now, in order: a requested Goodbye (then nothing
-  // else, now or later on this stream), else the ad-hoc results, outcome
+  // The messages to write now, in order: for a requested Goodbye, a last
+  // Heartbeat (so the controller gets the final dropped count: drops after
+  // the last batch and heartbeat would otherwise never reach it) and the
+  // Goodbye (then nothing else, now or later on this stream); else the
+  // ad-hoc results, outcome
   // batches up to the unacked window, the platform samples and a heartbeat
   // when one is due (wall time `wall_now`). Without CanSend() it returns
   // nothing and `inputs` are dropped.

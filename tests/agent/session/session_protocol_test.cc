@@ -288,6 +288,32 @@ TEST_F(SessionProtocolTest, AdhocResultsGoOutBeforeBatches) {
   EXPECT_TRUE(out[2].has_outcomes());
 }
 
+// Drops after the last batch and heartbeat reach the controller before the
+// stream ends (it stores the agent's dropped count from heartbeats).
+TEST_F(SessionProtocolTest, GoodbyeFollowsAHeartbeatWithTheFinalDroppedCount) {
+  outbox_.reset();
+  Cleanup();
+  OutboxOptions o;
+  o.path = path_;
+  o.max_bytes = 64 << 10;
+  auto box = Outbox::Create(o);
+  ASSERT_TRUE(box.ok()) << box.status();
+  outbox_ = std::move(*box);
+  SessionProtocol& p = Welcomed(0);
+  Poll();             // The heartbeat due at Welcome.
+  Append(200, 2048);  // About 400 KiB into a 64 KiB outbox, nothing sent.
+  const uint64_t dropped = outbox_->stats().dropped_total;
+  ASSERT_GT(dropped, 0u);
+  SessionInputs in;
+  in.goodbye_reason = "shutdown";
+  const std::vector<v1::AgentMessage> out = Poll(std::move(in));
+  ASSERT_EQ(out.size(), 2u);
+  ASSERT_TRUE(out[0].has_heartbeat());
+  EXPECT_EQ(out[0].heartbeat().dropped_total(), dropped);
+  EXPECT_TRUE(out[1].has_goodbye());
+  EXPECT_TRUE(p.goodbye_sent());
+}
+
 TEST_F(SessionProtocolTest, GoodbyeIsTheLastMessage) {
   Append(4);
   SessionProtocol& p = Welcomed(1);
@@ -295,10 +321,13 @@ TEST_F(SessionProtocolTest, GoodbyeIsTheLastMessage) {
   in.goodbye_reason = "shutdown";
   in.adhoc_results.emplace_back().set_adhoc_id("late");
   std::vector<v1::AgentMessage> out = Poll(std::move(in));
-  ASSERT_EQ(out.size(), 1u);
-  ASSERT_TRUE(out[0].has_goodbye());
-  EXPECT_EQ(out[0].goodbye().reason(), "shutdown");
-  EXPECT_EQ(out[0].goodbye().outbox_depth(), 3u);
+  ASSERT_EQ(out.size(), 2u);
+  // A last heartbeat carries the final counts, then the Goodbye.
+  ASSERT_TRUE(out[0].has_heartbeat());
+  EXPECT_EQ(out[0].heartbeat().outbox_depth(), 3u);
+  ASSERT_TRUE(out[1].has_goodbye());
+  EXPECT_EQ(out[1].goodbye().reason(), "shutdown");
+  EXPECT_EQ(out[1].goodbye().outbox_depth(), 3u);
   EXPECT_TRUE(p.goodbye_sent());
   EXPECT_FALSE(p.CanSend());
   clock_.AdvanceTime(absl::Seconds(5));
