@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "tests/testing/held_batches.h"
 
 namespace fleetcanary {
 namespace controller {
@@ -381,22 +382,6 @@ int CountOf(const std::string& text, const std::string& needle) {
 // Flow control: outcomes queued, being committed or held by an observer
 // count toward max_queued_outcomes; past it AwaitCapacity says "stop" and
 // calls back, once, when the count is down to half.
-class Holder : public IngestObserver {
- public:
-  void OnCommitted(const CommittedBatch&) override {}
-  void OnCommittedShared(std::shared_ptr<const CommittedBatch> b) override {
-    absl::MutexLock lock(&mu);
-    held.push_back(std::move(b));
-  }
-  void Drop() {
-    std::vector<std::shared_ptr<const CommittedBatch>> drop;
-    absl::MutexLock lock(&mu);
-    drop.swap(held);
-  }
-  absl::Mutex mu;
-  std::vector<std::shared_ptr<const CommittedBatch>> held;
-};
-
 TEST_F(IngestTest, SaturatesWhileObserversHoldBatchesAndResumesAtHalf) {
   ingest_->Shutdown();
   IngestOptions options;
@@ -404,7 +389,7 @@ TEST_F(IngestTest, SaturatesWhileObserversHoldBatchesAndResumesAtHalf) {
   auto ingest = Ingest::Create(options, store_.get(), metrics_.get(), &clock_);
   ASSERT_TRUE(ingest.ok());
   ingest_ = std::move(*ingest);
-  Holder holder;
+  testing::HeldBatches holder;
   ingest_->AddObserver(&holder);
   std::atomic<int> resumed{0};
   auto resume = [&] { ++resumed; };
@@ -418,7 +403,7 @@ TEST_F(IngestTest, SaturatesWhileObserversHoldBatchesAndResumesAtHalf) {
   EXPECT_FALSE(load.saturated);
   EXPECT_EQ(load.saturations_total, 0u);
 
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   ASSERT_TRUE(Submit(MakeBatch(5, 6)).status.ok());
   // 10 held: saturated. Commits and acks go on (nothing is refused).
   EXPECT_FALSE(ingest_->AwaitCapacity(resume));
@@ -438,7 +423,7 @@ TEST_F(IngestTest, SaturatesWhileObserversHoldBatchesAndResumesAtHalf) {
   holder.Drop();
   EXPECT_EQ(resumed, 2);
   EXPECT_TRUE(ingest_->AwaitCapacity(resume));
-  const std::string log = testing::internal::GetCapturedStderr();
+  const std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(CountOf(log, "event=ingest_saturated"), 1) << log;
   EXPECT_EQ(CountOf(log, "event=ingest_resumed"), 1) << log;
   EXPECT_NE(log.find("sessions_resumed=2"), std::string::npos) << log;
