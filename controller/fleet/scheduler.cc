@@ -223,6 +223,16 @@ class SchedulerImpl : public Scheduler {
     }
   }
 
+  void AgentStreamPaused(const std::string& agent_id,
+                         AssignmentListener* listener) override {
+    absl::MutexLock lock(&mu_);
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end() || it->second.listener != listener) return;
+    AgentEntry& a = it->second;
+    if (a.state != v1::LIVE && a.state != v1::DRAINING) return;
+    a.last_heartbeat_mono = clock_->MonotonicNow();
+  }
+
   void AgentDisconnected(const std::string& agent_id,
                          AssignmentListener* listener) override {
     absl::MutexLock lock(&mu_);

@@ -15,7 +15,9 @@
 // offsets are a stable hash-derived jitter within the interval. The
 // placement itself is a pure function (placement.h).
 //
-// A lost agent (stream closed, or no heartbeat for liveness_timeout) is taken
+// A lost agent (stream closed, or no heartbeat for liveness_timeout; a stream
+// the controller itself stopped reading for flow control counts as
+// heartbeating, AgentStreamPaused) is taken
 // out of placement at once and its pairs move to the region's other agents,
 // whose new sets are pushed immediately. An agent lost by heartbeat timeout
 // has its stream closed (AssignmentListener::OnLost) so that it reconnects;
@@ -114,6 +116,15 @@ class Scheduler {
   // registered) becomes LIVE again and gets its assignments back.
   virtual void AgentHeartbeat(const std::string& agent_id,
                               const v1::Heartbeat& heartbeat) = 0;
+  // The controller is not reading the agent's open stream (flow control
+  // paused it while ingest catches up), so the agent's heartbeats wait
+  // unread in the transport: counts as a heartbeat for liveness, so an agent
+  // is never marked LOST for the controller's own backlog. Changes nothing
+  // the agent reported (last_heartbeat stays the last one read); ignored
+  // unless `listener` is the agent's current stream and the agent is LIVE
+  // or DRAINING.
+  virtual void AgentStreamPaused(const std::string& agent_id,
+                                 AssignmentListener* listener) = 0;
   // The agent is marked LOST (if `listener` is still its current one) and
   // its work moves to the others.
   virtual void AgentDisconnected(const std::string& agent_id,

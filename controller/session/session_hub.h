@@ -16,7 +16,8 @@
 // commits catch up, so HTTP/2 flow control holds further batches in the
 // agent's durable outbox (nothing is refused or lost; the agent's window of
 // unacknowledged batches simply stays full). Heartbeats keep flowing to the
-// agent, and a paused stream is not timed out.
+// agent, and a paused stream is not timed out, by the session or by the
+// scheduler's liveness check (the agent is not LOST for our backlog).
 //
 // Drain(): stops accepting streams and messages, commits and acknowledges
 // what was received, sends Drain and finishes every stream.

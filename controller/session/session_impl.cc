@@ -113,17 +113,27 @@ void SessionImpl::MaybeResumeLocked() {
 
 void SessionImpl::Tick(absl::Duration now, absl::Time wall,
                        absl::Duration liveness) {
-  absl::MutexLock lock(&mu_);
-  if (finished_ || sink_ == nullptr) return;
-  if (!paused_ && now - last_rx_ > liveness) {
-    LogWarning("agent_session_timeout", {{"agent", agent_id_}});
-    FinishLocked(absl::DeadlineExceededError(
-        "agent session: no message within the liveness timeout"));
-    return;
+  std::string paused_agent;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || sink_ == nullptr) return;
+    if (!paused_ && now - last_rx_ > liveness) {
+      LogWarning("agent_session_timeout", {{"agent", agent_id_}});
+      FinishLocked(absl::DeadlineExceededError(
+          "agent session: no message within the liveness timeout"));
+      return;
+    }
+    v1::ControllerMessage m;
+    *m.mutable_heartbeat()->mutable_time() = TimeToProto(wall);
+    SendLocked(std::move(m));
+    if (paused_ && registered_) paused_agent = agent_id_;
   }
-  v1::ControllerMessage m;
-  *m.mutable_heartbeat()->mutable_time() = TimeToProto(wall);
-  SendLocked(std::move(m));
+  // The agent's heartbeats wait unread behind our own pause: tell the
+  // scheduler it is alive. Outside mu_, since the scheduler calls listeners
+  // (OnLost) under its own lock.
+  if (!paused_agent.empty()) {
+    hub_->scheduler()->AgentStreamPaused(paused_agent, this);
+  }
 }
 
 void SessionImpl::OnClosed() {

@@ -94,7 +94,9 @@ class SessionImpl : public Session,
         "agent session: a newer session for this agent id was opened"));
   }
 
-  // Heartbeat and liveness, from the hub's timer.
+  // Heartbeat and liveness, from the hub's timer. While flow control holds
+  // reads paused the stream is not timed out, and the scheduler is told the
+  // agent is alive (Scheduler::AgentStreamPaused).
   void Tick(absl::Duration now, absl::Time wall, absl::Duration liveness);
   void Touch(absl::Duration now) {
     absl::MutexLock lock(&mu_);

@@ -471,6 +471,36 @@ TEST_F(SchedulerTest, LostAgentThatHeartbeatsAgainIsLiveWithItsWork) {
   EXPECT_EQ(metrics_.counter("agent_lost_seconds_total"), 2);
 }
 
+// A stream the controller stopped reading (flow control) is not silence:
+// the session says so every heartbeat interval and the agent stays LIVE. A
+// stale stream of the same agent does not count, and the agent's reported
+// last heartbeat is not moved.
+TEST_F(SchedulerTest, AgentWhoseStreamTheControllerPausedStaysLive) {
+  ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(1, 2)).ok());
+  Connect("a0", "us-east-1");
+  const auto connected =
+      scheduler_->ListAgents("us-east-1")[0].last_heartbeat();
+  Recorder stale;
+  for (int i = 0; i < 6; ++i) {  // 60 s: three liveness timeouts.
+    clock_.AdvanceTime(absl::Seconds(10));
+    scheduler_->AgentStreamPaused("a0", &listeners_["a0"]);
+    scheduler_->CheckLiveness();
+  }
+  v1::AgentInfo info = scheduler_->ListAgents("us-east-1")[0];
+  EXPECT_EQ(info.state(), v1::LIVE);
+  EXPECT_EQ(info.last_heartbeat().seconds(), connected.seconds());
+  EXPECT_EQ(metrics_.counter("agents_lost_total"), 0);
+  for (int i = 0; i < 3; ++i) {
+    clock_.AdvanceTime(absl::Seconds(10));
+    scheduler_->AgentStreamPaused("a0", &stale);
+    scheduler_->CheckLiveness();
+  }
+  EXPECT_EQ(scheduler_->ListAgents("us-east-1")[0].state(), v1::LOST);
+  // Once LOST, only a heartbeat read from the agent brings it back.
+  scheduler_->AgentStreamPaused("a0", &listeners_["a0"]);
+  EXPECT_EQ(scheduler_->ListAgents("us-east-1")[0].state(), v1::LOST);
+}
+
 // Same, when it comes back by reconnecting.
 TEST_F(SchedulerTest, LostAgentThatReconnectsIsCountedBack) {
   ASSERT_TRUE(scheduler_->ApplySchedules(Fleet(1, 2)).ok());

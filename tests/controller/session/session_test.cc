@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "controller/fleet/scheduler.h"
@@ -14,7 +15,9 @@
 #include "controller/session/session_hub.h"
 #include "controller/store/store.h"
 #include "gtest/gtest.h"
+#include "tests/testing/held_batches.h"
 #include "tests/testing/sim_time.h"
+#include "tests/testing/wait.h"
 
 namespace fleetcanary {
 namespace controller {
@@ -28,7 +31,8 @@ class SessionTest : public ::testing::Test {
   void SetUp() override {
     store_ = CreateMemoryStore();
     metrics_ = std::make_unique<ControllerMetrics>();
-    ingest_ = *Ingest::Create({}, store_.get(), metrics_.get(), Clock::Real());
+    ingest_ = *Ingest::Create(IngestOptionsForTest(), store_.get(),
+                              metrics_.get(), Clock::Real());
     SchedulerOptions so;
     so.heartbeat_interval = absl::Milliseconds(200);
     so.target_addresses.allow_loopback = true;  // The target is on loopback.
@@ -70,6 +74,8 @@ class SessionTest : public ::testing::Test {
     ingest_->Shutdown();
     scheduler_->Shutdown();
   }
+
+  virtual IngestOptions IngestOptionsForTest() const { return {}; }
 
   static v1::AgentMessage Hello(const std::string& id) {
     v1::AgentMessage m;
@@ -327,6 +333,56 @@ TEST_F(SessionTest, OutcomesOfStreamsNotAssignedAreCountedNotStored) {
   while (stream->Read(&m)) {
   }
   stream->Finish();
+}
+
+class SaturatedSessionTest : public SessionTest {
+ protected:
+  IngestOptions IngestOptionsForTest() const override {
+    IngestOptions options;
+    options.max_queued_outcomes = 10;
+    return options;
+  }
+  void SetUp() override {
+    SessionTest::SetUp();
+    ingest_->AddObserver(&holder_);
+  }
+
+  // Outlives ingest's shutdown in TearDown.
+  testing::HeldBatches holder_;
+};
+
+// While ingest is saturated the controller stops reading the agent's stream,
+// so the agent's heartbeats wait unread. That is our backlog, not the
+// agent's silence: after several liveness timeouts the agent is still LIVE
+// with its stream open, and when ingest catches up its stream carries on.
+TEST_F(SaturatedSessionTest, AgentPausedByFlowControlIsNotLost) {
+  grpc::ClientContext ctx;
+  auto stream = stub_->Connect(&ctx);
+  ASSERT_TRUE(stream->Write(Hello("busy")));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(ReadUntil(stream.get(), v1::ControllerMessage::kAssignments, &m));
+  ASSERT_TRUE(stream->Write(Batch(1, 10)));  // Fills ingest to its limit.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] { return metrics_->Snapshot().ingest.sessions_paused == 1; }));
+
+  // Six heartbeat intervals: three liveness timeouts (2 intervals each).
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(
+        testing::StepAndSettle(&clock_, kTimers, absl::Milliseconds(200)));
+  }
+  ASSERT_EQ(scheduler_->ListAgents("r1").size(), 1u);
+  EXPECT_EQ(scheduler_->ListAgents("r1")[0].state(), v1::LIVE);
+  EXPECT_EQ(hub_->active_sessions(), 1);
+  EXPECT_GT(scheduler_->AssignmentsFor("busy").assignments_size(), 0);
+
+  holder_.Drop();  // Ingest drains: reads resume.
+  ASSERT_TRUE(stream->Write(Batch(11, 1)));
+  while (ReadUntil(stream.get(), v1::ControllerMessage::kAck, &m) &&
+         m.ack().applied_sequence() < 11) {
+  }
+  EXPECT_EQ(m.ack().applied_sequence(), 11u);
+  EXPECT_EQ(scheduler_->ListAgents("r1")[0].state(), v1::LIVE);
+  ctx.TryCancel();
 }
 
 }  // namespace
