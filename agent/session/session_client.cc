@@ -19,6 +19,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "common/grpc/outside_ops_hold.h"
 #include "common/grpc/write_queue.h"
 #include "common/log/log.h"
 #include "common/proto/time_convert.h"
@@ -37,7 +38,9 @@ class StreamEvents {
 };
 
 // One Connect stream. Moves messages only; every Start* call is made
-// without holding a lock.
+// without holding a lock. The driver thread writes from outside the
+// reactions, so the stream is held (OutsideOpsHold) until it has ended:
+// a write can never reach a call gRPC has already freed.
 class StreamReactor
     : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControllerMessage> {
  public:
@@ -45,23 +48,31 @@ class StreamReactor
 
   void Start(v1::AgentSession::Stub* stub) {
     stub->async()->Connect(&context_, this);
+    AddHold();
     StartRead(&in_);
     StartCall();
   }
 
+  // Queues `message`; dropped once the stream has ended (the driver learns
+  // that from OnStreamDone and resends on the next stream).
   void Send(v1::AgentMessage message) {
+    if (!hold_.Begin()) return;
     WriteQueue<v1::AgentMessage>::Step step;
     {
       absl::MutexLock lock(&mu_);
       step = out_.Push(std::move(message));
     }
     if (step.write) StartWrite(step.write);
+    if (hold_.End()) RemoveHold();
   }
 
   void Cancel() { context_.TryCancel(); }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;  // The stream is ending; OnDone follows.
+    if (!ok) {  // The stream has ended; OnDone follows once unheld.
+      if (hold_.Ended()) RemoveHold();
+      return;
+    }
     events_->OnStreamMessage(std::move(in_));
     in_.Clear();
     StartRead(&in_);
@@ -85,6 +96,7 @@ class StreamReactor
   StreamEvents* const events_;
   grpc::ClientContext context_;
   v1::ControllerMessage in_;
+  OutsideOpsHold hold_;
   absl::Mutex mu_;
   // State below is protected by mu_.
   // The call ends by itself (OnDone); a failed write only stops writing.

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/grpc/outside_ops_hold.h"
 #include "common/time/clock.h"
 #include "fleetcanary/v1/session.grpc.pb.h"
 #include "google/protobuf/util/time_util.h"
@@ -104,6 +105,7 @@ class SimAgent
   SimAgent(v1::AgentSession::Stub* stub, std::string id, Shared* shared)
       : id_(std::move(id)), shared_(shared) {
     stub->async()->Connect(&context_, this);
+    AddHold();  // The pacer thread writes too (outside_ops_hold.h).
     StartRead(&in_);
     StartCall();
     v1::AgentMessage hello;
@@ -113,7 +115,10 @@ class SimAgent
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;
+    if (!ok) {
+      if (hold_.Ended()) RemoveHold();
+      return;
+    }
     if (in_.has_welcome()) {
       {
         absl::MutexLock lock(&mu_);
@@ -186,6 +191,42 @@ class SimAgent
   // section, so batches go out in sequence order (as the agent's single
   // session thread sends them).
   void SendMore(uint64_t produced) {
+    if (!hold_.Begin()) return;
+    SendMoreHeld(produced);
+    if (hold_.End()) RemoveHold();
+  }
+
+  // Sends a Heartbeat when one is due (at half the controller's interval,
+  // as the agent does, so the controller never sees this agent as lost).
+  void MaybeHeartbeat(absl::Duration now) {
+    v1::AgentMessage m;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!welcomed_ || shared_->stopping || now < next_heartbeat_) return;
+      next_heartbeat_ = now + heartbeat_interval_ / 2;
+      *m.mutable_heartbeat()->mutable_time() =
+          google::protobuf::util::TimeUtil::GetCurrentTime();
+      m.mutable_heartbeat()->set_outbox_depth(next_seq_ - 1 - acked_seq_);
+    }
+    Write(std::move(m));
+  }
+
+  // Rate 0: stops filling the outbox (what was sent is all there is).
+  void StopFilling() {
+    absl::MutexLock lock(&mu_);
+    full_ = false;
+  }
+  void StartFilling() {
+    absl::MutexLock lock(&mu_);
+    full_ = true;
+  }
+  uint64_t sent_outcomes() {
+    absl::MutexLock lock(&mu_);
+    return next_seq_ - 1 - base_;
+  }
+
+ private:
+  void SendMoreHeld(uint64_t produced) {
     const SimAgentsOptions& o = shared_->options;
     for (;;) {
       const v1::AgentMessage* start = nullptr;
@@ -229,43 +270,15 @@ class SimAgent
     }
   }
 
-  // Sends a Heartbeat when one is due (at half the controller's interval,
-  // as the agent does, so the controller never sees this agent as lost).
-  void MaybeHeartbeat(absl::Duration now) {
-    v1::AgentMessage m;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!welcomed_ || shared_->stopping || now < next_heartbeat_) return;
-      next_heartbeat_ = now + heartbeat_interval_ / 2;
-      *m.mutable_heartbeat()->mutable_time() =
-          google::protobuf::util::TimeUtil::GetCurrentTime();
-      m.mutable_heartbeat()->set_outbox_depth(next_seq_ - 1 - acked_seq_);
-    }
-    Write(std::move(m));
-  }
-
-  // Rate 0: stops filling the outbox (what was sent is all there is).
-  void StopFilling() {
-    absl::MutexLock lock(&mu_);
-    full_ = false;
-  }
-  void StartFilling() {
-    absl::MutexLock lock(&mu_);
-    full_ = true;
-  }
-  uint64_t sent_outcomes() {
-    absl::MutexLock lock(&mu_);
-    return next_seq_ - 1 - base_;
-  }
-
- private:
   void Write(v1::AgentMessage m) {
+    if (!hold_.Begin()) return;
     const v1::AgentMessage* next = nullptr;
     {
       absl::MutexLock lock(&mu_);
       next = QueueLocked(std::move(m));
     }
     if (next) StartWrite(next);
+    if (hold_.End()) RemoveHold();
   }
 
   // Queues `m`; returns the message to StartWrite (outside the lock) when
@@ -282,6 +295,7 @@ class SimAgent
   Shared* const shared_;
   grpc::ClientContext context_;
   v1::ControllerMessage in_;
+  OutsideOpsHold hold_;
   absl::Mutex mu_;
   // State below is protected by mu_.
   std::deque<v1::AgentMessage> out_ ABSL_GUARDED_BY(mu_);
