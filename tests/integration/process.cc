@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/match.h"
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/time/clock.h"
+#include "gtest/gtest.h"
 
 extern char** environ;
 
@@ -59,16 +61,43 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(
         absl::StrCat("posix_spawn ", path, ": ", strerror(rc)));
   }
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  return std::unique_ptr<Process>(new Process(pid, pipe_fds[0], pidfd));
+  return std::unique_ptr<Process>(
+      new Process(pid, pipe_fds[0], pidfd, path, log_path));
 }
 
 Process::~Process() {
   if (!exit_code_.has_value()) {
-    kill(pid_, SIGKILL);
-    Wait(absl::Seconds(10));
+    const std::optional<int> ended = Wait(absl::ZeroDuration());
+    if (ended.has_value() && !signalled_) {
+      ReportUnexpectedExit(*ended);
+    } else if (!ended.has_value()) {
+      kill(pid_, SIGKILL);
+      Wait(absl::Seconds(10));
+    }
   }
   close(stdout_fd_);
   if (pidfd_ >= 0) close(pidfd_);
+}
+
+void Process::ReportUnexpectedExit(int code) const {
+  const std::string what = code > 128
+                               ? absl::StrCat("signal ", code - 128, " (",
+                                              strsignal(code - 128), ")")
+                               : absl::StrCat("exit code ", code);
+  const std::string message = absl::StrCat(
+      path_, " (pid ", pid_, ") ended by itself during the test: ", what,
+      "; its log: ", log_path_);
+  switch (code - 128) {
+    case SIGSEGV:
+    case SIGABRT:
+    case SIGBUS:
+    case SIGFPE:
+    case SIGILL:
+      ADD_FAILURE() << message;
+      break;
+    default:
+      fprintf(stderr, "note: %s\n", message.c_str());
+  }
 }
 
 absl::StatusOr<std::string> Process::WaitForLine(const std::string& prefix,
@@ -102,7 +131,9 @@ absl::StatusOr<std::string> Process::WaitForLine(const std::string& prefix,
 }
 
 void Process::Signal(int sig) {
-  if (!exit_code_.has_value()) kill(pid_, sig);
+  if (exit_code_.has_value()) return;
+  signalled_ = true;
+  kill(pid_, sig);
 }
 
 std::optional<int> Process::Wait(absl::Duration timeout) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,24 +28,40 @@ class Process {
   static absl::StatusOr<std::unique_ptr<Process>> Spawn(
       const std::string& path, const std::vector<std::string>& args,
       const std::string& log_path);
-  ~Process();  // SIGKILLs and reaps the child if it still runs.
+  // SIGKILLs and reaps the child if it still runs. A child that ended by
+  // itself, unwaited and unsignalled, is reported on stderr (with its log
+  // file), and one that a crash signal ended (SIGSEGV, SIGABRT, SIGBUS,
+  // SIGFPE, SIGILL) fails the running test: a binary that died mid-test
+  // explains whatever the test then missed.
+  ~Process();
 
   // The first stdout line starting with `prefix`, within `timeout`.
   absl::StatusOr<std::string> WaitForLine(const std::string& prefix,
                                           absl::Duration timeout);
+  // Sends `sig` (the exit that follows is the test's doing, not reported).
   void Signal(int sig);
   // Exit code (or 128+signal) once it exited, nullopt on timeout.
   std::optional<int> Wait(absl::Duration timeout);
   pid_t pid() const { return pid_; }
 
  private:
-  Process(pid_t pid, int stdout_fd, int pidfd)
-      : pid_(pid), stdout_fd_(stdout_fd), pidfd_(pidfd) {}
+  Process(pid_t pid, int stdout_fd, int pidfd, std::string path,
+          std::string log_path)
+      : pid_(pid),
+        stdout_fd_(stdout_fd),
+        pidfd_(pidfd),
+        path_(std::move(path)),
+        log_path_(std::move(log_path)) {}
+  // Reports an exit nobody waited for or caused (see ~Process).
+  void ReportUnexpectedExit(int code) const;
   pid_t pid_;
   int stdout_fd_;
   int pidfd_;
+  const std::string path_;
+  const std::string log_path_;
   std::string buffer_;
   std::optional<int> exit_code_;
+  bool signalled_ = false;
 };
 
 // Path of a built binary: FLEETCANARY_BINARY_DIR/<relative>.
