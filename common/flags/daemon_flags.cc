@@ -1,5 +1,7 @@
 #include "common/flags/daemon_flags.h"
 
+#include "absl/debugging/failure_signal_handler.h"
+#include "absl/debugging/symbolize.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
@@ -34,6 +36,8 @@ std::vector<char*> ParseDaemonFlags(int argc, char** argv,
   };
   absl::SetFlagsUsageConfig(config);
   absl::SetProgramUsageMessage(usage);
+  if (argc > 0) absl::InitializeSymbolizer(argv[0]);
+  absl::InstallFailureSignalHandler(absl::FailureSignalHandlerOptions());
   return absl::ParseCommandLine(argc, argv);
 }
 

@@ -26,7 +26,12 @@ namespace fleetcanary {
 // Installs the usage configuration and `usage` (the text printed above the
 // flags), parses argv and returns the positional arguments (argv[0] first).
 // Exits the process for --help*, --version and unknown or malformed flags,
-// as absl::ParseCommandLine does.
+// as absl::ParseCommandLine does. Also installs absl's failure signal
+// handler: a daemon that crashes (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL,
+// SIGTRAP) writes "*** SIG... received ***" and a symbolized stack trace of
+// the failing thread to stderr, then dies of the same signal, so its log says
+// why it stopped (the stop signals are taken by sigwait once blocked, see
+// BlockStopSignals).
 std::vector<char*> ParseDaemonFlags(int argc, char** argv,
                                     absl::string_view program,
                                     absl::string_view usage);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -194,6 +195,27 @@ TEST(DaemonCli, EveryDaemonExportsBuildInfoAndProcessMetrics) {
     (*p)->Signal(SIGTERM);
     EXPECT_TRUE((*p)->Wait(absl::Seconds(60)).has_value());
   }
+}
+
+// A daemon that crashes says so in its log, with the failing thread's stack,
+// and still dies of the signal (what Kubernetes reports as the exit).
+TEST(DaemonCli, ACrashedDaemonLogsTheSignalAndItsStack) {
+  const std::string log = absl::StrCat(::testing::TempDir(), "/daemon_cli_",
+                                       getpid(), ".crash.log");
+  auto emulator =
+      Process::Spawn(Daemons()[2].path, {"--regions=us-east-1"}, log);
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  ASSERT_TRUE((*emulator)->WaitForLine("control ", absl::Seconds(60)).ok());
+  (*emulator)->Signal(SIGSEGV);
+  const std::optional<int> code = (*emulator)->Wait(absl::Seconds(60));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 128 + SIGSEGV);
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_TRUE(absl::StrContains(text.str(), "*** SIGSEGV received"))
+      << text.str();
+  EXPECT_TRUE(absl::StrContains(text.str(), "@ ")) << text.str();  // Frames.
 }
 
 }  // namespace
