@@ -26,6 +26,8 @@ DURATION=${2:-5}
 CONNECTIONS=${3:-32}
 ROUNDS=${ROUNDS:-3}
 SIZES=${SIZES:-2 1024 65536 262144}
+read -r -a size_list <<<"$SIZES"
+first_size=${size_list[0]:?SIZES is empty}  # nginx readiness and framing checks
 read -r -a EMU_EXTRA <<<"${EMU_ARGS:-}"
 EMULATOR="$BUILD_DIR/emulator/function-url-emulator"
 [[ -x "$EMULATOR" ]] || { echo "missing $EMULATOR (build it first)" >&2; exit 1; }
@@ -87,9 +89,9 @@ CONF
 mkdir -p "$WORK/tmp"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" 2>"$WORK/nginx.err" &
 NGINX_PID=$!
-for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/b/2" && break; sleep 0.05; done
-curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/b/2" || { cat "$WORK/nginx.err" >&2; exit 1; }
-if ! curl -si "http://127.0.0.1:$NGINX_PORT/s/2" | grep -qi '^transfer-encoding: chunked'; then
+for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/b/$first_size" && break; sleep 0.05; done
+curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/b/$first_size" || { cat "$WORK/nginx.err" >&2; exit 1; }
+if ! curl -si "http://127.0.0.1:$NGINX_PORT/s/$first_size" | grep -qi '^transfer-encoding: chunked'; then
   echo "nginx did not answer chunked for the stream case" >&2; exit 1
 fi
 
