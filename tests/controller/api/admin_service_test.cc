@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/config/loader.h"
 #include "common/time/clock.h"
 #include "controller/store/store.h"
@@ -292,21 +293,35 @@ TEST_F(AdminServiceTest, ClientCancelStopsTheAgents) {
 
 TEST_F(AdminServiceTest, ClientDeadlineStopsTheAgents) {
   agents_->set_answer(false);
+  // The deadline must pass while the agents probe, so it leaves the call
+  // ample time to reach them: the channel is connected first, and two
+  // seconds is far more than a loopback call takes on a loaded machine
+  // under AddressSanitizer (300 ms once was not).
+  constexpr auto kDeadline = std::chrono::seconds(2);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() +
+                                        std::chrono::seconds(60)));
+  auto stub = v1::CanaryAdmin::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kOperator));
   const absl::Duration start = clock_->MonotonicNow();
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(300));
-  auto reader = stub_->RunProbe(&ctx, Request(2500));
+  ctx.set_deadline(std::chrono::system_clock::now() + kDeadline);
+  auto reader = stub->RunProbe(&ctx, Request(2500));
   v1::RunProbeEvent e;
   while (reader->Read(&e)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ASSERT_GE(agents_->received("a1"), 1u)
+      << "the probe never reached the agent within the deadline";
   std::optional<absl::Duration> got =
       agents_->CancelTime("a1", absl::Seconds(60));
   ASSERT_TRUE(got.has_value()) << "the agent never got the cancel";
-  EXPECT_GE(*got - start, absl::Milliseconds(300));  // not before the deadline
-  std::printf("300ms deadline -> agent cancel after %s\n",
+  // Not before the deadline. The server counts the client's timeout from
+  // when the call reached it, on gRPC's millisecond clock, so allow it a few
+  // milliseconds; a run cancelled early would be off by far more.
+  EXPECT_GE(*got - start, absl::FromChrono(kDeadline) - absl::Milliseconds(50));
+  std::printf("2s deadline -> agent cancel after %s\n",
               absl::FormatDuration(*got - start).c_str());
 }
 
