@@ -153,7 +153,8 @@ TEST_F(HardeningTest, HalfOpenBurstOfTwiceTheFdLimitDoesNotWedgeThePort) {
   // No connection cap below the fd limit: this is about running out of
   // descriptors (the cap has its own test).
   StartController(kFdLimit, {"--grpc_max_connections=100000"});
-  ASSERT_TRUE(Serving(grpc_));
+  ASSERT_TRUE(WaitUntil([&] { return Serving(grpc_); }, absl::Seconds(60)))
+      << ReadLog();
   const int port = PortOf(grpc_);
   for (int i = 0; i < 2 * kFdLimit; ++i) {
     const int fd = HalfOpen(port);
