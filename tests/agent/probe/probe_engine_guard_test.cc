@@ -4,8 +4,8 @@
 // No traffic may leave loopback. The probes to 169.254.169.254 and 10.0.0.1
 // run only after the same engine has proved, against a local listener, that
 // its open-socket hook refuses an address before connecting; and the guard is
-// checked directly to refuse them first. A short connect timeout is defence in
-// depth.
+// checked directly to refuse them first. A connect timeout of a few seconds
+// on those probes is defence in depth.
 #include <memory>
 #include <string>
 
@@ -58,20 +58,35 @@ class GuardTest : public ::testing::Test {
     return engine.ok() ? std::move(*engine) : nullptr;
   }
 
+  // Limits far beyond what the slowest machine needs (half as fast, under a
+  // sanitizer, with another test in parallel): none of them may decide an
+  // outcome here. A refusal by the guard happens before any connection and
+  // does not depend on them either.
   static ProbeRequest Request(const std::string& url) {
     ProbeRequest r;
     r.url = url;
     r.size_bytes = 64;
     r.seed = 9;
     r.probe_id = "guarded";
-    SetDuration(absl::Milliseconds(200), r.limits.mutable_connect_timeout());
-    SetDuration(absl::Milliseconds(500), r.limits.mutable_stall_limit());
-    SetDuration(absl::Seconds(1), r.limits.mutable_timeout());
+    SetDuration(absl::Seconds(10), r.limits.mutable_connect_timeout());
+    SetDuration(absl::Seconds(10), r.limits.mutable_stall_limit());
+    SetDuration(absl::Seconds(60), r.limits.mutable_timeout());
+    return r;
+  }
+
+  // A probe to an address off this machine, which the guard must refuse
+  // before connecting. Should the hook ever fail to, the connect timeout
+  // bounds what leaves the machine (defence in depth); it is still far
+  // above the time from starting a transfer to its open-socket hook, so it
+  // cannot fire before the guard refuses.
+  static ProbeRequest OffMachineRequest(const std::string& url) {
+    ProbeRequest r = Request(url);
+    SetDuration(absl::Seconds(2), r.limits.mutable_connect_timeout());
     return r;
   }
 
   static v1::Outcome Run(ProbeEngine* engine, ProbeRequest request) {
-    return testing::RunProbe(engine, std::move(request), absl::Seconds(60));
+    return testing::RunProbe(engine, std::move(request), absl::Seconds(120));
   }
 
   // Refused by our policy, without a connection.
@@ -117,18 +132,19 @@ TEST_F(GuardTest, RefusesForbiddenTargetsWithoutConnecting) {
   //    hosts are allowlisted on purpose so that CheckUrl lets them through).
   ASSERT_FALSE(guard_->CheckAddressText("169.254.169.254").ok());
   ASSERT_FALSE(guard_->CheckAddressText("10.0.0.1").ok());
-  o = Run(engine.get(), Request("http://169.254.169.254/latest/"));
+  o = Run(engine.get(), OffMachineRequest("http://169.254.169.254/latest/"));
   ExpectRefused(o, "169.254.169.254 is link-local (cloud metadata)");
-  o = Run(engine.get(), Request("http://10.0.0.1:8080/"));
+  o = Run(engine.get(), OffMachineRequest("http://10.0.0.1:8080/"));
   ExpectRefused(o, "10.0.0.1 is private");
 
   // 3. Hosts outside the allowlist never get as far as name resolution.
   std::unique_ptr<ProbeEngine> strict = Engine(TargetGuardOptions());
   ASSERT_NE(strict, nullptr);
-  o = Run(strict.get(), Request("http://169.254.169.254/latest/meta-data/"));
+  o = Run(strict.get(),
+          OffMachineRequest("http://169.254.169.254/latest/meta-data/"));
   ExpectRefused(o, "host 169.254.169.254 is not in the target allowlist");
   EXPECT_FALSE(o.timings().has_dns());
-  o = Run(strict.get(), Request("https://10.0.0.1/"));
+  o = Run(strict.get(), OffMachineRequest("https://10.0.0.1/"));
   ExpectRefused(o, "host 10.0.0.1 is not in the target allowlist");
   o = Run(strict.get(),
           Request(absl::StrCat("http://localhost:", listener->port(), "/")));
@@ -146,9 +162,12 @@ TEST_F(GuardTest, AllowedLoopbackDoesConnect) {
   options.allow_loopback = true;
   std::unique_ptr<ProbeEngine> engine = Engine(options);
   ASSERT_NE(engine, nullptr);
-  const v1::Outcome o =
-      Run(engine.get(),
-          Request(absl::StrCat("http://localhost:", listener->port(), "/")));
+  // The stall limit is the one limit under test: short, and far below the
+  // total timeout, so a slow machine cannot make the deadline win.
+  ProbeRequest r =
+      Request(absl::StrCat("http://localhost:", listener->port(), "/"));
+  SetDuration(absl::Milliseconds(500), r.limits.mutable_stall_limit());
+  const v1::Outcome o = Run(engine.get(), r);
   EXPECT_EQ(o.outcome_class(), v1::STALLED) << Describe(o);
   // A bounded wait for an event, not a duration: the accept may lag the
   // probe's stall on a loaded machine.

@@ -202,13 +202,18 @@ class Http2Test : public ::testing::Test {
     r.size_bytes = kSize;
     r.seed = kSeed;
     r.transport.set_http_version("2");
-    SetDuration(absl::Seconds(5), r.limits.mutable_timeout());
+    // Far beyond what the slowest machine needs (half as fast, under a
+    // sanitizer, with another test in parallel): every probe here must end
+    // by itself, never by a limit.
+    SetDuration(absl::Seconds(60), r.limits.mutable_timeout());
+    SetDuration(absl::Seconds(30), r.limits.mutable_stall_limit());
+    SetDuration(absl::Seconds(30), r.limits.mutable_connect_timeout());
     return r;
   }
 
   v1::Outcome Run(ProbeRequest request) {
     return testing::RunProbe(engine_.get(), std::move(request),
-                             absl::Seconds(60));
+                             absl::Seconds(120));
   }
 
   static std::string* dir_;

@@ -36,6 +36,20 @@ using testing::FromProto;
 using testing::SetDuration;
 using Framing = FaultSpec::Framing;
 
+// Limits that must not decide a probe: far beyond what the slowest machine
+// needs (half as fast, under a sanitizer, with another test in parallel).
+// A test shortens only the one limit it tests.
+constexpr absl::Duration kGenerousTimeout = absl::Seconds(60);
+constexpr absl::Duration kGenerousStall = absl::Seconds(30);
+constexpr absl::Duration kGenerousConnect = absl::Seconds(30);
+// The stall limit of a probe that must stall and whose bytes before the
+// stall are counted exactly. The fault server sends those bytes in several
+// writes (head, end of head, body pieces) right after it read the request;
+// a limit this long cannot expire in between however loaded the machine,
+// and it is still far below kGenerousTimeout, so STALLED cannot turn into
+// TIMEOUT.
+constexpr absl::Duration kStallUnderTest = absl::Seconds(2);
+
 // Current resident set size of this process, from /proc.
 int64_t RssBytes() {
   std::ifstream f("/proc/self/statm");
@@ -75,8 +89,9 @@ class ProbeEngineTest : public ::testing::Test {
     r.agent_id = "agent-1";
     r.region = "us-east-1";
     r.target = "canary";
-    SetDuration(absl::Seconds(5), r.limits.mutable_timeout());
-    SetDuration(absl::Seconds(2), r.limits.mutable_stall_limit());
+    SetDuration(kGenerousTimeout, r.limits.mutable_timeout());
+    SetDuration(kGenerousStall, r.limits.mutable_stall_limit());
+    SetDuration(kGenerousConnect, r.limits.mutable_connect_timeout());
     return r;
   }
 
@@ -144,6 +159,11 @@ struct FaultCase {
   v1::OutcomeClass want_class;
   v1::TransferEnd want_end;
   int64_t want_received = -1;  // -1 = don't check.
+  // Far from what the case does, except the one limit it tests: a short
+  // stall limit only for the cases that must stall, a short timeout only for
+  // the one that must hit its deadline.
+  absl::Duration stall = kGenerousStall;
+  absl::Duration timeout = kGenerousTimeout;
 };
 
 FaultSpec Spec(Framing framing) {
@@ -198,12 +218,15 @@ std::vector<FaultCase> FaultCases() {
     s.stall_at = 1000;
     c.push_back(
         {"stall_mid_body", s, 4096, v1::STALLED, v1::STALL_LIMIT, 1000});
+    c.back().stall = kStallUnderTest;
   }
   {
     FaultSpec s;
     s.silent = true;
     c.push_back(
         {"accept_never_answer", s, 4096, v1::STALLED, v1::STALL_LIMIT, 0});
+    // Nothing is ever sent: STALLED with 0 bytes however slow the machine.
+    c.back().stall = absl::Milliseconds(300);
   }
   {
     FaultSpec s = Spec(Framing::kContentLength);
@@ -265,6 +288,12 @@ std::vector<FaultCase> FaultCases() {
     s.trickle = absl::Milliseconds(100);
     c.push_back(
         {"trickle_beyond_deadline", s, 4096, v1::TIMEOUT, v1::DEADLINE});
+    // The body would take 410 s: the 4 s deadline ends it. The stall limit
+    // is 30 trickle intervals (no pause of the server makes a byte that
+    // late), yet below the deadline, so the case still proves that each
+    // trickled byte keeps the probe alive.
+    c.back().stall = absl::Seconds(3);
+    c.back().timeout = absl::Seconds(4);
   }
   return c;
 }
@@ -275,8 +304,8 @@ TEST_F(ProbeEngineTest, EachFaultLandsInItsClass) {
   std::vector<ProbeRequest> requests;
   for (size_t i = 0; i < cases.size(); ++i) {
     ProbeRequest r = Request(cases[i].spec, cases[i].size);
-    SetDuration(absl::Milliseconds(300), r.limits.mutable_stall_limit());
-    SetDuration(absl::Milliseconds(1500), r.limits.mutable_timeout());
+    SetDuration(cases[i].stall, r.limits.mutable_stall_limit());
+    SetDuration(cases[i].timeout, r.limits.mutable_timeout());
     requests.push_back(std::move(r));
   }
   std::vector<v1::Outcome> got;
@@ -395,8 +424,8 @@ TEST_F(ProbeEngineTest, DetectsAStallWithinTheLimit) {
   s.stall_at = 5000;
   ProbeRequest r = Request(s, 65536);
   r.chunk_bytes = 1000;
-  SetDuration(absl::Milliseconds(300), r.limits.mutable_stall_limit());
-  SetDuration(absl::Seconds(60), r.limits.mutable_timeout());
+  SetDuration(kStallUnderTest, r.limits.mutable_stall_limit());
+  SetDuration(kGenerousTimeout, r.limits.mutable_timeout());
   const v1::Outcome o = Run(r);
   ASSERT_EQ(o.outcome_class(), v1::STALLED) << Describe(o);
   EXPECT_EQ(o.received_bytes(), 5000u);
@@ -404,24 +433,28 @@ TEST_F(ProbeEngineTest, DetectsAStallWithinTheLimit) {
       FromProto(o.timings().total()) - FromProto(o.timings().last_byte());
   // The stall timer fired (the class says so, long before the 60 s
   // deadline), and not before the limit.
-  EXPECT_GE(silent, absl::Milliseconds(300)) << silent;
-  std::printf("300 ms stall limit: stall declared after %s of silence\n",
+  EXPECT_GE(silent, kStallUnderTest) << silent;
+  std::printf("%s stall limit: stall declared after %s of silence\n",
+              absl::FormatDuration(kStallUnderTest).c_str(),
               absl::FormatDuration(silent).c_str());
 }
 
-// A header line sent one byte per 100 ms takes 2.3 s to arrive: every byte
-// counts as activity, so a 1 s stall limit is not hit; a 50 ms one is.
+// A header line sent one byte per 100 ms takes 3.3 s to arrive: every byte
+// counts as activity, so a 2 s stall limit (20 intervals: no pause of the
+// server makes a byte that late) is not hit, though it is well below the
+// time the whole line takes; a 50 ms one is hit.
 TEST_F(ProbeEngineTest, HeaderBytesTrickledSlowlyAreNotAStall) {
   FaultSpec s;
-  s.header_trickle_bytes = 10;  // "x-trickle: tttttttttt\r\n": 23 bytes.
+  s.header_trickle_bytes = 20;  // "x-trickle: " + 20 't' + "\r\n": 33 bytes.
   s.header_trickle = absl::Milliseconds(100);
   ProbeRequest r = Request(s, 4096);
-  SetDuration(absl::Seconds(1), r.limits.mutable_stall_limit());
-  SetDuration(absl::Seconds(5), r.limits.mutable_timeout());
+  SetDuration(absl::Seconds(2), r.limits.mutable_stall_limit());
+  SetDuration(kGenerousTimeout, r.limits.mutable_timeout());
   const v1::Outcome o = Run(r);
   ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
   EXPECT_EQ(o.received_bytes(), 4096u);
-  EXPECT_GE(FromProto(o.timings().first_body_byte()), absl::Milliseconds(2200));
+  // The server cannot finish the line before 32 intervals have passed.
+  EXPECT_GE(FromProto(o.timings().first_body_byte()), absl::Milliseconds(3200));
 
   SetDuration(absl::Milliseconds(50), r.limits.mutable_stall_limit());
   r.probe_id += "-b";
@@ -446,8 +479,12 @@ TEST_F(ProbeEngineTest, TruncationAtByteKReportsExactlyK) {
 }
 
 TEST_F(ProbeEngineTest, StreamingRecordsChunksAndGaps) {
-  ProbeRequest r = Request(Spec(Framing::kChunked), 4000);
-  r.chunk_bytes = 1000;
+  // Four chunks of 100 bytes: the whole response (about 700 bytes with its
+  // head) fits in one read of libcurl's smallest receive buffer (1 KiB), so
+  // however late the engine reads, no chunk is split across two reads and
+  // each chunk is exactly one delivery.
+  ProbeRequest r = Request(Spec(Framing::kChunked), 400);
+  r.chunk_bytes = 100;
   r.chunk_gap = absl::Milliseconds(40);
   const v1::Outcome o = Run(r);
   ASSERT_EQ(o.outcome_class(), v1::OK) << Describe(o);
@@ -529,11 +566,14 @@ TEST_F(ProbeEngineTest, ManyConcurrentProbes) {
     });
     max_seen = std::max(max_seen, engine_->in_flight());
   }
+  // Each probe has the fixture's generous limits (60 s total, 30 s stall):
+  // all 2000 share one server thread, so a probe may wait long for its turn
+  // under a sanitizer. The bound is only a safety limit.
   absl::MutexLock lock(&mu);
   ASSERT_TRUE(
       mu.AwaitWithTimeout(absl::Condition(
                               +[](int* d) { return *d == kProbes; }, &done),
-                          absl::Seconds(60)));
+                          absl::Seconds(300)));
   EXPECT_EQ(ok, kProbes);
   EXPECT_GT(max_seen, 256);  // Queued beyond max_in_flight, then drained.
 }
@@ -577,10 +617,14 @@ TEST_F(ProbeEngineTest, HostileEndpointsEndWithinLimitsInBoundedMemory) {
                        absl::Seconds(60), v1::STALLED});
   }
   {
+    // Ended by its deadline. The stall limit is far above the 1 s between
+    // bytes (no pause of the server makes a byte 3 s late), yet below the
+    // deadline: the trickle evades the stall limit and the deadline still
+    // ends it.
     FaultSpec s;
     s.trickle = absl::Seconds(1);
-    hostile.push_back({"one_byte_per_second", s, 1024, absl::Seconds(2),
-                       absl::Milliseconds(2500), v1::TIMEOUT});
+    hostile.push_back({"one_byte_per_second", s, 1024, absl::Seconds(4),
+                       absl::Seconds(6), v1::TIMEOUT});
   }
   std::vector<ProbeRequest> requests;
   for (size_t i = 0; i < hostile.size(); ++i) {
