@@ -1,19 +1,22 @@
 // The emulator on real sockets: the canary function contract, Function URL
 // behaviour and every fault effect, checked on the wire (status, headers,
 // chunking, byte counts, FIN vs RST, timing).
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/sha.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <regex>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -60,6 +63,51 @@ v1::Scenario Scenario(absl::string_view yaml) {
 std::string Get(absl::string_view path, absl::string_view extra_headers = "") {
   return absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n",
                       extra_headers, "Connection: close\r\n\r\n");
+}
+
+// Reads from the blocking socket `fd` into `data` until `done()` holds.
+// False if the peer closed or reset first, or still not done after `bound`
+// (a safety limit against a broken server, never an expectation of speed).
+bool ReadUntil(int fd, std::string* data, const std::function<bool()>& done,
+               absl::Duration bound = absl::Seconds(60)) {
+  Clock* clock = Clock::Real();
+  const absl::Duration deadline = clock->MonotonicNow() + bound;
+  char buf[4096];
+  while (!done()) {
+    const absl::Duration left = deadline - clock->MonotonicNow();
+    if (left <= absl::ZeroDuration()) return false;
+    pollfd p{fd, POLLIN, 0};
+    const int ready =
+        poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (ready < 0 && errno != EINTR) return false;
+    if (ready <= 0) continue;
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return false;
+    data->append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Sends all of `request` on the blocking socket `fd`.
+bool SendAll(int fd, absl::string_view request) {
+  size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n =
+        send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// When the byte at `offset` of `raw.data` arrived (infinite: never).
+absl::Duration ArrivalOf(const testing::RawResult& raw, size_t offset) {
+  size_t end = 0;
+  for (const testing::Arrival& a : raw.arrivals) {
+    end += a.bytes;
+    if (offset < end) return a.at;
+  }
+  return absl::InfiniteDuration();
 }
 
 class WireTest : public ::testing::Test {
@@ -157,9 +205,11 @@ TEST_F(WireTest, BufferedResponseHeadersAreThoseOfAFunctionUrl) {
 }
 
 TEST_F(WireTest, StreamWritesChunksOfCBytesWithGapsOfGMilliseconds) {
+  testing::RawOptions options;
+  options.timeout = absl::Seconds(60);  // Safety bound only.
   testing::RawResult raw = testing::RawExchange(
       testing::PortOf(stream_),
-      Get("/canary?bytes=10000&chunk=3000&gap_ms=60&seed=9"));
+      Get("/canary?bytes=10000&chunk=3000&gap_ms=60&seed=9"), options);
   ASSERT_TRUE(raw.eof);
   testing::ParsedResponse r = testing::ParseResponse(raw.data);
   ASSERT_TRUE(r.complete);
@@ -169,9 +219,19 @@ TEST_F(WireTest, StreamWritesChunksOfCBytesWithGapsOfGMilliseconds) {
   EXPECT_THAT(r.chunk_sizes, ElementsAre(3000, 3000, 3000, 1000));
   EXPECT_TRUE(r.final_chunk);
   EXPECT_EQ(r.body, MakePayload(9, 10000));
-  // Four writes separated by three gaps.
-  ASSERT_GE(raw.arrivals.size(), 4u);
+  // Four writes separated by three gaps: chunk k (from 0) cannot arrive
+  // before k gaps have passed. Checked per byte offset, not per recv(): a
+  // client that reads late receives several writes in one recv(), which
+  // only makes them later.
+  ASSERT_EQ(r.chunk_sizes.size(), 4u);
+  size_t offset = raw.data.find("\r\n\r\n") + 4;  // Chunk 0's size line.
+  for (size_t k = 0; k < r.chunk_sizes.size(); ++k) {
+    EXPECT_GE(ArrivalOf(raw, offset), absl::Milliseconds(60 * k))
+        << "chunk " << k;
+    offset = raw.data.find("\r\n", offset) + 2 + r.chunk_sizes[k] + 2;
+  }
   // The last write cannot arrive before three gaps have passed.
+  ASSERT_FALSE(raw.arrivals.empty());
   EXPECT_GE(raw.arrivals.back().at, absl::Milliseconds(3 * 60));
 }
 
@@ -243,23 +303,98 @@ TEST(CanaryLimitsTest, BufferedSixMegabyteCapIs502) {
   EXPECT_EQ(stream.body.size(), 6291557u);
 }
 
+// What DrainResponse saw.
+struct Drained {
+  std::string head;    // The first bytes received (the response head).
+  std::string tail;    // The last bytes received.
+  uint64_t bytes = 0;  // Every byte received, head and framing included.
+  bool eof = false;    // The server closed cleanly.
+};
+
+// GETs `target` from 127.0.0.1:`port` with Connection: close and reads the
+// response until the server closes, keeping only its first and last bytes
+// (the body may be larger than the test wants to hold); gives up after
+// `bound`.
+Drained DrainResponse(int port, absl::string_view target,
+                      absl::Duration bound) {
+  Drained out;
+  const int fd = testing::ConnectLoopback(port);
+  if (fd < 0 || !SendAll(fd, Get(target))) {
+    if (fd >= 0) close(fd);
+    return out;
+  }
+  Clock* clock = Clock::Real();
+  const absl::Duration deadline = clock->MonotonicNow() + bound;
+  std::vector<char> buf(256 * 1024);
+  while (true) {
+    const absl::Duration left = deadline - clock->MonotonicNow();
+    if (left <= absl::ZeroDuration()) break;
+    pollfd p{fd, POLLIN, 0};
+    const int ready =
+        poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    const ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+    if (n == 0) out.eof = true;
+    if (n <= 0) break;
+    const size_t got = static_cast<size_t>(n);
+    if (out.head.size() < 4096) {
+      out.head.append(buf.data(), std::min(got, 4096 - out.head.size()));
+    }
+    const size_t keep = std::min<size_t>(got, 64);
+    out.tail.append(buf.data() + got - keep, keep);
+    if (out.tail.size() > 64) out.tail.erase(0, out.tail.size() - 64);
+    out.bytes += static_cast<uint64_t>(n);
+  }
+  close(fd);
+  return out;
+}
+
 TEST(ShapingTest, StreamsAreShapedAfterSixMebibytesUnlessSwitchedOff) {
-  const uint64_t size = 6 * 1024 * 1024 + 1024 * 1024;  // 1 MiB shaped.
-  absl::Duration elapsed[2];
-  for (int shaped = 0; shaped < 2; ++shaped) {
+  constexpr uint64_t kUnshaped = 6 * 1024 * 1024;    // Then shaped...
+  constexpr uint64_t kShapedRate = 2 * 1024 * 1024;  // ...to 2 MiB/s...
+  constexpr uint64_t kShapedWrite = 64 * 1024;       // ...in writes of 64 KiB.
+  // Shaping on: each shaped write but the last is followed by its pause at
+  // 2 MiB/s, so 1 MiB past 6 MiB cannot take less than 15 x 31.25 ms.
+  {
+    constexpr uint64_t kShaped = 1024 * 1024;
     EmulatorOptions options;
-    options.config.set_shape_streaming(shaped == 1);
+    options.config.set_shape_streaming(true);
     auto emu = Start(options);
     ASSERT_NE(emu, nullptr);
-    testing::CurlResult r = testing::CurlFetch(absl::StrCat(
-        emu->url("us-east-1", v1::RESPONSE_STREAM), "canary?bytes=", size));
+    testing::CurlResult r = testing::CurlFetch(
+        absl::StrCat(emu->url("us-east-1", v1::RESPONSE_STREAM),
+                     "canary?bytes=", kUnshaped + kShaped),
+        testing::WithTimeout(absl::Seconds(60)));
+    ASSERT_EQ(r.curl_code, 0) << r.error;
     ASSERT_EQ(r.status, 200);
-    ASSERT_EQ(r.body.size(), size);
-    elapsed[shaped] = r.total;
+    ASSERT_EQ(r.body.size(), kUnshaped + kShaped);
+    EXPECT_GE(r.total, absl::Microseconds(1000000 * (kShaped - kShapedWrite) /
+                                          kShapedRate));  // 468.75 ms.
   }
-  // 1 MiB at 2 MiB/s is >= 0.5 s.
-  EXPECT_GE(elapsed[1], absl::Milliseconds(480));
-  EXPECT_LT(elapsed[0], elapsed[1]);
+  // Shaping off: a stream 128 MiB past 6 MiB, which shaped could not end
+  // before (128 MiB - 64 KiB) / 2 MiB/s ~ 64 s, ends within the 60 s bound
+  // (which is a safety limit: unshaped over loopback it takes about a
+  // second; nothing here compares two measured durations).
+  {
+    constexpr uint64_t kPastSix = 128 * 1024 * 1024;
+    constexpr uint64_t kSize = kUnshaped + kPastSix;
+    static_assert((kPastSix - kShapedWrite) / kShapedRate > 60,
+                  "shaped, the stream could end within the bound");
+    EmulatorOptions options;
+    options.config.set_shape_streaming(false);
+    options.config.mutable_canary_limits()->set_max_bytes(kSize);
+    auto emu = Start(options);
+    ASSERT_NE(emu, nullptr);
+    Drained d = DrainResponse(
+        testing::PortOf(emu->url("us-east-1", v1::RESPONSE_STREAM)),
+        absl::StrCat("/canary?bytes=", kSize), absl::Seconds(60));
+    EXPECT_TRUE(absl::StartsWith(d.head, "HTTP/1.1 200 ")) << d.head;
+    // The whole body and its last chunk arrived, then the server closed.
+    EXPECT_TRUE(d.eof) << d.bytes << " bytes received within 60 s";
+    EXPECT_GT(d.bytes, kSize);
+    EXPECT_TRUE(absl::EndsWith(d.tail, "\r\n0\r\n\r\n"));
+  }
 }
 
 // Sum of `metric` for fleetcanary-canary:`alias` over all visible minutes.
@@ -304,35 +439,48 @@ TEST(ThrottlingTest, ReservedConcurrencyGives429WithoutInvocation) {
   auto emu = Start(options, &clock);
   ASSERT_NE(emu, nullptr);
   const std::string stream = emu->url("us-east-1", v1::RESPONSE_STREAM);
-  // One slow invocation holds the only slot (5 chunks, 150 ms apart); its
-  // response head has arrived, so the handler has taken the slot.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(testing::PortOf(stream)));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  const std::string req = Get("/canary?bytes=5&chunk=1&gap_ms=150");
-  ASSERT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL),
-            static_cast<ssize_t>(req.size()));
+  // One invocation holds the only slot for as long as the test wants: its
+  // stream stalls after 10 bytes with no end of its own (the server's real
+  // timer would end it only after 10 minutes), until the test closes the
+  // connection. Only streams of 100 bytes or more stall.
+  ASSERT_TRUE(emu->SetScenario(Scenario("faults: [{name: hold, modes: "
+                                        "[RESPONSE_STREAM], min_bytes: 100, "
+                                        "probability: {base: 1}, effect: "
+                                        "stall, after_bytes: 10}]"))
+                  .ok());
+  const int fd = testing::ConnectLoopback(testing::PortOf(stream));
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, Get("/canary?bytes=100")));
+  // Its first bytes have arrived, so the handler has taken the slot (it
+  // does before anything is written).
   std::string slow_response;
-  char buf[4096];
-  pollfd p{fd, POLLIN, 0};
-  ASSERT_EQ(poll(&p, 1, 3000), 1);
-  ssize_t n = recv(fd, buf, sizeof(buf), 0);
-  ASSERT_GT(n, 0);
-  slow_response.append(buf, n);
-  testing::CurlResult throttled = testing::CurlFetch(
-      emu->url("us-east-1", v1::BUFFERED) + "canary?bytes=1");
-  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) slow_response.append(buf, n);
+  const bool slow_started = ReadUntil(fd, &slow_response, [&] {
+    return testing::ParseResponse(slow_response).body.size() >= 10;
+  });
+  testing::CurlResult throttled =
+      testing::CurlFetch(emu->url("us-east-1", v1::BUFFERED) + "canary?bytes=1",
+                         testing::WithTimeout(absl::Seconds(60)));
+  // The client gives up on the stalled invocation, which ends it.
   close(fd);
+  ASSERT_TRUE(slow_started) << slow_response;
   EXPECT_EQ(testing::ParseResponse(slow_response).status, 200);
-  EXPECT_EQ(testing::ParseResponse(slow_response).body, MakePayload(0, 5));
+  EXPECT_EQ(testing::ParseResponse(slow_response).body, MakePayload(0, 10));
   EXPECT_EQ(throttled.status, 429);
   EXPECT_EQ(throttled.Header("x-amzn-errortype"), "TooManyRequestsException");
   EXPECT_EQ(throttled.body, "{\"Message\":\"Rate Exceeded.\"}");
+  // The server notices the close asynchronously; an invocation gives its
+  // slot back before its connection is released, so once no connection is
+  // open the slot is free (waiting on this, not on retried requests, which
+  // would count throttles of their own).
+  EXPECT_TRUE(testing::WaitUntil([&] {
+    return emu->server_stats().open_connections == 0;
+  })) << emu->server_stats().open_connections
+      << " connections still open";
   // Slot free again.
-  EXPECT_EQ(testing::CurlFetch(stream + "canary?bytes=1").status, 200);
+  EXPECT_EQ(testing::CurlFetch(stream + "canary?bytes=1",
+                               testing::WithTimeout(absl::Seconds(60)))
+                .status,
+            200);
   // The platform counted one throttle and no invocation for it.
   clock.AdvanceTime(absl::Minutes(2));
   EXPECT_EQ(MetricSum(*emu, "Throttles", "buffered"), 1);
@@ -464,7 +612,7 @@ TEST_F(WireTest, TruncateStreamWithFinalChunkEndsTheMessageCleanly) {
       "after_bytes: 2500, final_chunk: true}]");
   testing::RawOptions options;
   options.stop_after_response = true;
-  options.timeout = absl::Seconds(3);
+  options.timeout = absl::Seconds(60);  // Safety bound only.
   testing::RawResult raw = testing::RawExchange(
       testing::PortOf(stream_),
       "GET /canary?bytes=10000&chunk=1000 HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -512,12 +660,22 @@ TEST_F(WireTest, StallForeverHoldsUntilTheClientGivesUp) {
   SetScenario(
       "faults: [{name: st, probability: {base: 1}, effect: stall, "
       "after_bytes: 10}]");
-  testing::RawOptions options;
-  options.timeout = absl::Milliseconds(500);
-  testing::RawResult raw = testing::RawExchange(
-      testing::PortOf(buffered_), Get("/canary?bytes=100&seed=5"), options);
-  EXPECT_TRUE(raw.timed_out);
-  EXPECT_EQ(testing::ParseResponse(raw.data).body, MakePayload(5, 10));
+  const int fd = testing::ConnectLoopback(testing::PortOf(buffered_));
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, Get("/canary?bytes=100&seed=5")));
+  // The 10 bytes before the stall arrive, however long that takes...
+  std::string data;
+  EXPECT_TRUE(ReadUntil(fd, &data, [&] {
+    return testing::ParseResponse(data).body.size() >= 10;
+  })) << data;
+  // ...then nothing: the stall has no end of its own, so the connection
+  // stays open and silent while the client waits (500 ms here; a slow
+  // machine can only make the server later, never earlier).
+  pollfd p{fd, POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 500), 0) << "the stall ended by itself";
+  close(fd);
+  EXPECT_EQ(testing::ParseResponse(data).status, 200);
+  EXPECT_EQ(testing::ParseResponse(data).body, MakePayload(5, 10));
   // The client closed: the emulator releases the connection.
   EXPECT_TRUE(testing::WaitUntil([&] {
     return emu_->server_stats().open_connections == 0;
@@ -727,18 +885,18 @@ std::string RunCommand(const std::string& command) {
 
 TEST_F(WireTest, TheCurlProgramSeesTheContract) {
   const std::string out = RunCommand(
-      "curl -sS --max-time 5 -i --raw -H 'x-canary-probe-id: cli' '" + stream_ +
-      "canary?bytes=20&chunk=8&seed=1' | od -An -c");
+      "curl -sS --max-time 60 -i --raw -H 'x-canary-probe-id: cli' '" +
+      stream_ + "canary?bytes=20&chunk=8&seed=1' | od -An -c");
   // od output of: "HTTP/1.1 200 OK" ... "8\r\n" <8 bytes> ... "0\r\n\r\n".
   EXPECT_THAT(out, HasSubstr("H   T   T   P   /   1   .   1       2   0   0"));
   const std::string headers = RunCommand(
-      "curl -sS --max-time 5 -D - -o /dev/null -H 'x-canary-probe-id: cli' '" +
+      "curl -sS --max-time 60 -D - -o /dev/null -H 'x-canary-probe-id: cli' '" +
       buffered_ + "canary?bytes=20&seed=1'");
   EXPECT_THAT(headers, HasSubstr("HTTP/1.1 200 OK"));
   EXPECT_THAT(headers, HasSubstr("Content-Length: 20"));
   EXPECT_THAT(headers, HasSubstr("x-canary-probe-id: cli"));
   EXPECT_THAT(headers, HasSubstr("x-canary-bytes: 20"));
-  const std::string size = RunCommand("curl -sS --max-time 5 '" + stream_ +
+  const std::string size = RunCommand("curl -sS --max-time 60 '" + stream_ +
                                       "canary?bytes=12345&chunk=100' | wc -c");
   EXPECT_EQ(absl::StripAsciiWhitespace(size), "12345");
 }

@@ -22,7 +22,8 @@ struct CurlOptions {
   std::string method = "GET";
   std::string body;
   std::vector<std::string> headers;  // "Name: value".
-  absl::Duration timeout = absl::Seconds(10);
+  // A safety bound, far beyond a slow machine's need.
+  absl::Duration timeout = absl::Seconds(60);
   std::string ca_file;
   bool insecure = false;
 };
@@ -92,7 +93,9 @@ struct RawResult {
 };
 
 struct RawOptions {
-  absl::Duration timeout = absl::Seconds(5);
+  // A safety bound, far beyond a slow machine's need (a test that wants
+  // the connection held open sets its own).
+  absl::Duration timeout = absl::Seconds(60);
   // shutdown(SHUT_WR) after sending the request.
   bool half_close = false;
   // Stop reading once one complete HTTP response was received.
