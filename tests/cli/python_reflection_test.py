@@ -182,7 +182,7 @@ class ReflectionClientTest(unittest.TestCase):
             response_deserializer=Resp.FromString)
 
         def ask(**kw):
-            responses = list(info(iter([Req(**kw)]), timeout=10))
+            responses = list(info(iter([Req(**kw)]), timeout=60))
             assert len(responses) == 1, responses
             r = responses[0]
             assert not r.HasField("error_response"), r.error_response
@@ -242,7 +242,7 @@ class ReflectionClientTest(unittest.TestCase):
     def live_agents(self):
         In, list_agents = self.method("ListAgents")
         live = self.pool.FindEnumTypeByName("fleetcanary.v1.AgentState").values_by_name["LIVE"].number
-        reply = list_agents(In(), timeout=5)
+        reply = list_agents(In(), timeout=60)
         return sorted((a.agent_id, a.region) for a in reply.agents if a.state == live)
 
     def wait_for_agents(self):
@@ -262,7 +262,7 @@ class ReflectionClientTest(unittest.TestCase):
         In, run_probe = self.method("RunProbe", streaming=True)
         request = In(target="canary", sizes=[2, 1024], count=5, concurrency=4,
                      stream_outcomes=True)
-        events = list(run_probe(request, timeout=30))
+        events = list(run_probe(request, timeout=120))
         kinds = [e.WhichOneof("event") for e in events]
         self.assertEqual(kinds.count("dispatched"), 2)
         self.assertEqual(kinds.count("outcome"), 2 * 2 * 2 * 5)
@@ -280,7 +280,7 @@ class ReflectionClientTest(unittest.TestCase):
     def test_bad_request_names_the_field(self):
         In, run_probe = self.method("RunProbe", streaming=True)
         with self.assertRaises(grpc.RpcError) as ctx:
-            list(run_probe(In(target="canary", sizes=[2]), timeout=10))
+            list(run_probe(In(target="canary", sizes=[2]), timeout=60))
         self.assertEqual(ctx.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("count", ctx.exception.details())
 

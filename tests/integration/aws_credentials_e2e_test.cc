@@ -215,13 +215,14 @@ TEST_F(AwsCredentialsE2eTest, TargetRoleSignsItsProbesAndReadsAcrossRefresh) {
       "arn:aws:iam::123456789012:role/fleetcanary-agent";
   constexpr char kTargetRole[] =
       "arn:aws:iam::210987654321:role/canary-cross-account";
-  constexpr absl::Duration kShortLifetime = absl::Seconds(6);
+  constexpr absl::Duration kShortLifetime = absl::Seconds(12);
   // 1. Emulator: AWS_IAM Function URLs and signed CloudWatch; credentials
-  // it issues live 6 s (refreshed at half their lifetime).
+  // it issues live 12 s (refreshed at half their lifetime: 6 s of slack, far
+  // beyond a refresh delayed on a loaded machine).
   const std::string emu_config =
       Write("emulator.yaml",
             SignedEmulatorYaml("    auth: AWS_IAM\n", kShortLifetime));
-  StartEmulator(emu_config, "", absl::Seconds(20));
+  StartEmulator(emu_config, "", absl::Seconds(60));
   if (HasFatalFailure()) return;
   ASSERT_FALSE(emulator_.Url("control").empty());
   for (const std::string& l : emulator_.lines) {
@@ -242,7 +243,7 @@ TEST_F(AwsCredentialsE2eTest, TargetRoleSignsItsProbesAndReadsAcrossRefresh) {
 
   // 2. Controller. 3. The agent: web identity only, for its own role.
   StartControllerAndAgent({"--fleet=" + fleet_path}, kAgentRole,
-                          absl::Seconds(20));
+                          absl::Seconds(60));
   if (HasFatalFailure()) return;
 
   // 4. Wait (bounded) until a refreshed session of the target's role (its

@@ -164,7 +164,8 @@ std::string HttpGet(const std::string& address, const std::string& path) {
   std::string body;
   const std::string url = absl::StrCat("http://", address, path);
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 3000L);
+  // A bound far beyond a slow machine's need: callers treat "" as "not yet".
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(
       curl, CURLOPT_WRITEFUNCTION, +[](char* p, size_t s, size_t n, void* out) {

@@ -745,7 +745,9 @@ TEST(PostgresStoreTest, StalledTransactionCannotHoldTheLeaseForever) {
   ASSERT_TRUE(url.ok()) << url.status();
   PostgresStoreOptions options{*url};
   options.lock_timeout = absl::Milliseconds(200);
-  options.idle_in_transaction_timeout = absl::Seconds(3);
+  // Long enough that the first blocked try below surely runs before the
+  // server ends the stalled session, even on a loaded machine.
+  options.idle_in_transaction_timeout = absl::Seconds(10);
   auto store = CreatePostgresStore(options);
   ASSERT_TRUE(store.ok()) << store.status();
   const absl::Time t0 = absl::FromUnixSeconds(10000);
@@ -772,10 +774,10 @@ TEST(PostgresStoreTest, StalledTransactionCannotHoldTheLeaseForever) {
       << blocked.status();
   EXPECT_NE(blocked.status().message().find("lock timeout"), std::string::npos)
       << blocked.status();
-  // The server ends the stalled session (3 s idle); each try below waits at
-  // most the 200 ms lock bound. 30 s bounds the loop on a slow machine.
+  // The server ends the stalled session (10 s idle); each try below waits at
+  // most the 200 ms lock bound. 60 s bounds the loop on a slow machine.
   absl::StatusOr<LeaderLease> taken = blocked;
-  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
   while (!taken.ok() && absl::Now() < give_up) {
     taken = (*store)->AcquireLease("b", "b:1", t0 + ttl * 2, ttl);
   }
