@@ -13,7 +13,7 @@ PACKAGES=(
   libboost-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   clang-format curl openssl python3 python3-grpcio nodejs
   python3-yaml libxml2-dev python3-botocore
-  libcli11-dev
+  libcli11-dev libjemalloc-dev
   prometheus
   nghttp2-server
   libcivetweb-dev wrk nginx-light python3-protobuf chromium

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "common/build/allocator.h"
 #include "common/build/build_info.h"
 
 namespace fleetcanary {
@@ -41,16 +42,17 @@ prometheus::MetricFamily Family(const char* name, const char* help,
   return f;
 }
 
-// fleetcanary_build_info{program,revision,version} 1.
+// fleetcanary_build_info{program,revision,version,allocator} 1.
 prometheus::MetricFamily BuildInfoFamily(const std::string& program) {
   prometheus::MetricFamily f;
   f.name = "fleetcanary_build_info";
-  f.help = "1, labelled with the binary's version and git revision.";
+  f.help = "1, labelled with the binary's version, git revision and malloc.";
   f.type = prometheus::MetricType::Gauge;
   prometheus::ClientMetric m;
   m.label = {{"program", program},
              {"revision", BuildRevision()},
-             {"version", BuildVersion()}};
+             {"version", BuildVersion()},
+             {"allocator", AllocatorName()}};
   m.gauge.value = 1;
   f.metric.push_back(std::move(m));
   return f;

@@ -1,6 +1,7 @@
 // Every daemon as an operator first meets it: --help lists the program's own
 // flags with their defaults, --version names version and revision, and
 // /metrics carries fleetcanary_build_info and the standard process metrics.
+#include <gnu/libc-version.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
@@ -143,10 +144,15 @@ void ExpectDocumented(const std::string& body) {
 void ExpectStandardMetrics(const std::string& body,
                            const std::string& program) {
   ExpectDocumented(body);
+  // The controller runs on jemalloc (linked in), the others on glibc's.
+  const std::string allocator =
+      program == "fleetcanary-controller"
+          ? "jemalloc 5."
+          : absl::StrCat("glibc ", gnu_get_libc_version());
   EXPECT_TRUE(absl::StrContains(
       body, absl::StrCat("fleetcanary_build_info{program=\"", program,
                          "\",revision=\"", BuildRevision(), "\",version=\"",
-                         BuildVersion(), "\"} 1")))
+                         BuildVersion(), "\",allocator=\"", allocator)))
       << body;
   for (const char* m : {"process_cpu_seconds_total ",
                         "process_resident_memory_bytes ", "process_open_fds ",

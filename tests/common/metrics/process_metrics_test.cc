@@ -1,6 +1,7 @@
 #include "common/metrics/process_metrics.h"
 
 #include <fcntl.h>
+#include <gnu/libc-version.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -100,6 +101,9 @@ TEST(ProcessMetrics, BuildInfoCarriesVersionRevisionAndProgram) {
   EXPECT_EQ(labels["program"], "fleetcanary-agent");
   EXPECT_EQ(labels["version"], BuildVersion());
   EXPECT_EQ(labels["revision"], BuildRevision());
+  // This test binary is not linked with jemalloc: glibc's, with its version.
+  EXPECT_EQ(labels["allocator"],
+            absl::StrCat("glibc ", gnu_get_libc_version()));
   EXPECT_EQ(fs[0].metric[0].gauge.value, 1);
   EXPECT_FALSE(std::string(BuildVersion()).empty());
   EXPECT_NE(std::string(BuildVersion()), "Debug build");
