@@ -27,6 +27,9 @@ void HardDown::Observe(Context* ctx, const std::string& agent, absl::Time t,
     baseline_n_ += 1;
     baseline_k_ += failed ? 1 : 0;
   }
+  // The common case, a healthy stream with no agent in a failure run, moves
+  // nothing: it builds no evidence (this runs once per probe).
+  if (state == v1::HEALTHY && !down && in_run == 0) return;
   v1::Evidence ev;
   SetClasses(&ev, false);
   ev.set_statistic_name("agents_in_failure_run");
